@@ -1,0 +1,112 @@
+"""The ``ecg-transfer`` command line: one subcommand per step of the pipeline.
+
+    ecg-transfer download ptbxl|g12ec --root DIR       fetch a dataset from PhysioNet (checksummed)
+    ecg-transfer data summary --dataset D --root DIR   what a dataset holds and what is wrong in it
+    ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import EcgTransferError
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=["ptbxl", "cinc", "g12ec"],
+                   help="ptbxl: a PTB-XL tree (ptbxl_database.csv, records100/...); "
+                        "cinc (alias g12ec): a folder of CinC 2020/2021-format records (*.hea + *.mat)")
+    p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
+    p.add_argument("--fs", type=int, default=None,
+                   help="PTB-XL: which records to read, 100 (records100, default) or 500 (records500)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="PTB-XL at 500 Hz: use the records present when some are missing (says how many)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where signal caches live (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first bad record instead of skipping it and listing it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_data_summary(args: argparse.Namespace) -> int:
+    from .datasets.summary import format_summary, summarise
+
+    s = summarise(args.dataset, args.root, fs=args.fs, cache_dir=args.cache_dir,
+                  allow_missing=args.allow_missing, strict=args.strict, progress=not args.no_progress)
+    print(json.dumps(s, indent=2) if args.json else format_summary(s))
+    return 0
+
+
+def _cmd_data_cache(args: argparse.Namespace) -> int:
+    from .datasets.cache import load_or_build
+    from .datasets.registry import open_dataset
+
+    adapter = open_dataset(args.dataset, args.root, fs=args.fs, allow_missing=args.allow_missing, strict=args.strict)
+    cached = load_or_build(adapter, fs=args.to_fs, seconds=args.seconds, cache_dir=args.cache_dir,
+                           strict=args.strict, progress=not args.no_progress, rebuild=args.rebuild)
+    print(f"{cached.path}: {len(cached.table)} records, shape {tuple(cached.signals.shape)}, "
+          f"{len(cached.problems)} problem(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecg-transfer",
+        description="Transfer learning on 12-lead ECGs: read PTB-XL and CinC-format sets (G12EC), "
+                    "pre-train, fine-tune, evaluate with confidence intervals.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from .datasets.download import add_download_arguments, run_download
+
+    p = sub.add_parser("download", help="download PTB-XL or G12EC from PhysioNet, resumable, checksummed",
+                       description="Download a dataset from PhysioNet into ROOT/<dataset>/, resuming partial "
+                                   "files, retrying failures and verifying SHA256SUMS where published.")
+    add_download_arguments(p)
+    p.set_defaults(func=run_download)
+
+    data = sub.add_parser("data", help="inspect datasets and build signal caches",
+                          description="Inspect datasets and build their memory-mapped signal caches.")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    p = dsub.add_parser("summary", help="records, rates, folds, class counts and every problem found",
+                        description="Read every record (through the cache) and print what the dataset holds: "
+                                    "records, sampling rates, folds, class counts per PTB-XL task and per label "
+                                    "protocol, and every problem found. Bad records are skipped and listed "
+                                    "unless --strict.")
+    _add_dataset_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON (keys: records, tasks, problems, ...)")
+    p.set_defaults(func=_cmd_data_summary)
+
+    p = dsub.add_parser("cache", help="build (or reuse) the memory-mapped signal cache",
+                        description="Build the float32 signal cache for a dataset at a sampling rate, "
+                                    "resampling with scipy.signal.resample_poly. Reused while inputs and "
+                                    "settings are unchanged.")
+    _add_dataset_args(p)
+    p.add_argument("--to-fs", type=float, default=None, help="resample to this rate in Hz (default: native)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="seconds stored per record; longer records are cut, shorter zero-padded (default: longest)")
+    p.add_argument("--rebuild", action="store_true", help="build again even if a matching cache exists")
+    p.set_defaults(func=_cmd_data_cache)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EcgTransferError as exc:
+        print(f"ecg-transfer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ecg-transfer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

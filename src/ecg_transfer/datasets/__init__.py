@@ -1,0 +1,1 @@
+"""Dataset adapters: raw files on disk -> validated signals in mV + a metadata/label table."""

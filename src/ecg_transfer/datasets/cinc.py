@@ -1,0 +1,459 @@
+"""Adapter for the PhysioNet/CinC 2020/2021 format: ``E00001.hea`` (WFDB header) + ``E00001.mat``.
+
+G12EC and every other CinC-format set ship one MATLAB v4 file per record holding ``val``, the
+ADC integers as (n_leads, n_samples), beside a WFDB header that gives gain, baseline, lead names
+and the labels (``#Dx:`` SNOMED-CT codes) as comments.
+
+Why the header is parsed here and not by ``wfdb.rdheader``: wfdb 4.x refuses the record line of
+most G12EC headers (``E00271.mat 12 500 ...`` -- the record name carries the ``.mat`` suffix) and
+its regular expressions are lenient, so a malformed gain would silently become the default of 200.
+The parser below follows the WFDB header specification with the same semantics as wfdb (gain
+``G(B)/U`` with baseline B defaulting to ADC zero, gain 0 meaning 200, physical = (d - B) / G);
+tests check it against ``wfdb.io._header`` and against ``wfdb.rdsamp`` on the real records.
+
+Problems are handled in two tiers (``strict=False``):
+
+* a header that cannot be parsed leaves its record out of :meth:`CinCDataset.index`;
+* a label problem (no/empty ``#Dx``, codes unknown to the CinC mapping, an unreadable age) keeps the
+  record in the index (its signal is fine; the label mapper decides) but is listed too.
+
+Both end up in ``self.problems`` with a message saying which tier applies. With ``strict=True`` the
+first problem of either kind raises :class:`RecordError` instead. Signal problems surface when the
+signal is read (:meth:`CinCDataset.read` raises, :meth:`CinCDataset.iter_signals` yields the error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from ecg_transfer.datasets.base import RecordProblem
+from ecg_transfer.errors import DatasetError, RecordError
+
+#: Bump when a change here changes what ``read`` returns or which records ``index`` keeps.
+ADAPTER_VERSION = "cinc-1"
+
+# WFDB signal-line format field: FORMATxSAMPS_PER_FRAME:SKEW+BYTE_OFFSET (all but FORMAT optional).
+_RX_FMT = re.compile(r"^(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?$")
+# WFDB gain field: ADC_GAIN(BASELINE)/UNITS, baseline and units optional ("1000/mV", "1000.0(0)/mV").
+_RX_GAIN = re.compile(
+    r"^(?P<gain>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$"
+)
+_RX_INT = re.compile(r"^[-+]?\d+$")
+# Physical units -> factor to millivolts. WFDB's default unit (none written) is mV.
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+# WFDB: "if the ADC gain is zero or missing, the default (200 ADC units per physical unit) is used".
+_WFDB_DEFAULT_GAIN = 200.0
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+UnknownCodesFn = Callable[[Iterable[str]], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class CinCHeader:
+    """Everything ``read`` and ``index`` need from one header, already validated."""
+
+    record_id: str
+    path: Path
+    mat_path: Path
+    fs: float
+    n_samples: int
+    leads: tuple[str, ...]
+    gains: tuple[float, ...]  # ADC units per mV (after unit conversion)
+    baselines: tuple[int, ...]
+    age: float
+    sex: str | None
+    dx: tuple[str, ...]
+    has_dx_line: bool
+    label_notes: tuple[str, ...] = field(default=())  # label problems found while parsing
+
+    @property
+    def n_leads(self) -> int:
+        return len(self.leads)
+
+
+def decode_header_bytes(data: bytes, path: Path | str) -> str:
+    """Header bytes -> text, refusing binary files (a ``.mat`` renamed ``.hea``, a macOS ``._`` file)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(str(path), f"header is not text (not UTF-8/ASCII: byte {exc.start})") from None
+    bad = _CONTROL_CHARS.search(text)
+    if bad is not None:
+        raise RecordError(
+            str(path), f"header is not text (binary byte 0x{ord(bad.group()):02x} at offset {bad.start()})"
+        )
+    return text
+
+
+def _parse_record_line(line: str, path: Path) -> tuple[str, int, float, int]:
+    tokens = line.split()
+    if len(tokens) < 4:
+        raise RecordError(
+            str(path), f"record line {line!r} needs name, signal count, sampling rate and sample count"
+        )
+    name, n_sig_s, fs_s, n_samp_s = tokens[:4]
+    if "/" in name:
+        raise RecordError(str(path), f"multi-segment record {name!r} is not a CinC-format record")
+    # CinC quirk: G12EC writes the record name as 'E00271.mat'.
+    if name.lower().endswith(".mat"):
+        name = name[:-4]
+    if not n_sig_s.isdigit() or int(n_sig_s) < 1:
+        raise RecordError(str(path), f"record line: signal count {n_sig_s!r} is not a positive integer")
+    # Sampling frequency may carry a counter frequency 'FS/CF(BASE)'; only FS matters here.
+    fs_field = fs_s.split("/", 1)[0]
+    try:
+        fs = float(fs_field)
+    except ValueError:
+        fs = math.nan
+    if not math.isfinite(fs) or fs <= 0:
+        raise RecordError(str(path), f"record line: sampling rate {fs_s!r} is not a positive number")
+    if not n_samp_s.isdigit() or int(n_samp_s) < 1:
+        raise RecordError(str(path), f"record line: sample count {n_samp_s!r} is not a positive integer")
+    return name, int(n_sig_s), fs, int(n_samp_s)
+
+
+def parse_gain_field(text: str) -> tuple[float, int | None, str]:
+    """``'1000.0(0)/mV'`` -> (gain, baseline or None, units); WFDB semantics, strict syntax.
+
+    Baseline ``None`` means "not written": WFDB then uses the ADC zero. Gain 0 means 200.
+    Raises ``ValueError`` on anything wfdb would silently misread.
+    """
+    m = _RX_GAIN.match(text)
+    if m is None:
+        raise ValueError(f"gain field {text!r} is not GAIN[(BASELINE)][/UNITS]")
+    gain = float(m.group("gain"))
+    if not math.isfinite(gain):
+        raise ValueError(f"gain field {text!r}: gain is not finite")
+    if gain == 0:
+        gain = _WFDB_DEFAULT_GAIN
+    baseline = int(m.group("baseline")) if m.group("baseline") is not None else None
+    units = m.group("units") or "mV"
+    return gain, baseline, units
+
+
+def _parse_signal_line(line: str, path: Path, index: int) -> tuple[str, str, float, int, str]:
+    """-> (file name, format, gain in ADC units per mV, baseline, lead name)."""
+    where = f"signal line {index + 1}"
+    tokens = line.split(maxsplit=8)
+    if len(tokens) < 2:
+        raise RecordError(str(path), f"{where} {line!r} has no format field")
+    file_name, fmt_s = tokens[0], tokens[1]
+    fm = _RX_FMT.match(fmt_s)
+    if fm is None:
+        raise RecordError(str(path), f"{where}: format {fmt_s!r} is not FORMAT[xN][:SKEW][+OFFSET]")
+    if fm.group("spf") not in (None, "1"):
+        raise RecordError(str(path), f"{where}: {fm.group('spf')} samples per frame is not supported")
+    gain, baseline, units = _WFDB_DEFAULT_GAIN, None, "mV"
+    if len(tokens) > 2:
+        try:
+            gain, baseline, units = parse_gain_field(tokens[2])
+        except ValueError as exc:
+            raise RecordError(str(path), f"{where}: {exc}") from None
+    scale = _UNIT_TO_MV.get(units.lower())
+    if scale is None:
+        raise RecordError(str(path), f"{where}: unit {units!r} is not a voltage (mV, uV or V)")
+    for pos, label in ((3, "ADC resolution"), (4, "ADC zero"), (5, "initial value"), (6, "checksum"), (7, "block size")):
+        if len(tokens) > pos and not _RX_INT.match(tokens[pos]):
+            raise RecordError(str(path), f"{where}: {label} {tokens[pos]!r} is not an integer")
+    adc_zero = int(tokens[4]) if len(tokens) > 4 else 0
+    if baseline is None:
+        baseline = adc_zero
+    if len(tokens) < 9 or not tokens[8].strip():
+        raise RecordError(str(path), f"{where} {line!r} has no lead name")
+    # gain is ADC units per `units`; ADC units per mV = gain / (mV per unit), e.g. 1/uV -> 1000/mV.
+    return file_name, fmt_s, gain / scale, baseline, tokens[8].strip()
+
+
+def _parse_comments(comments: list[str]) -> dict[str, str]:
+    """``#Age: 56`` -> {'age': '56'}; first occurrence wins, keys lower-cased."""
+    fields: dict[str, str] = {}
+    for line in comments:
+        body = line.lstrip("#").strip()
+        key, sep, value = body.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _parse_age(value: str | None) -> tuple[float, str | None]:
+    if value is None or value.strip().lower() in ("", "nan", "unknown", "none"):
+        return math.nan, None
+    try:
+        age = float(value)
+    except ValueError:
+        return math.nan, f"#Age {value!r} is not a number (age set to NaN)"
+    if not math.isfinite(age) or age < 0:
+        return math.nan, f"#Age {value!r} is not a valid age (age set to NaN)"
+    return age, None
+
+
+def _parse_sex(value: str | None) -> str | None:
+    v = (value or "").strip().lower()
+    if v in ("male", "m"):
+        return "Male"
+    if v in ("female", "f"):
+        return "Female"
+    return None
+
+
+def _parse_dx(value: str | None) -> tuple[str, ...]:
+    """Comma-separated SNOMED codes, order kept, repeats dropped (E00015 lists 284470004 twice)."""
+    if value is None:
+        return ()
+    codes = [c.strip() for c in value.split(",")]
+    return tuple(dict.fromkeys(c for c in codes if c))
+
+
+def parse_header_text(text: str, path: Path | str) -> CinCHeader:
+    """Parse and validate one CinC header; raises :class:`RecordError` naming ``path``."""
+    path = Path(path)
+    lines = [ln.strip() for ln in text.splitlines()]
+    comments = [ln for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not body:
+        raise RecordError(str(path), "header has no record line")
+    name, n_sig, fs, n_samples = _parse_record_line(body[0], path)
+    if name != path.stem:
+        raise RecordError(str(path), f"header names record {name!r}, but the file is {path.name!r}")
+    sig_lines = body[1:]
+    if len(sig_lines) != n_sig:
+        raise RecordError(
+            str(path), f"record line declares {n_sig} signals but the header has {len(sig_lines)} signal lines"
+        )
+    parsed = [_parse_signal_line(ln, path, i) for i, ln in enumerate(sig_lines)]
+    files = {p[0] for p in parsed}
+    if len(files) != 1:
+        raise RecordError(str(path), f"signals are spread over several files {sorted(files)}; expected one .mat")
+    file_name = files.pop()
+    if not file_name.lower().endswith(".mat"):
+        raise RecordError(str(path), f"signal file {file_name!r} is not a .mat file (not CinC format)")
+    leads = tuple(p[4] for p in parsed)
+    if len({ld.upper() for ld in leads}) != len(leads):
+        raise RecordError(str(path), f"lead names repeat: {list(leads)}")
+
+    meta = _parse_comments(comments)
+    age, age_note = _parse_age(meta.get("age"))
+    dx = _parse_dx(meta.get("dx"))
+    notes = [age_note] if age_note else []
+    return CinCHeader(
+        record_id=path.stem,
+        path=path,
+        mat_path=path.parent / file_name,
+        fs=fs,
+        n_samples=n_samples,
+        leads=leads,
+        gains=tuple(p[2] for p in parsed),
+        baselines=tuple(p[3] for p in parsed),
+        age=age,
+        sex=_parse_sex(meta.get("sex")),
+        dx=dx,
+        has_dx_line="dx" in meta,
+        label_notes=tuple(notes),
+    )
+
+
+def parse_header(path: Path | str) -> CinCHeader:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordError(str(path), f"cannot read header: {exc.strerror or exc}") from None
+    return parse_header_text(decode_header_bytes(data, path), path)
+
+
+def _default_unknown_codes(codes: Iterable[str]) -> Iterable[str]:
+    # Imported lazily: the label module is a separate layer and must not be needed to read signals.
+    from ecg_transfer.labels import unknown_codes
+
+    return unknown_codes(codes)
+
+
+def load_mat_signal(header: CinCHeader) -> np.ndarray:
+    """Read ``val`` from the header's .mat and return float64 mV (n_samples, n_leads), validated."""
+    rec = str(header.path)
+    mat = header.mat_path
+    if not mat.is_file():
+        raise RecordError(rec, f"signal file {mat} does not exist")
+    try:
+        contents = scipy.io.loadmat(str(mat))
+    except Exception as exc:  # scipy reports truncation/corruption as ValueError, TypeError, IndexError, ...
+        raise RecordError(rec, f"cannot read MATLAB file {mat.name} (truncated or corrupt?): {exc}") from None
+    if "val" not in contents:
+        keys = sorted(k for k in contents if not k.startswith("__"))
+        raise RecordError(rec, f"MATLAB file {mat.name} has no 'val' variable (found {keys})")
+    val = np.asarray(contents["val"])
+    if val.dtype.kind not in "iuf":
+        raise RecordError(rec, f"'val' in {mat.name} has dtype {val.dtype}, expected integers")
+    if val.ndim != 2:
+        raise RecordError(rec, f"'val' in {mat.name} has shape {val.shape}, expected (n_leads, n_samples)")
+    n_leads, n_samples = val.shape
+    if (n_leads, n_samples) != (header.n_leads, header.n_samples):
+        hint = " (looks transposed)" if (n_samples, n_leads) == (header.n_leads, header.n_samples) else ""
+        parts = []
+        if n_leads != header.n_leads:
+            parts.append(f"header has {header.n_leads} leads but {mat.name} has {n_leads}")
+        if n_samples != header.n_samples:
+            parts.append(f"header has {header.n_samples} samples but {mat.name} has {n_samples}")
+        raise RecordError(rec, "; ".join(parts) + hint)
+    if val.dtype.kind == "f":
+        bad = ~np.isfinite(val)
+        if bad.any():
+            lead, sample = np.argwhere(bad)[0]
+            raise RecordError(
+                rec,
+                f"{int(bad.sum())} non-finite values (NaN/inf) in {mat.name}, "
+                f"first in lead {header.leads[lead]} at sample {sample}",
+            )
+    gains = np.asarray(header.gains, dtype=np.float64)[:, None]
+    baselines = np.asarray(header.baselines, dtype=np.float64)[:, None]
+    signal = (val.astype(np.float64) - baselines) / gains
+    return np.ascontiguousarray(signal.T)
+
+
+class CinCDataset:
+    """A folder tree of CinC-format records (``*.hea`` + ``*.mat``), found recursively."""
+
+    name = "cinc"
+
+    def __init__(
+        self,
+        root: str | Path,
+        strict: bool = False,
+        *,
+        unknown_codes: UnknownCodesFn | None = None,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"CinC dataset root {self.root} is not a directory")
+        self.strict = strict
+        self._unknown_codes = unknown_codes or _default_unknown_codes
+        self.problems: list[RecordProblem] = []
+        self._header_paths: dict[str, Path] | None = None
+        self._headers: dict[str, CinCHeader] = {}
+        self._header_errors: dict[str, RecordError] = {}
+        self._index: pd.DataFrame | None = None
+
+    # -- discovery -------------------------------------------------------------------------
+    def _discover(self) -> dict[str, Path]:
+        if self._header_paths is None:
+            found: dict[str, Path] = {}
+            for p in sorted(self.root.rglob("*.hea")):
+                if not p.is_file():
+                    continue
+                if p.stem in found:
+                    raise DatasetError(
+                        f"record id {p.stem!r} is not unique: {found[p.stem]} and {p} (CinC record ids are file stems)"
+                    )
+                found[p.stem] = p
+            if not found:
+                raise DatasetError(f"no *.hea headers under {self.root} (is this a CinC-format dataset?)")
+            self._header_paths = dict(sorted(found.items()))
+        return self._header_paths
+
+    def _header(self, record_id: str) -> CinCHeader:
+        if record_id in self._headers:
+            return self._headers[record_id]
+        if record_id in self._header_errors:
+            raise self._header_errors[record_id]
+        paths = self._discover()
+        if record_id not in paths:
+            raise RecordError(record_id, f"no header {record_id}.hea under {self.root}")
+        try:
+            header = parse_header(paths[record_id])
+        except RecordError as exc:
+            self._header_errors[record_id] = exc
+            raise
+        self._headers[record_id] = header
+        return header
+
+    # -- protocol --------------------------------------------------------------------------
+    def index(self) -> pd.DataFrame:
+        """One row per record whose header parses; problems listed in ``self.problems``."""
+        if self._index is not None:
+            return self._index.copy()
+        problems: list[RecordProblem] = []
+
+        def flag(record: str, problem: str, outcome: str) -> None:
+            if self.strict:
+                raise RecordError(record, problem)
+            problems.append(RecordProblem(record, f"{problem} [{outcome}]"))
+
+        headers: list[CinCHeader] = []
+        for record_id in self._discover():
+            try:
+                headers.append(self._header(record_id))
+            except RecordError as exc:
+                flag(exc.record, exc.problem, "header unusable: record skipped")
+
+        all_codes = sorted({c for h in headers for c in h.dx})
+        unknown = set(self._unknown_codes(all_codes)) if all_codes else set()
+        for h in headers:
+            rec = str(h.path)
+            for note in h.label_notes:
+                flag(rec, note, "record kept")
+            if not h.has_dx_line:
+                flag(rec, "no #Dx line", "record kept, no labels")
+            elif not h.dx:
+                flag(rec, "empty #Dx", "record kept, no labels")
+            bad = [c for c in h.dx if c in unknown]
+            if bad:
+                flag(rec, f"Dx code(s) {', '.join(bad)} not in the CinC SNOMED mapping",
+                     "record kept, codes ignored by labels")
+
+        # Built column by column with explicit dtypes: pandas 3 would infer ``str`` for ``sex`` and
+        # turn a missing sex into NaN; it stays None here.
+        df = pd.DataFrame(
+            {
+                "record_id": pd.Series([h.record_id for h in headers], dtype=object),
+                "path": pd.Series([str(h.path) for h in headers], dtype=object),
+                "mat_path": pd.Series([str(h.mat_path) for h in headers], dtype=object),
+                "fs": pd.Series([h.fs for h in headers], dtype="float64"),
+                "n_samples": pd.Series([h.n_samples for h in headers], dtype="int64"),
+                "n_leads": pd.Series([h.n_leads for h in headers], dtype="int64"),
+                "leads": pd.Series([list(h.leads) for h in headers], dtype=object),
+                "age": pd.Series([h.age for h in headers], dtype="float64"),
+                "sex": pd.Series([h.sex for h in headers], dtype=object),
+                "dx": pd.Series([list(h.dx) for h in headers], dtype=object),
+            }
+        )
+        self.problems = problems
+        self._index = df
+        return df.copy()
+
+    def header(self, record_id: str) -> CinCHeader:
+        """The parsed header (gains, baselines, lead names) behind ``read``; raises RecordError."""
+        return self._header(record_id)
+
+    def read(self, record_id: str) -> np.ndarray:
+        """float64 mV, shape (n_samples, n_leads) in header lead order; RecordError if anything is off."""
+        return load_mat_signal(self._header(record_id))
+
+    def iter_signals(self, record_ids: Sequence[str]) -> Iterator[tuple[str, np.ndarray | Exception]]:
+        """Stream signals; a bad record yields its RecordError (not raised) so a builder can skip it."""
+        for record_id in record_ids:
+            try:
+                yield record_id, self.read(record_id)
+            except RecordError as exc:
+                yield record_id, exc
+
+    def fingerprint(self) -> dict:
+        """What a cache built from this folder depends on: stat() of every .hea/.mat, no file reads."""
+        entries = []
+        for p in sorted(self.root.rglob("*")):
+            if p.suffix.lower() not in (".hea", ".mat") or not p.is_file():
+                continue
+            st = p.stat()
+            entries.append(f"{p.relative_to(self.root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}")
+        digest = hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()[:16]
+        return {"adapter": self.name, "version": ADAPTER_VERSION, "n_files": len(entries), "files_sha256": digest}
