@@ -242,3 +242,20 @@ def test_real_ptbxl_500hz_missing_count(ptbxl_root: Path) -> None:
     with pytest.raises(DatasetError, match=r"21306 of 21837 .*531 are present"):
         PTBXL(ptbxl_root, fs=500).index()
     assert len(PTBXL(ptbxl_root, fs=500, allow_missing=True).index()) == 531
+
+
+@pytest.mark.realdata
+def test_real_ptbxl_in_the_cinc2020_label_space(ptbxl_meta_root: Path) -> None:
+    """PTB-XL mapped through the protocol gives the challenge's own per-code PTB-XL counts."""
+    from ecg_transfer.labels import get_protocol, snomed_lookup
+
+    table = PTBXL(ptbxl_meta_root, allow_missing=True).database  # scp_codes parsed
+    y = get_protocol("cinc2020").encode_table(table)
+    counts = dict(zip(get_protocol("cinc2020").class_names, y.sum(axis=0)))
+    published = pd.read_csv(Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc_labels"
+                            / "evaluation-2020" / "dx_mapping_scored.csv")
+    by_abbrev = dict(zip(published["Abbreviation"], published["PTB-XL"]))
+    assert counts["NSR"] == by_abbrev["NSR"] == 18092
+    assert counts["LAD"] == by_abbrev["LAD"]  # needs heart_axis, not scp_codes
+    assert counts["AF"] == by_abbrev["AF"]
+    assert snomed_lookup()  # the lookup loads from package data

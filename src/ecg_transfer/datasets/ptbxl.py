@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import DatasetError, RecordError
 from .wfdb_fast import read_block, read_physical
 
-ADAPTER_VERSION = "ptbxl-1"
+ADAPTER_VERSION = "ptbxl-2"  # bump when index() columns change: cached tables hold them
 RATES = {100: "filename_lr", 500: "filename_hr"}
 
 
@@ -65,7 +65,7 @@ class PTBXL:
         """One row per record whose signal file exists at this rate.
 
         Columns: record_id, ecg_id, patient_id, age, sex ("Male"/"Female"), fold (``strat_fold``),
-        fs, n_samples, n_leads, path (relative, without extension), scp_codes (dict).
+        fs, n_samples, n_leads, path (relative, without extension), scp_codes (dict), heart_axis.
         """
         if self._index is None:
             db = self.database
@@ -93,6 +93,7 @@ class PTBXL:
                     "n_leads": 12,
                     "path": paths[present].to_numpy(),
                     "scp_codes": db["scp_codes"].to_numpy(),
+                    "heart_axis": db["heart_axis"].to_numpy() if "heart_axis" in db else None,
                 }
             )
         return self._index

@@ -23,7 +23,7 @@ def record_folds(
         return pd.Series(table["fold"].to_numpy(dtype=int), index=table["record_id"], name="fold")
     from ..labels import get_protocol
 
-    y = get_protocol(protocol).encode_snomed(list(table["dx"]))
+    y = get_protocol(protocol).encode_table(table)
     hashes = [signal_hash(np.asarray(cached.signals[r])) for r in table["row"]]
     groups = duplicate_signal_groups(hashes)
     folds = stratified_folds(y, n_folds=n_folds, seed=seed, groups=groups)

@@ -32,13 +32,9 @@ def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict
         for task in PTBXL_TASKS:
             names, y = task_labels(db, adapter.statements, task)
             out[task] = _class_counts(names, y)
-        for name in PROTOCOLS:
-            proto = get_protocol(name)
-            out[f"protocol:{name}"] = _class_counts(proto.class_names, proto.encode_scp(list(table["scp_codes"])))
-    else:
-        for name in PROTOCOLS:
-            proto = get_protocol(name)
-            out[f"protocol:{name}"] = _class_counts(proto.class_names, proto.encode_snomed(list(table["dx"])))
+    for name in PROTOCOLS:
+        proto = get_protocol(name)
+        out[f"protocol:{name}"] = _class_counts(list(proto.class_names), proto.encode_table(table))
     return out
 
 

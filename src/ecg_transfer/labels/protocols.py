@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from .mapping import snomed_to_scp
+import pandas as pd
+
+from .mapping import snomed_to_scp, with_heart_axis
 from .ptbxl_tasks import parse_scp_codes
 from .snomed import equivalent_codes, scored_classes, snomed_lookup, unknown_codes
 
@@ -113,6 +115,21 @@ class LabelProtocol:
                 for j in index.get(code, ()):
                     y[i, j] = 1
         return y
+
+
+    def encode_table(self, table: pd.DataFrame) -> np.ndarray:
+        """Labels for a dataset adapter's index table, whichever dataset it comes from.
+
+        CinC-format tables carry SNOMED ``dx`` lists; PTB-XL tables carry ``scp_codes`` (and
+        ``heart_axis``, which the challenge used for the axis classes). This is the one place where
+        both datasets enter the shared label space.
+        """
+        if "dx" in table.columns:
+            return self.encode_snomed([list(d) for d in table["dx"]])
+        if "scp_codes" in table.columns:
+            axes = table["heart_axis"] if "heart_axis" in table.columns else [None] * len(table)
+            return self.encode_scp([with_heart_axis(c, a) for c, a in zip(table["scp_codes"], axes)])
+        raise ValueError("table has neither a 'dx' column (CinC) nor 'scp_codes' (PTB-XL)")
 
 
 def _seed18() -> LabelProtocol:
