@@ -60,7 +60,19 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def run(code: str, args: list[str]) -> dict:
+def drop_page_cache() -> bool:
+    """Empty the kernel's page cache (needs root) so every contender reads from disk."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run(code: str, args: list[str], cold: bool = False) -> dict:
+    dropped = drop_page_cache() if cold else False
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
     peak = 0
@@ -79,7 +91,8 @@ def run(code: str, args: list[str]) -> dict:
         raise SystemExit(f"contender failed with exit code {proc.returncode}")
     inner, *_ = out.split()
     return {"seconds": round(float(inner), 2), "process_seconds": round(time.perf_counter() - t0, 2),
-            "peak_rss_mib": round(peak / 1024, 1), "output": out.strip()}
+            "peak_rss_mib": round(peak / 1024, 1), "page_cache": "dropped" if dropped else "warm",
+            "output": out.strip()}
 
 
 def main() -> None:
@@ -87,14 +100,15 @@ def main() -> None:
     ap.add_argument("--root", required=True)
     ap.add_argument("--fs", default="100", choices=["100", "500"])
     ap.add_argument("--skip-plain", action="store_true", help="only time the cache build")
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before each contender (root)")
     args = ap.parse_args()
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as cache_dir:
-        results["ecg_transfer_cache_build"] = run(OURS, [args.root, args.fs, cache_dir])
+        results["ecg_transfer_cache_build"] = run(OURS, [args.root, args.fs, cache_dir], args.cold)
         results["ecg_transfer_cache_reopen"] = run(OURS, [args.root, args.fs, cache_dir])
     if not args.skip_plain:
-        results["plain_wfdb_rdsamp_loop"] = run(PLAIN, [args.root, args.fs])
+        results["plain_wfdb_rdsamp_loop"] = run(PLAIN, [args.root, args.fs], args.cold)
         results["speedup"] = round(results["plain_wfdb_rdsamp_loop"]["seconds"] / results["ecg_transfer_cache_build"]["seconds"], 1)
     print(json.dumps(results, indent=2))
 

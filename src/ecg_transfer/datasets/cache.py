@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -195,6 +196,10 @@ def _build(
             problems.append(RecordProblem(rid, msg))
         bar.update(len(valid))
 
+    prefetch = getattr(adapter, "prefetch", None)
+    warmer = threading.Thread(target=prefetch, args=(ids,), daemon=True) if prefetch else None
+    if warmer is not None:
+        warmer.start()
     global _WORKER_ADAPTER
     if workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods():
         ctx = mp.get_context("fork")

@@ -36,6 +36,7 @@ import pandas as pd
 import scipy.io
 
 from ecg_transfer.datasets.base import RecordProblem
+from ecg_transfer.datasets.wfdb_fast import WFDB_DEFAULT_GAIN, parse_gain_field
 from ecg_transfer.errors import DatasetError, RecordError
 
 #: Bump when a change here changes what ``read`` returns or which records ``index`` keeps.
@@ -43,15 +44,9 @@ ADAPTER_VERSION = "cinc-1"
 
 # WFDB signal-line format field: FORMATxSAMPS_PER_FRAME:SKEW+BYTE_OFFSET (all but FORMAT optional).
 _RX_FMT = re.compile(r"^(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?$")
-# WFDB gain field: ADC_GAIN(BASELINE)/UNITS, baseline and units optional ("1000/mV", "1000.0(0)/mV").
-_RX_GAIN = re.compile(
-    r"^(?P<gain>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$"
-)
 _RX_INT = re.compile(r"^[-+]?\d+$")
 # Physical units -> factor to millivolts. WFDB's default unit (none written) is mV.
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
-# WFDB: "if the ADC gain is zero or missing, the default (200 ADC units per physical unit) is used".
-_WFDB_DEFAULT_GAIN = 200.0
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 UnknownCodesFn = Callable[[Iterable[str]], Iterable[str]]
@@ -123,25 +118,6 @@ def _parse_record_line(line: str, path: Path) -> tuple[str, int, float, int]:
     return name, int(n_sig_s), fs, int(n_samp_s)
 
 
-def parse_gain_field(text: str) -> tuple[float, int | None, str]:
-    """``'1000.0(0)/mV'`` -> (gain, baseline or None, units); WFDB semantics, strict syntax.
-
-    Baseline ``None`` means "not written": WFDB then uses the ADC zero. Gain 0 means 200.
-    Raises ``ValueError`` on anything wfdb would silently misread.
-    """
-    m = _RX_GAIN.match(text)
-    if m is None:
-        raise ValueError(f"gain field {text!r} is not GAIN[(BASELINE)][/UNITS]")
-    gain = float(m.group("gain"))
-    if not math.isfinite(gain):
-        raise ValueError(f"gain field {text!r}: gain is not finite")
-    if gain == 0:
-        gain = _WFDB_DEFAULT_GAIN
-    baseline = int(m.group("baseline")) if m.group("baseline") is not None else None
-    units = m.group("units") or "mV"
-    return gain, baseline, units
-
-
 def _parse_signal_line(line: str, path: Path, index: int) -> tuple[str, str, float, int, str]:
     """-> (file name, format, gain in ADC units per mV, baseline, lead name)."""
     where = f"signal line {index + 1}"
@@ -154,7 +130,7 @@ def _parse_signal_line(line: str, path: Path, index: int) -> tuple[str, str, flo
         raise RecordError(str(path), f"{where}: format {fmt_s!r} is not FORMAT[xN][:SKEW][+OFFSET]")
     if fm.group("spf") not in (None, "1"):
         raise RecordError(str(path), f"{where}: {fm.group('spf')} samples per frame is not supported")
-    gain, baseline, units = _WFDB_DEFAULT_GAIN, None, "mV"
+    gain, baseline, units = WFDB_DEFAULT_GAIN, None, "mV"
     if len(tokens) > 2:
         try:
             gain, baseline, units = parse_gain_field(tokens[2])

@@ -11,6 +11,7 @@ or corrupt file becomes a :class:`~ecg_transfer.errors.RecordError`, never a wro
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ import wfdb
 
 from ..errors import RecordError
 
-_GAIN = re.compile(r"^(?P<gain>[-+0-9.eE]+)(?:\((?P<baseline>-?\d+)\))?(?:/(?P<units>\S+))?$")
-_GAIN_CACHE: dict[str, tuple[float, str | None, str]] = {}
+# WFDB gain field: ADC_GAIN(BASELINE)/UNITS, baseline and units optional ("1000/mV", "1000.0(0)/mV").
+_GAIN = re.compile(
+    r"^(?P<gain>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$"
+)
+WFDB_DEFAULT_GAIN = 200.0  # WFDB: a zero or missing ADC gain means 200 units per physical unit
+_GAIN_CACHE: dict[str, tuple[float, int | None, str]] = {}
 _DIGITAL_NAN_FMT16 = -32768
 
 
@@ -65,15 +70,13 @@ def parse_plain_header(text: str) -> PlainHeader | None:
         gain_field = f[2]
         cached = _GAIN_CACHE.get(gain_field)
         if cached is None:
-            m = _GAIN.match(gain_field)
-            if m is None:
-                return None
-            cached = _GAIN_CACHE.setdefault(
-                gain_field, (float(m["gain"]) or 200.0, m["baseline"], m["units"] or "mV")
-            )  # WFDB: a zero gain means the default 200
+            try:
+                cached = _GAIN_CACHE.setdefault(gain_field, parse_gain_field(gain_field))
+            except ValueError:
+                return None  # let wfdb's general reader say what is wrong
         gain, baseline, unit = cached
         gains.append(gain)
-        baselines.append(int(baseline) if baseline is not None else int(f[4]))
+        baselines.append(baseline if baseline is not None else int(f[4]))
         units.append(unit)
     ints = np.array([(int(f[5]), int(f[6])) for f in sig_lines], dtype=np.int64).reshape(n_sig, 2)
     return PlainHeader(
@@ -89,6 +92,25 @@ def parse_plain_header(text: str) -> PlainHeader | None:
         init_value=ints[:, 0],
         checksum=ints[:, 1],
     )
+
+
+def parse_gain_field(text: str) -> tuple[float, int | None, str]:
+    """``'1000.0(0)/mV'`` -> (gain, baseline or None, units); WFDB semantics, strict syntax.
+
+    Baseline ``None`` means "not written": WFDB then uses the ADC zero. Gain 0 means 200.
+    Raises ``ValueError`` on anything wfdb would silently misread.
+    """
+    m = _GAIN.match(text)
+    if m is None:
+        raise ValueError(f"gain field {text!r} is not GAIN[(BASELINE)][/UNITS]")
+    gain = float(m.group("gain"))
+    if not math.isfinite(gain):
+        raise ValueError(f"gain field {text!r}: gain is not finite")
+    if gain == 0:
+        gain = WFDB_DEFAULT_GAIN
+    baseline = int(m.group("baseline")) if m.group("baseline") is not None else None
+    units = m.group("units") or "mV"
+    return gain, baseline, units
 
 
 def _read_header_text(hea: Path) -> str:
