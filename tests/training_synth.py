@@ -25,15 +25,17 @@ def make_data(n: int = 64, c: int = 12, t: int = 300, seed: int = 0):
         X[:, k, :] += (Y[:, k, None] * 1.0 * burst).astype(np.float32)
     ids = [f"rec{i:03d}" for i in range(n)]
     perm = rng.permutation(n)
-    splits = {"train": np.sort(perm[:40]), "val": np.sort(perm[40:52]), "test": np.sort(perm[52:])}
+    n_train, n_val = int(0.625 * n), int(0.1875 * n)
+    splits = {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
+              "test": np.sort(perm[n_train + n_val:])}
     return X, Y, ids, splits
 
 
 def tiny_config(**overrides) -> dict:
     cfg = {
         "model": "fcn_wang",
-        "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]},
-        "fs": FS, "crop_seconds": 2.5, "stride_seconds": 1.25, "batch_size": 16, "epochs": 3,
+        "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.1},
+        "fs": FS, "crop_seconds": 2.5, "stride_seconds": 1.25, "batch_size": 8, "epochs": 3,
         "seed": 1, "device": "cpu",
     }
     for k, v in overrides.items():
@@ -42,3 +44,30 @@ def tiny_config(**overrides) -> dict:
         else:
             cfg[k] = v
     return cfg
+
+
+class Killed(Exception):
+    """Stands in for a process killed right after an epoch's checkpoint was written."""
+
+
+def kill_after(epoch: int):
+    def callback(row, model):
+        if row["epoch"] == epoch:
+            raise Killed(epoch)
+    return callback
+
+
+def load_state(path):
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    import torch
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def without_seconds(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]

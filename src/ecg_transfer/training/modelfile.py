@@ -1,0 +1,112 @@
+"""``model.pt``: a trained model that loads on its own -- weights plus everything needed to use them.
+
+Besides the weights it holds the model's build spec (registry name and arguments, see
+``ecg_transfer.models.build``), the label names in output order, the fitted scaler, the sampling
+rate, crop and stride lengths and the aggregation, so prediction on new records reproduces the
+run's preprocessing exactly. Only plain types and tensors are stored, so it loads with
+``torch.load(..., weights_only=True)`` (no pickled code runs when opening someone's file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..errors import ConfigError
+from .. import models
+from .scaler import GlobalStandardScaler
+
+MODEL_FILE = "model.pt"
+MODEL_FORMAT = "ecg_transfer.model/1"
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    label_names: list[str]
+    scaler: GlobalStandardScaler
+    fs: float
+    crop_len: int
+    stride: int
+    aggregate: str
+    spec: dict[str, Any]
+    config: dict[str, Any]
+
+    def predict(self, X: np.ndarray, indices: Sequence[int] | None = None, *, lengths: np.ndarray | None = None,
+                short: str = "error", batch_size: int = 128, device: str | torch.device = "cpu") -> np.ndarray:
+        """Record-level probabilities ``(n, K)`` for ``X`` (N, C, T) in mV at ``self.fs``, the run's way."""
+        from .predict import predict_records
+
+        idx = np.arange(X.shape[0]) if indices is None else np.asarray(indices)
+        self.model.to(device)
+        probs, _ = predict_records(self.model, X, idx, scaler=self.scaler, crop_len=self.crop_len,
+                                   stride=self.stride, aggregate=self.aggregate, batch_size=batch_size,
+                                   device=device, lengths=lengths, short=short)
+        return probs
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return v
+
+
+def save_model_file(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    label_names: Sequence[str],
+    scaler: GlobalStandardScaler,
+    fs: float,
+    crop_len: int,
+    stride: int,
+    aggregate: str,
+    config: dict[str, Any],
+) -> Path:
+    spec = _plain(dict(getattr(model, "spec", {})))
+    if "name" not in spec:
+        raise ValueError("model has no build spec (model.spec); build it with ecg_transfer.models.build")
+    obj = {
+        "format": MODEL_FORMAT, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "spec": spec, "label_names": [str(l) for l in label_names], "scaler": scaler.to_dict(),
+        "fs": float(fs), "crop_len": int(crop_len), "stride": int(stride), "aggregate": aggregate,
+        "config": _plain(config),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """Accept a run directory or the ``model.pt`` inside it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise ConfigError(f"no trained model at {path} (expected a run directory holding {MODEL_FILE}, "
+                          "or the file itself; is the pre-training run finished?)")
+    return path
+
+
+def load_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    path = resolve_model_path(path)
+    obj = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
+        raise ConfigError(f"{path}: not an ecg_transfer model file (format {obj.get('format') if isinstance(obj, dict) else None!r})")
+    spec = dict(obj["spec"])
+    kwargs = {k: v for k, v in spec.items() if k not in ("name", "in_channels", "n_classes")}
+    model = models.build(spec["name"], spec["in_channels"], spec["n_classes"], **kwargs)
+    model.load_state_dict(obj["state_dict"])
+    return LoadedModel(
+        model=model, label_names=list(obj["label_names"]), scaler=GlobalStandardScaler.from_dict(obj["scaler"]),
+        fs=float(obj["fs"]), crop_len=int(obj["crop_len"]), stride=int(obj["stride"]),
+        aggregate=str(obj["aggregate"]), spec=spec, config=dict(obj["config"]),
+    )

@@ -1,0 +1,310 @@
+"""One training run = one directory holding everything needed to trust, resume and reuse it.
+
+Layout of ``run_dir``:
+
+- ``config.json``: the resolved :class:`RunConfig` (every default filled in; reload with
+  ``load_config``), written when the run starts;
+- ``environment.json``: python/torch/numpy/... versions, git commit (None outside a checkout),
+  host, device, threads, seed, start time; resumed sessions are appended under ``resumed``;
+- ``splits.json``: the record ids of train / val / test, so two arms can be shown to share them;
+- ``checkpoint.pt``: written atomically after every epoch (see :mod:`.loop`), used by ``resume``;
+- ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds);
+- ``model.pt``: the final model (see :mod:`.modelfile`);
+- ``predictions_val.csv``, ``predictions_test.csv``: record-level probabilities (see :mod:`.predict`).
+
+The caller (the data layer) supplies arrays, not datasets: ``X`` (N, C, T) float32 mV (a memmap
+is fine), ``Y`` (N, K) multi-hot, ``record_ids`` (N), ``split_indices`` rows of X per split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..atomic import atomic_write_json
+from ..errors import DatasetError
+from .config import RunConfig, load_config, save_config
+from .finetune import check_policy, init_model, resolve_stages
+from .loop import CHECKPOINT, fit, load_checkpoint, macro_auc
+from .modelfile import MODEL_FILE, resolve_model_path, save_model_file
+from .predict import predict_records, save_predictions
+from .scaler import GlobalStandardScaler
+from .windows import ShortRecordError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+# Settings that may change between a run and its resumption (they do not change the maths).
+_RESUMABLE_CHANGES = ("device", "num_threads")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: RunConfig
+    history: list[dict[str, Any]]
+    val_macro_auc: float | None
+    test_macro_auc: float | None
+    model_path: Path
+    predictions: dict[str, Path]
+    resumed_from_epoch: int | None  # None: started fresh
+
+
+def _git_info() -> dict[str, Any]:
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=30)
+        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment_info(config: RunConfig, device: torch.device) -> dict[str, Any]:
+    """What a reader needs to reproduce the numbers: versions, commit, machine, threads, seed."""
+    from .. import __version__
+
+    info: dict[str, Any] = {
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0], "platform": platform.platform(), "hostname": socket.gethostname(),
+        "argv": list(sys.argv),
+        "packages": {"ecg-transfer": __version__, **{d: _version(d) for d in (
+            "torch", "numpy", "scipy", "scikit-learn", "pandas", "wfdb", "tqdm", "iterative-stratification")}},
+        "git": _git_info(),
+        "seed": config.seed, "deterministic": config.deterministic,
+        "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(), "device": str(device),
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@contextmanager
+def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the run, the previous global settings restored afterwards.
+
+    CPU kernels are already deterministic (same machine, same thread count); on CUDA, cuDNN's
+    autotuner and atomics-based kernels are switched off.
+    """
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check_inputs(
+    X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str], split_indices: Mapping[str, Sequence[int]],
+    label_names: Sequence[str], lengths: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    if X.ndim != 3:
+        raise DatasetError(f"X must be (records, leads, samples), got shape {X.shape}")
+    n = X.shape[0]
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise DatasetError(f"Y must be (records, labels) with {n} rows, got shape {Y.shape}")
+    if Y.shape[1] != len(label_names):
+        raise DatasetError(f"Y has {Y.shape[1]} label columns but {len(label_names)} label names were given")
+    if len(set(map(str, label_names))) != len(label_names):
+        raise DatasetError("label names must be unique")
+    if not np.isin(np.asarray(Y), (0, 1)).all():
+        raise DatasetError("Y must be multi-hot: only 0 and 1")
+    if len(record_ids) != n:
+        raise DatasetError(f"{len(record_ids)} record ids for {n} rows of X")
+    if lengths is not None and len(lengths) != n:
+        raise DatasetError(f"{len(lengths)} lengths for {n} rows of X")
+    unknown = sorted(set(split_indices) - set(SPLITS))
+    if unknown or "train" not in split_indices:
+        raise DatasetError(f"split_indices needs 'train' (and optionally 'val', 'test'); got keys {sorted(split_indices)}")
+    splits = {}
+    for name in SPLITS:
+        idx = np.asarray(split_indices.get(name, ()), dtype=np.int64).ravel()
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise DatasetError(f"split {name!r} has row indices outside 0..{n - 1}")
+        if np.unique(idx).size != idx.size:
+            raise DatasetError(f"split {name!r} lists a row twice")
+        splits[name] = idx
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        both = np.intersect1d(splits[a], splits[b])
+        if both.size:
+            ids = [str(record_ids[i]) for i in both[:5]]
+            raise DatasetError(f"splits {a!r} and {b!r} share {both.size} record(s), e.g. {ids}; a test or "
+                               "validation record must never be trained on")
+    used = np.concatenate(list(splits.values()))
+    if len({str(record_ids[i]) for i in used}) != used.size:
+        raise DatasetError("record ids are not unique across the rows used by the splits")
+    return splits
+
+
+def _split_digest(record_ids: Sequence[str], idx: np.ndarray) -> str:
+    return hashlib.sha256("\n".join(str(record_ids[i]) for i in idx).encode()).hexdigest()
+
+
+def _as_config(config: RunConfig | Mapping[str, Any] | str | Path) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, Mapping):
+        return RunConfig.from_dict(dict(config))
+    return load_config(config)
+
+
+def _meta_config(config: RunConfig) -> dict[str, Any]:
+    d = config.to_dict()
+    for k in _RESUMABLE_CHANGES:
+        d.pop(k, None)
+    return d
+
+
+def train_run(
+    config: RunConfig | Mapping[str, Any] | str | Path,
+    X: np.ndarray,
+    Y: np.ndarray,
+    record_ids: Sequence[str],
+    split_indices: Mapping[str, Sequence[int]],
+    label_names: Sequence[str],
+    run_dir: str | Path,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    *,
+    lengths: np.ndarray | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]] = (),
+) -> RunResult:
+    """Train (or fine-tune, with ``init_from`` / ``finetune.pretrained_run``) and evaluate one model.
+
+    The scaler is fitted on the training rows only; validation and test rows are only ever
+    predicted. ``lengths`` (optional, per row of X) marks how many samples of each row are signal
+    rather than cache padding. ``resume=True`` continues an interrupted run in ``run_dir`` and ends
+    with the same weights as an uninterrupted one; without it an existing run is never overwritten.
+    """
+    config = _as_config(config)
+    run_dir = Path(run_dir)
+    label_names = [str(l) for l in label_names]
+    record_ids = [str(r) for r in record_ids]  # positional, even for a pandas Series
+    splits = _check_inputs(X, Y, record_ids, split_indices, label_names, lengths)
+    ckpt_path = run_dir / CHECKPOINT
+    resuming = resume and ckpt_path.exists()
+    if not resuming and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
+
+    init = init_from if init_from is not None else config.finetune.pretrained_run
+    if init is not None:
+        init = resolve_model_path(init).resolve()
+        config = config.replace(finetune={**config.finetune.to_dict(), "pretrained_run": str(init)})
+    check_policy(config, pretrained=init is not None)
+    stages = resolve_stages(config)
+
+    device = pick_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    crop_len = config.crop_len
+    with _deterministic(config.deterministic, device):
+        seed_everything(config.seed)
+        model, pretrained = init_model(config, X.shape[1], Y.shape[1], init)
+        valid = np.full(X.shape[0], X.shape[2], dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+        if config.short_records == "error":
+            used = np.concatenate(list(splits.values()))
+            short = used[valid[used] < crop_len]
+            if short.size:
+                ids = [str(record_ids[i]) for i in short[:5]]
+                raise DatasetError(f"{short.size} record(s) are shorter than one {config.crop_seconds} s crop "
+                                   f"({crop_len} samples), e.g. {ids}; set short_records = \"pad\" to zero-pad them")
+
+        if resuming:
+            scaler = GlobalStandardScaler.from_dict(load_checkpoint(ckpt_path)["meta"]["scaler"])
+        elif config.finetune.scaler == "pretrained" and pretrained is not None:
+            scaler = pretrained.scaler
+        else:
+            scaler = GlobalStandardScaler().fit(X, splits["train"], lengths=lengths)
+
+        meta = {
+            "config": _meta_config(config), "label_names": label_names, "scaler": scaler.to_dict(),
+            "splits": {k: _split_digest(record_ids, v) for k, v in splits.items()},
+            "n_rows": int(X.shape[0]), "input_shape": [int(X.shape[1]), int(X.shape[2])],
+        }
+        env = environment_info(config, device)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            env_path = run_dir / "environment.json"
+            previous = json.loads(env_path.read_text()) if env_path.exists() else {}
+            previous.setdefault("resumed", []).append(env)
+            atomic_write_json(env_path, previous)
+        else:
+            save_config(config, run_dir / "config.json")
+            atomic_write_json(run_dir / "environment.json", env)
+            atomic_write_json(run_dir / "splits.json",
+                              {k: [str(record_ids[i]) for i in v] for k, v in splits.items()})
+
+        try:
+            result = fit(model, X, Y, splits["train"], splits["val"], config=config, stages=stages, scaler=scaler,
+                         run_dir=run_dir, resume=resuming, meta=meta, lengths=lengths, device=device,
+                         progress=progress, callbacks=callbacks)
+        except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
+            raise DatasetError(str(exc)) from None
+
+        model_path = save_model_file(
+            run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
+            crop_len=crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
+        )
+        aucs: dict[str, float | None] = {"val": None, "test": None}
+        predictions: dict[str, Path] = {}
+        for name in ("val", "test"):
+            idx = splits[name]
+            if not idx.size:
+                continue
+            probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
+                                       aggregate=config.aggregate, batch_size=config.batch_size, device=device,
+                                       lengths=lengths, short=config.short_records)
+            y_true = np.asarray(Y[idx])
+            predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
+                                                 [str(record_ids[i]) for i in idx], label_names, y_true, probs)
+            aucs[name] = macro_auc(y_true, probs)[0]
+
+    return RunResult(run_dir=run_dir, config=config, history=result.history, val_macro_auc=aucs["val"],
+                     test_macro_auc=aucs["test"], model_path=model_path, predictions=predictions,
+                     resumed_from_epoch=result.resumed_from_epoch if resuming else None)
