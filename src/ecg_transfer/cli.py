@@ -3,6 +3,8 @@
     ecg-transfer download ptbxl|g12ec --root DIR       fetch a dataset from PhysioNet (checksummed)
     ecg-transfer data summary --dataset D --root DIR   what a dataset holds and what is wrong in it
     ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
+    ecg-transfer train CONFIG --run-dir DIR            one run (pretrain, finetune, standalone are
+                                                       the same with the transfer checks on)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import EcgTransferError
+from .errors import ConfigError, EcgTransferError
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -51,6 +53,40 @@ def _cmd_data_cache(args: argparse.Namespace) -> int:
     print(f"{cached.path}: {len(cached.table)} records, shape {tuple(cached.signals.shape)}, "
           f"{len(cached.problems)} problem(s)")
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .datasets.task import load_task
+    from .training.config import load_config
+    from .training.run import train_run
+
+    config = load_config(args.config)
+    init = args.init_from
+    pretrained = init is not None or config.finetune.pretrained_run is not None
+    if args.command == "finetune" and not pretrained:
+        raise ConfigError("finetune needs a pre-trained run: --from RUN_DIR or finetune.pretrained_run in the config")
+    if args.command in ("standalone", "pretrain") and pretrained:
+        raise ConfigError(f"{args.command} starts from random weights: drop --from / finetune.pretrained_run")
+    if args.command == "finetune" and config.finetune.policy == "none":
+        config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
+    data = load_task(config.task, config.fs, progress=not args.no_progress)
+    print(f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
+          f"test {len(data.splits['test'])} records at {config.fs:g} Hz", file=sys.stderr)
+    result = train_run(config, data.X, data.Y, data.record_ids, data.splits, data.label_names, args.run_dir,
+                       resume=args.resume, init_from=init, lengths=data.lengths, progress=not args.no_progress)
+    def fmt(auc: float | None) -> str:
+        return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
+
+    print(f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}")
+    return 0
+
+
+_TRAIN_HELP = {
+    "train": "train one model as the config says (pre-training, fine-tuning or standalone)",
+    "pretrain": "train from random weights on the source dataset (e.g. PTB-XL)",
+    "finetune": "fine-tune a pre-trained run on the target: new head, then the policy's stages",
+    "standalone": "train from random weights on the target, same split and evaluation as finetune",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds stored per record; longer records are cut, shorter zero-padded (default: longest)")
     p.add_argument("--rebuild", action="store_true", help="build again even if a matching cache exists")
     p.set_defaults(func=_cmd_data_cache)
+
+    for name, help_text in _TRAIN_HELP.items():
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ". "
+                           "CONFIG is a TOML or JSON run config: every key is validated and defaults to the "
+                           "PTB-XL benchmark recipe (see ecg_transfer.training.config); its [task] table says "
+                           "which data, labels and folds (see ecg_transfer.datasets.task).")
+        p.add_argument("config", type=Path, help="run config (.toml or .json)")
+        p.add_argument("--run-dir", type=Path, required=True,
+                       help="where the run is written: config, environment, checkpoint, metrics, model.pt, "
+                            "predictions_val.csv and predictions_test.csv")
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --run-dir from its last checkpoint")
+        if name in ("train", "finetune"):
+            p.add_argument("--from", dest="init_from", type=Path, default=None,
+                           help="a pre-trained run directory (or its model.pt) to start from")
+        else:
+            p.set_defaults(init_from=None)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.set_defaults(func=_cmd_train)
     return parser
 
 

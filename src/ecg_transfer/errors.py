@@ -27,3 +27,7 @@ class DatasetError(EcgTransferError):
 
 class ConfigError(EcgTransferError):
     """A config or spec file has a wrong key or value; the message names the key and allowed values."""
+
+
+class RunExistsError(EcgTransferError, FileExistsError):
+    """A run directory already holds a run: runs are never overwritten, only resumed."""

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write_json
-from ..errors import DatasetError
+from ..errors import DatasetError, RunExistsError
 from .config import RunConfig, load_config, save_config
 from .finetune import check_policy, init_model, resolve_stages
 from .loop import CHECKPOINT, fit, load_checkpoint, macro_auc
@@ -230,7 +230,7 @@ def train_run(
     ckpt_path = run_dir / CHECKPOINT
     resuming = resume and ckpt_path.exists()
     if not resuming and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
-        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
+        raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
 
     init = init_from if init_from is not None else config.finetune.pretrained_run
     if init is not None:

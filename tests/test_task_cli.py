@@ -1,0 +1,93 @@
+"""From a config's [task] table to a finished run, through the CLI: split, labels, transfer checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecg_transfer.cli import main
+from ecg_transfer.datasets.task import load_task, task_settings
+from ecg_transfer.errors import ConfigError
+
+from wfdb_fixtures import make_ptbxl_tree
+
+TINY_MODEL = {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.1}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_ptbxl_tree(tmp_path_factory.mktemp("t") / "ptbxl", n_records=40)
+
+
+def write_config(path: Path, tree: Path, cache: Path, **extra) -> Path:
+    cfg = {
+        "model": "fcn_wang", "model_kwargs": TINY_MODEL, "fs": 100.0, "batch_size": 4, "epochs": 1,
+        "device": "cpu", "seed": 3,
+        "task": {"dataset": "ptbxl", "root": str(tree), "labels": "superdiagnostic", "cache_dir": str(cache)},
+    }
+    cfg.update(extra)
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_splits_follow_folds_and_drop_unlabelled(tree: Path, tmp_path: Path) -> None:
+    data = load_task({"dataset": "ptbxl", "root": str(tree), "labels": "form", "cache_dir": str(tmp_path)}, 100.0,
+                     progress=False)
+    db = pd.read_csv(tree / "ptbxl_database.csv", index_col="ecg_id")
+    for split, folds in (("train", range(1, 9)), ("val", [9]), ("test", [10])):
+        ids = [int(data.record_ids[r]) for r in data.splits[split]]
+        assert set(db.loc[ids, "strat_fold"]) <= set(folds)
+    # only every fourth fixture record carries a form statement (NST_); the others are dropped
+    used = {int(data.record_ids[r]) for s in data.splits.values() for r in s}
+    assert used == {i for i in range(1, 41) if i % 4 == 3}
+    assert data.label_names == ["NST_"]
+    assert data.X.shape == (40, 12, 1000)
+
+
+def test_task_errors_name_the_key(tree: Path) -> None:
+    with pytest.raises(ConfigError, match="task.labelz: unknown key"):
+        task_settings({"dataset": "ptbxl", "root": str(tree), "labelz": "all"})
+    with pytest.raises(ConfigError, match="task.labels is required"):
+        task_settings({"dataset": "ptbxl", "root": str(tree)})
+    with pytest.raises(ConfigError, match="must not overlap"):
+        task_settings({"dataset": "ptbxl", "root": str(tree), "labels": "all", "val_folds": [8]})
+    with pytest.raises(ConfigError, match="neither a PTB-XL task"):
+        load_task({"dataset": "ptbxl", "root": str(tree), "labels": "diagnostics"}, 100.0, progress=False)
+
+
+def test_pretrain_then_finetune_and_standalone_via_cli(tree: Path, tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "cache"
+    pre = write_config(tmp_path / "pre.json", tree, cache)
+    assert main(["pretrain", str(pre), "--run-dir", str(tmp_path / "pre"), "--no-progress"]) == 0
+    for f in ("config.json", "environment.json", "model.pt", "metrics.jsonl", "predictions_val.csv",
+              "predictions_test.csv", "splits.json"):
+        assert (tmp_path / "pre" / f).exists(), f
+    test_ids = pd.read_csv(tmp_path / "pre" / "predictions_test.csv", dtype={"record_id": str})["record_id"]
+    db = pd.read_csv(tree / "ptbxl_database.csv", index_col="ecg_id")
+    assert set(db.loc[[int(i) for i in test_ids], "strat_fold"]) == {10}
+
+    target = write_config(tmp_path / "target.json", tree, cache, task={
+        "dataset": "ptbxl", "root": str(tree), "labels": "protocol:seed18", "cache_dir": str(cache), "min_count": 1})
+    assert main(["finetune", str(target), "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "ft"),
+                 "--no-progress"]) == 0
+    assert main(["standalone", str(target), "--run-dir", str(tmp_path / "sa"), "--no-progress"]) == 0
+    ft = json.loads((tmp_path / "ft" / "splits.json").read_text())
+    sa = json.loads((tmp_path / "sa" / "splits.json").read_text())
+    assert ft == sa  # the two arms see the same records in every split
+    ft_cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert ft_cfg["finetune"]["policy"] == "head-then-all" and ft_cfg["finetune"]["pretrained_run"]
+
+    capsys.readouterr()
+    assert main(["finetune", str(target), "--run-dir", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "needs a pre-trained run" in capsys.readouterr().err
+    assert main(["train", str(target), "--run-dir", str(tmp_path / "sa"), "--no-progress"]) != 0  # never overwrites
+
+
+def test_bad_config_key_is_named(tree: Path, tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path / "bad.json", tree, tmp_path / "c", epochz=3)
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "epochz" in capsys.readouterr().err
