@@ -259,3 +259,20 @@ def test_real_ptbxl_in_the_cinc2020_label_space(ptbxl_meta_root: Path) -> None:
     assert counts["LAD"] == by_abbrev["LAD"]  # needs heart_axis, not scp_codes
     assert counts["AF"] == by_abbrev["AF"]
     assert snomed_lookup()  # the lookup loads from package data
+
+
+@pytest.mark.parametrize("fs_out,n_out", [(250, 2500), (100, 1000), (50, 500)])
+def test_500hz_records_resampled_down(tmp_path: Path, fs_out: int, n_out: int) -> None:
+    tree = make_ptbxl_tree(tmp_path / "ptbxl", n_records=3, rates=(500,))
+    ds = PTBXL(tree, fs=500)
+    c = load_or_build(ds, fs=fs_out, cache_dir=tmp_path / "c", progress=False, workers=1)
+    assert c.signals.shape == (3, 12, n_out) and c.fs == fs_out
+    x = ds.read("00002").T.astype(np.float32)
+    up, down = (1, 500 // fs_out) if 500 % fs_out == 0 else (1, 2)
+    expected = resample_poly(x, up, down, axis=-1).astype(np.float32)
+    assert np.allclose(c.signals[1], expected, atol=1e-6)
+    # anti-aliased: a tone above the new Nyquist frequency is removed, not folded back
+    t = np.arange(5000) / 500
+    tone = np.tile(np.sin(2 * np.pi * (0.8 * fs_out) * t), (12, 1))
+    from ecg_transfer.signal import resample
+    assert np.abs(resample(tone, 500, fs_out)[:, 50:-50]).max() < 0.05
