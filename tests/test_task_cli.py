@@ -91,3 +91,13 @@ def test_bad_config_key_is_named(tree: Path, tmp_path: Path, capsys) -> None:
     cfg = write_config(tmp_path / "bad.json", tree, tmp_path / "c", epochz=3)
     assert main(["train", str(cfg), "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "epochz" in capsys.readouterr().err
+
+
+def test_min_likelihood_and_min_count(tree: Path, tmp_path: Path) -> None:
+    base = {"dataset": "ptbxl", "root": str(tree), "cache_dir": str(tmp_path)}
+    every = load_task({**base, "labels": "diagnostic"}, 100.0, progress=False)
+    sure = load_task({**base, "labels": "diagnostic", "min_likelihood": 60}, 100.0, progress=False)
+    # fixture: LVH is written with likelihood 50 (records 2, 6, ...): gone at >= 60
+    assert "LVH" in every.label_names and "LVH" not in sure.label_names
+    few = load_task({**base, "labels": "diagnostic", "min_count": 11}, 100.0, progress=False)
+    assert set(few.label_names) == {n for n, c in zip(every.label_names, every.Y.sum(axis=0)) if c >= 11}

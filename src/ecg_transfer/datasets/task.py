@@ -8,6 +8,8 @@ without a label, and split them into train / validation / test by fold. Example:
     dataset = "ptbxl"              # ptbxl | cinc
     root = "data/ptbxl"
     labels = "diagnostic"          # a PTB-XL task, or "protocol:seed18" / "protocol:cinc2020"
+    min_likelihood = 50            # optional (PTB-XL): keep statements with likelihood >= 50
+    min_count = 10                 # optional: drop classes with fewer positives
     source_fs = 100                # PTB-XL: read records100 (100) or records500 (500)
     train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
     val_folds = [9]                # tune here
@@ -40,6 +42,7 @@ _DEFAULTS: dict[str, Any] = {
     "cache_dir": None,
     "seconds": None,
     "min_count": 0,
+    "min_likelihood": None,
     "train_folds": [1, 2, 3, 4, 5, 6, 7, 8],
     "val_folds": [9],
     "test_folds": [10],
@@ -82,17 +85,27 @@ def task_settings(task: Mapping[str, Any]) -> dict[str, Any]:
     return s
 
 
-def _labels(adapter, table: pd.DataFrame, labels: str, min_count: int) -> tuple[list[str], np.ndarray]:
+def _labels(
+    adapter, table: pd.DataFrame, labels: str, min_count: int, min_likelihood: float | None
+) -> tuple[list[str], np.ndarray]:
+    """Class names and multi-hot labels; ``min_likelihood`` (PTB-XL only) keeps statements whose
+    likelihood is at least that (None: every statement, the benchmark's way)."""
     from ..labels import PTBXL_TASKS, get_protocol, task_labels
 
     if labels.startswith("protocol:"):
         proto = get_protocol(labels.split(":", 1)[1])
-        names, y = list(proto.class_names), proto.encode_table(table)
+        if min_likelihood is not None and adapter.name == "ptbxl":
+            from ..labels import with_heart_axis
+
+            codes = [with_heart_axis(c, a) for c, a in zip(table["scp_codes"], table["heart_axis"])]
+            names, y = list(proto.class_names), proto.encode_scp(codes, min_likelihood=min_likelihood)
+        else:
+            names, y = list(proto.class_names), proto.encode_table(table)
     elif labels in PTBXL_TASKS:
         if adapter.name != "ptbxl":
             raise ConfigError(f"task.labels: {labels!r} is a PTB-XL task; for {adapter.name} use protocol:seed18 or protocol:cinc2020")
         db = adapter.database.loc[table["ecg_id"].to_numpy()]
-        names, y = task_labels(db, adapter.statements, labels)
+        names, y = task_labels(db, adapter.statements, labels, min_likelihood=min_likelihood)
     else:
         raise ConfigError(
             f"task.labels: {labels!r} is neither a PTB-XL task ({', '.join(PTBXL_TASKS)}) "
@@ -110,7 +123,7 @@ def load_task(task: Mapping[str, Any], fs: float, *, progress: bool = True) -> T
     adapter = open_dataset(s["dataset"], Path(s["root"]), fs=s["source_fs"], allow_missing=s["allow_missing"])
     cached = load_or_build(adapter, fs=fs, seconds=s["seconds"], cache_dir=s["cache_dir"], progress=progress)
     table = cached.table
-    names, y = _labels(adapter, table, s["labels"], s["min_count"])
+    names, y = _labels(adapter, table, s["labels"], s["min_count"], s["min_likelihood"])
     folds = record_folds(cached, n_folds=s["n_folds"], seed=s["fold_seed"]).to_numpy()
     has_label = y.any(axis=1)  # the benchmark drops records without a label in the task
     rows = table["row"].to_numpy()
