@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_arguments(p)
     p.set_defaults(func=run_download)
 
+    from .evaluation.cli import add_evaluate_arguments, run_evaluate
+
+    p = sub.add_parser("evaluate", help="metrics with bootstrap CIs, calibration and paired comparisons of runs",
+                       description="Evaluate a run from its saved predictions: macro/per-class AUC, AUPRC, "
+                                   "F-max, Brier, ECE and the CinC 2020 challenge metric with bootstrap CIs; "
+                                   "calibrators fitted on validation predictions; reliability diagrams; paired "
+                                   "bootstrap against another run. Writes RUN_DIR/evaluation/.")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=run_evaluate)
+
     data = sub.add_parser("data", help="inspect datasets and build signal caches",
                           description="Inspect datasets and build their memory-mapped signal caches.")
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)

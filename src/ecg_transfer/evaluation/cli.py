@@ -1,0 +1,101 @@
+"""``ecg-transfer evaluate``: metrics, CIs, calibration and comparisons from a run's saved predictions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+# The calibration methods of .calibration.CALIBRATORS, named here so that building the parser does
+# not import scipy and scikit-learn (tests check that the two lists agree).
+METHODS: tuple[str, ...] = ("temperature", "class-temperature", "platt", "isotonic")
+
+_NAMES = {"macro_auc": "macro AUC", "macro_auprc": "macro AUPRC", "f_max": "F-max", "brier": "Brier",
+          "ece": "ECE (pooled)", "ece_macro": "ECE (macro)", "challenge": "challenge metric"}
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, nargs="+",
+                   help="a run directory (predictions_test.csv, predictions_val.csv, config.json); "
+                        "several: seeds of one arm, each evaluated, then summarised (mean +- sd, pooled CI)")
+    p.add_argument("--compare", type=Path, nargs="+", default=None, metavar="OTHER_RUN_DIR",
+                   help="paired bootstrap of RUN_DIR minus OTHER_RUN_DIR (e.g. fine-tuned minus standalone) on "
+                        "the same test records; several: seeds of the other arm")
+    p.add_argument("--calibrate", action="append", default=None, metavar="METHOD",
+                   choices=[*METHODS, "all"],
+                   help=f"fit on validation predictions, apply to test: {', '.join(METHODS)}, or all "
+                        "(repeatable)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--bins", type=int, default=10, help="calibration bins for ECE and the diagrams (default 10)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="probability at which a label counts as predicted, for the challenge metric (default 0.5)")
+    p.add_argument("--no-plots", action="store_true", help="skip the reliability diagrams")
+
+
+def _print_run(res: dict[str, Any]) -> None:
+    from .bootstrap import HEADLINE, format_interval
+
+    n_pos = sum(1 for c in res["per_class"].values() if c["status"] == "ok")
+    print(f"{res['run_dir']}: {res['n_records']} test records, {len(res['labels'])} labels "
+          f"({n_pos} with positives and negatives); {res['settings']['n_resamples']} resamples, "
+          f"{res['settings']['level']:.0%} CI, bootstrap {res['bootstrap_seconds']:.1f} s")
+    for name in HEADLINE:
+        if name in res["headline"]:
+            extra = ""
+            if name == "f_max" and res["headline"][name].get("threshold") is not None:
+                extra = f"  (at t = {res['headline'][name]['threshold']:.2f})"
+            print(f"  {_NAMES[name]:<18} {format_interval(res['headline'][name])}{extra}")
+    ch = res["challenge"]
+    print(f"  challenge classes: {ch['note']}")
+    for label, why in res["classes_left_out"].items():
+        print(f"  left out of macro AUC: {label} ({why})")
+    cal = res.get("calibration")
+    if cal:
+        print(f"  calibration (fitted on {cal['n_val_records']} validation records, scored on test):")
+        print(f"    {'state':<18} {'Brier':<24} {'ECE (pooled)':<24} max |dAUC|")
+        for state, e in cal.items():
+            if not isinstance(e, dict):
+                continue
+            dauc = e.get("max_auc_change")
+            print(f"    {state:<18} {format_interval(e['brier'], 4):<24} {format_interval(e['ece'], 4):<24} "
+                  f"{'' if dauc is None else f'{dauc:.2g}'}")
+    print(f"  written: {Path(res['run_dir']) / 'evaluation' / 'metrics.json'}")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .bootstrap import format_interval
+    from .runs import compare_runs, evaluate_run, summarise_seeds
+
+    methods: list[str] = []
+    for m in args.calibrate or []:
+        for name in (METHODS if m == "all" else [m]):
+            if name not in methods:
+                methods.append(name)
+    kw = dict(n_resamples=args.resamples, seed=args.seed, level=args.level, n_bins=args.bins,
+              threshold=args.threshold)
+    for run_dir in args.run_dir:
+        _print_run(evaluate_run(run_dir, calibrate=methods, plots=not args.no_plots, **kw))
+    if len(args.run_dir) > 1:
+        s = summarise_seeds(args.run_dir, **kw)
+        print(f"{s['n_seeds']} seeds: mean +- sd, pooled {args.level:.0%} CI of the seed mean")
+        for name, e in s["metrics"].items():
+            sd = "" if e["sd"] is None else f" +- {e['sd']:.3f}"
+            lo, hi = e["pooled_ci"]
+            ci = "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
+            mean = "n/a" if e["mean"] is None else f"{e['mean']:.3f}"
+            print(f"  {_NAMES[name]:<18} {mean}{sd}{ci}")
+        print(f"  written: {s['path']}")
+    if args.compare:
+        c = compare_runs(args.run_dir, args.compare, **kw)
+        print(f"paired bootstrap, A - B on {c['n_records']} common test records "
+              f"(A: {', '.join(c['a'])}; B: {', '.join(c['b'])})")
+        print(f"  {'metric':<18} {'A':>7} {'B':>7}  {'A - B [CI]':<28} p")
+        for name, e in c["difference"].items():
+            a = "n/a" if e["a"] is None else f"{e['a']:.3f}"
+            b = "n/a" if e["b"] is None else f"{e['b']:.3f}"
+            p = "n/a" if e["p_value"] is None else f"{e['p_value']:.3g}"
+            print(f"  {_NAMES[name]:<18} {a:>7} {b:>7}  {format_interval(e):<28} {p}")
+        print(f"  written: {c['path']}")
+    return 0

@@ -1,0 +1,1 @@
+"""Report figures and tables made from saved runs (plots.py: reliability diagrams)."""
