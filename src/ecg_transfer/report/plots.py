@@ -54,7 +54,7 @@ def reliability_grid(
         raise ValueError("one set of bins per label")
     cols = max(1, min(8, math.ceil(math.sqrt(n))))
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.1 * rows + 0.5), squeeze=False)
     try:
         for i, ax in enumerate(axes.ravel()):
             if i >= n:
@@ -66,8 +66,9 @@ def reliability_grid(
             fig.suptitle(title, fontsize=9)
         fig.supxlabel("mean predicted probability", fontsize=7)
         fig.supylabel("observed frequency", fontsize=7)
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=0.92 if title else 0.97,
-                            wspace=0.3, hspace=0.55)
+        # leave a fixed 0.5 inch band above the grid for the title, whatever the number of rows
+        top = 1 - (0.5 if title else 0.15) / fig.get_figheight()
+        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.07, top=top, wspace=0.3, hspace=0.6)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
     finally:
