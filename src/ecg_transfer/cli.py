@@ -58,6 +58,7 @@ def _cmd_data_cache(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .datasets.task import load_task
     from .training.config import load_config
+    from .training.distributed import init_from_env, is_main_process, main_process_first
     from .training.run import train_run
 
     config = load_config(args.config)
@@ -69,15 +70,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.command} starts from random weights: drop --from / finetune.pretrained_run")
     if args.command == "finetune" and config.finetune.policy == "none":
         config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
-    data = load_task(config.task, config.fs, progress=not args.no_progress)
-    print(f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
-          f"test {len(data.splits['test'])} records at {config.fs:g} Hz", file=sys.stderr)
+    with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
+        data = load_task(config.task, config.fs, progress=not args.no_progress and is_main_process())
+    if is_main_process():
+        print(f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
+              f"test {len(data.splits['test'])} records at {config.fs:g} Hz", file=sys.stderr)
     result = train_run(config, data.X, data.Y, data.record_ids, data.splits, data.label_names, args.run_dir,
                        resume=args.resume, init_from=init, lengths=data.lengths, progress=not args.no_progress)
     def fmt(auc: float | None) -> str:
         return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
 
-    print(f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}")
+    if is_main_process():
+        print(f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}")
     return 0
 
 

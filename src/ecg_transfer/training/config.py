@@ -13,6 +13,8 @@ never silently fall back to a default. Example (every key optional)::
     batch_size = 128
     epochs = 50
     seed = 0
+    dist_backend = "auto"         # under torchrun: nccl on CUDA, gloo on CPU
+    sync_batchnorm = true         # under torchrun: BN statistics over the global batch
     [task]                        # opaque: resolved by the data layer
     labels = "diagnostic"
     [optimizer]                   # AdamW
@@ -321,6 +323,10 @@ class RunConfig(_Validated):
     device: str = field(default="auto", metadata={
         "pattern": re.compile(r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"), "pattern_doc": "auto, cpu, cuda, cuda:N, mps"})
     deterministic: bool = True
+    # Several processes (torchrun); see ecg_transfer.training.distributed. Neither changes a
+    # one-process run, and sync_batchnorm keeps a multi-process run the one-process maths.
+    dist_backend: str = field(default="auto", metadata={"choices": ("auto", "nccl", "gloo")})
+    sync_batchnorm: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

@@ -13,10 +13,12 @@ settings. Restoring it and continuing yields bit-identical weights to an uninter
 same machine. ``metrics.jsonl`` is rewritten from the checkpoint's history on resume, so lines of
 an epoch that was interrupted before its checkpoint never survive.
 
-Data never leaves ``X`` (memmap) except one batch of crops at a time. Multi-GPU later: the epoch
-order comes from :func:`epoch_plan`; a DistributedSampler-style split is ``order[rank::world]``
-(after padding to a multiple of ``world``), and the model can be wrapped in DDP after
-:func:`configure_stage` (param groups are built from the unwrapped model).
+Data never leaves ``X`` (memmap) except one batch of crops at a time.
+
+Several processes (``dist``, see :mod:`.distributed`): every rank draws the same epoch plan, takes
+its rows of each global batch and trains a DDP wrapper built after :func:`configure_stage` (param
+groups come from the unwrapped model; a new stage wraps again). Rank 0 alone reads the checkpoint
+(and broadcasts it), validates, and writes checkpoint and metrics; every rank gets the same row.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..atomic import atomic_path, atomic_write_text
 from ..errors import ConfigError, EcgTransferError
 from .. import models
 from .config import RunConfig
+from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
 from .scaler import GlobalStandardScaler
 from .windows import extract_crops, random_crop_starts
@@ -204,7 +207,9 @@ def restore_rng(state: dict[str, Any], gens: dict[str, torch.Generator]) -> None
     for k, g in gens.items():
         g.set_state(state["generators"][k])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a checkpoint from a machine with more GPUs (rank 0 of a multi-GPU run) holds more states
+        for i, s in enumerate(list(state["cuda"])[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
 
 
 # ----- checkpoints ------------------------------------------------------------------------
@@ -259,6 +264,7 @@ def fit(
     device: torch.device | str = "cpu",
     progress: bool = True,
     callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]] = (),
+    dist: DistContext | None = None,
 ) -> FitResult:
     """Train ``model`` in place through ``stages``; returns the per-epoch metrics.
 
@@ -267,7 +273,31 @@ def fit(
     epoch; its stored ``meta`` must equal ``meta`` (else :class:`ConfigError` lists what differs).
     The caller seeds the global RNG before building the model; the loop seeds its own generators
     from ``config.seed``. ``callbacks(row, model)`` run after each epoch's checkpoint is written.
+
+    ``dist``: this process's place among several (default: alone); then ``device`` must be its
+    device, every rank calls ``fit`` with the same arguments, and only rank 0 touches ``run_dir``.
     """
+    ctx = dist or SINGLE
+    progress = progress and ctx.is_main
+    synced_bn = ctx.active and config.sync_batchnorm
+    if synced_bn:
+        convert_sync_batchnorm(model, device)
+    try:
+        return _fit(model, X, Y, train_idx, val_idx, config=config, stages=stages, scaler=scaler, run_dir=run_dir,
+                    resume=resume, meta=meta, lengths=lengths, device=device, progress=progress,
+                    callbacks=callbacks, ctx=ctx)
+    finally:
+        if synced_bn:
+            revert_sync_batchnorm(model)
+
+
+def _fit(
+    model: nn.Module, X: np.ndarray, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
+    val_idx: Sequence[int] | np.ndarray, *, config: RunConfig, stages: Sequence[Stage],
+    scaler: GlobalStandardScaler, run_dir: str | Path | None, resume: bool, meta: dict[str, Any] | None,
+    lengths: np.ndarray | None, device: torch.device | str, progress: bool,
+    callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]], ctx: DistContext,
+) -> FitResult:
     device = torch.device(device)
     train_idx = np.asarray(train_idx, dtype=np.int64)
     val_idx = np.asarray(val_idx, dtype=np.int64)
@@ -276,6 +306,8 @@ def fit(
     meta.setdefault("stages", [s.to_dict() for s in stages])
     crop_len, stride = config.crop_len, config.stride
     slices = batch_slices(len(train_idx), config.batch_size, config.drop_last)
+    if ctx.active:  # per-rank BatchNorm needs two rows per rank; synchronised BN one
+        slices = rank_batches(slices, ctx, min_rows=1 if config.sync_batchnorm else 2)
     total = sum(s.epochs for s in stages)
     gens = make_generators(config.seed)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -286,25 +318,29 @@ def fit(
     metrics_path = None if run_dir is None else run_dir / METRICS
     history: list[dict[str, Any]] = []
     start_epoch, opt, sched, ck = 0, None, None, None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
+    if resume and ckpt_path is not None:
+        ck = ctx.from_main(lambda: load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
+    if ck is not None:
         diff = _diff_keys(ck["meta"], meta)
         if diff:
             raise ConfigError(f"cannot resume {run_dir}: the run was started with different settings: {', '.join(diff)}")
         model.load_state_dict(ck["model"])
         restore_rng(ck["rng"], gens)
         start_epoch, history = int(ck["epoch"]), list(ck["history"])
-        atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
-        log.info("resuming %s after epoch %d of %d", run_dir, start_epoch, total)
-    elif metrics_path is not None:
+        if ctx.is_main:
+            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+            log.info("resuming %s after epoch %d of %d", run_dir, start_epoch, total)
+    elif metrics_path is not None and ctx.is_main:
         atomic_write_text(metrics_path, "")
 
     stage_i, done_in_stage = locate(start_epoch, stages)
+    net = model  # what the batches go through: DDP around the model on several processes
     if stage_i < len(stages):
         opt, sched = configure_stage(model, stages[stage_i], config, len(slices))
         if ck is not None and done_in_stage > 0:
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
+        net = ctx.wrap(model)
     ck = None
 
     bar = tqdm(total=total, initial=start_epoch, unit="epoch", disable=not progress, dynamic_ncols=True)
@@ -314,18 +350,32 @@ def fit(
             stage = stages[stage_i]
             if done_in_stage == 0 and epoch != start_epoch:
                 opt, sched = configure_stage(model, stage, config, len(slices))
+                net = ctx.wrap(model)
             t0 = time.perf_counter()
             set_train_mode(model, stage)
+            if ctx.active:
+                ctx.seed_dropout(config.seed, epoch)
             order, starts = epoch_plan(train_idx, lens, crop_len, gens["order"], gens["crop"], config.short_records)
             loss_sum, n_seen = 0.0, 0
             for sl in tqdm(slices, leave=False, disable=not progress, unit="batch", desc=f"epoch {epoch + 1}"):
-                rows = order[sl]
-                xb = scaler.transform(extract_crops(X, rows, starts[sl], crop_len, lens))
+                rows, batch_starts = order[sl], starts[sl]
+                n_batch = len(rows)
+                if ctx.active:  # this rank's rows of the global batch
+                    mine = ctx.shard(n_batch)
+                    rows, batch_starts = rows[mine], batch_starts[mine]
+                xb = scaler.transform(extract_crops(X, rows, batch_starts, crop_len, lens))
                 xb = torch.from_numpy(xb).to(device)
                 yb = torch.from_numpy(np.asarray(Y[rows], dtype=np.float32)).to(device)
-                loss = loss_fn(model(xb), yb)
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(f"training loss is {loss.item()} in epoch {epoch + 1}; "
+                loss = loss_fn(net(xb), yb)
+                if ctx.active:
+                    # the global batch's mean loss, for the record and the divergence check; the
+                    # weight makes DDP's average over ranks the gradient of that mean (uneven splits too)
+                    batch_loss = ctx.all_sum(loss.detach() * len(rows)) / n_batch
+                    loss = loss * (ctx.world_size * len(rows) / n_batch)
+                else:
+                    batch_loss = loss.item()
+                if not np.isfinite(batch_loss):
+                    raise TrainingDivergedError(f"training loss is {batch_loss} in epoch {epoch + 1}; "
                                                 "lower the learning rate or check the inputs")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -334,16 +384,18 @@ def fit(
                 opt.step()
                 step_lrs = [g["lr"] for g in opt.param_groups]  # the lr this step used
                 sched.step()
-                loss_sum += loss.item() * len(rows)
-                n_seen += len(rows)
+                loss_sum += batch_loss * n_batch
+                n_seen += n_batch
             val_loss, val_auc, n_cls = None, None, 0
             if val_idx.size:
-                probs, val_loss = predict_records(
-                    model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
-                    aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                    lengths=lens, short=config.short_records, Y=Y,
-                )
-                val_auc, n_cls = macro_auc(np.asarray(Y[val_idx]), probs)
+                def validate() -> tuple[float | None, float | None, int]:
+                    probs, v_loss = predict_records(
+                        model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
+                        aggregate=config.aggregate, batch_size=config.batch_size, device=device,
+                        lengths=lens, short=config.short_records, Y=Y,
+                    )
+                    return (v_loss, *macro_auc(np.asarray(Y[val_idx]), probs))
+                val_loss, val_auc, n_cls = ctx.from_main(validate)
             row = {
                 "epoch": epoch + 1, "stage": stage.name, "stage_epoch": done_in_stage + 1,
                 "train_loss": loss_sum / n_seen, "val_loss": val_loss, "val_macro_auc": val_auc,
@@ -351,7 +403,7 @@ def fit(
                 "seconds": round(time.perf_counter() - t0, 3),
             }
             history.append(row)
-            if ckpt_path is not None:
+            if ckpt_path is not None and ctx.is_main:
                 save_checkpoint(ckpt_path, {
                     "format": "ecg_transfer.checkpoint/1", "epoch": epoch + 1, "stage": stage_i,
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -54,7 +54,11 @@ def predict_records(
 
     The loss is computed on windows against their record's labels -- the quantity training
     minimises -- while the probabilities are aggregated per record. The model is put in eval mode.
+    A DistributedDataParallel wrapper is looked through: prediction runs on one rank, and the
+    wrapper's forward would start collectives the other ranks never join.
     """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
     model.eval()
     device = torch.device(device)
     idx = np.asarray(indices, dtype=np.int64)

@@ -14,6 +14,9 @@ Layout of ``run_dir``:
 
 The caller (the data layer) supplies arrays, not datasets: ``X`` (N, C, T) float32 mV (a memmap
 is fine), ``Y`` (N, K) multi-hot, ``record_ids`` (N), ``split_indices`` rows of X per split.
+
+Under ``torchrun`` every process calls :func:`train_run` with the same arguments; they train one
+model data-parallel (see :mod:`.distributed`) and rank 0 alone reads and writes ``run_dir``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from torch import nn
 from ..atomic import atomic_write_json
 from ..errors import DatasetError, RunExistsError
 from .config import RunConfig, load_config, save_config
+from .distributed import init_from_env, resolve_device
 from .finetune import check_policy, init_model, resolve_stages
 from .loop import CHECKPOINT, fit, load_checkpoint, macro_auc
 from .modelfile import MODEL_FILE, resolve_model_path, save_model_file
@@ -51,8 +55,10 @@ from .windows import ShortRecordError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-# Settings that may change between a run and its resumption (they do not change the maths).
-_RESUMABLE_CHANGES = ("device", "num_threads")
+# Settings that may change between a run and its resumption (they do not change the maths; with
+# several processes, sync_batchnorm = true is the one-process maths, and each session's choice is
+# recorded in environment.json, as is its number of processes).
+_RESUMABLE_CHANGES = ("device", "num_threads", "dist_backend", "sync_batchnorm")
 
 
 @dataclass
@@ -65,6 +71,7 @@ class RunResult:
     model_path: Path
     predictions: dict[str, Path]
     resumed_from_epoch: int | None  # None: started fresh
+    world_size: int = 1  # processes that trained it; the paths exist on rank 0's machine
 
 
 def _git_info() -> dict[str, Any]:
@@ -86,7 +93,8 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def environment_info(config: RunConfig, device: torch.device) -> dict[str, Any]:
+def environment_info(config: RunConfig, device: torch.device, ranks: Sequence[dict[str, Any]] | None = None,
+                     backend: str | None = None) -> dict[str, Any]:
     """What a reader needs to reproduce the numbers: versions, commit, machine, threads, seed."""
     from .. import __version__
 
@@ -104,13 +112,17 @@ def environment_info(config: RunConfig, device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    if ranks is not None and len(ranks) > 1:
+        info["distributed"] = {"world_size": len(ranks), "backend": backend,
+                               "sync_batchnorm": config.sync_batchnorm, "global_batch_size": config.batch_size,
+                               "ranks": list(ranks)}
     return info
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """Config key ``device`` for one process (``train_run`` asks :func:`init_from_env`, which also
+    handles several)."""
+    return resolve_device(name)
 
 
 @contextmanager
@@ -227,10 +239,17 @@ def train_run(
     label_names = [str(l) for l in label_names]
     record_ids = [str(r) for r in record_ids]  # positional, even for a pandas Series
     splits = _check_inputs(X, Y, record_ids, split_indices, label_names, lengths)
+    ctx = init_from_env(config.device, config.dist_backend)
+    progress = progress and ctx.is_main
     ckpt_path = run_dir / CHECKPOINT
-    resuming = resume and ckpt_path.exists()
-    if not resuming and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
-        raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
+
+    def look() -> tuple[bool, dict[str, Any] | None]:  # rank 0: what run_dir holds
+        found = resume and ckpt_path.exists()
+        if not found and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
+            raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
+        return found, (load_checkpoint(ckpt_path)["meta"]["scaler"] if found else None)
+
+    resuming, resumed_scaler = ctx.from_main(look)
 
     init = init_from if init_from is not None else config.finetune.pretrained_run
     if init is not None:
@@ -239,7 +258,7 @@ def train_run(
     check_policy(config, pretrained=init is not None)
     stages = resolve_stages(config)
 
-    device = pick_device(config.device)
+    device = ctx.device
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     crop_len = config.crop_len
@@ -256,55 +275,79 @@ def train_run(
                                    f"({crop_len} samples), e.g. {ids}; set short_records = \"pad\" to zero-pad them")
 
         if resuming:
-            scaler = GlobalStandardScaler.from_dict(load_checkpoint(ckpt_path)["meta"]["scaler"])
+            scaler = GlobalStandardScaler.from_dict(resumed_scaler)
         elif config.finetune.scaler == "pretrained" and pretrained is not None:
             scaler = pretrained.scaler
-        else:
-            scaler = GlobalStandardScaler().fit(X, splits["train"], lengths=lengths)
+        else:  # one pass over the training signals, on rank 0
+            scaler = GlobalStandardScaler.from_dict(ctx.from_main(
+                lambda: GlobalStandardScaler().fit(X, splits["train"], lengths=lengths).to_dict()))
 
         meta = {
             "config": _meta_config(config), "label_names": label_names, "scaler": scaler.to_dict(),
             "splits": {k: _split_digest(record_ids, v) for k, v in splits.items()},
             "n_rows": int(X.shape[0]), "input_shape": [int(X.shape[1]), int(X.shape[2])],
         }
-        env = environment_info(config, device)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resuming:
-            env_path = run_dir / "environment.json"
-            previous = json.loads(env_path.read_text()) if env_path.exists() else {}
-            previous.setdefault("resumed", []).append(env)
-            atomic_write_json(env_path, previous)
-        else:
-            save_config(config, run_dir / "config.json")
-            atomic_write_json(run_dir / "environment.json", env)
-            atomic_write_json(run_dir / "splits.json",
-                              {k: [str(record_ids[i]) for i in v] for k, v in splits.items()})
-
+        ranks = ctx.all_gather({"rank": ctx.rank, "host": socket.gethostname(), "device": str(device)})
+        if ctx.is_main:
+            _write_start(config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend),
+                         record_ids, splits)
         try:
             result = fit(model, X, Y, splits["train"], splits["val"], config=config, stages=stages, scaler=scaler,
                          run_dir=run_dir, resume=resuming, meta=meta, lengths=lengths, device=device,
-                         progress=progress, callbacks=callbacks)
+                         progress=progress, callbacks=callbacks, dist=ctx)
         except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
             raise DatasetError(str(exc)) from None
 
-        model_path = save_model_file(
-            run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
-            crop_len=crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
-        )
-        aucs: dict[str, float | None] = {"val": None, "test": None}
-        predictions: dict[str, Path] = {}
-        for name in ("val", "test"):
-            idx = splits[name]
-            if not idx.size:
-                continue
-            probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
-                                       aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                                       lengths=lengths, short=config.short_records)
-            y_true = np.asarray(Y[idx])
-            predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
-                                                 [str(record_ids[i]) for i in idx], label_names, y_true, probs)
-            aucs[name] = macro_auc(y_true, probs)[0]
+        def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
+            return _write_outputs(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler,
+                                  device, lengths)
+
+        aucs, predictions = ctx.from_main(finish)
 
     return RunResult(run_dir=run_dir, config=config, history=result.history, val_macro_auc=aucs["val"],
-                     test_macro_auc=aucs["test"], model_path=model_path, predictions=predictions,
-                     resumed_from_epoch=result.resumed_from_epoch if resuming else None)
+                     test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
+                     resumed_from_epoch=result.resumed_from_epoch if resuming else None,
+                     world_size=ctx.world_size)
+
+
+def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str, Any],
+                 record_ids: Sequence[str], splits: Mapping[str, np.ndarray]) -> None:
+    """config.json, environment.json, splits.json (rank 0)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resuming:
+        env_path = run_dir / "environment.json"
+        previous = json.loads(env_path.read_text()) if env_path.exists() else {}
+        previous.setdefault("resumed", []).append(env)
+        atomic_write_json(env_path, previous)
+    else:
+        save_config(config, run_dir / "config.json")
+        atomic_write_json(run_dir / "environment.json", env)
+        atomic_write_json(run_dir / "splits.json",
+                          {k: [str(record_ids[i]) for i in v] for k, v in splits.items()})
+
+
+def _write_outputs(
+    config: RunConfig, run_dir: Path, model: nn.Module, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
+    device: torch.device, lengths: np.ndarray | None,
+) -> tuple[dict[str, float | None], dict[str, Path]]:
+    """model.pt and the val/test predictions (rank 0)."""
+    crop_len = config.crop_len
+    save_model_file(
+        run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
+        crop_len=crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
+    )
+    aucs: dict[str, float | None] = {"val": None, "test": None}
+    predictions: dict[str, Path] = {}
+    for name in ("val", "test"):
+        idx = splits[name]
+        if not idx.size:
+            continue
+        probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
+                                   aggregate=config.aggregate, batch_size=config.batch_size, device=device,
+                                   lengths=lengths, short=config.short_records)
+        y_true = np.asarray(Y[idx])
+        predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
+                                             [str(record_ids[i]) for i in idx], label_names, y_true, probs)
+        aucs[name] = macro_auc(y_true, probs)[0]
+    return aucs, predictions
