@@ -16,7 +16,7 @@ from scipy.signal import resample_poly
 from ecg_transfer.datasets import cache as cache_mod
 from ecg_transfer.datasets.cache import load_or_build
 from ecg_transfer.datasets.ptbxl import PTBXL
-from ecg_transfer.datasets.wfdb_fast import read_block, read_physical
+from ecg_transfer.datasets.wfdb_fast import read_block
 from ecg_transfer.errors import DatasetError, RecordError
 
 from wfdb_fixtures import make_ptbxl_tree, write_record

@@ -120,6 +120,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_arguments(p)
     p.set_defaults(func=run_evaluate)
 
+    from .inference.cli import (add_export_arguments, add_model_card_arguments, add_predict_arguments,
+                                run_export, run_model_card, run_predict)
+
+    p = sub.add_parser("predict", help="predict new records (WFDB, CinC, folders, .npy) with a trained run",
+                       description="Predict WFDB / CinC-format records, folders of them or .npy arrays with a "
+                                   "run: resampled to its rate, its standardisation, windows and aggregation, "
+                                   "optionally its calibrator, thresholds chosen on its validation split. Exit "
+                                   "code 0: all predicted; 3: some records failed (listed); 2: none predicted.")
+    add_predict_arguments(p)
+    p.set_defaults(func=run_predict)
+
+    p = sub.add_parser("export", help="export a run's network to ONNX or TorchScript",
+                       description="Export the window-level network with the standardisation inside (raw mV "
+                                   "windows in, per-window probabilities out, dynamic batch), checked against "
+                                   "PyTorch; a JSON beside it says how to window, aggregate and threshold.")
+    add_export_arguments(p)
+    p.set_defaults(func=run_export)
+
+    p = sub.add_parser("model-card", help="write RUN_DIR/MODEL_CARD.md (data, labels, metrics with CIs, limits)",
+                       description="Write the run's model card from its files; quotes evaluation/metrics.json "
+                                   "when `ecg-transfer evaluate` has been run.")
+    add_model_card_arguments(p)
+    p.set_defaults(func=run_model_card)
+
     data = sub.add_parser("data", help="inspect datasets and build signal caches",
                           description="Inspect datasets and build their memory-mapped signal caches.")
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)

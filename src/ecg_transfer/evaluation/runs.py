@@ -30,7 +30,7 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from ..errors import EcgTransferError
-from ..training.predict import load_predictions, save_predictions
+from ..predictions import load_predictions, save_predictions
 from . import metrics as M
 from .bootstrap import bootstrap_metrics, paired_bootstrap, resample_counts, seed_summary
 from .calibration import CALIBRATORS, make_calibrator, reliability_bins, save_calibrator

@@ -10,7 +10,10 @@ Layout of ``run_dir``:
 - ``checkpoint.pt``: written atomically after every epoch (see :mod:`.loop`), used by ``resume``;
 - ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds);
 - ``model.pt``: the final model (see :mod:`.modelfile`);
-- ``predictions_val.csv``, ``predictions_test.csv``: record-level probabilities (see :mod:`.predict`).
+- ``predictions_val.csv``, ``predictions_test.csv``: record-level probabilities (see
+  :mod:`ecg_transfer.predictions`);
+- ``MODEL_CARD.md``: data, labels, metrics with CIs, intended use and limits (see
+  :mod:`ecg_transfer.inference.modelcard`).
 
 The caller (the data layer) supplies arrays, not datasets: ``X`` (N, C, T) float32 mV (a memmap
 is fine), ``Y`` (N, K) multi-hot, ``record_ids`` (N), ``split_indices`` rows of X per split.
@@ -304,6 +307,9 @@ def train_run(
 
         aucs, predictions = ctx.from_main(finish)
 
+    if ctx.is_main:  # RUN_DIR/MODEL_CARD.md (regenerate with `ecg-transfer model-card`)
+        from ..inference.modelcard import write_model_card_after_run
+        write_model_card_after_run(run_dir)
     return RunResult(run_dir=run_dir, config=config, history=result.history, val_macro_auc=aucs["val"],
                      test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
                      resumed_from_epoch=result.resumed_from_epoch if resuming else None,
