@@ -204,7 +204,7 @@ def test_rank0_writes_and_every_rank_agrees(ddp_out):
     for run in RUNS:
         files = {p.name for p in (ddp_out / run).iterdir()}
         assert {"config.json", "environment.json", "splits.json", "checkpoint.pt", "metrics.jsonl", "model.pt",
-                "predictions_val.csv", "predictions_test.csv"} == files, run  # no stray temporary files
+                "predictions_val.csv", "predictions_test.csv", "MODEL_CARD.md"} == files, run  # no stray temporaries
         lines = [json.loads(l) for l in (ddp_out / run / "metrics.jsonl").read_text().splitlines()]
         assert [l["epoch"] for l in lines] == [1, 2, 3], run  # written once, by one rank
     env = json.loads((ddp_out / "ddp" / "environment.json").read_text())
