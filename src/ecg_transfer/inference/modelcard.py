@@ -163,6 +163,13 @@ def model_card_text(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, 
     add("## Data")
     add("")
     if task:
+        from ..datasets.task import task_settings
+        from ..errors import ConfigError
+
+        try:  # fill in the folds and other defaults the config left out
+            task = task_settings(task)
+        except ConfigError:  # not a data-layer task (arrays passed directly): show what it says
+            pass
         add(f"- Dataset: `{task.get('dataset')}` at `{task.get('root')}`"
             + (f", resampled to {fs:g} Hz." if fs else "."))
         if any(k in task for k in ("train_folds", "val_folds", "test_folds")):
