@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training_synth import LABELS, make_data, tiny_config
+from training_synth import LABELS, train_tiny_run
 
 from ecg_transfer.cli import main
 from ecg_transfer.inference.export import export_model, exported_record_probs, load_exported
@@ -21,12 +21,7 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ecg_transfer.training.run import train_run
-
-    X, Y, ids, splits = make_data(n=40, t=300)
-    out = tmp_path_factory.mktemp("export") / "run"
-    train_run(tiny_config(epochs=1), X, Y, ids, splits, LABELS, out, progress=False)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("export") / "run", n=40)
 
 
 def synthetic(n: int, t: int, seed: int = 0) -> np.ndarray:

@@ -19,7 +19,7 @@ import wfdb
 from scipy.signal import resample_poly
 from sklearn.metrics import f1_score
 
-from training_synth import LABELS, make_data, tiny_config
+from training_synth import LABELS, train_tiny_run
 
 from ecg_transfer.cli import main
 from ecg_transfer.errors import ConfigError
@@ -32,12 +32,7 @@ CINC_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ecg_transfer.training.run import train_run
-
-    X, Y, ids, splits = make_data(n=48, t=300)
-    out = tmp_path_factory.mktemp("inference") / "run"
-    train_run(tiny_config(epochs=1), X, Y, ids, splits, LABELS, out, progress=False)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("inference") / "run", n=48)
 
 
 @pytest.fixture(scope="module")

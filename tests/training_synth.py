@@ -71,3 +71,12 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 def without_seconds(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def train_tiny_run(out, n: int = 48, t: int = 300):
+    """A finished one-epoch run of the tiny model on synthetic data, for tests that need a run dir."""
+    from ecg_transfer.training.run import train_run
+
+    X, Y, ids, splits = make_data(n=n, t=t)
+    train_run(tiny_config(epochs=1), X, Y, ids, splits, LABELS, out, progress=False)
+    return out

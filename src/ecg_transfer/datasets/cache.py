@@ -66,12 +66,6 @@ class CachedSignals:
     def fs(self) -> float:
         return float(self.meta["settings"]["fs"])
 
-    def rows(self, record_ids: Sequence[str] | None = None) -> np.ndarray:
-        """Slots in ``signals`` for the given record ids (all good records when None)."""
-        if record_ids is None:
-            return self.table["row"].to_numpy()
-        return self.table.set_index("record_id").loc[list(record_ids), "row"].to_numpy()
-
 
 def _settings(adapter: DatasetAdapter, index: pd.DataFrame, fs: float | None, seconds: float | None) -> dict:
     fs_in = sorted(set(index["fs"].astype(float)))

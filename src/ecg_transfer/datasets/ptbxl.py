@@ -43,6 +43,7 @@ class PTBXL:
                 )
         self._database: pd.DataFrame | None = None
         self._index: pd.DataFrame | None = None
+        self._paths: dict[str, str] | None = None
         self.missing: list[str] = []
 
     # -- metadata -------------------------------------------------------------------------------
@@ -99,9 +100,18 @@ class PTBXL:
         return self._index
 
     # -- signals --------------------------------------------------------------------------------
+    def _rel_paths(self, record_ids: Sequence[str]) -> list[str]:
+        """Relative paths of ``record_ids``; the lookup table is built once per adapter."""
+        if self._paths is None:
+            index = self.index()
+            self._paths = dict(zip(index["record_id"], index["path"]))
+        try:
+            return [self._paths[r] for r in record_ids]
+        except KeyError as exc:
+            raise RecordError(str(exc.args[0]), f"no such record at {self.fs} Hz under {self.root}") from None
+
     def _path(self, record_id: str) -> Path:
-        row = self.index().set_index("record_id").loc[record_id]
-        return self.root / row["path"]
+        return self.root / self._rel_paths([record_id])[0]
 
     def read(self, record_id: str) -> np.ndarray:
         """float64 millivolts ``(n_samples, 12)``, equal to ``wfdb.rdsamp``; RecordError otherwise."""
@@ -119,8 +129,7 @@ class PTBXL:
         return signal
 
     def iter_signals(self, record_ids: Sequence[str]) -> Iterator[tuple[str, np.ndarray | RecordError]]:
-        paths = self.index().set_index("record_id")["path"].loc[list(record_ids)]
-        for rid, rel in zip(record_ids, paths):
+        for rid, rel in zip(record_ids, self._rel_paths(record_ids)):
             try:
                 yield rid, self._read_path(self.root / rel, rid)
             except RecordError as exc:
@@ -128,15 +137,14 @@ class PTBXL:
 
     def read_block(self, record_ids: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
         """Many records at once as float32 mV ``(n, 12, n_samples)`` (the cache's fast path)."""
-        paths = self.index().set_index("record_id")["path"].loc[list(record_ids)]
-        block, problems = read_block([self.root / p for p in paths], 10 * self.fs, 12, float(self.fs))
+        paths = [self.root / p for p in self._rel_paths(record_ids)]
+        block, problems = read_block(paths, 10 * self.fs, 12, float(self.fs))
         return block, [(record_ids[i], msg) for i, msg in problems]
 
     def prefetch(self, record_ids: Sequence[str]) -> None:
         """Ask the kernel to read the files ahead (in order), so that disk reads overlap the parsing
         done by the cache's workers; on a cold page cache this is most of the build time."""
-        paths = self.index().set_index("record_id")["path"].loc[list(record_ids)]
-        for rel in paths:
+        for rel in self._rel_paths(record_ids):
             for ext in (".hea", ".dat"):
                 try:
                     fd = os.open(self.root / f"{rel}{ext}", os.O_RDONLY)
