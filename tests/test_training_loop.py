@@ -176,3 +176,16 @@ def test_diverging_loss_stops_the_run(data):
     with pytest.raises(TrainingDivergedError, match="epoch 1"):
         fit(model, X, Y, splits["train"], splits["val"], config=cfg, stages=resolve_stages(cfg),
             scaler=GlobalStandardScaler(0.0, 1.0), progress=False)
+
+
+def test_validate_every_skips_validation_but_not_the_maths(tmp_path, data):
+    X, Y, ids, splits = data
+    every = train_run(tiny_config(epochs=5), X, Y, ids, splits, LABELS, tmp_path / "a", progress=False)
+    sparse = train_run(tiny_config(epochs=5, validate_every=2), X, Y, ids, splits, LABELS, tmp_path / "b",
+                       progress=False)
+    validated = [r["epoch"] for r in sparse.history if r["val_macro_auc"] is not None]
+    assert validated == [2, 4, 5]  # every second epoch, and always the last
+    assert [r["train_loss"] for r in sparse.history] == [r["train_loss"] for r in every.history]
+    assert sparse.predictions["test"].read_bytes() == every.predictions["test"].read_bytes()
+    with pytest.raises(ConfigError, match="validate_every"):
+        RunConfig.from_dict(tiny_config(validate_every=0))

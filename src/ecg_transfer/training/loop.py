@@ -387,7 +387,7 @@ def _fit(
                 loss_sum += batch_loss * n_batch
                 n_seen += n_batch
             val_loss, val_auc, n_cls = None, None, 0
-            if val_idx.size:
+            if val_idx.size and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == total):
                 def validate() -> tuple[float | None, float | None, int]:
                     probs, v_loss = predict_records(
                         model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
