@@ -5,6 +5,8 @@
     ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
     ecg-transfer train CONFIG --run-dir DIR            one run (pretrain, finetune, standalone are
                                                        the same with the transfer checks on)
+    ecg-transfer study run SPEC [--profile quick]      the whole transfer study, resumable
+    ecg-transfer report STUDY_DIR                      the study's HTML + Markdown report
 """
 
 from __future__ import annotations
@@ -143,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "when `ecg-transfer evaluate` has been run.")
     add_model_card_arguments(p)
     p.set_defaults(func=run_model_card)
+
+    from .study.cli import add_study_parser
+
+    add_study_parser(sub)
+
+    from .report.cli import add_report_parser
+
+    add_report_parser(sub)
 
     data = sub.add_parser("data", help="inspect datasets and build signal caches",
                           description="Inspect datasets and build their memory-mapped signal caches.")

@@ -271,7 +271,7 @@ def load_or_build(
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.glob(f".{adapter.name}-*.building-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
+        if not pid.isdigit() or not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = cache_dir / f".{final.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -310,7 +310,7 @@ def load_or_build(
     return open_cache(final)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

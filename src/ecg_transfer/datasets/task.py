@@ -14,14 +14,37 @@ without a label, and split them into train / validation / test by fold. Example:
     train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
     val_folds = [9]                # tune here
     test_folds = [10]              # report here, never tune
+    train_fraction = 1.0           # optional: train on this share of the train_folds records
+    fraction_parts = 20            # optional: train_fraction must be a multiple of 1/fraction_parts
+    fraction_seed = 0              # optional: which subset (one seed: nested subsets)
+    test_on_rest = false           # optional: test on the train_folds records not trained on
 
 CinC-format sets have no folds of their own: they get ``n_folds`` seeded, multilabel-stratified
 folds (``fold_seed``), made on the ``cinc2020`` protocol with identical signals kept together.
+
+Learning curves and "train on p % of a set, test on the rest" (the transfer study's designs) are
+``train_fraction`` < 1. The pool (labelled records of ``train_folds``) is cut into
+``fraction_parts`` label-stratified parts (``fraction_seed``) and training takes parts 1..k,
+k = train_fraction * fraction_parts, so with one seed the subsets are nested as the fraction grows
+(10 % is inside 20 %), and a learning curve measures more data, not a different draw. Units that
+must not be split stay in one part: one PTB-XL patient's records, records with identical signals.
+``test_on_rest = true`` (needs ``test_folds = []``) tests on the pool's remaining parts, e.g.::
+
+    [task]
+    dataset = "cinc"
+    root = "data/g12ec"
+    labels = "protocol:seed18"
+    train_folds = [1, 2, 3, 4, 5, 6, 7, 8, 10]
+    val_folds = [9]
+    test_folds = []
+    train_fraction = 0.1
+    test_on_rest = true
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +53,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .cache import CachedSignals, load_or_build
+from .folds import duplicate_signal_groups, signal_hash, stratified_folds
 from .registry import DATASET_NAMES, open_dataset
 from .splits import record_folds
 
@@ -48,7 +72,12 @@ _DEFAULTS: dict[str, Any] = {
     "test_folds": [10],
     "n_folds": 10,
     "fold_seed": 0,
+    "train_fraction": 1.0,
+    "fraction_parts": 20,
+    "fraction_seed": 0,
+    "test_on_rest": False,
 }
+_FRACTION_TOL = 1e-9
 
 
 @dataclass
@@ -82,7 +111,92 @@ def task_settings(task: Mapping[str, Any]) -> dict[str, Any]:
     folds = [set(s["train_folds"]), set(s["val_folds"]), set(s["test_folds"])]
     if folds[0] & folds[1] or folds[0] & folds[2] or folds[1] & folds[2]:
         raise ConfigError("task.train_folds / val_folds / test_folds must not overlap")
+    _check_fraction_settings(s)
     return s
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fraction_settings(s: dict[str, Any]) -> None:
+    """Validate train_fraction / fraction_parts / fraction_seed / test_on_rest (see the module doc)."""
+    parts = s["fraction_parts"]
+    if not _is_int(parts) or parts < 2:
+        raise ConfigError(f"task.fraction_parts: must be an integer >= 2, got {parts!r}")
+    if not _is_int(s["fraction_seed"]) or s["fraction_seed"] < 0:
+        raise ConfigError(f"task.fraction_seed: must be an integer >= 0, got {s['fraction_seed']!r}")
+    f = s["train_fraction"]
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 1):
+        raise ConfigError(f"task.train_fraction: must be a number in (0, 1], got {f!r}")
+    if f < 1:
+        k = f * parts
+        if abs(k - round(k)) > _FRACTION_TOL or round(k) < 1:
+            shown = [f"{i / parts:g}" for i in range(1, parts + 1)]
+            if len(shown) > 8:
+                shown = shown[:3] + ["..."] + shown[-2:]
+            hint = "set task.fraction_parts so that train_fraction * fraction_parts is a whole number"
+            exact = Fraction(f).limit_denominator(10_000)
+            if exact.denominator >= 2 and abs(float(exact) - f) <= _FRACTION_TOL:
+                hint = f"for {f:g} set task.fraction_parts = {exact.denominator} (or a multiple of it)"
+            raise ConfigError(
+                f"task.train_fraction: {f!r} is not a multiple of 1/{parts} (task.fraction_parts = {parts}); "
+                f"possible values: {', '.join(shown)} (k/{parts}, k = 1..{parts}); {hint}"
+            )
+    if not isinstance(s["test_on_rest"], bool):
+        raise ConfigError(f"task.test_on_rest: must be true or false, got {s['test_on_rest']!r}")
+    if s["test_on_rest"]:
+        if f >= 1:
+            raise ConfigError("task.test_on_rest = true needs task.train_fraction < 1 (the rest of the "
+                              f"train_folds records is the test set), got train_fraction = {f!r}")
+        if list(s["test_folds"]):
+            raise ConfigError("task.test_on_rest = true needs task.test_folds = [] (the test set is the rest of "
+                              f"the train_folds records), got test_folds = {s['test_folds']!r}")
+
+
+def fraction_subset(
+    labels: np.ndarray, groups: np.ndarray | None, *, fraction: float, parts: int = 20, seed: int = 0
+) -> np.ndarray:
+    """Boolean mask over the pool: the records in stratified parts 1..k, k = fraction * parts.
+
+    The pool is cut once into ``parts`` label-stratified parts (``stratified_folds`` with ``seed``
+    and ``groups``, so a group never straddles two parts); a fraction takes the first k, so for one
+    ``seed`` and ``parts`` the subsets are nested as ``fraction`` grows. ``fraction`` must be a
+    multiple of 1/``parts`` (checked by :func:`task_settings`; a ValueError here).
+    """
+    k = fraction * parts
+    if abs(k - round(k)) > _FRACTION_TOL or not 1 <= round(k) <= parts:
+        raise ValueError(f"fraction {fraction!r} is not k/{parts} for a whole k in 1..{parts}")
+    part = stratified_folds(labels, n_folds=parts, seed=seed, groups=groups)
+    return part <= round(k)
+
+
+def _pool_groups(cached: CachedSignals, table: pd.DataFrame, pool: np.ndarray) -> np.ndarray:
+    """Group ids for the pool's table positions: one patient's records (PTB-XL's patient_id) and
+    records with identical cached signals (as the CinC folds are made) form one group."""
+    rows = table["row"].to_numpy()[pool]
+    hashes = [signal_hash(np.asarray(cached.signals[r])) for r in rows]
+    patients = table["patient_id"].to_numpy()[pool] if "patient_id" in table.columns else None
+    return duplicate_signal_groups(hashes, patients)
+
+
+def _split_pool(s: dict[str, Any], cached: CachedSignals, y: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """The chosen-for-training mask over ``pool`` (table positions), with errors that say why not."""
+    f, parts = float(s["train_fraction"]), int(s["fraction_parts"])
+    where = (f"task.train_fraction = {f:g}: the {s['dataset']} pool at {s['root']} (labelled records of "
+             f"train_folds {list(s['train_folds'])})")
+    groups = _pool_groups(cached, cached.table, pool)
+    n_groups = len(np.unique(groups))
+    if n_groups < parts:
+        raise ConfigError(f"{where} has {pool.size} records in {n_groups} group(s) (patients / identical "
+                          f"signals), fewer than task.fraction_parts = {parts}: some parts would be empty; "
+                          "lower fraction_parts or add train_folds")
+    # with at least `parts` groups, stratified_folds makes every part non-empty
+    chosen = fraction_subset(y[pool], groups, fraction=f, parts=parts, seed=int(s["fraction_seed"]))
+    if chosen.sum() < 2:
+        raise ConfigError(f"{where} has {pool.size} records; the fraction leaves {int(chosen.sum())} for "
+                          "training, at least 2 are needed: raise train_fraction or lower fraction_parts")
+    return chosen
 
 
 def _labels(
@@ -131,6 +245,12 @@ def load_task(task: Mapping[str, Any], fs: float, *, progress: bool = True) -> T
     for split in ("train", "val", "test"):
         mask = np.isin(folds, s[f"{split}_folds"]) & has_label
         splits[split] = rows[mask]
+    if s["train_fraction"] < 1:
+        pool = np.flatnonzero(np.isin(folds, s["train_folds"]) & has_label)
+        chosen = _split_pool(s, cached, y, pool)
+        splits["train"] = rows[pool[chosen]]
+        if s["test_on_rest"]:
+            splits["test"] = rows[pool[~chosen]]
     Y = np.zeros((cached.signals.shape[0], len(names)), dtype=np.uint8)
     Y[rows] = y
     record_ids = [""] * cached.signals.shape[0]

@@ -1,0 +1,550 @@
+"""The study report's figures, drawn from results.json with matplotlib (Agg) and returned as PNG bytes.
+
+One style throughout, so that the page reads as one document: fine-tuned blue, standalone orange,
+PTB-XL pre-training green, the same colour in every chart; our numbers are filled markers with 95 %
+CI bands or bars, the original study's numbers are dashed lines / hollow diamonds in the same colour
+(single runs of a flawed protocol, drawn for orientation only). A figure whose data is entirely
+missing is ``None`` (the page says "not run"); points with a null value are left out of the line.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from .data import Interval, interval, missing_word, num, ref_value, rows, section, share_key  # noqa: E402
+
+COLORS = {"finetuned": "#2563eb", "standalone": "#ea580c", "pretrain": "#059669"}
+ARM_NAMES = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "PTB-XL pre-training"}
+METHOD_COLORS = {"uncalibrated": "#111827", "temperature": "#2563eb", "class-temperature": "#7c3aed",
+                 "platt": "#db2777", "isotonic": "#059669"}
+REF_STYLE = dict(ls=(0, (4, 3)), lw=1.3, alpha=0.75)
+DPI = 144
+
+_RC = {
+    "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10.5, "axes.titleweight": "bold",
+    "axes.titlelocation": "left", "axes.titlepad": 8, "axes.labelsize": 9, "axes.labelcolor": "#374151",
+    "axes.edgecolor": "#9ca3af", "axes.linewidth": 0.8, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "axes.axisbelow": True, "grid.color": "#e5e7eb", "grid.linewidth": 0.8,
+    "xtick.color": "#4b5563", "ytick.color": "#4b5563", "xtick.labelsize": 8.5, "ytick.labelsize": 8.5,
+    "legend.frameon": False, "legend.fontsize": 8.5, "figure.facecolor": "white", "axes.facecolor": "white",
+    "text.color": "#111827",
+}
+
+
+@dataclass
+class Figure:
+    """One figure of the report: its file stem, caption and PNG bytes (None: no data)."""
+
+    name: str
+    caption: str
+    png: bytes | None
+    error: str | None = None
+    group: str = ""  # the label protocol of a per-protocol figure
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.12, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _not_run(ax, text: str = "not run") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="#9ca3af",
+            style="italic")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def _ref_handle(color: str = "#6b7280", label: str = "original study (single run, flawed protocol)") -> Line2D:
+    return Line2D([], [], color=color, marker="D", mfc="white", ms=5, label=label, **REF_STYLE)
+
+
+def _ci_err(ivs: Sequence[Interval]) -> np.ndarray:
+    """matplotlib's (2, n) yerr from intervals (0 where a CI is missing)."""
+    lo = [iv.value - iv.lo if iv.has_ci else 0.0 for iv in ivs]
+    hi = [iv.hi - iv.value if iv.has_ci else 0.0 for iv in ivs]
+    return np.array([np.maximum(lo, 0), np.maximum(hi, 0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# headline
+
+
+def headline_figure(results: Mapping[str, Any]) -> bytes | None:
+    """Left: macro AUC of both arms per protocol (CI bars, seeds as dots, original's diamonds).
+    Right: the paired difference fine-tuned − standalone with its CI against zero."""
+    hl = rows(section(results, "headline"))
+    if not any(interval(r.get(k)).ok for r in hl for k in ("finetuned", "standalone", "difference")):
+        return None  # nothing measured yet: the page says pending rather than showing the original alone
+    n = len(hl)
+    with plt.rc_context(_RC):
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 1.1 + 0.95 * n), gridspec_kw={"width_ratios": [1.35, 1]})
+        ref_ft, ref_sa = ref_value(results, "headline", "finetuned"), ref_value(results, "headline", "standalone")
+        yt, yl = [], []
+        for i, row in enumerate(hl):
+            base = n - 1 - i
+            for arm, dy in (("finetuned", 0.17), ("standalone", -0.17)):
+                iv, y, c = interval(row.get(arm)), base + dy, COLORS[arm]
+                if iv.ok:
+                    ax.errorbar([iv.value], [y], xerr=_ci_err([iv]), fmt="o", color=c, ms=7, capsize=4, lw=2)
+                    ax.scatter(iv.values, [y] * len(iv.values), s=9, color=c, alpha=0.45, zorder=3, lw=0)
+                    ax.annotate(f"{iv.value:.3f}", (iv.value, y), xytext=(0, 7), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=8, color=c, weight="bold")
+                ref = ref_ft if arm == "finetuned" else ref_sa
+                if ref is not None:
+                    ax.plot([ref], [y], marker="D", mfc="white", mec=c, ms=6.5, mew=1.4, ls="none")
+            yt.append(base)
+            yl.append(str(row.get("protocol", "?")))
+            d = interval(row.get("difference"))
+            if d.ok:
+                col = "#15803d" if d.has_ci and d.lo > 0 else ("#b91c1c" if d.has_ci and d.hi < 0 else "#4b5563")
+                bx.errorbar([d.value], [base], xerr=_ci_err([d]), fmt="o", color=col, ms=8, capsize=5, lw=2.2)
+                bx.annotate(f"{d.value:+.3f}", (d.hi if d.has_ci else d.value, base), xytext=(7, 0),
+                            textcoords="offset points", va="center", fontsize=8.5, color=col, weight="bold")
+            if ref_ft is not None and ref_sa is not None:
+                bx.plot([ref_ft - ref_sa], [base], marker="D", mfc="white", mec="#6b7280", ms=7, mew=1.4, ls="none")
+        for a in (ax, bx):
+            a.set_yticks(yt, yl)
+            a.set_ylim(-0.6, n - 0.4)
+            a.grid(axis="y", visible=False)
+            a.tick_params(axis="y", length=0, labelsize=9.5)
+        ax.set_xlabel("macro AUC on the G12EC test split (95 % CI)")
+        ax.set_title("Fine-tuned vs standalone")
+        bx.axvline(0, color="#9ca3af", lw=1)
+        bx.set_xlabel("paired difference, fine-tuned − standalone")
+        bx.set_title("Gain from PTB-XL pre-training")
+        bx.set_yticklabels([])
+        handles = [Line2D([], [], color=COLORS["finetuned"], marker="o", ls="none", label="fine-tuned"),
+                   Line2D([], [], color=COLORS["standalone"], marker="o", ls="none", label="standalone"),
+                   Line2D([], [], color="#6b7280", marker="o", ls="none", ms=3, alpha=0.5, label="single seeds"),
+                   Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none", label="original study")]
+        fig.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02 - 0.06 / n))
+        fig.tight_layout(rect=(0, 0.1 / max(1, n) + 0.04, 1, 1))
+        return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment 1
+
+
+def _curve(ax, pts: list[tuple[float, Interval]], color: str, label: str) -> bool:
+    pts = sorted((x, iv) for x, iv in pts if x is not None and iv.ok)
+    if not pts:
+        return False
+    x = np.array([p[0] for p in pts])
+    v = np.array([p[1].value for p in pts])
+    ax.plot(x, v, "-o", color=color, lw=2, ms=5, label=label, zorder=4)
+    ci = [(xx, iv) for xx, iv in pts if iv.has_ci]
+    if ci:
+        ax.fill_between([c[0] for c in ci], [c[1].lo for c in ci], [c[1].hi for c in ci], color=color,
+                        alpha=0.16, lw=0, zorder=2)
+    for xx, iv in pts:
+        if len(iv.values) > 1:
+            ax.scatter([xx] * len(iv.values), iv.values, s=8, color=color, alpha=0.4, lw=0, zorder=3)
+    return True
+
+
+def _mark_missing(ax, pts: list[tuple[float | None, Interval]], word: str) -> None:
+    """Write ``word`` (pending / failed) at the foot of the axis where a point has no value."""
+    xs = sorted({x for x, iv in pts if x is not None and not iv.ok})
+    for x in xs:
+        ax.annotate(word, (x, 0.03), xycoords=("data", "axes fraction"), rotation=90, ha="center", va="bottom",
+                    fontsize=7.5, color="#9ca3af", style="italic")
+
+
+def _ref_curve(ax, results: Mapping[str, Any], exp: str, key: str, color: str) -> bool:
+    ref = results.get("reference", {}).get(exp) if isinstance(results.get("reference"), dict) else None
+    if not isinstance(ref, dict):
+        return False
+    pts = sorted((share_key(k), ref_value(results, exp, k, key)) for k in ref)
+    pts = [(x, v) for x, v in pts if x is not None and v is not None]
+    if not pts:
+        return False
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="D", mfc="white", mec=color, ms=5, color=color,
+            zorder=3, **REF_STYLE)
+    return True
+
+
+def exp1_figure(results: Mapping[str, Any]) -> bytes | None:
+    """Macro AUC against the share of G12EC used for training, both arms, both test variants."""
+    e1 = section(results, "exp1")
+    if not isinstance(e1, dict) or not any(interval(r).ok for v in ("rest", "fixed_test") for r in rows(e1.get(v))):
+        return None
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.1), sharey=True)
+        titles = {"rest": "Test on the rest of G12EC", "fixed_test": "Fixed test fold"}
+        any_ref = False
+        word = missing_word(results)
+        for ax, variant in zip(axes, ("rest", "fixed_test")):
+            vrows = rows(e1.get(variant))
+            drawn = False
+            for arm in ("finetuned", "standalone"):
+                pts = [(share_key(r.get("share")), interval(r)) for r in vrows if r.get("arm") == arm]
+                drawn |= _curve(ax, pts, COLORS[arm], ARM_NAMES[arm])
+                any_ref |= _ref_curve(ax, results, "exp1", arm, COLORS[arm])
+            _mark_missing(ax, [(share_key(r.get("share")), interval(r)) for r in vrows], word)
+            ax.set_title(titles[variant])
+            if not drawn:
+                ax.text(0.5, 0.5, "not run" if not vrows else word, transform=ax.transAxes, ha="center",
+                        va="center", fontsize=11, color="#9ca3af", style="italic")
+            shares = sorted({s for s in (share_key(r.get("share")) for r in vrows) if s is not None})
+            if shares:
+                ax.set_xticks(shares, [f"{s:g} %" for s in shares])
+            ax.set_xlabel("share of G12EC used for training")
+        axes[0].set_ylabel("macro AUC (95 % CI band)")
+        handles = [Line2D([], [], color=COLORS[a], marker="o", lw=2, label=ARM_NAMES[a]) for a in
+                   ("finetuned", "standalone")]
+        if any_ref:
+            handles.append(_ref_handle())
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment 2
+
+
+def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
+    """PTB-XL share → PTB-XL test AUC (left) and the G12EC fine-tuned AUC (right)."""
+    e2 = rows(section(results, "exp2"))
+    if not any(interval(r.get(k)).ok for r in e2 for k in ("pretrain_test_auc", "finetuned")):
+        return None
+    with plt.rc_context(_RC):
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 3.9))
+        pts_pre = [(share_key(r.get("share")), interval(r.get("pretrain_test_auc"))) for r in e2]
+        pts_ft = [(share_key(r.get("share")), interval(r.get("finetuned"))) for r in e2]
+        if not _curve(ax, pts_pre, COLORS["pretrain"], "pre-training"):
+            _not_run(ax, missing_word(results))
+        ref_pre = _ref_curve(ax, results, "exp2", "pretrain", COLORS["pretrain"])
+        if not _curve(bx, pts_ft, COLORS["finetuned"], "fine-tuned"):
+            _not_run(bx, missing_word(results))
+        ref_ft = _ref_curve(bx, results, "exp2", "target", COLORS["finetuned"])
+        _mark_missing(ax, pts_pre, missing_word(results))
+        _mark_missing(bx, pts_ft, missing_word(results))
+        sa = [interval(r.get("standalone_reference")) for r in e2]
+        sa = next((iv for iv in sa if iv.ok), None)
+        shares = sorted({s for s, _ in pts_pre if s is not None})
+        if sa is not None and shares:
+            bx.axhline(sa.value, color=COLORS["standalone"], lw=1.6, zorder=3)
+            if sa.has_ci:
+                bx.axhspan(sa.lo, sa.hi, color=COLORS["standalone"], alpha=0.12, lw=0)
+            bx.text(shares[0], sa.value, f"  standalone (same G12EC split) {sa.value:.3f}", va="bottom",
+                    fontsize=8, color=COLORS["standalone"])
+        for a in (ax, bx):
+            if shares:
+                a.set_xticks(shares, [f"{s:g} %" for s in shares])
+            a.set_xlabel("share of PTB-XL used for pre-training")
+        ax.set_title("PTB-XL test fold")
+        ax.set_ylabel("macro AUC (95 % CI band)")
+        bx.set_title("G12EC after fine-tuning")
+        handles = [Line2D([], [], color=COLORS["pretrain"], marker="o", lw=2, label="pre-training (PTB-XL test)"),
+                   Line2D([], [], color=COLORS["finetuned"], marker="o", lw=2, label="fine-tuned (G12EC test)")]
+        if sa is not None:
+            handles.append(Line2D([], [], color=COLORS["standalone"], lw=1.6, label="standalone"))
+        if ref_pre or ref_ft:
+            handles.append(_ref_handle())
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments 3 and 5: grouped point ranges
+
+
+def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_label: Callable[[Any], str],
+             exp: str, title: str, xlabel: str) -> bytes | None:
+    series = [s for s in ("pretrain", "finetuned", "standalone") if any(interval(r.get(s)).ok for r in data)]
+    if not series:
+        return None
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(10.5, 3.9))
+        cats = [r.get(cat_key) for r in data]
+        offsets = {s: (i - (len(series) - 1) / 2) * 0.22 for i, s in enumerate(series)}
+        any_ref = False
+        for j, row in enumerate(data):
+            for s in series:
+                iv, x = interval(row.get(s)), j + offsets[s]
+                if iv.ok:
+                    ax.errorbar([x], [iv.value], yerr=_ci_err([iv]), fmt="o", color=COLORS[s], ms=7, capsize=4,
+                                lw=2, zorder=4)
+                    ax.scatter([x] * len(iv.values), iv.values, s=9, color=COLORS[s], alpha=0.45, lw=0, zorder=3)
+                    ax.annotate(f"{iv.value:.3f}", (x, iv.hi if iv.has_ci else iv.value), xytext=(0, 5),
+                                textcoords="offset points", ha="center", fontsize=7.5, color=COLORS[s])
+                ref_key = "finetuned" if s == "finetuned" else s
+                ref = ref_value(results, exp, cats[j], ref_key)
+                if ref is not None:
+                    any_ref = True
+                    ax.plot([x + 0.07], [ref], marker="D", mfc="white", mec=COLORS[s], ms=6.5, mew=1.4, ls="none",
+                            zorder=5)
+        ax.set_xticks(range(len(data)), [cat_label(c) for c in cats])
+        ax.set_xlim(-0.6, len(data) - 0.4)
+        ax.grid(axis="x", visible=False)
+        ax.tick_params(axis="x", length=0, labelsize=9.5)
+        ax.set_ylabel("macro AUC (95 % CI)")
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        handles = [Line2D([], [], color=COLORS[s], marker="o", ls="none", ms=7,
+                          label="pre-training (PTB-XL test)" if s == "pretrain" else ARM_NAMES[s] + " (G12EC test)")
+                   for s in series]
+        if any_ref:
+            handles.append(Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none",
+                                  label="original study (flawed protocol)"))
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return _png(fig)
+
+
+def exp3_figure(results: Mapping[str, Any]) -> bytes | None:
+    """Sampling rate: pre-training, fine-tuned and standalone AUC per rate."""
+    data = sorted(rows(section(results, "exp3")), key=lambda r: share_key(r.get("fs")) or 0.0)
+    return _grouped(results, data, "fs", lambda fs: f"{share_key(fs):g} Hz" if share_key(fs) else str(fs),
+                    "exp3", "Sampling rate", "sampling rate of every arm")
+
+
+def exp5_figure(results: Mapping[str, Any]) -> bytes | None:
+    """Input representation: pre-training, fine-tuned and standalone AUC per input kind."""
+    return _grouped(results, rows(section(results, "exp5")), "input", str, "exp5", "Input representation",
+                    "network input")
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment 4
+
+
+def _positives(b: Mapping[str, Any]) -> float:
+    """Positives in a label's test split from its bins (count × observed frequency, summed)."""
+    total = 0.0
+    for c, f in zip(b.get("count") or [], b.get("frac_pos") or []):
+        if num(c) is not None and num(f) is not None:
+            total += num(c) * num(f)
+    return total
+
+
+def top_labels(entry: Mapping[str, Any], k: int = 4) -> list[tuple[str, int]]:
+    """The ``k`` labels with most positives (from the uncalibrated bins), with their positives."""
+    rel = entry.get("reliability")
+    bins = rel.get("uncalibrated") if isinstance(rel, dict) else None
+    if not isinstance(bins, dict):
+        return []
+    pos = [(name, int(round(_positives(b)))) for name, b in bins.items() if isinstance(b, dict)]
+    return sorted(pos, key=lambda t: (-t[1], t[0]))[:k]
+
+
+def _rel_curve(ax, b: Mapping[str, Any], color: str, lw: float, ls: str = "-") -> None:
+    pairs = [(num(m), num(f)) for m, f in zip(b.get("mean_pred") or [], b.get("frac_pos") or [])]
+    pairs = [(m, f) for m, f in pairs if m is not None and f is not None]
+    if pairs:
+        ax.plot([p[0] for p in pairs], [p[1] for p in pairs], ls, marker="o", ms=3, lw=lw, color=color, zorder=4)
+
+
+def reliability_figure(entries: Sequence[Mapping[str, Any]], k: int = 4) -> bytes | None:
+    """Rows: the arms of one protocol; columns: the ``k`` labels with most positives. Each panel:
+    the uncalibrated curve (black) and every calibrator's curve, the diagonal, and the uncalibrated
+    bin counts as bars (a quarter of the height is the largest count)."""
+    entries = [e for e in entries if isinstance(e.get("reliability"), dict) and e["reliability"]]
+    if not entries:
+        return None
+    labels = top_labels(entries[0], k) or top_labels(entries[-1], k)
+    if not labels:
+        return None
+    methods = []
+    for e in entries:
+        for m in e["reliability"]:
+            if m not in methods:
+                methods.append(m)
+    with plt.rc_context({**_RC, "axes.titlesize": 9, "axes.titlelocation": "center"}):
+        size = (2.6 * len(labels) + 0.6, 2.55 * len(entries) + 0.7)
+        fig, axes = plt.subplots(len(entries), len(labels), figsize=size, squeeze=False)
+        for i, e in enumerate(entries):
+            rel = e["reliability"]
+            for j, (name, npos) in enumerate(labels):
+                ax = axes[i, j]
+                ax.plot([0, 1], [0, 1], color="#9ca3af", lw=0.9, ls="--", zorder=1)
+                unc = (rel.get("uncalibrated") or {}).get(name)
+                if isinstance(unc, dict) and unc.get("count"):
+                    lo = np.array([num(x) or 0.0 for x in unc.get("lower", [])])
+                    hi = np.array([num(x) or 0.0 for x in unc.get("upper", [])])
+                    cnt = np.array([num(x) or 0.0 for x in unc["count"]])
+                    if len(lo) == len(cnt) == len(hi):
+                        top = max(cnt.max(initial=0), 1)
+                        ax.bar(lo, 0.25 * cnt / top, width=np.maximum(hi - lo, 0.01), align="edge", color="#fbbf24",
+                               alpha=0.35, lw=0, zorder=0)
+                for m in methods:
+                    b = (rel.get(m) or {}).get(name)
+                    if isinstance(b, dict):
+                        _rel_curve(ax, b, METHOD_COLORS.get(m, "#6b7280"), 2.0 if m == "uncalibrated" else 1.3,
+                                   "-" if m == "uncalibrated" else "-")
+                ax.set_xlim(0, 1)
+                ax.set_ylim(0, 1)
+                ax.set_aspect("equal")
+                ax.tick_params(labelsize=7.5)
+                arm = ARM_NAMES.get(str(e.get("arm")), str(e.get("arm")))
+                ax.set_title(f"{name} · {npos} positives", color="#111827")
+                if j == 0:
+                    ax.set_ylabel(f"{arm}\nobserved frequency", fontsize=9, weight="bold",
+                                  color=COLORS.get(str(e.get("arm")), "#111827"))
+                if i == len(entries) - 1:
+                    ax.set_xlabel("mean predicted probability", fontsize=8.5)
+                else:
+                    ax.tick_params(labelbottom=False)
+        handles = [Line2D([], [], color=METHOD_COLORS.get(m, "#6b7280"), marker="o", ms=3,
+                          lw=2.0 if m == "uncalibrated" else 1.3, label=m) for m in methods]
+        handles += [Line2D([], [], color="#fbbf24", alpha=0.6, lw=6, label="records per bin (uncalibrated)")]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
+                   fontsize=8)
+        fig.tight_layout(rect=(0, 0.06, 1, 1), h_pad=1.6)
+        return _png(fig)
+
+
+def calibration_metrics_figure(results: Mapping[str, Any]) -> bytes | None:
+    """ECE and Brier score (95 % CI) per calibrator, one colour per arm, one marker per protocol."""
+    e4 = [e for e in rows(section(results, "exp4")) if isinstance(e.get("methods"), dict) and e["methods"]]
+    if not e4:
+        return None
+    methods: list[str] = []
+    for e in e4:
+        methods += [m for m in e["methods"] if m not in methods]
+    protocols = list(dict.fromkeys(str(e.get("protocol")) for e in e4))
+    markers = ["o", "s", "^", "v", "P"]
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(10.5, 1.2 + 0.3 * len(methods) * max(1, len(e4)) ** 0.5), sharey=True)
+        n = len(e4)
+        for ax, metric, title in zip(axes, ("ece", "brier"), ("ECE (pooled, 10 bins)", "Brier score")):
+            for i, e in enumerate(e4):
+                dy = (i - (n - 1) / 2) * (0.7 / max(n, 1))
+                arm = str(e.get("arm"))
+                mk = markers[protocols.index(str(e.get("protocol"))) % len(markers)]
+                for j, m in enumerate(methods):
+                    iv = interval((e["methods"].get(m) or {}).get(metric))
+                    if iv.ok:
+                        ax.errorbar([iv.value], [len(methods) - 1 - j + dy], xerr=_ci_err([iv]), fmt=mk,
+                                    color=COLORS.get(arm, "#6b7280"), ms=5.5, capsize=2.5, lw=1.5)
+            ax.set_title(title + " — lower is better")
+            ax.set_yticks(range(len(methods)), list(reversed(methods)))
+            ax.grid(axis="y", visible=False)
+            ax.tick_params(axis="y", length=0, labelsize=9)
+        handles = [Line2D([], [], color=COLORS.get(a, "#6b7280"), marker="o", ls="none", label=ARM_NAMES.get(a, a))
+                   for a in dict.fromkeys(str(e.get("arm")) for e in e4)]
+        if len(protocols) > 1:
+            handles += [Line2D([], [], color="#4b5563", marker=markers[i % len(markers)], ls="none", label=p)
+                        for i, p in enumerate(protocols)]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# per class
+
+
+def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
+    """Per label AUC of both arms as a dumbbell, labels sorted by positives (most at the top)."""
+    pcs = rows(row.get("per_class"))
+    pcs = [p for p in pcs if num(p.get("finetuned")) is not None or num(p.get("standalone")) is not None]
+    if not pcs:
+        return None
+    pcs.sort(key=lambda p: (-(num(p.get("n_pos")) or 0), str(p.get("label"))))
+    n = len(pcs)
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(4.8, 0.9 + 0.25 * n))
+        for i, p in enumerate(pcs):
+            y = n - 1 - i
+            ft, sa = num(p.get("finetuned")), num(p.get("standalone"))
+            if ft is not None and sa is not None:
+                ax.plot([ft, sa], [y, y], color="#d1d5db", lw=2.2, zorder=2)
+            if sa is not None:
+                ax.plot([sa], [y], "o", color=COLORS["standalone"], ms=6, zorder=3)
+            if ft is not None:
+                ax.plot([ft], [y], "o", color=COLORS["finetuned"], ms=6, zorder=4)
+        ax.set_yticks(range(n), [f"{p.get('label')}  ({int(num(p.get('n_pos')) or 0)})" for p in reversed(pcs)])
+        ax.set_ylim(-0.7, n - 0.3)
+        ax.grid(axis="y", visible=False)
+        ax.tick_params(axis="y", length=0, labelsize=8)
+        ax.axvline(0.5, color="#e5e7eb", lw=1)
+        ax.set_xlabel("AUC on the G12EC test split")
+        ax.set_title(f"Per label, {row.get('protocol', '?')} (positives in test)", fontsize=9.5)
+        handles = [Line2D([], [], color=COLORS[a], marker="o", ls="none", label=ARM_NAMES[a])
+                   for a in ("finetuned", "standalone")]
+        ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True, framealpha=0.9, edgecolor="#e5e7eb")
+        fig.tight_layout()
+        return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """A figure file stem from a protocol name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "x"
+
+
+CAPTIONS = {
+    "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds); hollow "
+                "diamonds: the original study. Right: the paired difference fine-tuned − standalone with its "
+                "95 % CI, green when the CI excludes zero.",
+    "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds); dashed lines with "
+            "hollow diamonds: the original study (single runs, tested on the rest).",
+    "exp2": "Left: pre-training on a share of PTB-XL, scored on the same PTB-XL test fold for every share. Right: "
+            "those networks fine-tuned on G12EC; orange line and band: the standalone network trained from scratch "
+            "on the same G12EC records. Dashed, hollow diamonds: the original study.",
+    "exp3": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
+    "exp5": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
+    "exp4_metrics": "Expected calibration error and Brier score on the test split, before (uncalibrated) and after "
+                    "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
+    "exp4_reliability": "Observed frequency of the label against the mean predicted probability in 10 equal-width "
+                        "bins (test split); a calibrated model follows the dashed diagonal. Bars: records per bin "
+                        "(uncalibrated). Rows: arms; columns: the labels with most positives.",
+    "per_class": "Labels sorted by positives in the test split (in brackets).",
+}
+
+
+def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
+    """Every figure of the report, keyed by name. A figure that fails to draw (data of an
+    unexpected shape) carries the error instead of stopping the report."""
+    jobs: list[tuple[str, str, Callable[[], bytes | None], str]] = [
+        ("headline", CAPTIONS["headline"], lambda: headline_figure(results), ""),
+        ("exp1", CAPTIONS["exp1"], lambda: exp1_figure(results), ""),
+        ("exp2", CAPTIONS["exp2"], lambda: exp2_figure(results), ""),
+        ("exp3", CAPTIONS["exp3"], lambda: exp3_figure(results), ""),
+        ("exp5", CAPTIONS["exp5"], lambda: exp5_figure(results), ""),
+        ("exp4_metrics", CAPTIONS["exp4_metrics"], lambda: calibration_metrics_figure(results), ""),
+    ]
+    e4 = rows(section(results, "exp4"))
+    for protocol in dict.fromkeys(str(e.get("protocol", "?")) for e in e4):
+        group = sorted((e for e in e4 if str(e.get("protocol", "?")) == protocol),
+                       key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))))
+        jobs.append((f"exp4_reliability_{safe_name(protocol)}", CAPTIONS["exp4_reliability"],
+                     lambda g=group: reliability_figure(g), protocol))
+    for row in rows(section(results, "headline")):
+        p = str(row.get("protocol", "?"))
+        jobs.append((f"per_class_{safe_name(p)}", CAPTIONS["per_class"], lambda r=row: per_class_figure(r), p))
+    out: dict[str, Figure] = {}
+    for name, caption, draw, group in jobs:
+        try:
+            out[name] = Figure(name, caption, draw(), group=group)
+        except Exception as exc:  # a figure is not worth losing the whole report over
+            plt.close("all")
+            out[name] = Figure(name, caption, None, error=f"{type(exc).__name__}: {exc}", group=group)
+    return out
+
+
+__all__ = ["Figure", "make_figures", "headline_figure", "exp1_figure", "exp2_figure", "exp3_figure",
+           "exp5_figure", "reliability_figure", "calibration_metrics_figure", "per_class_figure", "top_labels",
+           "safe_name"]

@@ -1,0 +1,244 @@
+"""From a study spec to the list of training runs it needs, each keyed by what defines it.
+
+A run is defined by its resolved run config (model, rate, input, labels, split, seed, recipe) and
+the key of the pre-training run it starts from, never by the experiment that asks for it: the
+headline's fine-tuned runs at the base rate *are* experiment 3's base-rate runs and experiment 5's
+time-domain runs, so they are trained once and shared. A run's key is a hash of that definition;
+settings that do not change the result (device, threads, how often validation AUC is printed) are
+left out of it, so a study can be resumed on another machine.
+
+Splits (all expressed in the run's ``[task]`` table, so ``ecg-transfer train`` can redo any run):
+
+- headline (and experiments 3, 4, 5): target folds ``train_folds`` / ``val_folds`` / ``test_folds``;
+- experiment 1, "test on the rest": validation = ``val_folds``; the other folds are the pool; a
+  stratified share of the pool trains, the rest of the pool is the test set; repeat ``r`` draws
+  other folds (``fold_seed + r``) and another subset (``fraction_seed = r``);
+- experiment 1, "fixed test fold": the headline split with a stratified share of ``train_folds``;
+  subsets of one repeat are nested as the share grows;
+- experiment 2: the source's ``train_folds`` subset (patients kept together), target as experiment
+  1 "rest" at ``target_share``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterable
+
+from .spec import StudySpec
+
+# RunConfig keys that never change a run's result (see training.run._RESUMABLE_CHANGES).
+NON_DEFINING = ("device", "num_threads", "validate_every", "dist_backend", "sync_batchnorm")
+ARMS = ("finetuned", "standalone")
+
+
+@dataclass
+class RunDef:
+    """One training run of the study: its config, the run it starts from, and every use of it."""
+
+    key: str
+    kind: str                      # "pretrain" | "finetuned" | "standalone"
+    config: dict[str, Any]         # a RunConfig dict; finetune.pretrained_run is filled in when it runs
+    depends: str | None            # key of the pre-training run (fine-tuned runs)
+    uses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.uses[0]["name"] if self.uses else self.key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "name": self.name, "depends": self.depends,
+                "config": self.config, "uses": self.uses}
+
+
+def run_key(config: dict[str, Any], depends: str | None) -> str:
+    """16 hex digits of sha256 over the defining part of ``config`` and the parent run's key."""
+    defining = {k: v for k, v in config.items() if k not in NON_DEFINING}
+    ft = dict(defining.get("finetune", {}))
+    ft.pop("pretrained_run", None)
+    defining["finetune"] = ft
+    blob = json.dumps({"config": defining, "depends": depends}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fraction_parts(percentages: Iterable[float]) -> int:
+    """The fewest equal parts in which every share is a whole number of parts (10 % and 30 %: 10)."""
+    parts = 1
+    for p in percentages:
+        f = Fraction(p).limit_denominator(10_000) / 100
+        if f < 1:
+            parts = math.lcm(parts, f.denominator)
+    return max(parts, 2)
+
+
+class _Planner:
+    def __init__(self, spec: StudySpec):
+        self.spec = spec
+        self.d = spec.data
+        self.runs: dict[str, RunDef] = {}
+        st, ex = self.d["study"], self.d["experiments"]
+        src_shares = [100 * self.d["source"]["train_fraction"]]
+        if ex["source_share"]["enabled"]:
+            src_shares += list(ex["source_share"]["shares"])
+        self.source_parts = fraction_parts(src_shares)
+        tgt_shares = list(ex["target_share"]["shares"]) if ex["target_share"]["enabled"] else []
+        if ex["source_share"]["enabled"]:
+            tgt_shares.append(ex["source_share"]["target_share"])
+        self.target_parts = fraction_parts(tgt_shares or [50])
+        self.seeds = list(st["seeds"])
+
+    # ----- configs -----------------------------------------------------------------------------
+    def _common(self, fs: float, seed: int, inp: str) -> dict[str, Any]:
+        st = self.d["study"]
+        cfg: dict[str, Any] = {"model": st["model"], "model_kwargs": dict(st["model_kwargs"]), "fs": float(fs),
+                               "seed": int(seed), "num_threads": st["threads"], "device": st["device"]}
+        if inp != "time":
+            cfg["input"] = inp
+        half = math.floor(2.5 * fs / 2)  # windows at half a crop: 1.25 s where that is whole samples
+        if abs(half / fs - 1.25) > 1e-9:
+            cfg["stride_seconds"] = half / fs  # 250 Hz: 312 samples, 50 Hz: 62
+        return cfg
+
+    def pretrain(self, *, share: float | None = None, fs: float | None = None, inp: str = "time") -> str:
+        src, st = self.d["source"], self.d["study"]
+        fs = float(st["fs"] if fs is None else fs)
+        fraction = src["train_fraction"] if share is None else share / 100
+        source_fs = 500 if fs > 100 else 100
+        task: dict[str, Any] = {"dataset": src["dataset"], "root": src["root"], "labels": src["labels"],
+                                "source_fs": source_fs, "allow_missing": bool(src["allow_missing"] and source_fs == 500)}
+        if st["cache_dir"]:
+            task["cache_dir"] = st["cache_dir"]
+        if fraction < 1:
+            task.update(train_fraction=float(fraction), fraction_parts=self.source_parts, fraction_seed=0)
+        cfg = {**self._common(fs, self.seeds[0], inp), "epochs": src["epochs"], "batch_size": src["batch_size"],
+               "validate_every": src["validate_every"], "task": task, **copy.deepcopy(src["run"])}
+        name = f"pretrain/{src['labels']}/fs{_num(fs)}/share{_num(100 * fraction)}/{inp}"
+        return self._add("pretrain", cfg, None, {"name": name, "experiment": "pretrain", "arm": "pretrain",
+                                                  "fs": fs, "share": 100 * fraction, "input": inp})
+
+    def target(self, arm: str, *, protocol: str, seed: int, fs: float | None = None, inp: str = "time",
+               pretrain: str | None = None, split: dict[str, Any] | None = None, use: dict[str, Any]) -> str:
+        tgt, st = self.d["target"], self.d["study"]
+        fs = float(st["fs"] if fs is None else fs)
+        task: dict[str, Any] = {"dataset": tgt["dataset"], "root": tgt["root"], "labels": f"protocol:{protocol}",
+                                "n_folds": tgt["n_folds"], "fold_seed": tgt["fold_seed"],
+                                "train_folds": list(tgt["train_folds"]), "val_folds": list(tgt["val_folds"]),
+                                "test_folds": list(tgt["test_folds"])}
+        if st["cache_dir"]:
+            task["cache_dir"] = st["cache_dir"]
+        task.update(split or {})
+        cfg = {**self._common(fs, seed, inp), "epochs": self.d["standalone"]["epochs"],
+               "batch_size": tgt["batch_size"], "validate_every": tgt["validate_every"], "short_records": "pad",
+               "task": task, **copy.deepcopy(tgt["run"])}
+        if arm == "finetuned":
+            cfg["finetune"] = copy.deepcopy(self.d["finetune"])
+            depends = pretrain
+        else:
+            cfg["finetune"] = {"policy": "none"}
+            cfg.update(copy.deepcopy(self.d["standalone"]["run"]))
+            depends = None
+        return self._add(arm, cfg, depends, {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs,
+                                             "input": inp})
+
+    def _add(self, kind: str, cfg: dict[str, Any], depends: str | None, use: dict[str, Any]) -> str:
+        key = run_key(cfg, depends)
+        run = self.runs.get(key)
+        if run is None:
+            run = self.runs[key] = RunDef(key=key, kind=kind, config=cfg, depends=depends)
+        if "name" not in use:
+            parts = [use["experiment"], *(f"{k}{_num(use[k])}" for k in ("share", "repeat") if k in use)]
+            if use.get("fs") != float(self.d["study"]["fs"]) or use["experiment"] == "exp3":
+                parts.append(f"fs{_num(use['fs'])}")
+            if use.get("input", "time") != "time":
+                parts.append(use["input"])
+            parts += [use["protocol"], use["arm"], f"s{use['seed']}"]
+            use = {**use, "name": "/".join(parts)}
+        run.uses.append(use)
+        return key
+
+    # ----- experiments -------------------------------------------------------------------------
+    def both_arms(self, *, pretrain: str, use: dict[str, Any], **kw: Any) -> None:
+        for arm in ARMS:
+            self.target(arm, pretrain=pretrain if arm == "finetuned" else None, use=dict(use), **kw)
+
+    def rest_split(self, share: float, repeat: int) -> dict[str, Any]:
+        tgt = self.d["target"]
+        pool = sorted(set(tgt["train_folds"]) | set(tgt["test_folds"]))
+        return {"train_folds": pool, "test_folds": [], "test_on_rest": True, "train_fraction": share / 100,
+                "fraction_parts": self.target_parts, "fraction_seed": repeat, "fold_seed": tgt["fold_seed"] + repeat}
+
+    def build(self) -> list[RunDef]:
+        st, ex = self.d["study"], self.d["experiments"]
+        base = self.pretrain()
+        for protocol in st["protocols"]:
+            for seed in self.seeds:
+                self.both_arms(pretrain=base, protocol=protocol, seed=seed, use={"experiment": "headline"})
+        primary = self.spec.primary_protocol
+        e1 = ex["target_share"]
+        if e1["enabled"]:
+            for share in e1["shares"]:
+                for r in range(e1["repeats"]):
+                    seed = self.seeds[r % len(self.seeds)]
+                    self.both_arms(pretrain=base, protocol=primary, seed=seed, split=self.rest_split(share, r),
+                                   use={"experiment": "exp1-rest", "share": share, "repeat": r})
+                    if e1["fixed_test"]:
+                        split = {"train_fraction": share / 100, "fraction_parts": self.target_parts,
+                                 "fraction_seed": r}
+                        self.both_arms(pretrain=base, protocol=primary, seed=seed, split=split,
+                                       use={"experiment": "exp1-fixed", "share": share, "repeat": r})
+        e2 = ex["source_share"]
+        if e2["enabled"]:
+            repeats = e1["repeats"] if e1["enabled"] else len(self.seeds)
+            for share in e2["shares"]:
+                pre = self.pretrain(share=share)
+                self.runs[pre].uses.append({"name": f"exp2/pretrain/share{_num(share)}", "experiment": "exp2",
+                                            "arm": "pretrain", "share": share})
+                for r in range(repeats):
+                    seed = self.seeds[r % len(self.seeds)]
+                    self.target("finetuned", pretrain=pre, protocol=primary, seed=seed,
+                                split=self.rest_split(e2["target_share"], r),
+                                use={"experiment": "exp2", "share": share, "repeat": r,
+                                     "target_share": e2["target_share"]})
+        e3 = ex["sampling_rate"]
+        if e3["enabled"]:
+            for fs in e3["rates"]:
+                pre = self.pretrain(fs=fs)
+                self.runs[pre].uses.append({"name": f"exp3/pretrain/fs{_num(fs)}", "experiment": "exp3",
+                                            "arm": "pretrain", "fs": float(fs)})
+                for seed in self.seeds:
+                    self.both_arms(pretrain=pre, protocol=primary, seed=seed, fs=fs, use={"experiment": "exp3"})
+        e5 = ex["frequency"]
+        if e5["enabled"]:
+            for inp in ["time", *e5["inputs"]]:
+                pre = self.pretrain(inp=inp)
+                self.runs[pre].uses.append({"name": f"exp5/pretrain/{inp}", "experiment": "exp5", "arm": "pretrain",
+                                            "input": inp})
+                for seed in self.seeds:
+                    self.both_arms(pretrain=pre, protocol=primary, seed=seed, inp=inp, use={"experiment": "exp5"})
+        # pre-training runs first (everything else waits for them), then in the order planned
+        runs = list(self.runs.values())
+        return [r for r in runs if r.kind == "pretrain"] + [r for r in runs if r.kind != "pretrain"]
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def plan_study(spec: StudySpec) -> list[RunDef]:
+    """Every run the study needs, each once, pre-training runs first."""
+    return _Planner(spec).build()
+
+
+def select_shard(runs: list[RunDef], shard: tuple[int, int]) -> list[RunDef]:
+    """Runs of shard ``i`` of ``n`` (1-based): every n-th run of the plan, so each shard gets a
+    share of the pre-training runs and of the rest. Dependencies are not part of the selection: a
+    shard that needs a missing pre-training run trains it (or waits for the shard that holds it)."""
+    i, n = shard
+    return [r for j, r in enumerate(runs) if j % n == i - 1]
+
+
+__all__ = ["ARMS", "NON_DEFINING", "RunDef", "fraction_parts", "plan_study", "run_key", "select_shard"]

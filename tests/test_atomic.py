@@ -1,0 +1,29 @@
+"""Atomic writes: all or nothing, and the file gets the mode a plain open() would give it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ecg_transfer.atomic import atomic_path, atomic_write_text
+
+
+def test_written_files_are_readable_like_plain_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        (tmp_path / "b.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert (tmp_path / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]

@@ -1,0 +1,411 @@
+"""The study report: ``write_report`` / ``ecg-transfer report`` on a synthetic results.json.
+
+``make_results`` fills every section with plausible numbers (the shapes ``study.results`` writes);
+variants drop sections, null values and add failures. A headless-Chromium screenshot checks that the
+page renders to something that is not blank (skipped with the reason when no Chromium is installed).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_transfer.cli import main
+from ecg_transfer.evaluation.calibration import reliability_bins
+from ecg_transfer.report import ReportError, write_report
+from ecg_transfer.report.data import FORMAT
+
+SEED18 = ["1AVB", "2AVB", "CLBBB", "CRBBB", "ILBBB", "IRBBB", "ISCAN", "ISCIN", "ISCLA", "IVCD", "LAFB", "LAO/LAE",
+          "LNGQT", "LPFB", "LVH", "NDT", "RVH", "SEHYP"]
+CINC24 = ["AF", "AFL", "Brady", "CRBBB", "IAVB", "IRBBB", "LAD", "LAnFB", "LBBB", "LQRSV", "LQT", "NSIVCB", "NSR",
+          "PAC", "PR", "PRWP", "PVC", "QAb", "RAD", "SA", "SB", "STach", "TAb", "TInv"]
+REFERENCE = {
+    "headline": {"finetuned": 0.919, "standalone": 0.843, "pretrain": 0.947},
+    "exp1": {"10": {"standalone": 0.655, "finetuned": 0.840}, "20": {"standalone": 0.736, "finetuned": 0.875},
+             "30": {"standalone": 0.794, "finetuned": 0.890}, "50": {"standalone": 0.806, "finetuned": 0.902},
+             "70": {"standalone": 0.831, "finetuned": 0.912}, "80": {"standalone": 0.838, "finetuned": 0.915},
+             "90": {"standalone": 0.848, "finetuned": 0.918}},
+    "exp2": {"25": {"pretrain": 0.907, "target": 0.832}, "50": {"pretrain": 0.929, "target": 0.843},
+             "75": {"pretrain": 0.936, "target": 0.844}, "100": {"pretrain": 0.947, "target": 0.840}},
+    "exp3": {"100": {"pretrain": 0.930, "finetuned": 0.49, "standalone": 0.48},
+             "500": {"pretrain": 0.947, "finetuned": 0.92, "standalone": 0.84}},
+    "exp5": {"spectrum": {"pretrain": 0.668, "finetuned": 0.555}},
+    "note": "The original study's protocol had errors (REFERENCE.md); its numbers are context, not comparable.",
+}
+
+
+def _iv(rng, value: float, half: float, n_seeds: int = 0, sd: float = 0.004) -> dict:
+    out = {"value": round(value, 4), "ci": [round(value - half, 4), round(value + half * 0.9, 4)]}
+    if n_seeds:
+        vals = [round(value + float(d), 4) for d in rng.normal(0, sd, n_seeds)]
+        out.update(sd=round(float(np.std(vals, ddof=1)), 4), values=vals, n=n_seeds, n_planned=n_seeds)
+    return out
+
+
+def _reliability(rng, labels: list[str], prevalence: np.ndarray, n: int = 1000) -> dict:
+    """Equal-width bins of an over-confident model and of calibrated versions of it."""
+    out: dict = {m: {} for m in ("uncalibrated", "temperature", "class-temperature", "platt", "isotonic")}
+    for k, name in enumerate(labels):
+        z = rng.normal(np.log(prevalence[k] / (1 - prevalence[k])), 1.6, n)
+        p_true = 1 / (1 + np.exp(-z))
+        y = (rng.random(n) < p_true).astype(float)
+        for i, m in enumerate(out):
+            scale = 1.9 if m == "uncalibrated" else 1.0 + 0.04 * i
+            p = 1 / (1 + np.exp(-(z * scale + (0.6 if m == "uncalibrated" else 0.0))))
+            out[m][name] = reliability_bins(y, p, 10, "equal-width").to_dict()
+    return out
+
+
+def make_results(seed: int = 0) -> dict:
+    """A complete, plausible results.json: two protocols, three seeds, every experiment."""
+    rng = np.random.default_rng(seed)
+    headline = []
+    for protocol, labels, ft, sa, n_test in (("seed18", SEED18, 0.905, 0.862, 1034),
+                                             ("cinc2020", CINC24, 0.921, 0.889, 1034)):
+        n_pos = sorted((int(x) for x in rng.integers(3, 160, len(labels))), reverse=True)
+        n_pos[-1] = 0  # one label without positives in the test split
+        per_class = []
+        for lab, npos in zip(labels, n_pos):
+            if npos == 0:
+                per_class.append({"label": lab, "n_pos": 0, "finetuned": None, "standalone": None,
+                                  "status": "no positives"})
+                continue
+            a = float(np.clip(ft + rng.normal(0, 0.05), 0.5, 0.995))
+            b = float(np.clip(a - 0.04 + rng.normal(0, 0.04), 0.5, 0.995))
+            per_class.append({"label": lab, "n_pos": npos, "finetuned": round(a, 4), "standalone": round(b, 4),
+                              "status": "ok"})
+        headline.append({
+            "protocol": protocol, "n_test": n_test, "n_val": 1030, "n_train": 8276, "labels": labels,
+            "finetuned": _iv(rng, ft, 0.013, 3), "standalone": _iv(rng, sa, 0.016, 3),
+            "difference": {"value": round(ft - sa, 4), "ci": [round(ft - sa - 0.012, 4), round(ft - sa + 0.013, 4)],
+                           "p": 0.001},
+            "metrics": {arm: {"macro_auprc": _iv(rng, base - 0.42, 0.03), "challenge": _iv(rng, base - 0.3, 0.02),
+                              "brier": _iv(rng, 0.031 + (0.004 if arm == "standalone" else 0), 0.002),
+                              "ece": _iv(rng, 0.012 + (0.003 if arm == "standalone" else 0), 0.002)}
+                        for arm, base in (("finetuned", ft), ("standalone", sa))},
+            "per_class": per_class,
+            "runs": {"finetuned": ["runs/aa01", "runs/aa02", "runs/aa03"],
+                     "standalone": ["runs/bb01", "runs/bb02", "runs/bb03"]},
+        })
+    exp1: dict = {"protocol": "seed18", "rest": [], "fixed_test": []}
+    for variant in ("rest", "fixed_test"):
+        for s in (10, 20, 30, 50, 70, 80, 90):
+            n_test = int(10344 * (1 - s / 100)) if variant == "rest" else 1034
+            half = 0.006 * np.sqrt(9000 / n_test) * (1 if variant == "rest" else 1.0)
+            ft = 0.86 + 0.048 * (1 - np.exp(-s / 28))
+            sa = 0.70 + 0.17 * (1 - np.exp(-s / 30))
+            for arm, v in (("finetuned", ft), ("standalone", sa)):
+                exp1[variant].append({"share": s, "arm": arm, **_iv(rng, v + rng.normal(0, 0.003), half, 3, 0.008),
+                                      "n_test": n_test})
+    exp2 = []
+    for s, pre, ft in ((25, 0.905, 0.842), (50, 0.921, 0.851), (75, 0.927, 0.856), (100, 0.931, 0.858)):
+        exp2.append({"share": s, "target_share": 10, "pretrain_test_auc": _iv(rng, pre, 0.009),
+                     "n_pretrain_records": int(17418 * s / 100), "finetuned": _iv(rng, ft, 0.01, 3),
+                     "standalone_reference": _iv(rng, 0.742, 0.015, 3)})
+    exp3 = []
+    for fs, pre, ft, sa in ((50, 0.902, 0.871, 0.835), (100, 0.931, 0.902, 0.860), (250, 0.935, 0.907, 0.864),
+                            (500, 0.936, 0.909, 0.866)):
+        exp3.append({"fs": float(fs), "source_fs": 500 if fs > 100 else 100, "n_pretrain_records": 17418,
+                     "pretrain": _iv(rng, pre, 0.008), "finetuned": _iv(rng, ft, 0.013, 3),
+                     "standalone": _iv(rng, sa, 0.016, 3)})
+    exp5 = []
+    for inp, pre, ft, sa in (("time", 0.931, 0.905, 0.862), ("spectrum", 0.842, 0.801, 0.774),
+                             ("log-spectrum", 0.871, 0.833, 0.801), ("stft", 0.915, 0.884, 0.845)):
+        exp5.append({"input": inp, "pretrain": _iv(rng, pre, 0.009), "finetuned": _iv(rng, ft, 0.013, 3),
+                     "standalone": _iv(rng, sa, 0.016, 3)})
+    exp4 = []
+    for protocol, labels in (("seed18", SEED18), ("cinc2020", CINC24)):
+        prevalence = np.clip(rng.beta(1.2, 12, len(labels)), 0.01, 0.4)
+        for arm, worse in (("finetuned", 0.0), ("standalone", 0.004)):
+            methods = {}
+            for i, m in enumerate(("uncalibrated", "temperature", "class-temperature", "platt", "isotonic")):
+                ece = (0.031 if m == "uncalibrated" else 0.012 - 0.001 * i) + worse
+                methods[m] = {"ece": _iv(rng, ece, 0.003), "ece_macro": _iv(rng, ece * 1.6, 0.005),
+                              "brier": _iv(rng, 0.0342 - (0.002 if m != "uncalibrated" else 0) + worse, 0.002),
+                              "max_auc_change": 0.0 if m in ("uncalibrated", "temperature") else 0.0013 * i}
+            exp4.append({"protocol": protocol, "arm": arm, "methods": methods, "run": "runs/aa01", "seed": 0,
+                         "fitted_on": "validation", "n_val": 1030,
+                         "reliability": _reliability(rng, labels, prevalence)})
+    pre_labels = ["NORM", "IMI", "ASMI", "LVH", "NDT", "LAFB", "IRBBB", "CLBBB", "NST_", "ISC_", "CRBBB", "1AVB",
+                  "IVCD", "ISCAL", "IPLMI", "ILMI", "AMI", "ALMI", "ISCIN", "INJAS", "LMI", "ISCIL", "LPFB", "ISCAS",
+                  "INJAL", "ISCLA", "RVH", "ANEUR", "RAO/RAE", "EL", "WPW", "ILBBB", "IPMI", "ISCAN", "2AVB", "LAO/LAE",
+                  "SEHYP", "INJIN", "PMI", "3AVB", "INJIL", "INJLA", "LNGQT", "ANEUR2"]
+    return {
+        "format": FORMAT,
+        "study": {"name": "ptbxl_to_g12ec", "profile": None, "spec": "studies/ptbxl_to_g12ec.toml",
+                  "spec_digest": "3f5a9c0e1b7d" + "0" * 52, "generated": "2025-06-01T12:00:00+00:00",
+                  "model": "xresnet1d101", "seeds": [0, 1, 2],
+                  "source": {"dataset": "ptbxl", "labels": "diagnostic", "fs": 500.0, "n_train": 17418,
+                             "train_fraction": 1.0, "epochs": 50},
+                  "target": {"dataset": "cinc", "name": "G12EC", "protocols": ["seed18", "cinc2020"],
+                             "finetune": {"policy": "gradual"}, "standalone_epochs": 40},
+                  "bootstrap": 1000, "wall_seconds": 187654.3,
+                  "wall_seconds_note": "sum of the finished runs' training + evaluation times",
+                  "environment": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.1.0", "ecg_transfer": "0.1.0",
+                                  "host": "gpu-node-3", "threads": 16}},
+        "status": {"total": 137, "done": 134, "failed": 1, "running": 1, "left": 1, "interrupted": 0,
+                   "failed_runs": [{"key": "ab12cd34", "name": "exp5/stft/finetuned/s2",
+                                    "error": "TrainingDivergedError: loss is nan at epoch 3 (lr 0.01)"}]},
+        "reference": copy.deepcopy(REFERENCE),
+        "headline": headline,
+        "pretrain": {"labels": "diagnostic", "fs": 500.0, "test_macro_auc": _iv(rng, 0.936, 0.008),
+                     "val_macro_auc": 0.931, "run": "runs/pp01", "n_train": 17418,
+                     "per_class": [{"label": lab, "n_pos": int(max(1, 900 * np.exp(-i / 6))),
+                                    "auc": round(float(np.clip(0.94 + rng.normal(0, 0.03), 0.6, 0.999)), 4)}
+                                   for i, lab in enumerate(pre_labels)]},
+        "exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4, "exp5": exp5,
+    }
+
+
+def _write(tmp_path: Path, results: dict, name: str = "study") -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps(results))
+    return d
+
+
+def _text(html: str) -> str:
+    """The page's visible text (tags and data URIs removed, whitespace collapsed)."""
+    html = re.sub(r"<style>.*?</style>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&amp;", "&")
+
+
+def _minimal() -> dict:
+    return {"format": FORMAT, "study": {"name": "empty"}}
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The report of the complete synthetic study, written once for the tests that only read it."""
+    res = make_results()
+    d = _write(tmp_path_factory.mktemp("full"), res)
+    return res, d, write_report(d)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_full_report_files_and_content(full):
+    res, d, paths = full
+    html = paths["html"].read_text()
+    md = paths["markdown"].read_text()
+    assert paths["html"] == d / "report" / "index.html" and paths["markdown"] == d / "report" / "report.md"
+    figs = {k: v for k, v in paths.items() if k not in ("dir", "html", "markdown")}
+    for name in ("headline", "exp1", "exp2", "exp3", "exp5", "exp4_metrics", "exp4_reliability_seed18",
+                 "exp4_reliability_cinc2020", "per_class_seed18", "per_class_cinc2020"):
+        assert name in figs, name
+        assert figs[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name}.png)" in md and (paths["markdown"].parent / f"{name}.png").is_file()
+    # no temporary files left behind by the atomic writes
+    assert not [p for p in (d / "report").iterdir() if p.name.startswith(".")]
+
+    text = _text(html)
+    # headline numbers with their CIs and the paired difference, and the original study beside them
+    h = res["headline"][0]
+    ft, sa, diff = h["finetuned"], h["standalone"], h["difference"]
+    assert f"{ft['value']:.3f} [{ft['ci'][0]:.3f}, {ft['ci'][1]:.3f}]" in text  # table: value, CI below
+    assert f"[{sa['ci'][0]:.3f}, {sa['ci'][1]:.3f}]" in text
+    assert f"{diff['value']:+.3f}" in text and f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]" in text
+    assert "p = 0.001" in text
+    assert "0.919" in text and "0.843" in text and "+0.076" in text  # original headline and its difference
+    assert "not directly comparable" in text and "RBBB" in text and "Single runs" in text
+    # the Markdown carries the same headline
+    assert f"{ft['value']:.3f} [{ft['ci'][0]:.3f}, {ft['ci'][1]:.3f}]" in md
+    assert f"{diff['value']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]" in md
+    # every section is there
+    for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "per-class", "status", "metadata"):
+        assert f'id="{sid}"' in html, sid
+    for title in ("Experiment 1", "Experiment 2", "Experiment 3", "Experiment 4", "Experiment 5", "Per-label AUC"):
+        assert title in text and title in md
+    # experiment numbers: exp1 share rows, exp3 rates, exp5 inputs, exp4 ECE of the uncalibrated model
+    e1 = next(r for r in res["exp1"]["fixed_test"] if r["share"] == 30 and r["arm"] == "standalone")
+    assert f"{e1['value']:.3f}" in text and "fixed test fold" in text and "30 %" in text
+    assert "250 Hz" in text and "log-spectrum" in text and "stft" in text
+    ece = res["exp4"][0]["methods"]["uncalibrated"]["ece"]
+    assert f"{ece['value']:.4f}" in text and "isotonic" in text
+    # per-class table: n_pos and both arms' AUC, better one highlighted, label without positives says so
+    pc = next(p for p in h["per_class"] if p["n_pos"] > 0)
+    assert pc["label"] in text and f"{pc['finetuned']:.3f}" in text and f"{pc['standalone']:.3f}" in text
+    better = f"{max(pc['finetuned'], pc['standalone']):.3f}"
+    assert re.search(r'<td class="num better">' + re.escape(better), html)
+    assert "no positives" in text
+    # status and metadata
+    assert "exp5/stft/finetuned/s2" in text and "loss is nan at epoch 3" in text
+    assert "134 of 137 runs done" in text
+    assert res["study"]["spec_digest"] in text and "studies/ptbxl_to_g12ec.toml" in text
+    assert "torch 2.13.0" in text and "52 h 07 min" in text
+
+
+def test_html_is_self_contained(full):
+    html = full[2]["html"].read_text()
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert len(srcs) >= 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.findall(r"url\((?!data:)", html)
+    assert "<style>" in html
+
+
+def test_missing_sections_say_not_run(tmp_path):
+    d = _write(tmp_path, _minimal())
+    paths = write_report(d)
+    text = _text(paths["html"].read_text())
+    md = paths["markdown"].read_text()
+    for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "per-class"):
+        body = re.search(rf'id="{sid}">(.*?)</section>', paths["html"].read_text(), re.S).group(1)
+        assert "not run" in body, sid
+    assert text.count("not run") >= 8
+    assert md.count("*not run*") >= 7
+    assert set(paths) == {"dir", "html", "markdown"}  # no figure without data
+    assert write_report(d)["html"].read_text() == paths["html"].read_text()  # rewritten in place, same page
+
+
+def test_disabled_experiment_and_nulls_pending(tmp_path):
+    res = make_results()
+    res["exp3"] = None  # experiment disabled
+    del res["exp5"]
+    res["status"].update(done=100, left=30, running=5)
+    h = res["headline"][1]
+    h["standalone"] = {"value": None, "ci": None, "sd": None, "values": [], "n": 0, "n_planned": 3}
+    h["difference"] = {"value": None, "ci": None, "p": None}
+    for r in res["exp1"]["rest"]:
+        if r["share"] >= 70:
+            r.update(value=None, ci=None, values=[], sd=None)
+    res["exp2"][3]["pretrain_test_auc"] = {"value": None, "ci": None}
+    res["exp4"][3] = {"protocol": "cinc2020", "arm": "standalone", "methods": {}, "reliability": {}}
+    d = _write(tmp_path, res)
+    paths = write_report(d)
+    html = paths["html"].read_text()
+    # figures are still drawn from what is there (the missing points are left out and marked)
+    assert {"headline", "exp1", "exp2", "exp4_reliability_cinc2020"} <= set(paths)
+    assert "exp3" not in paths and "exp5" not in paths
+    assert "not run" in re.search(r'id="exp3">(.*?)</section>', html, re.S).group(1)
+    assert "not run" in re.search(r'id="exp5">(.*?)</section>', html, re.S).group(1)
+    head = re.search(r'id="headline">(.*?)</section>', html, re.S).group(1)
+    assert "pending" in head and "failed" in head  # 35 runs left and one failure: "pending or failed"
+    assert "pending" in re.search(r'id="exp1">(.*?)</section>', html, re.S).group(1)
+    assert "pending" in re.search(r'id="exp4">(.*?)</section>', html, re.S).group(1)
+    # the other protocol's numbers are still shown
+    assert f"{res['headline'][0]['difference']['value']:+.3f}" in html
+
+
+def test_all_done_with_failures_says_failed(tmp_path):
+    res = make_results()
+    res["status"].update(total=137, done=136, failed=1, running=0, left=0)
+    res["exp2"][0]["finetuned"] = {"value": None, "ci": None, "values": [], "n": 0, "n_planned": 3}
+    d = _write(tmp_path, res)
+    html = write_report(d)["html"].read_text()
+    body = re.search(r'id="exp2">(.*?)</section>', html, re.S).group(1)
+    assert re.search(r'class="num missing">failed', body)
+
+
+def test_weird_values_do_not_crash(tmp_path):
+    res = make_results()
+    res["headline"][0]["finetuned"] = {"value": "NaN", "ci": [None, None]}
+    res["headline"][0]["per_class"] = [{"label": "X"}, "junk", {"label": "Y", "n_pos": 3, "finetuned": 0.7}]
+    res["exp1"] = {"protocol": "seed18", "rest": [{"share": "ten", "arm": "finetuned", "value": 0.8}], "fixed_test": []}
+    res["exp3"] = [{"fs": None, "pretrain": 0.9}]
+    res["exp4"][0]["reliability"]["uncalibrated"]["1AVB"] = {"count": [1, 2], "mean_pred": [None, 0.5]}
+    res["reference"] = {"headline": "?"}
+    res["status"] = {"failed_runs": [{"name": "x"}]}
+    res["study"] = {"environment": {}}
+    d = _write(tmp_path, res)
+    paths = write_report(d)
+    assert paths["html"].stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "results.json: not found"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    (json.dumps({"format": "something-else/2"}), "\"format\" is 'something-else/2'"),
+    (json.dumps({"study": {}}), "\"format\" is None"),
+    (json.dumps({"format": FORMAT, "headline": {"a": 1}}), "section \"headline\" must be a JSON array"),
+])
+def test_bad_study_dir_errors_name_the_file(tmp_path, content, match):
+    d = tmp_path / "s"
+    d.mkdir()
+    if content is not None:
+        (d / "results.json").write_text(content)
+    with pytest.raises(ReportError, match=re.escape(match)) as exc:
+        write_report(d)
+    assert str(d / "results.json") in str(exc.value)
+    assert not (d / "report").exists()
+
+
+def test_not_a_directory(tmp_path):
+    with pytest.raises(ReportError, match="not a directory"):
+        write_report(tmp_path / "nope")
+
+
+def test_cli(tmp_path, capsys):
+    d = _write(tmp_path, _minimal())
+    assert main(["report", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert str(d / "report" / "index.html") in out and (d / "report" / "report.md").exists()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert "self-contained" in capsys.readouterr().out
+
+
+def test_cli_open_uses_webbrowser(tmp_path, monkeypatch, capsys):
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    d = _write(tmp_path, _minimal())
+    assert main(["report", str(d), "--open"]) == 0
+    assert opened == [(d / "report" / "index.html").resolve().as_uri()]
+
+
+# ---------------------------------------------------------------------------------------------
+# screenshot
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def screenshot(html: Path, png: Path, height: int = 9000, width: int = 1400) -> None:
+    """Render ``html`` in headless Chromium to ``png`` (no network, throwaway profile)."""
+    exe = _chromium()
+    assert exe is not None
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}",
+               f"--window-size={width},{height}", html.resolve().as_uri()]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=180)
+
+
+def test_screenshot_is_not_blank(full, tmp_path):
+    if _chromium() is None:
+        pytest.skip("no Chromium found (chromium / chromium-browser / google-chrome on PATH): "
+                    "`apt-get install chromium` to run the screenshot test")
+    from PIL import Image
+
+    html = full[2]["html"]
+    png = tmp_path / "shot.png"
+    screenshot(html, png, height=6000)
+    img = np.asarray(Image.open(png).convert("RGB"), dtype=np.float64)
+    assert img.shape[0] == 6000 and img.shape[1] == 1400
+    # not blank: real variation, several distinct colours (hero, cards, figures), and the page's
+    # content reaches far down (the bottom third is not a uniform background)
+    assert img.std() > 20
+    assert len(np.unique(img.reshape(-1, 3)[::97], axis=0)) > 200
+    assert img[4000:].std() > 10
+    # the hero banner is dark blue, the cards white
+    assert img[40:120, 100:600].mean() < 120
+    assert (img[800:5000] > 250).all(axis=2).mean() > 0.3

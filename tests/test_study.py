@@ -1,0 +1,290 @@
+"""The study machinery without training: spec validation, the plan and its keys, the run store's
+states and locks, and the runner's skip / fail-and-go-on / resume / shard behaviour (with a fake
+``execute`` that records what it was asked to run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ecg_transfer.errors import ConfigError
+from ecg_transfer.study.plan import fraction_parts, plan_study, run_key, select_shard
+from ecg_transfer.study.runner import StudyRunner, parse_shard
+from ecg_transfer.study.spec import load_spec, spec_from_dict
+from ecg_transfer.study.store import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "studies" / "ptbxl_to_g12ec.toml"
+
+
+def minimal(**over) -> dict:
+    d = {"source": {"root": "data/ptbxl"}, "target": {"root": "data/g12ec"}}
+    for k, v in over.items():
+        d.setdefault(k, {}).update(v)
+    return d
+
+
+# ----- spec ---------------------------------------------------------------------------------
+
+def test_shipped_spec_and_its_quick_profile_are_valid():
+    full = load_spec(SPEC)
+    quick = load_spec(SPEC, "quick")
+    assert full.data["study"]["protocols"] == ["seed18", "cinc2020"]
+    assert full.data["experiments"]["target_share"]["shares"] == [10, 20, 30, 50, 70, 80, 90]
+    assert full.data["experiments"]["source_share"]["shares"] == [25, 50, 75, 100]
+    assert full.data["experiments"]["sampling_rate"]["rates"] == [500, 250, 100, 50]
+    assert quick.data["study"]["model"] != full.data["study"]["model"]
+    assert quick.digest != full.digest and quick.out_dir() != full.out_dir()
+    assert quick.data["source"]["labels"] == "diagnostic"  # merged, not replaced
+
+
+@pytest.mark.parametrize("over, key", [
+    ({"study": {"modle": "x"}}, "study.modle"),
+    ({"study": {"model": "resnet9000"}}, "study.model"),
+    ({"study": {"protocols": ["seed18", "nope"]}}, "study.protocols"),
+    ({"study": {"seeds": []}}, "study.seeds"),
+    ({"study": {"bootstrap": 3}}, "study.bootstrap"),
+    ({"source": {"labels": "everything"}}, "source.labels"),
+    ({"source": {"train_fraction": 0}}, "source.train_fraction"),
+    ({"target": {"val_folds": [8]}}, "target.*_folds"),
+    ({"target": {"test_folds": [11]}}, "target.test_folds"),
+    ({"experiments": {"target_share": {"shares": [10, 100]}}}, "experiments.target_share.shares"),
+    ({"experiments": {"calibration": {"methods": ["magic"]}}}, "experiments.calibration.methods"),
+    ({"experiments": {"frequency": {"inputs": ["wavelet"]}}}, "experiments.frequency.inputs"),
+    ({"experiments": {"typo": {}}}, "experiments.typo"),
+    ({"finetune": {"policy": "none"}}, "finetune.policy"),
+])
+def test_a_wrong_spec_names_the_key_and_what_is_allowed(over, key):
+    with pytest.raises(ConfigError, match=key.replace("*", r"\*").replace(".", r"\.")):
+        spec_from_dict(minimal(**over))
+
+
+def test_missing_roots_unknown_profile_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="source.root"):
+        spec_from_dict({"target": {"root": "x"}})
+    with pytest.raises(ConfigError, match="profile 'fast' is not in"):
+        spec_from_dict(minimal(), profile="fast")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nname = 1")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_spec(bad)
+    with pytest.raises(ConfigError, match="no such study spec"):
+        load_spec(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match=r"profiles\.q\.study\.nme"):
+        spec_from_dict({**minimal(), "profiles": {"q": {"study": {"nme": "x"}}}}, profile="q")
+
+
+# ----- plan ---------------------------------------------------------------------------------
+
+def test_fraction_parts():
+    assert fraction_parts([10, 20, 30, 50, 70, 80, 90]) == 10
+    assert fraction_parts([25, 50, 75, 100]) == 4
+    assert fraction_parts([5, 10]) == 20
+    assert fraction_parts([100]) == 2
+
+
+def test_plan_shares_runs_between_experiments_and_pairs_the_arms():
+    spec = load_spec(SPEC)
+    runs = plan_study(spec)
+    keys = [r.key for r in runs]
+    assert len(keys) == len(set(keys))
+    assert [r.kind for r in runs][:10] == ["pretrain"] * 10  # 1 base + 3 shares + 3 rates + 3 inputs
+    assert plan_study(spec)[5].key == runs[5].key  # deterministic
+    by_name = {u["name"]: r for r in runs for u in r.uses}
+    base = by_name["pretrain/diagnostic/fs500/share100/time"]
+    # the headline's fine-tuned run at the base rate is experiment 3's and 5's time-domain run
+    head = by_name["headline/seed18/finetuned/s0"]
+    assert {u["experiment"] for u in head.uses} == {"headline", "exp3", "exp5"}
+    assert head.depends == base.key
+    # the two arms differ only in the initial weights and the stage schedule
+    fine, alone = head.config, by_name["headline/seed18/standalone/s0"].config
+    assert fine["task"] == alone["task"] and fine["fs"] == alone["fs"] and fine["seed"] == alone["seed"]
+    assert {k for k in set(fine) | set(alone) if fine.get(k) != alone.get(k)} == {"finetune"}
+    assert alone["finetune"] == {"policy": "none"}
+    # experiment 1 "rest": validation fold kept apart, the pool is everything else, test = the rest
+    rest = by_name["exp1-rest/share30/repeat1/seed18/finetuned/s1"].config["task"]
+    assert rest["val_folds"] == [9] and rest["train_folds"] == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+    assert rest["test_on_rest"] is True and rest["test_folds"] == [] and rest["train_fraction"] == 0.3
+    assert rest["fold_seed"] == 1 and rest["fraction_seed"] == 1
+    fixed = by_name["exp1-fixed/share30/repeat1/seed18/standalone/s1"].config["task"]
+    assert fixed["test_folds"] == [10] and fixed["train_fraction"] == 0.3 and fixed["fold_seed"] == 0
+    # experiment 2: PTB-XL subsets of folds 1-8, always tested on fold 10, fine-tuned on 10 % "rest"
+    pre25 = by_name["exp2/pretrain/share25"].config["task"]
+    assert pre25["train_fraction"] == 0.25 and pre25["test_folds"] == [10] if "test_folds" in pre25 else True
+    assert by_name["exp2/share100/repeat0/seed18/finetuned/s0"].key == by_name[
+        "exp1-rest/share10/repeat0/seed18/finetuned/s0"].key
+    # experiment 3: PTB-XL from records500 above 100 Hz, from records100 at and below
+    assert by_name["exp3/pretrain/fs250"].config["task"]["source_fs"] == 500
+    assert by_name["exp3/pretrain/fs50"].config["task"]["source_fs"] == 100
+    assert by_name["exp3/fs50/seed18/finetuned/s0"].config["fs"] == 50.0
+    # experiment 5: the input kind on both the pre-training and the target runs
+    assert by_name["exp5/pretrain/stft"].config["input"] == "stft"
+    assert by_name["exp5/stft/seed18/standalone/s2"].config["input"] == "stft"
+
+
+def test_run_key_ignores_what_does_not_change_the_result():
+    cfg = {"model": "fcn_wang", "fs": 100.0, "seed": 0, "task": {"labels": "x"}, "finetune": {"policy": "gradual"}}
+    k = run_key(cfg, "parent")
+    assert run_key({**cfg, "device": "cuda", "num_threads": 8, "validate_every": 5}, "parent") == k
+    assert run_key({**cfg, "finetune": {"policy": "gradual", "pretrained_run": "/else/where"}}, "parent") == k
+    assert run_key({**cfg, "seed": 1}, "parent") != k
+    assert run_key(cfg, "other-parent") != k
+
+
+def test_shards_cover_the_plan_once():
+    runs = plan_study(load_spec(SPEC, "quick"))
+    shards = [select_shard(runs, (i, 3)) for i in (1, 2, 3)]
+    assert sorted(r.key for s in shards for r in s) == sorted(r.key for r in runs)
+    assert all(any(r.kind == "pretrain" for r in s) for s in shards)
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "x", "1-3"):
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)
+
+
+# ----- store --------------------------------------------------------------------------------
+
+def test_store_states_and_locks(tmp_path):
+    store = RunStore(tmp_path)
+    assert store.state("k")["state"] == "missing"
+    assert store.acquire("k")
+    assert store.state("k")["state"] == "running"
+    assert not store.acquire("k")  # held by a live process (this one)
+    store.release("k")
+    (store.run_dir("k") / "checkpoint.pt").write_bytes(b"x")
+    assert store.state("k")["state"] == "interrupted"
+    store.mark("k", "failed", error="boom")
+    assert store.state("k") == {**store.state("k"), "state": "failed", "error": "boom"}
+    store.mark("k", "done")
+    assert store.state("k")["state"] == "done"
+
+
+def test_a_lock_left_by_a_killed_process_is_stale_and_taken_over(tmp_path):
+    store = RunStore(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    import socket
+    store.run_dir("k").mkdir(parents=True)
+    (store.run_dir("k") / "lock").write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
+    assert store.state("k")["state"] == "interrupted"
+    assert store.acquire("k")
+    # another host's lock: alive while its heartbeat is fresh, stale after STALE_SECONDS
+    store.release("k")
+    (store.run_dir("k") / "lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    assert store.state("k")["state"] == "running" and not store.acquire("k")
+    old = time.time() - 3600
+    os.utime(store.run_dir("k") / "lock", (old, old))
+    assert store.acquire("k")
+
+
+# ----- runner (fake execution) --------------------------------------------------------------
+
+class Recorder:
+    def __init__(self, fail: set[str] = frozenset(), interrupt_at: str | None = None):
+        self.calls: list[str] = []
+        self.fail = fail
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, runner, run):
+        self.calls.append(run.name)
+        if run.depends is not None:  # the pre-training run is done before anything starts from it
+            assert runner.store.state(run.depends)["state"] == "done"
+        if run.name == self.interrupt_at:
+            raise KeyboardInterrupt
+        if run.name in self.fail:
+            raise RuntimeError(f"synthetic failure of {run.name}")
+
+
+def small_spec():
+    return spec_from_dict(minimal(
+        study={"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang"},
+        experiments={"target_share": {"enabled": False}, "source_share": {"enabled": False},
+                     "sampling_rate": {"rates": [100]}, "frequency": {"inputs": ["spectrum"]}}))
+
+
+def test_runner_skips_done_records_failures_and_goes_on(tmp_path):
+    spec = small_spec()
+    runs = plan_study(spec)
+    names = [r.name for r in runs]
+    spectrum_pre = next(r.name for r in runs if r.kind == "pretrain" and r.config.get("input") == "spectrum")
+    rec = Recorder(fail={spectrum_pre})
+    s = StudyRunner(spec, tmp_path, execute=rec, echo=lambda m: None).run()
+    # the failed pre-training run's fine-tuned run is not attempted but recorded as failed
+    dependants = [r.name for r in runs if r.depends == next(x.key for x in runs if x.name == spectrum_pre)]
+    assert set(rec.calls) == set(names) - set(dependants)
+    assert len(s.failed) == 1 + len(dependants)
+    store = RunStore(tmp_path)
+    failed = {r.name: store.state(r.key) for r in runs if store.state(r.key)["state"] == "failed"}
+    assert "synthetic failure" in failed[spectrum_pre]["error"] and "Traceback" in failed[spectrum_pre]["traceback"]
+    assert all("pre-training run" in failed[d]["error"] for d in dependants)
+    assert json.loads((tmp_path / "plan.json").read_text())["runs"][0]["key"] == runs[0].key
+    assert (tmp_path / "results.json").exists() and (tmp_path / "spec.toml").exists() is False  # dict spec
+    # again: nothing left but the failed ones, which stay failed unless asked
+    rec2 = Recorder()
+    StudyRunner(spec, tmp_path, execute=rec2, echo=lambda m: None).run()
+    assert rec2.calls == []
+    rec3 = Recorder()
+    StudyRunner(spec, tmp_path, execute=rec3, echo=lambda m: None, retry_failed=True).run()
+    assert set(rec3.calls) == {spectrum_pre, *dependants}
+    assert all(store.state(r.key)["state"] == "done" for r in runs)
+
+
+def test_an_interrupted_study_loses_only_the_run_in_flight(tmp_path):
+    spec = small_spec()
+    runs = plan_study(spec)
+    victim = runs[3].name
+    with pytest.raises(KeyboardInterrupt):
+        StudyRunner(spec, tmp_path, execute=Recorder(interrupt_at=victim), echo=lambda m: None).run()
+    store = RunStore(tmp_path)
+    assert [store.state(r.key)["state"] for r in runs[:3]] == ["done"] * 3
+    assert store.state(runs[3].key)["state"] == "missing"  # lock released, nothing recorded
+    assert (tmp_path / "results.json").exists()  # written on the way out
+    rec = Recorder()
+    StudyRunner(spec, tmp_path, execute=rec, echo=lambda m: None).run()
+    assert rec.calls == [r.name for r in runs[3:]]
+
+
+def test_shards_share_the_work_and_the_pretraining_runs(tmp_path):
+    spec = small_spec()
+    runs = plan_study(spec)
+    recs = [Recorder(), Recorder()]
+    StudyRunner(spec, tmp_path, execute=recs[0], shard=(1, 2), echo=lambda m: None).run()
+    StudyRunner(spec, tmp_path, execute=recs[1], shard=(2, 2), echo=lambda m: None).run()
+    assert sorted(recs[0].calls + recs[1].calls) == sorted(r.name for r in runs)  # each run once
+
+
+def test_a_run_held_by_another_process_is_left_to_it(tmp_path):
+    spec = small_spec()
+    runs = plan_study(spec)
+    store = RunStore(tmp_path)
+    target = next(r for r in runs if r.kind == "standalone")
+    store.run_dir(target.key).mkdir(parents=True)
+    (store.run_dir(target.key) / "lock").write_text(json.dumps({"host": "other-machine", "pid": 1}))
+    rec = Recorder()
+    s = StudyRunner(spec, tmp_path, execute=rec, echo=lambda m: None).run()
+    assert target.name not in rec.calls and s.busy == [target.key]
+
+
+def test_status_and_plan_commands(tmp_path, capsys):
+    from ecg_transfer.cli import main
+
+    spec_path = tmp_path / "s.toml"
+    spec_path.write_text(SPEC.read_text())
+    assert main(["study", "plan", str(spec_path), "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "66 runs" in out or "runs (" in out
+    assert main(["study", "status", str(spec_path), "--profile", "quick", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "0 done" in out and "not started" in out
+    assert main(["study", "status", str(spec_path), "--profile", "quick", "--out", str(tmp_path / "o"), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["counts"] == {"missing": len(st["runs"])}
+    spec_path.write_text(SPEC.read_text().replace('model = "xresnet1d101"', 'model = "xresnet9"'))
+    assert main(["study", "plan", str(spec_path)]) == 2
+    assert "study.model" in capsys.readouterr().err
