@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.io
 
 import ecg_transfer.datasets.task as task_module
 from ecg_transfer.cli import main
@@ -21,11 +20,9 @@ from ecg_transfer.datasets.folds import stratified_folds
 from ecg_transfer.datasets.task import fraction_subset, load_task, task_settings
 from ecg_transfer.errors import ConfigError
 
-from wfdb_fixtures import make_ptbxl_tree
+from wfdb_fixtures import CINC_CODES, make_ptbxl_tree, write_cinc
 
 TINY_MODEL = {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.1}
-CINC_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-CINC_CODES = ["426783006", "164889003", "59118001", "270492004"]  # NSR, AF, RBBB, IAVB (cinc2020 classes)
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +32,6 @@ def ptbxl(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("splits")
     tree = make_ptbxl_tree(base / "ptbxl", n_records=200)
     return {"dataset": "ptbxl", "root": str(tree), "labels": "diagnostic", "cache_dir": str(base / "cache")}
-
-
-def write_cinc(folder: Path, name: str, val: np.ndarray, dx: str) -> None:
-    """One G12EC-layout record (.mat with ``val`` + header with checksums)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(folder / f"{name}.mat", {"val": val}, format="4")
-    lines = [f"{name}.mat 12 500 {val.shape[1]} 05-May-2020 14:50:55"]
-    for lead, row in zip(CINC_LEADS, val):
-        check = int((int(row.astype(np.int64).sum()) + 32768) % 65536 - 32768)
-        lines.append(f"{name}.mat 16+24 1000/mV 16 0 {int(row[0])} {check} 0 {lead}")
-    lines += ["#Age: 50", "#Sex: Female", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
-    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -61,3 +61,31 @@ def make_ptbxl_tree(root: Path, n_records: int = 12, rates: tuple[int, ...] = (1
     pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
     STATEMENTS.to_csv(root / "scp_statements.csv")
     return root
+
+
+CINC_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+CINC_CODES = ["426783006", "164889003", "59118001", "270492004"]  # NSR, AF, RBBB, IAVB (cinc2020 classes)
+
+
+def write_cinc(folder: Path, name: str, val: np.ndarray, dx: str) -> None:
+    """One G12EC-layout record (.mat with ``val`` + header with checksums)."""
+    import scipy.io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / f"{name}.mat", {"val": val}, format="4")
+    lines = [f"{name}.mat 12 500 {val.shape[1]} 05-May-2020 14:50:55"]
+    for lead, row in zip(CINC_LEADS, val):
+        check = int((int(row.astype(np.int64).sum()) + 32768) % 65536 - 32768)
+        lines.append(f"{name}.mat 16+24 1000/mV 16 0 {int(row[0])} {check} 0 {lead}")
+    lines += ["#Age: 50", "#Sex: Female", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+
+
+def make_cinc_tree(root: Path, n_records: int = 80, n_samples: int = 5000, seed: int = 0) -> Path:
+    """``n_records`` G12EC-like records (10 s at 500 Hz) with labels cycling through CINC_CODES."""
+    rng = np.random.default_rng(seed)
+    for i in range(1, n_records + 1):
+        val = rng.integers(-800, 800, size=(12, n_samples)).astype(np.int16)
+        dx = CINC_CODES[i % 4] + ("," + CINC_CODES[(i + 1) % 4] if i % 5 == 0 else "")
+        write_cinc(root, f"E{i:05d}", val, dx)
+    return root

@@ -2,7 +2,11 @@
 
 What is exported is the *window-level* network with the run's standardisation built in: the graph
 takes raw millivolt windows ``(batch, leads, crop_len)`` float32 (batch axis dynamic) and returns
-per-window sigmoid probabilities ``(batch, K)``. What the graph cannot hold -- resampling a record to
+per-window sigmoid probabilities ``(batch, K)``. A run with a frequency-domain ``input`` (spectrum,
+log-spectrum, stft; :func:`ecg_transfer.signal.input_transform`) has its transform in the graph too,
+written as real matrix products and a strided convolution (:class:`InputTransform`: fixed cosine and
+sine kernels, no complex tensors, so both ONNX exporters and TorchScript take it); the verification
+then also compares the file with the package's numpy/scipy path. What the graph cannot hold -- resampling a record to
 the model's rate, cutting it into windows, aggregating the windows of a record, calibration,
 thresholds -- is written to a JSON file beside it (``<file>.json``) for the caller to do;
 :func:`exported_record_probs` does exactly that, as reference code and for the tests.
@@ -32,6 +36,7 @@ from torch import nn
 
 from ..atomic import atomic_path, atomic_write_json
 from ..errors import ConfigError
+from ..signal import LOG_FLOOR, describe_input, input_transform, stft_bins, stft_frames, stft_geometry, transformed_shape
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "dynamo", "legacy")
@@ -39,26 +44,83 @@ INPUT_NAME, OUTPUT_NAME = "windows", "probabilities"
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
 
-class WindowProbabilities(nn.Module):
-    """``sigmoid(model((x - mean) / std))``: raw mV windows in, per-window probabilities out.
+class InputTransform(nn.Module):
+    """:func:`ecg_transfer.signal.input_transform` in torch, for the exported graph.
 
-    The arithmetic is the scaler's own (float32 subtract, float32 divide), so the exported graph
-    reproduces :meth:`GlobalStandardScaler.transform` followed by the network.
+    ``spectrum`` / ``log-spectrum``: the real DFT as two matrix products with fixed cosine and sine
+    tables scaled by ``1/sqrt(n)`` (``norm="ortho"``), then ``sqrt(re^2 + im^2)`` (and
+    ``log(. + LOG_FLOOR)``). ``stft``: a ``conv1d`` with stride ``hop`` whose kernels are the Hann
+    window (scaled to unit energy) times cosine and sine -- the frames lying inside the window,
+    as :func:`ecg_transfer.signal.stft_spectrogram` takes them -- magnitude, log, channels lead-major. Equal to the numpy path to float32 rounding
+    (the tests bound it). ``"time"`` is the identity.
     """
 
-    def __init__(self, model: nn.Module, mean: float, std: float):
+    def __init__(self, kind: str, fs: float, channels: int, crop_len: int):
+        super().__init__()
+        self.kind, self.channels, self.crop_len = kind, int(channels), int(crop_len)
+        self.out_shape = transformed_shape(kind, fs, channels, crop_len)
+        if kind in ("spectrum", "log-spectrum"):
+            n = crop_len
+            ang = 2 * np.pi * np.outer(np.arange(n), np.arange(n // 2 + 1)) / n  # (n, F), exact in float64
+            self.register_buffer("cos", torch.from_numpy((np.cos(ang) / np.sqrt(n)).astype(np.float32)))
+            self.register_buffer("sin", torch.from_numpy((np.sin(ang) / np.sqrt(n)).astype(np.float32)))
+        elif kind == "stft":
+            nperseg, hop = stft_geometry(fs)
+            n_bins, frames = stft_bins(fs), stft_frames(fs, crop_len)
+            from scipy.signal import get_window
+
+            win = get_window("hann", nperseg)
+            ang = 2 * np.pi * np.outer(np.arange(n_bins), np.arange(nperseg)) / nperseg  # (F, m)
+            kernels = np.concatenate([win * np.cos(ang), win * np.sin(ang)]) / np.sqrt(np.sum(win ** 2))  # (2F, m)
+            self.register_buffer("kernels", torch.from_numpy(kernels[:, None, :].astype(np.float32)))
+            self.hop, self.n_bins, self.frames = hop, n_bins, frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "time":
+            return x
+        if self.kind in ("spectrum", "log-spectrum"):
+            re, im = x @ self.cos, x @ self.sin
+            mag = torch.sqrt(re * re + im * im)
+            return torch.log(mag + LOG_FLOOR) if self.kind == "log-spectrum" else mag
+        z = torch.nn.functional.conv1d(x.reshape(-1, 1, self.crop_len), self.kernels, stride=self.hop)  # (B*C, 2F, N)
+        re, im = z[:, : self.n_bins], z[:, self.n_bins:]
+        out = torch.log(torch.sqrt(re * re + im * im) + LOG_FLOOR)
+        return out.reshape(-1, self.channels * self.n_bins, self.frames)
+
+
+class WindowProbabilities(nn.Module):
+    """``sigmoid(model(transform((x - mean) / std)))``: raw mV windows in, per-window probabilities out.
+
+    The standardisation is the scaler's own arithmetic (float32 subtract, float32 divide), so the
+    exported graph reproduces :meth:`GlobalStandardScaler.transform`, the run's input transform
+    (:class:`InputTransform`; identity for ``input = "time"``) and the network.
+    """
+
+    def __init__(self, model: nn.Module, mean: float, std: float, transform: nn.Module | None = None):
         super().__init__()
         self.model = model
+        self.transform = transform if transform is not None else nn.Identity()
         self.register_buffer("mean", torch.tensor(np.float32(mean)))
         self.register_buffer("std", torch.tensor(np.float32(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model((x - self.mean) / self.std))
+        return torch.sigmoid(self.model(self.transform((x - self.mean) / self.std)))
 
 
 def window_module(loaded: Any) -> WindowProbabilities:
     """The exportable module of a loaded run (eval mode, on CPU)."""
-    return WindowProbabilities(loaded.model.cpu(), loaded.scaler.mean_, loaded.scaler.std_).eval()
+    transform = None
+    if loaded.input != "time":
+        transform = InputTransform(loaded.input, loaded.fs, loaded.n_leads, loaded.crop_len)
+    return WindowProbabilities(loaded.model.cpu(), loaded.scaler.mean_, loaded.scaler.std_, transform).eval()
+
+
+@torch.no_grad()
+def package_window_probs(loaded: Any, windows: np.ndarray) -> np.ndarray:
+    """Per-window probabilities the package's own way (scaler, numpy/scipy transform, network): the
+    reference an exported file is checked against."""
+    x = input_transform(loaded.input, loaded.fs)(loaded.scaler.transform(np.asarray(windows, dtype=np.float32)))
+    return torch.sigmoid(loaded.model.cpu().eval()(torch.from_numpy(np.ascontiguousarray(x)))).numpy()
 
 
 @dataclass
@@ -77,7 +139,7 @@ def metadata_path(path: str | Path) -> Path:
 def _example_windows(loaded: Any, n: int, seed: int = 0) -> torch.Tensor:
     """Random windows on the scale of the training signals (the scaler's mean and std)."""
     g = np.random.default_rng(seed)
-    x = g.normal(loaded.scaler.mean_, loaded.scaler.std_, size=(n, int(loaded.spec["in_channels"]), loaded.crop_len))
+    x = g.normal(loaded.scaler.mean_, loaded.scaler.std_, size=(n, int(loaded.n_leads), loaded.crop_len))
     return torch.from_numpy(x.astype(np.float32))
 
 
@@ -212,10 +274,12 @@ def export_model(run_dir: str | Path, fmt: str, out: str | Path | None = None, *
             got = load_exported(out, fmt)(windows.numpy())
             check = {"max_abs_diff": float(np.abs(got - ref).max()), "windows": verify_windows,
                      "against": "PyTorch, the same module", "runtime": "onnxruntime" if fmt == "onnx" else "torch.jit"}
+            if loaded.input != "time":  # the graph's transform against the numpy/scipy one the run used
+                check["max_abs_diff_package"] = float(np.abs(got - package_window_probs(loaded, windows.numpy())).max())
         except ConfigError as exc:
             check = {"skipped": str(exc)}
 
-    C, L = int(loaded.spec["in_channels"]), loaded.crop_len
+    C, L = int(loaded.n_leads), loaded.crop_len
     from .predict import expected_leads
 
     leads = expected_leads(C)
@@ -225,7 +289,11 @@ def export_model(run_dir: str | Path, fmt: str, out: str | Path | None = None, *
         "source_run": str(run_dir), "model": loaded.spec.get("name"),
         "input": {"name": INPUT_NAME, "shape": ["batch", C, L], "dtype": "float32", "units": "mV",
                   "leads": list(leads) if leads else None,
-                  "note": "raw millivolts: the run's standardisation is inside the graph"},
+                  "note": "raw millivolts: the run's standardisation is inside the graph"
+                          + (f", and its input transform ({loaded.input})" if loaded.input != "time" else "")},
+        "network_input": {"kind": loaded.input, "description": describe_input(loaded.input, loaded.fs),
+                          "shape": ["batch", *transformed_shape(loaded.input, loaded.fs, C, L)],
+                          "in_graph": True},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(loaded.label_names)],
                    "meaning": "per-window sigmoid probabilities, one column per label"},
         "labels": list(loaded.label_names), "fs": loaded.fs, "crop_len": L, "crop_seconds": L / loaded.fs,
@@ -238,7 +306,8 @@ def export_model(run_dir: str | Path, fmt: str, out: str | Path | None = None, *
             f"put its leads in this order: {', '.join(leads) if leads else f'the training order ({C} leads)'}",
             f"cut windows of {L} samples starting at 0, {loaded.stride}, {2 * loaded.stride}, ... while a whole "
             f"window fits (records shorter than {L} samples cannot be predicted)",
-            "run the windows through the graph (any batch size)",
+            "run the windows through the graph (any batch size)" + (
+                f"; it standardises and transforms them ({loaded.input}) itself" if loaded.input != "time" else ""),
             f"aggregate the windows of a record by their {loaded.aggregate}, per label",
             "calibration: apply 'calibration' (ecg_transfer.evaluation.calibration) to the record probabilities"
             if cal is not None else "calibration: none",
@@ -251,5 +320,6 @@ def export_model(run_dir: str | Path, fmt: str, out: str | Path | None = None, *
     return ExportResult(out, meta_path, meta)
 
 
-__all__ = ["DEFAULT_FILES", "EXPORTERS", "FORMATS", "ExportResult", "WindowProbabilities", "export_model",
-           "exported_record_probs", "load_exported", "metadata_path", "window_module"]
+__all__ = ["DEFAULT_FILES", "EXPORTERS", "FORMATS", "ExportResult", "InputTransform", "WindowProbabilities",
+           "export_model", "exported_record_probs", "load_exported", "metadata_path", "package_window_probs",
+           "window_module"]

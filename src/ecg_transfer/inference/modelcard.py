@@ -80,7 +80,8 @@ def _model_facts(run_dir: Path) -> dict[str, Any] | None:
     if not (run_dir / MODEL_FILE).exists():
         return None
     lm = load_model_file(run_dir / MODEL_FILE)
-    return {"name": lm.spec.get("name"), "in_channels": lm.spec.get("in_channels"), "labels": lm.label_names,
+    return {"name": lm.spec.get("name"), "in_channels": lm.n_leads, "input": lm.input,
+            "network_channels": lm.spec.get("in_channels"), "labels": lm.label_names,
             "n_params": int(sum(p.numel() for p in lm.model.parameters())), "fs": lm.fs, "crop_len": lm.crop_len,
             "stride": lm.stride, "aggregate": lm.aggregate, "scaler": lm.scaler.to_dict()}
 
@@ -131,6 +132,12 @@ def model_card_text(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, 
     if model:
         add(f"- Architecture: `{model['name']}`, {model['n_params']:,} parameters; input {model['in_channels']} leads "
             f"x {model['crop_len']} samples ({model['crop_len'] / model['fs']:g} s at {model['fs']:g} Hz).")
+        if model["input"] != "time":
+            from ..signal import describe_input, transformed_shape
+
+            c, t = transformed_shape(model["input"], model["fs"], model["in_channels"], model["crop_len"])
+            add(f"- Network input (`input = \"{model['input']}\"`): {describe_input(model['input'], model['fs'])}; "
+                f"{c} channels x {t}.")
         add(f"- Prediction: windows of {model['crop_len']} samples every {model['stride']} samples, per-window "
             f"sigmoid probabilities aggregated per record by their {model['aggregate']}.")
         sc = model["scaler"]

@@ -114,7 +114,7 @@ class Predictor:
         self.calibrator = calibrator
         self.calibration = calibration
         self.label_names = list(loaded.label_names)
-        self.n_leads = int(loaded.spec.get("in_channels", 12))
+        self.n_leads = int(loaded.n_leads)  # the records' leads (an "stft" network takes leads x bins channels)
         self.leads = expected_leads(self.n_leads)
         self.thresholds = thresholds
         self.batch_size = batch_size

@@ -10,6 +10,7 @@ never silently fall back to a default. Example (every key optional)::
     crop_seconds = 2.5            # random crop per record per epoch
     stride_seconds = 1.25         # evaluation windows
     aggregate = "max"             # or "mean"
+    input = "time"                # or spectrum | log-spectrum | stft: what the network sees of a window
     batch_size = 128
     epochs = 50
     validate_every = 1            # validation AUC every N epochs (always after the last)
@@ -49,6 +50,7 @@ from typing import Any, ClassVar
 
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
+from ..signal import INPUT_KINDS, transformed_shape
 
 POLICIES = ("none", "head-then-all", "gradual", "all", "linear-probe")
 _STAGE_TRAIN = re.compile(r"^(all|head|last:[1-9][0-9]*)$")
@@ -313,6 +315,10 @@ class RunConfig(_Validated):
     crop_seconds: float = field(default=2.5, metadata={"gt": 0.0})
     stride_seconds: float = field(default=1.25, metadata={"gt": 0.0})
     aggregate: str = field(default="max", metadata={"choices": ("max", "mean")})
+    # What the network sees of each (standardised) window: the samples, or a frequency-domain view
+    # computed per window (ecg_transfer.signal.input_transform). It changes the maths, so it is part
+    # of the run's definition (never a resumable change); files written without it mean "time".
+    input: str = field(default="time", metadata={"choices": INPUT_KINDS})
     short_records: str = field(default="error", metadata={"choices": ("error", "pad")})
     batch_size: int = field(default=128, metadata={"min": 2})
     epochs: int = field(default=50, metadata={"min": 1})
@@ -349,6 +355,7 @@ class RunConfig(_Validated):
             if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
                 raise ConfigError(f"config key {key!r}: {getattr(self, key)} s at fs={self.fs} Hz is {n} "
                                   "samples; must be a positive whole number of samples")
+        transformed_shape(self.input, self.fs, 1, self.crop_len)  # e.g. a crop shorter than the STFT window
         if self.stride_seconds > self.crop_seconds:
             raise ConfigError(f"config key 'stride_seconds': must be <= crop_seconds ({self.crop_seconds}), "
                               f"got {self.stride_seconds}; windows would skip signal")

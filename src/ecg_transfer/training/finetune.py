@@ -49,6 +49,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .. import models
+from ..signal import transformed_shape
 from .config import RunConfig
 from .loop import Stage
 from .modelfile import LoadedModel, load_model_file
@@ -103,19 +104,27 @@ def init_model(
 ) -> tuple[nn.Module, LoadedModel | None]:
     """A freshly initialised model, or the pre-trained one with a new head for ``n_classes``.
 
+    ``in_channels`` is the data's leads; the network takes what ``config.input`` makes of them
+    (:func:`ecg_transfer.signal.transformed_shape`: 12 leads of ``"stft"`` at 100 Hz are 132
+    channels). A pre-trained start must have been trained on the same ``input``.
     Call after seeding the global RNG: initialisation (and the new head's) draws from it.
     """
+    channels = transformed_shape(config.input, config.fs, in_channels, config.crop_len)[0]
     if init_from is None:
-        return models.build(config.model, in_channels, n_classes, **config.model_kwargs), None
+        return models.build(config.model, channels, n_classes, **config.model_kwargs), None
     pre = load_model_file(init_from)
+    if pre.input != config.input:
+        raise ConfigError(f"config key 'input': {config.input!r}, but the pre-trained run {init_from} was trained on "
+                          f"input={pre.input!r}; fine-tune with input = {pre.input!r} (the network's first layer "
+                          "only knows that input)")
     name = pre.spec["name"]
     if name != config.model:
         raise ConfigError(f"config key 'model': {config.model!r}, but the pre-trained run {init_from} is a {name!r}")
-    if int(pre.spec["in_channels"]) != in_channels:
-        raise ConfigError(f"the pre-trained run {init_from} takes {pre.spec['in_channels']} leads; the data has {in_channels}")
     if abs(pre.fs - config.fs) > 1e-9:
         raise ConfigError(f"config key 'fs': {config.fs} Hz, but the pre-trained run {init_from} was trained at "
                           f"{pre.fs} Hz; resample the target data to the pre-training rate")
+    if pre.n_leads != in_channels or int(pre.spec["in_channels"]) != channels:
+        raise ConfigError(f"the pre-trained run {init_from} takes {pre.n_leads} leads; the data has {in_channels}")
     pre_kwargs = {**models.model_kwargs(name),
                   **{k: v for k, v in pre.spec.items() if k not in ("name", "in_channels", "n_classes")}}
     differing = sorted(k for k, v in config.model_kwargs.items() if _plain(v) != _plain(pre_kwargs.get(k)))

@@ -13,7 +13,9 @@ settings. Restoring it and continuing yields bit-identical weights to an uninter
 same machine. ``metrics.jsonl`` is rewritten from the checkpoint's history on resume, so lines of
 an epoch that was interrupted before its checkpoint never survive.
 
-Data never leaves ``X`` (memmap) except one batch of crops at a time.
+Data never leaves ``X`` (memmap) except one batch of crops at a time. Each batch is standardised
+and then transformed as ``config.input`` says (:func:`ecg_transfer.signal.input_transform`: the
+samples as they are, or a per-crop spectrum / spectrogram), and validation windows the same way.
 
 Several processes (``dist``, see :mod:`.distributed`): every rank draws the same epoch plan, takes
 its rows of each global batch and trains a DDP wrapper built after :func:`configure_stage` (param
@@ -39,6 +41,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import ConfigError, EcgTransferError
 from .. import models
+from ..signal import input_transform
 from .config import RunConfig
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
@@ -305,6 +308,7 @@ def _fit(
     meta = dict(meta or {})
     meta.setdefault("stages", [s.to_dict() for s in stages])
     crop_len, stride = config.crop_len, config.stride
+    transform = input_transform(config.input, config.fs)
     slices = batch_slices(len(train_idx), config.batch_size, config.drop_last)
     if ctx.active:  # per-rank BatchNorm needs two rows per rank; synchronised BN one
         slices = rank_batches(slices, ctx, min_rows=1 if config.sync_batchnorm else 2)
@@ -321,6 +325,9 @@ def _fit(
     if resume and ckpt_path is not None:
         ck = ctx.from_main(lambda: load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
     if ck is not None:
+        ck_config, new_config = ck["meta"].get("config"), meta.get("config")
+        if isinstance(ck_config, dict) and isinstance(new_config, dict) and "input" in new_config:
+            ck_config.setdefault("input", "time")  # checkpoints written before the key existed were time-domain
         diff = _diff_keys(ck["meta"], meta)
         if diff:
             raise ConfigError(f"cannot resume {run_dir}: the run was started with different settings: {', '.join(diff)}")
@@ -363,7 +370,7 @@ def _fit(
                 if ctx.active:  # this rank's rows of the global batch
                     mine = ctx.shard(n_batch)
                     rows, batch_starts = rows[mine], batch_starts[mine]
-                xb = scaler.transform(extract_crops(X, rows, batch_starts, crop_len, lens))
+                xb = transform(scaler.transform(extract_crops(X, rows, batch_starts, crop_len, lens)))
                 xb = torch.from_numpy(xb).to(device)
                 yb = torch.from_numpy(np.asarray(Y[rows], dtype=np.float32)).to(device)
                 loss = loss_fn(net(xb), yb)
@@ -392,7 +399,7 @@ def _fit(
                     probs, v_loss = predict_records(
                         model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
                         aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                        lengths=lens, short=config.short_records, Y=Y,
+                        lengths=lens, short=config.short_records, Y=Y, transform=transform,
                     )
                     return (v_loss, *macro_auc(np.asarray(Y[val_idx]), probs))
                 val_loss, val_auc, n_cls = ctx.from_main(validate)

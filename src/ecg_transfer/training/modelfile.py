@@ -2,9 +2,12 @@
 
 Besides the weights it holds the model's build spec (registry name and arguments, see
 ``ecg_transfer.models.build``), the label names in output order, the fitted scaler, the sampling
-rate, crop and stride lengths and the aggregation, so prediction on new records reproduces the
-run's preprocessing exactly. Only plain types and tensors are stored, so it loads with
-``torch.load(..., weights_only=True)`` (no pickled code runs when opening someone's file).
+rate, crop and stride lengths, the aggregation and the run's config -- whose ``input`` says how each
+standardised window is transformed before the network (absent in files written before the key:
+``"time"``) -- so prediction on new records reproduces the run's preprocessing exactly. The spec's
+``in_channels`` counts the network's input channels; :attr:`LoadedModel.n_leads` the signal's leads.
+Only plain types and tensors are stored, so it loads with ``torch.load(..., weights_only=True)`` (no
+pickled code runs when opening someone's file).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..errors import ConfigError
 from .. import models
+from ..signal import INPUT_KINDS, input_leads, input_transform
 from .scaler import GlobalStandardScaler
 
 MODEL_FILE = "model.pt"
@@ -38,6 +42,16 @@ class LoadedModel:
     spec: dict[str, Any]
     config: dict[str, Any]
 
+    @property
+    def input(self) -> str:
+        """The run's per-window input transform (RunConfig ``input``); older files: ``"time"``."""
+        return str(self.config.get("input", "time"))
+
+    @property
+    def n_leads(self) -> int:
+        """Leads of the records the model takes (the network's channels, unless ``input = "stft"``)."""
+        return input_leads(self.input, self.fs, int(self.spec["in_channels"]))
+
     def predict(self, X: np.ndarray, indices: Sequence[int] | None = None, *, lengths: np.ndarray | None = None,
                 short: str = "error", batch_size: int = 128, device: str | torch.device = "cpu") -> np.ndarray:
         """Record-level probabilities ``(n, K)`` for ``X`` (N, C, T) in mV at ``self.fs``, the run's way."""
@@ -47,7 +61,8 @@ class LoadedModel:
         self.model.to(device)
         probs, _ = predict_records(self.model, X, idx, scaler=self.scaler, crop_len=self.crop_len,
                                    stride=self.stride, aggregate=self.aggregate, batch_size=batch_size,
-                                   device=device, lengths=lengths, short=short)
+                                   device=device, lengths=lengths, short=short,
+                                   transform=input_transform(self.input, self.fs))
         return probs
 
 
@@ -102,6 +117,10 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path}: not an ecg_transfer model file (format {obj.get('format') if isinstance(obj, dict) else None!r})")
     spec = dict(obj["spec"])
+    kind = dict(obj.get("config") or {}).get("input", "time")
+    if kind not in INPUT_KINDS:
+        raise ConfigError(f"{path}: the model's input {kind!r} is unknown to this version of ecg_transfer; "
+                          f"known: {', '.join(INPUT_KINDS)}")
     kwargs = {k: v for k, v in spec.items() if k not in ("name", "in_channels", "n_classes")}
     model = models.build(spec["name"], spec["in_channels"], spec["n_classes"], **kwargs)
     model.load_state_dict(obj["state_dict"])

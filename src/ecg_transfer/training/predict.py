@@ -6,7 +6,7 @@ The files they are saved in (``predictions_<split>.csv``) are described in
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ def predict_records(
     lengths: np.ndarray | None = None,
     short: str = "error",
     Y: np.ndarray | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float | None]:
     """Probabilities ``(len(indices), K)`` float32, plus the mean per-window BCE loss when ``Y`` is given.
 
@@ -40,6 +41,9 @@ def predict_records(
     minimises -- while the probabilities are aggregated per record. The model is put in eval mode.
     A DistributedDataParallel wrapper is looked through: prediction runs on one rank, and the
     wrapper's forward would start collectives the other ranks never join.
+
+    ``transform`` (the run's :func:`ecg_transfer.signal.input_transform`; None: the samples) maps
+    the standardised windows to what the network takes, window by window as in training.
     """
     if isinstance(model, nn.parallel.DistributedDataParallel):
         model = model.module
@@ -55,6 +59,8 @@ def predict_records(
         rows = idx[start : start + records_per_chunk]
         windows, counts = sliding_windows(X, rows, crop_len, stride, lengths=lengths, short=short)
         windows = scaler.transform(windows)
+        if transform is not None:
+            windows = transform(windows)
         logits = []
         for w0 in range(0, len(windows), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(windows[w0 : w0 + batch_size])).to(device)

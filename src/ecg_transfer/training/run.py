@@ -46,6 +46,7 @@ from torch import nn
 
 from ..atomic import atomic_write_json
 from ..errors import DatasetError, RunExistsError
+from ..signal import input_transform
 from .config import RunConfig, load_config, save_config
 from .distributed import init_from_env, resolve_device
 from .finetune import check_policy, init_model, resolve_stages
@@ -351,7 +352,8 @@ def _write_outputs(
             continue
         probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
                                    aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                                   lengths=lengths, short=config.short_records)
+                                   lengths=lengths, short=config.short_records,
+                                   transform=input_transform(config.input, config.fs))
         y_true = np.asarray(Y[idx])
         predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
                                              [str(record_ids[i]) for i in idx], label_names, y_true, probs)
