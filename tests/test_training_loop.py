@@ -189,3 +189,25 @@ def test_validate_every_skips_validation_but_not_the_maths(tmp_path, data):
     assert sparse.predictions["test"].read_bytes() == every.predictions["test"].read_bytes()
     with pytest.raises(ConfigError, match="validate_every"):
         RunConfig.from_dict(tiny_config(validate_every=0))
+
+
+def test_validation_is_predicted_once_after_the_last_epoch(tmp_path, data, monkeypatch):
+    import ecg_transfer.training.loop as loop_mod
+    import ecg_transfer.training.run as run_mod
+
+    calls = []
+    real = loop_mod.predict_records
+
+    def counting(model, X, idx, **kw):
+        calls.append(len(idx))
+        return real(model, X, idx, **kw)
+
+    monkeypatch.setattr(loop_mod, "predict_records", counting)
+    monkeypatch.setattr(run_mod, "predict_records", counting)
+    X, Y, ids, splits = data
+    r = train_run(tiny_config(epochs=2, validate_every=5), X, Y, ids, splits, LABELS, tmp_path / "a", progress=False)
+    assert calls == [len(splits["val"]), len(splits["test"])]  # last epoch's validation, then test only
+    # and the saved validation predictions are those of the final weights
+    from ecg_transfer.training import load_model_file, load_predictions
+    _, _, _, probs = load_predictions(r.predictions["val"])
+    assert np.allclose(load_model_file(r.model_path).predict(X, splits["val"], batch_size=8), probs, atol=1e-6)

@@ -248,6 +248,9 @@ def locate(epoch: int, stages: Sequence[Stage]) -> tuple[int, int]:
 class FitResult:
     history: list[dict[str, Any]]
     resumed_from_epoch: int  # 0 for a fresh start
+    # validation probabilities after the last epoch (rank 0; None if that epoch ran in an earlier
+    # session): the run's predictions_val.csv, so they need not be predicted twice
+    final_val_probs: np.ndarray | None = None
 
 
 def fit(
@@ -350,6 +353,7 @@ def _fit(
         net = ctx.wrap(model)
     ck = None
 
+    final_val_probs: np.ndarray | None = None
     bar = tqdm(total=total, initial=start_epoch, unit="epoch", disable=not progress, dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, total):
@@ -396,11 +400,14 @@ def _fit(
             val_loss, val_auc, n_cls = None, None, 0
             if val_idx.size and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == total):
                 def validate() -> tuple[float | None, float | None, int]:
+                    nonlocal final_val_probs
                     probs, v_loss = predict_records(
                         model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
                         aggregate=config.aggregate, batch_size=config.batch_size, device=device,
                         lengths=lens, short=config.short_records, Y=Y, transform=transform,
                     )
+                    if epoch + 1 == total:
+                        final_val_probs = probs
                     return (v_loss, *macro_auc(np.asarray(Y[val_idx]), probs))
                 val_loss, val_auc, n_cls = ctx.from_main(validate)
             row = {
@@ -425,4 +432,4 @@ def _fit(
                 cb(row, model)
     finally:
         bar.close()
-    return FitResult(history=history, resumed_from_epoch=start_epoch)
+    return FitResult(history=history, resumed_from_epoch=start_epoch, final_val_probs=final_val_probs)

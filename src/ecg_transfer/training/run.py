@@ -304,7 +304,7 @@ def train_run(
 
         def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
             return _write_outputs(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler,
-                                  device, lengths)
+                                  device, lengths, known={"val": result.final_val_probs})
 
         aucs, predictions = ctx.from_main(finish)
 
@@ -336,9 +336,10 @@ def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str
 def _write_outputs(
     config: RunConfig, run_dir: Path, model: nn.Module, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
     splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
-    device: torch.device, lengths: np.ndarray | None,
+    device: torch.device, lengths: np.ndarray | None, known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
-    """model.pt and the val/test predictions (rank 0)."""
+    """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
+    with the final weights (the last epoch's validation), used instead of predicting again."""
     crop_len = config.crop_len
     save_model_file(
         run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
@@ -350,10 +351,12 @@ def _write_outputs(
         idx = splits[name]
         if not idx.size:
             continue
-        probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
-                                   aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                                   lengths=lengths, short=config.short_records,
-                                   transform=input_transform(config.input, config.fs))
+        probs = (known or {}).get(name)
+        if probs is None:
+            probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
+                                       aggregate=config.aggregate, batch_size=config.batch_size, device=device,
+                                       lengths=lengths, short=config.short_records,
+                                       transform=input_transform(config.input, config.fs))
         y_true = np.asarray(Y[idx])
         predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
                                              [str(record_ids[i]) for i in idx], label_names, y_true, probs)
