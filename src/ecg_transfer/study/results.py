@@ -21,6 +21,7 @@ import hashlib
 import json
 import platform
 import socket
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -127,7 +128,10 @@ def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> d
         points.append(metric_values(y, pr, None, include=(metric,)).headline[metric][0])
         samples.append(metric_values(y, pr, counts, include=(metric,)).headline[metric])
     points_arr = np.array(points, dtype=np.float64)
-    lo, hi, _ = percentile_ci(np.nanmean(np.vstack(samples), axis=0))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample where every repeat is undefined: NaN, dropped
+        mean_samples = np.nanmean(np.vstack(samples), axis=0)
+    lo, hi, _ = percentile_ci(mean_samples)
     ok = points_arr[~np.isnan(points_arr)]
     return _interval(float(ok.mean()) if ok.size else None, [lo, hi],
                      sd=_num(ok.std(ddof=1)) if ok.size > 1 else None, values=[_num(v) for v in points_arr],
