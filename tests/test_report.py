@@ -409,3 +409,14 @@ def test_screenshot_is_not_blank(full, tmp_path):
     # the hero banner is dark blue, the cards white
     assert img[40:120, 100:600].mean() < 120
     assert (img[800:5000] > 250).all(axis=2).mean() > 0.3
+
+
+def test_reliability_grid_leaves_out_labels_without_positives():
+    from ecg_transfer.report.figures import top_labels
+
+    def bins(pos):  # one bin holding 10 records, `pos` of them positive
+        return {"strategy": "equal-width", "lower": [0.0], "upper": [1.0], "count": [10],
+                "mean_pred": [0.5], "frac_pos": [pos / 10]}
+
+    entry = {"reliability": {"uncalibrated": {"A": bins(3), "B": bins(0), "C": bins(5)}}}
+    assert top_labels(entry, k=4) == [("C", 5), ("A", 3)]

@@ -338,13 +338,14 @@ def _positives(b: Mapping[str, Any]) -> float:
 
 
 def top_labels(entry: Mapping[str, Any], k: int = 4) -> list[tuple[str, int]]:
-    """The ``k`` labels with most positives (from the uncalibrated bins), with their positives."""
+    """The ``k`` labels with most positives (from the uncalibrated bins), with their positives; labels
+    without a positive test record are left out (their reliability curve says nothing)."""
     rel = entry.get("reliability")
     bins = rel.get("uncalibrated") if isinstance(rel, dict) else None
     if not isinstance(bins, dict):
         return []
     pos = [(name, int(round(_positives(b)))) for name, b in bins.items() if isinstance(b, dict)]
-    return sorted(pos, key=lambda t: (-t[1], t[0]))[:k]
+    return sorted([t for t in pos if t[1] > 0], key=lambda t: (-t[1], t[0]))[:k]
 
 
 def _rel_curve(ax, b: Mapping[str, Any], color: str, lw: float, ls: str = "-") -> None:
