@@ -46,7 +46,7 @@ def test_learns_and_writes_the_run_directory(tmp_path, data):
     assert loaded.label_names == LABELS and loaded.fs == 100.0 and loaded.crop_len == 250
     rec, _, _, probs = load_predictions(r.predictions["test"])
     assert rec == [ids[i] for i in splits["test"]]
-    assert np.array_equal(loaded.predict(X, splits["test"]), probs.astype(np.float32))
+    assert np.array_equal(loaded.predict(X, splits["test"], batch_size=8), probs.astype(np.float32))  # the run's batches
 
 
 def test_one_cycle_schedule_and_momentum():
@@ -211,3 +211,15 @@ def test_validation_is_predicted_once_after_the_last_epoch(tmp_path, data, monke
     from ecg_transfer.training import load_model_file, load_predictions
     _, _, _, probs = load_predictions(r.predictions["val"])
     assert np.allclose(load_model_file(r.model_path).predict(X, splits["val"], batch_size=8), probs, atol=1e-6)
+
+
+def test_memory_format_is_wired_into_training(tmp_path, data):
+    X, Y, ids, splits = data
+    runs = {fmt: train_run(tiny_config(epochs=2, memory_format=fmt), X, Y, ids, splits, LABELS, tmp_path / fmt,
+                           progress=False) for fmt in ("contiguous", "channels_last")}
+    a = [r["train_loss"] for r in runs["contiguous"].history]
+    b = [r["train_loss"] for r in runs["channels_last"].history]
+    assert np.allclose(a, b, rtol=1e-3) and a != b  # the same maths in another layout: rounding differs
+    lstm = {**tiny_config(model="lstm", memory_format="channels_last", epochs=1), "model_kwargs": {"hidden": 8}}
+    with pytest.raises(ConfigError, match="memory_format"):
+        train_run(lstm, X, Y, ids, splits, LABELS, tmp_path / "lstm", progress=False)

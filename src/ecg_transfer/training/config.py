@@ -334,6 +334,11 @@ class RunConfig(_Validated):
     device: str = field(default="auto", metadata={
         "pattern": re.compile(r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"), "pattern_doc": "auto, cpu, cuda, cuda:N, mps"})
     deterministic: bool = True
+    # How the training step runs (training.speed; measured in BENCHMARKS.md): "auto" runs
+    # convolutional networks as 2-D convolutions on channels-last batches (1.2-1.4x on a CPU; the
+    # same function up to float rounding), "contiguous" as written; compile: torch.compile mode.
+    memory_format: str = field(default="auto", metadata={"choices": ("auto", "channels_last", "contiguous")})
+    compile: str = field(default="none", metadata={"choices": ("none", "default", "max-autotune-no-cudagraphs")})
     # Several processes (torchrun); see ecg_transfer.training.distributed. Neither changes a
     # one-process run, and sync_batchnorm keeps a multi-process run the one-process maths.
     dist_backend: str = field(default="auto", metadata={"choices": ("auto", "nccl", "gloo")})

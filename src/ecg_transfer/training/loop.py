@@ -46,6 +46,7 @@ from .config import RunConfig
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
 from .scaler import GlobalStandardScaler
+from .speed import prepare_for_training
 from .windows import extract_crops, random_crop_starts
 
 log = logging.getLogger(__name__)
@@ -350,7 +351,7 @@ def _fit(
         if ck is not None and done_in_stage > 0:
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
-        net = ctx.wrap(model)
+        net = ctx.wrap(prepare_for_training(model, config.memory_format, config.compile))
     ck = None
 
     final_val_probs: np.ndarray | None = None
@@ -361,7 +362,7 @@ def _fit(
             stage = stages[stage_i]
             if done_in_stage == 0 and epoch != start_epoch:
                 opt, sched = configure_stage(model, stage, config, len(slices))
-                net = ctx.wrap(model)
+                net = ctx.wrap(prepare_for_training(model, config.memory_format, config.compile))
             t0 = time.perf_counter()
             set_train_mode(model, stage)
             if ctx.active:

@@ -62,7 +62,8 @@ SPLITS = ("train", "val", "test")
 # Settings that may change between a run and its resumption (they do not change the maths; with
 # several processes, sync_batchnorm = true is the one-process maths, and each session's choice is
 # recorded in environment.json, as is its number of processes).
-_RESUMABLE_CHANGES = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every")
+_RESUMABLE_CHANGES = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every", "memory_format",
+                      "compile")
 
 
 @dataclass
