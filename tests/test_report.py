@@ -18,28 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecg_transfer.labels import get_protocol
+from ecg_transfer.study.results import REFERENCE
+
 from ecg_transfer.cli import main
 from ecg_transfer.evaluation.calibration import reliability_bins
 from ecg_transfer.report import ReportError, write_report
 from ecg_transfer.report.data import FORMAT
 
-SEED18 = ["1AVB", "2AVB", "CLBBB", "CRBBB", "ILBBB", "IRBBB", "ISCAN", "ISCIN", "ISCLA", "IVCD", "LAFB", "LAO/LAE",
-          "LNGQT", "LPFB", "LVH", "NDT", "RVH", "SEHYP"]
-CINC24 = ["AF", "AFL", "Brady", "CRBBB", "IAVB", "IRBBB", "LAD", "LAnFB", "LBBB", "LQRSV", "LQT", "NSIVCB", "NSR",
-          "PAC", "PR", "PRWP", "PVC", "QAb", "RAD", "SA", "SB", "STach", "TAb", "TInv"]
-REFERENCE = {
-    "headline": {"finetuned": 0.919, "standalone": 0.843, "pretrain": 0.947},
-    "exp1": {"10": {"standalone": 0.655, "finetuned": 0.840}, "20": {"standalone": 0.736, "finetuned": 0.875},
-             "30": {"standalone": 0.794, "finetuned": 0.890}, "50": {"standalone": 0.806, "finetuned": 0.902},
-             "70": {"standalone": 0.831, "finetuned": 0.912}, "80": {"standalone": 0.838, "finetuned": 0.915},
-             "90": {"standalone": 0.848, "finetuned": 0.918}},
-    "exp2": {"25": {"pretrain": 0.907, "target": 0.832}, "50": {"pretrain": 0.929, "target": 0.843},
-             "75": {"pretrain": 0.936, "target": 0.844}, "100": {"pretrain": 0.947, "target": 0.840}},
-    "exp3": {"100": {"pretrain": 0.930, "finetuned": 0.49, "standalone": 0.48},
-             "500": {"pretrain": 0.947, "finetuned": 0.92, "standalone": 0.84}},
-    "exp5": {"spectrum": {"pretrain": 0.668, "finetuned": 0.555}},
-    "note": "The original study's protocol had errors (REFERENCE.md); its numbers are context, not comparable.",
-}
+SEED18 = list(get_protocol("seed18").class_names)
+CINC24 = list(get_protocol("cinc2020").class_names)
 
 
 def _iv(rng, value: float, half: float, n_seeds: int = 0, sd: float = 0.004) -> dict:

@@ -167,8 +167,6 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
     arms = {arm: _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm)) for arm in ("finetuned", "standalone")}
     row: dict[str, Any] = {"protocol": protocol, "runs": {a: [ctx.rel(k) for k in ks] for a, ks in arms.items()}}
     preds = {a: [p for p in (ctx.preds(k) for k in ks) if p is not None] for a, ks in arms.items()}
-    for arm in arms:
-        row[arm] = arm_interval(ctx, arms[arm])
     row["metrics"] = {}
     ref = next((p for ps in preds.values() for p in ps), None)
     if ref is not None:
@@ -176,12 +174,17 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
         row["n_test"] = len(ref.test.record_ids)
         row["n_val"] = len(ref.val.record_ids) if ref.val is not None else None
         row["n_train"] = _n_train(ctx, (arms["finetuned"] or arms["standalone"])[0])
-    for arm, ps in preds.items():
-        if ps:
-            y, probs, _ = align_runs(ps)
-            s = seed_summary(y, probs, n_resamples=ctx.B, include=metrics_all)["metrics"]
-            row["metrics"][arm] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"]) for k, v in s.items()
-                                   if k != "macro_auc"}
+    for arm, ps in preds.items():  # one bootstrap per arm for every headline metric
+        if not ps:
+            row[arm] = arm_interval(ctx, arms[arm])  # nothing finished: the empty entry
+            continue
+        y, probs, _ = align_runs(ps)
+        s = seed_summary(y, probs, n_resamples=ctx.B, include=metrics_all)["metrics"]
+        auc = s["macro_auc"]
+        row[arm] = _interval(auc["mean"], auc["pooled_ci"], sd=auc["sd"], values=auc["values"],
+                             n_test=int(y.shape[0]), n=len(ps), n_planned=len(arms[arm]))
+        row["metrics"][arm] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"]) for k, v in s.items()
+                               if k != "macro_auc"}
     if preds["finetuned"] and preds["standalone"]:
         y, probs, _ = align_runs(preds["finetuned"] + preds["standalone"])
         nf = len(preds["finetuned"])

@@ -104,12 +104,6 @@ class StudySpec:
             return Path(out)
         return Path("studies") / "out" / (self.name + (f"-{self.profile}" if self.profile else ""))
 
-    def section(self, *keys: str) -> dict[str, Any]:
-        d: Any = self.data
-        for k in keys:
-            d = d[k]
-        return d
-
     @property
     def primary_protocol(self) -> str:
         return self.data["study"]["protocols"][0]
@@ -127,14 +121,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_keys(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix: tuple[str, ...],
                 path: tuple[str, ...] = ()) -> None:
-    """Unknown keys fail; ``prefix`` is how the table is named to the user (``profiles.quick.``)."""
-    if isinstance(data, Mapping) and path == ("finetune",):
-        return  # validated by the run config (RunConfig.finetune)
-    if ("finetune",) == path[:1]:
-        return
-    if not path and "finetune" in data:
-        if not isinstance(data["finetune"], Mapping):
-            raise ConfigError(f"spec key {'.'.join((*prefix, 'finetune'))!r}: must be a table")
+    """Unknown keys fail. ``prefix`` is how the table is named to the user (``profiles.quick.study``),
+    ``path`` where it sits in the spec (``study``): opaque tables are found by path."""
     for k, v in data.items():
         where = ".".join((*prefix, k))
         if k not in defaults:
