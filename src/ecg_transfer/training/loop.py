@@ -330,8 +330,12 @@ def _fit(
         ck = ctx.from_main(lambda: load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
     if ck is not None:
         ck_config, new_config = ck["meta"].get("config"), meta.get("config")
-        if isinstance(ck_config, dict) and isinstance(new_config, dict) and "input" in new_config:
-            ck_config.setdefault("input", "time")  # checkpoints written before the key existed were time-domain
+        if isinstance(ck_config, dict) and isinstance(new_config, dict):
+            # keys added to RunConfig after the checkpoint was written: it ran with their defaults
+            defaults = RunConfig().to_dict()
+            for key in new_config.keys() - ck_config.keys():
+                if key in defaults:
+                    ck_config[key] = defaults[key]
         diff = _diff_keys(ck["meta"], meta)
         if diff:
             raise ConfigError(f"cannot resume {run_dir}: the run was started with different settings: {', '.join(diff)}")
