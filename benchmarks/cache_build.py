@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 OURS = """
 import sys, time

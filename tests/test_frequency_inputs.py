@@ -5,7 +5,6 @@ fine-tune and export."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -42,7 +42,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from training_synth import LABELS, Killed, kill_after, load_state, make_data, tiny_config  # noqa: E402
 
-PROB_TOL = 1e-4
+# Float rounding alone moves this config's probabilities by up to 1e-4 in one process (measured:
+# fused instead of foreach AdamW 2.8e-5, channels-last instead of 1-D 2.5e-5, both 9.5e-5);
+# a wrong gradient average or BatchNorm statistic moves them by > 10x this (the local-BN control).
+PROB_TOL = 2e-4
 # head_dropout 0: dropout masks are drawn per rank, so only a dropout-free model can match one
 # process; batch 7 over 40 training records with drop_last off gives uneven 4/3 and 3/2 splits.
 # One thread in every process: thread count alone moves the result by as much as two processes do.
@@ -135,7 +138,7 @@ def _probs(run_dir: Path, split: str) -> np.ndarray:
 
 
 def _no_seconds(rows):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
 
 
 # ----- two processes against one -------------------------------------------------------------------

@@ -185,6 +185,9 @@ def test_validate_every_skips_validation_but_not_the_maths(tmp_path, data):
                        progress=False)
     validated = [r["epoch"] for r in sparse.history if r["val_macro_auc"] is not None]
     assert validated == [2, 4, 5]  # every second epoch, and always the last
+    for r in sparse.history:  # the epoch's time and the validation's share of it
+        assert 0 <= r["val_seconds"] <= r["seconds"]
+        assert (r["val_seconds"] > 0) == (r["epoch"] in validated)
     assert [r["train_loss"] for r in sparse.history] == [r["train_loss"] for r in every.history]
     assert sparse.predictions["test"].read_bytes() == every.predictions["test"].read_bytes()
     with pytest.raises(ConfigError, match="validate_every"):
@@ -223,3 +226,18 @@ def test_memory_format_is_wired_into_training(tmp_path, data):
     lstm = {**tiny_config(model="lstm", memory_format="channels_last", epochs=1), "model_kwargs": {"hidden": 8}}
     with pytest.raises(ConfigError, match="memory_format"):
         train_run(lstm, X, Y, ids, splits, LABELS, tmp_path / "lstm", progress=False)
+
+
+def test_speed_settings_may_change_on_resume(tmp_path, data):
+    """memory_format and optimizer_impl are resumable: a foreach, 1-D checkpoint goes on fused, channels-last."""
+    X, Y, ids, splits = data
+    run_dir = tmp_path / "run"
+    with pytest.raises(Killed):
+        train_run(tiny_config(epochs=3, memory_format="contiguous", optimizer_impl="foreach"), X, Y, ids, splits,
+                  LABELS, run_dir, progress=False, callbacks=[kill_after(2)])
+    with pytest.raises(ConfigError, match="config.seed"):  # a defining key still may not change
+        train_run(tiny_config(epochs=3, seed=2), X, Y, ids, splits, LABELS, run_dir, resume=True, progress=False)
+    r = train_run(tiny_config(epochs=3, memory_format="auto", optimizer_impl="auto"), X, Y, ids, splits, LABELS,
+                  run_dir, resume=True, progress=False)
+    assert r.resumed_from_epoch == 2 and len(r.history) == 3
+    assert all(np.isfinite(h["train_loss"]) for h in r.history)

@@ -194,3 +194,39 @@ def test_compiled_training_is_reproducible():
         runs.append((losses, [p.detach().clone() for p in model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_optimizer_impl_picks_adamws_kernel_and_all_kernels_train_alike():
+    from ecg_transfer.training.speed import optimizer_kernel
+
+    params = list(_tiny_model().parameters())
+    assert optimizer_kernel("auto", params) == {"fused": True}  # torch fuses AdamW on CPUs
+    assert optimizer_kernel("fused", params) == {"fused": True}
+    assert optimizer_kernel("foreach", params) == {"foreach": True}
+    assert optimizer_kernel("for-loop", params) == {"foreach": False}
+    ints = [torch.zeros(3, dtype=torch.int64)]
+    assert optimizer_kernel("auto", ints) == {"foreach": True}
+    with pytest.raises(ConfigError, match=r"'optimizer_impl': 'fused' is not available.*cpu torch.int64"):
+        optimizer_kernel("fused", ints)
+    with pytest.raises(ConfigError, match="optimizer_impl"):
+        RunConfig.from_dict(tiny_config(optimizer_impl="apex"))
+
+    X, Y = _data()
+    losses = {}
+    for impl in ("fused", "foreach"):
+        cfg = RunConfig.from_dict(tiny_config(optimizer_impl=impl, memory_format="contiguous"))
+        model = _tiny_model()
+        opt, _ = configure_stage(model, Stage("train", 1, "all", 1e-2, "train"), cfg, 10)
+        assert bool(opt.defaults["fused"]) is (impl == "fused")
+        xb, yb = torch.from_numpy(X[:16, :, :250]), torch.from_numpy(Y[:16].astype(np.float32))
+        curve = []
+        torch.manual_seed(0)
+        for _ in range(8):
+            loss = nn.functional.binary_cross_entropy_with_logits(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            curve.append(loss.item())
+        losses[impl] = curve
+    assert losses["fused"][-1] < losses["fused"][0]
+    np.testing.assert_allclose(losses["fused"], losses["foreach"], rtol=1e-4)

@@ -32,7 +32,8 @@ from typing import Any, Iterable
 from .spec import StudySpec
 
 # RunConfig keys that never change a run's result (see training.run._RESUMABLE_CHANGES).
-NON_DEFINING = ("device", "num_threads", "validate_every", "dist_backend", "sync_batchnorm", "memory_format", "compile")
+NON_DEFINING = ("device", "num_threads", "validate_every", "dist_backend", "sync_batchnorm", "memory_format", "compile",
+                "optimizer_impl")
 ARMS = ("finetuned", "standalone")
 
 

@@ -46,7 +46,7 @@ from .config import RunConfig
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
 from .scaler import GlobalStandardScaler
-from .speed import prepare_for_training
+from .speed import optimizer_kernel, prepare_for_training
 from .windows import extract_crops, random_crop_starts
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ def configure_stage(
         raise ConfigError(f"stage {stage.name!r} trains no parameters")
     opt_cfg, sch = config.optimizer, config.schedule
     opt = torch.optim.AdamW(param_groups, lr=lrs[-1], betas=opt_cfg.betas, eps=opt_cfg.eps,
-                            weight_decay=opt_cfg.weight_decay)
+                            weight_decay=opt_cfg.weight_decay,
+                            **optimizer_kernel(config.optimizer_impl, [p for g in param_groups for p in g["params"]]))
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=[g["lr"] for g in param_groups], total_steps=stage.epochs * steps_per_epoch,
         pct_start=sch.pct_start, anneal_strategy="cos", cycle_momentum=True,
@@ -403,6 +404,7 @@ def _fit(
                 loss_sum += batch_loss * n_batch
                 n_seen += n_batch
             val_loss, val_auc, n_cls = None, None, 0
+            t_val = time.perf_counter()
             if val_idx.size and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == total):
                 def validate() -> tuple[float | None, float | None, int]:
                     nonlocal final_val_probs
@@ -419,7 +421,8 @@ def _fit(
                 "epoch": epoch + 1, "stage": stage.name, "stage_epoch": done_in_stage + 1,
                 "train_loss": loss_sum / n_seen, "val_loss": val_loss, "val_macro_auc": val_auc,
                 "val_auc_classes": n_cls, "lr": step_lrs[-1], "lrs": step_lrs,
-                "seconds": round(time.perf_counter() - t0, 3),
+                "seconds": round(time.perf_counter() - t0, 3),  # the epoch: training + validation
+                "val_seconds": round(time.perf_counter() - t_val, 3),
             }
             history.append(row)
             if ckpt_path is not None and ctx.is_main:

@@ -63,7 +63,7 @@ SPLITS = ("train", "val", "test")
 # several processes, sync_batchnorm = true is the one-process maths, and each session's choice is
 # recorded in environment.json, as is its number of processes).
 _RESUMABLE_CHANGES = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every", "memory_format",
-                      "compile")
+                      "compile", "optimizer_impl")
 
 
 @dataclass
