@@ -134,6 +134,12 @@ def test_run_key_ignores_what_does_not_change_the_result():
     cfg = {"model": "fcn_wang", "fs": 100.0, "seed": 0, "task": {"labels": "x"}, "finetune": {"policy": "gradual"}}
     k = run_key(cfg, "parent")
     assert run_key({**cfg, "device": "cuda", "num_threads": 8, "validate_every": 5}, "parent") == k
+    speed = {"memory_format": "contiguous", "compile": "default", "optimizer_impl": "foreach"}
+    assert run_key({**cfg, **speed}, "parent") == k
+    # every resumable setting of a run is also left out of its study key, and nothing else is
+    from ecg_transfer.study.plan import NON_DEFINING
+    from ecg_transfer.training.run import _RESUMABLE_CHANGES
+    assert set(NON_DEFINING) == set(_RESUMABLE_CHANGES)
     assert run_key({**cfg, "finetune": {"policy": "gradual", "pretrained_run": "/else/where"}}, "parent") == k
     assert run_key({**cfg, "seed": 1}, "parent") != k
     assert run_key(cfg, "other-parent") != k

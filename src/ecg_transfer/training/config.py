@@ -226,6 +226,7 @@ class StageSpec(_Validated):
 
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for-loop")
 
+
 @dataclass(frozen=True)
 class OptimizerConfig(_Validated):
     """AdamW as in the benchmark. beta1 is driven by the one-cycle momentum schedule."""
