@@ -86,10 +86,11 @@ def main() -> int:
                          scaler=scaler, lengths=data.lengths, progress=False)
             wall = time.perf_counter() - t0
             h = result.history[-1]
+            train_s = h["seconds"] - h["val_seconds"]
+            trained = len(train_idx) // cfg.batch_size * cfg.batch_size  # drop_last, as the recipe
             row = {"round": r + 1, "variant": variant, "epoch_s": round(wall, 2),
-                   "train_s": round(h["seconds"] - h["val_seconds"], 2), "val_s": round(h["val_seconds"], 2),
-                   "train_samples_per_s": round(len(train_idx) // cfg.batch_size * cfg.batch_size
-                                                / (h["seconds"] - h["val_seconds"]), 1),
+                   "train_s": round(train_s, 2), "val_s": round(h["val_seconds"], 2),
+                   "train_samples_per_s": round(trained / train_s, 1),
                    "cpu_s": round(time.process_time() - cpu0, 1), "train_loss": h["train_loss"],
                    "val_macro_auc": h["val_macro_auc"]}
             rows.append(row)

@@ -3,8 +3,8 @@
     python benchmarks/step_profile.py [--model xresnet1d101] [--steps 3] [--variants before channels_last after]
 
 One training step of the engine (batch 128, 250-sample crops, 71 outputs, ``BCEWithLogitsLoss``,
-AdamW) per variant of the speed settings (those of ``benchmarks/epoch_time.py``), profiled with ``torch.profiler`` after warm-up, its
-operators' self time grouped into convolution forward / backward, BatchNorm, element-wise,
+AdamW) per variant of the speed settings (those of ``benchmarks/epoch_time.py``), profiled with
+``torch.profiler`` after warm-up, its operators' self time grouped into convolution forward / backward, BatchNorm, element-wise,
 optimizer and the rest. The matmul peak is measured in the same process (best ``torch.mm`` of
 2048² and 4096² float32 matrices, taken before and after the profiles).
 
@@ -27,6 +27,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from epoch_time import VARIANTS  # this folder's: the same speed settings
+from train_throughput import matmul_peak, train_flops_per_sample
 
 GROUPS = (  # first match wins
     ("convolution backward", ("convolution_backward",)),
@@ -35,18 +36,6 @@ GROUPS = (  # first match wins
     ("optimizer", ("Optimizer.", "_foreach", "addcdiv", "addcmul", "lerp", "sqrt", "mul_", "add_", "div")),
     ("element-wise (ReLU, additions, pooling)", ("threshold", "relu", "clamp", "aten::add", "pool", "max", "mean")),
 )
-
-
-def matmul_peak(reps: int = 3) -> float:
-    best = 0.0
-    for n in (2048, 4096):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(reps):
-            t = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
-    return best
 
 
 def group_of(name: str) -> str:
@@ -96,17 +85,10 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = ap.parse_args()
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from ecg_transfer.models import build
-
-    model = build(args.model, 12, 71)
-    with FlopCounterMode(display=False) as fc:
-        model(torch.randn(128, 12, 250)).sum().backward()
-    gflop_per_sample = fc.get_total_flops() / 128 / 1e9
-    peak = matmul_peak()
+    gflop_per_sample = train_flops_per_sample(args.model, 71, 128, 250) / 1e9
+    peak = matmul_peak(reps=3)
     results = {v: profile_variant(args.model, v, args.steps) for v in args.variants}
-    peak = max(peak, matmul_peak())
+    peak = max(peak, matmul_peak(reps=3))
     print(f"{args.model}: {gflop_per_sample:.4f} GFLOP per training sample; matmul peak {peak:.1f} GFLOP/s; "
           f"{torch.get_num_threads()} threads")
     for variant, r in results.items():

@@ -139,6 +139,21 @@ def train_flops_per_sample(model_name: str, n_classes: int, batch: int, crop: in
     return fc.get_total_flops() / batch
 
 
+
+def matmul_peak(reps: int = 2) -> float:
+    """Best GFLOP/s of ``torch.mm`` of square float32 matrices (2048 and 4096), ``reps`` each."""
+    import torch
+
+    best = 0.0
+    for n in (2048, 4096):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
 # ----- workers ------------------------------------------------------------------------------
 
 def _keep_heap() -> None:
@@ -299,16 +314,7 @@ class Worker:
         return float(res.history[-1]["seconds"])
 
     def _matmul(self) -> float:
-        """Best GFLOP/s of ``torch.mm`` over a few square sizes."""
-        torch, best = self.torch, 0.0
-        for n in (2048, 4096):
-            a, b = torch.randn(n, n), torch.randn(n, n)
-            torch.mm(a, b)
-            for _ in range(2):
-                t0 = time.perf_counter()
-                torch.mm(a, b)
-                best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-        return best
+        return matmul_peak()
 
     # -- commands --
 

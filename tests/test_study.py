@@ -138,8 +138,8 @@ def test_run_key_ignores_what_does_not_change_the_result():
     assert run_key({**cfg, **speed}, "parent") == k
     # every resumable setting of a run is also left out of its study key, and nothing else is
     from ecg_transfer.study.plan import NON_DEFINING
-    from ecg_transfer.training.run import _RESUMABLE_CHANGES
-    assert set(NON_DEFINING) == set(_RESUMABLE_CHANGES)
+    from ecg_transfer.training.config import RESUMABLE_KEYS
+    assert set(NON_DEFINING) == set(RESUMABLE_KEYS)
     assert run_key({**cfg, "finetune": {"policy": "gradual", "pretrained_run": "/else/where"}}, "parent") == k
     assert run_key({**cfg, "seed": 1}, "parent") != k
     assert run_key(cfg, "other-parent") != k

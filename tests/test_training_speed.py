@@ -117,9 +117,10 @@ def test_channels_last_computes_the_same_function(build):
     torch.testing.assert_close(net(xb), eager(xb), rtol=1e-10, atol=1e-10)
 
 
-def _train(net: nn.Module, model: nn.Module, X: np.ndarray, Y: np.ndarray, steps: int) -> list[float]:
-    """A few steps with the engine's optimizer and schedule on a fixed batch; the losses."""
-    cfg = RunConfig.from_dict(tiny_config())
+def _train(net: nn.Module, model: nn.Module, X: np.ndarray, Y: np.ndarray, steps: int, **config) -> list[float]:
+    """A few steps with the engine's optimizer and schedule on a fixed batch; the losses.
+    ``config``: run-config keys over the tiny config's."""
+    cfg = RunConfig.from_dict(tiny_config(**config))
     opt, sched = configure_stage(model, Stage("s", steps), cfg, steps_per_epoch=1)
     loss_fn = nn.BCEWithLogitsLoss()
     xb, yb = torch.from_numpy(X[:16, :, :250].copy()), torch.from_numpy(Y[:16].astype(np.float32))
@@ -135,16 +136,22 @@ def _train(net: nn.Module, model: nn.Module, X: np.ndarray, Y: np.ndarray, steps
     return losses
 
 
-def test_channels_last_trains_like_eager_in_float32():
-    X, Y = _data()
-    eager, model = _tiny_model(1), _tiny_model(1)
+def _assert_trains_like_eager(eager: nn.Module, net: nn.Module, model: nn.Module, X: np.ndarray,
+                              Y: np.ndarray) -> None:
+    """``net`` (running ``model``) follows the eager model's loss curve over 12 steps, and learns."""
     torch.manual_seed(4)
     le = _train(eager, eager, X, Y, 12)
     torch.manual_seed(4)
-    lc = _train(prepare_for_training(model, "channels_last"), model, X, Y, 12)
+    lc = _train(net, model, X, Y, 12)
     assert lc[-1] < 0.8 * lc[0]
     # float32 rounding differs (other kernels); max-pooling makes gradients sensitive at the 1e-3 level
     np.testing.assert_allclose(lc, le, rtol=2e-2)
+
+
+def test_channels_last_trains_like_eager_in_float32():
+    X, Y = _data()
+    eager, model = _tiny_model(1), _tiny_model(1)
+    _assert_trains_like_eager(eager, prepare_for_training(model, "channels_last"), model, X, Y)
 
 
 @pytest.mark.slow
@@ -172,13 +179,7 @@ def test_compiled_step_matches_eager_and_trains():
             torch.testing.assert_close(bc, be, rtol=1e-4, atol=1e-5)
 
         eager, comp = _tiny_model(1), _tiny_model(1)
-        net = prepare_for_training(comp, "contiguous", "default")
-        torch.manual_seed(4)
-        le = _train(eager, eager, X, Y, 12)
-        torch.manual_seed(4)
-        lc = _train(net, comp, X, Y, 12)
-    assert lc[-1] < 0.8 * lc[0]
-    np.testing.assert_allclose(lc, le, rtol=2e-2)
+        _assert_trains_like_eager(eager, prepare_for_training(comp, "contiguous", "default"), comp, X, Y)
 
 
 @pytest.mark.slow
@@ -211,22 +212,17 @@ def test_optimizer_impl_picks_adamws_kernel_and_all_kernels_train_alike():
     with pytest.raises(ConfigError, match="optimizer_impl"):
         RunConfig.from_dict(tiny_config(optimizer_impl="apex"))
 
+    with pytest.raises(ConfigError, match=r"'optimizer_impl': 'apex' is not allowed"):
+        optimizer_kernel("apex", params)
+
     X, Y = _data()
     losses = {}
     for impl in ("fused", "foreach"):
-        cfg = RunConfig.from_dict(tiny_config(optimizer_impl=impl, memory_format="contiguous"))
-        model = _tiny_model()
-        opt, _ = configure_stage(model, Stage("train", 1, "all", 1e-2, "train"), cfg, 10)
+        cfg = RunConfig.from_dict(tiny_config(optimizer_impl=impl))
+        opt, _ = configure_stage(_tiny_model(), Stage("train", 1), cfg, 10)
         assert bool(opt.defaults["fused"]) is (impl == "fused")
-        xb, yb = torch.from_numpy(X[:16, :, :250]), torch.from_numpy(Y[:16].astype(np.float32))
-        curve = []
+        model = _tiny_model()
         torch.manual_seed(0)
-        for _ in range(8):
-            loss = nn.functional.binary_cross_entropy_with_logits(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            curve.append(loss.item())
-        losses[impl] = curve
+        losses[impl] = _train(model, model, X, Y, 8, optimizer_impl=impl)
     assert losses["fused"][-1] < losses["fused"][0]
     np.testing.assert_allclose(losses["fused"], losses["foreach"], rtol=1e-4)

@@ -31,7 +31,8 @@ from typing import Any, Iterable
 
 from .spec import StudySpec
 
-# RunConfig keys that never change a run's result (see training.run._RESUMABLE_CHANGES).
+# RunConfig keys that never change a run's result: training.config.RESUMABLE_KEYS, written out here
+# so that planning a study does not import torch (a test keeps the two equal).
 NON_DEFINING = ("device", "num_threads", "validate_every", "dist_backend", "sync_batchnorm", "memory_format", "compile",
                 "optimizer_impl")
 ARMS = ("finetuned", "standalone")

@@ -224,7 +224,16 @@ class StageSpec(_Validated):
         self._validate()
 
 
+# Speed settings (ecg_transfer.training.speed): they change how fast a run goes, never its maths
+# beyond float rounding.
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for-loop")
+# RunConfig keys that may change between a run and its resumption, and that a study leaves out of
+# its run keys: they do not change the maths (with several processes, sync_batchnorm = true is the
+# one-process maths; each session's choice is recorded in environment.json).
+RESUMABLE_KEYS = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every", "memory_format",
+                  "compile", "optimizer_impl")
 
 
 @dataclass(frozen=True)
@@ -343,8 +352,8 @@ class RunConfig(_Validated):
     # How the training step runs (training.speed; measured in BENCHMARKS.md): "auto" runs
     # convolutional networks as 2-D convolutions on channels-last batches (1.2-1.4x on a CPU; the
     # same function up to float rounding), "contiguous" as written; compile: torch.compile mode.
-    memory_format: str = field(default="auto", metadata={"choices": ("auto", "channels_last", "contiguous")})
-    compile: str = field(default="none", metadata={"choices": ("none", "default", "max-autotune-no-cudagraphs")})
+    memory_format: str = field(default="auto", metadata={"choices": MEMORY_FORMATS})
+    compile: str = field(default="none", metadata={"choices": COMPILE_MODES})
     # AdamW's kernel: "auto" = fused (one kernel over all parameters; the optimizer step 4-7x
     # faster on a CPU) where torch has it for the parameters' device, else foreach.
     optimizer_impl: str = field(default="auto", metadata={"choices": OPTIMIZER_IMPLS})

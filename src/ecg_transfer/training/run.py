@@ -47,7 +47,7 @@ from torch import nn
 from ..atomic import atomic_write_json
 from ..errors import DatasetError, RunExistsError
 from ..signal import input_transform
-from .config import RunConfig, load_config, save_config
+from .config import RESUMABLE_KEYS, RunConfig, load_config, save_config
 from .distributed import init_from_env, resolve_device
 from .finetune import check_policy, init_model, resolve_stages
 from .loop import CHECKPOINT, fit, load_checkpoint, macro_auc
@@ -59,11 +59,6 @@ from .windows import ShortRecordError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-# Settings that may change between a run and its resumption (they do not change the maths; with
-# several processes, sync_batchnorm = true is the one-process maths, and each session's choice is
-# recorded in environment.json, as is its number of processes).
-_RESUMABLE_CHANGES = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every", "memory_format",
-                      "compile", "optimizer_impl")
 
 
 @dataclass
@@ -212,7 +207,7 @@ def _as_config(config: RunConfig | Mapping[str, Any] | str | Path) -> RunConfig:
 
 def _meta_config(config: RunConfig) -> dict[str, Any]:
     d = config.to_dict()
-    for k in _RESUMABLE_CHANGES:
+    for k in RESUMABLE_KEYS:
         d.pop(k, None)
     return d
 

@@ -36,11 +36,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .config import COMPILE_MODES, MEMORY_FORMATS, OPTIMIZER_IMPLS
 
 log = logging.getLogger(__name__)
-
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
 
 
 class ConcatPool2d(nn.Module):
@@ -171,6 +169,9 @@ def optimizer_kernel(impl: str, params: Sequence[torch.Tensor]) -> dict[str, boo
     21-46 ms (BENCHMARKS.md). ``auto`` uses it where torch has it for the parameters' device and
     dtype (CPU, CUDA, MPS; floating point), else foreach.
     """
+    if impl not in OPTIMIZER_IMPLS:
+        raise ConfigError(f"config key 'optimizer_impl': {impl!r} is not allowed; allowed values: "
+                          f"{', '.join(OPTIMIZER_IMPLS)}")
     if impl == "for-loop":
         return {"foreach": False}
     if impl == "foreach":
