@@ -177,7 +177,7 @@ def _run(server: FixtureServer, out: Path, name: str = "ptbxl", **kw) -> dl.Down
     kw.setdefault("retries", 3)
     kw.setdefault("progress", False)
     kw.setdefault("timeout", 5)
-    return dl.download(name, out, base_url=server.url, **kw)
+    return dl.download(name, out / dl.DATASETS[name].dest, base_url=server.url, **kw)
 
 
 def _assert_tree(dest: Path, files: dict[str, bytes]) -> None:
@@ -290,7 +290,7 @@ def test_always_corrupt_file_fails_clearly_and_cli_exits_nonzero(ptbxl, capsys):
         assert len(server.file_requests(victim)) == 3  # first try + 2 retries
 
         parser = dl.add_download_arguments(argparse.ArgumentParser())
-        args = parser.parse_args(["ptbxl", "--root", str(out), "--base-url", server.url,
+        args = parser.parse_args(["ptbxl", "--root", str(out / "ptbxl"), "--base-url", server.url,
                                   "--retries", "1", "--backoff", "0", "--no-progress"])
         code = dl.run_download(args)
     assert not report.ok and list(report.failed) == [victim]
@@ -342,7 +342,7 @@ def test_path_traversal_entries_are_refused(tmp_path, capsys):
         requested = [p for p, _ in server.requests]
         parser = dl.add_download_arguments(argparse.ArgumentParser())
         code = dl.run_download(parser.parse_args(
-            ["ptbxl", "--root", str(out), "--base-url", server.url, "--no-progress"]))
+            ["ptbxl", "--root", str(out / "ptbxl"), "--base-url", server.url, "--no-progress"]))
     assert set(report.refused) == {"../evil.txt", "/tmp/abs_evil.txt", "ok/../../evil2.txt",
                                    "training/georgia/../../evil3.txt"}
     assert all(r.startswith("refused:") for r in report.refused.values())
@@ -373,7 +373,7 @@ def test_listing_fallback_when_no_checksums(tmp_path, capsys):
         again = _run(server, out, name="g12ec")
         parser = dl.add_download_arguments(argparse.ArgumentParser())
         code = dl.run_download(parser.parse_args(
-            ["g12ec", "--root", str(out), "--base-url", server.url, "--no-progress"]))
+            ["g12ec", "--root", str(out / "g12ec"), "--base-url", server.url, "--no-progress"]))
     assert report.ok and not report.verified
     assert sorted(report.downloaded) == ["g1/E00001.hea", "g1/E00001.mat", "g11/E10001.hea"]
     assert again.downloaded == [] and len(again.skipped) == 3
@@ -458,3 +458,18 @@ def test_real_ptbxl_files_verify_against_physionet_hashes(tmp_path):
     for rel in wanted:
         got = hashlib.sha256((tmp_path / "ptbxl" / rel).read_bytes()).hexdigest()
         assert got == sums[rel]
+
+
+def test_root_is_the_dataset_folder_and_the_parent_is_refused(ptbxl, tmp_path, capsys):
+    """--root means the dataset's own folder everywhere (download, data, the study spec); pointing
+    download at the folder above an existing copy is refused with the right path."""
+    srv_root, files, out = ptbxl
+    with FixtureServer(srv_root) as server:
+        _run(server, out)  # out/ptbxl now holds the dataset
+        parser = argparse.ArgumentParser()
+        dl.add_download_arguments(parser)
+        code = dl.run_download(parser.parse_args(["ptbxl", "--root", str(out), "--base-url", server.url,
+                                                  "--no-progress"]))
+    err = capsys.readouterr().err
+    assert code == 2 and f"use --root {out / 'ptbxl'}" in err
+    assert not (out / "ptbxl_database.csv").exists()  # nothing written beside the copy

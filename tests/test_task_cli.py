@@ -48,9 +48,9 @@ def test_splits_follow_folds_and_drop_unlabelled(tree: Path, tmp_path: Path) -> 
 
 
 def test_task_errors_name_the_key(tree: Path) -> None:
-    with pytest.raises(ConfigError, match="task.labelz: unknown key"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'task\.labelz'"):
         task_settings({"dataset": "ptbxl", "root": str(tree), "labelz": "all"})
-    with pytest.raises(ConfigError, match="task.labels is required"):
+    with pytest.raises(ConfigError, match=r"config key 'task\.labels' is required"):
         task_settings({"dataset": "ptbxl", "root": str(tree)})
     with pytest.raises(ConfigError, match="must not overlap"):
         task_settings({"dataset": "ptbxl", "root": str(tree), "labels": "all", "val_folds": [8]})
@@ -71,7 +71,17 @@ def test_pretrain_then_finetune_and_standalone_via_cli(tree: Path, tmp_path: Pat
 
     target = write_config(tmp_path / "target.json", tree, cache, task={
         "dataset": "ptbxl", "root": str(tree), "labels": "protocol:seed18", "cache_dir": str(cache), "min_count": 1})
-    assert main(["finetune", str(target), "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "ft"),
+    # `finetune` turns policy "none" into the head-then-all preset (30 + 30 epochs): a top-level
+    # `epochs` would be silently overridden, so it is refused, naming the preset's own keys
+    capsys.readouterr()
+    assert main(["finetune", str(target), "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "ft0"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "'epochs': 1" in err and "finetune.head_epochs" in err and not (tmp_path / "ft0").exists()
+    ft_target = tmp_path / "ft_target.json"
+    ft_cfg = {k: v for k, v in json.loads(target.read_text()).items() if k != "epochs"}
+    ft_target.write_text(json.dumps({**ft_cfg, "finetune": {"head_epochs": 1, "all_epochs": 1, "policy": "head-then-all"}}))
+    assert main(["finetune", str(ft_target), "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "ft"),
                  "--no-progress"]) == 0
     assert main(["standalone", str(target), "--run-dir", str(tmp_path / "sa"), "--no-progress"]) == 0
     ft = json.loads((tmp_path / "ft" / "splits.json").read_text())
@@ -79,6 +89,7 @@ def test_pretrain_then_finetune_and_standalone_via_cli(tree: Path, tmp_path: Pat
     assert ft == sa  # the two arms see the same records in every split
     ft_cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert ft_cfg["finetune"]["policy"] == "head-then-all" and ft_cfg["finetune"]["pretrained_run"]
+    assert ft_cfg["epochs"] == 2  # config.json says what ran: the stages' total
 
     capsys.readouterr()
     assert main(["finetune", str(target), "--run-dir", str(tmp_path / "x"), "--no-progress"]) == 2

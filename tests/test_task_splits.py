@@ -198,28 +198,28 @@ BASE = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
 
 
 @pytest.mark.parametrize("extra,pattern", [
-    ({"train_fraction": 0}, r"task\.train_fraction: must be a number in \(0, 1\]"),
-    ({"train_fraction": -0.5}, r"task\.train_fraction: must be a number in \(0, 1\]"),
-    ({"train_fraction": 1.5}, r"task\.train_fraction: must be a number in \(0, 1\]"),
-    ({"train_fraction": float("nan")}, r"task\.train_fraction: must be a number"),
-    ({"train_fraction": "0.5"}, r"task\.train_fraction: must be a number"),
-    ({"train_fraction": True}, r"task\.train_fraction: must be a number"),
-    ({"train_fraction": 0.33}, r"task\.train_fraction: 0\.33 is not a multiple of 1/20 .*0\.05, 0\.1, 0\.15, \.\.\., "
+    ({"train_fraction": 0}, r"'task\.train_fraction': must be > 0, got 0"),
+    ({"train_fraction": -0.5}, r"'task\.train_fraction': must be > 0"),
+    ({"train_fraction": 1.5}, r"'task\.train_fraction': must be <= 1"),
+    ({"train_fraction": float("nan")}, r"'task\.train_fraction': must be a finite number"),
+    ({"train_fraction": "0.5"}, r"'task\.train_fraction': expected a number"),
+    ({"train_fraction": True}, r"'task\.train_fraction': expected a number"),
+    ({"train_fraction": 0.33}, r"'task\.train_fraction': 0\.33 is not a multiple of 1/20 .*0\.05, 0\.1, 0\.15, \.\.\., "
                                r"0\.95, 1 .*task\.fraction_parts = 100"),
-    ({"train_fraction": 1 / 3}, r"task\.train_fraction: .* set task\.fraction_parts = 3"),
+    ({"train_fraction": 1 / 3}, r"'task\.train_fraction': .* set task\.fraction_parts = 3"),
     ({"train_fraction": 0.3, "fraction_parts": 4}, r"not a multiple of 1/4 .*0\.25, 0\.5, 0\.75, 1 "),
-    ({"train_fraction": 0.01}, r"task\.train_fraction: 0\.01 is not a multiple of 1/20"),
-    ({"fraction_parts": 1}, r"task\.fraction_parts: must be an integer >= 2"),
-    ({"fraction_parts": 2.5}, r"task\.fraction_parts: must be an integer >= 2"),
-    ({"fraction_parts": "20"}, r"task\.fraction_parts: must be an integer >= 2"),
-    ({"fraction_parts": True}, r"task\.fraction_parts: must be an integer >= 2"),
-    ({"fraction_seed": -1}, r"task\.fraction_seed: must be an integer >= 0"),
-    ({"fraction_seed": 1.0}, r"task\.fraction_seed: must be an integer >= 0"),
-    ({"fraction_seed": False}, r"task\.fraction_seed: must be an integer >= 0"),
-    ({"test_on_rest": "yes"}, r"task\.test_on_rest: must be true or false"),
-    ({"test_on_rest": 1}, r"task\.test_on_rest: must be true or false"),
-    ({"test_on_rest": True, "test_folds": []}, r"test_on_rest = true needs task\.train_fraction < 1"),
-    ({"test_on_rest": True, "train_fraction": 0.5}, r"test_on_rest = true needs task\.test_folds = \[\].*\[10\]"),
+    ({"train_fraction": 0.01}, r"'task\.train_fraction': 0\.01 is not a multiple of 1/20"),
+    ({"fraction_parts": 1}, r"'task\.fraction_parts': must be >= 2"),
+    ({"fraction_parts": 2.5}, r"'task\.fraction_parts': expected an integer"),
+    ({"fraction_parts": "20"}, r"'task\.fraction_parts': expected an integer"),
+    ({"fraction_parts": True}, r"'task\.fraction_parts': expected an integer"),
+    ({"fraction_seed": -1}, r"'task\.fraction_seed': must be >= 0"),
+    ({"fraction_seed": 1.0}, r"'task\.fraction_seed': expected an integer"),
+    ({"fraction_seed": False}, r"'task\.fraction_seed': expected an integer"),
+    ({"test_on_rest": "yes"}, r"'task\.test_on_rest': expected true/false"),
+    ({"test_on_rest": 1}, r"'task\.test_on_rest': expected true/false"),
+    ({"test_on_rest": True, "test_folds": []}, r"test_on_rest': true needs task\.train_fraction < 1"),
+    ({"test_on_rest": True, "train_fraction": 0.5}, r"test_on_rest': true needs task\.test_folds = \[\].*\[10\]"),
 ])
 def test_bad_values_name_the_key(extra: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):

@@ -27,23 +27,23 @@ def test_defaults_are_the_benchmark_recipe():
 def test_toml_and_json_load_the_same(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text(
-        'model = "fcn_wang"\nfs = 500.0\nepochs = 7\n'
-        '[task]\nlabels = "diagnostic"\nsource = "ptbxl"\n'
+        'model = "fcn_wang"\nfs = 500.0\n'
+        '[task]\nlabels = "diagnostic"\ndataset = "ptbxl"\nroot = "data/ptbxl"\n'
         '[optimizer]\nweight_decay = 0.05\n'
-        '[schedule]\nmax_lr = 0.003\n'
+        '[schedule]\ndiv_factor = 10.0\n'
         '[finetune]\npolicy = "gradual"\npretrained_run = "runs/pre"\n'
         '[[finetune.stages]]\nepochs = 2\ntrain = "head"\nlr = 0.01\n'
         '[[finetune.stages]]\nepochs = 3\ntrain = "all"\nlr = [1e-6, 1e-4]\n'
     )
     c = load_config(toml)
-    assert c.model == "fcn_wang" and c.fs == 500.0 and c.epochs == 7
-    assert c.task == {"labels": "diagnostic", "source": "ptbxl"}
+    assert c.model == "fcn_wang" and c.fs == 500.0 and c.epochs == 5  # the stages' total
+    assert (c.task.labels, c.task.dataset, c.task.val_folds) == ("diagnostic", "ptbxl", (9,))
     assert c.optimizer.weight_decay == 0.05 and c.optimizer.betas == (0.9, 0.99)
-    assert c.schedule.max_lr == 0.003
+    assert c.schedule.div_factor == 10.0
     assert [s.lr for s in c.finetune.stages] == [0.01, (1e-6, 1e-4)]
     save_config(c, tmp_path / "resolved.json")
     assert load_config(tmp_path / "resolved.json") == c
-    assert json.loads((tmp_path / "resolved.json").read_text())["schedule"]["div_factor"] == 25.0
+    assert json.loads((tmp_path / "resolved.json").read_text())["schedule"]["div_factor"] == 10.0
     stages = resolve_stages(c)
     assert [(s.epochs, s.train) for s in stages] == [(2, "head"), (3, "all")]
 

@@ -43,6 +43,10 @@ def tiny_config(**overrides) -> dict:
             cfg[k] = {**cfg[k], **v}
         else:
             cfg[k] = v
+    ft = cfg.get("finetune") or {}
+    staged = "stages" in ft or ft.get("policy") in ("head-then-all", "gradual")
+    if "epochs" not in overrides and (staged or "epochs" in ft):
+        del cfg["epochs"]  # the policy's stages (or finetune.epochs) decide; a top-level value would be refused
     return cfg
 
 

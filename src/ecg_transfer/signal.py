@@ -19,6 +19,7 @@ import scipy.fft
 from scipy.signal import ShortTimeFFT, get_window, resample_poly
 
 from .errors import ConfigError
+from .settings.names import INPUT_KINDS, STFT_HOP_SECONDS, STFT_WINDOW_SECONDS
 
 
 def resample_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
@@ -72,7 +73,6 @@ def fit_length(x: np.ndarray, n_samples: int, axis: int = -1) -> tuple[np.ndarra
 # window alike -- so cropping, windowing, aggregation and the scaler are exactly those of the
 # time-domain runs and only what the network sees of a window changes.
 
-INPUT_KINDS = ("time", "spectrum", "log-spectrum", "stft")
 #: Added to magnitudes before the logarithm. Standardised windows have unit variance and both
 #: transforms are energy-preserving (``norm="ortho"``; a unit-energy STFT window), so unit white
 #: noise has E|X|^2 = 1 in every bin: 1e-3 is 60 dB below that. It bounds log(0) at log(1e-3) =
@@ -84,8 +84,8 @@ LOG_FLOOR = 1e-3
 #: 5 Hz (bins at 0, 5, 10, ... Hz, so the 10 Hz of the synthetic tests is a bin centre) while
 #: keeping a QRS complex (~0.1 s) within about one frame; the 0.05 s hop is 75 % overlap (the
 #: usual choice for Hann). Both are whole samples at 100, 200, 500 and 1000 Hz.
-STFT_WINDOW_SECONDS = 0.2
-STFT_HOP_SECONDS = 0.05
+# STFT_WINDOW_SECONDS / STFT_HOP_SECONDS: defined in settings.names (a crop shorter than the window
+# is a settings error), imported above.
 
 Transform = Callable[[np.ndarray], np.ndarray]
 

@@ -58,7 +58,7 @@ class DatasetSource:
     ``base_url`` is the release root; file URLs are ``base_url`` + the path in the checksum list.
     ``prefix`` selects the part of the release we want (G12EC is one folder of the challenge
     release) and is stripped when saving, so ``training/georgia/g1/E00001.hea`` lands at
-    ``ROOT/g12ec/g1/E00001.hea``. ``rate_dirs`` maps a sampling rate to the folder holding it, for
+    ``ROOT/g1/E00001.hea`` (``ROOT`` is the dataset's folder; ``dest`` its default name, data/g12ec). ``rate_dirs`` maps a sampling rate to the folder holding it, for
     datasets published at several rates (PTB-XL's 500 Hz copy is ~5x the 100 Hz one).
     """
 
@@ -616,6 +616,15 @@ def _list_files(
     return entries, refused, True, source.sums_url
 
 
+def _check_not_parent(root: Path, source: DatasetSource) -> None:
+    """``--root`` is the dataset's own folder (as for ``data`` and the study spec). Refuse the
+    folder above an existing copy, where files would land beside it instead of in it."""
+    inner = root / source.dest
+    if root.name != source.dest and inner.is_dir() and any(inner.iterdir()):
+        raise ConfigError(f"--root {root} holds {inner}: --root is the dataset's own folder (as for `ecg-transfer "
+                          f"data` and a study spec's root); use --root {inner}")
+
+
 def download(
     name: str,
     root: Path,
@@ -629,7 +638,7 @@ def download(
     progress: bool = True,
     timeout: float = 30,
 ) -> DownloadReport:
-    """Bring ``ROOT/<dataset>`` up to date with the published release and say what happened.
+    """Bring the dataset folder ``root`` up to date with the published release and say what happened.
 
     Safe to interrupt and re-run: verified files are skipped, ``.part`` files are resumed. Raises
     ConfigError for bad arguments and DatasetError when no file list can be obtained; per-file
@@ -645,7 +654,8 @@ def download(
     source = DATASETS[name]
     if base_url:
         source = source.with_base_url(base_url)
-    dest_root = Path(root) / source.dest
+    dest_root = Path(root)
+    _check_not_parent(dest_root, source)
 
     entries, refused, verified, list_url = _list_files(
         source, timeout=timeout, retries=retries, backoff=backoff
@@ -732,8 +742,10 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("dataset", choices=sorted(DATASETS), help="which dataset to fetch")
     parser.add_argument(
-        "--root", type=Path, default=Path("data"), metavar="DIR",
-        help="parent folder; files go to DIR/ptbxl/... or DIR/g12ec/g1/... (default: %(default)s)",
+        "--root", type=Path, default=None, metavar="DIR",
+        help="the dataset's own folder, as for `ecg-transfer data` and a study spec: files go to "
+             "DIR/ptbxl_database.csv, DIR/records100/... or DIR/g1/E00001.hea ... "
+             "(default: data/ptbxl or data/g12ec)",
     )
     parser.add_argument(
         "--base-url", metavar="URL", default=None,
@@ -770,7 +782,7 @@ def run_download(args: argparse.Namespace) -> int:
     """Run the download from parsed arguments; print the summary; 0 ok, 1 failures, 2 error."""
     try:
         report = download(
-            args.dataset, args.root, base_url=args.base_url, include=args.include, rates=args.rates,
+            args.dataset, args.root if args.root is not None else Path("data") / DATASETS[args.dataset].dest, base_url=args.base_url, include=args.include, rates=args.rates,
             retries=args.retries, backoff=args.backoff, workers=args.workers,
             progress=args.progress, timeout=args.timeout,
         )

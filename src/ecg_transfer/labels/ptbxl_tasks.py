@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DatasetError
+from ..settings.names import PTBXL_TASKS as SETTINGS_PTBXL_TASKS
 
-PTBXL_TASKS: tuple[str, ...] = (
-    "all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm",
-)
+# the task names are defined once, in the settings layer
+PTBXL_TASKS: tuple[str, ...] = SETTINGS_PTBXL_TASKS
 
 _STATEMENT_COLUMNS = ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass")
 

@@ -1,7 +1,7 @@
 """The transfer study: a spec file, the runs it needs (each keyed by its definition), running them
 resumably (optionally sharded over machines), and the results the report is made from.
 
-    spec.py     the TOML spec, validated, with profiles (``quick``)
+    spec.py     the TOML spec, validated, with profiles (``laptop``, ``smoke``)
     plan.py     spec -> run definitions (pre-training, fine-tuned, standalone), deduplicated by key
     store.py    STUDY_DIR/runs/<key>/: state, lock, heartbeat
     runner.py   ``study run``: train what is missing, record failures, shard

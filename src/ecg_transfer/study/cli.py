@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .store import RunStore
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", type=Path, help="the study spec (TOML), e.g. studies/ptbxl_to_g12ec.toml")
     p.add_argument("--profile", default=None,
-                   help="a [profiles.NAME] table of the spec merged over it, e.g. quick (small, ~20 min on a laptop)")
+                   help="a [profiles.NAME] table of the spec merged over it, e.g. laptop (a real answer on a 2-core CPU; `study plan` estimates its time) or smoke (a machinery check)")
     p.add_argument("--out", type=Path, default=None,
                    help="the study directory (default: the spec's study.out, else studies/out/<name>[-<profile>])")
 
@@ -45,10 +46,18 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="list every run with its state")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=status_command)
-    p = ssub.add_parser("plan", help="list the runs the spec needs, without running anything",
-                        description="Validate the spec and list every run it needs (key, kind, name, uses).")
+    p = ssub.add_parser("plan", help="list the runs the spec needs and how long they will take, running nothing",
+                        description="Validate the spec and the complete settings of every run, check that every "
+                                    "data root exists, list every run (key, kind, name, uses) and estimate the wall "
+                                    "time on this machine: epochs x records of every run times this machine's "
+                                    "measured cost per training sample and per evaluation window (measured once per "
+                                    "network and window size, a few seconds each, and kept in the cache folder).")
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-estimate", action="store_true", help="list the runs only (no measurement, no timing)")
+    p.add_argument("--assume-records", action="append", metavar="NAME=COUNT", default=None,
+                   help="estimate for a dataset that is not here, e.g. target=10344 (the full G12EC); NAME is "
+                        "source, target or a dataset root. Repeatable")
     p.set_defaults(func=plan_command)
 
 
@@ -57,6 +66,7 @@ def run_study_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.profile)
     study_dir = spec.out_dir(args.out)
+    check_data_roots_except(plan_study(spec), {})  # before anything is read or trained
     runner = StudyRunner(spec, study_dir, shard=parse_shard(args.shard), retry_failed=args.retry_failed,
                          progress=not args.no_progress)
     s = runner.run()
@@ -88,20 +98,46 @@ def status_command(args: argparse.Namespace) -> int:
     for r in runs:
         st = states[r.key]
         if args.all or st["state"] in ("failed", "running", "interrupted"):
-            extra = st.get("error") or (f"pid {st.get('pid')} on {st.get('host')}" if st["state"] == "running" else "")
+            extra = st.get("error") or st.get("problem") or (
+                f"pid {st.get('pid')} on {st.get('host')}" if st["state"] == "running" else "")
             print(f"  {st['state']:<12} {r.key}  {r.name}  {extra}")
     return 0
 
 
 def plan_command(args: argparse.Namespace) -> int:
+    from .estimate import estimate_study, format_estimate, parse_assumptions
+
     spec = load_spec(args.spec, args.profile)
     runs = plan_study(spec)
+    assumed = parse_assumptions(args.assume_records)
+    roots = [(d, r) for d, r in check_data_roots_except(runs, assumed)]
+    est = None
+    if not args.no_estimate:
+        cache_dir = Path(spec.settings.study.cache_dir) if spec.settings.study.cache_dir else None
+        est = estimate_study(runs, assumed=assumed, cache_dir=cache_dir,
+                             echo=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        print(json.dumps({"runs": [r.to_dict() for r in runs], "roots": roots,
+                          "estimate": est.to_dict() if est else None}, indent=2))
         return 0
     kinds = Counter(r.kind for r in runs)
     print(f"{spec.name}{' (' + spec.profile + ')' if spec.profile else ''}: {len(runs)} runs "
           f"({', '.join(f'{n} {k}' for k, n in kinds.items())}) -> {spec.out_dir(args.out)}")
+    print("data: " + "; ".join(f"{d} at {r}" for d, r in roots))
     for r in runs:
         print(f"  {r.key}  {r.kind:<10} {r.name}" + (f"  (+{len(r.uses) - 1} more uses)" if len(r.uses) > 1 else ""))
+    for line in format_estimate(est) if est else []:
+        print(line)
     return 0
+
+
+def check_data_roots_except(runs: list, assumed: dict[str, int]) -> list[tuple[str, str]]:
+    """Check every data root the runs read, except those the user assumes a size for (not here)."""
+    from .plan import check_data_roots
+
+    def assumed_for(run) -> bool:
+        task = run.config.get("task") or {}
+        role = "source" if run.kind == "pretrain" else "target"
+        return str(task.get("root")) in assumed or role in assumed
+
+    return check_data_roots([r for r in runs if not assumed_for(r)])

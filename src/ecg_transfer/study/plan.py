@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable
 
+from ..errors import ConfigError
+from ..settings.names import RESUMABLE_KEYS
+from ..settings.run import RunConfig
 from .spec import StudySpec
 
-# RunConfig keys that never change a run's result: training.config.RESUMABLE_KEYS, written out here
-# so that planning a study does not import torch (a test keeps the two equal).
-NON_DEFINING = ("device", "num_threads", "validate_every", "dist_backend", "sync_batchnorm", "memory_format", "compile",
-                "optimizer_impl")
+# RunConfig keys that never change a run's result (device, threads, speed settings): left out of
+# run keys so a study can be resumed on another machine or with other speed settings.
+NON_DEFINING = RESUMABLE_KEYS
 ARMS = ("finetuned", "standalone")
 
 
@@ -57,12 +59,20 @@ class RunDef:
                 "config": self.config, "uses": self.uses}
 
 
+def resolve_config(config: dict[str, Any], name: str = "") -> dict[str, Any]:
+    """The complete, validated settings of a run (every default filled in, presets resolved), as
+    plain values; a wrong key or value raises ConfigError naming the run and the key."""
+    try:
+        return RunConfig.from_dict(config).to_dict()
+    except ConfigError as exc:
+        raise ConfigError(f"run {name or '?'}: {exc}") from None
+
+
 def run_key(config: dict[str, Any], depends: str | None) -> str:
-    """16 hex digits of sha256 over the defining part of ``config`` and the parent run's key."""
-    defining = {k: v for k, v in config.items() if k not in NON_DEFINING}
-    ft = dict(defining.get("finetune", {}))
-    ft.pop("pretrained_run", None)
-    defining["finetune"] = ft
+    """16 hex digits of sha256 over the run's resolved settings (the defining part: speed, device
+    and thread settings left out) and the parent run's key."""
+    defining = {k: v for k, v in resolve_config(config).items() if k not in NON_DEFINING}
+    defining["finetune"] = {k: v for k, v in defining["finetune"].items() if k != "pretrained_run"}
     blob = json.dumps({"config": defining, "depends": depends}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -105,8 +115,10 @@ class _Planner:
             cfg["stride_seconds"] = half / fs  # 250 Hz: 312 samples, 50 Hz: 62
         return cfg
 
-    def pretrain(self, *, share: float | None = None, fs: float | None = None, inp: str = "time") -> str:
+    def pretrain(self, *, share: float | None = None, fs: float | None = None, inp: str = "time",
+                 epochs: int | None = None) -> str:
         src, st = self.d["source"], self.d["study"]
+        epochs = int(src["epochs"] if epochs is None else epochs)
         fs = float(st["fs"] if fs is None else fs)
         fraction = src["train_fraction"] if share is None else share / 100
         source_fs = 500 if fs > 100 else 100
@@ -116,9 +128,11 @@ class _Planner:
             task["cache_dir"] = st["cache_dir"]
         if fraction < 1:
             task.update(train_fraction=float(fraction), fraction_parts=self.source_parts, fraction_seed=0)
-        cfg = {**self._common(fs, self.seeds[0], inp), "epochs": src["epochs"], "batch_size": src["batch_size"],
-               "validate_every": src["validate_every"], "task": task, **copy.deepcopy(src["run"])}
+        cfg = {**self._common(fs, self.seeds[0], inp), "epochs": epochs, "batch_size": src["batch_size"],
+               "validate_every": min(src["validate_every"], epochs), "task": task, **copy.deepcopy(src["run"])}
         name = f"pretrain/{src['labels']}/fs{_num(fs)}/share{_num(100 * fraction)}/{inp}"
+        if epochs != src["epochs"]:
+            name += f"/{epochs}ep"
         return self._add("pretrain", cfg, None, {"name": name, "experiment": "pretrain", "arm": "pretrain",
                                                   "fs": fs, "share": 100 * fraction, "input": inp})
 
@@ -133,24 +147,25 @@ class _Planner:
         if st["cache_dir"]:
             task["cache_dir"] = st["cache_dir"]
         task.update(split or {})
-        cfg = {**self._common(fs, seed, inp), "epochs": self.d["standalone"]["epochs"],
-               "batch_size": tgt["batch_size"], "validate_every": tgt["validate_every"], "short_records": "pad",
-               "task": task, **copy.deepcopy(tgt["run"])}
-        if arm == "finetuned":
-            cfg["finetune"] = copy.deepcopy(self.d["finetune"])
+        cfg = {**self._common(fs, seed, inp), "batch_size": tgt["batch_size"],
+               "validate_every": tgt["validate_every"], "short_records": "pad", "task": task,
+               **copy.deepcopy(tgt["run"])}
+        if arm == "finetuned":  # the policy's stages decide its epochs
+            cfg["finetune"] = {k: v for k, v in self.d["finetune"].items() if v is not None}
             depends = pretrain
         else:
-            cfg["finetune"] = {"policy": "none"}
+            cfg.update(epochs=self.d["standalone"]["epochs"], finetune={"policy": "none"})
             cfg.update(copy.deepcopy(self.d["standalone"]["run"]))
             depends = None
         return self._add(arm, cfg, depends, {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs,
                                              "input": inp})
 
     def _add(self, kind: str, cfg: dict[str, Any], depends: str | None, use: dict[str, Any]) -> str:
-        key = run_key(cfg, depends)
+        resolved = resolve_config(cfg, use.get("name") or f"{use.get('experiment')}/{use.get('arm', kind)}")
+        key = run_key(resolved, depends)
         run = self.runs.get(key)
         if run is None:
-            run = self.runs[key] = RunDef(key=key, kind=kind, config=cfg, depends=depends)
+            run = self.runs[key] = RunDef(key=key, kind=kind, config=resolved, depends=depends)
         if "name" not in use:
             parts = [use["experiment"], *(f"{k}{_num(use[k])}" for k in ("share", "repeat") if k in use)]
             if use.get("fs") != float(self.d["study"]["fs"]) or use["experiment"] == "exp3":
@@ -196,7 +211,7 @@ class _Planner:
         if e2["enabled"]:
             repeats = e1["repeats"] if e1["enabled"] else len(self.seeds)
             for share in e2["shares"]:
-                pre = self.pretrain(share=share)
+                pre = self.pretrain(share=share, epochs=e2["source_epochs"])
                 self.runs[pre].uses.append({"name": f"exp2/pretrain/share{_num(share)}", "experiment": "exp2",
                                             "arm": "pretrain", "share": share})
                 for r in range(repeats):
@@ -208,7 +223,7 @@ class _Planner:
         e3 = ex["sampling_rate"]
         if e3["enabled"]:
             for fs in e3["rates"]:
-                pre = self.pretrain(fs=fs)
+                pre = self.pretrain(fs=fs, epochs=e3["source_epochs"])
                 self.runs[pre].uses.append({"name": f"exp3/pretrain/fs{_num(fs)}", "experiment": "exp3",
                                             "arm": "pretrain", "fs": float(fs)})
                 for seed in self.seeds:
@@ -216,7 +231,7 @@ class _Planner:
         e5 = ex["frequency"]
         if e5["enabled"]:
             for inp in ["time", *e5["inputs"]]:
-                pre = self.pretrain(inp=inp)
+                pre = self.pretrain(inp=inp, epochs=e5["source_epochs"])
                 self.runs[pre].uses.append({"name": f"exp5/pretrain/{inp}", "experiment": "exp5", "arm": "pretrain",
                                             "input": inp})
                 for seed in self.seeds:
@@ -235,6 +250,19 @@ def plan_study(spec: StudySpec) -> list[RunDef]:
     return _Planner(spec).build()
 
 
+def check_data_roots(runs: list[RunDef]) -> list[tuple[str, str]]:
+    """Every dataset root the runs read exists and is a dataset folder (see
+    :func:`ecg_transfer.datasets.registry.check_dataset_root`); raises DatasetError naming the
+    first that is not. Returns the (dataset, root) pairs checked."""
+    from ..datasets.registry import check_dataset_root
+
+    roots = sorted({(str(r.config["task"]["dataset"]), str(r.config["task"]["root"])) for r in runs
+                    if r.config.get("task")})
+    for dataset, root in roots:
+        check_dataset_root(dataset, root)
+    return roots
+
+
 def select_shard(runs: list[RunDef], shard: tuple[int, int]) -> list[RunDef]:
     """Runs of shard ``i`` of ``n`` (1-based): every n-th run of the plan, so each shard gets a
     share of the pre-training runs and of the rest. Dependencies are not part of the selection: a
@@ -243,4 +271,4 @@ def select_shard(runs: list[RunDef], shard: tuple[int, int]) -> list[RunDef]:
     return [r for j, r in enumerate(runs) if j % n == i - 1]
 
 
-__all__ = ["ARMS", "NON_DEFINING", "RunDef", "fraction_parts", "plan_study", "run_key", "select_shard"]
+__all__ = ["ARMS", "NON_DEFINING", "RunDef", "check_data_roots", "resolve_config", "fraction_parts", "plan_study", "run_key", "select_shard"]

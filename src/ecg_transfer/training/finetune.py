@@ -54,35 +54,15 @@ from .config import RunConfig
 from .loop import Stage
 from .modelfile import LoadedModel, load_model_file
 
-_GRADUAL = (("head-1", 10, "head", 1e-2), ("head-2", 10, "head", 1e-2),
-            ("last-two", 10, "last:2", 1e-3), ("all", 10, "all", (1e-6, 1e-4)))
-
-
 def _plain(v: object) -> object:
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 def resolve_stages(config: RunConfig) -> list[Stage]:
-    """The concrete stages a config asks for (presets filled in, frozen_bn resolved)."""
-    ft = config.finetune
-    default_bn = "frozen" if ft.policy == "linear-probe" else "train"
-    bn = ft.frozen_bn or default_bn
-    if ft.stages is not None:
-        return [Stage(name=s.name or f"stage-{i + 1}", epochs=s.epochs, train=s.train, lr=s.lr,
-                      frozen_bn=s.frozen_bn or bn) for i, s in enumerate(ft.stages)]
-    if ft.policy == "none":
-        return [Stage("train", config.epochs, "all", config.schedule.max_lr, bn)]
-    if ft.policy == "all":
-        return [Stage("all", ft.epochs or config.epochs, "all", ft.lr or config.schedule.max_lr, bn)]
-    if ft.policy == "linear-probe":
-        return [Stage("head", ft.epochs or config.epochs, "head", ft.lr or config.schedule.max_lr, bn)]
-    if ft.policy == "head-then-all":
-        lr = ft.lr or 1e-2
-        return [Stage("head", ft.head_epochs or 30, "head", lr, bn),
-                Stage("all", ft.all_epochs or 30, "all", (lr / 1000, lr / 10), bn)]
-    if ft.policy == "gradual":
-        return [Stage(n, e, t, lr, bn) for n, e, t, lr in _GRADUAL]
-    raise ConfigError(f"config key 'finetune.policy': {ft.policy!r} is not implemented")  # pragma: no cover
+    """The concrete stages a config trains (presets filled in, frozen_bn resolved): the settings
+    layer's :meth:`RunConfig.stages` as the loop's :class:`Stage` records."""
+    return [Stage(name=s.name, epochs=s.epochs, train=s.train, lr=s.lr, frozen_bn=s.frozen_bn or "train")
+            for s in config.stages()]
 
 
 def check_policy(config: RunConfig, pretrained: bool) -> None:

@@ -1,0 +1,358 @@
+"""A run's settings: defaults are the PTB-XL benchmark recipe, mistakes fail loudly, and the
+resolved config says what actually runs.
+
+Load from TOML or JSON with :func:`load_config`, or build with ``RunConfig.from_dict``. Every key is
+checked (strict types, unknown keys refused), and a :class:`ConfigError` names the dotted key and
+what is allowed. Example (every key optional)::
+
+    model = "xresnet1d101"
+    fs = 100.0
+    crop_seconds = 2.5            # random crop per record per epoch
+    stride_seconds = 1.25         # evaluation windows
+    aggregate = "max"             # or "mean"
+    input = "time"                # or spectrum | log-spectrum | stft: what the network sees of a window
+    batch_size = 128
+    epochs = 50                   # policy none / all / linear-probe; staged policies derive it
+    validate_every = 1            # validation AUC every N epochs (always after the last)
+    seed = 0
+    memory_format = "auto"        # speed only: channels-last 2-D convolutions where possible
+    compile = "none"              # speed only: or default | max-autotune-no-cudagraphs (torch.compile)
+    optimizer_impl = "auto"       # speed only: AdamW kernel, fused where available | foreach | for-loop
+    [task]                        # settings.task.TaskSettings: which data, labels, folds
+    [optimizer]                   # AdamW
+    betas = [0.9, 0.99]
+    weight_decay = 0.01
+    [schedule]                    # one-cycle; momentum cycles over beta1
+    max_lr = 0.01
+    [finetune]
+    policy = "none"               # none | head-then-all | gradual | all | linear-probe
+    pretrained_run = "runs/ptbxl-diag-500hz"
+
+Presets never silently override a key: a staged policy (``head-then-all``, ``gradual``, explicit
+``stages``) sets its own epochs and learning rates, so a top-level ``epochs`` that disagrees with
+the stages' total, or a ``schedule.max_lr`` the stages do not use, is refused with a message that
+names the keys the preset does read. The resolved ``epochs`` is always the number of epochs the run
+trains (the stages' total), so ``config.json`` says what ran.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
+
+from ..atomic import atomic_write_json
+from ..errors import ConfigError
+from .base import KeyedValueError, Settings, TopSettings, is_plain, tuple_of
+from .names import (
+    AGGREGATES, COMPILE_MODES, DIST_BACKENDS, INPUT_KINDS, MEMORY_FORMATS, MODEL_NAMES, OPTIMIZER_IMPLS, POLICIES,
+    STAGED_POLICIES, STFT_WINDOW_SECONDS,
+)
+from .task import TaskSettings, empty_as_none
+
+_STAGE_TRAIN = re.compile(r"^(all|head|last:[1-9][0-9]*)$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?|mps)$")
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+UnitInterval = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+def _lr(value: Any) -> Any:
+    """One peak lr, or ``[low, high]`` (geometric from the first layer group to the head)."""
+    def number(v: Any, where: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v or v in (float("inf"), float("-inf")):
+            raise KeyedValueError(where, f"expected a number, got {v!r}")
+        if v <= 0:
+            raise KeyedValueError(where, f"must be > 0, got {v!r}")
+        return float(v)
+
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"expected a number or a list of 2 numbers [low, high], got {list(value)!r}")
+        return (number(value[0], "[0]"), number(value[1], "[1]"))
+    return number(value, "")
+
+
+LearningRate = Annotated[Any, BeforeValidator(_lr), WithJsonSchema({
+    "anyOf": [{"type": "number", "exclusiveMinimum": 0},
+              {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2}]})]
+
+
+def _stage_train(value: str) -> str:
+    if not _STAGE_TRAIN.match(value):
+        raise ValueError(f"{value!r} is not allowed; allowed: all, head, last:N")
+    return value
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise ValueError(f"{value!r} is not allowed; allowed: auto, cpu, cuda, cuda:N, mps")
+    return value
+
+
+def _plain_table(value: dict[str, Any]) -> dict[str, Any]:
+    if not is_plain(value):
+        raise ValueError("must hold plain values (numbers, strings, booleans, lists, tables)")
+    return value
+
+
+class StageSpec(Settings):
+    """One fine-tuning stage: train which layer groups, for how long, at which peak learning rate.
+
+    ``train``: ``"head"`` (last layer group), ``"last:N"`` (last N groups) or ``"all"``.
+    ``lr``: one peak lr for every group, or ``[low, high]``: geometric from the first layer group
+    (``low``) to the head (``high``), fastai's ``slice(low, high)``. ``frozen_bn``: ``"train"``
+    (BatchNorm layers of frozen groups keep learning, fastai's ``train_bn``) or ``"frozen"``.
+    """
+
+    SECTION = "finetune.stages[]"
+    epochs: Annotated[int, Field(ge=1)] = 1
+    train: Annotated[str, AfterValidator(_stage_train)] = "all"
+    lr: LearningRate = 1e-2
+    name: str = ""
+    frozen_bn: Literal["train", "frozen"] | None = None
+
+
+class OptimizerConfig(Settings):
+    """AdamW as in the benchmark. beta1 is driven by the one-cycle momentum schedule."""
+
+    SECTION = "optimizer"
+    name: Literal["adamw"] = "adamw"
+    betas: tuple_of(UnitInterval, 2) = (0.9, 0.99)
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-2
+    eps: PositiveFloat = 1e-8
+
+
+class ScheduleConfig(Settings):
+    """One-cycle (``torch.optim.lr_scheduler.OneCycleLR``), fastai v1's ``fit_one_cycle`` settings:
+    from ``max_lr / div_factor`` up (cosine) over ``pct_start`` of the steps to ``max_lr``, then down
+    to ``max_lr / div_factor / final_div_factor``; beta1 goes max -> base -> max momentum."""
+
+    SECTION = "schedule"
+    name: Literal["one-cycle"] = "one-cycle"
+    max_lr: PositiveFloat = 1e-2
+    div_factor: PositiveFloat = 25.0
+    final_div_factor: PositiveFloat = 1e4
+    pct_start: UnitInterval = 0.3
+    max_momentum: UnitInterval = 0.95
+    base_momentum: UnitInterval = 0.85
+
+    @model_validator(mode="after")
+    def _momentum_order(self) -> "ScheduleConfig":
+        if self.base_momentum > self.max_momentum:
+            raise KeyedValueError("base_momentum", f"must be <= schedule.max_momentum ({self.max_momentum}), "
+                                  f"got {self.base_momentum}")
+        return self
+
+
+#: Which finetune keys each policy reads (any other set key is refused, never ignored).
+_POLICY_KNOBS = {"lr": ("head-then-all", "all", "linear-probe"), "epochs": ("all", "linear-probe"),
+                 "head_epochs": ("head-then-all",), "all_epochs": ("head-then-all",),
+                 "frozen_bn": ("head-then-all", "gradual", "linear-probe"),
+                 "stages": ("head-then-all", "gradual", "all", "linear-probe")}
+
+
+class FinetuneConfig(Settings):
+    """Transfer settings; ``policy = "none"`` trains from scratch (the standalone arm). The presets
+    are documented in ``training.finetune``."""
+
+    SECTION = "finetune"
+    policy: Literal[POLICIES] = "none"  # type: ignore[valid-type]
+    pretrained_run: str | None = None
+    scaler: Literal["refit", "pretrained"] = "refit"
+    new_head: Literal["output", "full"] = "output"
+    lr: PositiveFloat | None = None
+    epochs: Annotated[int, Field(ge=1)] | None = None
+    head_epochs: Annotated[int, Field(ge=1)] | None = None
+    all_epochs: Annotated[int, Field(ge=1)] | None = None
+    frozen_bn: Literal["train", "frozen"] | None = None
+    stages: tuple_of(StageSpec) | None = None
+
+    @model_validator(mode="after")
+    def _knobs_apply(self) -> "FinetuneConfig":
+        p = self.policy
+        for key, policies in _POLICY_KNOBS.items():
+            if getattr(self, key) is not None and p not in policies:
+                raise KeyedValueError(key, f"does not apply to finetune.policy={p!r}; it applies to: "
+                                      f"{', '.join(policies)}")
+        if self.stages is not None:
+            if not self.stages:
+                raise KeyedValueError("stages", "needs at least one stage")
+            for key in ("lr", "epochs", "head_epochs", "all_epochs"):
+                if getattr(self, key) is not None:
+                    raise KeyedValueError(key, "set it inside finetune.stages instead (explicit stages replace "
+                                          "the policy's preset)")
+        if p == "none" and self.pretrained_run is not None:
+            raise KeyedValueError("pretrained_run", f"is set but finetune.policy='none'; allowed policies for a "
+                                  f"pre-trained start: {', '.join(POLICIES[1:])}")
+        return self
+
+    @property
+    def staged(self) -> bool:
+        """True when the stages (not the top-level ``epochs``/``max_lr``) decide the schedule."""
+        return self.stages is not None or self.policy in STAGED_POLICIES
+
+
+_GRADUAL = (("head-1", 10, "head", 1e-2), ("head-2", 10, "head", 1e-2),
+            ("last-two", 10, "last:2", 1e-3), ("all", 10, "all", (1e-6, 1e-4)))
+
+
+def preset_stages(ft: FinetuneConfig, epochs: int, max_lr: float) -> tuple[StageSpec, ...]:
+    """The stages a finetune table asks for, presets filled in and ``frozen_bn`` resolved.
+
+    ``epochs`` / ``max_lr`` are the top-level values, read by ``none``, ``all`` and ``linear-probe``.
+    """
+    bn = ft.frozen_bn or ("frozen" if ft.policy == "linear-probe" else "train")
+    if ft.stages is not None:
+        return tuple(StageSpec(name=s.name or f"stage-{i + 1}", epochs=s.epochs, train=s.train, lr=s.lr,
+                               frozen_bn=s.frozen_bn or bn) for i, s in enumerate(ft.stages))
+    if ft.policy == "none":
+        return (StageSpec(name="train", epochs=epochs, train="all", lr=max_lr, frozen_bn=bn),)
+    if ft.policy in ("all", "linear-probe"):
+        train = "all" if ft.policy == "all" else "head"
+        return (StageSpec(name=train, epochs=ft.epochs or epochs, train=train, lr=ft.lr or max_lr, frozen_bn=bn),)
+    if ft.policy == "head-then-all":
+        lr = ft.lr or 1e-2
+        return (StageSpec(name="head", epochs=ft.head_epochs or 30, train="head", lr=lr, frozen_bn=bn),
+                StageSpec(name="all", epochs=ft.all_epochs or 30, train="all", lr=(lr / 1000, lr / 10), frozen_bn=bn))
+    return tuple(StageSpec(name=n, epochs=e, train=t, lr=lr, frozen_bn=bn) for n, e, t, lr in _GRADUAL)
+
+
+def _preset_keys(ft: FinetuneConfig) -> str:
+    if ft.stages is not None:
+        return "finetune.stages (each stage's epochs and lr)"
+    if ft.policy == "head-then-all":
+        return "finetune.head_epochs, finetune.all_epochs, finetune.lr (or finetune.stages)"
+    return "finetune.stages (the gradual preset is 10+10+10+10 epochs at 1e-2, 1e-2, 1e-3, 1e-6..1e-4)"
+
+
+class RunConfig(TopSettings):
+    """Everything that determines a training run (besides the data arrays and the split)."""
+
+    SECTION = ""
+    model: Literal[MODEL_NAMES] = "xresnet1d101"  # type: ignore[valid-type]
+    model_kwargs: Annotated[dict[str, Any], AfterValidator(_plain_table)] = Field(default_factory=dict)
+    task: Annotated[TaskSettings | None, BeforeValidator(empty_as_none)] = None
+    fs: PositiveFloat = 100.0
+    crop_seconds: PositiveFloat = 2.5
+    stride_seconds: PositiveFloat = 1.25
+    aggregate: Literal[AGGREGATES] = "max"  # type: ignore[valid-type]
+    # What the network sees of each (standardised) window; part of the run's definition.
+    input: Literal[INPUT_KINDS] = "time"  # type: ignore[valid-type]
+    short_records: Literal["error", "pad"] = "error"
+    batch_size: Annotated[int, Field(ge=2)] = 128
+    # None: derived (50 for policy none; the stages' total for staged policies): always resolved.
+    epochs: Annotated[int, Field(ge=1)] | None = None
+    validate_every: Annotated[int, Field(ge=1)] = 1
+    loss: Literal["bce-with-logits"] = "bce-with-logits"
+    grad_clip: PositiveFloat | None = None
+    drop_last: bool = True
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_threads: Annotated[int, Field(ge=0)] = 0
+    device: Annotated[str, AfterValidator(_device)] = "auto"
+    deterministic: bool = True
+    memory_format: Literal[MEMORY_FORMATS] = "auto"  # type: ignore[valid-type]
+    compile: Literal[COMPILE_MODES] = "none"  # type: ignore[valid-type]
+    optimizer_impl: Literal[OPTIMIZER_IMPLS] = "auto"  # type: ignore[valid-type]
+    dist_backend: Literal[DIST_BACKENDS] = "auto"  # type: ignore[valid-type]
+    sync_batchnorm: bool = True
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "RunConfig":
+        for key in ("crop_seconds", "stride_seconds"):
+            n = getattr(self, key) * self.fs
+            if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
+                raise KeyedValueError(key, f"{getattr(self, key)} s at fs={self.fs} Hz is {n:g} samples; must be "
+                                      "a positive whole number of samples")
+        if self.stride_seconds > self.crop_seconds:
+            raise KeyedValueError("stride_seconds", f"must be <= crop_seconds ({self.crop_seconds}), got "
+                                  f"{self.stride_seconds}; windows would skip signal")
+        if self.input == "stft" and self.crop_len < round(STFT_WINDOW_SECONDS * self.fs):
+            raise KeyedValueError("crop_seconds", f"a {self.crop_len}-sample window is shorter than the "
+                                  f"{STFT_WINDOW_SECONDS} s STFT window of input='stft'")
+        self._resolve_epochs()
+        return self
+
+    def _resolve_epochs(self) -> None:
+        ft, given = self.finetune, self.epochs
+        if ft.staged:
+            sched_given = "max_lr" in self.schedule.model_fields_set
+            if sched_given and self.schedule.max_lr != ScheduleConfig().max_lr:
+                raise KeyedValueError("schedule.max_lr", f"is not used by finetune.policy={ft.policy!r}"
+                                      f"{' with explicit stages' if ft.stages is not None else ''}: its learning "
+                                      f"rates come from {_preset_keys(ft)}")
+            total = sum(s.epochs for s in preset_stages(ft, 1, 1.0))
+            if given is not None and given != total:
+                raise KeyedValueError("epochs", f"{given}, but finetune.policy={ft.policy!r} trains {total} epochs "
+                                      f"as its stages say; set {_preset_keys(ft)} to change them, or leave "
+                                      "epochs out")
+            object.__setattr__(self, "epochs", total)
+            return
+        if ft.policy in ("all", "linear-probe") and ft.epochs is not None and given is not None and given != ft.epochs:
+            raise KeyedValueError("epochs", f"{given}, but finetune.epochs = {ft.epochs} decides how long "
+                                  f"policy {ft.policy!r} trains; set one of them")
+        if ft.lr is not None and self.schedule.max_lr != ScheduleConfig().max_lr:
+            raise KeyedValueError("schedule.max_lr", f"is not used: finetune.lr = {ft.lr} is the policy's peak "
+                                  "learning rate; set one of them")
+        object.__setattr__(self, "epochs", ft.epochs or given or 50)
+
+    @property
+    def crop_len(self) -> int:
+        return int(round(self.crop_seconds * self.fs))
+
+    @property
+    def stride(self) -> int:
+        return int(round(self.stride_seconds * self.fs))
+
+    def stages(self) -> tuple[StageSpec, ...]:
+        """The stages this config trains (presets resolved): what actually runs."""
+        assert self.epochs is not None
+        return preset_stages(self.finetune, self.epochs, self.schedule.max_lr)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with top-level keys changed (nested sections: pass a dict or a section object).
+        Keys the original did not set stay unset, so presets still derive them."""
+        data = self.explicit()
+        for k, v in changes.items():
+            data[k] = v.explicit() if isinstance(v, Settings) else v
+        return RunConfig.from_dict(data)
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """A ``.toml`` or ``.json`` file as a dict; a clear error for a missing or broken file."""
+    path = Path(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(f"{path}: config files must end in .toml or .json")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run config from ``.toml`` or ``.json``."""
+    data = read_settings_file(path)
+    try:
+        return RunConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as JSON (atomically); :func:`load_config` reads it back equal."""
+    atomic_write_json(path, config.to_dict())
+
+
+__all__ = ["FinetuneConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "StageSpec", "load_config",
+           "preset_stages", "read_settings_file", "save_config"]
