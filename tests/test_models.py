@@ -23,7 +23,7 @@ from ecg_transfer.models.xresnet1d import XResBlock
 XRESNETS = [n for n in MODEL_NAMES if n.startswith("xresnet1d")]
 # Number of layer groups per model, as documented in transfer.layer_groups (benchmark splits).
 N_GROUPS = {**{n: 3 for n in XRESNETS}, "inception1d": 3, "resnet1d_wang": 2, "fcn_wang": 3,
-            "lstm": 2, "lstm_bidir": 2}
+            "lstm": 2, "lstm_bidir": 2, "s4": 6}  # s4: encoder, 4 blocks, head
 
 
 def _xresnet_param_count(expansion: int, layers: list[int], c_in: int, n_classes: int,
@@ -136,7 +136,7 @@ def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["xresnet1d101", "inception1d", "lstm_bidir"])
+@pytest.mark.parametrize("name", ["xresnet1d101", "inception1d", "lstm_bidir", "s4"])
 def test_replace_head_keeps_body_and_hidden_head(name):
     torch.manual_seed(0)
     model = build(name, n_classes=71)
@@ -204,7 +204,7 @@ def test_layer_groups_cover_every_parameter_once_in_forward_order(name):
     assert order[0] == 0 and order[-1] == len(groups) - 1
 
 
-@pytest.mark.parametrize("name", ["xresnet1d101", "inception1d", "fcn_wang", "lstm"])
+@pytest.mark.parametrize("name", ["xresnet1d101", "inception1d", "fcn_wang", "lstm", "s4"])
 def test_eval_forward_is_deterministic(name):
     model = _shared(name)
     x = torch.randn(2, 12, 250)

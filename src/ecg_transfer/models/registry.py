@@ -12,11 +12,13 @@ from functools import partial
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..settings.names import MODEL_NAMES as SETTINGS_MODEL_NAMES
 from .base import EcgClassifier
 from .fcn import fcn_wang
 from .inception1d import inception1d
 from .resnet1d import resnet1d_wang
 from .rnn import rnn1d
+from .s4 import s4
 from .xresnet1d import xresnet1d
 
 _BUILDERS: dict[str, Callable[..., EcgClassifier]] = {
@@ -30,14 +32,20 @@ _BUILDERS: dict[str, Callable[..., EcgClassifier]] = {
     "fcn_wang": fcn_wang,
     "lstm": partial(rnn1d, bidirectional=False),
     "lstm_bidir": partial(rnn1d, bidirectional=True),
+    "s4": s4,
 }
 
-MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+# The names are the settings layer's (one list of allowed models; a test keeps the two equal).
+MODEL_NAMES: tuple[str, ...] = SETTINGS_MODEL_NAMES
+if set(_BUILDERS) != set(MODEL_NAMES):  # pragma: no cover - a model added in one place only
+    raise RuntimeError(f"models.registry builds {sorted(_BUILDERS)} but settings.names lists {sorted(MODEL_NAMES)}")
 
 # Per-model training settings that differ between models in the benchmark's configs
-# (fastai_configs.py / fastai_model.py): max learning rate and gradient-norm clipping.
+# (fastai_configs.py / fastai_model.py): max learning rate and gradient-norm clipping. s4: the S4
+# ECG work's AdamW learning rate (1e-3; AI4HealthUOL/ecg-fm-benchmarking's defaults), no clipping.
 TRAINING_HINTS: dict[str, dict[str, Any]] = {
     name: ({"lr": 1e-3, "grad_clip": 0.25} if name.startswith("lstm")
+           else {"lr": 1e-3, "grad_clip": None} if name == "s4"
            else {"lr": 1e-2, "grad_clip": None})
     for name in MODEL_NAMES
 }

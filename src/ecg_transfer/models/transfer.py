@@ -47,7 +47,8 @@ def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
 
     Groupings (see each model module): xresnet1d* [stem] [pool+stages] [head];
     inception1d [stage1] [stage2] [head]; resnet1d_wang [body] [head];
-    fcn_wang [conv1+conv2] [conv3] [head]; lstm, lstm_bidir [lstm] [head].
+    fcn_wang [conv1+conv2] [conv3] [head]; lstm, lstm_bidir [lstm] [head];
+    s4 [encoder] [block1] ... [blockN] [head] (one group per residual S4 block).
     """
     model = _check(model)
     groups: list[list[nn.Parameter]] = []
