@@ -1,0 +1,278 @@
+"""How long a study will take on this machine, before anything trains.
+
+``study plan`` prints, for any spec, the number of runs, the work they hold (training samples =
+epochs x training records; evaluation windows) and an expected wall time on *this* machine:
+
+    seconds = sum over runs of  train_samples x t_train(model, window)  +  windows x t_predict(model, window)
+              + a per-run overhead (evaluation with bootstrap CIs, files)   + one cache build per dataset/rate
+
+``t_train`` and ``t_predict`` (seconds per training sample and per evaluation window) are measured
+here, once per (model, window, input, threads, torch, CPU) with a few real training steps and a
+prediction batch, and kept in the cache folder (``throughput.json``), so a second ``study plan`` is
+instant. Record counts come from the datasets' headers (PTB-XL: its database, with folds; CinC: one
+header per record, folds assumed equal); a dataset that is not here (the full G12EC on a
+developer's machine) is given with ``--assume-records target=10344``. What is approximated is said
+in the printed estimate: every record is counted as labelled, CinC folds as equal, records as
+their header's length. ``BENCHMARKS.md`` compares the estimate with measured wall times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import ConfigError
+from ..settings.run import RunConfig
+from .plan import RunDef
+
+#: Seconds per run beyond training and prediction (evaluation with bootstrap CIs, model card,
+#: files): measured on the laptop profile's real runs (BENCHMARKS.md, "The laptop profile").
+RUN_OVERHEAD_SECONDS = 6.0
+#: Seconds per record to build a signal cache (read, resample, write), measured on PTB-XL at
+#: 100 Hz (9 s cold for 21,837 records) and rounded up for .mat files and resampling.
+CACHE_SECONDS_PER_RECORD = 0.002
+THROUGHPUT_FILE = "throughput.json"
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """What the estimate needs of one dataset: records per fold (None: folds assumed equal) and
+    the typical record length."""
+
+    records: int
+    fold_counts: dict[int, int] | None
+    seconds: float
+    assumed: bool = False
+
+    def in_folds(self, folds: list[int], n_folds: int) -> float:
+        if self.fold_counts is not None:
+            return float(sum(self.fold_counts.get(int(f), 0) for f in folds))
+        return self.records * len(folds) / n_folds
+
+
+@dataclass
+class RunEstimate:
+    key: str
+    name: str
+    kind: str
+    epochs: int
+    train_records: float
+    train_samples: float
+    windows: float
+    seconds: float
+
+
+@dataclass
+class StudyEstimate:
+    runs: list[RunEstimate]
+    cache_seconds: float
+    throughput: dict[str, dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.runs) + self.cache_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 1), "cache_seconds": round(self.cache_seconds, 1),
+                "train_samples": round(sum(r.train_samples for r in self.runs)),
+                "windows": round(sum(r.windows for r in self.runs)), "throughput": self.throughput,
+                "notes": self.notes, "runs": [vars(r) for r in self.runs]}
+
+
+def data_size(task: Mapping[str, Any], assumed: Mapping[str, int]) -> DataSize:
+    """Records (per fold where the dataset has folds) of a run's ``[task]``, from headers only."""
+    from ..datasets.registry import open_dataset
+
+    dataset, root = str(task["dataset"]), str(task["root"])
+    for name in (root, "source" if dataset == "ptbxl" else "target", dataset):
+        if name in assumed:
+            return DataSize(int(assumed[name]), None, 10.0, assumed=True)
+    adapter = open_dataset(dataset, root, fs=task.get("source_fs"), allow_missing=bool(task.get("allow_missing")))
+    index = adapter.index()
+    if len(index) == 0:
+        raise ConfigError(f"{dataset} at {root}: no records found")
+    seconds = float((index["n_samples"] / index["fs"]).median())
+    folds = None
+    if "fold" in index.columns:
+        folds = {int(k): int(v) for k, v in index["fold"].value_counts().items()}
+    return DataSize(len(index), folds, seconds)
+
+
+def _windows(seconds: float, cfg: RunConfig) -> int:
+    n = int(round(seconds * cfg.fs))
+    return 1 if n <= cfg.crop_len else (n - cfg.crop_len) // cfg.stride + 1
+
+
+def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
+    """(training records, training samples, evaluation windows) of one run."""
+    task = cfg.task
+    assert task is not None
+    n_folds = task.n_folds
+    pool = size.in_folds(list(task.train_folds), n_folds)
+    train = pool * task.train_fraction
+    test = pool - train if task.test_on_rest else size.in_folds(list(task.test_folds), n_folds)
+    val = size.in_folds(list(task.val_folds), n_folds)
+    validations = math.ceil(cfg.epochs / cfg.validate_every)
+    per_record = _windows(size.seconds, cfg)
+    windows = per_record * (val * validations + test)
+    return train, train * cfg.epochs, windows
+
+
+def _signature(cfg: RunConfig) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    threads = cfg.num_threads or torch.get_num_threads()
+    return json.dumps({"cpu": cpu, "torch": torch.__version__, "threads": threads, "model": cfg.model,
+                       "model_kwargs": cfg.model_kwargs, "crop_len": cfg.crop_len, "fs": cfg.fs, "input": cfg.input,
+                       "batch_size": cfg.batch_size, "memory_format": cfg.memory_format}, sort_keys=True)
+
+
+def measure_throughput(cfg: RunConfig, n_leads: int = 12, n_classes: int = 20, steps: int = 3) -> dict[str, float]:
+    """Seconds per training sample and per evaluation window of ``cfg``'s network here: a few
+    real training steps (the engine's layout and optimizer) and one prediction batch."""
+    import torch
+
+    from .. import models
+    from ..signal import transformed_shape
+    from ..training.speed import optimizer_kernel, prepare_for_training
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    channels, length = transformed_shape(cfg.input, cfg.fs, n_leads, cfg.crop_len)
+    model = models.build(cfg.model, channels, n_classes, **cfg.model_kwargs)
+    net = prepare_for_training(model, cfg.memory_format, "none")
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, **optimizer_kernel(cfg.optimizer_impl, params))
+    batch = max(8, min(cfg.batch_size, int(32_000 / max(length, 1))))  # keep one timing short at high rates
+    x, y = torch.randn(batch, channels, length), (torch.rand(batch, n_classes) > 0.9).float()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train = (time.perf_counter() - t0) / steps / batch
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        t0 = time.perf_counter()
+        model(x)
+        predict = (time.perf_counter() - t0) / batch
+    return {"train_s_per_sample": train, "predict_s_per_window": predict}
+
+
+def _load_table(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def throughput(cfg: RunConfig, table_path: Path, *, measure: Callable[[RunConfig], dict[str, float]] | None = None,
+               echo: Callable[[str], None] = lambda m: None) -> dict[str, float]:
+    """The measured costs of ``cfg``'s network here, from the table or measured now (and kept)."""
+    from ..atomic import atomic_write_json
+
+    sig = _signature(cfg)
+    table = _load_table(table_path)
+    if sig not in table:
+        echo(f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}) on this "
+             "machine ...")
+        table[sig] = {**(measure or measure_throughput)(cfg), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(table_path, {**_load_table(table_path), sig: table[sig]})
+    return table[sig]
+
+
+def estimate_study(runs: list[RunDef], *, assumed: Mapping[str, int] | None = None, cache_dir: Path | None = None,
+                   measure: Callable[[RunConfig], dict[str, float]] | None = None,
+                   echo: Callable[[str], None] = lambda m: None) -> StudyEstimate:
+    """Expected wall time of ``runs`` on this machine (see the module docstring)."""
+    from ..datasets.cache import default_cache_dir
+
+    assumed = dict(assumed or {})
+    table_path = (cache_dir or default_cache_dir()) / THROUGHPUT_FILE
+    sizes: dict[str, DataSize] = {}
+    caches: dict[tuple[str, float], float] = {}
+    out: list[RunEstimate] = []
+    costs: dict[str, dict[str, float]] = {}
+    for run in runs:
+        cfg = RunConfig.from_dict(run.config)
+        task = cfg.task.to_dict() if cfg.task is not None else None
+        if task is None:
+            raise ConfigError(f"run {run.name}: has no [task]; cannot estimate its size")
+        ident = json.dumps([task["dataset"], task["root"], task.get("source_fs")])
+        if ident not in sizes:
+            sizes[ident] = data_size(task, assumed)
+        size = sizes[ident]
+        caches[(ident, cfg.fs)] = size.records * CACHE_SECONDS_PER_RECORD
+        cost = throughput(cfg, table_path, measure=measure or measure_throughput, echo=echo)
+        costs[f"{cfg.model}@{cfg.fs:g}Hz/{cfg.input}"] = {k: v for k, v in cost.items() if k != "measured"}
+        train_records, samples, windows = run_work(cfg, size)
+        seconds = (samples * cost["train_s_per_sample"] + windows * cost["predict_s_per_window"]
+                   + RUN_OVERHEAD_SECONDS)
+        out.append(RunEstimate(run.key, run.name, run.kind, int(cfg.epochs or 0), round(train_records, 1),
+                               round(samples), round(windows), round(seconds, 1)))
+    notes = ["every record counted as labelled (records without a label in the task are dropped when run)",
+             "records without folds (CinC) split into equal folds"]
+    notes += [f"{json.loads(k)[0]} at {json.loads(k)[1]}: {v.records} records assumed (--assume-records)"
+              for k, v in sizes.items() if v.assumed]
+    return StudyEstimate(out, sum(caches.values()), costs, notes)
+
+
+def parse_assumptions(items: list[str] | None) -> dict[str, int]:
+    """``["target=10344", "data/ptbxl=21837"]`` -> ``{"target": 10344, ...}``."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"--assume-records: expected NAME=COUNT (NAME: source, target or a dataset root), "
+                              f"got {item!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def format_estimate(est: StudyEstimate) -> list[str]:
+    """Lines for ``study plan``: totals, the biggest kinds of runs, and what is approximated."""
+    by_kind: dict[str, list[RunEstimate]] = {}
+    for r in est.runs:
+        by_kind.setdefault(r.kind, []).append(r)
+    lines = [f"estimate on this machine ({os.cpu_count()} CPU(s)): {format_duration(est.seconds)} "
+             f"({sum(r.train_samples for r in est.runs) / 1e6:.2f} M training samples = epochs x records, "
+             f"{sum(r.windows for r in est.runs) / 1e6:.2f} M evaluation windows, caches "
+             f"{format_duration(est.cache_seconds)})"]
+    for kind, rs in by_kind.items():
+        lines.append(f"  {kind:<11} {len(rs):>4} runs  {sum(r.seconds for r in rs) / 60:7.1f} min  "
+                     f"(epochs x records: {sum(r.train_samples for r in rs):,.0f})")
+    for name, c in est.throughput.items():
+        lines.append(f"  measured here: {name}: {1 / c['train_s_per_sample']:.0f} training samples/s, "
+                     f"{1 / c['predict_s_per_window']:.0f} windows/s")
+    lines += [f"  approximated: {n}" for n in est.notes]
+    return lines
+
+
+__all__ = ["DataSize", "RunEstimate", "StudyEstimate", "data_size", "estimate_study", "format_estimate",
+           "measure_throughput", "parse_assumptions", "run_work", "throughput"]

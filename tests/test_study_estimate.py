@@ -1,0 +1,117 @@
+"""`study plan` estimates: work per run (epochs x records, evaluation windows) from headers, times
+this machine's measured costs, measured once and kept; datasets that are not here assumed by size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecg_transfer.settings import RunConfig
+from ecg_transfer.study.estimate import (
+    RUN_OVERHEAD_SECONDS, DataSize, estimate_study, measure_throughput, parse_assumptions, run_work,
+)
+from ecg_transfer.study.plan import plan_study
+from ecg_transfer.study.spec import spec_from_dict
+from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
+
+FAKE = {"train_s_per_sample": 0.002, "predict_s_per_window": 0.0005}
+
+
+class CountingMeasure:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, cfg: RunConfig) -> dict[str, float]:
+        self.calls.append(f"{cfg.model}@{cfg.fs:g}/{cfg.input}")
+        return dict(FAKE)
+
+
+@pytest.fixture()
+def spec(tmp_path: Path):
+    ptbxl = make_ptbxl_tree(tmp_path / "ptbxl", n_records=30)
+    cinc = make_cinc_tree(tmp_path / "g12ec", n_records=40)
+    return spec_from_dict({
+        "study": {"model": "fcn_wang", "fs": 100, "seeds": [0], "protocols": ["seed18"]},
+        "source": {"root": str(ptbxl), "epochs": 4, "validate_every": 2},
+        "target": {"root": str(cinc)},
+        "standalone": {"epochs": 6},
+        "finetune": {"policy": "gradual", "stages": [{"epochs": 2, "train": "head"}, {"epochs": 3}]},
+        "experiments": {"target_share": {"shares": [50], "repeats": 1, "fixed_test": False},
+                        "source_share": {"enabled": False}, "sampling_rate": {"rates": [100]},
+                        "frequency": {"enabled": False}}})
+
+
+def test_work_per_run_is_epochs_times_records(spec, tmp_path):
+    runs = plan_study(spec)
+    measure = CountingMeasure()
+    est = estimate_study(runs, cache_dir=tmp_path / "cache", measure=measure)
+    by_name = {r.name: r for r in est.runs}
+    pre = by_name["pretrain/diagnostic/fs100/share100/time"]
+    import pandas as pd
+
+    folds = pd.read_csv(Path(spec.settings.source.root) / "ptbxl_database.csv")["strat_fold"]
+    n_train, n_val, n_test = int(folds.isin(range(1, 9)).sum()), int((folds == 9).sum()), int((folds == 10).sum())
+    assert pre.train_records == n_train and pre.train_samples == 4 * n_train
+    # 10 s records, 2.5 s windows at 1.25 s: 7 per record; validation after epochs 2 and 4, then test
+    assert pre.windows == 7 * (2 * n_val + n_test)
+    assert pre.seconds == pytest.approx(pre.train_samples * 0.002 + pre.windows * 0.0005 + RUN_OVERHEAD_SECONDS, abs=0.1)
+    # target (40 CinC records, 10 equal folds): train 8 folds = 32 records; fine-tuned: 2 + 3 epochs
+    ft = by_name["headline/seed18/finetuned/s0"]
+    sa = by_name["headline/seed18/standalone/s0"]
+    assert (ft.epochs, sa.epochs) == (5, 6)
+    assert ft.train_samples == pytest.approx(5 * 32) and sa.train_samples == pytest.approx(6 * 32)
+    rest = by_name["exp1-rest/share50/repeat0/seed18/standalone/s0"]
+    assert rest.train_records == pytest.approx(0.5 * 36)  # half of the 9-fold pool
+    assert est.seconds == pytest.approx(sum(r.seconds for r in est.runs) + est.cache_seconds)
+    assert measure.calls == ["fcn_wang@100/time"]  # one network, one window: measured once
+
+
+def test_measurements_are_kept_and_assumed_sizes_scale_the_target(spec, tmp_path):
+    runs = plan_study(spec)
+    first = CountingMeasure()
+    small = estimate_study(runs, cache_dir=tmp_path / "cache", measure=first)
+    again = CountingMeasure()
+    big = estimate_study(runs, cache_dir=tmp_path / "cache", measure=again,
+                         assumed=parse_assumptions(["target=10344"]))
+    assert first.calls and not again.calls  # the table in the cache folder answered
+    ft_small = next(r for r in small.runs if r.name == "headline/seed18/finetuned/s0")
+    ft_big = next(r for r in big.runs if r.name == "headline/seed18/finetuned/s0")
+    assert ft_big.train_records == pytest.approx(10344 * 8 / 10)
+    assert ft_big.seconds > 100 * ft_small.seconds / 40
+    assert any("10344 records assumed" in n for n in big.notes)
+    with pytest.raises(Exception, match="NAME=COUNT"):
+        parse_assumptions(["target:10"])
+
+
+def test_run_work_of_a_fraction_tested_on_the_rest():
+    cfg = RunConfig.from_dict({"model": "fcn_wang", "epochs": 10, "validate_every": 5, "task": {
+        "dataset": "cinc", "root": "x", "labels": "protocol:seed18", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8, 10],
+        "val_folds": [9], "test_folds": [], "train_fraction": 0.1, "fraction_parts": 10, "test_on_rest": True}})
+    train, samples, windows = run_work(cfg, DataSize(1000, None, 10.0))
+    assert train == pytest.approx(90) and samples == pytest.approx(900)
+    assert windows == pytest.approx(7 * (100 * 2 + 810))
+
+
+def test_the_real_measurement_runs(tmp_path):
+    cfg = RunConfig.from_dict({"model": "fcn_wang", "batch_size": 8,
+                               "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]}})
+    cost = measure_throughput(cfg, steps=1)
+    assert 0 < cost["train_s_per_sample"] < 1 and 0 < cost["predict_s_per_window"] < 1
+
+
+def test_plan_command_prints_the_estimate(spec, tmp_path, capsys, monkeypatch):
+    from ecg_transfer.cli import main
+    from ecg_transfer.study import estimate
+
+    monkeypatch.setattr(estimate, "measure_throughput", CountingMeasure())
+    spec_path = tmp_path / "s.json"
+    data = spec.data
+    data["study"]["cache_dir"] = str(tmp_path / "cache")
+    spec_path.write_text(json.dumps(data))
+    # (a study spec may be JSON too)
+    assert main(["study", "plan", str(spec_path)]) == 0
+    out = capsys.readouterr().out
+    assert "estimate on this machine" in out and "training samples = epochs x records" in out
+    assert "measured here: fcn_wang@100Hz/time: 500 training samples/s, 2000 windows/s" in out
