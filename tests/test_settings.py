@@ -134,3 +134,14 @@ def test_config_schema_and_show_commands(tmp_path, capsys):
     cfg.write_text('epochs = 2\n[finetune]\npolicy = "head-then-all"\n')
     assert main(["config", "show", str(cfg)]) == 2
     assert "finetune.head_epochs" in capsys.readouterr().err
+
+
+def test_the_configuration_reference_is_current():
+    """docs/configuration.md is generated from the settings models: regenerate it with
+    `ecg-transfer config reference > docs/configuration.md` when a key changes."""
+    from ecg_transfer.settings.reference import reference_markdown
+
+    text = reference_markdown()
+    assert (REPO / "docs" / "configuration.md").read_text(encoding="utf-8") == text
+    for key in ("`policy`", "`train_fraction`", "`machinery_check`", "`leads`"):
+        assert key in text

@@ -5,7 +5,7 @@
     ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
     ecg-transfer train CONFIG --run-dir DIR            one run (pretrain, finetune, standalone are
                                                        the same with the transfer checks on)
-    ecg-transfer study run SPEC [--profile quick]      the whole transfer study, resumable
+    ecg-transfer study run SPEC [--profile laptop]     the whole transfer study, resumable
     ecg-transfer report STUDY_DIR                      the study's HTML + Markdown report
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,8 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
 def _cmd_data_summary(args: argparse.Namespace) -> int:
     from .datasets.summary import format_summary, summarise
 
-    s = summarise(args.dataset, args.root, fs=args.fs, cache_dir=args.cache_dir,
-                  allow_missing=args.allow_missing, strict=args.strict, progress=not args.no_progress)
+    s = summarise(args.dataset, args.root, fs=args.fs, cache_dir=args.cache_dir, allow_missing=args.allow_missing,
+                  strict=args.strict, progress=not args.no_progress, signals=args.signals)
     print(json.dumps(s, indent=2) if args.json else format_summary(s))
     return 0
 
@@ -51,9 +52,12 @@ def _cmd_data_cache(args: argparse.Namespace) -> int:
 
     adapter = open_dataset(args.dataset, args.root, fs=args.fs, allow_missing=args.allow_missing, strict=args.strict)
     cached = load_or_build(adapter, fs=args.to_fs, seconds=args.seconds, cache_dir=args.cache_dir,
-                           strict=args.strict, progress=not args.no_progress, rebuild=args.rebuild)
-    print(f"{cached.path}: {len(cached.table)} records, shape {tuple(cached.signals.shape)}, "
-          f"{len(cached.problems)} problem(s)")
+                           strict=args.strict, progress=not args.no_progress, rebuild=args.rebuild, verify=args.verify)
+    meta = cached.meta
+    checked = "every byte verified" if args.verify or cached.built else "sizes and sampled checksum verified"
+    print(f"{cached.path}: {len(cached.table)} records, {cached.signals.n_leads} leads, "
+          f"{meta['samples_per_lead']} samples per lead at {cached.fs:g} Hz ({meta['store']['bytes'] / 2**20:.1f} MiB; "
+          f"{'built' if cached.built else checked}), {len(cached.problems)} problem(s)")
     return 0
 
 
@@ -82,9 +86,75 @@ def _cmd_train(args: argparse.Namespace) -> int:
     def fmt(auc: float | None) -> str:
         return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
 
-    if is_main_process():
+    if is_main_process():  # the post-run step: RUN_DIR/MODEL_CARD.md (regenerate with `ecg-transfer model-card`)
+        from .inference.modelcard import write_model_card_after_run
+
+        write_model_card_after_run(result.run_dir)
         print(f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}")
     return 0
+
+
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_json
+    from .settings import json_schemas
+
+    schemas = json_schemas()
+    if args.out is None:
+        print(json.dumps(schemas, indent=2))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas.items():
+        atomic_write_json(args.out / f"{name}.schema.json", schema)
+        print(args.out / f"{name}.schema.json")
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .settings import RunConfig, read_settings_file, spec_from_dict
+
+    raw = read_settings_file(args.config)
+    if {"study", "source", "target", "profiles"} & set(raw):  # a study spec
+        try:
+            spec = spec_from_dict(raw, path=args.config, profile=args.profile)
+        except ConfigError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
+        print(json.dumps(spec.data, indent=2))
+        return 0
+    if args.profile:
+        raise ConfigError(f"{args.config} is a run config: --profile applies to study specs only")
+    try:
+        config = RunConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    print(json.dumps({**config.to_dict(), "# stages (what runs)": [st.to_dict() for st in config.stages()]},
+                     indent=2))
+    return 0
+
+
+def _add_config_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="check a run config or study spec: its JSON Schema, its resolved settings",
+                       description="Run configs and study specs are validated by one settings layer; these "
+                                   "commands show what it accepts and what it makes of a file.")
+    csub = p.add_subparsers(dest="config_command", metavar="CONFIG_COMMAND", required=True)
+    q = csub.add_parser("schema", help="JSON Schemas of run configs and study specs, for editors",
+                        description="Print (or write to --out DIR as run-config.schema.json and "
+                                    "study-spec.schema.json) the JSON Schemas of run configs and study specs. "
+                                    "Point a TOML editor at them (e.g. a `#:schema ./run-config.schema.json` "
+                                    "first line with Taplo / Even Better TOML) to check files as you type.")
+    q.add_argument("--out", type=Path, default=None, metavar="DIR", help="write the two schema files into DIR")
+    q.set_defaults(func=_cmd_config_schema)
+    q = csub.add_parser("reference", help="the configuration reference (Markdown), every key with its default",
+                        description="Print the configuration reference generated from the settings layer "
+                                    "(the source of docs/configuration.md).")
+    q.set_defaults(func=lambda args: print(__import__("ecg_transfer.settings.reference",
+                                                      fromlist=["x"]).reference_markdown(), end="") or 0)
+    q = csub.add_parser("show", help="the resolved settings of a run config or study spec, defaults filled in",
+                        description="Validate CONFIG (a run config or a study spec, .toml or .json) and print "
+                                    "every setting with its default filled in. For a run config, the stages it "
+                                    "trains (fine-tuning presets resolved) are listed too.")
+    q.add_argument("config", type=Path, help="a run config or a study spec (.toml or .json)")
+    q.add_argument("--profile", default=None, help="study specs: merge this [profiles.NAME] table first")
+    q.set_defaults(func=_cmd_config_show)
 
 
 _TRAIN_HELP = {
@@ -149,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .study.cli import add_study_parser
 
     add_study_parser(sub)
+    _add_config_parser(sub)
 
     from .report.cli import add_report_parser
 
@@ -158,23 +229,29 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Inspect datasets and build their memory-mapped signal caches.")
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     p = dsub.add_parser("summary", help="records, rates, folds, class counts and every problem found",
-                        description="Read every record (through the cache) and print what the dataset holds: "
-                                    "records, sampling rates, folds, class counts per PTB-XL task and per label "
-                                    "protocol, and every problem found. Bad records are skipped and listed "
-                                    "unless --strict.")
+                        description="Read the headers and index files and print what the dataset holds: "
+                                    "records, sampling rates, lengths, folds, class counts per PTB-XL task and "
+                                    "per label protocol, and every problem found. With --signals every signal is "
+                                    "read too (through the cache: a full cache build the first time). Bad records "
+                                    "are skipped and listed unless --strict.")
     _add_dataset_args(p)
     p.add_argument("--json", action="store_true", help="print JSON (keys: records, tasks, problems, ...)")
+    p.add_argument("--signals", action="store_true",
+                   help="also read every signal (through the cache): signal problems and amplitude statistics")
     p.set_defaults(func=_cmd_data_summary)
 
     p = dsub.add_parser("cache", help="build (or reuse) the memory-mapped signal cache",
                         description="Build the float32 signal cache for a dataset at a sampling rate, "
-                                    "resampling with scipy.signal.resample_poly. Reused while inputs and "
-                                    "settings are unchanged.")
+                                    "resampling with scipy.signal.resample_poly; every record is stored at its "
+                                    "own length. Reused while inputs and settings are unchanged; checked on every "
+                                    "open (sizes, sampled checksum) and rebuilt with a warning when damaged.")
     _add_dataset_args(p)
     p.add_argument("--to-fs", type=float, default=None, help="resample to this rate in Hz (default: native)")
     p.add_argument("--seconds", type=float, default=None,
-                   help="seconds stored per record; longer records are cut, shorter zero-padded (default: longest)")
+                   help="keep only the first SECONDS of each record (default: whole records)")
     p.add_argument("--rebuild", action="store_true", help="build again even if a matching cache exists")
+    p.add_argument("--verify", action="store_true",
+                   help="check every byte of an existing cache against its checksums (rebuilt if damaged)")
     p.set_defaults(func=_cmd_data_cache)
 
     for name, help_text in _TRAIN_HELP.items():
@@ -202,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below rather than at exit
+        return code
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 141  # as if killed by SIGPIPE, what shells report for a writer whose reader left
     except EcgTransferError as exc:
         print(f"ecg-transfer: error: {exc}", file=sys.stderr)
         return 2

@@ -118,7 +118,8 @@ class Settings(BaseModel):
     """Strict, frozen, unknown keys refused; ``from_dict`` / ``to_dict`` / direct construction all
     validate and raise :class:`ConfigError`."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=True,
+                              use_attribute_docstrings=True)  # a field's docstring is its schema description
     #: how the model's keys are named in messages when it is validated on its own ("finetune")
     SECTION: ClassVar[str] = ""
 

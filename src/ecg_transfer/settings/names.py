@@ -31,6 +31,11 @@ POLICIES: tuple[str, ...] = ("none", "head-then-all", "gradual", "all", "linear-
 #: Policies whose stages come from a preset or an explicit ``stages`` list, not from ``epochs``.
 STAGED_POLICIES: tuple[str, ...] = ("head-then-all", "gradual")
 AGGREGATES: tuple[str, ...] = ("max", "mean")
+#: Self-supervised objectives (``[ssl] method``, ``training.ssl``).
+SSL_METHODS: tuple[str, ...] = ("contrastive", "masked")
+#: ECG augmentations of the contrastive objective (``[ssl] augmentations``), applied in this order.
+SSL_AUGMENTATIONS: tuple[str, ...] = ("random-resized-crop", "time-out", "baseline-wander", "gaussian-noise",
+                                      "powerline-noise", "lead-dropout")
 # Speed settings (training.speed): how fast a run goes, never its maths beyond float rounding.
 MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "max-autotune-no-cudagraphs")
@@ -52,6 +57,6 @@ RESUMABLE_KEYS: tuple[str, ...] = ("device", "num_threads", "dist_backend", "syn
 __all__ = [
     "AGGREGATES", "CALIBRATORS", "COMPILE_MODES", "DATASET_ALIASES", "DATASET_NAMES", "DIST_BACKENDS",
     "DX_LABEL_SET", "INPUT_KINDS", "MEMORY_FORMATS", "MODEL_NAMES", "OPTIMIZER_IMPLS", "POLICIES", "PROTOCOLS",
-    "PTBXL_TASKS", "RESUMABLE_KEYS", "STAGED_POLICIES", "STANDARD_LEADS", "STFT_HOP_SECONDS",
-    "STFT_WINDOW_SECONDS",
+    "PTBXL_TASKS", "RESUMABLE_KEYS", "SSL_AUGMENTATIONS", "SSL_METHODS", "STAGED_POLICIES", "STANDARD_LEADS",
+    "STFT_HOP_SECONDS", "STFT_WINDOW_SECONDS",
 ]

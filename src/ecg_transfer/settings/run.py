@@ -110,10 +110,15 @@ class StageSpec(Settings):
 
     SECTION = "finetune.stages[]"
     epochs: Annotated[int, Field(ge=1)] = 1
+    """Epochs of this stage."""
     train: Annotated[str, AfterValidator(_stage_train)] = "all"
+    """Which layer groups train: head, last:N (the last N groups) or all."""
     lr: LearningRate = 1e-2
+    """Peak learning rate: one number, or [low, high] geometric from the first layer group to the head."""
     name: str = ""
+    """A name for logs and the model card (default stage-N)."""
     frozen_bn: Literal["train", "frozen"] | None = None
+    """BatchNorm of frozen groups: train (fastai's train_bn) or frozen (statistics fixed too)."""
 
 
 class OptimizerConfig(Settings):
@@ -121,9 +126,13 @@ class OptimizerConfig(Settings):
 
     SECTION = "optimizer"
     name: Literal["adamw"] = "adamw"
+    """The optimizer (AdamW, as the PTB-XL benchmark)."""
     betas: tuple_of(UnitInterval, 2) = (0.9, 0.99)
+    """AdamW betas; beta1 follows the one-cycle momentum schedule."""
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-2
+    """Decoupled weight decay."""
     eps: PositiveFloat = 1e-8
+    """AdamW epsilon."""
 
 
 class ScheduleConfig(Settings):
@@ -133,12 +142,19 @@ class ScheduleConfig(Settings):
 
     SECTION = "schedule"
     name: Literal["one-cycle"] = "one-cycle"
+    """The learning-rate schedule (one-cycle)."""
     max_lr: PositiveFloat = 1e-2
+    """Peak learning rate (policy none / all / linear-probe without finetune.lr)."""
     div_factor: PositiveFloat = 25.0
+    """Start at max_lr / div_factor."""
     final_div_factor: PositiveFloat = 1e4
+    """End at max_lr / div_factor / final_div_factor."""
     pct_start: UnitInterval = 0.3
+    """Share of the steps spent rising to max_lr."""
     max_momentum: UnitInterval = 0.95
+    """beta1 at the start and end of a cycle."""
     base_momentum: UnitInterval = 0.85
+    """beta1 at the peak learning rate."""
 
     @model_validator(mode="after")
     def _momentum_order(self) -> "ScheduleConfig":
@@ -161,15 +177,25 @@ class FinetuneConfig(Settings):
 
     SECTION = "finetune"
     policy: Literal[POLICIES] = "none"  # type: ignore[valid-type]
+    """none (random weights), head-then-all, gradual, all or linear-probe (see training.finetune)."""
     pretrained_run: str | None = None
+    """The pre-trained run directory (or its model.pt) to start from; the CLI's --from sets it."""
     scaler: Literal["refit", "pretrained"] = "refit"
+    """refit: standardise with the target's own training split (as the standalone arm); pretrained: reuse the pre-training's."""
     new_head: Literal["output", "full"] = "output"
+    """output: replace only the final linear layer; full: a new head of the same shape."""
     lr: PositiveFloat | None = None
+    """Peak learning rate of head-then-all (default 1e-2), all / linear-probe (default schedule.max_lr)."""
     epochs: Annotated[int, Field(ge=1)] | None = None
+    """Epochs of all / linear-probe (default: the top-level epochs)."""
     head_epochs: Annotated[int, Field(ge=1)] | None = None
+    """head-then-all: epochs training the head only (default 30)."""
     all_epochs: Annotated[int, Field(ge=1)] | None = None
+    """head-then-all: epochs training everything with discriminative rates (default 30)."""
     frozen_bn: Literal["train", "frozen"] | None = None
+    """BatchNorm of frozen groups in every stage: train (default) or frozen (default of linear-probe)."""
     stages: tuple_of(StageSpec) | None = None
+    """Explicit stages, replacing the policy's preset."""
 
     @model_validator(mode="after")
     def _knobs_apply(self) -> "FinetuneConfig":
@@ -234,34 +260,61 @@ class RunConfig(TopSettings):
 
     SECTION = ""
     model: Literal[MODEL_NAMES] = "xresnet1d101"  # type: ignore[valid-type]
+    """The network (models registry)."""
     model_kwargs: Annotated[dict[str, Any], AfterValidator(_plain_table)] = Field(default_factory=dict)
+    """Arguments of the network's builder (widths, kernel sizes, ...); empty: the benchmark's."""
     task: Annotated[TaskSettings | None, BeforeValidator(empty_as_none)] = None
+    """Which data, labels, leads and folds (see [task]); needed by the CLI, not when arrays are passed in Python."""
     fs: PositiveFloat = 100.0
+    """Sampling rate the network sees, in Hz (records are resampled in the cache)."""
     crop_seconds: PositiveFloat = 2.5
+    """Training crop and evaluation window length, in seconds."""
     stride_seconds: PositiveFloat = 1.25
+    """Stride of the evaluation windows, in seconds (<= crop_seconds)."""
     aggregate: Literal[AGGREGATES] = "max"  # type: ignore[valid-type]
+    """How window outputs become a record's: max (the benchmark) or mean."""
     # What the network sees of each (standardised) window; part of the run's definition.
     input: Literal[INPUT_KINDS] = "time"  # type: ignore[valid-type]
+    """What the network sees of a window: time, spectrum, log-spectrum or stft (part of the run's definition)."""
     short_records: Literal["error", "pad"] = "error"
+    """A record shorter than one crop: error, or pad with zeros."""
     batch_size: Annotated[int, Field(ge=2)] = 128
+    """Records per training batch (the global batch under torchrun)."""
     # None: derived (50 for policy none; the stages' total for staged policies): always resolved.
     epochs: Annotated[int, Field(ge=1)] | None = None
+    """Epochs (policy none / all / linear-probe); staged policies derive it from their stages. Always resolved to what trains."""
     validate_every: Annotated[int, Field(ge=1)] = 1
+    """Validation AUC every N epochs and after the last (no early stopping: it only feeds progress and metrics.jsonl)."""
     loss: Literal["bce-with-logits"] = "bce-with-logits"
+    """The loss (binary cross-entropy on logits, multi-label)."""
     grad_clip: PositiveFloat | None = None
+    """Clip the gradient norm to this value (none: no clipping)."""
     drop_last: bool = True
+    """Drop the last incomplete training batch of an epoch."""
     seed: Annotated[int, Field(ge=0)] = 0
+    """Seeds weight initialisation, crops and batch order."""
     num_threads: Annotated[int, Field(ge=0)] = 0
+    """CPU threads for torch (0: torch's default)."""
     device: Annotated[str, AfterValidator(_device)] = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
     deterministic: bool = True
+    """Deterministic kernels (CUDA: no autotuning or atomics)."""
     memory_format: Literal[MEMORY_FORMATS] = "auto"  # type: ignore[valid-type]
+    """Speed only: auto runs CNNs as 2-D convolutions on channels-last batches; contiguous as written."""
     compile: Literal[COMPILE_MODES] = "none"  # type: ignore[valid-type]
+    """Speed only: torch.compile mode (none, default, max-autotune-no-cudagraphs)."""
     optimizer_impl: Literal[OPTIMIZER_IMPLS] = "auto"  # type: ignore[valid-type]
+    """Speed only: AdamW kernel (auto = fused where torch has it, fused, foreach, for-loop)."""
     dist_backend: Literal[DIST_BACKENDS] = "auto"  # type: ignore[valid-type]
+    """Under torchrun: auto (nccl on CUDA, gloo on CPU), nccl or gloo."""
     sync_batchnorm: bool = True
+    """Under torchrun: BatchNorm statistics over the global batch (the one-process maths)."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    """AdamW settings."""
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    """One-cycle schedule settings."""
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    """Transfer settings (policy none: train from random weights)."""
 
     @model_validator(mode="after")
     def _resolve(self) -> "RunConfig":

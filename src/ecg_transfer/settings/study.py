@@ -64,43 +64,75 @@ def _non_empty(value: str) -> str:
 
 class StudySection(Settings):
     name: Annotated[str, AfterValidator(_non_empty)] = "study"
+    """The study's name (its output folder is studies/out/<name>[-<profile>])."""
     out: str | None = None
+    """The study folder (default studies/out/<name>[-<profile>])."""
     model: Literal[MODEL_NAMES] = "xresnet1d101"  # type: ignore[valid-type]
+    """The network of every run (models registry)."""
     model_kwargs: PlainTable = Field(default_factory=dict)
+    """Arguments of the network's builder; empty: the benchmark's."""
     fs: PositiveFloat = 500.0
+    """Sampling rate of the headline and of experiments 1, 2, 4 and 5, in Hz."""
     seeds: Annotated[tuple_of(Annotated[int, Field(ge=0)]), AfterValidator(_distinct)] = (0, 1, 2)
+    """Training seeds of every arm (experiment 1: one per repeat)."""
     protocols: Annotated[tuple_of(Literal[PROTOCOLS]), AfterValidator(_distinct)] = PROTOCOLS  # type: ignore
+    """Label protocols of the target; the first is used by experiments 1, 2, 3 and 5."""
     bootstrap: Annotated[int, Field(ge=50)] = 1000
+    """Bootstrap resamples of test records for every confidence interval."""
     threads: Annotated[int, Field(ge=0)] = 0
+    """CPU threads per run (0: torch's default)."""
     cache_dir: str | None = None
+    """Where signal caches live (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)."""
     device: Annotated[str, AfterValidator(_device)] = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
     machinery_check: bool = False
+    """This profile checks the machinery and answers nothing: the report says so in its header."""
 
 
 class SourceSection(Settings):
     dataset: Literal["ptbxl"] = "ptbxl"
+    """The pre-training set (PTB-XL)."""
     root: Annotated[str, AfterValidator(_non_empty)]
+    """PTB-XL's folder (holding ptbxl_database.csv)."""
     labels: Literal[PTBXL_TASKS] = "diagnostic"  # type: ignore[valid-type]
+    """The PTB-XL task pre-trained on."""
     allow_missing: bool = False
+    """Above 100 Hz: use the PTB-XL records present at 500 Hz when some are missing (the study says how many)."""
     train_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
+    """Share of folds 1-8 pre-trained on (patients kept together)."""
     epochs: Annotated[int, Field(ge=1)] = 50
+    """Pre-training epochs."""
     validate_every: Annotated[int, Field(ge=1)] = 5
+    """Validation AUC every N epochs."""
     batch_size: Annotated[int, Field(ge=2)] = 128
+    """Records per batch."""
     run: PlainTable = Field(default_factory=dict)
+    """Extra run-config keys of every pre-training run (checked when the plan is built)."""
 
 
 class TargetSection(Settings):
     dataset: Literal["cinc", "g12ec"] = "cinc"
+    """The target set: any CinC-format folder (g12ec: an alias)."""
     root: Annotated[str, AfterValidator(_non_empty)]
+    """The target's folder (holding the CinC records)."""
     name: str = "G12EC"
+    """The target's name in the report."""
     n_folds: Annotated[int, Field(ge=3)] = 10
+    """Seeded, label-stratified folds (identical signals kept together)."""
     fold_seed: Annotated[int, Field(ge=0)] = 0
+    """Seed of the folds."""
     train_folds: tuple_of(Annotated[int, Field(ge=1)]) = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Folds that train (headline and experiments 3-5)."""
     val_folds: tuple_of(Annotated[int, Field(ge=1)]) = (9,)
+    """Folds that validate (tuning, calibration fits)."""
     test_folds: tuple_of(Annotated[int, Field(ge=1)]) = (10,)
+    """Folds that test."""
     batch_size: Annotated[int, Field(ge=2)] = 128
+    """Records per batch."""
     validate_every: Annotated[int, Field(ge=1)] = 1
+    """Validation AUC every N epochs."""
     run: PlainTable = Field(default_factory=dict)
+    """Extra run-config keys of every target run (checked when the plan is built)."""
 
     @model_validator(mode="after")
     def _folds(self) -> "TargetSection":
@@ -116,53 +148,70 @@ class TargetSection(Settings):
 
 class StandaloneSection(Settings):
     epochs: Annotated[int, Field(ge=1)] = 40
+    """Epochs of the arm trained from random weights."""
     run: PlainTable = Field(default_factory=dict)
+    """Extra run-config keys of the standalone arm."""
 
 
 class TargetShareExperiment(Settings):
     enabled: bool = True
+    """Run experiment 1."""
     shares: Annotated[tuple_of(Percent), AfterValidator(_distinct)] = (10, 20, 30, 50, 70, 80, 90)
+    """Target training shares in percent, tested on the rest."""
     repeats: Annotated[int, Field(ge=1)] = 3
+    """Repeats per share (other folds, subsets and seeds)."""
     fixed_test: bool = True
+    """Also: a fixed test fold with growing, nested training subsets."""
 
 
 class SourceShareExperiment(Settings):
     enabled: bool = True
-    # pre-training epochs of this experiment's source runs (default: source.epochs): a reduced
-    # experiment in a small profile compares rates/shares/inputs at fewer epochs, among themselves
+    """Run experiment 2."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
+    """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
     shares: Annotated[tuple_of(Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]),
                       AfterValidator(_distinct)] = (25, 50, 75, 100)
+    """PTB-XL pre-training shares in percent (patients kept together), tested on fold 10."""
     target_share: Percent = 10
+    """Each fine-tuned on this target share, tested on the rest."""
 
 
 class SamplingRateExperiment(Settings):
     enabled: bool = True
-    # pre-training epochs of this experiment's source runs (default: source.epochs): a reduced
-    # experiment in a small profile compares rates/shares/inputs at fewer epochs, among themselves
+    """Run experiment 3."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
+    """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
     rates: Annotated[tuple_of(PositiveFloat), AfterValidator(_distinct)] = (500, 250, 100, 50)
+    """Sampling rates in Hz, the same 2.5 s of context, both arms."""
 
 
 class CalibrationExperiment(Settings):
     enabled: bool = True
+    """Run experiment 4."""
     methods: tuple_of(Literal[CALIBRATORS]) = CALIBRATORS  # type: ignore[valid-type]
+    """Calibrators fitted on validation predictions, measured on test."""
 
 
 class FrequencyExperiment(Settings):
     enabled: bool = True
-    # pre-training epochs of this experiment's source runs (default: source.epochs): a reduced
-    # experiment in a small profile compares rates/shares/inputs at fewer epochs, among themselves
+    """Run experiment 5."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
+    """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
     inputs: Annotated[tuple_of(Literal[FREQUENCY_INPUTS]), AfterValidator(_distinct)] = FREQUENCY_INPUTS  # type: ignore
+    """Frequency-domain inputs per 2.5 s window, against the time domain."""
 
 
 class Experiments(Settings):
     target_share: TargetShareExperiment = Field(default_factory=TargetShareExperiment)
+    """1: target training share."""
     source_share: SourceShareExperiment = Field(default_factory=SourceShareExperiment)
+    """2: PTB-XL pre-training share."""
     sampling_rate: SamplingRateExperiment = Field(default_factory=SamplingRateExperiment)
+    """3: sampling rate."""
     calibration: CalibrationExperiment = Field(default_factory=CalibrationExperiment)
+    """4: calibration."""
     frequency: FrequencyExperiment = Field(default_factory=FrequencyExperiment)
+    """5: frequency-domain inputs."""
 
 
 def _transfer_policy(ft: FinetuneConfig) -> FinetuneConfig:
@@ -176,12 +225,18 @@ class StudySettings(TopSettings):
     """A whole study spec (profiles already merged)."""
 
     study: StudySection = Field(default_factory=StudySection)
+    """What every run shares: network, rate, seeds, protocols, bootstrap."""
     source: SourceSection
+    """The pre-training data and recipe."""
     target: TargetSection
+    """The target data and its folds."""
     finetune: Annotated[FinetuneConfig, AfterValidator(_transfer_policy)] = Field(
         default_factory=lambda: FinetuneConfig(policy="gradual"))
+    """The fine-tuned arm's transfer policy (a run config's [finetune] table)."""
     standalone: StandaloneSection = Field(default_factory=StandaloneSection)
+    """The arm trained from random weights."""
     experiments: Experiments = Field(default_factory=Experiments)
+    """Experiments 1-5."""
 
 
 # Tables that a profile replaces whole instead of merging key by key.

@@ -83,24 +83,43 @@ class TaskSettings(Settings):
 
     SECTION = "task"
     dataset: Literal["ptbxl", "cinc", "g12ec"]
+    """ptbxl, or cinc (g12ec: an alias) for any PhysioNet/CinC 2020/2021-format folder."""
     root: Annotated[str, AfterValidator(_non_empty)]
+    """The dataset's own folder (the one holding ptbxl_database.csv, or the CinC records)."""
     labels: str
+    """A PTB-XL task (all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm), protocol:seed18 / protocol:cinc2020, or dx (every SNOMED code of a CinC set)."""
     source_fs: Literal[100, 500] | None = None
+    """PTB-XL: read records100 (100) or records500 (500); default 100."""
     allow_missing: bool = False
+    """PTB-XL: use the records present when some are missing at this rate (says how many)."""
     cache_dir: str | None = None
+    """Where signal caches live (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)."""
     seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Seconds of every record kept in the cache (default: the longest record)."""
     min_count: Annotated[int, Field(ge=0)] = 0
+    """Drop classes with fewer positive records than this."""
     min_likelihood: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    """PTB-XL: keep statements with at least this likelihood (default: every statement, as the benchmark)."""
     train_folds: FoldList = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Folds that train (PTB-XL strat_fold; CinC: seeded stratified folds)."""
     val_folds: FoldList = (9,)
+    """Folds that validate (tune here)."""
     test_folds: FoldList = (10,)
+    """Folds that test (report here, never tune)."""
     n_folds: Annotated[int, Field(ge=3)] = 10
+    """CinC: number of seeded, label-stratified folds (identical signals kept together)."""
     fold_seed: Annotated[int, Field(ge=0)] = 0
+    """CinC: seed of the folds."""
     train_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
+    """Train on this share of the train_folds records (label-stratified, patients kept together)."""
     fraction_parts: Annotated[int, Field(ge=2)] = 20
+    """train_fraction must be a multiple of 1/fraction_parts (subsets are unions of parts: nested)."""
     fraction_seed: Annotated[int, Field(ge=0)] = 0
+    """Which stratified subset (one seed: nested subsets as the fraction grows)."""
     test_on_rest: bool = False
+    """Test on the train_folds records not trained on (needs test_folds = [] and train_fraction < 1)."""
     leads: Annotated[tuple_of(str) | None, AfterValidator(_standard_leads)] = None
+    """A subset of the standard leads (e.g. [\"I\", \"II\"]) for a 1-, 2- or 6-lead model; default all twelve."""
     long_records: Literal["whole", "first", "centre"] = "whole"
     max_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
