@@ -216,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_card_arguments(p)
     p.set_defaults(func=run_model_card)
 
+    from .inference.cli import add_explain_arguments, run_explain
+
+    p = sub.add_parser("explain", help="why a run decided: per-lead, per-time attributions of records (PNG + JSON)",
+                       description="Attribute a run's record probabilities (its windows and aggregation) to the "
+                                   "leads and samples of each record: integrated gradients (captum; baseline a "
+                                   "flat 0 mV line) or Grad-CAM; writes OUT/RECORD__LABEL.png (the leads with the "
+                                   "attribution shaded) and OUT/RECORD.json. Exit code 0: all explained; 3: some "
+                                   "records failed; 2: none.")
+    add_explain_arguments(p)
+    p.set_defaults(func=run_explain)
+
     from .study.cli import add_study_parser
 
     add_study_parser(sub)

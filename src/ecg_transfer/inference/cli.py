@@ -1,4 +1,4 @@
-"""``ecg-transfer predict``, ``export`` and ``model-card``: using a finished run.
+"""``ecg-transfer predict``, ``export``, ``model-card`` and ``explain``: using a finished run.
 
 Exit codes of ``predict``: 0 every record predicted; 3 some records failed (listed on stderr and in
 the errors file, the others written); 2 no record predicted, or a usage error (bad run directory,
@@ -99,3 +99,50 @@ def run_model_card(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run_dir} is not a run directory")
     print(write_model_card(args.run_dir, n_resamples=args.resamples, seed=args.seed))
     return 0
+
+def add_explain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a finished run directory (holding model.pt)")
+    p.add_argument("inputs", nargs="+", metavar="RECORD",
+                   help="records as predict takes them: WFDB or CinC-format records, folders of them, .npy arrays "
+                        "in mV (with --fs)")
+    p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                   help="labels to explain (default: each record's --top most probable labels)")
+    p.add_argument("--top", type=int, default=3, help="without --labels: how many of the most probable labels (3)")
+    p.add_argument("--method", default="ig", choices=["ig", "gradcam"],
+                   help="ig: integrated gradients, per lead and sample (default); gradcam: Grad-CAM of the body's "
+                        "last layer, over time only (convolutional models)")
+    p.add_argument("--steps", type=int, default=50, help="integrated gradients: integration steps (default 50)")
+    p.add_argument("--out", type=Path, default=Path("explanations"),
+                   help="folder for RECORD.json and RECORD__LABEL.png (default explanations/)")
+    p.add_argument("--fs", type=float, default=None, help="sampling rate of .npy inputs in Hz (required for them)")
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from ..datasets.base import RecordProblem
+    from ..errors import ConfigError, RecordError
+    from .explain import explain_record, write_explanation
+    from .inputs import iter_inputs
+    from .predict import Predictor
+
+    if args.steps < 2 or args.top < 1:
+        raise ConfigError("--steps must be >= 2 and --top >= 1")
+    predictor = Predictor.from_run(args.run_dir, threshold=None)
+    leads = predictor.leads or tuple(f"lead {i + 1}" for i in range(predictor.n_leads))
+    done, failed = 0, 0
+    for rec in iter_inputs(args.inputs, fs=args.fs, n_leads=predictor.n_leads):
+        try:
+            if isinstance(rec, RecordProblem):
+                raise RecordError(rec.record, rec.problem)
+            x = predictor.prepare(rec)
+        except RecordError as exc:
+            print(f"ecg-transfer explain: skipped {exc.record}: {exc.problem}", file=sys.stderr)
+            failed += 1
+            continue
+        explanations = explain_record(predictor.loaded, x, args.labels, method=args.method, steps=args.steps,
+                                      top=args.top)
+        paths = write_explanation(args.out, rec.record_id, x, predictor.fs, leads, explanations)
+        print(f"{rec.record_id}: " + ", ".join(f"{e.label} p={e.probability:.3f}" for e in explanations)
+              + f" -> {paths[0]}")
+        done += 1
+    print(f"{done} record(s) explained, {failed} failed; written to {args.out}")
+    return 2 if not done else (3 if failed else 0)
