@@ -115,3 +115,20 @@ def test_plan_command_prints_the_estimate(spec, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "estimate on this machine" in out and "training samples = epochs x records" in out
     assert "measured here: fcn_wang@100Hz/time: 500 training samples/s, 2000 windows/s" in out
+
+
+def test_study_run_says_how_many_ptbxl_records_are_missing_at_500_hz(tmp_path):
+    from ecg_transfer.study.cli import missing_records_lines
+
+    ptbxl = make_ptbxl_tree(tmp_path / "ptbxl", n_records=20, rates=(100, 500))
+    for i in (3, 7, 11):
+        for ext in (".hea", ".dat"):
+            (ptbxl / "records500" / "00000" / f"{i:05d}_hr{ext}").unlink()
+    cinc = make_cinc_tree(tmp_path / "g12ec", n_records=20)
+    spec = spec_from_dict({
+        "study": {"model": "fcn_wang", "fs": 100, "seeds": [0], "protocols": ["seed18"]},
+        "source": {"root": str(ptbxl), "allow_missing": True}, "target": {"root": str(cinc)},
+        "experiments": {"sampling_rate": {"rates": [250, 100]}, "source_share": {"enabled": False}}})
+    lines = missing_records_lines(plan_study(spec))
+    assert lines == [f"PTB-XL at 500 Hz: 3 of 20 records are missing under {ptbxl}; the runs that read this rate "
+                     "(pre-training above 100 Hz) train and test on the 17 present"]

@@ -66,7 +66,10 @@ def run_study_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.profile)
     study_dir = spec.out_dir(args.out)
-    check_data_roots_except(plan_study(spec), {})  # before anything is read or trained
+    runs = plan_study(spec)
+    check_data_roots_except(runs, {})  # before anything is read or trained
+    for line in missing_records_lines(runs):
+        print(line, flush=True)
     runner = StudyRunner(spec, study_dir, shard=parse_shard(args.shard), retry_failed=args.retry_failed,
                          progress=not args.no_progress)
     s = runner.run()
@@ -129,6 +132,27 @@ def plan_command(args: argparse.Namespace) -> int:
     for line in format_estimate(est) if est else []:
         print(line)
     return 0
+
+
+def missing_records_lines(runs: list) -> list[str]:
+    """One line per PTB-XL rate where records are missing and the study uses those present
+    (``allow_missing``): how many, and which runs that affects."""
+    from ..datasets.registry import open_dataset
+
+    lines, seen = [], set()
+    for run in runs:
+        task = run.config.get("task") or {}
+        ident = (task.get("root"), task.get("source_fs"))
+        if task.get("dataset") != "ptbxl" or not task.get("allow_missing") or ident in seen:
+            continue
+        seen.add(ident)
+        adapter = open_dataset("ptbxl", task["root"], fs=task.get("source_fs") or 100, allow_missing=True)
+        present = len(adapter.index())
+        if adapter.missing:
+            lines.append(f"PTB-XL at {task.get('source_fs')} Hz: {len(adapter.missing)} of "
+                         f"{len(adapter.missing) + present} records are missing under {task['root']}; the runs "
+                         f"that read this rate (pre-training above 100 Hz) train and test on the {present} present")
+    return lines
 
 
 def check_data_roots_except(runs: list, assumed: dict[str, int]) -> list[tuple[str, str]]:
