@@ -180,6 +180,16 @@ def test_layer_groups_are_encoder_blocks_and_head():
     assert models.discriminative_lrs(1e-5, 1e-3, 5)[0] == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize("task", ["all", "diagnostic"])
+def test_shipped_s4_configs_are_valid_and_name_their_task(task):
+    from ecg_transfer.training.config import load_config
+
+    cfg = load_config(REPO / "configs" / f"ptbxl_s4_{task}.toml")
+    assert cfg.model == "s4" and cfg.model_kwargs == {} and cfg.fs == 100.0 and cfg.crop_len == 250
+    assert cfg.task["labels"] == task if isinstance(cfg.task, dict) else cfg.task.labels == task
+    assert (cfg.schedule.max_lr, cfg.optimizer.weight_decay, cfg.batch_size) == (1e-3, 1e-3, 64)
+
+
 # ----- training, fine-tuning, prediction, export ------------------------------------------------------
 
 def test_a_tiny_s4_learns_the_synthetic_task(s4_run):

@@ -1,0 +1,98 @@
+"""Cost of a PTB-XL training epoch per model, measured on a slice of an epoch and extrapolated:
+
+    python benchmarks/model_epoch_cost.py [--models xresnet1d101 s4] [--steps 20] [--val-records 64]
+                                          [--train-records 17441] [--all-val-records 2193] [--out FILE.json]
+
+Each model runs, one after the other in this process, :func:`ecg_transfer.training.loop.fit` for one
+epoch of ``--steps`` batches of 128 random 2.5 s crops at 100 Hz (the run config's defaults: the
+speed path each model gets, fused AdamW) and validates ``--val-records`` 10 s records with 2.5 s
+windows at 1.25 s stride (7 windows each), on synthetic signals of PTB-XL's shape (the arithmetic
+does not depend on the values; reading the real cache adds ~1 %, see BENCHMARKS.md). The first
+step (allocations) is left out: a step is the time between two optimizer steps. The epoch is then ``ceil(train/128)`` steps -- the
+last one dropped as in training -- plus the validation of ``all-val-records`` records, and a run is
+50 of those. Defaults: task ``all`` (folds 1-8: 17,441 records; fold 9: 2,193); ``diagnostic`` has
+17,111 / 2,156.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+
+def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int = 0) -> dict:
+    from ecg_transfer import models
+    from ecg_transfer.training import RunConfig, resolve_stages
+    from ecg_transfer.training.loop import fit
+    from ecg_transfer.training.scaler import GlobalStandardScaler
+
+    cfg = RunConfig.from_dict({"model": name, "epochs": 1, "device": "cpu", "validate_every": 1,
+                               "schedule": {"max_lr": models.TRAINING_HINTS[name]["lr"]}})
+    n_train = (steps + 1) * cfg.batch_size  # one warm-up step, then `steps` timed ones
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, 0.3, size=(n_train + val_records, 12, 1000)).astype(np.float32)
+    Y = (rng.random((len(X), n_classes)) < 0.05).astype(np.float32)
+    torch.manual_seed(seed)
+    model = models.build(name, 12, n_classes)
+    step_times: list[float] = []  # after every optimizer step: consecutive differences are whole steps
+    handle = register_optimizer_step_post_hook(
+        lambda *_: step_times.append(time.perf_counter()))
+    res = fit(model, X, Y, np.arange(n_train), np.arange(n_train, len(X)), config=cfg, stages=resolve_stages(cfg),
+              scaler=GlobalStandardScaler(0.0, 0.3), progress=False)
+    handle.remove()
+    row = res.history[0]
+    train_s = row["seconds"] - row["val_seconds"]
+    marks = np.diff(step_times) if len(step_times) == steps + 1 else None
+    per_step = float(np.median(marks)) if marks is not None else train_s / (steps + 1)
+    return {"model": name, "params": sum(p.numel() for p in model.parameters()),
+            "steps_timed": steps, "train_seconds_total": train_s, "seconds_per_step_median": per_step,
+            "step_seconds": None if marks is None else [round(float(m), 3) for m in marks],
+            "val_records": val_records, "val_seconds": row["val_seconds"],
+            "val_seconds_per_record": row["val_seconds"] / max(val_records, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["xresnet1d101", "s4"])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--val-records", type=int, default=64)
+    ap.add_argument("--train-records", type=int, default=17441)
+    ap.add_argument("--all-val-records", type=int, default=2193)
+    ap.add_argument("--classes", type=int, default=71)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    rows = []
+    for name in args.models:
+        r = _measure(name, args.steps, args.val_records, args.classes)
+        steps_per_epoch = args.train_records // 128
+        r["epoch_seconds"] = steps_per_epoch * r["seconds_per_step_median"] + \
+            args.all_val_records * r["val_seconds_per_record"]
+        r[f"run_hours_{args.epochs}_epochs"] = args.epochs * r["epoch_seconds"] / 3600
+        rows.append(r)
+        print(f"{name}: {r['params']:,} parameters; {r['seconds_per_step_median']:.2f} s per step of 128 "
+              f"(median of {args.steps}); validation {r['val_seconds_per_record'] * 1000:.0f} ms per record; "
+              f"epoch ≈ {r['epoch_seconds'] / 60:.1f} min; {args.epochs} epochs ≈ "
+              f"{r[f'run_hours_{args.epochs}_epochs']:.1f} h", flush=True)
+    if len(rows) > 1:
+        base = rows[0]["epoch_seconds"]
+        for r in rows[1:]:
+            print(f"{r['model']} / {rows[0]['model']}: {r['epoch_seconds'] / base:.1f}x per epoch")
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or
+            platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(), "args": vars(args),
+            "rows": rows}
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
