@@ -20,6 +20,7 @@ bootstrap CIs and paired tests). Layout (every key optional except the dataset r
     [experiments.sampling_rate]  3: rates in Hz, both arms, pre-training at each rate
     [experiments.calibration]    4: calibrators fitted on validation, before/after on test
     [experiments.frequency]      5: frequency-domain inputs for pre-training and fine-tuning
+    [experiments.strategy]       6: pre-training strategy (none / supervised per task / self-supervised)
     [profiles.NAME]              tables merged over the above with ``--profile NAME``
 
 Shares are percentages. ``study.machinery_check = true`` marks a profile whose numbers check the
@@ -201,6 +202,44 @@ class FrequencyExperiment(Settings):
     """Frequency-domain inputs per 2.5 s window, against the time domain."""
 
 
+STRATEGIES = ("none", *(f"supervised:{t}" for t in PTBXL_TASKS), "self-supervised")
+
+
+def _strategy(value: str) -> str:
+    if value not in STRATEGIES:
+        raise ValueError(f"{value!r} is not a strategy; allowed: {', '.join(STRATEGIES)}")
+    return value
+
+
+class StrategyExperiment(Settings):
+    enabled: bool = False
+    """Run experiment 6 (off unless a spec turns it on)."""
+    strategies: Annotated[tuple_of(Annotated[str, AfterValidator(_strategy)]), AfterValidator(_distinct)] = STRATEGIES
+    """none (random weights), supervised:TASK (pre-trained on a PTB-XL task), self-supervised (the [ssl] table below)."""
+    models: Annotated[tuple_of(Literal[MODEL_NAMES]), AfterValidator(_distinct)] | None = None  # type: ignore
+    """Backbones compared (default: study.model)."""
+    shares: Annotated[tuple_of(Percent), AfterValidator(_distinct)] | None = None
+    """Target training shares, tested on the rest (default: experiment 1's shares)."""
+    repeats: Annotated[int, Field(ge=1)] = 1
+    """Repeats per share (other folds, subsets and seeds)."""
+    source_epochs: Annotated[int, Field(ge=1)] | None = None
+    """Pre-training epochs of every strategy's source run (default: source.epochs)."""
+    ssl: PlainTable = Field(default_factory=dict)
+    """The [ssl] table of the self-supervised pre-training (see the run config reference)."""
+    model_runs: dict[str, PlainTable] = Field(default_factory=dict)
+    """Extra run-config keys per backbone for its pre-training and from-scratch runs, e.g.
+    {s4 = {batch_size = 64, schedule = {max_lr = 0.001}}} (fine-tuned runs use [finetune])."""
+
+    @model_validator(mode="after")
+    def _known_models(self) -> "StrategyExperiment":
+        unknown = sorted(set(self.model_runs) - set(MODEL_NAMES))
+        if unknown:
+            raise KeyedValueError("model_runs", f"{unknown[0]!r} is not a model; allowed: {', '.join(MODEL_NAMES)}")
+        if self.enabled and "self-supervised" in self.strategies and not self.ssl:
+            raise KeyedValueError("ssl", "the self-supervised strategy needs its [ssl] table")
+        return self
+
+
 class Experiments(Settings):
     target_share: TargetShareExperiment = Field(default_factory=TargetShareExperiment)
     """1: target training share."""
@@ -212,6 +251,8 @@ class Experiments(Settings):
     """4: calibration."""
     frequency: FrequencyExperiment = Field(default_factory=FrequencyExperiment)
     """5: frequency-domain inputs."""
+    strategy: StrategyExperiment = Field(default_factory=StrategyExperiment)
+    """6: the pre-training strategy (none, supervised on each PTB-XL task, self-supervised), per backbone."""
 
 
 def _transfer_policy(ft: FinetuneConfig) -> FinetuneConfig:
@@ -336,4 +377,4 @@ def load_spec(path: str | Path, profile: str | None = None) -> StudySpec:
         raise ConfigError(text if text.startswith(str(path)) else f"{path}: {text}") from None
 
 
-__all__ = ["FREQUENCY_INPUTS", "StudySettings", "StudySpec", "load_spec", "spec_from_dict"]
+__all__ = ["FREQUENCY_INPUTS", "STRATEGIES", "StudySettings", "StudySpec", "load_spec", "spec_from_dict"]

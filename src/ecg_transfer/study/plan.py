@@ -100,13 +100,16 @@ class _Planner:
         tgt_shares = list(ex["target_share"]["shares"]) if ex["target_share"]["enabled"] else []
         if ex["source_share"]["enabled"]:
             tgt_shares.append(ex["source_share"]["target_share"])
+        if ex["strategy"]["enabled"]:
+            tgt_shares += list(ex["strategy"]["shares"] or ex["target_share"]["shares"])
         self.target_parts = fraction_parts(tgt_shares or [50])
         self.seeds = list(st["seeds"])
 
     # ----- configs -----------------------------------------------------------------------------
-    def _common(self, fs: float, seed: int, inp: str) -> dict[str, Any]:
+    def _common(self, fs: float, seed: int, inp: str, model: str | None = None) -> dict[str, Any]:
         st = self.d["study"]
-        cfg: dict[str, Any] = {"model": st["model"], "model_kwargs": dict(st["model_kwargs"]), "fs": float(fs),
+        kwargs = dict(st["model_kwargs"]) if model in (None, st["model"]) else {}  # other backbones: their defaults
+        cfg: dict[str, Any] = {"model": model or st["model"], "model_kwargs": kwargs, "fs": float(fs),
                                "seed": int(seed), "num_threads": st["threads"], "device": st["device"]}
         if inp != "time":
             cfg["input"] = inp
@@ -116,28 +119,38 @@ class _Planner:
         return cfg
 
     def pretrain(self, *, share: float | None = None, fs: float | None = None, inp: str = "time",
-                 epochs: int | None = None) -> str:
+                 epochs: int | None = None, model: str | None = None, labels: str | None = None,
+                 ssl: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> str:
+        """A source run: supervised on ``labels`` (default source.labels), or self-supervised with
+        the ``ssl`` table; ``extra``: run-config keys of this backbone (experiment 6)."""
         src, st = self.d["source"], self.d["study"]
         epochs = int(src["epochs"] if epochs is None else epochs)
+        labels = labels or src["labels"]
         fs = float(st["fs"] if fs is None else fs)
         fraction = src["train_fraction"] if share is None else share / 100
         source_fs = 500 if fs > 100 else 100
-        task: dict[str, Any] = {"dataset": src["dataset"], "root": src["root"], "labels": src["labels"],
+        task: dict[str, Any] = {"dataset": src["dataset"], "root": src["root"], "labels": labels,
                                 "source_fs": source_fs, "allow_missing": bool(src["allow_missing"] and source_fs == 500)}
         if st["cache_dir"]:
             task["cache_dir"] = st["cache_dir"]
         if fraction < 1:
             task.update(train_fraction=float(fraction), fraction_parts=self.source_parts, fraction_seed=0)
-        cfg = {**self._common(fs, self.seeds[0], inp), "epochs": epochs, "batch_size": src["batch_size"],
-               "validate_every": min(src["validate_every"], epochs), "task": task, **copy.deepcopy(src["run"])}
-        name = f"pretrain/{src['labels']}/fs{_num(fs)}/share{_num(100 * fraction)}/{inp}"
+        cfg = {**self._common(fs, self.seeds[0], inp, model), "epochs": epochs, "batch_size": src["batch_size"],
+               "validate_every": min(src["validate_every"], epochs), "task": task, **copy.deepcopy(src["run"]),
+               **copy.deepcopy(extra or {})}
+        if ssl:
+            cfg["ssl"] = copy.deepcopy(ssl)
+        name = f"pretrain/{'ssl' if ssl else labels}/fs{_num(fs)}/share{_num(100 * fraction)}/{inp}"
         if epochs != src["epochs"]:
             name += f"/{epochs}ep"
+        if model not in (None, st["model"]):
+            name += f"/{model}"
         return self._add("pretrain", cfg, None, {"name": name, "experiment": "pretrain", "arm": "pretrain",
                                                   "fs": fs, "share": 100 * fraction, "input": inp})
 
     def target(self, arm: str, *, protocol: str, seed: int, fs: float | None = None, inp: str = "time",
-               pretrain: str | None = None, split: dict[str, Any] | None = None, use: dict[str, Any]) -> str:
+               pretrain: str | None = None, split: dict[str, Any] | None = None, use: dict[str, Any],
+               model: str | None = None, extra: dict[str, Any] | None = None) -> str:
         tgt, st = self.d["target"], self.d["study"]
         fs = float(st["fs"] if fs is None else fs)
         task: dict[str, Any] = {"dataset": tgt["dataset"], "root": tgt["root"], "labels": f"protocol:{protocol}",
@@ -147,7 +160,7 @@ class _Planner:
         if st["cache_dir"]:
             task["cache_dir"] = st["cache_dir"]
         task.update(split or {})
-        cfg = {**self._common(fs, seed, inp), "batch_size": tgt["batch_size"],
+        cfg = {**self._common(fs, seed, inp, model), "batch_size": tgt["batch_size"],
                "validate_every": tgt["validate_every"], "short_records": "pad", "task": task,
                **copy.deepcopy(tgt["run"])}
         if arm == "finetuned":  # the policy's stages decide its epochs
@@ -156,6 +169,7 @@ class _Planner:
         else:
             cfg.update(epochs=self.d["standalone"]["epochs"], finetune={"policy": "none"})
             cfg.update(copy.deepcopy(self.d["standalone"]["run"]))
+            cfg.update(copy.deepcopy(extra or {}))
             depends = None
         return self._add(arm, cfg, depends, {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs,
                                              "input": inp})
@@ -236,9 +250,38 @@ class _Planner:
                                             "input": inp})
                 for seed in self.seeds:
                     self.both_arms(pretrain=pre, protocol=primary, seed=seed, inp=inp, use={"experiment": "exp5"})
+        if ex["strategy"]["enabled"]:
+            self.strategies(ex["strategy"], ex["target_share"]["shares"], primary)
         # pre-training runs first (everything else waits for them), then in the order planned
         runs = list(self.runs.values())
         return [r for r in runs if r.kind == "pretrain"] + [r for r in runs if r.kind != "pretrain"]
+
+
+    def strategies(self, e6: dict[str, Any], default_shares: list[float], protocol: str) -> None:
+        """Experiment 6: per backbone and strategy, a source run (none for "none"), then the target
+        at each share ("test on the rest"), fine-tuned -- or from random weights for "none"."""
+        st = self.d["study"]
+        for model in e6["models"] or [st["model"]]:
+            extra = e6["model_runs"].get(model, {})
+            for strategy in e6["strategies"]:
+                pre = None
+                if strategy.startswith("supervised:"):
+                    pre = self.pretrain(model=model, labels=strategy.split(":", 1)[1], epochs=e6["source_epochs"],
+                                        extra=extra)
+                elif strategy == "self-supervised":
+                    pre = self.pretrain(model=model, ssl=e6["ssl"], epochs=e6["source_epochs"], extra=extra)
+                if pre is not None:
+                    self.runs[pre].uses.append({"name": f"exp6/{model}/{strategy}/pretrain", "experiment": "exp6",
+                                                "arm": "pretrain", "strategy": strategy, "model": model})
+                for share in e6["shares"] or default_shares:
+                    for r in range(e6["repeats"]):
+                        seed = self.seeds[r % len(self.seeds)]
+                        arm = "standalone" if pre is None else "finetuned"
+                        name = f"exp6/{model}/{strategy}/share{_num(share)}/repeat{r}/{protocol}/{arm}/s{seed}"
+                        self.target(arm, pretrain=pre, protocol=protocol, seed=seed, split=self.rest_split(share, r),
+                                    model=model, extra=extra if pre is None else None,
+                                    use={"name": name, "experiment": "exp6", "strategy": strategy, "model": model,
+                                         "share": share, "repeat": r})
 
 
 def _num(x: float) -> str:
