@@ -193,11 +193,15 @@ def test_bad_records_listed_others_predicted(run_dir: Path, tmp_path: Path, caps
         assert name in err
     assert json.loads((tmp_path / "p.json").read_text())["n_failed"] == 4
 
+    before = {p.name: p.read_bytes() for p in (out, tmp_path / "p.json", tmp_path / "p_errors.csv")}
     code = main(["predict", str(run_dir), str(folder / "short"), str(folder / "trunc"), "--out", str(out),
                  "--threshold", "0.5"])
     _, err = capsys.readouterr()
-    assert code == 2 and "no record could be predicted" in err
-    assert read_csv(out)[1] == []
+    assert code == 2 and "no record could be predicted" in err and "nothing written" in err
+    assert {p.name: p.read_bytes() for p in (out, tmp_path / "p.json", tmp_path / "p_errors.csv")} == before
+    fresh = tmp_path / "fresh.csv"  # no empty files that would pass for results
+    assert main(["predict", str(run_dir), str(folder / "short"), "--out", str(fresh), "--threshold", "0.5"]) == 2
+    assert not list(tmp_path.glob("fresh*"))
 
 
 def test_npy_layouts_defined_and_checked(run_dir: Path, tmp_path: Path) -> None:

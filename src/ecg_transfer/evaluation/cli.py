@@ -32,6 +32,10 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability at which a label counts as predicted, for the challenge metric (default 0.5)")
     p.add_argument("--no-plots", action="store_true", help="skip the reliability diagrams")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write the evaluation here instead of RUN_DIR/evaluation/ (several runs: DIR/<run>/, with "
+                        "seeds.json and comparison_<other>.json in DIR); required for a run of a study, whose "
+                        "evaluation/ holds the study's results")
 
 
 def _print_run(res: dict[str, Any]) -> None:
@@ -61,12 +65,39 @@ def _print_run(res: dict[str, Any]) -> None:
             dauc = e.get("max_auc_change")
             print(f"    {state:<18} {format_interval(e['brier'], 4):<24} {format_interval(e['ece'], 4):<24} "
                   f"{'' if dauc is None else f'{dauc:.2g}'}")
-    print(f"  written: {Path(res['run_dir']) / 'evaluation' / 'metrics.json'}")
+    print(f"  written: {res['written']}")
+
+
+def refuse_study_runs(run_dirs: list[Path]) -> None:
+    """No user command overwrites a study's results: a study run's ``evaluation/`` is the study's."""
+    from ..study.store import study_run_info
+    from .runs import EvaluationError
+
+    for run_dir in run_dirs:
+        info = study_run_info(run_dir)
+        if info is not None:
+            raise EvaluationError(
+                f"{run_dir} is run {info['name']} of the study {info['study_dir']}: its evaluation/ holds the "
+                f"study's results (bootstrap and calibration as the study's spec says), which this command would "
+                f"overwrite. Write this evaluation elsewhere with --out DIR")
+
+
+def _out_dirs(args: argparse.Namespace) -> tuple[list[Path | None], Path | None]:
+    """Where each run's evaluation goes, and where seeds.json / comparisons go (None: the defaults)."""
+    if args.out is None:
+        refuse_study_runs(list(args.run_dir))
+        return [None] * len(args.run_dir), None
+    if len(args.run_dir) == 1:
+        return [args.out], args.out
+    names = [Path(r).resolve().name for r in args.run_dir]
+    if len(set(names)) != len(names):
+        names = [f"{i + 1}_{n}" for i, n in enumerate(names)]
+    return [args.out / n for n in names], args.out
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .bootstrap import format_interval
-    from .runs import compare_runs, evaluate_run, summarise_seeds
+    from .runs import EVAL_DIR, compare_runs, evaluate_run, summarise_seeds
 
     methods: list[str] = []
     for m in args.calibrate or []:
@@ -75,10 +106,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 methods.append(name)
     kw = dict(n_resamples=args.resamples, seed=args.seed, level=args.level, n_bins=args.bins,
               threshold=args.threshold)
-    for run_dir in args.run_dir:
-        _print_run(evaluate_run(run_dir, calibrate=methods, plots=not args.no_plots, **kw))
+    outs, shared = _out_dirs(args)
+    for run_dir, out in zip(args.run_dir, outs):
+        res = evaluate_run(run_dir, calibrate=methods, plots=not args.no_plots, out=out, **kw)
+        _print_run({**res, "written": (Path(run_dir) / EVAL_DIR if out is None else out) / "metrics.json"})
     if len(args.run_dir) > 1:
-        s = summarise_seeds(args.run_dir, **kw)
+        s = summarise_seeds(args.run_dir, out=None if shared is None else shared / "seeds.json", **kw)
         print(f"{s['n_seeds']} seeds: mean +- sd, pooled {args.level:.0%} CI of the seed mean")
         for name, e in s["metrics"].items():
             sd = "" if e["sd"] is None else f" +- {e['sd']:.3f}"
@@ -88,7 +121,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"  {_NAMES[name]:<18} {mean}{sd}{ci}")
         print(f"  written: {s['path']}")
     if args.compare:
-        c = compare_runs(args.run_dir, args.compare, **kw)
+        c = compare_runs(args.run_dir, args.compare, out=shared, **kw)
         print(f"paired bootstrap, A - B on {c['n_records']} common test records "
               f"(A: {', '.join(c['a'])}; B: {', '.join(c['b'])})")
         print(f"  {'metric':<18} {'A':>7} {'B':>7}  {'A - B [CI]':<28} p")

@@ -182,9 +182,11 @@ def evaluate_run(
     n_bins: int = 10,
     threshold: float = 0.5,
     plots: bool = True,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every metric of a run's test predictions, with bootstrap CIs; calibrators fitted on its
-    validation predictions only. Writes ``RUN_DIR/evaluation/`` and returns what ``metrics.json`` holds."""
+    validation predictions only. Writes ``out`` (default ``RUN_DIR/evaluation/``) and returns what
+    its ``metrics.json`` holds."""
     run = load_run(run_dir)
     unknown = [m for m in calibrate if m not in CALIBRATORS]
     if unknown:
@@ -193,7 +195,7 @@ def evaluate_run(
     if not test.record_ids:
         raise EvaluationError(f"{run.run_dir}: predictions_test.csv holds no record")
     y, p, labels = test.y_true, test.probs, test.label_names
-    out = run.run_dir / EVAL_DIR
+    out = run.run_dir / EVAL_DIR if out is None else Path(out)
     mapping = _mapping_for(run)
 
     t0 = time.perf_counter()
@@ -271,11 +273,13 @@ def compare_runs(
     n_bins: int = 10,
     threshold: float = 0.5,
     write: bool = True,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Paired bootstrap of A - B (e.g. fine-tuned minus standalone) on the same test records.
 
     Each side is one run or several seeds (an arm's value is its seed mean). Refuses runs whose test
-    records, labels or reference labels differ. Written to ``<first A run>/evaluation/comparison_<B>.json``.
+    records, labels or reference labels differ. Written to ``comparison_<B>.json`` in ``out`` (default
+    ``<first A run>/evaluation/``).
     """
     a = [load_run(r) for r in runs_a]
     b = [load_run(r) for r in runs_b]
@@ -288,7 +292,7 @@ def compare_runs(
     res.update({"a": [str(r.run_dir) for r in a], "b": [str(r.run_dir) for r in b], "n_records": len(ref.record_ids),
                 "challenge": mapping.to_dict()})
     if write:
-        path = a[0].run_dir / EVAL_DIR / f"comparison_{_safe(b[0].name)}.json"
+        path = (a[0].run_dir / EVAL_DIR if out is None else Path(out)) / f"comparison_{_safe(b[0].name)}.json"
         atomic_write_json(path, res)
         res["path"] = str(path)
     return res

@@ -44,14 +44,15 @@ def run_predict(args: argparse.Namespace) -> int:
     for note in predictor.thresholds.notes if predictor.thresholds else ():
         print(f"ecg-transfer predict: note: {note}", file=sys.stderr)
     result = predictor.predict_paths(args.inputs, fs=args.fs, on_error=print_problem)
+    if not result.record_ids:  # empty files would pass for results: write none
+        print(f"ecg-transfer predict: error: no record could be predicted ({len(result.errors)} failed, listed "
+              f"above); nothing written to {args.out}", file=sys.stderr)
+        return exit_code(result)
     paths = write_outputs(args.out, result, predictor)
-    code = exit_code(result)
     print(f"{len(result.record_ids)} record(s) predicted, {len(result.errors)} failed; written: {paths['predictions']} "
           f"(thresholds {predictor.describe()['thresholds']['rule']}: {paths['metadata']}"
           + (f"; errors: {paths['errors']})" if result.errors else ")"))
-    if code == 2:
-        print("ecg-transfer predict: error: no record could be predicted", file=sys.stderr)
-    return code
+    return exit_code(result)
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,6 +100,7 @@ def run_model_card(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run_dir} is not a run directory")
     print(write_model_card(args.run_dir, n_resamples=args.resamples, seed=args.seed))
     return 0
+
 
 def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="a finished run directory (holding model.pt)")

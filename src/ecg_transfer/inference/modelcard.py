@@ -1,6 +1,8 @@
 """``RUN_DIR/MODEL_CARD.md``: what a run is, how well it does (with intervals), and what it is not for.
 
-Written at the end of every training run and rewritten by ``ecg-transfer model-card RUN_DIR`` (e.g.
+Written by the step after a run, not by training itself: ``ecg-transfer train`` writes it when the
+run is trained, ``ecg-transfer study run`` after the study's evaluation of the run (so it quotes
+that evaluation, calibration included), and ``ecg-transfer model-card RUN_DIR`` rewrites it (e.g.
 after ``ecg-transfer evaluate``, whose ``evaluation/metrics.json`` it then quotes). Everything comes
 from files the run directory already holds -- ``config.json``, ``splits.json``, ``environment.json``,
 ``metrics.jsonl``, ``model.pt``, ``predictions_*.csv``, ``evaluation/metrics.json`` -- so the card
@@ -318,7 +320,8 @@ def write_model_card(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES,
 
 
 def write_model_card_after_run(run_dir: str | Path) -> Path | None:
-    """The training hook: a card that cannot be written is logged, never the end of a finished run."""
+    """``ecg-transfer train``'s post-run step: a card that cannot be written is logged, never the end
+    of a finished run."""
     try:
         return write_model_card(run_dir)
     except Exception as exc:  # the run's outputs are already safely written

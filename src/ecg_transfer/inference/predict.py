@@ -18,6 +18,8 @@ Output (:func:`write_outputs`), for ``--out predictions.csv``:
   with the rule that chose them, counts, and the errors;
 - ``predictions_errors.csv``: ``record,problem`` for every record that failed (header only if none),
   always rewritten so an old file never survives a new run.
+
+When no record could be predicted nothing is written (empty files would pass for results).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..datasets.base import STANDARD_LEADS, RecordProblem
-from ..errors import ConfigError, RecordError
+from ..errors import ConfigError, EcgTransferError, RecordError
 from ..signal import resample
 from .inputs import RawRecord, iter_inputs, unique_ids
 from .thresholds import Thresholds, run_thresholds
@@ -280,7 +282,10 @@ def predictions_csv(result: PredictionResult, labels: Sequence[str]) -> str:
 
 def write_outputs(out: str | Path, result: PredictionResult, predictor: Predictor,
                   extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write the predictions CSV, its JSON sidecar and the errors CSV (see the module docstring)."""
+    """Write the predictions CSV, its JSON sidecar and the errors CSV (see the module docstring).
+    Refuses a result without a predicted record: empty output files would pass for results."""
+    if not result.record_ids:
+        raise EcgTransferError(f"{out}: no record was predicted ({len(result.errors)} failed); nothing written")
     out = Path(out)
     meta_path, err_path = sidecar_paths(out)
     atomic_write_text(out, predictions_csv(result, predictor.label_names))

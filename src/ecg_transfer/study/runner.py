@@ -1,13 +1,22 @@
-"""``study run``: train what is missing, skip what is done, record failures and go on.
+"""``study run``: train what is missing, finish what was interrupted, skip what is done, record
+failures and go on.
 
 Each run goes through the same steps as ``ecg-transfer train`` followed by ``ecg-transfer
-evaluate``: the data layer resolves the run's ``[task]`` table, :func:`train_run` trains it
-(resuming from the checkpoint of an interrupted attempt) and :func:`evaluate_run` writes its
-metrics with bootstrap CIs (and, for the headline runs, the calibrators of experiment 4, fitted on
-validation predictions). Killing the process loses at most the epoch in flight.
+evaluate`` and ``ecg-transfer model-card``, under the run's lock (:mod:`.store`): the data layer
+resolves the run's ``[task]`` table, :func:`train_run` trains it (resuming from the checkpoint of
+an interrupted attempt, or writing the predictions a saved ``model.pt`` lacks),
+:func:`evaluate_run` writes its metrics with bootstrap CIs (and, for the headline runs, the
+calibrators of experiment 4, fitted on validation predictions), the model card quotes that
+evaluation, and the completion marker is written last. Killing the process loses at most the
+epoch in flight; a run killed after its training is finished without training again.
+
+Under the lock the run's state is read again before anything is done, so two processes on one
+folder never train or evaluate one run twice.
 
 Failures: an exception in one run is written to its ``state.json`` (message and traceback) and
 the study goes on; runs that start from a failed pre-training run are recorded as failed too.
+A full disk stops the study with one line naming the disk and the run (:class:`DiskFullError`);
+its failure is recorded in the room ``state.json`` reserved when the attempt started.
 ``--retry-failed`` tries failed runs again. ``results.json`` is written when the process ends
 (also when interrupted), and ``ecg-transfer report`` recomputes it from whatever is done.
 """
@@ -25,11 +34,13 @@ from typing import Any, Callable
 from ..atomic import atomic_write_json
 from .plan import RunDef, plan_study, select_shard
 from .spec import StudySpec
-from .store import RunStore
+from .store import DiskFullError, Lease, LockLostError, RunStore, disk_of, no_space
 
 log = logging.getLogger(__name__)
 
 WAIT_POLL_SECONDS = 20.0
+#: What finishing a run writes again from its checkpoint when it changed after completion.
+REMADE_OUTPUTS = ("model.pt", "predictions_val.csv", "predictions_test.csv")
 
 
 @dataclass
@@ -90,35 +101,50 @@ class StudyRunner:
         self.progress = progress
         self.echo = echo
         self._execute = execute or execute_run
+        self._leases: dict[str, Lease] = {}
         self.summary = StudyRunSummary(self.study_dir, len(self.runs), 0)
 
     def run(self) -> StudyRunSummary:
         t0 = time.perf_counter()
-        write_study_files(self.spec, self.study_dir, self.runs)
+        try:
+            write_study_files(self.spec, self.study_dir, self.runs)
+        except OSError as exc:
+            if no_space(exc):
+                raise DiskFullError(f"disk full on {disk_of(self.study_dir)}: cannot write the study's files in "
+                                    f"{self.study_dir}; free space and run the study again") from None
+            raise
         mine = select_shard(self.runs, self.shard)
         self.summary.selected = len(mine)
         shard = "" if self.shard == (1, 1) else f" (shard {self.shard[0]}/{self.shard[1]})"
         self.echo(f"study {self.spec.name}: {len(self.runs)} runs planned, {len(mine)} in this process{shard}; "
                   f"writing to {self.study_dir}")
+        disk_full = False
         try:
             for i, run in enumerate(mine, 1):
                 self._ensure(run, f"[{i}/{len(mine)}]")
+        except DiskFullError:
+            disk_full = True
+            raise
         finally:  # also when interrupted: the report shows what is done so far
             self.summary.seconds = time.perf_counter() - t0
-            self._write_results()
+            if not disk_full:
+                self._write_results()
         return self.summary
+
+    def check_lock(self, key: str) -> None:
+        """Raise :class:`LockLostError` when this process no longer holds ``key``'s lock."""
+        lease = self._leases.get(key)
+        if lease is not None:
+            lease.check()
 
     def _ensure(self, run: RunDef, where: str, waiting_child: str | None = None) -> str:
         """Bring ``run`` to done or failed; returns its final state ("busy" when another process has it)."""
         st = self.store.state(run.key)["state"]
-        if st == "done":
+        if st == "done" or (st == "failed" and not self.retry_failed):
             if waiting_child is None:
                 self.summary.skipped.append(run.key)
-            return "done"
-        if st == "failed" and not self.retry_failed:
-            if waiting_child is None:
-                self.summary.skipped.append(run.key)
-            return "failed"
+            return st
+        parent_failed = None
         if run.depends is not None:
             parent = self.by_key[run.depends]
             pst = self._ensure(parent, where, waiting_child=run.key)
@@ -127,37 +153,80 @@ class StudyRunner:
                 time.sleep(WAIT_POLL_SECONDS)
                 pst = self._ensure(parent, where, waiting_child=run.key)
             if pst == "failed":
-                self.store.mark(run.key, "failed", error=f"its pre-training run {parent.name} ({parent.key}) failed",
-                                name=run.name)
-                self.summary.failed.append(run.key)
-                self.echo(f"{where} {run.name}: not run, its pre-training run failed")
-                return "failed"
-        if not self.store.acquire(run.key):
+                parent_failed = f"its pre-training run {parent.name} ({parent.key}) failed"
+        try:
+            lease = self.store.acquire(run.key)
+        except OSError as exc:
+            if no_space(exc):
+                raise DiskFullError(f"disk full on {disk_of(self.study_dir)}: cannot start run {run.name} "
+                                    f"({run.key}); free space and run the study again") from None
+            raise
+        if lease is None:
             if waiting_child is None:
                 self.summary.busy.append(run.key)
                 self.echo(f"{where} {run.name}: trained by another process, skipping")
             return "busy"
+        self._leases[run.key] = lease
         try:
-            self.store.clear_state(run.key)
-            self.echo(f"{where} {run.name} ({run.key}) ...")
-            t0 = time.perf_counter()
-            try:
-                self._execute(self, run)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # recorded, and the study goes on
-                self.store.mark(run.key, "failed", error=f"{type(exc).__name__}: {exc}", name=run.name,
-                                traceback=traceback.format_exc())
-                self.summary.failed.append(run.key)
-                self.echo(f"{where} {run.name}: FAILED: {type(exc).__name__}: {exc}")
-                return "failed"
-            seconds = round(time.perf_counter() - t0, 1)
-            self.store.mark(run.key, "done", name=run.name, seconds=seconds)
-            self.summary.trained.append(run.key)
-            self.echo(f"{where} {run.name}: done in {seconds:.0f} s")
-            return "done"
+            return self._attempt(run, where, waiting_child, parent_failed)
         finally:
-            self.store.release(run.key)
+            del self._leases[run.key]
+            lease.release()
+
+    def _attempt(self, run: RunDef, where: str, waiting_child: str | None, parent_failed: str | None) -> str:
+        """Under the run's lock: look again (another process may have finished it meanwhile), then
+        run it and write the completion marker last."""
+        st = self.store.recorded(run.key)["state"]
+        if st == "done" or (st == "failed" and not self.retry_failed):
+            if waiting_child is None:
+                self.summary.skipped.append(run.key)
+            return st
+        if parent_failed is not None:
+            self.store.mark_failed(run.key, error=parent_failed, name=run.name)
+            self.summary.failed.append(run.key)
+            self.echo(f"{where} {run.name}: not run, {parent_failed}")
+            return "failed"
+        t0 = time.perf_counter()
+        try:
+            self._forget_changed(run)
+            self.store.begin(run.key, name=run.name)
+            self.echo(f"{where} {run.name} ({run.key}) ...")
+            self._execute(self, run)
+            self.check_lock(run.key)
+            seconds = round(time.perf_counter() - t0, 1)
+            self.store.mark_done(run.key, name=run.name, seconds=seconds)
+        except KeyboardInterrupt:
+            raise
+        except LockLostError as exc:  # another process has the run now: record nothing
+            self.summary.busy.append(run.key)
+            self.echo(f"{where} {run.name}: stopped: {exc}")
+            return "busy"
+        except Exception as exc:  # recorded, and the study goes on (unless the disk is full)
+            return self._failed(run, where, exc)
+        self.summary.trained.append(run.key)
+        self.echo(f"{where} {run.name}: done in {seconds:.0f} s")
+        return "done"
+
+    def _forget_changed(self, run: RunDef) -> None:
+        """Training outputs that changed after the run was completed are made again, not trusted."""
+        for rel in self.store.changed_outputs(run.key):
+            if rel in REMADE_OUTPUTS:
+                self.echo(f"  {run.name}: {rel} changed since the run was completed: making it again")
+                (self.store.run_dir(run.key) / rel).unlink(missing_ok=True)
+
+    def _failed(self, run: RunDef, where: str, exc: Exception) -> str:
+        """Record a failed attempt; on a full disk, stop the study with one line naming disk and run."""
+        error = f"{type(exc).__name__}: {exc}"
+        recorded = self.store.mark_failed(run.key, error=error, name=run.name, traceback=traceback.format_exc())
+        self.summary.failed.append(run.key)
+        if no_space(exc) or (not recorded and no_space_now(self.study_dir)):
+            state = self.store.run_dir(run.key) / "state.json"
+            where_recorded = f"recorded as failed in {state}" if recorded else "not recorded (no room even for that)"
+            raise DiskFullError(
+                f"disk full on {disk_of(self.study_dir)} while running {run.name} ({run.key}): {error.splitlines()[0]}; "
+                f"the run is {where_recorded}. Free space, then run the study again with --retry-failed") from None
+        self.echo(f"{where} {run.name}: FAILED: {error}" + ("" if recorded else " (could not record it in state.json)"))
+        return "failed"
 
     def _write_results(self) -> None:
         from .results import write_results
@@ -170,13 +239,23 @@ class StudyRunner:
             self.echo(f"warning: could not update results.json: {type(exc).__name__}: {exc}")
 
 
+def no_space_now(path: Path) -> bool:
+    """Is there (almost) no room left where ``path`` is? Used when a write failed for an unnamed reason."""
+    try:
+        return shutil.disk_usage(path).free < 1 << 20
+    except OSError:
+        return False
+
+
 def execute_run(runner: StudyRunner, run: RunDef) -> None:
-    """Train (or resume) one run and evaluate it; raises on failure."""
+    """Bring one run to complete and raise on failure: train it (resuming from its checkpoint), or
+    finish an interrupted one from what it holds (predictions from ``model.pt``), then evaluate it
+    as the study asks and write its model card, which quotes that evaluation. Idempotent: a run
+    killed at any write is finished by calling this again; a finished model is never retrained."""
     from ..atomic import atomic_write_json as write_json
-    from ..datasets.task import load_task
     from ..evaluation.runs import evaluate_run
-    from ..training.modelfile import MODEL_FILE
-    from ..training.run import train_run
+    from ..inference.modelcard import write_model_card
+    from ..training.run import missing_outputs
 
     store = runner.store
     run_dir = store.run_dir(run.key)
@@ -184,22 +263,36 @@ def execute_run(runner: StudyRunner, run: RunDef) -> None:
     if run.depends is not None:
         cfg["finetune"] = {**cfg["finetune"], "pretrained_run": str(store.run_dir(run.depends).resolve())}
     write_json(run_dir / "definition.json", run.to_dict())
-    if not (run_dir / MODEL_FILE).exists():
-        resume = (run_dir / "checkpoint.pt").exists()
-        if not resume:  # a failed attempt before its first checkpoint: start clean
-            for p in run_dir.iterdir():
-                if p.name not in ("definition.json", "lock", "state.json"):
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-        data = load_task(cfg["task"], cfg["fs"], progress=runner.progress)
-        train_run(cfg, data.X, data.Y, data.record_ids, data.splits, data.label_names, run_dir, resume=resume,
-                  lengths=data.lengths, progress=runner.progress,
-                  callbacks=[lambda row, model: store.heartbeat(run.key)])
+    if missing_outputs(run_dir):
+        _train_or_finish(runner, run, cfg, run_dir)
+    runner.check_lock(run.key)
     calibrate: list[str] = []
     cal = runner.spec.data["experiments"]["calibration"]
     if cal["enabled"] and any(u["experiment"] == "headline" for u in run.uses):
         calibrate = list(cal["methods"])
     if (run_dir / "predictions_test.csv").exists():
         evaluate_run(run_dir, calibrate=calibrate, n_resamples=runner.spec.data["study"]["bootstrap"], plots=False)
+    runner.check_lock(run.key)
+    write_model_card(run_dir)  # after the evaluation: the card says what the study evaluated
+
+
+def _train_or_finish(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_dir: Path) -> None:
+    """Train the run, resume it from its checkpoint, or write the outputs its ``model.pt`` lacks."""
+    from ..datasets.task import load_task
+    from ..training.loop import CHECKPOINT
+    from ..training.modelfile import MODEL_FILE
+    from ..training.run import train_run
+
+    resume = (run_dir / CHECKPOINT).exists() or (run_dir / MODEL_FILE).exists()
+    if not resume:  # a failed attempt before its first checkpoint: start clean
+        for p in run_dir.iterdir():
+            if p.name not in ("definition.json", "lock", "state.json"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    data = load_task(cfg["task"], cfg["fs"], progress=runner.progress)
+    runner.check_lock(run.key)
+    train_run(cfg, data.X, data.Y, data.record_ids, data.splits, data.label_names, run_dir, resume=resume,
+              lengths=data.lengths, progress=runner.progress,
+              callbacks=[lambda row, model: runner.check_lock(run.key)])
 
 
 def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -> StudyRunSummary:
@@ -207,4 +300,5 @@ def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -
     return StudyRunner(spec, spec.out_dir(study_dir), **kw).run()
 
 
-__all__ = ["StudyRunSummary", "StudyRunner", "execute_run", "parse_shard", "run_study", "write_study_files"]
+__all__ = ["StudyRunSummary", "StudyRunner", "execute_run", "no_space_now", "parse_shard", "run_study",
+           "write_study_files"]

@@ -13,7 +13,13 @@ Layout of ``run_dir``:
 - ``predictions_val.csv``, ``predictions_test.csv``: record-level probabilities (see
   :mod:`ecg_transfer.predictions`);
 - ``MODEL_CARD.md``: data, labels, metrics with CIs, intended use and limits (see
-  :mod:`ecg_transfer.inference.modelcard`).
+  :mod:`ecg_transfer.inference.modelcard`), written by the command that ran the training
+  (``ecg-transfer train``; ``study run`` after its evaluation), not by :func:`train_run`.
+
+``model.pt`` is written before the predictions; a run killed between the two is finished by
+``train_run(..., resume=True)`` (``ecg-transfer train --resume``), which predicts with the saved
+model and trains nothing (:func:`missing_outputs` says what a run directory still lacks).
+
 
 The caller (the data layer) supplies arrays, not datasets: ``X`` (N, C, T) float32 mV (a memmap
 is fine), ``Y`` (N, K) multi-hot, ``record_ids`` (N), ``split_indices`` rows of X per split.
@@ -249,7 +255,8 @@ def train_run(
             raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
         return found, (load_checkpoint(ckpt_path)["meta"]["scaler"] if found else None)
 
-    resuming, resumed_scaler = ctx.from_main(look)
+    finishing = ctx.from_main(lambda: resume and (run_dir / MODEL_FILE).exists())
+    resuming, resumed_scaler = (False, None) if finishing else ctx.from_main(look)
 
     init = init_from if init_from is not None else config.finetune.pretrained_run
     if init is not None:
@@ -257,6 +264,8 @@ def train_run(
         config = config.replace(finetune={**config.finetune.to_dict(), "pretrained_run": str(init)})
     check_policy(config, pretrained=init is not None)
     stages = resolve_stages(config)
+    if finishing:  # trained already: write what the run lacks from its model.pt
+        return _finish_run(config, run_dir, X, Y, record_ids, splits, label_names, lengths, ctx)
 
     device = ctx.device
     if config.num_threads:
@@ -304,9 +313,6 @@ def train_run(
 
         aucs, predictions = ctx.from_main(finish)
 
-    if ctx.is_main:  # RUN_DIR/MODEL_CARD.md (regenerate with `ecg-transfer model-card`)
-        from ..inference.modelcard import write_model_card_after_run
-        write_model_card_after_run(run_dir)
     return RunResult(run_dir=run_dir, config=config, history=result.history, val_macro_auc=aucs["val"],
                      test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
                      resumed_from_epoch=result.resumed_from_epoch if resuming else None,
@@ -336,11 +342,21 @@ def _write_outputs(
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
     with the final weights (the last epoch's validation), used instead of predicting again."""
-    crop_len = config.crop_len
     save_model_file(
         run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
-        crop_len=crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
+        crop_len=config.crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
     )
+    return _write_predictions(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, device,
+                              lengths, known)
+
+
+def _write_predictions(
+    config: RunConfig, run_dir: Path, model: nn.Module, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
+    device: torch.device, lengths: np.ndarray | None, known: Mapping[str, np.ndarray | None] | None = None,
+) -> tuple[dict[str, float | None], dict[str, Path]]:
+    """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs."""
+    crop_len = config.crop_len
     aucs: dict[str, float | None] = {"val": None, "test": None}
     predictions: dict[str, Path] = {}
     for name in ("val", "test"):
@@ -358,3 +374,63 @@ def _write_outputs(
                                              [str(record_ids[i]) for i in idx], label_names, y_true, probs)
         aucs[name] = macro_auc(y_true, probs)[0]
     return aucs, predictions
+
+def missing_outputs(run_dir: str | Path) -> list[str]:
+    """What :func:`train_run` writes that ``run_dir`` lacks: ``splits.json``, ``model.pt`` and the
+    predictions of every non-empty split (an [ssl] run has none) -- empty when its training outputs
+    are complete."""
+    run_dir = Path(run_dir)
+    try:
+        splits = json.loads((run_dir / "splits.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ["splits.json", MODEL_FILE]
+    predicted = [] if is_ssl_run(run_dir) else [s for s in ("val", "test") if splits.get(s)]
+    names = [MODEL_FILE] + [f"predictions_{s}.csv" for s in predicted]
+    return [n for n in names if not (run_dir / n).is_file()]
+
+
+def _finish_run(config: RunConfig, run_dir: Path, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
+                splits: Mapping[str, np.ndarray], label_names: Sequence[str], lengths: np.ndarray | None,
+                ctx: Any) -> RunResult:
+    """``resume=True`` on a run that has its ``model.pt``: predict with it (a kill between
+    ``model.pt`` and the predictions left them missing); nothing is trained. The model must be
+    this run's: same defining settings, labels and splits, else :class:`ConfigError`."""
+    from .modelfile import load_model_file
+
+    def finish() -> tuple[dict[str, float | None], dict[str, Path]]:
+        lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device)
+        _check_same_run(config, run_dir, lm.config, lm.label_names, label_names, record_ids, splits)
+        return _write_predictions(config, run_dir, lm.model, X, Y, record_ids, splits, label_names, lm.scaler,
+                                  ctx.device, lengths)
+
+    aucs, predictions = ctx.from_main(finish)
+    history = []
+    if (run_dir / "metrics.jsonl").exists():
+        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return RunResult(run_dir=run_dir, config=config, history=history, val_macro_auc=aucs["val"],
+                     test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
+                     resumed_from_epoch=len(history), world_size=ctx.world_size)
+
+
+def _check_same_run(config: RunConfig, run_dir: Path, saved_config: Mapping[str, Any], saved_labels: Sequence[str],
+                    label_names: Sequence[str], record_ids: Sequence[str], splits: Mapping[str, np.ndarray]) -> None:
+    from ..errors import ConfigError
+    from .loop import _diff_keys
+
+    if list(saved_labels) != list(label_names):
+        raise ConfigError(f"cannot finish {run_dir}: its model.pt predicts {list(saved_labels)}, the data has "
+                          f"{list(label_names)}")
+    current = json.loads(json.dumps(_meta_config(config), default=str))
+    saved = {k: v for k, v in json.loads(json.dumps(dict(saved_config), default=str)).items() if k not in RESUMABLE_KEYS}
+    defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
+    for key in current.keys() - saved.keys():  # keys added after model.pt was written: it ran with their defaults
+        if key in defaults:
+            saved[key] = defaults[key]
+    diff = _diff_keys(saved, current)
+    if diff:
+        raise ConfigError(f"cannot finish {run_dir}: its model.pt was trained with different settings: {', '.join(diff)}")
+    split_ids = {k: [str(record_ids[i]) for i in v] for k, v in splits.items()}
+    saved_splits = json.loads((run_dir / "splits.json").read_text()) if (run_dir / "splits.json").exists() else None
+    if saved_splits is not None and saved_splits != split_ids:
+        differ = [k for k in split_ids if saved_splits.get(k) != split_ids[k]]
+        raise ConfigError(f"cannot finish {run_dir}: its splits.json lists other records for {differ} than the data")
