@@ -32,9 +32,9 @@ def minimal(**over) -> dict:
 
 # ----- spec ---------------------------------------------------------------------------------
 
-def test_shipped_spec_and_its_quick_profile_are_valid():
+def test_shipped_spec_and_its_smoke_and_laptop_profiles_are_valid():
     full = load_spec(SPEC)
-    quick = load_spec(SPEC, "quick")
+    quick = load_spec(SPEC, "smoke")
     assert full.data["study"]["protocols"] == ["seed18", "cinc2020"]
     assert full.data["experiments"]["target_share"]["shares"] == [10, 20, 30, 50, 70, 80, 90]
     assert full.data["experiments"]["source_share"]["shares"] == [25, 50, 75, 100]
@@ -105,8 +105,11 @@ def test_plan_shares_runs_between_experiments_and_pairs_the_arms():
     # the two arms differ only in the initial weights and the stage schedule
     fine, alone = head.config, by_name["headline/seed18/standalone/s0"].config
     assert fine["task"] == alone["task"] and fine["fs"] == alone["fs"] and fine["seed"] == alone["seed"]
+    # (epochs: the fine-tuned arm's is its stages' total, the standalone arm's is standalone.epochs;
+    # both 40 here, as in the original study)
     assert {k for k in set(fine) | set(alone) if fine.get(k) != alone.get(k)} == {"finetune"}
-    assert alone["finetune"] == {"policy": "none"}
+    assert alone["finetune"]["policy"] == "none" and fine["finetune"]["policy"] == "gradual"
+    assert fine["epochs"] == alone["epochs"] == 40
     # experiment 1 "rest": validation fold kept apart, the pool is everything else, test = the rest
     rest = by_name["exp1-rest/share30/repeat1/seed18/finetuned/s1"].config["task"]
     assert rest["val_folds"] == [9] and rest["train_folds"] == [1, 2, 3, 4, 5, 6, 7, 8, 10]
@@ -131,7 +134,8 @@ def test_plan_shares_runs_between_experiments_and_pairs_the_arms():
 
 
 def test_run_key_ignores_what_does_not_change_the_result():
-    cfg = {"model": "fcn_wang", "fs": 100.0, "seed": 0, "task": {"labels": "x"}, "finetune": {"policy": "gradual"}}
+    cfg = {"model": "fcn_wang", "fs": 100.0, "seed": 0, "finetune": {"policy": "gradual"},
+           "task": {"dataset": "cinc", "root": "data/g12ec", "labels": "protocol:seed18"}}
     k = run_key(cfg, "parent")
     assert run_key({**cfg, "device": "cuda", "num_threads": 8, "validate_every": 5}, "parent") == k
     speed = {"memory_format": "contiguous", "compile": "default", "optimizer_impl": "foreach"}
@@ -143,10 +147,13 @@ def test_run_key_ignores_what_does_not_change_the_result():
     assert run_key({**cfg, "finetune": {"policy": "gradual", "pretrained_run": "/else/where"}}, "parent") == k
     assert run_key({**cfg, "seed": 1}, "parent") != k
     assert run_key(cfg, "other-parent") != k
+    # the key is the hash of the resolved settings: a default written out is the same run
+    assert run_key({**cfg, "batch_size": 128, "task": {**cfg["task"], "n_folds": 10}}, "parent") == k
+    assert run_key({**cfg, "task": {**cfg["task"], "n_folds": 12}}, "parent") != k
 
 
 def test_shards_cover_the_plan_once():
-    runs = plan_study(load_spec(SPEC, "quick"))
+    runs = plan_study(load_spec(SPEC, "smoke"))
     shards = [select_shard(runs, (i, 3)) for i in (1, 2, 3)]
     assert sorted(r.key for s in shards for r in s) == sorted(r.key for r in runs)
     assert all(any(r.kind == "pretrain" for r in s) for s in shards)
@@ -283,16 +290,85 @@ def test_status_and_plan_commands(tmp_path, capsys):
     from ecg_transfer.cli import main
 
     spec_path = tmp_path / "s.toml"
-    spec_path.write_text(SPEC.read_text())
-    assert main(["study", "plan", str(spec_path), "--profile", "quick"]) == 0
+    spec_path.write_text(_with_roots(SPEC.read_text(), tmp_path))
+    assert main(["study", "plan", str(spec_path), "--profile", "smoke", "--no-estimate"]) == 0
     out = capsys.readouterr().out
-    assert f"{len(plan_study(load_spec(spec_path, 'quick')))} runs (" in out
-    assert main(["study", "status", str(spec_path), "--profile", "quick", "--out", str(tmp_path / "o")]) == 0
+    assert f"{len(plan_study(load_spec(spec_path, 'smoke')))} runs (" in out
+    assert main(["study", "status", str(spec_path), "--profile", "smoke", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "0 done" in out and "not started" in out
-    assert main(["study", "status", str(spec_path), "--profile", "quick", "--out", str(tmp_path / "o"), "--json"]) == 0
+    assert main(["study", "status", str(spec_path), "--profile", "smoke", "--out", str(tmp_path / "o"), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["counts"] == {"missing": len(st["runs"])}
-    spec_path.write_text(SPEC.read_text().replace('model = "xresnet1d101"', 'model = "xresnet9"'))
+    spec_path.write_text(_with_roots(SPEC.read_text(), tmp_path).replace('model = "xresnet1d101"', 'model = "xresnet9"'))
     assert main(["study", "plan", str(spec_path)]) == 2
     assert "study.model" in capsys.readouterr().err
+
+
+def _with_roots(text: str, tmp_path) -> str:
+    """The shipped spec with its data roots pointed at minimal dataset folders under tmp_path."""
+    ptbxl, cinc = tmp_path / "ptbxl", tmp_path / "g12ec"
+    for d in (ptbxl, cinc):
+        d.mkdir(exist_ok=True)
+    (ptbxl / "ptbxl_database.csv").write_text("ecg_id\n")
+    (cinc / "E00001.hea").write_text("E00001 12 500 5000\n")
+    return text.replace('root = "data/ptbxl"', f'root = "{ptbxl}"').replace('root = "data/g12ec"', f'root = "{cinc}"')
+
+
+def test_plan_refuses_bad_settings_and_missing_roots_before_anything_runs(tmp_path, capsys):
+    """A typo in a policy, or a data root that does not exist (or is a broken link), stops `study plan`
+    and `study run` with the key / the path named -- not one failed run after another."""
+    from ecg_transfer.cli import main
+
+    spec_path = tmp_path / "s.toml"
+    good = _with_roots(SPEC.read_text(), tmp_path)
+    spec_path.write_text(good.replace('\npolicy = "gradual"\n', '\npolicy = "graduall"\n', 1))
+    assert main(["study", "plan", str(spec_path), "--no-estimate"]) == 2
+    err = capsys.readouterr().err
+    assert "'finetune.policy'" in err and "'graduall' is not allowed" in err and "head-then-all" in err
+    missing = tmp_path / "nowhere"
+    spec_path.write_text(good.replace(str(tmp_path / "g12ec"), str(missing)))
+    for cmd in (["study", "plan", str(spec_path), "--no-estimate"],
+                ["study", "run", str(spec_path), "--out", str(tmp_path / "out"), "--no-progress"]):
+        assert main(cmd) == 2
+        assert f"cinc root {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing started
+    link = tmp_path / "g12ec-link"
+    link.symlink_to(tmp_path / "gone")
+    spec_path.write_text(good.replace(str(tmp_path / "g12ec"), str(link)))
+    assert main(["study", "plan", str(spec_path), "--no-estimate"]) == 2
+    assert f"broken symbolic link to {tmp_path / 'gone'}" in capsys.readouterr().err
+    # the folder above the dataset is named as such
+    spec_path.write_text(good.replace(f'root = "{tmp_path / "ptbxl"}"', f'root = "{tmp_path}"'))
+    assert main(["study", "plan", str(spec_path), "--no-estimate"]) == 2
+    assert f"use {tmp_path / 'ptbxl'}" in capsys.readouterr().err
+
+
+def test_experiment_6_plans_each_strategy_and_backbone_and_shares_runs():
+    spec = spec_from_dict(minimal(
+        study={"seeds": [0], "protocols": ["seed18"]},
+        experiments={"target_share": {"shares": [10, 50], "repeats": 1, "fixed_test": False},
+                     "strategy": {"enabled": True, "strategies": ["none", "supervised:diagnostic", "supervised:rhythm"],
+                                  "models": ["xresnet1d101", "s4"], "shares": [10, 50],
+                                  "model_runs": {"s4": {"batch_size": 64}}}}))
+    runs = plan_study(spec)
+    by_name = {u["name"]: r for r in runs for u in r.uses}
+    # the diagnostic pre-training of the study's backbone is the headline's; its exp-6 runs are experiment 1's
+    assert by_name["exp6/xresnet1d101/supervised:diagnostic/pretrain"].key == by_name[
+        "pretrain/diagnostic/fs500/share100/time"].key
+    assert by_name["exp6/xresnet1d101/supervised:diagnostic/share10/repeat0/seed18/finetuned/s0"].key == by_name[
+        "exp1-rest/share10/repeat0/seed18/finetuned/s0"].key
+    assert by_name["exp6/xresnet1d101/none/share50/repeat0/seed18/standalone/s0"].key == by_name[
+        "exp1-rest/share50/repeat0/seed18/standalone/s0"].key
+    rhythm = by_name["exp6/s4/supervised:rhythm/pretrain"]
+    assert rhythm.config["model"] == "s4" and rhythm.config["task"]["labels"] == "rhythm"
+    assert rhythm.config["batch_size"] == 64 and rhythm.config["model_kwargs"] == {}
+    ft = by_name["exp6/s4/supervised:rhythm/share50/repeat0/seed18/finetuned/s0"]
+    assert ft.depends == rhythm.key and ft.config["finetune"]["policy"] == "gradual"
+    scratch = by_name["exp6/s4/none/share10/repeat0/seed18/standalone/s0"]
+    assert scratch.depends is None and scratch.config["batch_size"] == 64
+    assert scratch.config["task"]["train_fraction"] == 0.1 and scratch.config["task"]["test_on_rest"]
+    with pytest.raises(ConfigError, match=r"experiments\.strategy\.strategies\[1\]"):
+        spec_from_dict(minimal(experiments={"strategy": {"strategies": ["none", "supervised:everything"]}}))
+    with pytest.raises(ConfigError, match=r"experiments\.strategy\.ssl"):
+        spec_from_dict(minimal(experiments={"strategy": {"enabled": True, "strategies": ["self-supervised"]}}))
