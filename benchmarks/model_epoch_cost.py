@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -42,8 +43,9 @@ def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int 
     torch.manual_seed(seed)
     model = models.build(name, 12, n_classes)
     step_times: list[float] = []  # after every optimizer step: consecutive differences are whole steps
+    cpu_times: list[float] = []  # the same in this process's CPU time (all its threads)
     handle = register_optimizer_step_post_hook(
-        lambda *_: step_times.append(time.perf_counter()))
+        lambda *_: (step_times.append(time.perf_counter()), cpu_times.append(time.process_time())))
     res = fit(model, X, Y, np.arange(n_train), np.arange(n_train, len(X)), config=cfg, stages=resolve_stages(cfg),
               scaler=GlobalStandardScaler(0.0, 0.3), progress=False)
     handle.remove()
@@ -51,9 +53,11 @@ def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int 
     train_s = row["seconds"] - row["val_seconds"]
     marks = np.diff(step_times) if len(step_times) == steps + 1 else None
     per_step = float(np.median(marks)) if marks is not None else train_s / (steps + 1)
+    cpu = np.diff(cpu_times) if len(cpu_times) == steps + 1 else None
     return {"model": name, "params": sum(p.numel() for p in model.parameters()),
             "steps_timed": steps, "train_seconds_total": train_s, "seconds_per_step_median": per_step,
             "step_seconds": None if marks is None else [round(float(m), 3) for m in marks],
+            "cpu_seconds_per_step_median": None if cpu is None else float(np.median(cpu)),
             "val_records": val_records, "val_seconds": row["val_seconds"],
             "val_seconds_per_record": row["val_seconds"] / max(val_records, 1)}
 
@@ -67,8 +71,13 @@ def main() -> int:
     ap.add_argument("--all-val-records", type=int, default=2193)
     ap.add_argument("--classes", type=int, default=71)
     ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default). On a shared machine 1 thread and the CPU seconds "
+                         "per step are the robust figure: oversubscribed threads wait on each other")
     ap.add_argument("--out")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for name in args.models:
         r = _measure(name, args.steps, args.val_records, args.classes)
@@ -78,15 +87,17 @@ def main() -> int:
         r[f"run_hours_{args.epochs}_epochs"] = args.epochs * r["epoch_seconds"] / 3600
         rows.append(r)
         print(f"{name}: {r['params']:,} parameters; {r['seconds_per_step_median']:.2f} s per step of 128 "
-              f"(median of {args.steps}); validation {r['val_seconds_per_record'] * 1000:.0f} ms per record; "
+              f"(median of {args.steps}; CPU {r['cpu_seconds_per_step_median']:.2f} s); validation {r['val_seconds_per_record'] * 1000:.0f} ms per record; "
               f"epoch ≈ {r['epoch_seconds'] / 60:.1f} min; {args.epochs} epochs ≈ "
               f"{r[f'run_hours_{args.epochs}_epochs']:.1f} h", flush=True)
     if len(rows) > 1:
-        base = rows[0]["epoch_seconds"]
+        base = rows[0]
         for r in rows[1:]:
-            print(f"{r['model']} / {rows[0]['model']}: {r['epoch_seconds'] / base:.1f}x per epoch")
+            print(f"{r['model']} / {base['model']}: {r['epoch_seconds'] / base['epoch_seconds']:.1f}x per epoch (wall), "
+                  f"{r['cpu_seconds_per_step_median'] / base['cpu_seconds_per_step_median']:.1f}x CPU per training step")
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or
-            platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(), "args": vars(args),
+            platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "load_average": list(os.getloadavg()), "args": vars(args),
             "rows": rows}
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
