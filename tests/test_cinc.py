@@ -13,6 +13,7 @@ import scipy.io
 import wfdb
 import wfdb.io._header as wfdb_header
 
+from ecg_transfer.datasets.base import STANDARD_LEADS
 from ecg_transfer.datasets.cinc import CinCDataset, parse_header_text
 from ecg_transfer.errors import DatasetError, RecordError
 
@@ -99,7 +100,7 @@ def test_header_quirks_and_index_columns(tmp_path):
     assert df.record_id.tolist() == ["E00001", "E00002", "E00003"]  # found recursively, sorted
     r1, r2, r3 = (df.set_index("record_id").loc[r] for r in ["E00001", "E00002", "E00003"])
     assert r1.path == str(tmp_path / "g2" / "E00001.hea") and r1.mat_path == str(tmp_path / "g2" / "E00001.mat")
-    assert (r1.fs, r1.n_samples, r1.n_leads, r1.leads) == (500.0, 200, 12, LEADS)
+    assert (r1.fs, r1.n_samples, r1.n_leads, r1.leads) == (500.0, 200, 12, list(STANDARD_LEADS))
     assert np.isnan(r1.age) and r1.sex == "Female" and r1.dx == ["59118001"]
     assert r2.age == 56.0 and r2.sex == "Male" and r2.dx == ["426783006", "164889003"]  # repeat dropped
     assert r3.sex is None
@@ -108,7 +109,7 @@ def test_header_quirks_and_index_columns(tmp_path):
 
 @pytest.mark.parametrize(
     "gain_field",
-    ["1000/mV", "1000.0(0)/mV", "4880/mV", "1000(-25)/mV", "200(12)/uV", "2.5e2/mV", "1000", "0/mV", "0.5(3)/V"],
+    ["1000/mV", "1000.0(0)/mV", "4880/mV", "1000(-25)/mV", "200(12)/uV", "2.5e2/mV", "1000", "0.5(3)/V"],
 )
 def test_gain_and_baseline_match_wfdb_header_parsing(tmp_path, gain_field):
     sig_line = f"E00001.mat 16+24 {gain_field} 16 9 -12 0 0 I"
@@ -117,7 +118,15 @@ def test_gain_and_baseline_match_wfdb_header_parsing(tmp_path, gain_field):
     ref = wfdb_header._parse_signal_lines([sig_line])
     to_mv = {"mV": 1.0, "uV": 1e-3, "V": 1e3}[ref["units"][0]]
     assert ours.baselines[0] == ref["baseline"][0]  # absent baseline -> ADC zero (9), as in wfdb
-    assert ours.gains[0] == pytest.approx(ref["adc_gain"][0] / to_mv)  # gain 0 -> 200, as in wfdb
+    assert ours.gains[0] == pytest.approx(ref["adc_gain"][0] / to_mv)
+
+
+def test_gain_zero_is_refused_where_wfdb_would_assume_200(tmp_path):
+    """wfdb reads gain 0 as 200 (WFDB: uncalibrated); the millivolts would be a guess, so refused."""
+    sig_line = "E00001.mat 16+24 0/mV 16 9 -12 0 0 I"
+    assert wfdb_header._parse_signal_lines([sig_line])["adc_gain"][0] == 200.0
+    with pytest.raises(RecordError, match="gain 0 means the signal is uncalibrated.*200"):
+        parse_header_text(f"E00001 1 500 10\n{sig_line}\n#Dx: 426783006\n", tmp_path / "E00001.hea")
 
 
 def test_read_equals_wfdb_rdsamp_on_fixture(tmp_path):
@@ -207,19 +216,15 @@ def test_transposed_val_is_named(tmp_path):
     assert "transposed" in _read_error(tmp_path, "E00001").problem
 
 
-def test_nan_in_signal(tmp_path):
+@pytest.mark.parametrize("with_nan", [False, True], ids=["float", "float-with-nan"])
+def test_float_val_is_refused(tmp_path, with_nan):
+    """A float ``val`` may already be millivolts; dividing it by the gain again would be silently wrong."""
     val = write_record(tmp_path, "E00001").astype(np.float64)
-    val[3, 17] = np.nan
-    val[5, 2] = np.inf
+    if with_nan:
+        val[3, 17] = np.nan
     scipy.io.savemat(tmp_path / "E00001.mat", {"val": val}, format="4")
     err = _read_error(tmp_path, "E00001")
-    assert "2 non-finite" in err.problem and "NaN" in err.problem
-
-
-def test_float_val_without_nan_reads(tmp_path):
-    val = write_record(tmp_path, "E00001")
-    scipy.io.savemat(tmp_path / "E00001.mat", {"val": val.astype(np.float64)}, format="4")
-    np.testing.assert_array_equal(make_ds(tmp_path).read("E00001"), val.T / 1000.0)
+    assert "float64" in err.problem and "refused" in err.problem
 
 
 def test_header_signal_count_disagrees_with_signal_lines(tmp_path):
@@ -302,6 +307,31 @@ def test_default_unknown_codes_comes_from_labels_module(tmp_path):
     ds.index()
     [p] = ds.problems
     assert "999999999" in p.problem and "426783006" not in p.problem
+
+
+def test_codes_of_the_2021_mapping_are_not_flagged(tmp_path):
+    """55827005 (LVHV), 251223006 (TPW), 733534002 (CLBBB) came with CinC 2021; they were 'unknown'."""
+    write_record(tmp_path, "E00001", dx="55827005,251223006,733534002,426783006")
+    ds = CinCDataset(tmp_path)
+    ds.index()
+    assert ds.problems == []
+
+
+@pytest.mark.parametrize("fs, seconds", [(257, 1800), (500, 10), (1000, 115)], ids=["incart", "chapman", "ptb"])
+def test_2021_headers_and_long_records_equal_wfdb_rdsamp(tmp_path, fs, seconds):
+    """2021 headers write the format as 16x1+24; INCART is 30 min at 257 Hz, PTB up to 115 s at 1 kHz."""
+    from wfdb_fixtures import write_cinc_record
+
+    n = int(fs * seconds)
+    val = np.random.default_rng(fs).integers(-4000, 4000, size=(12, n)).astype(np.int16)
+    hea = write_cinc_record(tmp_path, "I0001", val, fs=fs, fmt="16x1+24")
+    assert " 16x1+24 " in hea.read_text()
+    ds = CinCDataset(tmp_path)
+    row = ds.index().iloc[0]
+    assert (row.fs, row.n_samples) == (float(fs), n) and ds.problems == []
+    sig, fields = wfdb.rdsamp(str(tmp_path / "I0001"))
+    assert fields["fs"] == fs
+    np.testing.assert_array_equal(ds.read("I0001"), sig)
 
 
 def test_iter_signals_yields_errors_instead_of_raising(tmp_path):

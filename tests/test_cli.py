@@ -85,10 +85,10 @@ def test_cinc_summary_lists_every_kind_of_problem(tmp_path: Path, capsys: pytest
     assert set(by_record) == {"E00100", "E00101", "E00102", "E00103"}
     assert "999999999" in " ".join(by_record["E00100"])
     assert "Dx" in " ".join(by_record["E00101"])
-    assert "NaN" in " ".join(by_record["E00102"])
+    assert "float64, not integer ADC units" in " ".join(by_record["E00102"])  # float val (here with NaN): refused
     assert ".mat" in " ".join(by_record["E00103"])
     assert s["records"] == 14  # 12 good + unknown/empty Dx kept (labels flagged), NaN and missing .mat skipped
-    assert s["tasks"] == {"protocol:seed18": 18, "protocol:cinc2020": 24}
+    assert s["tasks"] == {"protocol:seed18": 18, "protocol:cinc2020": 24, "dx": 4}  # dx: every code, 999999999 too
     assert s["class_counts"]["protocol:seed18"]["CRBBB"] == 6
     assert sum(s["folds"].values()) == 14
 
@@ -120,5 +120,5 @@ def test_real_g12ec_summary(g12ec_root: Path, tmp_path: Path, capsys: pytest.Cap
     assert code == 0
     s = json.loads(out)
     assert s["records"] == 74 and s["sampling_rates_hz"] == [500.0] and s["cache"]["n_samples"] == 5000
-    assert s["tasks"] == {"protocol:seed18": 18, "protocol:cinc2020": 24}
+    assert s["tasks"] == {"protocol:seed18": 18, "protocol:cinc2020": 24, "dx": 28}  # dx: counted in test_labels
     assert sum(s["folds"].values()) == 74 and len(s["folds"]) == 10

@@ -187,7 +187,7 @@ def test_bad_records_listed_others_predicted(run_dir: Path, tmp_path: Path, caps
     assert set(problems) == {"trunc", "short", "E00100", "wide"}
     assert "truncated" in problems["trunc"]
     assert "shorter than one window" in problems["short"]
-    assert "NaN" in problems["E00100"]
+    assert "float64, not integer ADC units" in problems["E00100"]  # a float val (here with NaN) is refused
     assert "neither axis" in problems["wide"]
     for name in problems:
         assert name in err

@@ -1,4 +1,5 @@
-"""Tests of ecg_transfer.labels: PTB-XL tasks, the CinC 2020 label space, SCP->SNOMED, protocols."""
+"""Tests of ecg_transfer.labels: PTB-XL tasks, the CinC 2020/2021 label spaces, SCP->SNOMED, protocols,
+the ``dx`` label set."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ import pytest
 
 from ecg_transfer.errors import ConfigError, DatasetError
 from ecg_transfer.labels import (
+    DX_EQUIVALENCES,
     EQUIVALENT_CODES,
+    EQUIVALENT_CODES_2021,
     PROTOCOLS,
     PTBXL_TASKS,
     canonical_code,
     describe,
+    dx_classes,
+    dx_labels,
     dx_mapping_table,
+    encode_dx,
     get_protocol,
     load_weights,
     mapping_table,
@@ -380,3 +386,91 @@ def test_g12ec_codes_are_all_known():
     assert codes and unknown_codes(codes) == []
     y = get_protocol("cinc2020").encode_snomed([[c] for c in codes])
     assert y.sum() > 0
+
+
+# ---------------------------------------------------------------- CinC 2021 and the dx label set
+
+CODES_2021_ONLY = {"55827005": "LVHV", "251223006": "TPW", "733534002": "CLBBB", "365413008": "PRWP"}
+
+
+def test_2021_codes_are_known_with_their_names():
+    assert unknown_codes(list(CODES_2021_ONLY)) == []
+    lookup = snomed_lookup()
+    for code, abbreviation in CODES_2021_ONLY.items():
+        assert lookup[code].abbreviation == abbreviation and not lookup[code].scored
+    assert lookup["733534002"].scored_2021 and lookup["6374002"].scored_2021 and not lookup["6374002"].scored
+    assert lookup["59118001"].scored and lookup["59118001"].scored_2021
+
+
+def test_2021_mapping_extends_2020_with_the_same_names():
+    old, new = dx_mapping_table(2020).set_index("code"), dx_mapping_table(2021).set_index("code")
+    assert set(old.index) < set(new.index) and len(set(new.index) - set(old.index)) == 22
+    joined = old[["abbreviation"]].merge(new[["abbreviation"]], left_index=True, right_index=True,
+                                         suffixes=("", "_2021"))
+    assert len(joined) == len(old)
+    assert (joined["abbreviation"] == joined["abbreviation_2021"]).all()
+    assert {"Chapman-Shaoxing", "Ningbo", "PTB-XL", "CPSC-Extra"} <= set(new.columns)
+    with pytest.raises(ValueError, match="2019"):
+        dx_mapping_table(2019)
+
+
+def test_2021_equivalences_are_the_ones_its_mapping_file_notes():
+    notes = dx_mapping_table(2021)["notes"].dropna()
+    noted = {tuple(re.findall(r"\d+", note)) for note in notes}
+    assert noted == {tuple(group) for group in EQUIVALENT_CODES_2021}
+    assert set(EQUIVALENT_CODES) < set(EQUIVALENT_CODES_2021) and DX_EQUIVALENCES == EQUIVALENT_CODES_2021
+
+
+def test_packaged_2021_weights():
+    classes, weights = load_weights(year=2021)
+    assert len(classes) == 26 and weights.shape == (26, 26)
+    assert ("733534002", "164909002") in classes and ("713427006", "59118001") in classes
+
+
+@needs(CINC_LABELS / "evaluation-2021")
+@pytest.mark.realdata
+@pytest.mark.parametrize("year", [2020, 2021])
+@pytest.mark.parametrize("name", ["dx_mapping_scored", "dx_mapping_unscored", "weights"])
+def test_packaged_label_files_are_the_challenge_files(year, name):
+    from importlib import resources
+
+    packaged = (resources.files("ecg_transfer.labels") / "data" / f"cinc{year}_{name}.csv").read_bytes()
+    assert packaged == (CINC_LABELS / f"evaluation-{year}" / f"{name}.csv").read_bytes()
+
+
+def test_dx_classes_merge_equivalents_and_order_by_count():
+    dx = [["59118001", "426783006"], ["713427006"], ["733534002"], ["164909002", "733534002"],
+          ["999999"], ["426783006", " 164909002 "], []]
+    classes = dx_classes(dx)
+    by_name = {c.name: c for c in classes}
+    assert by_name["CRBBB|RBBB"].codes == ("713427006", "59118001") and by_name["CRBBB|RBBB"].count == 2
+    assert by_name["CLBBB|LBBB"].count == 3  # a record with both codes counts once
+    assert by_name["NSR"].count == 2 and by_name["999999"].count == 1  # unknown: named by its code
+    assert [c.name for c in classes] == ["CLBBB|LBBB", "NSR", "CRBBB|RBBB", "999999"]  # ties: by code
+    y = encode_dx(dx, classes)
+    np.testing.assert_array_equal(y, [[0, 1, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0],
+                                      [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="split"):
+        dx_classes(["713427006,59118001"])
+
+
+def test_dx_labels_need_a_dx_column():
+    names, y = dx_labels(pd.DataFrame({"dx": [["164889003"], ["164889003", "55827005"]]}))
+    assert names == ["AF", "LVHV"] and y.tolist() == [[1, 0], [1, 1]]
+    with pytest.raises(ValueError, match="no 'dx' column"):
+        dx_labels(pd.DataFrame({"scp_codes": [{}]}))
+
+
+@needs(SHARED / "g12ec")
+@pytest.mark.realdata
+def test_real_g12ec_dx_set_counts_every_code():
+    from ecg_transfer.datasets.cinc import CinCDataset
+
+    table = CinCDataset(SHARED / "g12ec").index()
+    names, y = dx_labels(table)
+    merged = {"59118001": "713427006", "63593006": "284470004", "17338001": "427172004", "164909002": "733534002"}
+    per_record = [{merged.get(c, c) for c in dx} for dx in table["dx"]]
+    codes = sorted({c for r in per_record for c in r})
+    assert len(names) == len(codes) == y.shape[1] and y.shape[0] == 74
+    assert sorted(y.sum(axis=0).tolist()) == sorted(sum(c in r for r in per_record) for c in codes)
+    assert all(not n.isdigit() for n in names)  # every G12EC code has a name in the mappings

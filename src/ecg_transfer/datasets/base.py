@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, asdict
 from typing import Iterator, Protocol, Sequence
 
@@ -11,6 +12,20 @@ import pandas as pd
 STANDARD_LEADS: tuple[str, ...] = (
     "I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )
+
+#: Sampling rates a header may state. ECGs are recorded at 100 Hz to a few kHz; a rate outside
+#: these bounds is a broken header (1 Hz once made a 1.7 GB cache for 75 records).
+MIN_FS: float = 50.0
+MAX_FS: float = 10_000.0
+
+
+def fs_problem(fs: float) -> str | None:
+    """Why ``fs`` (Hz, from a header) cannot be used, or None when it can."""
+    if not math.isfinite(fs) or fs <= 0:
+        return f"sampling rate {fs:g} Hz is not a positive number"
+    if fs < MIN_FS or fs > MAX_FS:
+        return f"sampling rate {fs:g} Hz is outside {MIN_FS:g}-{MAX_FS:g} Hz (not an ECG rate): refused"
+    return None
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,16 @@ Problems are handled in two tiers (``strict=False``):
   record in the index (its signal is fine; the label mapper decides) but is listed too.
 
 Both end up in ``self.problems`` with a message saying which tier applies. With ``strict=True`` the
-first problem of either kind raises :class:`RecordError` instead. Signal problems surface when the
-signal is read (:meth:`CinCDataset.read` raises, :meth:`CinCDataset.iter_signals` yields the error).
+first problem of either kind raises :class:`RecordError` instead.
+
+What ``index`` checks besides the header, cheaply (a ``stat`` and the ``.mat`` file's own header,
+never the samples): the signal file is a regular file beside the header (no FIFO, device,
+directory or path outside the record's folder), ``val`` has the header's shape and an integer
+type (other integer types than int16 are converted and listed), and the record has the wanted
+leads (``leads``, by name: read in the standard order I, II, III, aVR, aVL, aVF, V1-V6 whatever the
+file's order; a record missing one is skipped and listed). So a header's sample count is never
+trusted beyond what its file holds. Remaining signal problems surface when the signal is read
+(:meth:`CinCDataset.read` raises, :meth:`CinCDataset.iter_signals` yields the error).
 """
 
 from __future__ import annotations
@@ -33,14 +41,16 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.io
 
-from ecg_transfer.datasets.base import RecordProblem
+from ecg_transfer.datasets.base import STANDARD_LEADS, RecordProblem, fs_problem
+from ecg_transfer.datasets.files import read_small_file, sibling_file
+from ecg_transfer.datasets.leads import lead_columns
+from ecg_transfer.datasets.matfile import ValInfo, inspect_val, read_val
 from ecg_transfer.datasets.wfdb_fast import WFDB_DEFAULT_GAIN, parse_gain_field
 from ecg_transfer.errors import DatasetError, RecordError
 
 #: Bump when a change here changes what ``read`` returns or which records ``index`` keeps.
-ADAPTER_VERSION = "cinc-1"
+ADAPTER_VERSION = "cinc-2"
 
 # WFDB signal-line format field: FORMATxSAMPS_PER_FRAME:SKEW+BYTE_OFFSET (all but FORMAT optional).
 _RX_FMT = re.compile(r"^(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?$")
@@ -113,6 +123,9 @@ def _parse_record_line(line: str, path: Path) -> tuple[str, int, float, int]:
         fs = math.nan
     if not math.isfinite(fs) or fs <= 0:
         raise RecordError(str(path), f"record line: sampling rate {fs_s!r} is not a positive number")
+    bad_fs = fs_problem(fs)
+    if bad_fs:
+        raise RecordError(str(path), f"record line: {bad_fs}")
     if not n_samp_s.isdigit() or int(n_samp_s) < 1:
         raise RecordError(str(path), f"record line: sample count {n_samp_s!r} is not a positive integer")
     return name, int(n_sig_s), fs, int(n_samp_s)
@@ -214,6 +227,7 @@ def parse_header_text(text: str, path: Path | str) -> CinCHeader:
     file_name = files.pop()
     if not file_name.lower().endswith(".mat"):
         raise RecordError(str(path), f"signal file {file_name!r} is not a .mat file (not CinC format)")
+    mat_path = sibling_file(path, file_name)
     leads = tuple(p[4] for p in parsed)
     if len({ld.upper() for ld in leads}) != len(leads):
         raise RecordError(str(path), f"lead names repeat: {list(leads)}")
@@ -225,7 +239,7 @@ def parse_header_text(text: str, path: Path | str) -> CinCHeader:
     return CinCHeader(
         record_id=path.stem,
         path=path,
-        mat_path=path.parent / file_name,
+        mat_path=mat_path,
         fs=fs,
         n_samples=n_samples,
         leads=leads,
@@ -240,12 +254,9 @@ def parse_header_text(text: str, path: Path | str) -> CinCHeader:
 
 
 def parse_header(path: Path | str) -> CinCHeader:
+    """Read (a regular file of header size only) and parse one header; RecordError naming it."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecordError(str(path), f"cannot read header: {exc.strerror or exc}") from None
-    return parse_header_text(decode_header_bytes(data, path), path)
+    return parse_header_text(decode_header_bytes(read_small_file(path, "header"), path), path)
 
 
 def _default_unknown_codes(codes: Iterable[str]) -> Iterable[str]:
@@ -255,50 +266,47 @@ def _default_unknown_codes(codes: Iterable[str]) -> Iterable[str]:
     return unknown_codes(codes)
 
 
-def load_mat_signal(header: CinCHeader) -> np.ndarray:
-    """Read ``val`` from the header's .mat and return float64 mV (n_samples, n_leads), validated."""
+def inspect_mat(header: CinCHeader) -> ValInfo:
+    """Check the header's .mat against the header from the file's headers alone (no samples read).
+
+    Raises :class:`RecordError` when ``val`` cannot be read correctly; ``.note`` of the result says
+    when it is read with a conversion (an integer type other than int16).
+    """
     rec = str(header.path)
-    mat = header.mat_path
-    if not mat.is_file():
-        raise RecordError(rec, f"signal file {mat} does not exist")
-    try:
-        contents = scipy.io.loadmat(str(mat))
-    except Exception as exc:  # scipy reports truncation/corruption as ValueError, TypeError, IndexError, ...
-        raise RecordError(rec, f"cannot read MATLAB file {mat.name} (truncated or corrupt?): {exc}") from None
-    if "val" not in contents:
-        keys = sorted(k for k in contents if not k.startswith("__"))
-        raise RecordError(rec, f"MATLAB file {mat.name} has no 'val' variable (found {keys})")
-    val = np.asarray(contents["val"])
-    if val.dtype.kind not in "iuf":
-        raise RecordError(rec, f"'val' in {mat.name} has dtype {val.dtype}, expected integers")
-    if val.ndim != 2:
-        raise RecordError(rec, f"'val' in {mat.name} has shape {val.shape}, expected (n_leads, n_samples)")
-    n_leads, n_samples = val.shape
+    info = inspect_val(header.mat_path, rec)
+    n_leads, n_samples = info.shape
     if (n_leads, n_samples) != (header.n_leads, header.n_samples):
+        mat = header.mat_path.name
         hint = " (looks transposed)" if (n_samples, n_leads) == (header.n_leads, header.n_samples) else ""
         parts = []
         if n_leads != header.n_leads:
-            parts.append(f"header has {header.n_leads} leads but {mat.name} has {n_leads}")
+            parts.append(f"header has {header.n_leads} leads but {mat} has {n_leads}")
         if n_samples != header.n_samples:
-            parts.append(f"header has {header.n_samples} samples but {mat.name} has {n_samples}")
+            parts.append(f"header has {header.n_samples} samples but {mat} has {n_samples}")
         raise RecordError(rec, "; ".join(parts) + hint)
-    if val.dtype.kind == "f":
-        bad = ~np.isfinite(val)
-        if bad.any():
-            lead, sample = np.argwhere(bad)[0]
-            raise RecordError(
-                rec,
-                f"{int(bad.sum())} non-finite values (NaN/inf) in {mat.name}, "
-                f"first in lead {header.leads[lead]} at sample {sample}",
-            )
-    gains = np.asarray(header.gains, dtype=np.float64)[:, None]
-    baselines = np.asarray(header.baselines, dtype=np.float64)[:, None]
-    signal = (val.astype(np.float64) - baselines) / gains
-    return np.ascontiguousarray(signal.T)
+    return info
+
+
+def load_mat_signal(header: CinCHeader, leads: Sequence[str] | None = None) -> np.ndarray:
+    """Read ``val`` from the header's .mat as float64 mV (n_samples, n_leads), validated.
+
+    ``leads`` (standard names, see :mod:`ecg_transfer.datasets.leads`) picks and orders the
+    columns by name; ``None`` keeps the file's leads in the file's order.
+    """
+    rec = str(header.path)
+    val = read_val(inspect_mat(header), rec)
+    cols = np.arange(header.n_leads) if leads is None else lead_columns(header.leads, leads, rec)
+    gains = np.asarray(header.gains, dtype=np.float64)[cols]
+    baselines = np.asarray(header.baselines, dtype=np.float64)[cols]
+    return np.ascontiguousarray((val[:, cols].astype(np.float64) - baselines) / gains)
 
 
 class CinCDataset:
-    """A folder tree of CinC-format records (``*.hea`` + ``*.mat``), found recursively."""
+    """A folder tree of CinC-format records (``*.hea`` + ``*.mat``), found recursively.
+
+    ``leads`` (standard names, default all twelve) are the leads read from every record, by name,
+    in the standard order; see :mod:`ecg_transfer.datasets.leads`.
+    """
 
     name = "cinc"
 
@@ -308,11 +316,13 @@ class CinCDataset:
         strict: bool = False,
         *,
         unknown_codes: UnknownCodesFn | None = None,
+        leads: Sequence[str] = STANDARD_LEADS,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"CinC dataset root {self.root} is not a directory")
         self.strict = strict
+        self.leads = tuple(leads)
         self._unknown_codes = unknown_codes or _default_unknown_codes
         self.problems: list[RecordProblem] = []
         self._header_paths: dict[str, Path] | None = None
@@ -322,11 +332,11 @@ class CinCDataset:
 
     # -- discovery -------------------------------------------------------------------------
     def _discover(self) -> dict[str, Path]:
+        """Every ``*.hea`` under the root, FIFOs and directories included: reading them refuses
+        them by name, so they are listed rather than silently left out."""
         if self._header_paths is None:
             found: dict[str, Path] = {}
             for p in sorted(self.root.rglob("*.hea")):
-                if not p.is_file():
-                    continue
                 if p.stem in found:
                     raise DatasetError(
                         f"record id {p.stem!r} is not unique: {found[p.stem]} and {p} (CinC record ids are file stems)"
@@ -354,24 +364,24 @@ class CinCDataset:
         return header
 
     # -- protocol --------------------------------------------------------------------------
-    def index(self) -> pd.DataFrame:
-        """One row per record whose header parses; problems listed in ``self.problems``."""
-        if self._index is not None:
-            return self._index.copy()
-        problems: list[RecordProblem] = []
-
-        def flag(record: str, problem: str, outcome: str) -> None:
-            if self.strict:
-                raise RecordError(record, problem)
-            problems.append(RecordProblem(record, f"{problem} [{outcome}]"))
-
+    def _usable_headers(self, flag: Callable[[str, str, str], None]) -> list[CinCHeader]:
+        """Headers that parse, whose .mat is a readable integer ``val`` of the header's shape and
+        that have the wanted leads; the others are flagged and left out."""
         headers: list[CinCHeader] = []
         for record_id in self._discover():
             try:
-                headers.append(self._header(record_id))
+                h = self._header(record_id)
+                lead_columns(h.leads, self.leads, str(h.path))
+                note = inspect_mat(h).note
             except RecordError as exc:
-                flag(exc.record, exc.problem, "header unusable: record skipped")
+                flag(exc.record, exc.problem, "record skipped")
+                continue
+            if note:
+                flag(str(h.path), note, "record kept")
+            headers.append(h)
+        return headers
 
+    def _flag_labels(self, headers: list[CinCHeader], flag: Callable[[str, str, str], None]) -> None:
         all_codes = sorted({c for h in headers for c in h.dx})
         unknown = set(self._unknown_codes(all_codes)) if all_codes else set()
         for h in headers:
@@ -384,9 +394,26 @@ class CinCDataset:
                 flag(rec, "empty #Dx", "record kept, no labels")
             bad = [c for c in h.dx if c in unknown]
             if bad:
-                flag(rec, f"Dx code(s) {', '.join(bad)} not in the CinC SNOMED mapping",
+                flag(rec, f"Dx code(s) {', '.join(bad)} not in the CinC 2020/2021 SNOMED mappings",
                      "record kept, codes ignored by labels")
 
+    def index(self) -> pd.DataFrame:
+        """One row per usable record; problems listed in ``self.problems``.
+
+        ``leads`` / ``n_leads`` are the leads the signal holds once read (the wanted standard leads,
+        in standard order), the same for every row.
+        """
+        if self._index is not None:
+            return self._index.copy()
+        problems: list[RecordProblem] = []
+
+        def flag(record: str, problem: str, outcome: str) -> None:
+            if self.strict:
+                raise RecordError(record, problem)
+            problems.append(RecordProblem(record, f"{problem} [{outcome}]"))
+
+        headers = self._usable_headers(flag)
+        self._flag_labels(headers, flag)
         # Built column by column with explicit dtypes: pandas 3 would infer ``str`` for ``sex`` and
         # turn a missing sex into NaN; it stays None here.
         df = pd.DataFrame(
@@ -396,8 +423,8 @@ class CinCDataset:
                 "mat_path": pd.Series([str(h.mat_path) for h in headers], dtype=object),
                 "fs": pd.Series([h.fs for h in headers], dtype="float64"),
                 "n_samples": pd.Series([h.n_samples for h in headers], dtype="int64"),
-                "n_leads": pd.Series([h.n_leads for h in headers], dtype="int64"),
-                "leads": pd.Series([list(h.leads) for h in headers], dtype=object),
+                "n_leads": pd.Series([len(self.leads)] * len(headers), dtype="int64"),
+                "leads": pd.Series([list(self.leads) for _ in headers], dtype=object),
                 "age": pd.Series([h.age for h in headers], dtype="float64"),
                 "sex": pd.Series([h.sex for h in headers], dtype=object),
                 "dx": pd.Series([list(h.dx) for h in headers], dtype=object),
@@ -412,8 +439,8 @@ class CinCDataset:
         return self._header(record_id)
 
     def read(self, record_id: str) -> np.ndarray:
-        """float64 mV, shape (n_samples, n_leads) in header lead order; RecordError if anything is off."""
-        return load_mat_signal(self._header(record_id))
+        """float64 mV, shape (n_samples, len(leads)), leads in standard order; RecordError if anything is off."""
+        return load_mat_signal(self._header(record_id), self.leads)
 
     def iter_signals(self, record_ids: Sequence[str]) -> Iterator[tuple[str, np.ndarray | Exception]]:
         """Stream signals; a bad record yields its RecordError (not raised) so a builder can skip it."""
@@ -424,12 +451,18 @@ class CinCDataset:
                 yield record_id, exc
 
     def fingerprint(self) -> dict:
-        """What a cache built from this folder depends on: stat() of every .hea/.mat, no file reads."""
+        """What a cache built from this folder depends on: stat() of every .hea/.mat, no file reads,
+        and the leads read."""
         entries = []
         for p in sorted(self.root.rglob("*")):
-            if p.suffix.lower() not in (".hea", ".mat") or not p.is_file():
+            if p.suffix.lower() not in (".hea", ".mat"):
                 continue
-            st = p.stat()
-            entries.append(f"{p.relative_to(self.root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}")
+            try:
+                st = p.stat()
+            except OSError:  # a dangling link: its record is listed as unreadable
+                entries.append(f"{p.relative_to(self.root).as_posix()}\tmissing")
+                continue
+            entries.append(f"{p.relative_to(self.root).as_posix()}\t{st.st_mode:o}\t{st.st_size}\t{st.st_mtime_ns}")
         digest = hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()[:16]
-        return {"adapter": self.name, "version": ADAPTER_VERSION, "n_files": len(entries), "files_sha256": digest}
+        return {"adapter": self.name, "version": ADAPTER_VERSION, "n_files": len(entries), "files_sha256": digest,
+                "leads": list(self.leads)}

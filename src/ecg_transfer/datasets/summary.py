@@ -23,7 +23,8 @@ def _class_counts(names: list[str], y: np.ndarray) -> dict[str, int]:
 
 
 def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Class counts per PTB-XL task (PTB-XL only) and per label protocol (both datasets)."""
+    """Class counts per PTB-XL task (PTB-XL only), per label protocol (both datasets) and of the
+    ``dx`` set (CinC-format sets: every SNOMED code present, equivalent codes merged)."""
     from ..labels import PROTOCOLS, PTBXL_TASKS, get_protocol, task_labels
 
     out: dict[str, dict[str, int]] = {}
@@ -35,6 +36,10 @@ def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict
     for name in PROTOCOLS:
         proto = get_protocol(name)
         out[f"protocol:{name}"] = _class_counts(list(proto.class_names), proto.encode_table(table))
+    if "dx" in table.columns:  # CinC-format sets: every SNOMED code of the set (labels = "dx")
+        from ..labels import dx_labels
+
+        out["dx"] = _class_counts(*dx_labels(table))
     return out
 
 

@@ -76,6 +76,7 @@ _DEFAULTS: dict[str, Any] = {
     "fraction_parts": 20,
     "fraction_seed": 0,
     "test_on_rest": False,
+    "leads": None,  # a lead subset, e.g. ["I", "II"]; None: the 12 standard leads (datasets.leads)
 }
 _FRACTION_TOL = 1e-9
 
@@ -112,6 +113,9 @@ def task_settings(task: Mapping[str, Any]) -> dict[str, Any]:
     if folds[0] & folds[1] or folds[0] & folds[2] or folds[1] & folds[2]:
         raise ConfigError("task.train_folds / val_folds / test_folds must not overlap")
     _check_fraction_settings(s)
+    from .leads import parse_leads
+
+    s["leads"] = None if s["leads"] is None else parse_leads(s["leads"])
     return s
 
 
@@ -215,6 +219,10 @@ def _labels(
             names, y = list(proto.class_names), proto.encode_scp(codes, min_likelihood=min_likelihood)
         else:
             names, y = list(proto.class_names), proto.encode_table(table)
+    elif labels == "dx":
+        from ..labels import dx_labels
+
+        names, y = dx_labels(table)
     elif labels in PTBXL_TASKS:
         if adapter.name != "ptbxl":
             raise ConfigError(f"task.labels: {labels!r} is a PTB-XL task; for {adapter.name} use protocol:seed18 or protocol:cinc2020")
@@ -234,7 +242,8 @@ def _labels(
 def load_task(task: Mapping[str, Any], fs: float, *, progress: bool = True) -> TaskData:
     """Open, cache, label and split the data a run's ``[task]`` describes, at ``fs`` Hz."""
     s = task_settings(task)
-    adapter = open_dataset(s["dataset"], Path(s["root"]), fs=s["source_fs"], allow_missing=s["allow_missing"])
+    adapter = open_dataset(s["dataset"], Path(s["root"]), fs=s["source_fs"], allow_missing=s["allow_missing"],
+                           leads=s.get("leads"))
     cached = load_or_build(adapter, fs=fs, seconds=s["seconds"], cache_dir=s["cache_dir"], progress=progress)
     table = cached.table
     names, y = _labels(adapter, table, s["labels"], s["min_count"], s["min_likelihood"])

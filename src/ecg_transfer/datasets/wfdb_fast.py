@@ -17,10 +17,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Sequence
+
 import numpy as np
 import wfdb
+from wfdb.io._signal import BYTES_PER_SAMPLE
 
 from ..errors import RecordError
+from .base import fs_problem
+from .files import open_regular, read_small_file, regular_file_size, sibling_file
+from .leads import lead_columns
 
 # WFDB gain field: ADC_GAIN(BASELINE)/UNITS, baseline and units optional ("1000/mV", "1000.0(0)/mV").
 _GAIN = re.compile(
@@ -60,6 +66,15 @@ def parse_plain_header(text: str) -> PlainHeader | None:
         n_sig, fs, sig_len = int(rec[1]), float(rec[2]), int(rec[3])
     except ValueError:
         return None
+    if n_sig < 1:
+        return None
+    try:
+        return _plain_signals(rec, n_sig, fs, sig_len, lines)
+    except ValueError:  # a non-integer field: wfdb's general reader says what is wrong
+        return None
+
+
+def _plain_signals(rec: list[str], n_sig: int, fs: float, sig_len: int, lines: list[str]) -> PlainHeader | None:
     sig_lines = [ln.split() for ln in lines[1 : 1 + n_sig]]
     if len(sig_lines) != n_sig or any(len(f) < 9 for f in sig_lines):
         return None
@@ -97,8 +112,10 @@ def parse_plain_header(text: str) -> PlainHeader | None:
 def parse_gain_field(text: str) -> tuple[float, int | None, str]:
     """``'1000.0(0)/mV'`` -> (gain, baseline or None, units); WFDB semantics, strict syntax.
 
-    Baseline ``None`` means "not written": WFDB then uses the ADC zero. Gain 0 means 200.
-    Raises ``ValueError`` on anything wfdb would silently misread.
+    Baseline ``None`` means "not written": WFDB then uses the ADC zero. Raises ``ValueError`` on
+    anything wfdb would silently misread, and on a gain that is 0 or negative: WFDB's rule reads
+    gain 0 as "uncalibrated" and substitutes 200 adu per unit (``wfdb.rdsamp`` does), so the
+    millivolts would be a guess; a negative gain turns the lead upside down.
     """
     m = _GAIN.match(text)
     if m is None:
@@ -107,21 +124,106 @@ def parse_gain_field(text: str) -> tuple[float, int | None, str]:
     if not math.isfinite(gain):
         raise ValueError(f"gain field {text!r}: gain is not finite")
     if gain == 0:
-        gain = WFDB_DEFAULT_GAIN
+        raise ValueError(f"gain field {text!r}: gain 0 means the signal is uncalibrated (WFDB then assumes "
+                         f"{WFDB_DEFAULT_GAIN:g} adu per unit, so its amplitude in mV is unknown): refused")
+    if gain < 0:
+        raise ValueError(f"gain field {text!r}: gain {gain:g} is negative (the lead would be read "
+                         "upside down): refused")
     baseline = int(m.group("baseline")) if m.group("baseline") is not None else None
     units = m.group("units") or "mV"
     return gain, baseline, units
 
 
 def _read_header_text(hea: Path) -> str:
-    try:
-        raw = hea.read_bytes()
-    except FileNotFoundError:
-        raise RecordError(str(hea), "header file is missing") from None
+    raw = read_small_file(hea, "header")
     try:
         return raw.decode("ascii")
     except UnicodeDecodeError:
         raise RecordError(str(hea), "header is not valid text (non-ASCII bytes)") from None
+
+
+def _signal_lines(text: str, hea: Path) -> tuple[list[str], list[list[str]]]:
+    """(record line tokens, signal line tokens) of a single-segment header; RecordError otherwise."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise RecordError(str(hea), "header has no record line")
+    rec = lines[0].split()
+    if "/" in rec[0]:
+        raise RecordError(str(hea), f"multi-segment record {rec[0]!r} is not supported")
+    if len(rec) < 2 or not rec[1].isdigit() or int(rec[1]) < 1:
+        raise RecordError(str(hea), f"record line {lines[0]!r}: signal count is not a positive integer")
+    n_sig = int(rec[1])
+    sig = [ln.split() for ln in lines[1 : 1 + n_sig]]
+    if len(sig) != n_sig:
+        raise RecordError(str(hea), f"record line declares {n_sig} signals but the header has {len(sig)} signal lines")
+    return rec, sig
+
+
+def _check_general_header(base: Path, hea: Path, text: str) -> None:
+    """Before wfdb reads anything: rate in range, gains > 0, signal files regular, beside the
+    header and at least as large as the header's sample count needs (formats of known size)."""
+    _, sig = _signal_lines(text, hea)
+    for i, tokens in enumerate(sig):
+        sibling_file(hea, tokens[0])
+        if len(tokens) > 2:
+            try:
+                parse_gain_field(tokens[2])
+            except ValueError as exc:
+                raise RecordError(str(hea), f"signal line {i + 1}: {exc}") from None
+    try:
+        head = wfdb.rdheader(str(base))
+    except Exception as exc:  # wfdb raises many types for broken headers
+        raise RecordError(str(base), f"wfdb cannot read its header: {exc}") from None
+    problem = fs_problem(float(head.fs))
+    if problem:
+        raise RecordError(str(hea), problem)
+    need: dict[str, float] = {}
+    for j, name in enumerate(head.file_name):
+        fmt = str(head.fmt[j])
+        per = BYTES_PER_SAMPLE.get(fmt, 0)
+        if not per:
+            raise RecordError(str(hea), f"signal format {fmt} is not supported (its size cannot be checked "
+                                        "against the file)")
+        spf = head.samps_per_frame[j] if head.samps_per_frame else 1
+        offset = head.byte_offset[j] if head.byte_offset and head.byte_offset[j] else 0
+        need[name] = max(need.get(name, offset), offset) + per * (spf or 1) * (head.sig_len or 0)
+    for name, n_bytes in need.items():
+        size = regular_file_size(sibling_file(hea, name), "signal file")
+        if size < math.ceil(n_bytes):
+            raise RecordError(str(hea.parent / name), f"holds {size:,} bytes but the header's {head.sig_len} "
+                                                      f"samples need {math.ceil(n_bytes):,} (truncated or wrong header)")
+
+
+def _read_general(base: Path, hea: Path, text: str) -> wfdb.Record:
+    _check_general_header(base, hea, text)
+    try:
+        return wfdb.rdrecord(str(base), physical=False)
+    except Exception as exc:  # wfdb raises many types for broken files
+        raise RecordError(str(base), f"wfdb cannot read it: {exc}") from None
+
+
+def _checked_dat(hea: Path, header: PlainHeader) -> Path:
+    """The plain record's signal file, once its size equals what the header claims (nothing is
+    allocated from the claim before that); RecordError otherwise."""
+    dat = sibling_file(hea, header.dat_name)
+    expected = header.sig_len * header.n_sig
+    size = regular_file_size(dat, "signal file named in the header")
+    if header.sig_len < 0 or size != 2 * expected:
+        raise RecordError(
+            str(dat),
+            f"holds {size // 2} samples but the header says {header.sig_len} samples x "
+            f"{header.n_sig} leads = {expected} (truncated or wrong header)",
+        )
+    return dat
+
+
+def _read_exact(dat: Path, out: np.ndarray) -> None:
+    """Fill ``out`` with the bytes of ``dat`` (sizes already checked equal)."""
+    with open_regular(dat, "signal file") as fh:
+        got = fh.readinto(memoryview(out).cast("B"))
+    if got != out.nbytes:
+        raise RecordError(str(dat), f"ended after {got} of {out.nbytes} bytes while being read")
 
 
 def read_digital(record_path: str | os.PathLike) -> tuple[np.ndarray, PlainHeader | None, wfdb.Record | None]:
@@ -129,30 +231,22 @@ def read_digital(record_path: str | os.PathLike) -> tuple[np.ndarray, PlainHeade
 
     Returns the samples and the parsed plain header; for records that need wfdb's general reader
     the samples come from ``wfdb.rdrecord(physical=False)`` and the wfdb Record is returned instead.
+    Either way the header is checked first (rate, gains, where its signal files are and what they
+    are), and nothing is allocated from the header's sample count before the file's size agrees.
     """
     base = Path(record_path)
     hea = base.with_name(base.name + ".hea")
     text = _read_header_text(hea)
     header = parse_plain_header(text)
     if header is None:
-        try:
-            rec = wfdb.rdrecord(str(base), physical=False)
-        except Exception as exc:  # wfdb raises many types for broken files
-            raise RecordError(str(base), f"wfdb cannot read it: {exc}") from None
+        rec = _read_general(base, hea, text)
         return rec.d_signal, None, rec
-    dat = hea.parent / header.dat_name
-    expected = header.sig_len * header.n_sig
-    try:
-        raw = np.fromfile(dat, dtype="<i2")
-    except FileNotFoundError:
-        raise RecordError(str(dat), "signal file named in the header is missing") from None
-    if raw.size != expected:
-        raise RecordError(
-            str(dat),
-            f"holds {raw.size} samples but the header says {header.sig_len} samples x "
-            f"{header.n_sig} leads = {expected} (truncated or wrong header)",
-        )
-    digital = raw.reshape(header.sig_len, header.n_sig)
+    problem = fs_problem(header.fs)
+    if problem:
+        raise RecordError(str(hea), problem)
+    dat = _checked_dat(hea, header)
+    digital = np.empty((header.sig_len, header.n_sig), dtype="<i2")
+    _read_exact(dat, digital)
     _check_against_header(str(dat), digital, header)
     return digital, header, None
 
@@ -175,39 +269,61 @@ def to_physical(digital: np.ndarray, gain: np.ndarray, baseline: np.ndarray, nam
     return (digital.astype(np.float64) - baseline) / gain
 
 
-def read_physical(record_path: str | os.PathLike) -> tuple[np.ndarray, float, tuple[str, ...]]:
+def read_physical(
+    record_path: str | os.PathLike, leads: Sequence[str] | None = None
+) -> tuple[np.ndarray, float, tuple[str, ...]]:
     """Read one record as float64 millivolts ``(sig_len, n_sig)``, equal to ``wfdb.rdsamp``'s array.
 
-    Returns the signal, its sampling rate and the lead names.
+    Returns the signal, its sampling rate and the lead names. ``leads`` (standard names) picks and
+    orders the columns by name (:func:`~ecg_transfer.datasets.leads.lead_columns`); ``None`` keeps
+    the file's leads in the file's order.
     """
     digital, header, rec = read_digital(record_path)
     if header is not None:
         units = {u.lower() for u in header.units}
         if units != {"mv"}:
             raise RecordError(str(record_path), f"signal units are {sorted(units)}, expected mV")
-        return to_physical(digital, header.gain, header.baseline, str(record_path)), header.fs, header.sig_name
-    assert rec is not None
-    if any(u.lower() != "mv" for u in rec.units):
-        raise RecordError(str(record_path), f"signal units are {rec.units}, expected mV")
-    p = rec.dac()
-    if np.isnan(p).any():
-        raise RecordError(str(record_path), "signal has missing samples (NaN)")
-    return p, float(rec.fs), tuple(rec.sig_name)
+        signal = to_physical(digital, header.gain, header.baseline, str(record_path))
+        fs, names = header.fs, header.sig_name
+    else:
+        assert rec is not None
+        if any(u.lower() != "mv" for u in rec.units):
+            raise RecordError(str(record_path), f"signal units are {rec.units}, expected mV")
+        signal = rec.dac()
+        if np.isnan(signal).any():
+            raise RecordError(str(record_path), "signal has missing samples (NaN)")
+        fs, names = float(rec.fs), tuple(rec.sig_name)
+    if leads is None:
+        return signal, fs, names
+    cols = lead_columns(names, leads, str(record_path))
+    return np.ascontiguousarray(signal[:, cols]), fs, tuple(leads)
+
+
+def _plain_for_block(base: Path, n_leads: int) -> PlainHeader | None:
+    """The plain header of ``base`` when the block's fast path can read it, else None."""
+    header = parse_plain_header(_read_header_text(base.with_name(base.name + ".hea")))
+    if header is None or header.units != ("mV",) * header.n_sig or header.n_sig != n_leads:
+        return None
+    return header
 
 
 def read_block(
-    paths: list[Path], n_samples: int, n_leads: int, fs: float
+    paths: list[Path], n_samples: int, n_leads: int, fs: float, leads: Sequence[str] | None = None
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Read many records of one shape into a float32 block ``(n, n_leads, n_samples)`` of mV.
+    """Read many records of one shape into a float32 block ``(n, n_out, n_samples)`` of mV.
 
     The cache's hot path: per record only the header is parsed and the bytes read straight into
     one int16 buffer; checksums, missing-sample markers and the conversion to millivolts are then
-    done for the whole block at once. The values equal ``wfdb.rdsamp``'s float64 array cast to
-    float32. Records that fail are returned as ``(position, problem)`` and their slot left zero;
-    headers that are not plain go through :func:`read_physical`.
+    done for the whole block at once. ``n_leads`` is the number of leads the fast path expects in a
+    file (PTB-XL: 12); ``leads`` (standard names) picks and orders each record's columns by name,
+    ``None`` keeps the file order (``n_out = n_leads``). The values equal ``wfdb.rdsamp``'s float64
+    array cast to float32. Records that fail are returned as ``(position, problem)`` and their slot
+    left zero; other headers (another lead count, not plain) go through :func:`read_physical`.
     """
     n = len(paths)
+    n_out = n_leads if leads is None else len(leads)
     digital = np.zeros((n, n_samples, n_leads), dtype="<i2")
+    cols = np.tile(np.arange(n_out, dtype=np.intp), (n, 1))
     gain = np.ones((n, n_leads))
     baseline = np.zeros((n, n_leads), dtype=np.int64)
     checksum = np.zeros((n, n_leads), dtype=np.int64)
@@ -215,41 +331,37 @@ def read_block(
     plain = np.zeros(n, dtype=bool)
     general: dict[int, np.ndarray] = {}
     problems: list[tuple[int, str]] = []
-    expected_bytes = n_samples * n_leads * 2
     for i, base in enumerate(paths):
         try:
-            header = parse_plain_header(_read_header_text(base.with_name(base.name + ".hea")))
-            if header is None or header.units != ("mV",) * header.n_sig:
-                signal, rec_fs, _ = read_physical(base)
-                _check_shape(base, signal.shape, rec_fs, n_samples, n_leads, fs)
+            header = _plain_for_block(base, n_leads)
+            if header is None:
+                signal, rec_fs, _ = read_physical(base, leads)
+                _check_shape(base, signal.shape, rec_fs, n_samples, signal.shape[1], fs)
                 general[i] = signal
                 continue
             _check_shape(base, (header.sig_len, header.n_sig), header.fs, n_samples, n_leads, fs)
-            dat = base.with_name(header.dat_name)
-            try:
-                with open(dat, "rb") as fh:
-                    got = fh.readinto(memoryview(digital[i]).cast("B"))
-                    extra = fh.read(1)
-            except FileNotFoundError:
-                raise RecordError(str(dat), "signal file named in the header is missing") from None
-            if got != expected_bytes or extra:
-                size = dat.stat().st_size
-                raise RecordError(
-                    str(dat),
-                    f"holds {size // 2} samples but the header says {n_samples} samples x "
-                    f"{n_leads} leads = {n_samples * n_leads} (truncated or wrong header)",
-                )
-            gain[i] = header.gain
-            baseline[i] = header.baseline
-            checksum[i] = header.checksum
-            init[i] = header.init_value
+            if leads is not None:
+                cols[i] = lead_columns(header.sig_name, leads, str(base))
+            _read_exact(_checked_dat(base.with_name(base.name + ".hea"), header), digital[i])
+            gain[i], baseline[i], checksum[i], init[i] = header.gain, header.baseline, header.checksum, header.init_value
             plain[i] = True
         except RecordError as exc:
             problems.append((i, f"{exc.record}: {exc.problem}" if exc.record != str(base) else exc.problem))
+    problems += _block_integrity(digital, plain, checksum, init, n_samples)
+    return _block_to_mv(digital, cols, gain, baseline, plain, general), sorted(problems)
+
+
+def _block_integrity(
+    digital: np.ndarray, plain: np.ndarray, checksum: np.ndarray, init: np.ndarray, n_samples: int
+) -> list[tuple[int, str]]:
+    """Checksums, initial values and missing-sample markers of the whole block at once; records
+    that fail are listed and their ``plain`` flag cleared (their slot stays zero)."""
+    n = len(digital)
     sums = digital.sum(axis=1, dtype=np.int64)
     bad_sum = plain & ((sums - checksum) % 65536 != 0).any(axis=1)
     bad_init = plain & (digital[:, 0, :] != init).any(axis=1) if n_samples else np.zeros(n, bool)
     bad_nan = plain & (digital == _DIGITAL_NAN_FMT16).any(axis=(1, 2))
+    problems = []
     for i in np.nonzero(bad_sum | bad_init | bad_nan)[0]:
         what = (
             "checksum mismatch: the signal file is corrupt" if bad_sum[i]
@@ -258,16 +370,30 @@ def read_block(
         )
         problems.append((int(i), what))
         plain[i] = False
+    return problems
+
+
+def _block_to_mv(
+    digital: np.ndarray, cols: np.ndarray, gain: np.ndarray, baseline: np.ndarray, plain: np.ndarray,
+    general: dict[int, np.ndarray],
+) -> np.ndarray:
+    """float32 mV ``(n, n_out, n_samples)``: each record's ``cols`` of the int16 block, converted."""
+    n, n_samples, n_leads = digital.shape
+    n_out = cols.shape[1]
+    if n_out != n_leads or not (cols == np.arange(n_leads)).all():
+        digital = np.take_along_axis(digital, cols[:, None, :], axis=2)
+        gain = np.take_along_axis(gain, cols, axis=1)
+        baseline = np.take_along_axis(baseline, cols, axis=1)
     # float32 arithmetic gives exactly float32(wfdb's float64 result): the difference of two small
     # integers is exact, and double rounding of one division from binary64 to binary32 is innocuous.
-    out = np.empty((n, n_leads, n_samples), dtype=np.float32)
+    out = np.empty((n, n_out, n_samples), dtype=np.float32)
     np.copyto(out, digital.transpose(0, 2, 1), casting="unsafe")
     out -= baseline[:, :, None].astype(np.float32)
     out /= gain[:, :, None].astype(np.float32)
     out[~plain] = 0.0
     for i, signal in general.items():
         out[i] = signal.T
-    return out, sorted(problems)
+    return out
 
 
 def _check_shape(base: Path, shape: tuple[int, int], rec_fs: float, n_samples: int, n_leads: int, fs: float) -> None:

@@ -1,10 +1,21 @@
-"""The PhysioNet/CinC 2020 label space: SNOMED-CT codes, the scored classes and the scoring weights.
+"""The PhysioNet/CinC 2020 and 2021 label spaces: SNOMED-CT codes, the scored classes and the weights.
 
-Package data (CC BY 4.0, copied unchanged from ``physionetchallenges/evaluation-2020``):
-``data/cinc2020_dx_mapping_scored.csv`` (27 scored codes), ``data/cinc2020_dx_mapping_unscored.csv``
-and ``data/cinc2020_weights.csv``. The scorer treats three pairs of codes as one diagnosis, which
-turns the 27 scored codes into 24 classes; the original transfer study missed this (G12EC RBBB
-59118001, 542 records, left out of CRBBB 713427006, 28 records), so every encoder here applies it.
+Package data, copied unchanged from the challenges' scorer repositories (the label definitions the
+challenge data is annotated with, not data records; see ``data/README.md`` for their licence):
+
+* 2020 (``physionetchallenges/evaluation-2020``): ``data/cinc2020_dx_mapping_scored.csv`` (27 scored
+  codes), ``data/cinc2020_dx_mapping_unscored.csv`` and ``data/cinc2020_weights.csv``;
+* 2021 (``physionetchallenges/evaluation-2021``): ``data/cinc2021_dx_mapping_scored.csv`` (30 scored
+  codes), ``data/cinc2021_dx_mapping_unscored.csv`` and ``data/cinc2021_weights.csv``. The 2021 files
+  add 22 codes of the Chapman-Shaoxing and Ningbo sets (55827005, 251223006, ...) and name every
+  2020 code the same way.
+
+A code is *known* when either year's mapping lists it. The 2020 scorer treats three pairs of codes
+as one diagnosis, which turns its 27 scored codes into 24 classes; the original transfer study
+missed this (G12EC RBBB 59118001, 542 records, left out of CRBBB 713427006, 28 records), so every
+encoder here applies it. The 2021 scorer adds a fourth pair, CLBBB 733534002 = LBBB 164909002
+(:data:`EQUIVALENT_CODES_2021`); the 2020-based protocols keep the 2020 pairs, the ``dx`` label set
+(every code of a set) merges all four.
 """
 
 from __future__ import annotations
@@ -27,61 +38,81 @@ EQUIVALENT_CODES: tuple[tuple[str, ...], ...] = (
     ("284470004", "63593006"),   # PAC = SVPB
     ("427172004", "17338001"),   # PVC = VPB
 )
+#: The 2021 scorer's pairs: the 2020 ones and CLBBB = LBBB (its weights.csv joins them first-code first).
+EQUIVALENT_CODES_2021: tuple[tuple[str, ...], ...] = EQUIVALENT_CODES + (
+    ("733534002", "164909002"),  # CLBBB = LBBB
+)
 
 #: The record-count columns of the dx mapping files (how many records of each source carry a code).
 SOURCE_COLUMNS: tuple[str, ...] = (
     "CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Total",
 )
+#: The 2021 files' columns, spelled as the 2020 ones (the files write CPSC_Extra, PTB_XL, ...).
+SOURCE_COLUMNS_2021: tuple[str, ...] = (
+    "CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "Total",
+)
+YEARS: tuple[int, ...] = (2020, 2021)
 
 _DATA = resources.files("ecg_transfer.labels") / "data"
 
 
 @dataclass(frozen=True)
 class SnomedConcept:
-    """One SNOMED-CT code as the challenge names it."""
+    """One SNOMED-CT code as the challenge names it; ``scored`` in 2020, ``scored_2021`` in 2021."""
 
     code: str
     abbreviation: str
     description: str
     scored: bool
+    scored_2021: bool = False
 
 
 def _read_mapping(name: str, scored: bool) -> pd.DataFrame:
     with resources.as_file(_DATA / name) as path:
-        table = pd.read_csv(path, dtype={"SNOMED CT Code": str})
-    table = table.rename(columns={"Dx": "description", "SNOMED CT Code": "code",
-                                  "Abbreviation": "abbreviation", "Notes": "notes"})
+        table = pd.read_csv(path, dtype={"SNOMED CT Code": str, "SNOMEDCTCode": str})
+    table = table.rename(columns={"Dx": "description", "SNOMED CT Code": "code", "SNOMEDCTCode": "code",
+                                  "Abbreviation": "abbreviation", "Notes": "notes",
+                                  "CPSC_Extra": "CPSC-Extra", "PTB_XL": "PTB-XL",
+                                  "Chapman_Shaoxing": "Chapman-Shaoxing"})
     table["scored"] = scored
     return table
 
 
 @functools.cache
-def _mapping() -> pd.DataFrame:
+def _mapping(year: int = 2020) -> pd.DataFrame:
+    if year not in YEARS:
+        raise ValueError(f"no CinC dx mapping for {year}; known: {YEARS}")
     table = pd.concat(
-        [_read_mapping("cinc2020_dx_mapping_scored.csv", True),
-         _read_mapping("cinc2020_dx_mapping_unscored.csv", False)],
+        [_read_mapping(f"cinc{year}_dx_mapping_scored.csv", True),
+         _read_mapping(f"cinc{year}_dx_mapping_unscored.csv", False)],
         ignore_index=True,
     )
     table["code"] = table["code"].str.strip()
     duplicated = table.loc[table["code"].duplicated(), "code"].tolist()
     if duplicated:
-        raise DatasetError(f"duplicate codes in the CinC dx mapping files: {duplicated}")
+        raise DatasetError(f"duplicate codes in the CinC {year} dx mapping files: {duplicated}")
     return table
 
 
-def dx_mapping_table() -> pd.DataFrame:
-    """Both CinC 2020 mapping files in one table: code (str), abbreviation, description, scored,
-    the per-source record counts (``SOURCE_COLUMNS``) and the scorer's notes."""
-    return _mapping().copy()
+def dx_mapping_table(year: int = 2020) -> pd.DataFrame:
+    """One year's two mapping files in one table: code (str), abbreviation, description, scored,
+    the per-source record counts (``SOURCE_COLUMNS``, ``SOURCE_COLUMNS_2021``) and the notes."""
+    return _mapping(year).copy()
 
 
 @functools.cache
 def snomed_lookup() -> dict[str, SnomedConcept]:
-    """SNOMED code -> abbreviation and description, from the scored and unscored mapping files."""
-    return {
-        row.code: SnomedConcept(row.code, row.abbreviation, row.description, bool(row.scored))
-        for row in _mapping().itertuples(index=False)
-    }
+    """SNOMED code -> abbreviation and description, from both years' scored and unscored files
+    (every 2020 code is in the 2021 files with the same names; a 2021-only code has scored False)."""
+    scored_2021 = dict(zip(_mapping(2021)["code"], _mapping(2021)["scored"]))
+    lookup: dict[str, SnomedConcept] = {}
+    for year in YEARS:
+        for row in _mapping(year).itertuples(index=False):
+            if row.code not in lookup:
+                scored = bool(row.scored) and year == 2020
+                lookup[row.code] = SnomedConcept(row.code, row.abbreviation, row.description, scored,
+                                                 bool(scored_2021.get(row.code, False)))
+    return lookup
 
 
 def describe(code: str) -> str:
@@ -117,9 +148,9 @@ def equivalent_codes(code: str) -> frozenset[str]:
 
 
 def unknown_codes(dx_codes: Iterable[str]) -> list[str]:
-    """Codes in neither CinC 2020 mapping file, in first-seen order, each once.
+    """Codes in none of the CinC 2020 and 2021 mapping files, in first-seen order, each once.
 
-    Adapters use it to flag records with an unknown ``#Dx`` (a typo, or a code from another year).
+    Adapters use it to flag records with an unknown ``#Dx`` (a typo, or a code no challenge used).
     """
     known = snomed_lookup()
     found: list[str] = []
@@ -133,10 +164,12 @@ def unknown_codes(dx_codes: Iterable[str]) -> list[str]:
 def load_weights(
     path: str | Path | None = None,
     equivalences: Sequence[Sequence[str]] = EQUIVALENT_CODES,
+    *,
+    year: int = 2020,
 ) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """Read a challenge ``weights.csv`` as ``(classes, weights)`` with equivalent codes merged.
 
-    ``path`` defaults to the packaged 2020 file. Headers name a class by one code (2020) or by
+    ``path`` defaults to the packaged file of ``year`` (2020 or 2021). Headers name a class by one code (2020) or by
     equivalent codes joined with ``|`` (2021, e.g. ``713427006|59118001``); both are read. Classes
     that ``equivalences`` declares the same are merged, first occurrence kept, as the official
     scorer does; their rows and columns must be identical, else :class:`DatasetError`. Each class
@@ -144,7 +177,7 @@ def load_weights(
     code first).
     """
     if path is None:
-        with resources.as_file(_DATA / "cinc2020_weights.csv") as p:
+        with resources.as_file(_DATA / f"cinc{year}_weights.csv") as p:
             return load_weights(p, equivalences)
     path = Path(path)
     with path.open(newline="") as f:
