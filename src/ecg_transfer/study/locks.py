@@ -16,7 +16,10 @@ or without epochs -- so it never looks stale while its holder lives.
   ``O_CREAT | O_EXCL``; its holder is alive while its pid exists (same host) or its heartbeat is
   younger than :data:`STALE_SECONDS` (another host). A stale lock is taken over under a
   ``lock.takeover`` claim file (itself ``O_EXCL``), after checking that the lock is still the very
-  file judged stale, so two processes never both take it over.
+  file judged stale (inode *and* change time: a new lock may reuse a removed one's inode) and still
+  stale, so two processes never both take it over. A claim whose process was killed inside that
+  millisecond section is removed after :data:`CLAIM_STALE_SECONDS`; two processes finding such a
+  claim at the same instant is the one window this mode leaves (``flock`` leaves none).
 
 Only the owner releases a lock: it checks that the file at ``lock`` is still its own (same
 inode, same random token) before unlinking it, and a run whose lock was taken over stops before
@@ -197,7 +200,8 @@ class RunLocks:
             return None
         try:
             st = os.fstat(fd)
-            return {"info": _read_fd(fd), "age": time.time() - st.st_mtime, "id": _identity(st)}
+            # the inode number alone does not name a file: a new lock may reuse a removed one's
+            return {"info": _read_fd(fd), "age": time.time() - st.st_mtime, "id": (*_identity(st), st.st_ctime_ns)}
         finally:
             os.close(fd)
 
@@ -331,8 +335,9 @@ class RunLocks:
             return False
         try:
             now = self._lock_record(path)
-            if now is not None and now["id"] == judged["id"] and now["info"].get("token") == judged["info"].get("token"):
-                path.unlink()  # still the very file judged stale
+            if now is not None and now["id"] == judged["id"] and now["info"] == judged["info"] \
+                    and not self._alive_by_record(now):
+                path.unlink()  # still the very file judged stale, and still stale
             return True
         finally:
             os.close(cfd)
