@@ -102,6 +102,9 @@ def test_fft_and_direct_convolution_agree():
         layer.conv_mode = "direct"
         b = layer(x)
     assert torch.allclose(a, b, atol=1e-5)
+    layer.conv_mode = "dft"
+    with pytest.raises(ValueError, match="conv_mode"):
+        layer(x)
 
 
 def test_initial_modes_follow_s4d_inv_and_lin():

@@ -1,4 +1,5 @@
-"""1-D ECG classifiers of the PTB-XL benchmark (Strodthoff et al. 2020), rewritten in PyTorch.
+"""1-D ECG classifiers of the PTB-XL benchmark (Strodthoff et al. 2020), rewritten in PyTorch, and
+``s4``, a bidirectional diagonal state-space model (:mod:`.s4`).
 
 Every model maps ``(batch, leads, time)`` float32 to logits ``(batch, n_classes)``, works for any
 crop length (250 samples at 100 Hz, 1250 at 500 Hz, ...), and is ``model.body`` -> ``model.head``.

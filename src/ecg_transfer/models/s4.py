@@ -162,6 +162,8 @@ class S4DLayer(nn.Module):
         self.conv_mode = "auto"
 
     def _mode(self) -> str:
+        if self.conv_mode not in CONV_MODES:
+            raise ValueError(f"conv_mode must be one of {', '.join(CONV_MODES)}, not {self.conv_mode!r}")
         if self.conv_mode != "auto":
             return self.conv_mode
         return "direct" if torch.onnx.is_in_onnx_export() else "fft"
