@@ -43,7 +43,7 @@ def test_ptbxl_summary_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=12)
     dat = root / "records100" / "00000" / "00004_lr.dat"
     dat.write_bytes(dat.read_bytes()[:500])
-    code, out, _ = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root),
+    code, out, _ = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root), "--signals",
                            "--cache-dir", str(tmp_path / "c"), "--json", "--no-progress", capsys=capsys)
     assert code == 0
     s = json.loads(out)
@@ -58,10 +58,10 @@ def test_ptbxl_summary_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 def test_ptbxl_summary_text_and_strict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=12)
     (root / "records100" / "00000" / "00007_lr.hea").write_bytes(b"\xff\xfe\x00garbage")
-    code, out, _ = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root),
+    code, out, _ = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root), "--signals",
                            "--cache-dir", str(tmp_path / "c"), "--no-progress", capsys=capsys)
     assert code == 0 and "problems: 1" in out and "00007" in out and "not valid text" in out
-    code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root),
+    code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root), "--signals",
                            "--cache-dir", str(tmp_path / "c2"), "--no-progress", "--strict", capsys=capsys)
     assert code == 2 and "00007" in err and "not valid text" in err
 
@@ -75,7 +75,7 @@ def test_cinc_summary_lists_every_kind_of_problem(tmp_path: Path, capsys: pytest
     write_cinc_record(root / "g2", "E00102", "426783006", nan=True)  # NaN in signal
     write_cinc_record(root / "g2", "E00103", "426783006")
     (root / "g2" / "E00103.mat").unlink()  # missing .mat
-    code, out, _ = run_cli("data", "summary", "--dataset", "cinc", "--root", str(root),
+    code, out, _ = run_cli("data", "summary", "--dataset", "cinc", "--root", str(root), "--signals",
                            "--cache-dir", str(tmp_path / "c"), "--json", "--no-progress", capsys=capsys)
     assert code == 0
     s = json.loads(out)
@@ -115,10 +115,11 @@ def test_unknown_root_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 
 @pytest.mark.realdata
 def test_real_g12ec_summary(g12ec_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli("data", "summary", "--dataset", "cinc", "--root", str(g12ec_root),
+    code, out, _ = run_cli("data", "summary", "--dataset", "cinc", "--root", str(g12ec_root), "--signals",
                            "--cache-dir", str(tmp_path / "c"), "--json", "--no-progress", capsys=capsys)
     assert code == 0
     s = json.loads(out)
-    assert s["records"] == 74 and s["sampling_rates_hz"] == [500.0] and s["cache"]["n_samples"] == 5000
+    assert s["records"] == 74 and s["sampling_rates_hz"] == [500.0] and s["seconds"] == [10.0]
+    assert s["cache"]["fs"] == 500.0 and s["cache"]["samples_per_lead"] == 74 * 5000
     assert s["tasks"] == {"protocol:seed18": 18, "protocol:cinc2020": 24, "dx": 28}  # dx: counted in test_labels
     assert sum(s["folds"].values()) == 74 and len(s["folds"]) == 10

@@ -156,9 +156,10 @@ def test_cache_equals_reads_and_is_reused(tree: Path, cache_dir: Path) -> None:
     for rid, row in zip(c1.table["record_id"], c1.table["row"]):
         assert np.array_equal(c1.signals[row], ds.read(rid).T.astype(np.float32))
     assert (c1.table["n_valid"] == 1000).all()
-    stamp = (c1.path / "signals.npy").stat().st_mtime_ns
+    stamp = (c1.path / cache_mod.SIGNALS).stat().st_mtime_ns
     c2 = load_or_build(PTBXL(tree), cache_dir=cache_dir, progress=False)
-    assert c2.path == c1.path and (c2.path / "signals.npy").stat().st_mtime_ns == stamp
+    assert c2.path == c1.path and (c2.path / cache_mod.SIGNALS).stat().st_mtime_ns == stamp
+    assert c1.built and not c2.built
 
 
 def test_cache_rebuilds_when_inputs_or_settings_change(tree: Path, cache_dir: Path) -> None:
@@ -208,7 +209,8 @@ def test_killed_build_leaves_nothing_trusted(tree: Path, cache_dir: Path, monkey
 def test_cache_meta_records_problems_and_settings(tree: Path, cache_dir: Path) -> None:
     c = load_or_build(PTBXL(tree), cache_dir=cache_dir, progress=False)
     meta = json.loads((c.path / "meta.json").read_text())
-    assert meta["settings"]["fs"] == 100.0 and meta["settings"]["n_samples"] == 1000
+    assert meta["settings"]["fs"] == 100.0 and meta["settings"]["seconds"] is None
+    assert meta["samples_per_lead"] == 12 * 1000 and meta["store"]["bytes"] == 12 * 12 * 1000 * 4
     assert meta["records"] == 12 and meta["problems"] == []
 
 

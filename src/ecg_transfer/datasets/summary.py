@@ -1,6 +1,9 @@
 """The data summary: what a dataset on disk holds, and every problem found reading it.
 
-It goes through the cache, so every signal is read and checked once (and the next run is instant).
+By default it reads the headers and index files only (seconds for a whole CinC 2021 collection);
+``signals=True`` (``data summary --signals``) also reads every signal through the cache -- so each
+is checked once, signal problems are listed and signal statistics given, and the next run is
+instant -- which for a large collection is a full cache build.
 """
 
 from __future__ import annotations
@@ -43,6 +46,34 @@ def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict
     return out
 
 
+def signal_statistics(cached: CachedSignals) -> dict:
+    """Amplitude statistics over the good records of a cache (float64 sums, one record at a time)."""
+    total = sq = 0.0
+    count, flat = 0, 0
+    peaks = []
+    for row in cached.table["row"].to_numpy():
+        x = np.asarray(cached.signals.record(int(row)), dtype=np.float64)
+        total, sq, count = total + float(x.sum()), sq + float(np.square(x).sum()), count + x.size
+        peaks.append(float(np.abs(x).max()) if x.size else 0.0)
+        flat += int(x.size > 0 and float(x.std()) == 0.0)
+    mean = total / count if count else float("nan")
+    std = float(np.sqrt(max(sq / count - mean * mean, 0.0))) if count else float("nan")
+    return {"records_read": len(peaks), "mean_mv": round(mean, 6), "std_mv": round(std, 6),
+            "max_abs_mv_median": round(float(np.median(peaks)), 4) if peaks else None,
+            "max_abs_mv_p99": round(float(np.percentile(peaks, 99)), 4) if peaks else None,
+            "flat_records": flat}
+
+
+def _folds(cached: CachedSignals | None, table: pd.DataFrame) -> tuple[dict[int, int], str]:
+    if "fold" in table.columns:
+        return {int(k): int(v) for k, v in sorted(Counter(table["fold"]).items())}, "strat_fold (PTB-XL)"
+    if cached is None:
+        return {}, "made from the signals (identical records kept together): add --signals"
+    fold_of = record_folds(cached, n_folds=min(10, len(table)) or 1)
+    return ({int(k): int(v) for k, v in sorted(Counter(fold_of).items())},
+            "iterative stratification on cinc2020, seed 0")
+
+
 def summarise(
     dataset: str,
     root: str | os.PathLike,
@@ -52,30 +83,35 @@ def summarise(
     allow_missing: bool = False,
     strict: bool = False,
     progress: bool = True,
+    signals: bool = False,
 ) -> dict:
-    """Build (or open) the cache and describe the dataset. JSON-ready."""
+    """Describe the dataset from its headers (``signals=True``: also read every signal through the
+    cache, list signal problems and give amplitude statistics). JSON-ready."""
     adapter = open_dataset(dataset, root, fs=fs, allow_missing=allow_missing, strict=strict)
-    cached: CachedSignals = load_or_build(adapter, cache_dir=cache_dir, progress=progress, strict=strict)
-    table = cached.table
+    index = adapter.index()
+    cached = load_or_build(adapter, cache_dir=cache_dir, progress=progress, strict=strict) if signals else None
+    table = cached.table if cached is not None else index
+    problems = cached.problems if cached is not None else list(getattr(adapter, "problems", []))
     labels = label_tables(adapter, table)
-    tasks = {name: len(counts) for name, counts in labels.items()}
-    fold_of = record_folds(cached, n_folds=min(10, len(table)) or 1)
-    folds = {int(k): int(v) for k, v in sorted(Counter(fold_of).items())}
-    fold_source = "strat_fold (PTB-XL)" if "fold" in table.columns else "iterative stratification on cinc2020, seed 0"
+    folds, fold_source = _folds(cached, table)
     summary = {
         "dataset": adapter.name,
         "root": str(Path(root).resolve()),
         "records": int(len(table)),
-        "records_indexed": int(cached.meta["shape"][0]),
+        "records_indexed": int(len(cached.signals) if cached is not None else len(index)),
+        "signals_read": cached is not None,
         "sampling_rates_hz": sorted({float(f) for f in table["fs"]}),
-        "cache": {"path": str(cached.path), **cached.meta["settings"]},
-        "leads": int(cached.meta["settings"]["n_leads"]),
+        "cache": None if cached is None else {
+            "path": str(cached.path), "fs": cached.fs, "seconds": cached.meta["settings"]["seconds"],
+            "bytes": cached.meta["store"]["bytes"], "samples_per_lead": cached.meta["samples_per_lead"]},
+        "leads": sorted({int(n) for n in table["n_leads"]}) if len(table) else [],
         "seconds": sorted({round(float(n) / float(f), 3) for n, f in zip(table["n_samples"], table["fs"])}),
         "folds": folds,
         "fold_source": fold_source,
-        "tasks": tasks,
+        "tasks": {name: len(counts) for name, counts in labels.items()},
         "class_counts": labels,
-        "problems": [p.to_dict() for p in cached.problems],
+        "signals": None if cached is None else signal_statistics(cached),
+        "problems": [p.to_dict() for p in problems],
     }
     missing = getattr(adapter, "missing", [])
     if missing:
@@ -85,18 +121,29 @@ def summarise(
 
 def format_summary(s: dict) -> str:
     """The human-readable version of :func:`summarise`'s dict."""
+    secs = s["seconds"]
+    lengths = ", ".join(f"{x:g}" for x in secs) if len(secs) <= 5 else f"{secs[0]:g} to {secs[-1]:g} ({len(secs)} lengths)"
     lines = [
         f"{s['dataset']} at {s['root']}",
         f"  records: {s['records']} usable of {s['records_indexed']} indexed; "
-        f"{s['leads']} leads; native rate(s) {', '.join(f'{r:g}' for r in s['sampling_rates_hz'])} Hz; "
-        f"length(s) {', '.join(f'{x:g}' for x in s['seconds'][:5])} s",
-        f"  cache: {s['cache']['path']} ({s['cache']['fs']:g} Hz, {s['cache']['n_samples']} samples)",
+        f"{'/'.join(str(n) for n in s['leads'])} leads; native rate(s) "
+        f"{', '.join(f'{r:g}' for r in s['sampling_rates_hz'])} Hz; length(s) {lengths} s",
     ]
+    if s["cache"] is None:
+        lines.append("  headers only: signals not read (--signals reads every signal: signal problems, statistics)")
+    else:
+        c, st = s["cache"], s["signals"]
+        lines.append(f"  cache: {c['path']} ({c['fs']:g} Hz, {c['bytes'] / 2**20:.1f} MiB)")
+        lines.append(f"  signals: {st['records_read']} read; mean {st['mean_mv']:g} mV, std {st['std_mv']:g} mV; "
+                     f"max |x| median {st['max_abs_mv_median']} mV, p99 {st['max_abs_mv_p99']} mV; "
+                     f"flat records {st['flat_records']}")
     if s.get("missing_records"):
         m = s["missing_records"]
         lines.append(f"  missing at this rate: {m['count']} records (e.g. {', '.join(m['first'][:3])}); using those present")
     if s["folds"]:
         lines.append(f"  folds ({s['fold_source']}): " + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()))
+    else:
+        lines.append(f"  folds: {s['fold_source']}")
     lines.append("  label sets (classes; most frequent):")
     for name, counts in s["class_counts"].items():
         top = sorted(counts.items(), key=lambda kv: -kv[1])[:4]

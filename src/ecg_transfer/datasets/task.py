@@ -18,6 +18,19 @@ without a label, and split them into train / validation / test by fold. Example:
     fraction_parts = 20            # optional: train_fraction must be a multiple of 1/fraction_parts
     fraction_seed = 0              # optional: which subset (one seed: nested subsets)
     test_on_rest = false           # optional: test on the train_folds records not trained on
+    long_records = "whole"         # optional: "whole" (default), or only the "first" / "centre"
+    max_seconds = 60               #   max_seconds of each record (needed with first / centre)
+
+How much of a long record is used. The cache holds every record whole, at its own length.
+``long_records = "whole"`` (the default) uses all of every record: training draws one random
+2.5 s crop anywhere in it per epoch (the benchmark's recipe) and evaluation slides its windows over
+all of it. It is the default because it is what was always done: PTB-XL and G12EC records are
+10 s, whole either way, so their results are the same as before ragged caches. With long records
+it costs evaluation time: a 30-minute INCART record gives 1,439 windows at 2.5 s / 1.25 s, the
+work of ~200 ten-second records (memory stays one batch of windows). ``long_records = "first"``
+or ``"centre"`` with ``max_seconds = N`` uses only those N seconds of each longer record, for the
+training crops and the evaluation windows alike (the model is tested on the kind of span it was
+trained on). ``seconds`` instead cuts records to their first N s in the cache itself.
 
 CinC-format sets have no folds of their own: they get ``n_folds`` seeded, multilabel-stratified
 folds (``fold_seed``), made on the ``cinc2020`` protocol with identical signals kept together.
@@ -52,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..ragged import RaggedSignals
 from .cache import CachedSignals, load_or_build
 from .folds import duplicate_signal_groups, signal_hash, stratified_folds
 from .registry import DATASET_NAMES, open_dataset
@@ -76,6 +90,8 @@ _DEFAULTS: dict[str, Any] = {
     "fraction_parts": 20,
     "fraction_seed": 0,
     "test_on_rest": False,
+    "long_records": "whole",  # how much of each record is used: whole | first | centre (with max_seconds)
+    "max_seconds": None,
     "leads": None,  # a lead subset, e.g. ["I", "II"]; None: the 12 standard leads (datasets.leads)
 }
 _FRACTION_TOL = 1e-9
@@ -85,14 +101,29 @@ _FRACTION_TOL = 1e-9
 class TaskData:
     """Everything ``train_run`` needs, plus the table the rows came from."""
 
-    X: np.ndarray
+    X: RaggedSignals  # every record at its own length (after long_records / max_seconds)
     Y: np.ndarray
     record_ids: list[str]
     label_names: list[str]
     splits: dict[str, np.ndarray]  # rows of X per split
-    lengths: np.ndarray
+    lengths: np.ndarray  # X.lengths: samples used per row (0: a record that could not be read)
     table: pd.DataFrame
     cache: CachedSignals
+
+
+LONG_RECORDS = ("whole", "first", "centre")
+
+
+def long_record_view(signals: RaggedSignals, long_records: str, max_seconds: float | None, fs: float) -> RaggedSignals:
+    """The part of each record that training and evaluation use (``[task] long_records`` /
+    ``max_seconds``, see the module docstring); a view of the cache, nothing is copied."""
+    if long_records not in LONG_RECORDS:
+        raise ConfigError(f"task.long_records: must be one of {', '.join(LONG_RECORDS)}, got {long_records!r}")
+    if long_records == "whole":
+        return signals
+    if max_seconds is None:
+        raise ConfigError(f"task.long_records = {long_records!r} needs task.max_seconds")
+    return signals.limit(max(1, int(round(float(max_seconds) * fs))), long_records)
 
 
 def task_settings(task: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,6 +144,7 @@ def task_settings(task: Mapping[str, Any]) -> dict[str, Any]:
     if folds[0] & folds[1] or folds[0] & folds[2] or folds[1] & folds[2]:
         raise ConfigError("task.train_folds / val_folds / test_folds must not overlap")
     _check_fraction_settings(s)
+    _check_long_records(s)
     from .leads import parse_leads
 
     s["leads"] = None if s["leads"] is None else parse_leads(s["leads"])
@@ -156,6 +188,21 @@ def _check_fraction_settings(s: dict[str, Any]) -> None:
         if list(s["test_folds"]):
             raise ConfigError("task.test_on_rest = true needs task.test_folds = [] (the test set is the rest of "
                               f"the train_folds records), got test_folds = {s['test_folds']!r}")
+
+
+def _check_long_records(s: dict[str, Any]) -> None:
+    """Validate long_records / max_seconds (see the module doc)."""
+    if s["long_records"] not in LONG_RECORDS:
+        raise ConfigError(f"task.long_records: must be one of {', '.join(LONG_RECORDS)}, got {s['long_records']!r}")
+    m = s["max_seconds"]
+    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m < float("inf")):
+        raise ConfigError(f"task.max_seconds: must be a positive number of seconds, got {m!r}")
+    if s["long_records"] == "whole" and m is not None:
+        raise ConfigError('task.max_seconds: needs task.long_records = "first" or "centre" ("whole", the default, '
+                          "uses every record entirely)")
+    if s["long_records"] != "whole" and m is None:
+        raise ConfigError(f"task.long_records: {s['long_records']!r} needs task.max_seconds (the seconds of each "
+                          "record to use)")
 
 
 def fraction_subset(
@@ -265,6 +312,5 @@ def load_task(task: Mapping[str, Any], fs: float, *, progress: bool = True) -> T
     record_ids = [""] * cached.signals.shape[0]
     for rid, r in zip(table["record_id"], rows):
         record_ids[r] = str(rid)
-    lengths = np.zeros(cached.signals.shape[0], dtype=np.int64)
-    lengths[rows] = table["n_valid"].to_numpy()
-    return TaskData(cached.signals, Y, record_ids, names, splits, lengths, table, cached)
+    X = long_record_view(cached.signals, s.get("long_records", "whole"), s.get("max_seconds"), fs)
+    return TaskData(X, Y, record_ids, names, splits, X.lengths, table, cached)

@@ -13,7 +13,8 @@ settings. Restoring it and continuing yields bit-identical weights to an uninter
 same machine. ``metrics.jsonl`` is rewritten from the checkpoint's history on resume, so lines of
 an epoch that was interrupted before its checkpoint never survive.
 
-Data never leaves ``X`` (memmap) except one batch of crops at a time. Each batch is standardised
+Data never leaves ``X`` (a :class:`~ecg_transfer.ragged.RaggedSignals` of memory-mapped records,
+or a padded ``(N, C, T)`` array with valid ``lengths``) except one batch of crops at a time. Each batch is standardised
 and then transformed as ``config.input`` says (:func:`ecg_transfer.signal.input_transform`: the
 samples as they are, or a per-crop spectrum / spectrogram), and validation windows the same way.
 
@@ -41,6 +42,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import ConfigError, EcgTransferError
 from .. import models
+from ..ragged import RaggedSignals, as_signals
 from ..signal import input_transform
 from .config import RunConfig
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
@@ -257,7 +259,7 @@ class FitResult:
 
 def fit(
     model: nn.Module,
-    X: np.ndarray,
+    X: np.ndarray | RaggedSignals,
     Y: np.ndarray,
     train_idx: Sequence[int] | np.ndarray,
     val_idx: Sequence[int] | np.ndarray,
@@ -300,7 +302,7 @@ def fit(
 
 
 def _fit(
-    model: nn.Module, X: np.ndarray, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
+    model: nn.Module, X: np.ndarray | RaggedSignals, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
     val_idx: Sequence[int] | np.ndarray, *, config: RunConfig, stages: Sequence[Stage],
     scaler: GlobalStandardScaler, run_dir: str | Path | None, resume: bool, meta: dict[str, Any] | None,
     lengths: np.ndarray | None, device: torch.device | str, progress: bool,
@@ -309,7 +311,8 @@ def _fit(
     device = torch.device(device)
     train_idx = np.asarray(train_idx, dtype=np.int64)
     val_idx = np.asarray(val_idx, dtype=np.int64)
-    lens = np.full(X.shape[0], X.shape[2], dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    X = as_signals(X, lengths)  # a RaggedSignals or a padded array: records at their own lengths
+    lens = X.lengths
     meta = dict(meta or {})
     meta.setdefault("stages", [s.to_dict() for s in stages])
     crop_len, stride = config.crop_len, config.stride
@@ -380,7 +383,7 @@ def _fit(
                 if ctx.active:  # this rank's rows of the global batch
                     mine = ctx.shard(n_batch)
                     rows, batch_starts = rows[mine], batch_starts[mine]
-                xb = transform(scaler.transform(extract_crops(X, rows, batch_starts, crop_len, lens)))
+                xb = transform(scaler.transform(extract_crops(X, rows, batch_starts, crop_len)))
                 xb = torch.from_numpy(xb).to(device)
                 yb = torch.from_numpy(np.asarray(Y[rows], dtype=np.float32)).to(device)
                 loss = loss_fn(net(xb), yb)
@@ -411,7 +414,7 @@ def _fit(
                     probs, v_loss = predict_records(
                         model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
                         aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                        lengths=lens, short=config.short_records, Y=Y, transform=transform,
+                        short=config.short_records, Y=Y, transform=transform,
                     )
                     if epoch + 1 == total:
                         final_val_probs = probs

@@ -13,15 +13,15 @@ import torch
 from torch import nn
 
 from ..predictions import PROB_PREFIX, TRUE_PREFIX, load_predictions, save_predictions  # noqa: F401 (re-exported)
+from ..ragged import RaggedSignals, as_signals, chunk_by_size
 from .scaler import GlobalStandardScaler
-from .windows import aggregate_windows, sliding_windows
-
+from .windows import aggregate_windows, extract_crops, window_plan
 
 
 @torch.no_grad()
 def predict_records(
     model: nn.Module,
-    X: np.ndarray,
+    X: np.ndarray | RaggedSignals,
     indices: Sequence[int] | np.ndarray,
     *,
     scaler: GlobalStandardScaler,
@@ -37,6 +37,12 @@ def predict_records(
 ) -> tuple[np.ndarray, float | None]:
     """Probabilities ``(len(indices), K)`` float32, plus the mean per-window BCE loss when ``Y`` is given.
 
+    ``X``: a :class:`~ecg_transfer.ragged.RaggedSignals` or a padded ``(N, C, T)`` array with
+    optional valid ``lengths``. Every window of a record is predicted (a 30-minute record at
+    2.5 s / 1.25 s has 1,439: the cost of ~200 ten-second records; bound it with ``[task]
+    max_seconds``). Records are taken in groups of at most ``batch_size`` windows and the
+    windows cut one batch at a time, so memory stays at one batch whatever the record lengths.
+
     The loss is computed on windows against their record's labels -- the quantity training
     minimises -- while the probabilities are aggregated per record. The model is put in eval mode.
     A DistributedDataParallel wrapper is looked through: prediction runs on one rank, and the
@@ -49,21 +55,22 @@ def predict_records(
         model = model.module
     model.eval()
     device = torch.device(device)
+    sig = as_signals(X, lengths)
     idx = np.asarray(indices, dtype=np.int64)
     probs_out: list[np.ndarray] = []
     loss_sum, loss_n = 0.0, 0
-    T = X.shape[2]
-    per_record = max(1, len(range(0, max(T - crop_len, 0) + 1, stride)))
-    records_per_chunk = max(1, batch_size // per_record)
-    for start in range(0, idx.size, records_per_chunk):
-        rows = idx[start : start + records_per_chunk]
-        windows, counts = sliding_windows(X, rows, crop_len, stride, lengths=lengths, short=short)
-        windows = scaler.transform(windows)
-        if transform is not None:
-            windows = transform(windows)
+    win_rows, win_starts, per_record = window_plan(sig, idx, crop_len, stride, short=short)
+    first_window = np.concatenate([[0], np.cumsum(per_record)])
+    for group in chunk_by_size(per_record, batch_size):
+        rows, counts = idx[group], per_record[group]
         logits = []
-        for w0 in range(0, len(windows), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(windows[w0 : w0 + batch_size])).to(device)
+        for w0 in range(first_window[group.start], first_window[group.stop], batch_size):
+            w1 = min(w0 + batch_size, first_window[group.stop])
+            crops = extract_crops(sig, win_rows[w0:w1], win_starts[w0:w1], crop_len)
+            windows = scaler.transform(crops)
+            if transform is not None:
+                windows = transform(windows)
+            xb = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
             logits.append(model(xb).float().cpu())
         logit = torch.cat(logits)
         if Y is not None:

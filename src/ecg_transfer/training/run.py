@@ -21,8 +21,10 @@ Layout of ``run_dir``:
 model and trains nothing (:func:`missing_outputs` says what a run directory still lacks).
 
 
-The caller (the data layer) supplies arrays, not datasets: ``X`` (N, C, T) float32 mV (a memmap
-is fine), ``Y`` (N, K) multi-hot, ``record_ids`` (N), ``split_indices`` rows of X per split.
+The caller (the data layer) supplies arrays, not datasets: ``X`` the records in mV, either a
+:class:`~ecg_transfer.ragged.RaggedSignals` (records at their own lengths, as the signal cache
+holds them) or a padded (N, C, T) float32 array (a memmap is fine) with optional valid ``lengths``;
+``Y`` (N, K) multi-hot, ``record_ids`` (N), ``split_indices`` rows of X per split.
 
 Under ``torchrun`` every process calls :func:`train_run` with the same arguments; they train one
 model data-parallel (see :mod:`.distributed`) and rank 0 alone reads and writes ``run_dir``.
@@ -52,6 +54,7 @@ from torch import nn
 
 from ..atomic import atomic_write_json
 from ..errors import DatasetError, RunExistsError
+from ..ragged import RaggedSignals, as_signals
 from ..signal import input_transform
 from .config import RESUMABLE_KEYS, RunConfig, load_config, save_config
 from .distributed import init_from_env, resolve_device
@@ -158,12 +161,10 @@ def seed_everything(seed: int) -> None:
 
 
 def _check_inputs(
-    X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str], split_indices: Mapping[str, Sequence[int]],
-    label_names: Sequence[str], lengths: np.ndarray | None,
+    X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str], split_indices: Mapping[str, Sequence[int]],
+    label_names: Sequence[str],
 ) -> dict[str, np.ndarray]:
-    if X.ndim != 3:
-        raise DatasetError(f"X must be (records, leads, samples), got shape {X.shape}")
-    n = X.shape[0]
+    n = len(X)
     if Y.ndim != 2 or Y.shape[0] != n:
         raise DatasetError(f"Y must be (records, labels) with {n} rows, got shape {Y.shape}")
     if Y.shape[1] != len(label_names):
@@ -174,8 +175,6 @@ def _check_inputs(
         raise DatasetError("Y must be multi-hot: only 0 and 1")
     if len(record_ids) != n:
         raise DatasetError(f"{len(record_ids)} record ids for {n} rows of X")
-    if lengths is not None and len(lengths) != n:
-        raise DatasetError(f"{len(lengths)} lengths for {n} rows of X")
     unknown = sorted(set(split_indices) - set(SPLITS))
     if unknown or "train" not in split_indices:
         raise DatasetError(f"split_indices needs 'train' (and optionally 'val', 'test'); got keys {sorted(split_indices)}")
@@ -199,6 +198,18 @@ def _check_inputs(
     return splits
 
 
+def _as_signals(X: np.ndarray | RaggedSignals, lengths: np.ndarray | None) -> RaggedSignals:
+    """The records of ``X`` at their valid lengths; a wrong shape or lengths is a DatasetError."""
+    if not isinstance(X, RaggedSignals) and np.ndim(X) != 3:
+        raise DatasetError(f"X must be (records, leads, samples), got shape {np.shape(X)}")
+    if lengths is not None and len(lengths) != len(X):
+        raise DatasetError(f"{len(lengths)} lengths for {len(X)} rows of X")
+    try:
+        return as_signals(X, lengths)
+    except ValueError as exc:
+        raise DatasetError(f"X / lengths: {exc}") from None
+
+
 def _split_digest(record_ids: Sequence[str], idx: np.ndarray) -> str:
     return hashlib.sha256("\n".join(str(record_ids[i]) for i in idx).encode()).hexdigest()
 
@@ -220,7 +231,7 @@ def _meta_config(config: RunConfig) -> dict[str, Any]:
 
 def train_run(
     config: RunConfig | Mapping[str, Any] | str | Path,
-    X: np.ndarray,
+    X: np.ndarray | RaggedSignals,
     Y: np.ndarray,
     record_ids: Sequence[str],
     split_indices: Mapping[str, Sequence[int]],
@@ -237,14 +248,16 @@ def train_run(
 
     The scaler is fitted on the training rows only; validation and test rows are only ever
     predicted. ``lengths`` (optional, per row of X) marks how many samples of each row are signal
-    rather than cache padding. ``resume=True`` continues an interrupted run in ``run_dir`` and ends
+    rather than padding (for a RaggedSignals: only the first ``lengths[i]`` samples are used).
+    ``resume=True`` continues an interrupted run in ``run_dir`` and ends
     with the same weights as an uninterrupted one; without it an existing run is never overwritten.
     """
     config = _as_config(config)
     run_dir = Path(run_dir)
     label_names = [str(l) for l in label_names]
     record_ids = [str(r) for r in record_ids]  # positional, even for a pandas Series
-    splits = _check_inputs(X, Y, record_ids, split_indices, label_names, lengths)
+    X = _as_signals(X, lengths)
+    splits = _check_inputs(X, Y, record_ids, split_indices, label_names)
     ctx = init_from_env(config.device, config.dist_backend)
     progress = progress and ctx.is_main
     ckpt_path = run_dir / CHECKPOINT
@@ -265,7 +278,7 @@ def train_run(
     check_policy(config, pretrained=init is not None)
     stages = resolve_stages(config)
     if finishing:  # trained already: write what the run lacks from its model.pt
-        return _finish_run(config, run_dir, X, Y, record_ids, splits, label_names, lengths, ctx)
+        return _finish_run(config, run_dir, X, Y, record_ids, splits, label_names, ctx)
 
     device = ctx.device
     if config.num_threads:
@@ -274,7 +287,7 @@ def train_run(
     with _deterministic(config.deterministic, device):
         seed_everything(config.seed)
         model, pretrained = init_model(config, X.shape[1], Y.shape[1], init)
-        valid = np.full(X.shape[0], X.shape[2], dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+        valid = X.lengths
         if config.short_records == "error":
             used = np.concatenate(list(splits.values()))
             short = used[valid[used] < crop_len]
@@ -289,7 +302,7 @@ def train_run(
             scaler = pretrained.scaler
         else:  # one pass over the training signals, on rank 0
             scaler = GlobalStandardScaler.from_dict(ctx.from_main(
-                lambda: GlobalStandardScaler().fit(X, splits["train"], lengths=lengths).to_dict()))
+                lambda: GlobalStandardScaler().fit(X, splits["train"]).to_dict()))
 
         meta = {
             "config": _meta_config(config), "label_names": label_names, "scaler": scaler.to_dict(),
@@ -302,14 +315,14 @@ def train_run(
                          record_ids, splits)
         try:
             result = fit(model, X, Y, splits["train"], splits["val"], config=config, stages=stages, scaler=scaler,
-                         run_dir=run_dir, resume=resuming, meta=meta, lengths=lengths, device=device,
+                         run_dir=run_dir, resume=resuming, meta=meta, device=device,
                          progress=progress, callbacks=callbacks, dist=ctx)
         except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
             raise DatasetError(str(exc)) from None
 
         def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
             return _write_outputs(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler,
-                                  device, lengths, known={"val": result.final_val_probs})
+                                  device, known={"val": result.final_val_probs})
 
         aucs, predictions = ctx.from_main(finish)
 
@@ -336,9 +349,9 @@ def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str
 
 
 def _write_outputs(
-    config: RunConfig, run_dir: Path, model: nn.Module, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
+    config: RunConfig, run_dir: Path, model: nn.Module, X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str],
     splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
-    device: torch.device, lengths: np.ndarray | None, known: Mapping[str, np.ndarray | None] | None = None,
+    device: torch.device, known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
     with the final weights (the last epoch's validation), used instead of predicting again."""
@@ -346,14 +359,13 @@ def _write_outputs(
         run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
         crop_len=config.crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
     )
-    return _write_predictions(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, device,
-                              lengths, known)
+    return _write_predictions(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, device, known)
 
 
 def _write_predictions(
-    config: RunConfig, run_dir: Path, model: nn.Module, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
+    config: RunConfig, run_dir: Path, model: nn.Module, X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str],
     splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
-    device: torch.device, lengths: np.ndarray | None, known: Mapping[str, np.ndarray | None] | None = None,
+    device: torch.device, known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs."""
     crop_len = config.crop_len
@@ -367,7 +379,7 @@ def _write_predictions(
         if probs is None:
             probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
                                        aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                                       lengths=lengths, short=config.short_records,
+                                       short=config.short_records,
                                        transform=input_transform(config.input, config.fs))
         y_true = np.asarray(Y[idx])
         predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
@@ -389,9 +401,8 @@ def missing_outputs(run_dir: str | Path) -> list[str]:
     return [n for n in names if not (run_dir / n).is_file()]
 
 
-def _finish_run(config: RunConfig, run_dir: Path, X: np.ndarray, Y: np.ndarray, record_ids: Sequence[str],
-                splits: Mapping[str, np.ndarray], label_names: Sequence[str], lengths: np.ndarray | None,
-                ctx: Any) -> RunResult:
+def _finish_run(config: RunConfig, run_dir: Path, X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str],
+                splits: Mapping[str, np.ndarray], label_names: Sequence[str], ctx: Any) -> RunResult:
     """``resume=True`` on a run that has its ``model.pt``: predict with it (a kill between
     ``model.pt`` and the predictions left them missing); nothing is trained. The model must be
     this run's: same defining settings, labels and splits, else :class:`ConfigError`."""
@@ -401,7 +412,7 @@ def _finish_run(config: RunConfig, run_dir: Path, X: np.ndarray, Y: np.ndarray, 
         lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device)
         _check_same_run(config, run_dir, lm.config, lm.label_names, label_names, record_ids, splits)
         return _write_predictions(config, run_dir, lm.model, X, Y, record_ids, splits, label_names, lm.scaler,
-                                  ctx.device, lengths)
+                                  ctx.device)
 
     aucs, predictions = ctx.from_main(finish)
     history = []

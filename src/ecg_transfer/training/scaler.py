@@ -7,8 +7,9 @@ carry diagnostic meaning (e.g. low QRS voltage, hypertrophy criteria) -- where p
 would erase them. Fitting on anything but the training split leaks validation/test statistics.
 
 The fit streams over the records in chunks (Chan et al.'s pairwise mean/variance merge in
-float64), so a memory-mapped cache is never loaded whole. Zero padding that a cache appended to
-short records is left out when per-record valid lengths are given.
+float64), so a memory-mapped cache is never loaded whole. Records count at their own lengths
+(:class:`~ecg_transfer.ragged.RaggedSignals`); zero padding of a padded array is left out when
+per-record valid lengths are given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..ragged import RaggedSignals, as_signals, chunk_by_size
 
 
 class GlobalStandardScaler:
@@ -34,34 +37,31 @@ class GlobalStandardScaler:
 
     def fit(
         self,
-        X: np.ndarray,
+        X: np.ndarray | RaggedSignals,
         indices: Sequence[int] | np.ndarray | None = None,
         lengths: Sequence[int] | np.ndarray | None = None,
         chunk_records: int = 256,
+        chunk_values: int = 1 << 24,
     ) -> "GlobalStandardScaler":
-        """Fit on ``X[indices]`` (all rows when None); ``X`` is ``(N, C, T)``, memmap welcome.
+        """Fit on the records ``indices`` of ``X`` (all when None).
 
-        ``lengths`` (one per row of ``X``) restricts each record to its first ``lengths[i]``
-        samples, so a cache's zero padding does not pull the mean towards 0.
+        ``X`` is a :class:`~ecg_transfer.ragged.RaggedSignals` or an ``(N, C, T)`` array (memmap
+        welcome); ``lengths`` (one per row) restricts each record to its first ``lengths[i]``
+        samples, so padding does not pull the mean towards 0. Records are read ``chunk_records``
+        at a time, fewer where that would exceed ``chunk_values`` samples (long records).
         """
-        if X.ndim != 3:
-            raise ValueError(f"expected X of shape (N, C, T), got {X.shape}")
-        idx = np.arange(X.shape[0]) if indices is None else np.asarray(indices, dtype=np.int64)
+        if not isinstance(X, RaggedSignals) and np.ndim(X) != 3:
+            raise ValueError(f"expected X of shape (N, C, T), got {np.shape(X)}")
+        sig = as_signals(X, lengths)
+        idx = np.arange(len(sig)) if indices is None else np.asarray(indices, dtype=np.int64)
         if idx.size == 0:
             raise ValueError("cannot fit the scaler on zero training records")
         # Sorted reads are sequential on a memmap; the statistics do not depend on order.
         idx = np.sort(idx)
-        lens = None if lengths is None else np.asarray(lengths, dtype=np.int64)
         count, mean, m2 = 0, 0.0, 0.0
-        T = X.shape[2]
-        for start in range(0, idx.size, chunk_records):
-            rows = idx[start : start + chunk_records]
-            block = np.asarray(X[rows], dtype=np.float64)
-            if lens is not None:
-                valid = np.arange(T)[None, None, :] < np.minimum(lens[rows], T)[:, None, None]
-                values = block[np.broadcast_to(valid, block.shape)]
-            else:
-                values = block.ravel()
+        for part in chunk_by_size(sig.lengths[idx] * sig.n_leads, chunk_values, chunk_records):
+            rows = idx[part]
+            values = np.concatenate([sig.record(int(r)).ravel() for r in rows]).astype(np.float64)
             n_b = values.size
             if n_b == 0:
                 continue

@@ -10,8 +10,14 @@ fits, so a tail shorter than a window is not covered (a 10 s record at 2.5 s / 1
 windows). ``cover_end=True`` adds one window aligned to the end when the tail would be missed.
 
 Records shorter than a window (``length < crop_len``) raise :class:`ShortRecordError` unless
-``short="pad"``: then the record is used from its start and zero-padded (0 mV, a flat line, which
-is also what the signal cache pads with) to ``crop_len``.
+``short="pad"``: then the record is used from its start and zero-padded (0 mV, a flat line) to
+``crop_len``.
+
+Records come as a :class:`~ecg_transfer.ragged.RaggedSignals` (each at its own length, e.g. from
+the signal cache) or as a padded ``(N, C, T)`` array with valid lengths; a crop or window never
+reads past a record's end (beyond it: zeros). How much of a long record is used (all of it, its
+first or centre N seconds) is decided before, by the view the caller passes
+(``[task] long_records`` / ``max_seconds``, see :mod:`ecg_transfer.datasets.task`).
 
 All randomness comes from a caller-owned ``torch.Generator`` so its state can be checkpointed.
 """
@@ -22,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from ..ragged import RaggedSignals, as_signals
 
 SHORT_POLICIES = ("error", "pad")
 
@@ -84,39 +92,53 @@ def window_starts(
     return starts
 
 
-def take_crop(record: np.ndarray, start: int, crop_len: int, length: int | None = None) -> np.ndarray:
-    """``record[:, start:start+crop_len]`` as float32, zero-padded past ``length`` (or the array end)."""
-    end_valid = record.shape[-1] if length is None else min(int(length), record.shape[-1])
-    stop = min(start + crop_len, end_valid)
-    out = np.zeros((record.shape[0], crop_len), dtype=np.float32)
-    if stop > start:
-        out[:, : stop - start] = record[:, start:stop]
-    return out
-
-
 def extract_crops(
-    X: np.ndarray,
+    X: np.ndarray | RaggedSignals,
     rows: np.ndarray,
     starts: np.ndarray,
     crop_len: int,
     lengths: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Crops ``(len(rows), C, crop_len)`` float32; reads only the needed slice of each row of ``X``.
+    """Crops ``(len(rows), C, crop_len)`` float32, zero-padded past each record's end.
 
-    Slicing row by row keeps memmap reads to ``crop_len`` samples per lead instead of whole records.
+    ``X`` is a :class:`~ecg_transfer.ragged.RaggedSignals` or a padded ``(N, C, T)`` array (with
+    optional valid ``lengths`` per row). Only the needed slice of each record is read, so a
+    memory-mapped cache is never loaded whole.
     """
-    out = np.zeros((len(rows), X.shape[1], crop_len), dtype=np.float32)
-    T = X.shape[2]
+    sig = as_signals(X, lengths)
+    out = np.zeros((len(rows), sig.n_leads, crop_len), dtype=np.float32)
     for j, (r, s) in enumerate(zip(rows, starts)):
-        valid = T if lengths is None else min(int(lengths[r]), T)
-        stop = min(int(s) + crop_len, valid)
+        rec = sig.record(int(r))
+        stop = min(int(s) + crop_len, rec.shape[1])
         if stop > s:
-            out[j, :, : stop - s] = X[int(r), :, int(s) : stop]
+            out[j, :, : stop - s] = rec[:, int(s) : stop]
     return out
 
 
+def window_plan(
+    X: np.ndarray | RaggedSignals,
+    rows: np.ndarray,
+    crop_len: int,
+    stride: int,
+    lengths: np.ndarray | None = None,
+    short: str = "error",
+    cover_end: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every evaluation window of ``rows`` as ``(row per window, start per window, windows per record)``.
+
+    The windows themselves are cut later, a batch at a time (:func:`extract_crops`), so a
+    30-minute record's 1,439 windows are never all in memory at once.
+    """
+    sig = as_signals(X, lengths)
+    per = [window_starts(int(sig.lengths[int(r)]), crop_len, stride, short=short, cover_end=cover_end) for r in rows]
+    counts = np.array([p.size for p in per], dtype=np.int64)
+    win_rows = np.repeat(np.asarray(rows, dtype=np.int64), counts)
+    win_starts = np.concatenate(per) if per else np.zeros(0, dtype=np.int64)
+    return win_rows, win_starts, counts
+
+
 def sliding_windows(
-    X: np.ndarray,
+    X: np.ndarray | RaggedSignals,
     rows: np.ndarray,
     crop_len: int,
     stride: int,
@@ -125,15 +147,9 @@ def sliding_windows(
     cover_end: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All evaluation windows of ``rows``, grouped by record: ``(windows (W, C, L), counts (len(rows),))``."""
-    T = X.shape[2]
-    block = np.asarray(X[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
-    pieces, counts = [], np.zeros(len(rows), dtype=np.int64)
-    for j, r in enumerate(rows):
-        valid = T if lengths is None else min(int(lengths[r]), T)
-        starts = window_starts(valid, crop_len, stride, short=short, cover_end=cover_end)
-        counts[j] = starts.size
-        pieces.extend(take_crop(block[j], int(s), crop_len, valid) for s in starts)
-    return np.stack(pieces), counts
+    sig = as_signals(X, lengths)
+    win_rows, win_starts, counts = window_plan(sig, rows, crop_len, stride, short=short, cover_end=cover_end)
+    return extract_crops(sig, win_rows, win_starts, crop_len), counts
 
 
 def aggregate_windows(window_probs: np.ndarray, counts: Sequence[int], how: str = "max") -> np.ndarray:
