@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .executors.slurm import LIVE_STATES, add_slurm_arguments, check_executor_args, status_jobs
 from .plan import plan_study
 from .spec import load_spec
 from .store import RunStore
@@ -31,13 +32,15 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("run", help="train and evaluate every run that is missing, then write results.json",
                         description="Train and evaluate what is missing; skip what is done; resume interrupted runs "
                                     "from their checkpoint; record a failed run (state.json) and go on. Split the "
-                                    "work over machines sharing the study folder with --shard i/n. Then make the "
-                                    "report with `ecg-transfer report STUDY_DIR`.")
+                                    "work over machines sharing the study folder with --shard i/n, or submit one "
+                                    "SLURM job a run with --executor slurm. Then make the report with "
+                                    "`ecg-transfer report STUDY_DIR`.")
     _common(p)
     p.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th run, starting at the I-th (1-based)")
     p.add_argument("--retry-failed", action="store_true", help="try failed runs again (default: leave them failed)")
     p.add_argument("--report", action="store_true", help="write the report when done (same as `ecg-transfer report`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_slurm_arguments(p)
     p.set_defaults(func=run_study_command)
     p = ssub.add_parser("status", help="what is done, running, failed and left",
                         description="Count the runs of the study by state (done, running, interrupted, failed, "
@@ -64,12 +67,17 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
 def run_study_command(args: argparse.Namespace) -> int:
     from .runner import StudyRunner, parse_shard
 
+    check_executor_args(args)
     spec = load_spec(args.spec, args.profile)
     study_dir = spec.out_dir(args.out)
     runs = plan_study(spec)
     check_data_roots_except(runs, {})  # before anything is read or trained
     for line in missing_records_lines(runs):
         print(line, flush=True)
+    if args.executor == "slurm":
+        from .executors.slurm import run_study_on_slurm
+
+        return run_study_on_slurm(args, spec, study_dir)
     runner = StudyRunner(spec, study_dir, shard=parse_shard(args.shard), retry_failed=args.retry_failed,
                          progress=not args.no_progress)
     s = runner.run()
@@ -89,20 +97,28 @@ def status_command(args: argparse.Namespace) -> int:
     runs = plan_study(spec)
     states = {r.key: store.state(r.key) for r in runs}
     counts = Counter(s["state"] for s in states.values())
+    jobs, jobs_note = status_jobs(store, [r.key for r in runs])  # SLURM jobs (--executor slurm), if any
     if args.json:
-        print(json.dumps({"study_dir": str(study_dir), "counts": dict(counts),
-                          "runs": [{"key": r.key, "name": r.name, "kind": r.kind, **states[r.key]} for r in runs]},
+        print(json.dumps({"study_dir": str(study_dir), "counts": dict(counts), "slurm_note": jobs_note,
+                          "runs": [{"key": r.key, "name": r.name, "kind": r.kind, **states[r.key],
+                                    "slurm_job": jobs.get(r.key)} for r in runs]},
                          indent=2, default=str))
         return 0
     print(f"{spec.name}{' (' + spec.profile + ')' if spec.profile else ''}: {study_dir}")
     print(f"  {len(runs)} runs: {counts.get('done', 0)} done, {counts.get('running', 0)} running, "
           f"{counts.get('interrupted', 0)} interrupted, {counts.get('failed', 0)} failed, "
           f"{counts.get('missing', 0)} not started")
+    if jobs:
+        job_counts = Counter(j["state"] for j in jobs.values())
+        print("  SLURM, last job of each run: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(job_counts.items()))
+              + (f" ({jobs_note})" if jobs_note else ""))
     for r in runs:
-        st = states[r.key]
-        if args.all or st["state"] in ("failed", "running", "interrupted"):
+        st, job = states[r.key], jobs.get(r.key)
+        if args.all or st["state"] in ("failed", "running", "interrupted") or (job and job["state"] in LIVE_STATES):
             extra = st.get("error") or st.get("problem") or (
                 f"pid {st.get('pid')} on {st.get('host')}" if st["state"] == "running" else "")
+            if job:
+                extra = f"job {job['job_id']} {job['state']}, log {job['log']}" + (f"; {extra}" if extra else "")
             print(f"  {st['state']:<12} {r.key}  {r.name}  {extra}")
     return 0
 

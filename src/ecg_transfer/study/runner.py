@@ -75,7 +75,7 @@ def write_study_files(spec: StudySpec, study_dir: Path, runs: list[RunDef]) -> N
     study_dir.mkdir(parents=True, exist_ok=True)
     if spec.path.is_file():
         src = spec.path.read_text(encoding="utf-8")
-        target = study_dir / "spec.toml"
+        target = study_dir / f"spec{spec.path.suffix}"  # .toml or .json, readable as the spec it is
         if not target.exists() or target.read_text(encoding="utf-8") != src:
             from ..atomic import atomic_write_text
             atomic_write_text(target, src)
@@ -90,7 +90,8 @@ class StudyRunner:
 
     def __init__(self, spec: StudySpec, study_dir: str | Path, *, shard: tuple[int, int] = (1, 1),
                  retry_failed: bool = False, progress: bool = True, echo: Callable[[str], None] = print,
-                 execute: Callable[["StudyRunner", RunDef], None] | None = None):
+                 execute: Callable[["StudyRunner", RunDef], None] | None = None,
+                 attempt_info: dict[str, Any] | None = None):
         self.spec = spec
         self.study_dir = Path(study_dir)
         self.store = RunStore(self.study_dir)
@@ -101,6 +102,7 @@ class StudyRunner:
         self.progress = progress
         self.echo = echo
         self._execute = execute or execute_run
+        self.attempt_info = dict(attempt_info or {})  # recorded in state.json with each attempt (e.g. a cluster job)
         self._leases: dict[str, Lease] = {}
         self.summary = StudyRunSummary(self.study_dir, len(self.runs), 0)
 
@@ -154,6 +156,24 @@ class StudyRunner:
                 pst = self._ensure(parent, where, waiting_child=run.key)
             if pst == "failed":
                 parent_failed = f"its pre-training run {parent.name} ({parent.key}) failed"
+        return self._locked(run, where, waiting_child, parent_failed)
+
+    def run_one(self, key: str) -> str:
+        """Bring the run ``key`` to done or failed without touching any other run -- what a cluster
+        job does, whose pre-training was another job, finished before this one started (a
+        pre-training that is not done fails the run, as a failed one does in :meth:`_ensure`).
+        Returns the run's final state ("busy" when another process has it)."""
+        run = self.by_key[key]
+        parent_failed = None
+        if run.depends is not None:
+            parent = self.by_key[run.depends]
+            pst = self.store.state(parent.key)["state"]
+            if pst != "done":
+                parent_failed = f"its pre-training run {parent.name} ({parent.key}) is {pst}, not done"
+        return self._locked(run, f"[{run.kind}]", None, parent_failed)
+
+    def _locked(self, run: RunDef, where: str, waiting_child: str | None, parent_failed: str | None) -> str:
+        """Take the run's lock, :meth:`_attempt` it, release the lock; "busy" when another process has it."""
         try:
             lease = self.store.acquire(run.key)
         except OSError as exc:
@@ -182,19 +202,19 @@ class StudyRunner:
                 self.summary.skipped.append(run.key)
             return st
         if parent_failed is not None:
-            self.store.mark_failed(run.key, error=parent_failed, name=run.name)
+            self.store.mark_failed(run.key, error=parent_failed, name=run.name, **self.attempt_info)
             self.summary.failed.append(run.key)
             self.echo(f"{where} {run.name}: not run, {parent_failed}")
             return "failed"
         t0 = time.perf_counter()
         try:
             self._forget_changed(run)
-            self.store.begin(run.key, name=run.name)
+            self.store.begin(run.key, name=run.name, **self.attempt_info)
             self.echo(f"{where} {run.name} ({run.key}) ...")
             self._execute(self, run)
             self.check_lock(run.key)
             seconds = round(time.perf_counter() - t0, 1)
-            self.store.mark_done(run.key, name=run.name, seconds=seconds)
+            self.store.mark_done(run.key, name=run.name, seconds=seconds, **self.attempt_info)
         except KeyboardInterrupt:
             raise
         except LockLostError as exc:  # another process has the run now: record nothing
@@ -217,7 +237,8 @@ class StudyRunner:
     def _failed(self, run: RunDef, where: str, exc: Exception) -> str:
         """Record a failed attempt; on a full disk, stop the study with one line naming disk and run."""
         error = f"{type(exc).__name__}: {exc}"
-        recorded = self.store.mark_failed(run.key, error=error, name=run.name, traceback=traceback.format_exc())
+        recorded = self.store.mark_failed(run.key, error=error, name=run.name, traceback=traceback.format_exc(),
+                                          **self.attempt_info)
         self.summary.failed.append(run.key)
         if no_space(exc) or (not recorded and no_space_now(self.study_dir)):
             state = self.store.run_dir(run.key) / "state.json"
@@ -247,11 +268,18 @@ def no_space_now(path: Path) -> bool:
         return False
 
 
-def execute_run(runner: StudyRunner, run: RunDef) -> None:
+#: What a fresh attempt keeps in the run directory (the rest is a failed attempt's leftovers).
+KEPT_ON_RESTART = ("definition.json", "lock", "state.json", "slurm.json")
+#: ``train(runner, run, cfg, run_dir, resume)``: trains (or finishes) the run into ``run_dir``.
+TrainFn = Callable[["StudyRunner", RunDef, dict[str, Any], Path, bool], None]
+
+
+def execute_run(runner: StudyRunner, run: RunDef, *, train: TrainFn | None = None) -> None:
     """Bring one run to complete and raise on failure: train it (resuming from its checkpoint), or
     finish an interrupted one from what it holds (predictions from ``model.pt``), then evaluate it
     as the study asks and write its model card, which quotes that evaluation. Idempotent: a run
-    killed at any write is finished by calling this again; a finished model is never retrained."""
+    killed at any write is finished by calling this again; a finished model is never retrained.
+    ``train`` replaces the in-process training (a cluster job trains under ``torchrun``)."""
     from ..atomic import atomic_write_json as write_json
     from ..evaluation.runs import evaluate_run
     from ..inference.modelcard import write_model_card
@@ -264,7 +292,7 @@ def execute_run(runner: StudyRunner, run: RunDef) -> None:
         cfg["finetune"] = {**cfg["finetune"], "pretrained_run": str(store.run_dir(run.depends).resolve())}
     write_json(run_dir / "definition.json", run.to_dict())
     if missing_outputs(run_dir):
-        _train_or_finish(runner, run, cfg, run_dir)
+        _train_or_finish(runner, run, cfg, run_dir, train or train_in_process)
     runner.check_lock(run.key)
     calibrate: list[str] = []
     cal = runner.spec.data["experiments"]["calibration"]
@@ -276,18 +304,24 @@ def execute_run(runner: StudyRunner, run: RunDef) -> None:
     write_model_card(run_dir)  # after the evaluation: the card says what the study evaluated
 
 
-def _train_or_finish(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_dir: Path) -> None:
+def _train_or_finish(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_dir: Path, train: TrainFn) -> None:
     """Train the run, resume it from its checkpoint, or write the outputs its ``model.pt`` lacks."""
-    from ..datasets.task import load_task
     from ..training.loop import CHECKPOINT
     from ..training.modelfile import MODEL_FILE
-    from ..training.run import train_run
 
     resume = (run_dir / CHECKPOINT).exists() or (run_dir / MODEL_FILE).exists()
     if not resume:  # a failed attempt before its first checkpoint: start clean
         for p in run_dir.iterdir():
-            if p.name not in ("definition.json", "lock", "state.json"):
+            if p.name not in KEPT_ON_RESTART:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
+    train(runner, run, cfg, run_dir, resume)
+
+
+def train_in_process(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_dir: Path, resume: bool) -> None:
+    """:func:`train_run` in this process, checking the run's lock after every epoch."""
+    from ..datasets.task import load_task
+    from ..training.run import train_run
+
     data = load_task(cfg["task"], cfg["fs"], progress=runner.progress)
     runner.check_lock(run.key)
     train_run(cfg, data.X, data.Y, data.record_ids, data.splits, data.label_names, run_dir, resume=resume,
@@ -300,5 +334,5 @@ def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -
     return StudyRunner(spec, spec.out_dir(study_dir), **kw).run()
 
 
-__all__ = ["StudyRunSummary", "StudyRunner", "execute_run", "no_space_now", "parse_shard", "run_study",
-           "write_study_files"]
+__all__ = ["KEPT_ON_RESTART", "StudyRunSummary", "StudyRunner", "TrainFn", "execute_run", "no_space_now", "parse_shard",
+           "run_study", "train_in_process", "write_study_files"]
