@@ -57,7 +57,6 @@ must not be split stay in one part: one PTB-XL patient's records, records with i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,35 +64,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..settings.task import TaskSettings
 from ..ragged import RaggedSignals
 from .cache import CachedSignals, load_or_build
 from .folds import duplicate_signal_groups, signal_hash, stratified_folds
-from .registry import DATASET_NAMES, open_dataset
+from .registry import open_dataset
 from .splits import record_folds
 
-_DEFAULTS: dict[str, Any] = {
-    "dataset": None,
-    "root": None,
-    "labels": None,
-    "source_fs": None,
-    "allow_missing": False,
-    "cache_dir": None,
-    "seconds": None,
-    "min_count": 0,
-    "min_likelihood": None,
-    "train_folds": [1, 2, 3, 4, 5, 6, 7, 8],
-    "val_folds": [9],
-    "test_folds": [10],
-    "n_folds": 10,
-    "fold_seed": 0,
-    "train_fraction": 1.0,
-    "fraction_parts": 20,
-    "fraction_seed": 0,
-    "test_on_rest": False,
-    "long_records": "whole",  # how much of each record is used: whole | first | centre (with max_seconds)
-    "max_seconds": None,
-    "leads": None,  # a lead subset, e.g. ["I", "II"]; None: the 12 standard leads (datasets.leads)
-}
 _FRACTION_TOL = 1e-9
 
 
@@ -126,83 +103,11 @@ def long_record_view(signals: RaggedSignals, long_records: str, max_seconds: flo
     return signals.limit(max(1, int(round(float(max_seconds) * fs))), long_records)
 
 
-def task_settings(task: Mapping[str, Any]) -> dict[str, Any]:
-    """``task`` with defaults filled in; a wrong key or value raises ConfigError naming it."""
-    unknown = sorted(set(task) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"task.{unknown[0]}: unknown key; allowed: {', '.join(sorted(_DEFAULTS))}")
-    s = {**_DEFAULTS, **task}
-    for key in ("dataset", "root", "labels"):
-        if not s[key]:
-            raise ConfigError(f"task.{key} is required")
-    if s["dataset"] not in DATASET_NAMES + ("g12ec",):
-        raise ConfigError(f"task.dataset: {s['dataset']!r} is not one of {', '.join(DATASET_NAMES)}")
-    for key in ("train_folds", "val_folds", "test_folds"):
-        if not isinstance(s[key], (list, tuple)) or not all(isinstance(f, int) for f in s[key]):
-            raise ConfigError(f"task.{key}: must be a list of fold numbers, got {s[key]!r}")
-    folds = [set(s["train_folds"]), set(s["val_folds"]), set(s["test_folds"])]
-    if folds[0] & folds[1] or folds[0] & folds[2] or folds[1] & folds[2]:
-        raise ConfigError("task.train_folds / val_folds / test_folds must not overlap")
-    _check_fraction_settings(s)
-    _check_long_records(s)
-    from .leads import parse_leads
-
-    s["leads"] = None if s["leads"] is None else parse_leads(s["leads"])
-    return s
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_fraction_settings(s: dict[str, Any]) -> None:
-    """Validate train_fraction / fraction_parts / fraction_seed / test_on_rest (see the module doc)."""
-    parts = s["fraction_parts"]
-    if not _is_int(parts) or parts < 2:
-        raise ConfigError(f"task.fraction_parts: must be an integer >= 2, got {parts!r}")
-    if not _is_int(s["fraction_seed"]) or s["fraction_seed"] < 0:
-        raise ConfigError(f"task.fraction_seed: must be an integer >= 0, got {s['fraction_seed']!r}")
-    f = s["train_fraction"]
-    if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 1):
-        raise ConfigError(f"task.train_fraction: must be a number in (0, 1], got {f!r}")
-    if f < 1:
-        k = f * parts
-        if abs(k - round(k)) > _FRACTION_TOL or round(k) < 1:
-            shown = [f"{i / parts:g}" for i in range(1, parts + 1)]
-            if len(shown) > 8:
-                shown = shown[:3] + ["..."] + shown[-2:]
-            hint = "set task.fraction_parts so that train_fraction * fraction_parts is a whole number"
-            exact = Fraction(f).limit_denominator(10_000)
-            if exact.denominator >= 2 and abs(float(exact) - f) <= _FRACTION_TOL:
-                hint = f"for {f:g} set task.fraction_parts = {exact.denominator} (or a multiple of it)"
-            raise ConfigError(
-                f"task.train_fraction: {f!r} is not a multiple of 1/{parts} (task.fraction_parts = {parts}); "
-                f"possible values: {', '.join(shown)} (k/{parts}, k = 1..{parts}); {hint}"
-            )
-    if not isinstance(s["test_on_rest"], bool):
-        raise ConfigError(f"task.test_on_rest: must be true or false, got {s['test_on_rest']!r}")
-    if s["test_on_rest"]:
-        if f >= 1:
-            raise ConfigError("task.test_on_rest = true needs task.train_fraction < 1 (the rest of the "
-                              f"train_folds records is the test set), got train_fraction = {f!r}")
-        if list(s["test_folds"]):
-            raise ConfigError("task.test_on_rest = true needs task.test_folds = [] (the test set is the rest of "
-                              f"the train_folds records), got test_folds = {s['test_folds']!r}")
-
-
-def _check_long_records(s: dict[str, Any]) -> None:
-    """Validate long_records / max_seconds (see the module doc)."""
-    if s["long_records"] not in LONG_RECORDS:
-        raise ConfigError(f"task.long_records: must be one of {', '.join(LONG_RECORDS)}, got {s['long_records']!r}")
-    m = s["max_seconds"]
-    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m < float("inf")):
-        raise ConfigError(f"task.max_seconds: must be a positive number of seconds, got {m!r}")
-    if s["long_records"] == "whole" and m is not None:
-        raise ConfigError('task.max_seconds: needs task.long_records = "first" or "centre" ("whole", the default, '
-                          "uses every record entirely)")
-    if s["long_records"] != "whole" and m is None:
-        raise ConfigError(f"task.long_records: {s['long_records']!r} needs task.max_seconds (the seconds of each "
-                          "record to use)")
+def task_settings(task: Mapping[str, Any] | TaskSettings) -> dict[str, Any]:
+    """``task`` validated (:class:`ecg_transfer.settings.TaskSettings`) with defaults filled in, as
+    plain values; a wrong key or value raises ConfigError naming it."""
+    settings = task if isinstance(task, TaskSettings) else TaskSettings.from_dict(task)
+    return settings.to_dict()
 
 
 def fraction_subset(
