@@ -35,9 +35,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it: ``os.umask`` can only be read by setting it,
+    which for a moment gives every thread of the process (the downloader's, say) umask 0 and files
+    created meanwhile mode 0666. Linux reports it in /proc/self/status; elsewhere the value read
+    once at import (before any thread of ours exists) is used."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _IMPORT_UMASK
+
+
+def _read_umask_once() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_IMPORT_UMASK = _read_umask_once()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -118,22 +118,3 @@ def xresnet1d(
                 nn.init.zeros_(m.last_bn.weight)
     return model
 
-
-def xresnet1d18(**kwargs) -> EcgClassifier:
-    return xresnet1d(1, [2, 2, 2, 2], **kwargs)
-
-
-def xresnet1d34(**kwargs) -> EcgClassifier:
-    return xresnet1d(1, [3, 4, 6, 3], **kwargs)
-
-
-def xresnet1d50(**kwargs) -> EcgClassifier:
-    return xresnet1d(4, [3, 4, 6, 3], **kwargs)
-
-
-def xresnet1d101(**kwargs) -> EcgClassifier:
-    return xresnet1d(4, [3, 4, 23, 3], **kwargs)
-
-
-def xresnet1d152(**kwargs) -> EcgClassifier:
-    return xresnet1d(4, [3, 8, 36, 3], **kwargs)

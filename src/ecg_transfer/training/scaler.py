@@ -105,6 +105,9 @@ class GlobalStandardScaler:
             raise ValueError(f"not a GlobalStandardScaler dict: type={d.get('type')!r}")
         return cls(d["mean"], d["std"], d.get("n_samples", 0))
 
+    # fitted state changes: unhashable, like scikit-learn's estimators (equality compares the fit)
+    __hash__ = None  # type: ignore[assignment]
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GlobalStandardScaler) and self.to_dict() == other.to_dict()
 
