@@ -152,3 +152,14 @@ def test_inputs_are_checked():
         M.brier(y, np.full((3, 2), 1.5))
     with pytest.raises(ValueError, match="shape|records"):
         M.roc_auc(y, np.zeros((3, 3)))
+
+
+def test_labels_scored_counts_the_classes_each_macro_mean_averages():
+    y = np.array([[1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 1]])
+    # class 0 and 2: a positive and a negative; class 1: no positive; class 3: no negative
+    assert M.labels_scored(y) == {"auc": 2, "auprc": 3, "total": 4}
+    p = np.full(y.shape, 0.5)
+    _, n = M.nanmean_rows(M.roc_auc(y, p))
+    assert n[0] == M.labels_scored(y)["auc"]
+    _, n = M.nanmean_rows(M.average_precision(y, p))
+    assert n[0] == M.labels_scored(y)["auprc"]

@@ -78,6 +78,16 @@ def class_status(y_true: np.ndarray) -> list[str | None]:
     return out
 
 
+def labels_scored(y_true: np.ndarray) -> dict[str, int]:
+    """How many classes enter each macro mean on these records, of ``total``: ``auc`` (those with a
+    positive and a negative record) and ``auprc`` (those with a positive record). A macro metric
+    that averaged 3 of 18 classes must be read as such; reports print these beside it."""
+    y = np.asarray(y_true).astype(bool)
+    n_pos = y.sum(axis=0)
+    return {"auc": int(((n_pos > 0) & (n_pos < y.shape[0])).sum()), "auprc": int((n_pos > 0).sum()),
+            "total": int(y.shape[1])}
+
+
 def nanmean_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over classes (axis 1) of the defined values, and how many were defined, per row.
 

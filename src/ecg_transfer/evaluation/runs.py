@@ -32,7 +32,7 @@ from ..atomic import atomic_write_json
 from ..errors import EcgTransferError
 from ..predictions import load_predictions, save_predictions
 from . import metrics as M
-from .bootstrap import bootstrap_metrics, paired_bootstrap, resample_counts, seed_summary
+from .bootstrap import Resamples, bootstrap_metrics, draw_resamples, paired_bootstrap, seed_summary
 from .calibration import CALIBRATORS, make_calibrator, reliability_bins, save_calibrator
 from .challenge import ChallengeMapping, challenge_mapping
 
@@ -145,7 +145,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
 
 
-def _calibration_entry(y: np.ndarray, p: np.ndarray, counts: np.ndarray, n_bins: int, level: float) -> dict:
+def _calibration_entry(y: np.ndarray, p: np.ndarray, counts: Resamples, n_bins: int, level: float) -> dict:
     b = bootstrap_metrics(y, p, n_bins=n_bins, include=("brier", "ece", "ece_macro"), counts=counts, level=level)
     return {**b["headline"], "per_class": {"brier": b["per_class"]["brier"], "ece": b["per_class"]["ece"]}}
 
@@ -199,7 +199,7 @@ def evaluate_run(
     mapping = _mapping_for(run)
 
     t0 = time.perf_counter()
-    counts = resample_counts(len(test.record_ids), n_resamples, seed)
+    counts = draw_resamples(y, n_resamples, seed)  # the rare-class rule: every scored class in every resample
     boot = bootstrap_metrics(y, p, counts=counts, level=level, n_bins=n_bins, challenge=mapping,
                              threshold=threshold, seed=seed)
     seconds = time.perf_counter() - t0

@@ -13,19 +13,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import EcgTransferError
-
-#: The results format this report reads (see the study runner).
-FORMAT = "ecg_transfer.study-results/1"
-RESULTS_FILE = "results.json"
+from ..study.resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 
 #: Top-level sections and the JSON type each must have when present (null counts as absent).
 SECTION_TYPES: dict[str, type] = {
-    "study": dict, "status": dict, "reference": dict, "headline": list, "pretrain": dict,
+    "study": dict, "status": dict, "statistics": dict, "reference": dict, "headline": list, "pretrain": dict,
     "exp1": dict, "exp2": list, "exp3": list, "exp4": list, "exp5": list,
 }
+#: The label protocol of the original study's numbers when results.json does not say (its 18 classes).
+REFERENCE_PROTOCOL = "seed18"
 
 #: What the original study's protocol got wrong (REFERENCE.md), shown beside its numbers.
 ORIGINAL_FLAWS: tuple[str, ...] = (
@@ -97,6 +96,12 @@ class Interval:
     p: float | None = None
     n: int | None = None  # runs finished
     n_planned: int | None = None  # runs planned
+    n_test: int | None = None  # test records (mean over test sets)
+    n_test_min: int | None = None  # the smallest test set it was computed on
+    labels_scored: int | None = None  # labels its macro mean averaged (min over test sets)
+    labels_scored_max: int | None = None  # ... max over test sets, when they differ
+    n_labels: int | None = None  # labels of the task
+    ties: float | None = None  # share of resamples whose difference is exactly 0 (paired differences)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +110,17 @@ class Interval:
     @property
     def has_ci(self) -> bool:
         return self.lo is not None and self.hi is not None
+
+    @property
+    def excludes_zero(self) -> bool:
+        """The CI lies entirely on one side of 0 (a paired difference that names a winner)."""
+        return self.has_ci and (self.lo > 0 or self.hi < 0)
+
+    @property
+    def small_test(self) -> bool:
+        """Computed on fewer than :data:`SMALL_TEST` test records (on its smallest test set)."""
+        n = self.n_test_min if self.n_test_min is not None else self.n_test
+        return n is not None and n < SMALL_TEST
 
 
 def interval(x: Any) -> Interval:
@@ -116,10 +132,16 @@ def interval(x: Any) -> Interval:
             lo, hi = num(ci[0]), num(ci[1])
         vals = x.get("values")
         values = [v for v in (num(v) for v in vals) if v is not None] if isinstance(vals, list) else []
-        n, planned = num(x.get("n")), num(x.get("n_planned"))
+        ints = {k: _int_or_none(x.get(k)) for k in ("n", "n_planned", "n_test", "n_test_min", "labels_scored",
+                                                    "labels_scored_max", "n_labels")}
         return Interval(num(x.get("value")), lo, hi, num(x.get("sd")), values, num(x.get("p")),
-                        None if n is None else int(n), None if planned is None else int(planned))
+                        ties=num(x.get("ties_at_zero")), **ints)
     return Interval(num(x))
+
+
+def _int_or_none(x: Any) -> int | None:
+    v = num(x)
+    return None if v is None else int(round(v))
 
 
 def fmt(x: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -143,10 +165,60 @@ def fmt_interval(iv: Interval, missing: str, digits: int = 3, sign: bool = False
     return fmt(iv.value, digits, sign) + (f" {ci}" if ci else "")
 
 
-def fmt_p(p: float | None) -> str:
+def fmt_p(p: float | None, ties: float | None = None) -> str:
+    """``p = 0.012``; with the share of resamples that tie at exactly 0 when there are any to speak of
+    (they keep 0 inside the interval, so a large p beside a CI touching 0 reads as it should)."""
     if p is None:
         return ""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    if ties is not None and ties >= 0.01:
+        text += f" ({100 * ties:.0f} % of resamples tie at 0)"
+    return text
+
+
+def labels_text(iv: Interval) -> str:
+    """``3 of 18 labels scored`` (``3–5 of 18`` over several test sets), or "" when not recorded."""
+    if iv.labels_scored is None or iv.n_labels is None:
+        return ""
+    k = str(iv.labels_scored)
+    if iv.labels_scored_max is not None and iv.labels_scored_max != iv.labels_scored:
+        k += f"–{iv.labels_scored_max}"
+    return f"{k} of {iv.n_labels} labels scored"
+
+
+def records_text(iv: Interval) -> str:
+    """``1,034 test records``, or "" when not recorded."""
+    return "" if iv.n_test is None else f"{iv.n_test:,} test record{'' if iv.n_test == 1 else 's'}"
+
+
+def scope_text(iv: Interval, labels: bool = True) -> str:
+    """What a value was computed on: ``1,034 test records · 16 of 18 labels scored``."""
+    return " · ".join(t for t in (records_text(iv), labels_text(iv) if labels else "") if t)
+
+
+def small_test_text(n: int | None, short: bool = False) -> str:
+    """The warning shown beside every number computed on fewer than :data:`SMALL_TEST` test records
+    (``short``: the form for a table cell, where the table says the rest)."""
+    if n is None or n >= SMALL_TEST:
+        return ""
+    text = f"⚠ only {n} test record{'' if n == 1 else 's'} (< {SMALL_TEST})"
+    return text if short else text + ": this number can move a lot"
+
+
+#: Calibration states in report order: before, then the calibrators from the simplest.
+METHOD_ORDER = ("uncalibrated", "temperature", "class-temperature", "platt", "isotonic")
+
+
+def method_order(methods: Iterable[Any]) -> list[str]:
+    """Calibration states, each once, in :data:`METHOD_ORDER` (unknown ones after, as they came)."""
+    seen = list(dict.fromkeys(str(m) for m in methods))
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(seen, key=lambda m: (rank.get(m, len(rank)), seen.index(m)))
+
+
+def plural(n: int, word: str) -> str:
+    """``1 positive``, ``3 positives``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def fmt_seconds(s: float | None) -> str:
@@ -227,9 +299,17 @@ def reference(results: Mapping[str, Any]) -> dict:
     return ref if isinstance(ref, dict) else {}
 
 
-def ref_value(results: Mapping[str, Any], *keys: Any) -> float | None:
+def reference_protocol(results: Mapping[str, Any]) -> str:
+    """The label protocol the original study's numbers belong to."""
+    return str(reference(results).get("protocol") or REFERENCE_PROTOCOL)
+
+
+def ref_value(results: Mapping[str, Any], *keys: Any, protocol: Any = None) -> float | None:
     """The original study's number at reference[k1][k2]..., keys compared as strings
-    (``exp1 → "10" → "finetuned"``; a share 10.0 matches "10")."""
+    (``exp1 → "10" → "finetuned"``; a share 10.0 matches "10"). With ``protocol``: None unless it is
+    the protocol those numbers belong to (they stand only beside it)."""
+    if protocol is not None and str(protocol) != reference_protocol(results):
+        return None
     node: Any = reference(results)
     for key in keys:
         if not isinstance(node, dict):
@@ -241,3 +321,23 @@ def ref_value(results: Mapping[str, Any], *keys: Any) -> float | None:
                 break
         node = hit
     return num(node)
+
+
+def machinery_check(results: Mapping[str, Any]) -> bool:
+    """Whether the study's numbers are a machinery check (e.g. the ``smoke`` profile), not an answer:
+    results.json's ``study.machinery_check``, else the rule of :func:`is_machinery_check`."""
+    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    flag = st.get("machinery_check")
+    return flag if isinstance(flag, bool) else is_machinery_check(st.get("profile"))
+
+
+def experiment_protocol(results: Mapping[str, Any], row: Mapping[str, Any] | None = None) -> str | None:
+    """The label protocol of an experiment's row: its own, else experiment 1's, else the first headline's
+    (experiments 1, 2, 3 and 5 use the study's first protocol)."""
+    if isinstance(row, Mapping) and row.get("protocol"):
+        return str(row["protocol"])
+    e1 = results.get("exp1")
+    if isinstance(e1, dict) and e1.get("protocol"):
+        return str(e1["protocol"])
+    head = rows(results.get("headline"))
+    return str(head[0]["protocol"]) if head and head[0].get("protocol") else None

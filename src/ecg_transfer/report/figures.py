@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from .data import Interval, interval, missing_word, num, ref_value, rows, section, share_key  # noqa: E402
+from .data import (Interval, experiment_protocol, interval, method_order, missing_word, num, plural,  # noqa: E402
+                   ref_value, reference_protocol, rows, section, share_key)
 
 COLORS = {"finetuned": "#2563eb", "standalone": "#ea580c", "pretrain": "#059669"}
 ARM_NAMES = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "PTB-XL pre-training"}
@@ -85,44 +86,59 @@ def _ci_err(ivs: Sequence[Interval]) -> np.ndarray:
 # headline
 
 
+def _value_label(ax, text: str, x: float, y: float, color: str, size: float = 8.5) -> None:
+    """A value written to the right of ``x`` (the right end of everything drawn on that line), so it
+    never sits on a marker."""
+    ax.annotate(text, (x, y), xytext=(7, 0), textcoords="offset points", ha="left", va="center", fontsize=size,
+                color=color, weight="bold")
+
+
+def _headline_arm(ax, iv: Interval, y: float, color: str, ref: float | None) -> None:
+    if iv.ok:
+        ax.errorbar([iv.value], [y], xerr=_ci_err([iv]), fmt="o", color=color, ms=7, capsize=4, lw=2)
+        ax.scatter(iv.values, [y] * len(iv.values), s=9, color=color, alpha=0.45, zorder=3, lw=0)
+    if ref is not None:
+        ax.plot([ref], [y], marker="D", mfc="white", mec=color, ms=6.5, mew=1.4, ls="none")
+    if iv.ok:
+        right = max([iv.value, *iv.values, *([iv.hi] if iv.has_ci else []), *([ref] if ref is not None else [])])
+        _value_label(ax, f"{iv.value:.3f}", right, y, color, 8)
+
+
 def headline_figure(results: Mapping[str, Any]) -> bytes | None:
-    """Left: macro AUC of both arms per protocol (CI bars, seeds as dots, original's diamonds).
-    Right: the paired difference fine-tuned − standalone with its CI against zero."""
+    """Left: macro AUC of both arms per protocol (CI bars, seeds as dots, the original's diamonds
+    beside its own protocol only). Right: the paired difference fine-tuned − standalone with its CI
+    against zero. Values are written right of everything on their line."""
     hl = rows(section(results, "headline"))
     if not any(interval(r.get(k)).ok for r in hl for k in ("finetuned", "standalone", "difference")):
         return None  # nothing measured yet: the page says pending rather than showing the original alone
     n = len(hl)
     with plt.rc_context(_RC):
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 1.1 + 0.95 * n), gridspec_kw={"width_ratios": [1.35, 1]})
-        ref_ft, ref_sa = ref_value(results, "headline", "finetuned"), ref_value(results, "headline", "standalone")
-        yt, yl = [], []
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 1.3 + 1.05 * n), gridspec_kw={"width_ratios": [1.35, 1]})
+        yt, yl, any_ref = [], [], False
         for i, row in enumerate(hl):
-            base = n - 1 - i
-            for arm, dy in (("finetuned", 0.17), ("standalone", -0.17)):
-                iv, y, c = interval(row.get(arm)), base + dy, COLORS[arm]
-                if iv.ok:
-                    ax.errorbar([iv.value], [y], xerr=_ci_err([iv]), fmt="o", color=c, ms=7, capsize=4, lw=2)
-                    ax.scatter(iv.values, [y] * len(iv.values), s=9, color=c, alpha=0.45, zorder=3, lw=0)
-                    ax.annotate(f"{iv.value:.3f}", (iv.value, y), xytext=(0, 7), textcoords="offset points",
-                                ha="center", va="bottom", fontsize=8, color=c, weight="bold")
-                ref = ref_ft if arm == "finetuned" else ref_sa
-                if ref is not None:
-                    ax.plot([ref], [y], marker="D", mfc="white", mec=c, ms=6.5, mew=1.4, ls="none")
+            base, prot = n - 1 - i, row.get("protocol", "?")
+            ref_ft = ref_value(results, "headline", "finetuned", protocol=prot)
+            ref_sa = ref_value(results, "headline", "standalone", protocol=prot)
+            any_ref |= ref_ft is not None or ref_sa is not None
+            _headline_arm(ax, interval(row.get("finetuned")), base + 0.18, COLORS["finetuned"], ref_ft)
+            _headline_arm(ax, interval(row.get("standalone")), base - 0.18, COLORS["standalone"], ref_sa)
             yt.append(base)
-            yl.append(str(row.get("protocol", "?")))
+            yl.append(str(prot))
             d = interval(row.get("difference"))
+            ref_d = ref_ft - ref_sa if ref_ft is not None and ref_sa is not None else None
+            if ref_d is not None:
+                bx.plot([ref_d], [base], marker="D", mfc="white", mec="#6b7280", ms=7, mew=1.4, ls="none")
             if d.ok:
                 col = "#15803d" if d.has_ci and d.lo > 0 else ("#b91c1c" if d.has_ci and d.hi < 0 else "#4b5563")
                 bx.errorbar([d.value], [base], xerr=_ci_err([d]), fmt="o", color=col, ms=8, capsize=5, lw=2.2)
-                bx.annotate(f"{d.value:+.3f}", (d.hi if d.has_ci else d.value, base), xytext=(7, 0),
-                            textcoords="offset points", va="center", fontsize=8.5, color=col, weight="bold")
-            if ref_ft is not None and ref_sa is not None:
-                bx.plot([ref_ft - ref_sa], [base], marker="D", mfc="white", mec="#6b7280", ms=7, mew=1.4, ls="none")
+                right = max([d.value, *([d.hi] if d.has_ci else []), *([ref_d] if ref_d is not None else [])])
+                _value_label(bx, f"{d.value:+.3f}", right, base, col)
         for a in (ax, bx):
             a.set_yticks(yt, yl)
             a.set_ylim(-0.6, n - 0.4)
             a.grid(axis="y", visible=False)
             a.tick_params(axis="y", length=0, labelsize=9.5)
+            a.margins(x=0.12)
         ax.set_xlabel("macro AUC on the G12EC test split (95 % CI)")
         ax.set_title("Fine-tuned vs standalone")
         bx.axvline(0, color="#9ca3af", lw=1)
@@ -131,9 +147,11 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
         bx.set_yticklabels([])
         handles = [Line2D([], [], color=COLORS["finetuned"], marker="o", ls="none", label="fine-tuned"),
                    Line2D([], [], color=COLORS["standalone"], marker="o", ls="none", label="standalone"),
-                   Line2D([], [], color="#6b7280", marker="o", ls="none", ms=3, alpha=0.5, label="single seeds"),
-                   Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none", label="original study")]
-        fig.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02 - 0.06 / n))
+                   Line2D([], [], color="#6b7280", marker="o", ls="none", ms=3, alpha=0.5, label="single seeds")]
+        if any_ref:
+            handles.append(Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none",
+                                  label=f"original study ({reference_protocol(results)} only)"))
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.02 - 0.06 / n))
         fig.tight_layout(rect=(0, 0.1 / max(1, n) + 0.04, 1, 1))
         return _png(fig)
 
@@ -167,12 +185,16 @@ def _mark_missing(ax, pts: list[tuple[float | None, Interval]], word: str) -> No
                     fontsize=7.5, color="#9ca3af", style="italic")
 
 
-def _ref_curve(ax, results: Mapping[str, Any], exp: str, key: str, color: str) -> bool:
+def _ref_points(results: Mapping[str, Any], exp: str, key: str, protocol: Any = None) -> list[tuple[float, float]]:
+    """The original study's (share, value) points of one curve; none beside another label protocol."""
     ref = results.get("reference", {}).get(exp) if isinstance(results.get("reference"), dict) else None
     if not isinstance(ref, dict):
-        return False
-    pts = sorted((share_key(k), ref_value(results, exp, k, key)) for k in ref)
-    pts = [(x, v) for x, v in pts if x is not None and v is not None]
+        return []
+    pts = sorted((share_key(k), ref_value(results, exp, k, key, protocol=protocol)) for k in ref)
+    return [(x, v) for x, v in pts if x is not None and v is not None]
+
+
+def _ref_curve(ax, pts: list[tuple[float, float]], color: str) -> bool:
     if not pts:
         return False
     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="D", mfc="white", mec=color, ms=5, color=color,
@@ -196,7 +218,8 @@ def exp1_figure(results: Mapping[str, Any]) -> bytes | None:
             for arm in ("finetuned", "standalone"):
                 pts = [(share_key(r.get("share")), interval(r)) for r in vrows if r.get("arm") == arm]
                 drawn |= _curve(ax, pts, COLORS[arm], ARM_NAMES[arm])
-                any_ref |= _ref_curve(ax, results, "exp1", arm, COLORS[arm])
+                any_ref |= _ref_curve(ax, _ref_points(results, "exp1", arm, experiment_protocol(results, e1)),
+                                      COLORS[arm])
             _mark_missing(ax, [(share_key(r.get("share")), interval(r)) for r in vrows], word)
             ax.set_title(titles[variant])
             if not drawn:
@@ -220,35 +243,45 @@ def exp1_figure(results: Mapping[str, Any]) -> bytes | None:
 # experiment 2
 
 
+def _on(pos: Mapping[float, int], pts: list) -> list:
+    """Points with their share replaced by its position on a categorical axis."""
+    return [(pos[x], v) for x, v in pts if x in pos]
+
+
 def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
-    """PTB-XL share → PTB-XL test AUC (left) and the G12EC fine-tuned AUC (right)."""
+    """PTB-XL share → PTB-XL test AUC (left) and the G12EC fine-tuned AUC (right). The shares are
+    evenly spaced categories (ours and the original's), so that close shares never overlap."""
     e2 = rows(section(results, "exp2"))
     if not any(interval(r.get(k)).ok for r in e2 for k in ("pretrain_test_auc", "finetuned")):
         return None
+    word = missing_word(results)
     with plt.rc_context(_RC):
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 3.9))
         pts_pre = [(share_key(r.get("share")), interval(r.get("pretrain_test_auc"))) for r in e2]
         pts_ft = [(share_key(r.get("share")), interval(r.get("finetuned"))) for r in e2]
-        if not _curve(ax, pts_pre, COLORS["pretrain"], "pre-training"):
-            _not_run(ax, missing_word(results))
-        ref_pre = _ref_curve(ax, results, "exp2", "pretrain", COLORS["pretrain"])
-        if not _curve(bx, pts_ft, COLORS["finetuned"], "fine-tuned"):
-            _not_run(bx, missing_word(results))
-        ref_ft = _ref_curve(bx, results, "exp2", "target", COLORS["finetuned"])
-        _mark_missing(ax, pts_pre, missing_word(results))
-        _mark_missing(bx, pts_ft, missing_word(results))
-        sa = [interval(r.get("standalone_reference")) for r in e2]
-        sa = next((iv for iv in sa if iv.ok), None)
-        shares = sorted({s for s, _ in pts_pre if s is not None})
+        ref_pre = _ref_points(results, "exp2", "pretrain")  # PTB-XL itself: no label protocol
+        ref_ft = _ref_points(results, "exp2", "target", experiment_protocol(results, e2[0]))
+        shares = sorted({s for s, _ in pts_pre if s is not None} | {s for s, _ in ref_pre + ref_ft})
+        pos = {s: i for i, s in enumerate(shares)}
+        if not _curve(ax, _on(pos, pts_pre), COLORS["pretrain"], "pre-training"):
+            _not_run(ax, word)
+        if not _curve(bx, _on(pos, pts_ft), COLORS["finetuned"], "fine-tuned"):
+            _not_run(bx, word)
+        drew_ref = _ref_curve(ax, _on(pos, ref_pre), COLORS["pretrain"]) | _ref_curve(bx, _on(pos, ref_ft),
+                                                                                         COLORS["finetuned"])
+        _mark_missing(ax, _on(pos, pts_pre), word)
+        _mark_missing(bx, _on(pos, pts_ft), word)
+        sa = next((iv for iv in (interval(r.get("standalone_reference")) for r in e2) if iv.ok), None)
         if sa is not None and shares:
             bx.axhline(sa.value, color=COLORS["standalone"], lw=1.6, zorder=3)
             if sa.has_ci:
                 bx.axhspan(sa.lo, sa.hi, color=COLORS["standalone"], alpha=0.12, lw=0)
-            bx.text(shares[0], sa.value, f"  standalone (same G12EC split) {sa.value:.3f}", va="bottom",
+            bx.text(0, sa.value, f"  standalone (same G12EC split) {sa.value:.3f}", va="bottom",
                     fontsize=8, color=COLORS["standalone"])
         for a in (ax, bx):
             if shares:
-                a.set_xticks(shares, [f"{s:g} %" for s in shares])
+                a.set_xticks(range(len(shares)), [f"{s:g} %" for s in shares])
+                a.set_xlim(-0.4, len(shares) - 0.6)
             a.set_xlabel("share of PTB-XL used for pre-training")
         ax.set_title("PTB-XL test fold")
         ax.set_ylabel("macro AUC (95 % CI band)")
@@ -257,7 +290,7 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
                    Line2D([], [], color=COLORS["finetuned"], marker="o", lw=2, label="fine-tuned (G12EC test)")]
         if sa is not None:
             handles.append(Line2D([], [], color=COLORS["standalone"], lw=1.6, label="standalone"))
-        if ref_pre or ref_ft:
+        if drew_ref:
             handles.append(_ref_handle())
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
         fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -268,7 +301,7 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
 # experiments 3 and 5: grouped point ranges
 
 
-def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_label: Callable[[Any], str],
+def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_label: Callable[[dict], str],
              exp: str, title: str, xlabel: str) -> bytes | None:
     series = [s for s in ("pretrain", "finetuned", "standalone") if any(interval(r.get(s)).ok for r in data)]
     if not series:
@@ -281,19 +314,21 @@ def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_lab
         for j, row in enumerate(data):
             for s in series:
                 iv, x = interval(row.get(s)), j + offsets[s]
-                if iv.ok:
-                    ax.errorbar([x], [iv.value], yerr=_ci_err([iv]), fmt="o", color=COLORS[s], ms=7, capsize=4,
-                                lw=2, zorder=4)
-                    ax.scatter([x] * len(iv.values), iv.values, s=9, color=COLORS[s], alpha=0.45, lw=0, zorder=3)
-                    ax.annotate(f"{iv.value:.3f}", (x, iv.hi if iv.has_ci else iv.value), xytext=(0, 5),
-                                textcoords="offset points", ha="center", fontsize=7.5, color=COLORS[s])
-                ref_key = "finetuned" if s == "finetuned" else s
-                ref = ref_value(results, exp, cats[j], ref_key)
+                prot = None if s == "pretrain" else experiment_protocol(results, row)  # PTB-XL: no protocol
+                ref = ref_value(results, exp, cats[j], s, protocol=prot)
                 if ref is not None:
                     any_ref = True
                     ax.plot([x + 0.07], [ref], marker="D", mfc="white", mec=COLORS[s], ms=6.5, mew=1.4, ls="none",
                             zorder=5)
-        ax.set_xticks(range(len(data)), [cat_label(c) for c in cats])
+                if iv.ok:
+                    ax.errorbar([x], [iv.value], yerr=_ci_err([iv]), fmt="o", color=COLORS[s], ms=7, capsize=4,
+                                lw=2, zorder=4)
+                    ax.scatter([x] * len(iv.values), iv.values, s=9, color=COLORS[s], alpha=0.45, lw=0, zorder=3)
+                    top = max([iv.value, *iv.values, *([iv.hi] if iv.has_ci else []),
+                               *([ref] if ref is not None else [])])  # above everything drawn at this x
+                    ax.annotate(f"{iv.value:.3f}", (x, top), xytext=(0, 6), textcoords="offset points", ha="center",
+                                fontsize=7.5, color=COLORS[s])
+        ax.set_xticks(range(len(data)), [cat_label(r) for r in data])
         ax.set_xlim(-0.6, len(data) - 0.4)
         ax.grid(axis="x", visible=False)
         ax.tick_params(axis="x", length=0, labelsize=9.5)
@@ -305,23 +340,37 @@ def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_lab
                    for s in series]
         if any_ref:
             handles.append(Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none",
-                                  label="original study (flawed protocol)"))
+                                  label=f"original study (flawed protocol; {reference_protocol(results)} only)"))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         return _png(fig)
 
 
+def _rate_label(row: Mapping[str, Any]) -> str:
+    """``250 Hz`` and, beneath, the test records of that rate (PTB-XL above 100 Hz: only the records
+    present at 500 Hz)."""
+    fs = share_key(row.get("fs"))
+    lines = [f"{fs:g} Hz" if fs is not None else str(row.get("fs"))]
+    n_pre = interval(row.get("pretrain")).n_test
+    n_tgt = next((iv.n_test for iv in (interval(row.get(k)) for k in ("finetuned", "standalone"))
+                  if iv.n_test is not None), None)
+    if n_pre is not None:
+        lines.append(f"PTB-XL test {n_pre:,}")
+    if n_tgt is not None:
+        lines.append(f"G12EC test {n_tgt:,}")
+    return "\n".join(lines)
+
+
 def exp3_figure(results: Mapping[str, Any]) -> bytes | None:
-    """Sampling rate: pre-training, fine-tuned and standalone AUC per rate."""
+    """Sampling rate: pre-training, fine-tuned and standalone AUC per rate, with each rate's test records."""
     data = sorted(rows(section(results, "exp3")), key=lambda r: share_key(r.get("fs")) or 0.0)
-    return _grouped(results, data, "fs", lambda fs: f"{share_key(fs):g} Hz" if share_key(fs) else str(fs),
-                    "exp3", "Sampling rate", "sampling rate of every arm")
+    return _grouped(results, data, "fs", _rate_label, "exp3", "Sampling rate", "sampling rate of every arm")
 
 
 def exp5_figure(results: Mapping[str, Any]) -> bytes | None:
     """Input representation: pre-training, fine-tuned and standalone AUC per input kind."""
-    return _grouped(results, rows(section(results, "exp5")), "input", str, "exp5", "Input representation",
-                    "network input")
+    return _grouped(results, rows(section(results, "exp5")), "input", lambda r: str(r.get("input")), "exp5",
+                    "Input representation", "network input")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,69 +397,96 @@ def top_labels(entry: Mapping[str, Any], k: int = 4) -> list[tuple[str, int]]:
     return sorted([t for t in pos if t[1] > 0], key=lambda t: (-t[1], t[0]))[:k]
 
 
-def _rel_curve(ax, b: Mapping[str, Any], color: str, lw: float, ls: str = "-") -> None:
+#: line style of each calibration state: the uncalibrated curve solid and heavier, calibrators dashed
+UNCALIBRATED_STYLE = dict(ls="-", lw=2.0)
+CALIBRATED_STYLE = dict(ls=(0, (4, 2)), lw=1.3)
+
+
+def _method_style(method: str) -> dict[str, Any]:
+    return UNCALIBRATED_STYLE if method == "uncalibrated" else CALIBRATED_STYLE
+
+
+def _rel_curve(ax, b: Mapping[str, Any], color: str, style: Mapping[str, Any]) -> None:
     pairs = [(num(m), num(f)) for m, f in zip(b.get("mean_pred") or [], b.get("frac_pos") or [])]
     pairs = [(m, f) for m, f in pairs if m is not None and f is not None]
     if pairs:
-        ax.plot([p[0] for p in pairs], [p[1] for p in pairs], ls, marker="o", ms=3, lw=lw, color=color, zorder=4)
+        ax.plot([p[0] for p in pairs], [p[1] for p in pairs], marker="o", ms=3, color=color, zorder=4, **style)
+
+
+def _count_bars(ax, unc: Any, right_label: bool) -> None:
+    """The uncalibrated records per bin as bars on their own axis (right), scaled so that the largest
+    bar fills a quarter of the panel; the axis says how many records that is."""
+    if not isinstance(unc, dict) or not unc.get("count"):
+        return
+    lo = np.array([num(x) or 0.0 for x in unc.get("lower", [])])
+    hi = np.array([num(x) or 0.0 for x in unc.get("upper", [])])
+    cnt = np.array([num(x) or 0.0 for x in unc["count"]])
+    if not len(lo) == len(cnt) == len(hi):
+        return
+    top = max(float(cnt.max(initial=0)), 1.0)
+    cx = ax.twinx()
+    cx.bar(lo, cnt, width=np.maximum(hi - lo, 0.01), align="edge", color="#fbbf24", alpha=0.35, lw=0, zorder=0)
+    cx.set_ylim(0, 4 * top)
+    cx.set_yticks([0, top], ["0", f"{int(top):,}"])
+    cx.tick_params(axis="y", labelsize=7, colors="#b45309", length=2)
+    cx.spines["right"].set_visible(True)
+    cx.spines["right"].set_color("#fbbf24")
+    cx.spines["right"].set_bounds(0, top)
+    cx.grid(False)
+    if right_label:
+        cx.set_ylabel("records per bin", fontsize=7.5, color="#b45309", labelpad=1)
+    ax.set_zorder(cx.get_zorder() + 1)  # curves above the bars
+    ax.patch.set_visible(False)
+
+
+def _reliability_panel(ax, rel: Mapping[str, Any], name: str, methods: Sequence[str], last_col: bool) -> None:
+    ax.plot([0, 1], [0, 1], color="#9ca3af", lw=0.9, ls=":", zorder=1)
+    _count_bars(ax, (rel.get("uncalibrated") or {}).get(name), last_col)
+    for m in methods:
+        b = (rel.get(m) or {}).get(name)
+        if isinstance(b, dict):
+            _rel_curve(ax, b, METHOD_COLORS.get(m, "#6b7280"), _method_style(m))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_box_aspect(1)  # square on equal [0, 1] ranges (set_aspect would fight the twin axis)
+    ax.tick_params(labelsize=7.5)
 
 
 def reliability_figure(entries: Sequence[Mapping[str, Any]], k: int = 4) -> bytes | None:
     """Rows: the arms of one protocol; columns: the ``k`` labels with most positives. Each panel:
-    the uncalibrated curve (black) and every calibrator's curve, the diagonal, and the uncalibrated
-    bin counts as bars (a quarter of the height is the largest count)."""
+    the uncalibrated curve (black, solid) and every calibrator's curve (dashed), the diagonal, and
+    the uncalibrated records per bin as bars on their own axis (right)."""
     entries = [e for e in entries if isinstance(e.get("reliability"), dict) and e["reliability"]]
     if not entries:
         return None
     labels = top_labels(entries[0], k) or top_labels(entries[-1], k)
     if not labels:
         return None
-    methods = []
-    for e in entries:
-        for m in e["reliability"]:
-            if m not in methods:
-                methods.append(m)
+    methods = method_order(m for e in entries for m in e["reliability"])
     with plt.rc_context({**_RC, "axes.titlesize": 9, "axes.titlelocation": "center"}):
-        size = (2.6 * len(labels) + 0.6, 2.55 * len(entries) + 0.7)
+        size = (2.85 * len(labels) + 0.6, 2.6 * len(entries) + 0.8)
         fig, axes = plt.subplots(len(entries), len(labels), figsize=size, squeeze=False)
         for i, e in enumerate(entries):
-            rel = e["reliability"]
+            arm = str(e.get("arm"))
+            seed = f" (seed {e['reliability_seed']})" if e.get("reliability_seed") is not None else ""
             for j, (name, npos) in enumerate(labels):
                 ax = axes[i, j]
-                ax.plot([0, 1], [0, 1], color="#9ca3af", lw=0.9, ls="--", zorder=1)
-                unc = (rel.get("uncalibrated") or {}).get(name)
-                if isinstance(unc, dict) and unc.get("count"):
-                    lo = np.array([num(x) or 0.0 for x in unc.get("lower", [])])
-                    hi = np.array([num(x) or 0.0 for x in unc.get("upper", [])])
-                    cnt = np.array([num(x) or 0.0 for x in unc["count"]])
-                    if len(lo) == len(cnt) == len(hi):
-                        top = max(cnt.max(initial=0), 1)
-                        ax.bar(lo, 0.25 * cnt / top, width=np.maximum(hi - lo, 0.01), align="edge", color="#fbbf24",
-                               alpha=0.35, lw=0, zorder=0)
-                for m in methods:
-                    b = (rel.get(m) or {}).get(name)
-                    if isinstance(b, dict):
-                        _rel_curve(ax, b, METHOD_COLORS.get(m, "#6b7280"), 2.0 if m == "uncalibrated" else 1.3,
-                                   "-" if m == "uncalibrated" else "-")
-                ax.set_xlim(0, 1)
-                ax.set_ylim(0, 1)
-                ax.set_aspect("equal")
-                ax.tick_params(labelsize=7.5)
-                arm = ARM_NAMES.get(str(e.get("arm")), str(e.get("arm")))
-                ax.set_title(f"{name} · {npos} positives", color="#111827")
+                _reliability_panel(ax, e["reliability"], name, methods, j == len(labels) - 1)
+                ax.set_title(f"{name} · {plural(npos, 'positive')}", color="#111827")
                 if j == 0:
-                    ax.set_ylabel(f"{arm}\nobserved frequency", fontsize=9, weight="bold",
-                                  color=COLORS.get(str(e.get("arm")), "#111827"))
+                    ax.set_ylabel(f"{ARM_NAMES.get(arm, arm)}{seed}\nobserved frequency", fontsize=9, weight="bold",
+                                  color=COLORS.get(arm, "#111827"))
                 if i == len(entries) - 1:
                     ax.set_xlabel("mean predicted probability", fontsize=8.5)
                 else:
                     ax.tick_params(labelbottom=False)
-        handles = [Line2D([], [], color=METHOD_COLORS.get(m, "#6b7280"), marker="o", ms=3,
-                          lw=2.0 if m == "uncalibrated" else 1.3, label=m) for m in methods]
-        handles += [Line2D([], [], color="#fbbf24", alpha=0.6, lw=6, label="records per bin (uncalibrated)")]
+        handles = [Line2D([], [], color=METHOD_COLORS.get(m, "#6b7280"), marker="o", ms=3, label=m, **_method_style(m))
+                   for m in methods]
+        handles += [Line2D([], [], color="#fbbf24", alpha=0.6, lw=6,
+                           label="records per bin (uncalibrated, right axis)")]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
                    fontsize=8)
-        fig.tight_layout(rect=(0, 0.06, 1, 1), h_pad=1.6)
+        fig.tight_layout(rect=(0, 0.06, 1, 1), h_pad=1.6, w_pad=1.8)
         return _png(fig)
 
 
@@ -419,9 +495,7 @@ def calibration_metrics_figure(results: Mapping[str, Any]) -> bytes | None:
     e4 = [e for e in rows(section(results, "exp4")) if isinstance(e.get("methods"), dict) and e["methods"]]
     if not e4:
         return None
-    methods: list[str] = []
-    for e in e4:
-        methods += [m for m in e["methods"] if m not in methods]
+    methods = method_order(m for e in e4 for m in e["methods"])
     protocols = list(dict.fromkeys(str(e.get("protocol")) for e in e4))
     markers = ["o", "s", "^", "v", "P"]
     with plt.rc_context(_RC):
@@ -464,7 +538,7 @@ def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
     pcs.sort(key=lambda p: (-(num(p.get("n_pos")) or 0), str(p.get("label"))))
     n = len(pcs)
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(4.8, 0.9 + 0.25 * n))
+        fig, ax = plt.subplots(figsize=(4.8, 1.4 + 0.25 * n))
         for i, p in enumerate(pcs):
             y = n - 1 - i
             ft, sa = num(p.get("finetuned")), num(p.get("standalone"))
@@ -476,6 +550,7 @@ def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
                 ax.plot([ft], [y], "o", color=COLORS["finetuned"], ms=6, zorder=4)
         ax.set_yticks(range(n), [f"{p.get('label')}  ({int(num(p.get('n_pos')) or 0)})" for p in reversed(pcs)])
         ax.set_ylim(-0.7, n - 0.3)
+        ax.margins(x=0.05)
         ax.grid(axis="y", visible=False)
         ax.tick_params(axis="y", length=0, labelsize=8)
         ax.axvline(0.5, color="#e5e7eb", lw=1)
@@ -483,8 +558,9 @@ def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
         ax.set_title(f"Per label, {row.get('protocol', '?')} (positives in test)", fontsize=9.5)
         handles = [Line2D([], [], color=COLORS[a], marker="o", ls="none", label=ARM_NAMES[a])
                    for a in ("finetuned", "standalone")]
-        ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True, framealpha=0.9, edgecolor="#e5e7eb")
-        fig.tight_layout()
+        # below the figure, outside the axis: a legend inside would cover points
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.32 / fig.get_figheight(), 1, 1))
         return _png(fig)
 
 
@@ -498,7 +574,8 @@ def safe_name(name: str) -> str:
 
 CAPTIONS = {
     "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds); hollow "
-                "diamonds: the original study. Right: the paired difference fine-tuned − standalone with its "
+                "diamonds: the original study (beside its own label protocol only). Right: the paired difference "
+                "fine-tuned − standalone with its "
                 "95 % CI, green when the CI excludes zero.",
     "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds); dashed lines with "
             "hollow diamonds: the original study (single runs, tested on the rest).",
@@ -510,8 +587,10 @@ CAPTIONS = {
     "exp4_metrics": "Expected calibration error and Brier score on the test split, before (uncalibrated) and after "
                     "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
     "exp4_reliability": "Observed frequency of the label against the mean predicted probability in 10 equal-width "
-                        "bins (test split); a calibrated model follows the dashed diagonal. Bars: records per bin "
-                        "(uncalibrated). Rows: arms; columns: the labels with most positives.",
+                        "bins (test split) of one run per arm (its first seed); a calibrated model follows the dotted "
+                        "diagonal. Solid black: uncalibrated; dashed: each calibrator. Bars: records per bin "
+                        "(uncalibrated), on their own axis at the right. Rows: arms; columns: the labels with most "
+                        "positives.",
     "per_class": "Labels sorted by positives in the test split (in brackets).",
 }
 

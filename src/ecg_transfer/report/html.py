@@ -13,7 +13,8 @@ from html import escape
 from typing import Any, Mapping
 
 from . import tables as T
-from .data import ORIGINAL_FLAWS, Interval, fmt, fmt_ci, fmt_p, missing_word, section, seeds_note
+from .data import (ORIGINAL_FLAWS, Interval, fmt, fmt_ci, fmt_p, machinery_check, missing_word, reference_protocol,
+                   section, seeds_note)
 from .figures import Figure
 
 CSS = """
@@ -70,7 +71,8 @@ th{text-align:left;font-weight:650;color:#374151;background:#f9fafb;border-botto
 padding:8px 10px;font-size:12.5px;white-space:nowrap}
 td{padding:7px 10px;border-bottom:1px solid #f0f1f4;vertical-align:top}
 tr:hover td{background:#fafbff}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th.num{white-space:nowrap}
 td .ci{display:block;font-size:11.5px;color:var(--muted);font-weight:400}
 td .orig{display:block;font-size:11.5px;color:#9ca3af;font-weight:400;font-style:normal}
 td.label{font-weight:600}
@@ -109,6 +111,19 @@ dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:6px 20px;margin:1
 dl.meta dt{color:var(--muted);font-weight:600}
 dl.meta dd{margin:0;word-break:break-all}
 footer{color:var(--muted);font-size:12.5px;text-align:center;padding:0 0 30px}
+.machinery{background:#7f1d1d;color:#fff;border:3px solid #fecaca;border-radius:12px;padding:14px 20px;margin:0 0 18px;
+font-size:17px;line-height:1.45}
+.machinery strong{font-size:21px;display:block;letter-spacing:.02em;text-transform:uppercase}
+.warn{display:block;font-size:11.5px;font-weight:650;color:#92400e;background:#fef3c7;border-radius:5px;
+padding:1px 6px;margin-top:3px;white-space:normal}
+td .scope{display:block;font-size:11px;color:#6b7280;font-weight:400;white-space:nowrap}
+.kpi .scope{font-size:12.5px;color:var(--muted);margin:-4px 0 10px}
+.banner-warn{border-left:4px solid #d97706;background:#fffbeb;color:#92400e;font-weight:650;border-radius:8px;
+padding:8px 14px;margin:10px 0;font-size:13.5px}
+.method{border:1px solid var(--line);border-radius:10px;background:#f9fafb;padding:10px 16px;margin:16px 0 2px;
+font-size:13px;color:#374151}
+.method ul{margin:4px 0 0;padding-left:18px}
+.perclass-fig{max-width:640px}
 """
 
 SECTIONS = [("headline", "Headline"), ("exp1", "1 · G12EC share"), ("exp2", "2 · PTB-XL share"),
@@ -135,6 +150,8 @@ def render_table(t: T.Table | None, empty: str = "not run") -> str:
     if t is None:
         return f'<div class="empty">{_e(empty)}</div>'
     out = []
+    if t.warn:
+        out.append(f'<div class="banner-warn">{_e(t.warn)}</div>')
     if t.caption:
         out.append(f'<p class="caption">{_e(t.caption)}</p>')
     head = "".join(f'<th class="num">{_e(h)}</th>' if i in t.numeric else f"<th>{_e(h)}</th>"
@@ -144,6 +161,10 @@ def render_table(t: T.Table | None, empty: str = "not run") -> str:
         cells = []
         for c in row:
             sub = f'<span class="ci">{_e(c.sub)}</span>' if c.sub else ""
+            if c.scope:
+                sub += f'<span class="scope">{_e(c.scope)}</span>'
+            if c.warn and not t.warn:
+                sub += f'<span class="warn">{_e(c.warn)}</span>'
             if c.ref:
                 sub += f'<span class="orig">◇ {_e(c.ref)}</span>'
             cls = f' class="{_e(c.kind.strip())}"' if c.kind.strip() else ""
@@ -191,7 +212,11 @@ def _hero(results: Mapping[str, Any]) -> str:
         prog = f'<div class="progress">{parts}</div><div class="progress-text">{_e(text)}</div>'
     elif not stat:
         prog = '<div class="progress-text">run status: not recorded</div>'
-    return (f'<header class="hero"><div class="wrap"><div class="eyebrow">ecg-transfer · study report · '
+    banner = ""
+    if machinery_check(results):
+        head, rest = T.machinery_text(results)
+        banner = f'<div class="machinery" role="alert"><strong>{_e(head)}</strong>{_e(rest)}</div>'
+    return (f'<header class="hero"><div class="wrap">{banner}<div class="eyebrow">ecg-transfer · study report · '
             f'{_e(st.get("name", "study"))}</div><h1>{_e(title)}: does pre-training help?</h1>'
             f'<p class="sub">Fine-tuned from {_e(s_name)} vs trained from scratch on {_e(t_name)}, same split, same '
             f"preprocessing, same test records; 95 % bootstrap confidence intervals throughout.</p>"
@@ -208,7 +233,7 @@ def _num_block(label: str, iv: Interval, cls: str, missing: str, sign: bool = Fa
     if not iv.ok:
         return (f'<div><div class="lbl">{label}</div><div class="big missing">{_e(missing)}</div>'
                 f'<div class="ci">&nbsp;</div><div class="ci">&nbsp;</div></div>')
-    extra = fmt_p(iv.p) if label == "difference" else seeds_note(iv)
+    extra = fmt_p(iv.p, iv.ties) if label == "difference" else seeds_note(iv)
     return (f'<div><div class="lbl">{label}</div><div class="big {cls}">{fmt(iv.value, 3, sign)}</div>'
             f'<div class="ci">{_e(fmt_ci(iv, 3, sign)) or "&nbsp;"}</div>'
             f'<div class="ci">{_e(extra) or "&nbsp;"}</div></div>')
@@ -222,13 +247,13 @@ def _kpi_cards(results: Mapping[str, Any]) -> str:
 
         d = c["difference"]
         dcls = "good" if c["tone"] == "good" else ("bad" if c["tone"] == "bad" else "")
-        info = []
-        if c["n_labels"]:
-            info.append(f"{c['n_labels']} labels")
+        info = [c["labels"]] if c["labels"] else []
         if c["n_test"] is not None:
             info.append(f"{int(c['n_test']):,} test records")
-        cards.append(f'<div class="kpi"><div class="kpi-head">{_e(c["protocol"])}<span>{_e(" · ".join(info))}</span>'
-                     f'</div><div class="kpi-nums">{num_block("fine-tuned", c["finetuned"], "ft")}'
+        warn = f'<div class="banner-warn">{_e(c["warn"])}</div>' if c["warn"] else ""
+        cards.append(f'<div class="kpi"><div class="kpi-head">{_e(c["protocol"])}</div>'
+                     f'<div class="scope">macro AUC over {_e(" · ".join(info))}</div>{warn}<div class="kpi-nums">'
+                     f'{num_block("fine-tuned", c["finetuned"], "ft")}'
                      f'{num_block("standalone", c["standalone"], "sa")}{num_block("difference", d, dcls, True)}</div>'
                      f'<div class="verdict {c["tone"]}">{_e(c["verdict"])}</div></div>')
     return f'<div class="kpis">{"".join(cards)}</div>' if cards else ""
@@ -244,15 +269,23 @@ def _pretrain_line(results: Mapping[str, Any]) -> str:
     ref = (f'<span class="muted">original study: {fmt(p["ref"])} (500 Hz, random folds, test set differs)</span>'
            if p["ref"] is not None else "")
     val = f'<span class="muted">validation {fmt(p["val"])}</span>' if p["val"] is not None else ""
+    scope = f'<span class="muted">{_e(p["scope"])}</span>' if p["scope"] else ""
+    warn = f'<span class="warn">{_e(p["warn"])}</span>' if p["warn"] and iv.ok else ""
     return (f'<div class="pre-line"><strong>PTB-XL pre-training</strong><span class="muted">{_e(p["labels"])} labels, '
-            f'{_e(p["fs"])}, test fold 10 macro AUC</span>{value}{val}{ref}</div>')
+            f'{_e(p["fs"])}, test fold 10 macro AUC</span>{value}{scope}{val}{ref}{warn}</div>')
 
 
 def _flaws(results: Mapping[str, Any]) -> str:
     items = "".join(f"<li>{_e(f)}</li>" for f in ORIGINAL_FLAWS)
     return ('<div class="callout"><strong>The original study\'s numbers (grey, dashed, hollow diamonds) are not '
-            "directly comparable.</strong> They are single runs of a flawed protocol, shown for orientation only:"
+            "directly comparable.</strong> They are single runs of a flawed protocol on its 18 classes, shown for "
+            f"orientation only and only beside results of that label protocol ({_e(reference_protocol(results))}):"
             f"<ol>{items}</ol></div>")
+
+
+def _method(results: Mapping[str, Any]) -> str:
+    items = "".join(f"<li><strong>{_e(k)}</strong>: {_e(v)}</li>" for k, v in T.method_items(results))
+    return f'<div class="method"><strong>How the numbers are made</strong><ul>{items}</ul></div>'
 
 
 def _headline(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
@@ -261,7 +294,7 @@ def _headline(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
     else:
         body = (_kpi_cards(results) + _img(figs.get("headline"), missing_word(results)) +
                 render_table(T.headline_table(results)) +
-                _pretrain_line(results) + _flaws(results) +
+                _pretrain_line(results) + _method(results) + _flaws(results) +
                 _details("Other metrics: AUPRC, challenge metric, Brier, ECE",
                          render_table(T.secondary_table(results), "not recorded")))
     return _section("headline", "Headline: fine-tuned vs standalone", "per label protocol",
@@ -289,20 +322,21 @@ def _exp4(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
     parts.append(_details(f"ECE and Brier per calibrator ({len(tables)} table(s))",
                           "".join(render_table(t) for t in tables) or '<div class="empty">not run</div>', open_=True))
     for f in (f for name, f in figs.items() if name.startswith("exp4_reliability_")):
-        parts.append(f"<h3>Reliability diagrams, {_e(f.group)}</h3>")
+        parts.append(f"<h3>Reliability diagrams, {_e(f.group)} (one run per arm: its first seed)</h3>")
         parts.append(_img(f, missing_word(results)))
     return _section("exp4", "Experiment 4: calibration", "", lead, "".join(parts))
 
 
 def _per_class(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
-    lead = ("Which labels gain from pre-training? Per-label AUC on the test split, labels with most positives first; "
-            "the better arm of each label highlighted. Labels with few positives have wide uncertainty.")
+    lead = ("Which labels gain from pre-training? Per-label AUC on the test split, labels with most positives first, "
+            "with the paired difference; the better arm highlighted only where that difference's 95 % CI excludes 0. "
+            "Labels with few positives have wide uncertainty.")
     tabs = T.per_class_tables(results)
     parts = []
     for protocol, t in tabs:
         fig = next((f for n, f in figs.items() if n.startswith("per_class_") and f.group == protocol), None)
-        parts.append(f"<h3>{_e(protocol)}</h3><div class=\"grid2\"><div>{render_table(t)}</div>"
-                     f"<div>{_img(fig) if fig and fig.png else ''}</div></div>")
+        img = f'<div class="perclass-fig">{_img(fig)}</div>' if fig and fig.png else ""
+        parts.append(f"<h3>{_e(protocol)}</h3>{img}{render_table(t)}")
     if not parts:
         parts.append('<div class="empty">not run</div>')
     pre = T.pretrain_per_class_table(results)

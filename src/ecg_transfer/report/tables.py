@@ -1,10 +1,11 @@
 """The report's tables, built once from results.json and rendered twice (HTML and Markdown).
 
 A table is headers plus rows of cells; a cell is its main text, an optional second line (the CI),
-and a kind that the renderers turn into a style: ``better`` (the winning arm of a pair, bold /
-highlighted), ``missing`` (not run / pending / failed), ``num`` (right-aligned figures), ``ref``
-(the original study's numbers, greyed). Keeping this separate from the renderers guarantees that
-the page and the Markdown summary show the same numbers.
+its scope (test records, labels scored), a warning (fewer than 30 test records) and a kind that the
+renderers turn into a style: ``better`` (the winning arm of a pair, bold / highlighted -- only when
+the pair's paired CI excludes 0), ``missing`` (not run / pending / failed), ``num`` (right-aligned
+figures), ``ref`` (the original study's numbers, greyed). Keeping this separate from the renderers
+guarantees that the page and the Markdown summary show the same numbers.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .data import (Interval, fmt, fmt_ci, fmt_p, fmt_seconds, interval, missing_word, num, ref_value, row_missing,
-                   rows, section, seeds_note, share_key)
+from .data import (SMALL_TEST, Interval, experiment_protocol, fmt, fmt_ci, fmt_p, fmt_seconds, interval, labels_text,
+                   method_order, missing_word, num, plural, ref_value, reference_protocol, row_missing, rows, scope_text, section,
+                   seeds_note, share_key, small_test_text)
 
 ARM = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "pre-training"}
-#: secondary metrics of the headline; True where lower is better
+#: secondary metrics of the headline: name, lower is better
 SECONDARY = {"macro_auprc": ("macro AUPRC", False), "challenge": ("challenge metric", False),
              "brier": ("Brier", True), "ece": ("ECE", True)}
+WINNER_RULE = "highlighted: the better arm, only where the paired 95 % CI of the difference excludes 0"
 
 
 @dataclass
@@ -27,6 +30,8 @@ class Cell:
     sub: str = ""
     kind: str = ""  # space-separated: num, better, missing, label, good, bad, mono
     ref: str = ""  # the original study's number for this cell, shown beneath it
+    scope: str = ""  # what the value was computed on: test records, labels scored
+    warn: str = ""  # fewer than 30 test records
 
 
 @dataclass
@@ -37,12 +42,14 @@ class Table:
     note: str = ""
     #: columns to right-align (indices); the rest are left-aligned
     numeric: tuple[int, ...] = ()
+    #: a warning that holds for every number of the table (shown above it)
+    warn: str = ""
 
 
 def value_cell(iv: Interval, missing: str, *, digits: int = 3, sign: bool = False, seeds: bool = True,
-               ref: float | None = None) -> Cell:
-    """A value with its CI below it (and the spread over runs), or the missing word; ``ref``: the
-    original study's number, shown beneath."""
+               ref: float | None = None, labels: bool = True) -> Cell:
+    """A value with its CI below it (and the spread over runs), its scope and the small-test warning,
+    or the missing word; ``ref``: the original study's number, shown beneath."""
     r = f"original {fmt(ref, 3, sign)}" if ref is not None else ""
     if not iv.ok:
         return Cell(missing, kind="num missing", ref=r)
@@ -50,23 +57,26 @@ def value_cell(iv: Interval, missing: str, *, digits: int = 3, sign: bool = Fals
     note = seeds_note(iv) if seeds else ""
     if note:
         sub = f"{sub} · {note}" if sub else note
-    return Cell(fmt(iv.value, digits, sign), sub, "num", r)
+    warn = small_test_text(iv.n_test_min if iv.n_test_min is not None else iv.n_test, short=True)
+    return Cell(fmt(iv.value, digits, sign), sub, "num", r, scope_text(iv, labels), warn)
 
 
-def mark_better(a: Cell, b: Cell, va: float | None, vb: float | None, lower_is_better: bool = False,
-                digits: int = 3) -> None:
-    """Tag the better of two cells (nothing on a missing value or a tie at the shown precision)."""
-    if va is None or vb is None or round(va, digits) == round(vb, digits):
+def mark_better(a: Cell, b: Cell, diff: Interval, lower_is_better: bool = False) -> None:
+    """Tag the better of two cells from their paired difference ``a - b``: only when its CI excludes
+    0 (a difference the test records do not support names no winner)."""
+    if not diff.ok or not diff.excludes_zero or "missing" in a.kind.split() or "missing" in b.kind.split():
         return
-    win = a if (va < vb) == lower_is_better else b
-    win.kind += " better"
+    a_higher = diff.lo > 0
+    (a if a_higher != lower_is_better else b).kind += " better"
 
 
-def _diff_cell(d: Interval, missing: str, ref: float | None = None) -> Cell:
-    c = value_cell(d, missing, sign=True, seeds=False, ref=ref)
+def diff_cell(d: Interval, missing: str, ref: float | None = None, digits: int = 3) -> Cell:
+    """A paired difference: value, CI, p-value (with the share of ties at 0); green / red when the CI
+    excludes 0 (the sign says which arm)."""
+    c = value_cell(d, missing, sign=True, seeds=False, ref=ref, digits=digits)
     if not d.ok:
         return c
-    p = fmt_p(d.p)
+    p = fmt_p(d.p, d.ties)
     c.sub = f"{c.sub} · {p}" if c.sub and p else (c.sub or p)
     if d.has_ci:
         c.kind += " good" if d.lo > 0 else (" bad" if d.hi < 0 else "")
@@ -83,6 +93,10 @@ def _int(x: Any) -> str:
     return f"{int(v):,}" if v is not None else "—"
 
 
+def _ref(results: Mapping[str, Any], protocol: Any, *keys: Any) -> float | None:
+    return ref_value(results, *keys, protocol=protocol)
+
+
 # ---------------------------------------------------------------------------------------------
 # headline
 
@@ -92,30 +106,41 @@ def headline_table(results: Mapping[str, Any]) -> Table | None:
     if not hl:
         return None
     miss = missing_word(results)
-    rf, rs = ref_value(results, "headline", "finetuned"), ref_value(results, "headline", "standalone")
-    rd = rf - rs if rf is not None and rs is not None else None
     t = Table(["protocol", "records train / val / test", "fine-tuned", "standalone", "difference (paired)"],
               numeric=(2, 3, 4),
               caption="Macro AUC on the G12EC test split: value, 95 % bootstrap CI below (multi-seed arms: mean over "
-                      "seeds, pooled CI, sd over seeds); difference: paired bootstrap on the same test records; "
-                      "grey: the original study's single-run numbers.")
+                      "seeds, pooled CI, sd over seeds), then what it was computed on; difference: paired bootstrap on "
+                      f"the same test records; {WINNER_RULE}; grey: the original study's single-run numbers "
+                      f"({reference_protocol(results)} only).")
     for row in hl:
         m = row_missing(row, miss)
-        ft, sa = interval(row.get("finetuned")), interval(row.get("standalone"))
+        prot = row.get("protocol", "?")
+        rf, rs = _ref(results, prot, "headline", "finetuned"), _ref(results, prot, "headline", "standalone")
+        rd = rf - rs if rf is not None and rs is not None else None
+        ft, sa, d = (interval(row.get(k)) for k in ("finetuned", "standalone", "difference"))
         cf, cs = value_cell(ft, m, ref=rf), value_cell(sa, m, ref=rs)
-        mark_better(cf, cs, ft.value, sa.value)
-        labels = row.get("labels") if isinstance(row.get("labels"), list) else []
+        mark_better(cf, cs, d)
         n = [row.get(k) for k in ("n_train", "n_val", "n_test")]
-        t.rows.append([
-            Cell(str(row.get("protocol", "?")), f"{len(labels)} labels" if labels else "", kind="label"),
-            Cell(" / ".join(_int(x) for x in n), kind="nowrap"),
-            cf, cs, _diff_cell(interval(row.get("difference")), m, rd),
-        ])
+        t.rows.append([Cell(str(prot), labels_text(_row_scope(row)), kind="label"),
+                       Cell(" / ".join(_int(x) for x in n), kind="nowrap"), cf, cs, diff_cell(d, m, rd)])
     return t
 
 
+def _row_scope(row: Mapping[str, Any]) -> Interval:
+    """A headline row's scope (its test records and labels scored), from the row or its arms."""
+    iv = interval({k: row.get(k) for k in ("n_test", "labels_scored", "n_labels")})
+    for arm in ("finetuned", "standalone"):
+        a = interval(row.get(arm))
+        if iv.labels_scored is None and a.labels_scored is not None:
+            iv.labels_scored, iv.n_labels = a.labels_scored, a.n_labels
+    if iv.n_labels is None and isinstance(row.get("labels"), list):
+        iv.n_labels = len(row["labels"])
+    return iv
+
+
 def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One summary per protocol: both arms, the difference and a one-line verdict."""
+    """One summary per protocol: both arms, the difference, a one-line verdict, the scope
+    (``labels`` "3 of 18 labels scored", ``n_test``) and the small-test warning."""
     miss = missing_word(results)
     out = []
     for row in rows(section(results, "headline")):
@@ -129,11 +154,31 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             verdict, tone = f"difference {fmt(d.value, 3, True)} (no CI)", "neutral"
         else:
             verdict, tone = f"difference {m}", "missing"
-        labels = row.get("labels") if isinstance(row.get("labels"), list) else []
-        out.append({"protocol": str(row.get("protocol", "?")), "n_labels": len(labels),
+        scope = _row_scope(row)
+        out.append({"protocol": str(row.get("protocol", "?")), "n_labels": scope.n_labels,
+                    "labels": labels_text(scope) or (f"{scope.n_labels} labels" if scope.n_labels else ""),
                     "n_test": num(row.get("n_test")), "finetuned": ft, "standalone": sa, "difference": d,
-                    "verdict": verdict, "tone": tone, "missing": m})
+                    "verdict": verdict, "tone": tone, "missing": m,
+                    "warn": small_test_text(scope.n_test)})
     return out
+
+
+def _secondary_row(prot: str, key: str, met: Mapping[str, Any], diffs: Mapping[str, Any], m: str,
+                   note: str) -> list[Cell]:
+    name, lower = SECONDARY[key]
+    a = interval((met.get("finetuned") or {}).get(key))
+    b = interval((met.get("standalone") or {}).get(key))
+    d = interval(diffs.get(key))
+    digits = 4 if lower else 3
+    if not a.ok and not b.ok and key == "challenge":
+        why = f"not computed: {note}" if note else "not recorded"
+        return [Cell(prot, kind="label"), Cell(name + " ↑"), Cell(why, kind="num missing"),
+                Cell(why, kind="num missing"), Cell("—", kind="num")]
+    ca = value_cell(a, m, seeds=False, digits=digits)
+    cb = value_cell(b, m, seeds=False, digits=digits)
+    mark_better(ca, cb, d, lower)
+    label = Cell(name + (" ↓" if lower else " ↑"), note if key == "challenge" and note else "")
+    return [Cell(prot, kind="label"), label, ca, cb, diff_cell(d, m, digits=digits)]
 
 
 def secondary_table(results: Mapping[str, Any]) -> Table | None:
@@ -141,22 +186,15 @@ def secondary_table(results: Mapping[str, Any]) -> Table | None:
     if not hl:
         return None
     miss = missing_word(results)
-    t = Table(["protocol", "metric", "fine-tuned", "standalone"], numeric=(2, 3),
+    t = Table(["protocol", "metric", "fine-tuned", "standalone", "difference (paired)"], numeric=(2, 3, 4),
               caption="Other metrics of the same test predictions (95 % CI). AUPRC and the challenge metric: "
-                      "higher is better (↑); Brier score and ECE: lower is better (↓).")
+                      f"higher is better (↑); Brier score and ECE: lower is better (↓); {WINNER_RULE}.")
     for row in hl:
-        m = row_missing(row, miss)
-        met = row["metrics"]
-        for key, (name, lower) in SECONDARY.items():
-            a = interval((met.get("finetuned") or {}).get(key))
-            b = interval((met.get("standalone") or {}).get(key))
-            if not a.ok and not b.ok and key == "challenge":
-                continue
-            digits = 4 if lower else 3
-            ca, cb = value_cell(a, m, seeds=False, digits=digits), value_cell(b, m, seeds=False, digits=digits)
-            mark_better(ca, cb, a.value, b.value, lower, digits)
-            t.rows.append([Cell(str(row.get("protocol", "?")), kind="label"),
-                           Cell(name + (" ↓" if lower else " ↑")), ca, cb])
+        diffs = row.get("metric_differences") if isinstance(row.get("metric_differences"), dict) else {}
+        note = str(row.get("challenge_note") or "")
+        for key in SECONDARY:
+            t.rows.append(_secondary_row(str(row.get("protocol", "?")), key, row["metrics"], diffs,
+                                         row_missing(row, miss), note))
     return t
 
 
@@ -165,8 +203,10 @@ def pretrain_summary(results: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(pre, dict):
         return None
     fs = num(pre.get("fs"))
+    test = interval(pre.get("test_macro_auc"))
     return {"labels": str(pre.get("labels", "?")), "fs": f"{fs:g} Hz" if fs else "?",
-            "test": interval(pre.get("test_macro_auc")), "val": num(pre.get("val_macro_auc")),
+            "test": test, "val": num(pre.get("val_macro_auc")), "scope": scope_text(test),
+            "warn": small_test_text(test.n_test),
             "ref": ref_value(results, "headline", "pretrain"), "run": pre.get("run"),
             "n_train": num(pre.get("n_train")), "missing": row_missing(pre, missing_word(results))}
 
@@ -179,6 +219,7 @@ def pretrain_per_class_table(results: Mapping[str, Any]) -> Table | None:
     miss = missing_word(results)
     t = Table(["label", "positives (test)", "AUC"], numeric=(1, 2),
               caption="PTB-XL pre-training, test fold, per label.")
+    t.warn = small_test_text(interval(pre.get("test_macro_auc")).n_test)
     for p in sorted(pcs, key=lambda p: -(num(p.get("n_pos")) or 0)):
         auc = num(p.get("auc"))
         t.rows.append([Cell(str(p.get("label", "?")), kind="label"), Cell(_int(p.get("n_pos")), kind="num"),
@@ -191,32 +232,42 @@ def pretrain_per_class_table(results: Mapping[str, Any]) -> Table | None:
 # experiments
 
 
+def _pair_cells(a_row: Mapping[str, Any], b_row: Mapping[str, Any],
+                d_row: Mapping[str, Any] | None, miss: str, refs: tuple[float | None, float | None]) -> list[Cell]:
+    """Both arms and their paired difference, the winner highlighted by the difference's CI."""
+    a, b = interval(a_row), interval(b_row)
+    d = interval(d_row) if d_row else Interval(None)
+    ca = value_cell(a, row_missing(a_row, miss) if a_row else "not run", ref=refs[0])
+    cb = value_cell(b, row_missing(b_row, miss) if b_row else "not run", ref=refs[1])
+    mark_better(ca, cb, d)
+    if d.ok:
+        return [ca, cb, diff_cell(d, miss)]
+    text = _signed(a.value - b.value) if a.ok and b.ok else "—"
+    return [ca, cb, Cell(text, "point values only (no paired CI recorded)" if a.ok and b.ok else "", kind="num")]
+
+
 def exp1_table(results: Mapping[str, Any]) -> Table | None:
     e1 = section(results, "exp1")
     if not isinstance(e1, dict):
         return None
     miss = missing_word(results)
-    t = Table(["test split", "share of G12EC", "test records", "fine-tuned", "standalone", "difference"],
-              numeric=(1, 2, 3, 4, 5),
+    prot = experiment_protocol(results, e1)
+    t = Table(["test split", "share of G12EC", "fine-tuned", "standalone", "difference (paired)"],
+              numeric=(1, 2, 3, 4),
               caption="Macro AUC (95 % CI) per share of G12EC used for training: mean over runs (repeats / seeds), "
-                      "sd over runs; grey: the original study.")
+                      "sd over runs; difference: paired on each repeat's test records, mean over repeats; "
+                      f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only).")
     names = {"rest": "the rest", "fixed_test": "fixed test fold"}
+    diffs = e1.get("difference") if isinstance(e1.get("difference"), dict) else {}
     for variant in ("rest", "fixed_test"):
         vrows = rows(e1.get(variant))
         shares = sorted({s for s in (share_key(r.get("share")) for r in vrows) if s is not None})
         for s in shares:
             at = {r.get("arm"): r for r in vrows if share_key(r.get("share")) == s}
-            ft, sa = at.get("finetuned", {}), at.get("standalone", {})
-            a, b = interval(ft), interval(sa)
-            ca = value_cell(a, row_missing(ft, miss) if ft else "not run",
-                            ref=ref_value(results, "exp1", s, "finetuned"))
-            cb = value_cell(b, row_missing(sa, miss) if sa else "not run",
-                            ref=ref_value(results, "exp1", s, "standalone"))
-            mark_better(ca, cb, a.value, b.value)
-            n_test = next((r.get("n_test") for r in (ft, sa) if num(r.get("n_test")) is not None), None)
+            d = next((r for r in rows(diffs.get(variant)) if share_key(r.get("share")) == s), None)
+            refs = (_ref(results, prot, "exp1", s, "finetuned"), _ref(results, prot, "exp1", s, "standalone"))
             t.rows.append([Cell(names[variant], kind="label"), Cell(f"{s:g} %", kind="num"),
-                           Cell(_int(n_test), kind="num"), ca, cb,
-                           Cell(_signed(a.value - b.value), kind="num") if a.ok and b.ok else Cell("—", kind="num")])
+                           *_pair_cells(at.get("finetuned", {}), at.get("standalone", {}), d, miss, refs)])
     return t if t.rows else None
 
 
@@ -228,42 +279,58 @@ def exp2_table(results: Mapping[str, Any]) -> Table | None:
     ts = next((share_key(r.get("target_share")) for r in e2 if share_key(r.get("target_share")) is not None), None)
     on = f"{ts:g} % of G12EC" if ts is not None else "a small G12EC share"
     t = Table(["share of PTB-XL", "pre-training records", "PTB-XL test AUC", "G12EC fine-tuned AUC",
-               "G12EC standalone AUC"], numeric=(1, 2, 3, 4),
+               "G12EC standalone AUC", "difference (paired)"], numeric=(1, 2, 3, 4, 5),
               caption=f"Macro AUC (95 % CI). PTB-XL: the same test fold for every share. G12EC: fine-tuned on {on}; "
-                      "standalone: trained from scratch on the same records (does not depend on the PTB-XL share).")
+                      "standalone: trained from scratch on the same records (does not depend on the PTB-XL share); "
+                      f"{WINNER_RULE}.")
     for r in sorted(e2, key=lambda r: share_key(r.get("share")) or 0):
         m = row_missing(r, miss)
         s = share_key(r.get("share"))
+        prot = experiment_protocol(results, r)
+        pair = _pair_cells(r.get("finetuned") or {}, r.get("standalone_reference") or {},
+                           r.get("difference"), m, (_ref(results, prot, "exp2", s, "target"), None))
         t.rows.append([Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="label"),
                        Cell(_int(r.get("n_pretrain_records")), kind="num"),
                        value_cell(interval(r.get("pretrain_test_auc")), m,
-                                  ref=ref_value(results, "exp2", s, "pretrain")),
-                       value_cell(interval(r.get("finetuned")), m, ref=ref_value(results, "exp2", s, "target")),
-                       value_cell(interval(r.get("standalone_reference")), "—")])
+                                  ref=ref_value(results, "exp2", s, "pretrain")), *pair])
     return t
 
 
 def _grouped_table(results: Mapping[str, Any], data: list[dict], key: str, label, exp: str, first: str,
                    sub) -> Table:
     miss = missing_word(results)
-    t = Table([first, "pre-training (PTB-XL test)", "fine-tuned (G12EC test)", "standalone (G12EC test)"],
-              numeric=(1, 2, 3))
+    t = Table([first, "pre-training (PTB-XL test)", "fine-tuned (G12EC test)", "standalone (G12EC test)",
+               "difference (paired)"], numeric=(1, 2, 3, 4))
     for r in data:
         m = row_missing(r, miss)
-        cat = r.get(key)
-        a, b = interval(r.get("finetuned")), interval(r.get("standalone"))
-        ca = value_cell(a, m, ref=ref_value(results, exp, cat, "finetuned"))
-        cb = value_cell(b, m, ref=ref_value(results, exp, cat, "standalone"))
-        mark_better(ca, cb, a.value, b.value)
+        cat, prot = r.get(key), experiment_protocol(results, r)
+        refs = (_ref(results, prot, exp, cat, "finetuned"), _ref(results, prot, exp, cat, "standalone"))
         t.rows.append([Cell(label(cat), sub(r), kind="label"),
                        value_cell(interval(r.get("pretrain")), m, ref=ref_value(results, exp, cat, "pretrain")),
-                       ca, cb])
+                       *_pair_cells(r.get("finetuned") or {}, r.get("standalone") or {}, r.get("difference"),
+                                    m, refs)])
     return t
 
 
 def _hz(x: Any) -> str:
     v = share_key(x)
     return f"{v:g} Hz" if v is not None else str(x)
+
+
+def coverage_text(results: Mapping[str, Any]) -> str:
+    """How many PTB-XL records the 500 Hz reads lacked (experiment 3's pre-training above 100 Hz)."""
+    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    src = st.get("source") if isinstance(st.get("source"), dict) else {}
+    cov = src.get("coverage") if isinstance(src.get("coverage"), dict) else {}
+    at500, at100 = cov.get("records_at_500hz") or {}, cov.get("records_at_100hz") or {}
+    missing = cov.get("missing_at_500hz") or {}
+    if num(at500.get("test")) is None:
+        return ""
+    text = f"PTB-XL above 100 Hz is read from its 500 Hz records: {_int(at500.get('test'))} test records"
+    if num(at100.get("test")) is not None:
+        text += (f" of the {_int(at100.get('test'))} at 100 Hz ({_int(missing.get('test'))} test and "
+                 f"{_int(missing.get('val'))} validation records missing at 500 Hz here)")
+    return text + "."
 
 
 def exp3_table(results: Mapping[str, Any]) -> Table | None:
@@ -280,8 +347,10 @@ def exp3_table(results: Mapping[str, Any]) -> Table | None:
         return " · ".join(parts)
 
     t = _grouped_table(results, data, "fs", _hz, "exp3", "sampling rate", sub)
-    t.caption = ("Macro AUC (95 % CI) with every arm at one sampling rate (resampled polyphase, anti-aliased); grey: "
-                 "the original study (its 100 Hz G12EC records were mis-ordered).")
+    t.caption = ("Macro AUC (95 % CI) with every arm at one sampling rate (resampled polyphase, anti-aliased); "
+                 f"the test records of each value are below it; {WINNER_RULE}; grey: the original study "
+                 "(its 100 Hz G12EC records were mis-ordered).")
+    t.note = coverage_text(results)
     return t
 
 
@@ -290,18 +359,43 @@ def exp5_table(results: Mapping[str, Any]) -> Table | None:
     if not data:
         return None
     t = _grouped_table(results, data, "input", str, "exp5", "input", lambda r: "")
-    t.caption = ("Macro AUC (95 % CI) per input representation; grey: the original study, which cropped 2.5 s out "
-                 "of an unshifted whole-record spectrum.")
+    t.caption = (f"Macro AUC (95 % CI) per input representation; {WINNER_RULE}; grey: the original study, which "
+                 "cropped 2.5 s out of an unshifted whole-record spectrum.")
     return t
 
 
 CAL_METRICS = (("ece", "ECE"), ("ece_macro", "ECE (macro)"), ("brier", "Brier"))
 
 
+def _cal_cell(e: Mapping[str, Any], ms: Mapping[str, Any], method: str, key: str, miss: str) -> Cell:
+    """One calibration state's value; a calibrator's paired difference against the uncalibrated
+    predictions beneath it, highlighted when its CI lies below 0 (it really lowered the error)."""
+    entry = ms.get(method) or {}
+    c = value_cell(interval(entry.get(key)), row_missing(e, miss), digits=4, seeds=False)
+    vs = entry.get("vs_uncalibrated") if isinstance(entry.get("vs_uncalibrated"), dict) else {}
+    d = interval(vs.get(key))
+    if d.ok and c.text != row_missing(e, miss):
+        c.sub = f"{c.sub} · Δ {fmt(d.value, 4, True)} {fmt_ci(d, 4, True)}".strip(" ·")
+        if d.has_ci and d.hi < 0:
+            c.kind += " better"
+    return c
+
+
+def _exp4_caption(protocol: str, arms: list) -> str:
+    fitted = {str(e.get("fitted_on")) for e, _ in arms if e.get("fitted_on")}
+    fit = f", calibrators fitted on the {'/'.join(sorted(fitted))} split" if fitted else ""
+    seeds = {int(num(e.get("n_seeds")) or 0) for e, _ in arms if num(e.get("n_seeds"))}
+    pooled = (f"; mean over {'/'.join(str(s) for s in sorted(seeds))} seeds with the pooled CI, as the headline"
+              if seeds else "")
+    return (f"{protocol}: test split{fit}{pooled}; lower is better; Δ: calibrated − uncalibrated, paired on the "
+            "same test records (95 % CI); highlighted: a calibrator whose Δ CI lies below 0.")
+
+
 def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
-    """One table per protocol: ECE (pooled, macro) and Brier per calibrator for both arms, with
-    CIs; the lowest of each column highlighted; the largest AUC change of any label as a note
-    (calibration keeps the ranking, so it should be ~0)."""
+    """One table per protocol, a row per arm and calibration state: ECE (pooled, macro) and Brier with CIs,
+    pooled over seeds as the headline pools them; a calibrator highlighted only where its paired
+    difference against the uncalibrated predictions excludes 0; the largest AUC change of any label
+    as a note (calibration keeps the ranking, so it should be ~0)."""
     miss = missing_word(results)
     e4 = rows(section(results, "exp4"))
     out = []
@@ -309,30 +403,19 @@ def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
         group = sorted((e for e in e4 if str(e.get("protocol", "?")) == protocol),
                        key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))))
         arms = [(e, e.get("methods") if isinstance(e.get("methods"), dict) else {}) for e in group]
-        methods = list(dict.fromkeys(m for _, ms in arms for m in ms)) or ["uncalibrated"]
-        cols = [(e, ms, key, f"{name} {ARM.get(str(e.get('arm')), str(e.get('arm')))}")
-                for key, name in CAL_METRICS for e, ms in arms]
-        t = Table(["calibration", *[c[3] for c in cols]], numeric=tuple(range(1, len(cols) + 1)))
-        best = []
-        for _, ms, key, _ in cols:
-            vals = [interval((ms.get(m) or {}).get(key)).value for m in methods]
-            vals = [v for v in vals if v is not None]
-            best.append(min(vals) if len(vals) > 1 else None)
-        for m in methods:
-            cells = []
-            for (e, ms, key, _), b in zip(cols, best):
-                iv = interval((ms.get(m) or {}).get(key))
-                c = value_cell(iv, row_missing(e, miss), digits=4, seeds=False)
-                if iv.ok and b is not None and round(iv.value, 4) == round(b, 4):
-                    c.kind += " better"
-                cells.append(c)
-            t.rows.append([Cell(m, kind="label"), *cells])
+        t = Table(["arm", "calibration", *[name for _, name in CAL_METRICS]],
+                  numeric=tuple(range(2, 2 + len(CAL_METRICS))))
+        for e, ms in arms:
+            arm = ARM.get(str(e.get("arm")), str(e.get("arm")))
+            for i, m in enumerate(method_order(ms) or ["uncalibrated"]):
+                t.rows.append([Cell(arm if i == 0 else "", kind="label"), Cell(m, kind="label"),
+                               *[_cal_cell(e, ms, m, key, miss) for key, _ in CAL_METRICS]])
         changes = [num((ms.get(m) or {}).get("max_auc_change")) for _, ms in arms for m in ms
                    if isinstance(ms.get(m), dict)]
         changes = [c for c in changes if c is not None]
-        fitted = {str(e.get("fitted_on")) for e, _ in arms if e.get("fitted_on")}
-        fit = f", calibrators fitted on the {'/'.join(sorted(fitted))} split" if fitted else ""
-        t.caption = f"{protocol}: test split{fit}; lower is better, best per column highlighted; 95 % CI below."
+        t.caption = _exp4_caption(protocol, arms)
+        n_test = next((int(num(e.get("n_test"))) for e, _ in arms if num(e.get("n_test")) is not None), None)
+        t.warn = small_test_text(n_test)
         if changes:
             t.note = (f"Largest change of any label's AUC through calibration: {max(changes):.4f} (calibrators keep "
                       "the ranking up to ties).")
@@ -340,9 +423,26 @@ def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
     return out
 
 
+def _per_class_row(p: Mapping[str, Any], m: str, wins: list[int]) -> list[Cell]:
+    a, b = num(p.get("finetuned")), num(p.get("standalone"))
+    status = str(p.get("status") or "ok")
+    pm = status if status != "ok" else m
+    ca = Cell(fmt(a), kind="num") if a is not None else Cell(pm, kind="num missing")
+    cb = Cell(fmt(b), kind="num") if b is not None else Cell(pm, kind="num missing")
+    d = interval(p.get("difference"))
+    if d.ok:
+        mark_better(ca, cb, d)
+        wins[0 if d.excludes_zero and d.lo > 0 else 1 if d.excludes_zero else 2] += 1
+        dc = diff_cell(d, pm)
+    else:
+        dc = Cell(_signed(a - b) if a is not None and b is not None else "—", kind="num")
+    npos = int(num(p.get("n_pos")) or 0)
+    return [Cell(str(p.get("label", "?")), kind="label"), Cell(f"{npos:,}", kind="num"), ca, cb, dc]
+
+
 def per_class_tables(results: Mapping[str, Any]) -> list[tuple[str, Table]]:
-    """Per protocol: each label's positives and both arms' AUC, the better highlighted, sorted by
-    positives (most first)."""
+    """Per protocol: each label's positives, both arms' AUC and their paired difference (winner
+    highlighted only where its CI excludes 0), sorted by positives (most first)."""
     miss = missing_word(results)
     out = []
     for row in rows(section(results, "headline")):
@@ -350,23 +450,73 @@ def per_class_tables(results: Mapping[str, Any]) -> list[tuple[str, Table]]:
         if not pcs:
             continue
         m = row_missing(row, miss)
-        t = Table(["label", "positives (test)", "fine-tuned", "standalone", "difference"], numeric=(1, 2, 3, 4))
-        wins = [0, 0]
+        t = Table(["label", "positives (test)", "fine-tuned", "standalone", "difference (paired)"],
+                  numeric=(1, 2, 3, 4))
+        wins = [0, 0, 0]
         for p in sorted(pcs, key=lambda p: (-(num(p.get("n_pos")) or 0), str(p.get("label")))):
-            a, b = num(p.get("finetuned")), num(p.get("standalone"))
-            status = str(p.get("status") or "ok")
-            pm = status if status != "ok" else m
-            ca = Cell(fmt(a), kind="num") if a is not None else Cell(pm, kind="num missing")
-            cb = Cell(fmt(b), kind="num") if b is not None else Cell(pm, kind="num missing")
-            mark_better(ca, cb, a, b)
-            if a is not None and b is not None and round(a, 3) != round(b, 3):
-                wins[0 if a > b else 1] += 1
-            t.rows.append([Cell(str(p.get("label", "?")), kind="label"), Cell(_int(p.get("n_pos")), kind="num"), ca, cb,
-                           Cell(_signed(a - b) if a is not None and b is not None else "—", kind="num")])
-        t.caption = (f"AUC per label on the test split: fine-tuned better on {wins[0]}, standalone better on "
-                     f"{wins[1]} label(s).")
+            t.rows.append(_per_class_row(p, m, wins))
+        t.caption = (f"AUC per label on the test split; paired difference with its 95 % CI: fine-tuned better on "
+                     f"{plural(wins[0], 'label')}, standalone better on {plural(wins[1], 'label')}, no clear "
+                     f"difference on {plural(wins[2], 'label')} (CI includes 0); labels without a positive test "
+                     "record have no AUC.")
+        t.warn = small_test_text(_row_scope(row).n_test)
         out.append((str(row.get("protocol", "?")), t))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# how the numbers are made; machinery checks
+
+
+def machinery_text(results: Mapping[str, Any]) -> tuple[str, str]:
+    """The header banner of a machinery-check study: a headline and the sentence under it."""
+    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    prof = f" (profile {st['profile']})" if st.get("profile") else ""
+    return ("Machinery check — not an answer",
+            f"This study{prof} checks that every step runs end to end, on small data and short training. Its "
+            "numbers say nothing about whether pre-training helps: do not read, quote or compare them. Run the "
+            "full study (or a profile that is not a machinery check) for results.")
+
+
+DEFAULT_METHOD = {
+    "interval": "95 % percentile bootstrap interval over resampled test records",
+    "resampling": "not recorded (results written before the rare-class rule: an interval of a macro metric may sit "
+                  "off-centre when test labels are rare)",
+    "p_value": "two-sided paired bootstrap",
+}
+
+
+def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How the intervals, the resampling and the p-values were made (results.json's ``statistics``),
+    and where the resampling rule could not be applied."""
+    st = section(results, "statistics")
+    st = st if isinstance(st, dict) else {}
+    items = [(name, str(st.get(key) or DEFAULT_METHOD[key])) for key, name in
+             (("interval", "intervals"), ("resampling", "resampling"), ("p_value", "p-values"))]
+    items.append(("winners", WINNER_RULE))
+    items.append(("scope", "beside every macro value: its test records and how many labels it averaged (labels "
+                           "with a positive and a negative test record); ⚠ marks fewer than "
+                           f"{int(num(st.get('small_test')) or SMALL_TEST)} test records"))
+    fallbacks = rows(st.get("fallbacks"))
+    if fallbacks:
+        items.append((f"rule not applied to {plural(len(fallbacks), 'test set')}", FALLBACK_TEXT + "; ".join(
+            _fallback_text(f) for f in fallbacks) + "."))
+    return items
+
+
+FALLBACK_TEXT = ("where it would pin the test set (every resample it keeps nearly the test set itself, so the interval "
+                 "would shrink towards the point) or could not be met; their intervals come from plain resampling, "
+                 "where a resample that lacks a label leaves it out of the macro means: ")
+
+
+def _fallback_text(f: Mapping[str, Any]) -> str:
+    """``headline seed18 (3 records, 35 values): the rule would keep 32 % of the variation``."""
+    n, used, kept = num(f.get("n_test")), int(num(f.get("values")) or 1), num(f.get("variation_kept"))
+    size = ", ".join(x for x in (f"{int(n):,} records" if n is not None else "",
+                                 plural(used, "value") if used > 1 else "") if x)
+    why = (f"the rule would keep {100 * kept:.0f} % of the variation" if f.get("reason") == "pinned" and kept is not None
+           else "the rule could not be met" if f.get("reason") == "impossible" else str(f.get("note") or "not applied"))
+    return f"{f.get('where', '?')}{f' ({size})' if size else ''}: {why}"
 
 
 # ---------------------------------------------------------------------------------------------

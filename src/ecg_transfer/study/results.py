@@ -4,15 +4,23 @@ Nothing here trains or predicts: it reads each finished run's ``predictions_test
 ``evaluation/`` files for calibration) and computes intervals, so the report can be rebuilt at any
 time -- also while a study is still running, with what is done so far.
 
-How intervals are made (95 %, percentile, ``study.bootstrap`` resamples of test records):
+How intervals are made (95 %, percentile, ``study.bootstrap`` resamples of test records, each
+resample keeping a positive and a negative record of every label scored on the test set -- the
+PTB-XL benchmark's rule, :func:`ecg_transfer.evaluation.bootstrap.draw_resamples`; written into
+the ``statistics`` section, with every place where the rule could not be applied):
 
 - several seeds of one arm on the same test records: the value is the mean over seeds, the CI the
   bootstrap interval of that mean (all seeds on the same resamples), ``sd`` the spread over seeds;
 - repeats with *different* test records (experiment 1, "test on the rest"): the value is the mean
   over repeats and the CI comes from resampling each repeat's test records independently and
   averaging -- the uncertainty from the test records given those partitions;
-- fine-tuned minus standalone: the paired bootstrap on the same test records (both arms scored on
-  the very same resamples), with its two-sided p-value.
+- fine-tuned minus standalone (every experiment) and calibrated minus uncalibrated (experiment 4):
+  the paired bootstrap on the same test records (both arms scored on the very same resamples), with
+  its two-sided p-value (the inverse of the percentile interval: p < 0.05 exactly when the 95 %
+  interval excludes 0).
+
+Every macro value carries its scope: ``n_test`` (test records) and ``labels_scored`` of ``n_labels``
+(labels with a positive and a negative test record, the ones its macro mean averages).
 """
 
 from __future__ import annotations
@@ -31,16 +39,21 @@ import numpy as np
 from ..atomic import atomic_write_json
 from ..errors import EcgTransferError
 from ..evaluation import metrics as M
-from ..evaluation.bootstrap import metric_values, paired_bootstrap, percentile_ci, resample_counts, seed_summary
-from ..evaluation.runs import EVAL_DIR, RunPredictions, align_runs, load_run
+from ..evaluation.bootstrap import (HEADLINE, INTERVAL_METHOD, MAX_DRAWS_PER_RESAMPLE, MIN_VARIATION_KEPT,
+                                    P_VALUE_METHOD, Resamples, difference_entry, difference_samples, draw_resamples, metric_values,
+                                    paired_bootstrap, percentile_ci, seed_summary)
+from ..evaluation.challenge import challenge_mapping
+from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
+from ..predictions import load_predictions
 from .plan import RunDef
+from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 from .store import RunStore
 
-FORMAT = "ecg_transfer.study-results/1"
-
 #: The original study's numbers (REFERENCE.md), drawn beside ours. Its protocol had the errors
-#: listed there, so they are context, not a target.
+#: listed there, so they are context, not a target. They belong to one label protocol (its 18
+#: classes, ``seed18``) and are shown only beside results of that protocol.
 REFERENCE: dict[str, Any] = {
+    "protocol": "seed18",
     "headline": {"finetuned": 0.919, "standalone": 0.843, "pretrain": 0.947},
     "exp1": {"10": {"standalone": 0.655, "finetuned": 0.840}, "20": {"standalone": 0.736, "finetuned": 0.875},
              "30": {"standalone": 0.794, "finetuned": 0.890}, "50": {"standalone": 0.806, "finetuned": 0.902},
@@ -55,7 +68,8 @@ REFERENCE: dict[str, Any] = {
              "lead-scrambled input and another test fold; RBBB was not merged into CRBBB; the test fold also "
              "served for validation and temperature fitting; PTB-XL used random folds and a different test set "
              "per share; centre crops only; a broken 100 Hz conversion; an FFT cropped from an unshifted "
-             "spectrum; single runs. Its numbers are context, not directly comparable."),
+             "spectrum; single runs. Its numbers are context, not directly comparable; they belong to its 18 "
+             "classes (protocol seed18) and are shown only beside that protocol."),
 }
 
 
@@ -68,9 +82,15 @@ class _Ctx:
         self.B = int(spec["study"]["bootstrap"])
         self._preds: dict[str, RunPredictions | None] = {}
         self.states = {r.key: self.store.state(r.key) for r in self.runs}
+        #: test sets where the rare-class resampling rule was not applied, one entry per test set
+        self._fallbacks: dict[str, dict[str, Any]] = {}
 
     def done(self, key: str) -> bool:
         return self.states[key]["state"] == "done"
+
+    def eval_dir(self, key: str) -> Path:
+        """Where the study's evaluation of a run (metrics.json, calibrated predictions) is kept."""
+        return self.store.run_dir(key) / EVAL_DIR
 
     def preds(self, key: str) -> RunPredictions | None:
         if key not in self._preds:
@@ -92,6 +112,31 @@ class _Ctx:
     def rel(self, key: str) -> str:
         return str(Path("runs") / key)
 
+    def name(self, key: str) -> str:
+        """A run's readable name (its first use in the plan)."""
+        run = next((r for r in self.runs if r.key == key), None)
+        return run.uses[0]["name"] if run is not None and run.uses else key
+
+    def note_fallback(self, test_id: str, where: str, n_test: int | None, rule: dict[str, Any]) -> None:
+        """Record that a test set's intervals use plain resampling (once per test set; ``rule``: the
+        ``settings.resampling`` of a result)."""
+        entry = self._fallbacks.setdefault(test_id, {
+            "where": where, "n_test": n_test, "reason": rule.get("reason"),
+            "variation_kept": rule.get("variation_kept"), "note": rule.get("note"), "values": 0})
+        entry["values"] += 1
+
+    @property
+    def fallbacks(self) -> list[dict[str, Any]]:
+        return list(self._fallbacks.values())
+
+    def resamples(self, run: RunPredictions, y: np.ndarray, seed: int, where: str) -> Resamples:
+        """The study's resamples of one test set (``run``'s; rare-class rule), noting where the rule
+        was not applied."""
+        res = draw_resamples(y, self.B, seed)
+        if res.note:
+            self.note_fallback(_test_digest(run), where, int(y.shape[0]), res.describe())
+        return res
+
 
 def _num(x: Any) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
@@ -109,24 +154,51 @@ def _test_digest(p: RunPredictions) -> str:
     return hashlib.sha256("\n".join(sorted(p.test.record_ids)).encode()).hexdigest()
 
 
+def _scope(ys: Sequence[np.ndarray], metric: str = "macro_auc") -> dict[str, Any]:
+    """What a macro value averaged: test records and labels scored (min / max over test sets)."""
+    kind = "auprc" if metric == "macro_auprc" else "auc"
+    scored = [M.labels_scored(y)[kind] for y in ys]
+    out: dict[str, Any] = {"n_test": int(round(np.mean([y.shape[0] for y in ys]))),
+                           "n_test_min": int(min(y.shape[0] for y in ys)),
+                           "labels_scored": int(min(scored)), "n_labels": int(ys[0].shape[1])}
+    if max(scored) != min(scored):
+        out["labels_scored_max"] = int(max(scored))
+    return out
+
+
+def _groups(preds: Sequence[RunPredictions]) -> list[list[RunPredictions]]:
+    """Runs grouped by their test records (same set: one group), in order of first appearance."""
+    by: dict[str, list[RunPredictions]] = {}
+    for p in preds:
+        by.setdefault(_test_digest(p), []).append(p)
+    return list(by.values())
+
+
+def _group_seed(group: Sequence[RunPredictions], n_groups: int) -> int:
+    """Resampling seed of a test set: 0 when there is one (as every single-set interval), else
+    derived from its records, so that independent test sets get independent resamples."""
+    return 0 if n_groups == 1 else int(_test_digest(group[0])[:8], 16)
+
+
 def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> dict[str, Any]:
     """Mean of ``metric`` over the finished runs in ``keys`` with a bootstrap CI (see module docs)."""
     preds = [p for p in (ctx.preds(k) for k in keys) if p is not None]
     out = {"n": len(preds), "n_planned": len(keys)}
     if not preds:
         return _empty(sd=None, values=[], **out)
-    digests = {_test_digest(p) for p in preds}
-    if len(digests) == 1:
+    groups = _groups(preds)
+    if len(groups) == 1:
         y, probs, _ = align_runs(preds)
+        ctx.resamples(preds[0], y, 0, ctx.name(keys[0]))
         s = seed_summary(y, probs, n_resamples=ctx.B, include=(metric,))["metrics"][metric]
-        return _interval(s["mean"], s["pooled_ci"], sd=s["sd"], values=s["values"], n_test=int(y.shape[0]), **out)
-    points, samples = [], []
-    for p in preds:  # independent resamples of each repeat's own test records
-        y, pr = p.test.y_true, p.test.probs
-        seed = int(_test_digest(p)[:8], 16)
-        counts = resample_counts(y.shape[0], ctx.B, seed)
-        points.append(metric_values(y, pr, None, include=(metric,)).headline[metric][0])
-        samples.append(metric_values(y, pr, counts, include=(metric,)).headline[metric])
+        return _interval(s["mean"], s["pooled_ci"], sd=s["sd"], values=s["values"], **_scope([y], metric), **out)
+    points, samples, ys = [], [], []
+    for g in groups:  # independent resamples of each repeat's own test records
+        y, pr, _ = align_runs(g)
+        counts = ctx.resamples(g[0], y, _group_seed(g, len(groups)), ctx.name(g[0].run_dir.name)).counts
+        points += [metric_values(y, p, None, include=(metric,)).headline[metric][0] for p in pr]
+        samples += [metric_values(y, p, counts, include=(metric,)).headline[metric] for p in pr]
+        ys.append(y)
     points_arr = np.array(points, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample where every repeat is undefined: NaN, dropped
@@ -135,25 +207,79 @@ def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> d
     ok = points_arr[~np.isnan(points_arr)]
     return _interval(float(ok.mean()) if ok.size else None, [lo, hi],
                      sd=_num(ok.std(ddof=1)) if ok.size > 1 else None, values=[_num(v) for v in points_arr],
-                     n_test=int(np.mean([len(p.test.record_ids) for p in preds])), **out)
+                     **_scope(ys, metric), **out)
+
+
+def paired_interval(ctx: _Ctx, keys_a: Sequence[str], keys_b: Sequence[str], metric: str = "macro_auc"
+                    ) -> dict[str, Any]:
+    """A - B of ``metric`` over the finished runs, paired on each test set (both arms on the same
+    resamples); several test sets (repeats): the mean of their differences, each resampled
+    independently. Test sets with only one arm finished are left out (``n_pairs`` says how many
+    entered). The p-value inverts the percentile interval (see the bootstrap module)."""
+    a = [p for p in (ctx.preds(k) for k in keys_a) if p is not None]
+    b = [p for p in (ctx.preds(k) for k in keys_b) if p is not None]
+    in_a = {id(p) for p in a}
+    groups = [g for g in _groups([*a, *b]) if any(id(p) in in_a for p in g) and not all(id(p) in in_a for p in g)]
+    if not groups:
+        return _empty(p=None, n_pairs=0)
+    points, samples, ys = [], [], []
+    for g in groups:
+        y, probs, _ = align_runs(g)
+        arm_a = [pr for p, pr in zip(g, probs) if id(p) in in_a]
+        arm_b = [pr for p, pr in zip(g, probs) if id(p) not in in_a]
+        counts = ctx.resamples(g[0], y, _group_seed(g, len(groups)), ctx.name(g[0].run_dir.name)).counts
+        pa, pb, d = difference_samples(y, arm_a, arm_b, counts, include=(metric,))
+        points.append(pa[metric] - pb[metric])
+        samples.append(d[metric])
+        ys.append(y)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_samples = np.nanmean(np.vstack(samples), axis=0)
+        point = float(np.nanmean(points))
+    e = difference_entry(point, mean_samples)
+    return _interval(e["value"], e["ci"], p=e["p_value"], ties_at_zero=e["ties_at_zero"], n_pairs=len(groups),
+                     **_scope(ys, metric))
+
+
+def _metrics_file(ctx: _Ctx, key: str) -> dict[str, Any] | None:
+    path = ctx.eval_dir(key) / "metrics.json"
+    if not ctx.done(key) or not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _run_metric(ctx: _Ctx, key: str) -> dict[str, Any]:
-    """A single run's test macro AUC with its CI (from its evaluation/metrics.json when present)."""
+    """A single run's test macro AUC with its CI and scope (from its evaluation/metrics.json when present)."""
     if not ctx.done(key):
         return _empty()
-    path = ctx.store.run_dir(key) / EVAL_DIR / "metrics.json"
-    if path.exists():
-        m = json.loads(path.read_text())["headline"]["macro_auc"]
-        return _interval(m["value"], m["ci"])
-    return arm_interval(ctx, [key])
+    m = _metrics_file(ctx, key)
+    if m is None:
+        return arm_interval(ctx, [key])
+    auc = m["headline"]["macro_auc"]
+    used = auc.get("classes_used") or {}
+    labels = m.get("labels") or []
+    rule = ((m.get("settings") or {}).get("resampling") or {})
+    if rule.get("note"):
+        ctx.note_fallback(f"run:{key}", ctx.name(key), m.get("n_records"), rule)
+    return _interval(auc["value"], auc["ci"], n_test=m.get("n_records"), n_test_min=m.get("n_records"),
+                     labels_scored=used.get("test_set"), n_labels=len(labels) or None,
+                     resampling=rule.get("rule", "plain (evaluated before the rare-class rule)"))
 
 
-def _n_train(ctx: _Ctx, key: str) -> int | None:
+def _split_sizes(ctx: _Ctx, key: str) -> dict[str, int] | None:
     path = ctx.store.run_dir(key) / "splits.json"
     if not path.exists():
         return None
-    return len(json.loads(path.read_text()).get("train", []))
+    splits = json.loads(path.read_text())
+    return {k: len(v) for k, v in splits.items() if isinstance(v, list)}
+
+
+def _n_train(ctx: _Ctx, key: str) -> int | None:
+    sizes = _split_sizes(ctx, key)
+    return None if sizes is None else sizes.get("train", 0)
 
 
 def _keys(pairs: list[tuple[RunDef, dict[str, Any]]]) -> list[str]:
@@ -163,42 +289,64 @@ def _keys(pairs: list[tuple[RunDef, dict[str, Any]]]) -> list[str]:
     return list(seen)
 
 
+def _arm_entry(y: np.ndarray, s: dict[str, Any], n: int, n_planned: int) -> dict[str, Any]:
+    auc = s["macro_auc"]
+    return _interval(auc["mean"], auc["pooled_ci"], sd=auc["sd"], values=auc["values"], n=n, n_planned=n_planned,
+                     **_scope([y]))
+
+
+def _headline_pair(ctx: _Ctx, row: dict[str, Any], y: np.ndarray, ft: list[np.ndarray], sa: list[np.ndarray],
+                   labels: Sequence[str], mapping: Any, metrics_all: Sequence[str]) -> None:
+    """The paired differences of every headline metric and of each label's AUC, into ``row``."""
+    d = paired_bootstrap(y, ft, sa, n_resamples=ctx.B, include=metrics_all, challenge=mapping, per_class=True)
+    diff = d["difference"]
+    dm = diff["macro_auc"]
+    row["difference"] = _interval(dm["value"], dm["ci"], p=dm["p_value"], ties_at_zero=dm["ties_at_zero"],
+                                  **_scope([y]))
+    row["metric_differences"] = {k: _interval(v["value"], v["ci"], p=v["p_value"], ties_at_zero=v["ties_at_zero"])
+                                 for k, v in diff.items() if k != "macro_auc"}
+    per_class = []
+    for k, label in enumerate(labels):
+        entry = {"label": label, "n_pos": int(y[:, k].sum()), "status": M.class_status(y[:, [k]])[0] or "ok"}
+        for arm, probs in (("finetuned", ft), ("standalone", sa)):
+            aucs = [M.roc_auc(y[:, [k]], p[:, [k]])[0, 0] for p in probs]
+            entry[arm] = _num(np.nanmean(aucs)) if np.isfinite(aucs).any() else None
+        e = d["per_class"]["auc"][k]
+        entry["difference"] = _interval(e["value"], e["ci"], p=e["p_value"])
+        per_class.append(entry)
+    row["per_class"] = per_class
+
+
 def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str, Any]:
-    arms = {arm: _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm)) for arm in ("finetuned", "standalone")}
+    arms = {arm: _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm))
+            for arm in ("finetuned", "standalone")}
     row: dict[str, Any] = {"protocol": protocol, "runs": {a: [ctx.rel(k) for k in ks] for a, ks in arms.items()}}
     preds = {a: [p for p in (ctx.preds(k) for k in ks) if p is not None] for a, ks in arms.items()}
     row["metrics"] = {}
     ref = next((p for ps in preds.values() for p in ps), None)
+    mapping = None
     if ref is not None:
-        row["labels"] = list(ref.test.label_names)
-        row["n_test"] = len(ref.test.record_ids)
-        row["n_val"] = len(ref.val.record_ids) if ref.val is not None else None
-        row["n_train"] = _n_train(ctx, (arms["finetuned"] or arms["standalone"])[0])
+        sizes = _split_sizes(ctx, (arms["finetuned"] or arms["standalone"])[0]) or {}
+        mapping = challenge_mapping(list(ref.test.label_names), ref.labels_spec)
+        row.update(labels=list(ref.test.label_names), n_test=len(ref.test.record_ids),
+                   n_val=len(ref.val.record_ids) if ref.val is not None else None, n_train=sizes.get("train"),
+                   challenge_note=mapping.note, **{k: v for k, v in _scope([ref.test.y_true]).items()
+                                                   if k in ("labels_scored", "n_labels")})
+        mapping = mapping if mapping.classes else None
     for arm, ps in preds.items():  # one bootstrap per arm for every headline metric
         if not ps:
             row[arm] = arm_interval(ctx, arms[arm])  # nothing finished: the empty entry
             continue
         y, probs, _ = align_runs(ps)
-        s = seed_summary(y, probs, n_resamples=ctx.B, include=metrics_all)["metrics"]
-        auc = s["macro_auc"]
-        row[arm] = _interval(auc["mean"], auc["pooled_ci"], sd=auc["sd"], values=auc["values"],
-                             n_test=int(y.shape[0]), n=len(ps), n_planned=len(arms[arm]))
-        row["metrics"][arm] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"]) for k, v in s.items()
-                               if k != "macro_auc"}
+        ctx.resamples(ps[0], y, 0, f"headline {protocol}")
+        s = seed_summary(y, probs, n_resamples=ctx.B, include=metrics_all, challenge=mapping)["metrics"]
+        row[arm] = _arm_entry(y, s, len(ps), len(arms[arm]))
+        row["metrics"][arm] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"], **(
+            _scope([y], k) if k == "macro_auprc" else {})) for k, v in s.items() if k != "macro_auc"}
     if preds["finetuned"] and preds["standalone"]:
         y, probs, _ = align_runs(preds["finetuned"] + preds["standalone"])
         nf = len(preds["finetuned"])
-        d = paired_bootstrap(y, probs[:nf], probs[nf:], n_resamples=ctx.B, include=("macro_auc",))
-        dm = d["difference"]["macro_auc"]
-        row["difference"] = _interval(dm["value"], dm["ci"], p=dm["p_value"])
-        per_class = []
-        for k, label in enumerate(ref.test.label_names):
-            entry = {"label": label, "n_pos": int(y[:, k].sum()), "status": M.class_status(y[:, [k]])[0] or "ok"}
-            for arm, lo, hi in (("finetuned", 0, nf), ("standalone", nf, len(probs))):
-                aucs = [M.roc_auc(y[:, [k]], p[:, [k]])[0, 0] for p in probs[lo:hi]]
-                entry[arm] = _num(np.nanmean(aucs)) if np.isfinite(aucs).any() else None
-            per_class.append(entry)
-        row["per_class"] = per_class
+        _headline_pair(ctx, row, y, probs[:nf], probs[nf:], ref.test.label_names, mapping, metrics_all)
     else:
         row["difference"] = _empty(p=None)
         row["per_class"] = []
@@ -215,28 +363,34 @@ def _pretrain(ctx: _Ctx) -> dict[str, Any] | None:
     out = {"labels": ctx.spec_source["labels"], "fs": float(ctx.spec_study["fs"]), "run": ctx.rel(base.key),
            "test_macro_auc": _run_metric(ctx, base.key), "val_macro_auc": None, "per_class": [],
            "n_train": _n_train(ctx, base.key)}
-    path = ctx.store.run_dir(base.key) / EVAL_DIR / "metrics.json"
-    if ctx.done(base.key) and path.exists():
-        m = json.loads(path.read_text())
+    m = _metrics_file(ctx, base.key)
+    if m is not None:
         out["per_class"] = [{"label": k, "n_pos": v["n_pos"], "auc": (v.get("auc") or {}).get("value")}
                             for k, v in m["per_class"].items()]
     return out
 
 
+def _arms(ctx: _Ctx, **match: Any) -> tuple[list[str], list[str]]:
+    return (_keys(ctx.find(arm="finetuned", **match)), _keys(ctx.find(arm="standalone", **match)))
+
+
 def _exp1(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> dict[str, Any] | None:
     if not spec_ex["target_share"]["enabled"]:
         return None
-    out: dict[str, Any] = {"protocol": protocol, "rest": [], "fixed_test": []}
+    out: dict[str, Any] = {"protocol": protocol, "rest": [], "fixed_test": [],
+                           "difference": {"rest": [], "fixed_test": []}}
     for variant, exp in (("rest", "exp1-rest"), ("fixed_test", "exp1-fixed")):
         for share in spec_ex["target_share"]["shares"]:
-            for arm in ("finetuned", "standalone"):
-                keys = _keys(ctx.find(experiment=exp, share=share, arm=arm))
+            ft, sa = _arms(ctx, experiment=exp, share=share)
+            for arm, keys in (("finetuned", ft), ("standalone", sa)):
                 if keys:
                     out[variant].append({"share": share, "arm": arm, **arm_interval(ctx, keys)})
+            if ft and sa:
+                out["difference"][variant].append({"share": share, **paired_interval(ctx, ft, sa)})
     return out
 
 
-def _exp2(ctx: _Ctx, spec_ex: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _exp2(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, Any]] | None:
     e2 = spec_ex["source_share"]
     if not e2["enabled"]:
         return None
@@ -245,41 +399,101 @@ def _exp2(ctx: _Ctx, spec_ex: dict[str, Any]) -> list[dict[str, Any]] | None:
     for share in e2["shares"]:
         pre = _keys(ctx.find(experiment="exp2", arm="pretrain", share=share))
         fine = _keys(ctx.find(experiment="exp2", arm="finetuned", share=share))
-        rows.append({"share": share, "target_share": e2["target_share"],
+        rows.append({"share": share, "target_share": e2["target_share"], "protocol": protocol,
                      "pretrain_test_auc": _run_metric(ctx, pre[0]) if pre else _empty(),
                      "n_pretrain_records": _n_train(ctx, pre[0]) if pre else None,
                      "finetuned": arm_interval(ctx, fine),
                      "standalone_reference": arm_interval(ctx, standalone) if standalone else None,
+                     "difference": paired_interval(ctx, fine, standalone) if standalone else _empty(p=None),
                      "runs": {"pretrain": [ctx.rel(k) for k in pre], "finetuned": [ctx.rel(k) for k in fine]}})
     return rows
 
 
-def _exp3(ctx: _Ctx, spec_ex: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _exp3(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, Any]] | None:
     if not spec_ex["sampling_rate"]["enabled"]:
         return None
     rows = []
     for fs in spec_ex["sampling_rate"]["rates"]:
         pre = _keys(ctx.find(experiment="exp3", arm="pretrain", fs=float(fs)))
-        row: dict[str, Any] = {"fs": float(fs), "source_fs": 500 if fs > 100 else 100,
+        sizes = (_split_sizes(ctx, pre[0]) if pre else None) or {}
+        row: dict[str, Any] = {"fs": float(fs), "source_fs": 500 if fs > 100 else 100, "protocol": protocol,
                                "pretrain": _run_metric(ctx, pre[0]) if pre else _empty(),
-                               "n_pretrain_records": _n_train(ctx, pre[0]) if pre else None}
-        for arm in ("finetuned", "standalone"):
-            row[arm] = arm_interval(ctx, _keys(ctx.find(experiment="exp3", fs=float(fs), arm=arm)))
+                               "n_pretrain_records": sizes.get("train"), "pretrain_split_sizes": sizes or None}
+        ft, sa = _arms(ctx, experiment="exp3", fs=float(fs))
+        row["finetuned"], row["standalone"] = arm_interval(ctx, ft), arm_interval(ctx, sa)
+        row["difference"] = paired_interval(ctx, ft, sa)
         rows.append(row)
     return rows
 
 
-def _exp5(ctx: _Ctx, spec_ex: dict[str, Any]) -> list[dict[str, Any]] | None:
+def source_coverage(exp3: Sequence[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """How many PTB-XL records the 500 Hz reads lack, from experiment 3's pre-training splits:
+    validation and test folds are read whole at both rates, so their difference is exact."""
+    by_fs = {r["source_fs"]: r.get("pretrain_split_sizes") for r in exp3 or [] if r.get("pretrain_split_sizes")}
+    if 500 not in by_fs:
+        return None
+    out: dict[str, Any] = {"records_at_500hz": by_fs[500]}
+    if 100 in by_fs:
+        out["records_at_100hz"] = by_fs[100]
+        out["missing_at_500hz"] = {k: by_fs[100][k] - by_fs[500].get(k, 0) for k in ("val", "test")
+                                   if k in by_fs[100]}
+    return out
+
+
+def _exp5(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, Any]] | None:
     if not spec_ex["frequency"]["enabled"]:
         return None
     rows = []
     for inp in ["time", *spec_ex["frequency"]["inputs"]]:
         pre = _keys(ctx.find(experiment="exp5", arm="pretrain", input=inp))
-        row: dict[str, Any] = {"input": inp, "pretrain": _run_metric(ctx, pre[0]) if pre else _empty()}
-        for arm in ("finetuned", "standalone"):
-            row[arm] = arm_interval(ctx, _keys(ctx.find(experiment="exp5", input=inp, arm=arm)))
+        row: dict[str, Any] = {"input": inp, "protocol": protocol,
+                               "pretrain": _run_metric(ctx, pre[0]) if pre else _empty()}
+        ft, sa = _arms(ctx, experiment="exp5", input=inp)
+        row["finetuned"], row["standalone"] = arm_interval(ctx, ft), arm_interval(ctx, sa)
+        row["difference"] = paired_interval(ctx, ft, sa)
         rows.append(row)
     return rows
+
+
+CAL_METRICS = ("ece", "ece_macro", "brier")
+
+
+def _calibrated(ctx: _Ctx, key: str, method: str, test: Predictions) -> np.ndarray | None:
+    """A run's calibrated test probabilities, on the rows and columns of its own test predictions."""
+    path = ctx.eval_dir(key) / f"predictions_test_{method}.csv"
+    if not path.exists():
+        return None
+    try:
+        ids, labels, y, p = load_predictions(path)
+        q = Predictions(ids, labels, y, p).reorder(test.record_ids, test.label_names)
+    except (ValueError, KeyError):
+        return None
+    return q.probs
+
+
+def _exp4_methods(ctx: _Ctx, keys: list[str], methods: Sequence[str]) -> dict[str, Any]:
+    """ECE / Brier of each calibration state, pooled over the arm's seeds exactly as the headline
+    pools them (mean over seeds, the same resamples), and each calibrator's paired difference
+    against the uncalibrated predictions. A state counts only when every seed has it."""
+    runs = [(k, ctx.preds(k)) for k in keys]
+    runs = [(k, p) for k, p in runs if p is not None]
+    y, probs, ref = align_runs([p for _, p in runs])
+    states: dict[str, list[np.ndarray]] = {"uncalibrated": probs}
+    for m in methods:
+        cal = [_calibrated(ctx, k, m, ref) for k, _ in runs]
+        if all(c is not None for c in cal):
+            states[m] = cal
+    out: dict[str, Any] = {}
+    for m, ps in states.items():
+        s = seed_summary(y, ps, n_resamples=ctx.B, include=CAL_METRICS)["metrics"]
+        out[m] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"]) for k, v in s.items()}
+        auc_change = [np.abs(M.roc_auc(y, p)[0] - M.roc_auc(y, u)[0]) for p, u in zip(ps, probs)]
+        out[m]["max_auc_change"] = float(max((np.nanmax(c) for c in auc_change if np.isfinite(c).any()),
+                                             default=0.0))
+        if m != "uncalibrated":
+            d = paired_bootstrap(y, ps, probs, n_resamples=ctx.B, include=CAL_METRICS)["difference"]
+            out[m]["vs_uncalibrated"] = {k: _interval(v["value"], v["ci"], p=v["p_value"]) for k, v in d.items()}
+    return out
 
 
 def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -290,30 +504,23 @@ def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     for protocol in spec["study"]["protocols"]:
         for arm in ("finetuned", "standalone"):
             keys = _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm))
-            row: dict[str, Any] = {"protocol": protocol, "arm": arm, "methods": {}, "reliability": {}}
-            key = next((k for k in keys if ctx.done(k)), None)
+            row: dict[str, Any] = {"protocol": protocol, "arm": arm, "methods": {}, "reliability": {},
+                                   "fitted_on": "validation", "pooled": "mean over seeds, as the headline"}
             rows.append(row)
-            if key is None:
+            done = [k for k in keys if ctx.preds(k) is not None]
+            if not done:
                 continue
-            ev = ctx.store.run_dir(key) / EVAL_DIR
-            if not (ev / "metrics.json").exists():
-                continue
-            m = json.loads((ev / "metrics.json").read_text())
-            row["run"] = ctx.rel(key)
-            row["seed"] = m.get("config_seed")
-            row["fitted_on"] = "validation"
-            calib = m.get("calibration") or {}
-            row["n_val"] = calib.get("n_val_records")
-            for method in ["uncalibrated", *cal["methods"]]:
-                if method in calib:
-                    e = calib[method]
-                    row["methods"][method] = {k: _interval(e[k]["value"], e[k]["ci"]) for k in ("ece", "ece_macro", "brier")
-                                              if k in e}
-                    row["methods"][method]["max_auc_change"] = e.get("max_auc_change", 0.0)
-            rel = ev / "reliability.json"
-            if rel.exists():
+            row.update(runs=[ctx.rel(k) for k in done], n_seeds=len(done), n_planned=len(keys),
+                       n_test=len(ctx.preds(done[0]).test.record_ids))
+            val = ctx.preds(done[0]).val
+            row["n_val"] = len(val.record_ids) if val is not None else None
+            row["methods"] = _exp4_methods(ctx, done, cal["methods"])
+            rel = ctx.eval_dir(done[0]) / "reliability.json"
+            if rel.exists():  # the diagrams are one run's (the first seed's), and say so
                 table = json.loads(rel.read_text())
                 row["reliability"] = {state: v.get("equal-width", {}) for state, v in table.items()}
+                row["reliability_run"] = ctx.rel(done[0])
+                row["reliability_seed"] = (ctx.preds(done[0]).config or {}).get("seed")
     return rows
 
 
@@ -344,6 +551,40 @@ def _environment(threads: int) -> dict[str, Any]:
             "threads": threads}
 
 
+def _study_section(study: dict[str, Any], spec: dict[str, Any], pre: dict[str, Any] | None,
+                   seconds: Sequence[float | None], exp3: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
+    return {"name": study["name"], "profile": study["profile"], "spec": study["spec"],
+            "machinery_check": is_machinery_check(study["profile"], spec["study"]),
+            "spec_digest": study["spec_digest"], "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": spec["study"]["model"], "seeds": spec["study"]["seeds"],
+            "source": {"dataset": spec["source"]["dataset"], "labels": spec["source"]["labels"],
+                       "fs": float(spec["study"]["fs"]), "train_fraction": spec["source"]["train_fraction"],
+                       "epochs": spec["source"]["epochs"], "n_train": pre["n_train"] if pre else None,
+                       "coverage": source_coverage(exp3)},
+            "target": {"dataset": spec["target"]["dataset"], "name": spec["target"]["name"],
+                       "protocols": spec["study"]["protocols"], "finetune": spec["finetune"],
+                       "standalone_epochs": spec["standalone"]["epochs"]},
+            "bootstrap": spec["study"]["bootstrap"],
+            "wall_seconds": float(sum(s for s in seconds if s)) if seconds else None,
+            "wall_seconds_note": "sum of the finished runs' training + evaluation times",
+            "environment": _environment(int(spec["study"]["threads"]))}
+
+
+def _statistics(ctx: _Ctx) -> dict[str, Any]:
+    """How every interval and p-value of the file was made, and where the resampling rule failed."""
+    return {"interval": f"95 % {INTERVAL_METHOD} bootstrap interval, {ctx.B} resamples of the test records "
+                        "(seeded: the same resamples for every arm and metric on one test set)",
+            "level": 0.95, "n_resamples": ctx.B,
+            "resampling": ("PTB-XL benchmark rule: a resample in which a label scored on the test set (with a "
+                           "positive and a negative record) has no positive or no negative record is drawn again, "
+                           "so every resample averages the same labels as the value it surrounds; at most "
+                           f"{MAX_DRAWS_PER_RESAMPLE} draws per resample, and only where its resamples keep "
+                           f"{100 * MIN_VARIATION_KEPT:.0f} % of the plain bootstrap's variation (on a small test set "
+                           "it would pin every resample to the test set itself); else plain resampling (listed in "
+                           "fallbacks)"),
+            "p_value": P_VALUE_METHOD, "small_test": SMALL_TEST, "fallbacks": ctx.fallbacks}
+
+
 def collect_results(study_dir: str | Path) -> dict[str, Any]:
     """Everything ``results.json`` holds, from ``study.json``, ``plan.json`` and the runs."""
     study_dir = Path(study_dir)
@@ -358,43 +599,22 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
     spec = study["resolved"]
     ctx = _Ctx(study_dir, runs, spec)
     seconds = [ctx.states[r.key].get("seconds") for r in runs if ctx.states[r.key]["state"] == "done"]
+    primary, ex = spec["study"]["protocols"][0], spec["experiments"]
     pre = _pretrain(ctx)
-    from ..evaluation.bootstrap import HEADLINE
-
-    results: dict[str, Any] = {
-        "format": FORMAT,
-        "study": {"name": study["name"], "profile": study["profile"], "spec": study["spec"],
-                  "spec_digest": study["spec_digest"], "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "model": spec["study"]["model"], "seeds": spec["study"]["seeds"],
-                  "source": {"dataset": spec["source"]["dataset"], "labels": spec["source"]["labels"],
-                             "fs": float(spec["study"]["fs"]), "train_fraction": spec["source"]["train_fraction"],
-                             "epochs": spec["source"]["epochs"], "n_train": pre["n_train"] if pre else None},
-                  "target": {"dataset": spec["target"]["dataset"], "name": spec["target"]["name"],
-                             "protocols": spec["study"]["protocols"], "finetune": spec["finetune"],
-                             "standalone_epochs": spec["standalone"]["epochs"]},
-                  "bootstrap": spec["study"]["bootstrap"],
-                  "wall_seconds": float(sum(s for s in seconds if s)) if seconds else None,
-                  "wall_seconds_note": "sum of the finished runs' training + evaluation times",
-                  "environment": _environment(int(spec["study"]["threads"]))},
-        "status": _status(ctx),
-        "reference": REFERENCE,
-        "headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]],
-        "pretrain": pre,
-        "exp1": _exp1(ctx, spec["experiments"], spec["study"]["protocols"][0]),
-        "exp2": _exp2(ctx, spec["experiments"]),
-        "exp3": _exp3(ctx, spec["experiments"]),
-        "exp4": _exp4(ctx, spec),
-        "exp5": _exp5(ctx, spec["experiments"]),
-    }
-    return results
+    sections = {"headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]], "pretrain": pre,
+                "exp1": _exp1(ctx, ex, primary), "exp2": _exp2(ctx, ex, primary), "exp3": _exp3(ctx, ex, primary),
+                "exp4": _exp4(ctx, spec), "exp5": _exp5(ctx, ex, primary)}
+    return {"format": FORMAT, "study": _study_section(study, spec, pre, seconds, sections["exp3"]),
+            "status": _status(ctx), "statistics": _statistics(ctx), "reference": REFERENCE, **sections}
 
 
 def write_results(study_dir: str | Path) -> Path:
     """Recompute and atomically write ``STUDY_DIR/results.json``."""
     study_dir = Path(study_dir)
-    path = study_dir / "results.json"
+    path = study_dir / RESULTS_FILE
     atomic_write_json(path, collect_results(study_dir))
     return path
 
 
-__all__ = ["FORMAT", "REFERENCE", "arm_interval", "collect_results", "write_results"]
+__all__ = ["FORMAT", "REFERENCE", "arm_interval", "collect_results", "paired_interval", "source_coverage",
+           "write_results"]
