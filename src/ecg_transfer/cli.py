@@ -3,6 +3,7 @@
     ecg-transfer download ptbxl|g12ec --root DIR       fetch a dataset from PhysioNet (checksummed)
     ecg-transfer data summary --dataset D --root DIR   what a dataset holds and what is wrong in it
     ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
+    ecg-transfer data audit ROOT [ROOT ...]            duplicate signals within and across datasets
     ecg-transfer train CONFIG --run-dir DIR            one run (pretrain, finetune, standalone are
                                                        the same with the transfer checks on)
     ecg-transfer study run SPEC [--profile laptop]     the whole transfer study, resumable
@@ -264,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="check every byte of an existing cache against its checksums (rebuilt if damaged)")
     p.set_defaults(func=_cmd_data_cache)
+
+    from .datasets.audit_cli import DESCRIPTION as AUDIT_DESCRIPTION, add_audit_arguments, run_audit
+
+    p = dsub.add_parser("audit", help="exact and near-duplicate signals within and across datasets (leakage)",
+                        description=AUDIT_DESCRIPTION)
+    add_audit_arguments(p)
+    p.set_defaults(func=run_audit)
 
     for name, help_text in _TRAIN_HELP.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ". "

@@ -51,8 +51,12 @@ def regular_file_size(path: str | os.PathLike, what: str = "file") -> int:
     return st.st_size
 
 
-def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
-    """Open a regular file for binary reading; RecordError for anything else, never blocking."""
+def open_regular_fd(path: str | os.PathLike, what: str = "file") -> tuple[int, int]:
+    """(descriptor, size) of a regular file opened for reading; RecordError for anything else.
+
+    ``stat`` first, so nothing but a regular file is opened; then a non-blocking open and a check
+    of the open descriptor, so a file swapped for a FIFO in between cannot block either.
+    """
     regular_file_size(path, what)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -62,16 +66,36 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise RecordError(str(path), f"{what} is {_kind(st.st_mode)}, not a regular file: refused")
+    return fd, st.st_size
+
+
+def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
+    """Open a regular file for binary reading; RecordError for anything else, never blocking."""
+    fd, _ = open_regular_fd(path, what)
     return os.fdopen(fd, "rb")
+
+
+def readinto_fd(fd: int, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``fd`` (short only at the end of the file); the bytes read."""
+    got = 0
+    while got < len(buffer):
+        n = os.readv(fd, [buffer[got:]])
+        if n == 0:
+            break
+        got += n
+    return got
 
 
 def read_small_file(path: str | os.PathLike, what: str = "header", limit: int = MAX_HEADER_BYTES) -> bytes:
     """The bytes of a small regular file (a header), refusing files larger than ``limit``."""
-    size = regular_file_size(path, what)
-    if size > limit:
-        raise RecordError(str(path), f"{what} is {size:,} bytes; a header is a few kB (limit {limit:,}): refused")
-    with open_regular(path, what) as fh:
-        return fh.read(limit + 1)
+    fd, size = open_regular_fd(path, what)
+    try:
+        if size > limit:
+            raise RecordError(str(path), f"{what} is {size:,} bytes; a header is a few kB (limit {limit:,}): refused")
+        buf = bytearray(size)
+        return bytes(buf[: readinto_fd(fd, memoryview(buf))])
+    finally:
+        os.close(fd)
 
 
 def sibling_file(header: Path, file_name: str) -> Path:

@@ -45,7 +45,7 @@ def display(leads: Sequence[str]) -> str:
     return ", ".join(DISPLAY_NAMES.get(ld, ld) for ld in leads)
 
 
-def lead_columns(names: Sequence[str], wanted: Sequence[str], record: str) -> np.ndarray:
+def lead_columns(names: Sequence[str], wanted: Sequence[str], record: object) -> np.ndarray:
     """Column of each ``wanted`` standard lead in a record whose leads are ``names``.
 
     Raises :class:`RecordError` naming ``record`` when two names denote the same standard lead
@@ -54,7 +54,7 @@ def lead_columns(names: Sequence[str], wanted: Sequence[str], record: str) -> np
     names, wanted = tuple(names), tuple(wanted)
     found = _known_columns(names, wanted)
     if found is None:
-        found = _columns(names, wanted, record)
+        found = _columns(names, wanted, str(record))  # raises, naming the record
     return np.array(found, dtype=np.intp)
 
 

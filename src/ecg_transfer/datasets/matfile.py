@@ -17,6 +17,7 @@ cell array, or nothing at all. :func:`inspect_val` reads only the file's headers
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +26,7 @@ import numpy as np
 import scipy.io
 
 from ..errors import RecordError
-from .files import open_regular, regular_file_size
+from .files import open_regular
 
 _V4_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
 _V5_CLASSES = {
@@ -60,37 +61,37 @@ def _v4_header(raw: bytes) -> tuple[str, int, int, int, int, int] | None:
     return None
 
 
-def _inspect_v4(path: Path, record: str, size: int) -> ValInfo:
+def _inspect_v4(fh: BinaryIO, path: Path, record: str, size: int) -> ValInfo:
     """Walk the v4 matrices to ``val`` reading only their 20-byte headers and names."""
     pos, names = 0, []
-    with _open(path, record) as fh:
-        for _ in range(_MAX_V4_MATRICES):
-            head = fh.read(20)
-            if len(head) < 20:
-                break
-            parsed = _v4_header(head)
-            if parsed is None:
-                raise RecordError(record, f"{path.name} is not a MATLAB v4/v5 file (unreadable matrix header)")
-            order, mopt, rows, cols, imagf, namlen = parsed
-            if rows < 0 or cols < 0 or not 1 <= namlen <= 256:
-                raise RecordError(record, f"{path.name}: corrupt MATLAB v4 header ({rows} x {cols}, name length {namlen})")
-            name = fh.read(namlen).split(b"\0", 1)[0].decode("latin-1")
-            kind, prec = (mopt // 100) % 10, (mopt // 10) % 10
-            itemsize = np.dtype(_V4_TYPES.get(prec, "u1")).itemsize
-            nbytes = rows * cols * itemsize * (2 if imagf else 1)
-            start = pos + 20 + namlen
-            if start + nbytes > size:
-                raise RecordError(record, f"{path.name} holds {size:,} bytes but its matrix {name!r} claims "
-                                          f"{rows} x {cols} ({start + nbytes:,} bytes): truncated or corrupt")
-            if name == "val":
-                if kind != 0 or mopt % 10 != 0 or prec not in _V4_TYPES:
-                    raise RecordError(record, f"'val' in {path.name} is not a numeric matrix (MATLAB v4 type {mopt})")
-                if imagf:
-                    raise RecordError(record, f"'val' in {path.name} is complex: refused")
-                return ValInfo(path, 4, (rows, cols), np.dtype(order + _V4_TYPES[prec]), start)
-            names.append(name)
-            pos = start + nbytes
-            fh.seek(pos)
+    fh.seek(0)
+    for _ in range(_MAX_V4_MATRICES):
+        head = fh.read(20)
+        if len(head) < 20:
+            break
+        parsed = _v4_header(head)
+        if parsed is None:
+            raise RecordError(record, f"{path.name} is not a MATLAB v4/v5 file (unreadable matrix header)")
+        order, mopt, rows, cols, imagf, namlen = parsed
+        if rows < 0 or cols < 0 or not 1 <= namlen <= 256:
+            raise RecordError(record, f"{path.name}: corrupt MATLAB v4 header ({rows} x {cols}, name length {namlen})")
+        name = fh.read(namlen).split(b"\0", 1)[0].decode("latin-1")
+        kind, prec = (mopt // 100) % 10, (mopt // 10) % 10
+        itemsize = np.dtype(_V4_TYPES.get(prec, "u1")).itemsize
+        nbytes = rows * cols * itemsize * (2 if imagf else 1)
+        start = pos + 20 + namlen
+        if start + nbytes > size:
+            raise RecordError(record, f"{path.name} holds {size:,} bytes but its matrix {name!r} claims "
+                                      f"{rows} x {cols} ({start + nbytes:,} bytes): truncated or corrupt")
+        if name == "val":
+            if kind != 0 or mopt % 10 != 0 or prec not in _V4_TYPES:
+                raise RecordError(record, f"'val' in {path.name} is not a numeric matrix (MATLAB v4 type {mopt})")
+            if imagf:
+                raise RecordError(record, f"'val' in {path.name} is complex: refused")
+            return ValInfo(path, 4, (rows, cols), np.dtype(order + _V4_TYPES[prec]), start)
+        names.append(name)
+        pos = start + nbytes
+        fh.seek(pos)
     raise RecordError(record, f"MATLAB file {path.name} has no 'val' variable (found {sorted(names)})")
 
 
@@ -102,16 +103,15 @@ def _open(path: Path, record: str) -> BinaryIO:
         raise RecordError(record, f"{path.name}: {exc.problem}") from None
 
 
-def _v5_compressed(path: Path, record: str) -> bool:
-    with _open(path, record) as fh:
-        head = fh.read(136)
+def _v5_compressed(head: bytes) -> bool:
+    """Whether the first variable after the 128-byte v5 header is zlib-compressed."""
     if len(head) < 136:
         return False
     order = "<" if head[126:128] == b"IM" else ">"
     return int(np.frombuffer(head, dtype=f"{order}u4", count=1, offset=128)[0]) == _MI_COMPRESSED
 
 
-def _inspect_v5(path: Path, record: str, size: int) -> ValInfo:
+def _inspect_v5(head: bytes, path: Path, record: str, size: int) -> ValInfo:
     try:
         variables = scipy.io.whosmat(str(path))
     except Exception as exc:  # scipy reports corruption with many exception types
@@ -126,7 +126,7 @@ def _inspect_v5(path: Path, record: str, size: int) -> ValInfo:
         raise RecordError(record, f"'val' in {path.name} has shape {shape}, expected (n_leads, n_samples)")
     dtype = np.dtype(_V5_CLASSES[cls])
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    limit = size * (_ZLIB_MAX_RATIO if _v5_compressed(path, record) else 1)
+    limit = size * (_ZLIB_MAX_RATIO if _v5_compressed(head) else 1)
     if nbytes > limit:
         raise RecordError(record, f"{path.name} holds {size:,} bytes but 'val' claims {shape[0]} x {shape[1]} "
                                   f"{cls} ({nbytes:,} bytes): truncated or corrupt")
@@ -149,21 +149,18 @@ def _check_type(info: ValInfo, record: str) -> ValInfo:
 
 def inspect_val(path: Path, record: str) -> ValInfo:
     """What ``val`` in ``path`` is, from the file's headers only; RecordError naming ``record``."""
-    try:
-        size = regular_file_size(path, "signal file")
-    except RecordError as exc:
-        raise RecordError(record, f"{path.name}: {exc.problem}") from None
-    with _open(path, record) as fh:
-        head = fh.read(128)
-    if len(head) >= 4 and 0 in head[:4]:
-        info = _inspect_v4(path, record, size)
-    elif head.startswith(b"MATLAB 7.3"):
-        raise RecordError(record, f"{path.name} is a MATLAB v7.3 (HDF5) file; save it as v4 or v5: refused")
-    elif head.startswith(b"MATLAB 5.0") and len(head) == 128:
-        info = _inspect_v5(path, record, size)
-    else:
-        raise RecordError(record, f"cannot read MATLAB file {path.name} (truncated or corrupt?): "
-                                  "no MATLAB v4 or v5 header")
+    with _open(path, record) as fh:  # one open (stat-checked first) for every header read
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(136)
+        if len(head) >= 4 and 0 in head[:4]:
+            info = _inspect_v4(fh, path, record, size)
+        elif head.startswith(b"MATLAB 7.3"):
+            raise RecordError(record, f"{path.name} is a MATLAB v7.3 (HDF5) file; save it as v4 or v5: refused")
+        elif head.startswith(b"MATLAB 5.0") and len(head) >= 128:
+            info = _inspect_v5(head, path, record, size)
+        else:
+            raise RecordError(record, f"cannot read MATLAB file {path.name} (truncated or corrupt?): "
+                                      "no MATLAB v4 or v5 header")
     return _check_type(info, record)
 
 

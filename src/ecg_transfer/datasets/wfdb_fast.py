@@ -25,7 +25,7 @@ from wfdb.io._signal import BYTES_PER_SAMPLE
 
 from ..errors import RecordError
 from .base import fs_problem
-from .files import open_regular, read_small_file, regular_file_size, sibling_file
+from .files import open_regular_fd, read_small_file, readinto_fd, regular_file_size, sibling_file
 from .leads import lead_columns
 
 # WFDB gain field: ADC_GAIN(BASELINE)/UNITS, baseline and units optional ("1000/mV", "1000.0(0)/mV").
@@ -203,27 +203,28 @@ def _read_general(base: Path, hea: Path, text: str) -> wfdb.Record:
         raise RecordError(str(base), f"wfdb cannot read it: {exc}") from None
 
 
-def _checked_dat(hea: Path, header: PlainHeader) -> Path:
-    """The plain record's signal file, once its size equals what the header claims (nothing is
-    allocated from the claim before that); RecordError otherwise."""
+def _read_dat(hea: Path, header: PlainHeader, out: np.ndarray | None = None) -> np.ndarray:
+    """A plain record's samples (sig_len, n_sig) int16, read into ``out`` or a new array, once the
+    signal file's size equals what the header claims (nothing is allocated from the claim before
+    that); RecordError otherwise. One open: a FIFO or directory is refused before it."""
     dat = sibling_file(hea, header.dat_name)
     expected = header.sig_len * header.n_sig
-    size = regular_file_size(dat, "signal file named in the header")
-    if header.sig_len < 0 or size != 2 * expected:
-        raise RecordError(
-            str(dat),
-            f"holds {size // 2} samples but the header says {header.sig_len} samples x "
-            f"{header.n_sig} leads = {expected} (truncated or wrong header)",
-        )
-    return dat
-
-
-def _read_exact(dat: Path, out: np.ndarray) -> None:
-    """Fill ``out`` with the bytes of ``dat`` (sizes already checked equal)."""
-    with open_regular(dat, "signal file") as fh:
-        got = fh.readinto(memoryview(out).cast("B"))
+    fd, size = open_regular_fd(dat, "signal file named in the header")
+    try:
+        if header.sig_len < 0 or size != 2 * expected:
+            raise RecordError(
+                str(dat),
+                f"holds {size // 2} samples but the header says {header.sig_len} samples x "
+                f"{header.n_sig} leads = {expected} (truncated or wrong header)",
+            )
+        if out is None:
+            out = np.empty((header.sig_len, header.n_sig), dtype="<i2")
+        got = readinto_fd(fd, memoryview(out).cast("B"))
+    finally:
+        os.close(fd)
     if got != out.nbytes:
         raise RecordError(str(dat), f"ended after {got} of {out.nbytes} bytes while being read")
+    return out
 
 
 def read_digital(record_path: str | os.PathLike) -> tuple[np.ndarray, PlainHeader | None, wfdb.Record | None]:
@@ -244,10 +245,8 @@ def read_digital(record_path: str | os.PathLike) -> tuple[np.ndarray, PlainHeade
     problem = fs_problem(header.fs)
     if problem:
         raise RecordError(str(hea), problem)
-    dat = _checked_dat(hea, header)
-    digital = np.empty((header.sig_len, header.n_sig), dtype="<i2")
-    _read_exact(dat, digital)
-    _check_against_header(str(dat), digital, header)
+    digital = _read_dat(hea, header)
+    _check_against_header(str(hea.parent / header.dat_name), digital, header)
     return digital, header, None
 
 
@@ -341,8 +340,8 @@ def read_block(
                 continue
             _check_shape(base, (header.sig_len, header.n_sig), header.fs, n_samples, n_leads, fs)
             if leads is not None:
-                cols[i] = lead_columns(header.sig_name, leads, str(base))
-            _read_exact(_checked_dat(base.with_name(base.name + ".hea"), header), digital[i])
+                cols[i] = lead_columns(header.sig_name, leads, base)
+            _read_dat(base.with_name(base.name + ".hea"), header, digital[i])
             gain[i], baseline[i], checksum[i], init[i] = header.gain, header.baseline, header.checksum, header.init_value
             plain[i] = True
         except RecordError as exc:
