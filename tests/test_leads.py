@@ -193,3 +193,26 @@ def test_task_reads_the_configured_leads_and_the_dx_label_set(tmp_path, cache_di
     assert data.label_names == ["CRBBB|RBBB", "LVHV"]  # 15 and 12 records; NSR (8) is under min_count
     assert set(data.table["n_leads"]) == {2}
     assert data.cache.problems == []
+
+
+def test_cache_refuses_an_adapter_that_mixes_lead_orders(tmp_path, cache_dir):
+    """The cache used to keep the first record's order and drop the rest; readers now return one
+    order, so a mix is a reader's bug and stops the build instead of silently losing records."""
+    from ecg_transfer.errors import DatasetError
+
+    class Mixed:
+        name = "mixed"
+        problems: list = []
+
+        def index(self):
+            return pd.DataFrame({"record_id": ["a", "b"], "fs": [500.0, 500.0], "n_samples": [5000, 5000],
+                                 "n_leads": [2, 2], "leads": [["I", "II"], ["II", "I"]]})
+
+        def fingerprint(self):
+            return {"adapter": "mixed"}
+
+        def iter_signals(self, ids):  # pragma: no cover - never reached
+            raise AssertionError("signals read despite mixed lead orders")
+
+    with pytest.raises(DatasetError, match="different lead orders"):
+        load_or_build(Mixed(), cache_dir=cache_dir, progress=False)

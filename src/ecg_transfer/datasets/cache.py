@@ -297,17 +297,16 @@ def _build(
     return table, slots, sorted(chunks), problems
 
 
-def _same_lead_order(index: pd.DataFrame) -> tuple[pd.DataFrame, list[RecordProblem]]:
-    """Keep records whose leads come in the first record's order; the others cannot share a store."""
+def _check_lead_order(adapter: DatasetAdapter, index: pd.DataFrame) -> None:
+    """Every record must hold the same leads in the same order to share a store. The adapters read
+    leads by name in the standard order (``datasets.leads``), so a difference is a reader's bug:
+    refused, never trained on (records used to be dropped here, all but the first one's order)."""
     if "leads" not in index.columns or len(index) == 0:
-        return index, []
-    order = [tuple(str(x).upper() for x in leads) for leads in index["leads"]]
-    ok = np.array([o == order[0] for o in order])
-    problems = [
-        RecordProblem(str(rid), f"leads {list(leads)} are not in the order of the other records ({list(order[0])})")
-        for rid, leads in zip(index["record_id"][~ok], index["leads"][~ok])
-    ]
-    return index[ok].reset_index(drop=True), problems
+        return
+    orders = {tuple(str(x) for x in leads) for leads in index["leads"]}
+    if len(orders) > 1:
+        raise DatasetError(f"{adapter.name}: records come with different lead orders {sorted(orders)[:3]}; "
+                           "an adapter must read every record in one order (by name, see datasets.leads)")
 
 
 # -- opening and checking -------------------------------------------------------------------------
@@ -392,8 +391,7 @@ def _write_folder(tmp: Path, adapter: DatasetAdapter, index: pd.DataFrame, setti
     """Everything of a cache folder into ``tmp``; ``meta.json`` (with the checksums) last."""
     t0 = time.perf_counter()
     index_problems = [RecordProblem(p.record, p.problem) for p in getattr(adapter, "problems", [])]
-    index, lead_problems = _same_lead_order(index)
-    index_problems += lead_problems
+    _check_lead_order(adapter, index)
     if strict and index_problems:
         raise RecordError(index_problems[0].record, index_problems[0].problem)
     table, slots, chunks, problems = _build(adapter, index, settings, tmp, workers, progress, strict)
