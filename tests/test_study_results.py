@@ -198,11 +198,15 @@ def test_machinery_check_flag(study):
     assert not is_machinery_check(None)
     assert is_machinery_check("laptop", {"machinery_check": True})
     assert not is_machinery_check("smoke", {"machinery_check": False})
-    study_json = json.loads((out / "study.json").read_text())
-    study_json["profile"] = "smoke"
-    (out / "study.json").write_text(json.dumps(study_json))
+    original = (out / "study.json").read_text()
     try:
+        study_json = json.loads(original)
+        study_json["resolved"]["study"]["machinery_check"] = True  # the resolved spec says so
+        (out / "study.json").write_text(json.dumps(study_json))
+        assert collect_results(out)["study"]["machinery_check"] is True
+        del study_json["resolved"]["study"]["machinery_check"]  # a spec from before the key: the profile decides
+        study_json["profile"] = "smoke"
+        (out / "study.json").write_text(json.dumps(study_json))
         assert collect_results(out)["study"]["machinery_check"] is True
     finally:
-        study_json["profile"] = None
-        (out / "study.json").write_text(json.dumps(study_json))
+        (out / "study.json").write_text(original)
