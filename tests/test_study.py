@@ -150,6 +150,10 @@ def test_run_key_ignores_what_does_not_change_the_result():
     # the key is the hash of the resolved settings: a default written out is the same run
     assert run_key({**cfg, "batch_size": 128, "task": {**cfg["task"], "n_folds": 10}}, "parent") == k
     assert run_key({**cfg, "task": {**cfg["task"], "n_folds": 12}}, "parent") != k
+    # keys are made of what a run sets away from the defaults: a key added later with a neutral
+    # default (precision = "fp32") keeps every existing study's keys; a value that differs does not
+    assert run_key({**cfg, "precision": "fp32"}, "parent") == k
+    assert run_key({**cfg, "precision": "bf16"}, "parent") != k
 
 
 def test_shards_cover_the_plan_once():

@@ -154,6 +154,34 @@ class TopSettings(Settings):
             raise config_error(type(self), exc, self.SECTION) from None
 
 
+def non_default(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a model's ``to_dict()``) without the keys at their default value, recursing into
+    nested settings: the canonical form of what a configuration *chose*. A key added to the
+    settings later, with a default that keeps the old behaviour, leaves this form unchanged."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name not in data:
+            continue
+        value = data[name]
+        sub = _field_model(info.annotation)
+        if sub is not None and isinstance(value, Mapping):
+            nested = non_default(sub, value)
+            if nested or info.is_required():
+                out[name] = nested
+            continue
+        if info.is_required():
+            out[name] = value
+            continue
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            default = default.model_dump(mode="json")
+        elif isinstance(default, tuple):
+            default = list(default)
+        if value != default:
+            out[name] = value
+    return out
+
+
 def _listish_to_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -187,4 +215,4 @@ def is_plain(value: Any) -> bool:
     return False
 
 
-__all__ = ["KeyedValueError", "Listed", "Settings", "TopSettings", "config_error", "dotted", "is_plain", "tuple_of"]
+__all__ = ["KeyedValueError", "Listed", "Settings", "TopSettings", "non_default", "config_error", "dotted", "is_plain", "tuple_of"]

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError
 from ..settings.names import RESUMABLE_KEYS
+from ..settings.base import non_default
 from ..settings.run import RunConfig
 from .spec import StudySpec
 
@@ -68,12 +69,21 @@ def resolve_config(config: dict[str, Any], name: str = "") -> dict[str, Any]:
         raise ConfigError(f"run {name or '?'}: {exc}") from None
 
 
+#: Bumped when a default of the settings changes what a run computes: keys are made of the values
+#: a run sets away from the defaults (so adding a key with a neutral default keeps every study's
+#: keys), and this number stands for the defaults themselves.
+RECIPE_VERSION = 1
+
+
 def run_key(config: dict[str, Any], depends: str | None) -> str:
-    """16 hex digits of sha256 over the run's resolved settings (the defining part: speed, device
-    and thread settings left out) and the parent run's key."""
-    defining = {k: v for k, v in resolve_config(config).items() if k not in NON_DEFINING}
-    defining["finetune"] = {k: v for k, v in defining["finetune"].items() if k != "pretrained_run"}
-    blob = json.dumps({"config": defining, "depends": depends}, sort_keys=True, default=str)
+    """16 hex digits of sha256 over the run's resolved settings -- the defining part (speed,
+    device and thread settings left out), in canonical form (values at their default omitted,
+    see :func:`ecg_transfer.settings.base.non_default`) -- the recipe version and the parent key."""
+    resolved = {k: v for k, v in resolve_config(config).items() if k not in NON_DEFINING}
+    resolved["finetune"] = {k: v for k, v in resolved["finetune"].items() if k != "pretrained_run"}
+    defining = non_default(RunConfig, resolved)
+    blob = json.dumps({"config": defining, "depends": depends, "recipe": RECIPE_VERSION}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
