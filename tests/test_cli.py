@@ -110,7 +110,15 @@ def test_console_script_runs() -> None:
 def test_unknown_root_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(tmp_path / "nope"),
                            "--no-progress", capsys=capsys)
-    assert code == 2 and "ptbxl_database.csv" in err
+    assert code == 2 and f"ptbxl root {tmp_path / 'nope'} does not exist" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(tmp_path / "empty"),
+                           "--no-progress", capsys=capsys)
+    assert code == 2 and "ptbxl_database.csv" in err  # a folder that is not PTB-XL: what it lacks is named
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    code, _, err = run_cli("data", "summary", "--dataset", "cinc", "--root", str(tmp_path / "link"),
+                           "--no-progress", capsys=capsys)
+    assert code == 2 and f"broken symbolic link to {tmp_path / 'gone'}" in err  # not "is not a directory"
 
 
 @pytest.mark.realdata
