@@ -86,6 +86,8 @@ class StudySection(Settings):
     """Where signal caches live (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)."""
     device: Annotated[str, AfterValidator(_device)] = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
+    leakage: Literal["warn", "strict", "off"] = "warn"
+    """Before training, audit source and target for duplicate signals: warn with the count of target records that copy a pre-training record, refuse to start (strict), or skip the audit (off)."""
     machinery_check: bool = False
     """This profile checks the machinery and answers nothing: the report says so in its header."""
 

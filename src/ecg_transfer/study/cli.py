@@ -74,6 +74,9 @@ def run_study_command(args: argparse.Namespace) -> int:
     check_data_roots_except(runs, {})  # before anything is read or trained
     for line in missing_records_lines(runs):
         print(line, flush=True)
+    from .leakage import check_leakage
+
+    check_leakage(spec, study_dir, echo=lambda m: print(m, flush=True))
     if args.executor == "slurm":
         from .executors.slurm import run_study_on_slurm
 
