@@ -38,7 +38,7 @@ def small_spec(base: Path | None = None):
     ptbxl, g12ec = fake_roots(base) if base is not None else ("data/ptbxl", "data/g12ec")
     return spec_from_dict({
         "source": {"root": str(ptbxl)}, "target": {"root": str(g12ec)},
-        "study": {"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang"},
+        "study": {"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang", "leakage": "off"},  # fake roots
         "experiments": {"target_share": {"enabled": False}, "source_share": {"enabled": False},
                         "sampling_rate": {"rates": [100]}, "frequency": {"inputs": ["spectrum"]}}})
 

@@ -40,7 +40,7 @@ def write_spec(path: Path, data: Path, out: Path, rates: tuple[int, ...] = (100,
     a fine-tuned run, and a standalone run a rate; a network without dropout."""
     off = {"enabled": False}
     spec = {
-        "study": {"name": "tinyslurm", "out": str(out), "model": "fcn_wang", "fs": 100, "seeds": [0],
+        "study": {"name": "tinyslurm", "out": str(out), "model": "fcn_wang", "fs": 100, "seeds": [0], "leakage": "off",
                   "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.0},
                   "protocols": ["seed18"], "bootstrap": 50, "cache_dir": str(data / "cache")},
         "source": {"root": str(data / "ptbxl"), "epochs": 2},

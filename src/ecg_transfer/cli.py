@@ -17,9 +17,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import ConfigError, EcgTransferError
+
+if TYPE_CHECKING:  # the CLI imports its machinery lazily, per command
+    from .settings import RunConfig
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("finetune needs a pre-trained run: --from RUN_DIR or finetune.pretrained_run in the config")
     if args.command in ("standalone", "pretrain") and pretrained:
         raise ConfigError(f"{args.command} starts from random weights: drop --from / finetune.pretrained_run")
+    if config.ssl is not None:
+        return _pretrain_ssl(config, args)
     if args.command == "finetune" and config.finetune.policy == "none":
         config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
@@ -93,6 +99,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
         write_model_card_after_run(result.run_dir)
         print(f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}")
     return 0
+
+
+def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
+    """``pretrain`` (or ``train``) with an ``[ssl]`` table: the unlabelled train/val records of the
+    [task] set and ``extra_tasks`` (test folds never read), the SSL objective instead of BCE."""
+    from .training.distributed import init_from_env, is_main_process, main_process_first
+    from .training.run import train_run
+    from .training.ssl import load_ssl_data
+
+    if args.command not in ("pretrain", "train"):
+        raise ConfigError(f"{args.config} has an [ssl] table: self-supervised pre-training runs with "
+                          f"`ecg-transfer pretrain`, not `{args.command}`; fine-tune its result with --from")
+    if args.init_from is not None:
+        raise ConfigError(f"{args.config} has an [ssl] table, which pre-trains from random weights: drop --from")
+    with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the caches
+        data = load_ssl_data(config, progress=not args.no_progress and is_main_process())
+    if is_main_process():
+        for src in data.sources:
+            print(f"[ssl] {src['dataset']} {src['root']}: train {src['train']}, val {src['val']} records; "
+                  f"{src['left_out']} never read (test folds {src['test_folds']}, folds not listed, unreadable)",
+                  file=sys.stderr)
+    result = train_run(config, data.X, data.Y, data.record_ids, data.splits, [], args.run_dir,
+                       resume=args.resume, progress=not args.no_progress)
+    if is_main_process() and result.history:
+        last = result.history[-1]
+        val = "n/a" if last["val_loss"] is None else f"{last['val_loss']:.4f}"
+        print(f"{result.run_dir}: {config.ssl.method} SSL loss after epoch {last['epoch']}: train "
+              f"{last['train_loss']:.4f}, val {val}; fine-tune it with `ecg-transfer finetune CONFIG --from "
+              f"{result.run_dir}`")
+    return 0
+
+
+def _write_report(study_dir: Path) -> Path:
+    from .report import write_report
+
+    return Path(write_report(study_dir)["html"])
 
 
 def _cmd_config_schema(args: argparse.Namespace) -> int:
@@ -160,7 +202,8 @@ def _add_config_parser(sub: argparse._SubParsersAction) -> None:
 
 _TRAIN_HELP = {
     "train": "train one model as the config says (pre-training, fine-tuning or standalone)",
-    "pretrain": "train from random weights on the source dataset (e.g. PTB-XL)",
+    "pretrain": "train from random weights on the source dataset (e.g. PTB-XL); with an [ssl] table, "
+                "self-supervised on its unlabelled signals",
     "finetune": "fine-tune a pre-trained run on the target: new head, then the policy's stages",
     "standalone": "train from random weights on the target, same split and evaluation as finetune",
 }
@@ -230,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .study.cli import add_study_parser
 
-    add_study_parser(sub)
+    add_study_parser(sub, write_report=_write_report)
     _add_config_parser(sub)
 
     from .report.cli import add_report_parser

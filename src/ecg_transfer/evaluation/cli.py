@@ -70,7 +70,7 @@ def _print_run(res: dict[str, Any]) -> None:
 
 def refuse_study_runs(run_dirs: list[Path]) -> None:
     """No user command overwrites a study's results: a study run's ``evaluation/`` is the study's."""
-    from ..study.store import study_run_info
+    from ..runfiles import study_run_info
     from .runs import EvaluationError
 
     for run_dir in run_dirs:

@@ -154,7 +154,7 @@ def _reliability(out: Path, states: dict[str, np.ndarray], y: np.ndarray, labels
                  plots: bool) -> list[str]:
     """Reliability bins of every state, strategy and class into reliability.json; the figures if asked."""
     if plots:
-        from ..report.plots import reliability_grid
+        from .plots import reliability_grid
 
     notes = [f"{int(y[:, k].sum())} pos / {y.shape[0]}" for k in range(len(labels))]
     table: dict[str, Any] = {}

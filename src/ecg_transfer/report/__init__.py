@@ -1,7 +1,7 @@
 """The study report (``ecg-transfer report``) and report figures made from saved runs.
 
 ``write_report(study_dir)`` turns STUDY_DIR/results.json into report/index.html (self-contained)
-and report/report.md; ``plots.reliability_grid`` draws a run's reliability diagrams.
+and report/report.md. (A run's own reliability diagrams are ``evaluation.plots``.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ __all__ = ["write_report", "load_results", "ReportError"]
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: importing ecg_transfer.report.plots (evaluation) should not import the whole report
+    # lazy: `ecg-transfer --help` should not import matplotlib and the whole report
     if name == "write_report":
         from .build import write_report
 

@@ -7,6 +7,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from .executors.slurm import LIVE_STATES, add_slurm_arguments, check_executor_args, status_jobs
 from .plan import plan_study
@@ -22,7 +23,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="the study directory (default: the spec's study.out, else studies/out/<name>[-<profile>])")
 
 
-def add_study_parser(sub: argparse._SubParsersAction) -> None:
+def add_study_parser(sub: argparse._SubParsersAction,
+                     write_report: Callable[[Path], Path] | None = None) -> None:
+    """``study run|status|plan``. ``write_report`` (study dir -> report path) serves ``--report``:
+    the report is a layer above the study, so the command line that holds both passes it in."""
     study = sub.add_parser(
         "study", help="run the whole transfer study from a spec file, resumably; see its status",
         description="The PTB-XL -> G12EC transfer study (or your own) from one TOML spec: pre-training, fine-tuned "
@@ -41,7 +45,7 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", action="store_true", help="write the report when done (same as `ecg-transfer report`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_slurm_arguments(p)
-    p.set_defaults(func=run_study_command)
+    p.set_defaults(func=run_study_command, write_report=write_report)
     p = ssub.add_parser("status", help="what is done, running, failed and left",
                         description="Count the runs of the study by state (done, running, interrupted, failed, "
                                     "missing) and list the failed and running ones; --all lists every run.")
@@ -86,10 +90,8 @@ def run_study_command(args: argparse.Namespace) -> int:
     s = runner.run()
     print(f"trained {len(s.trained)}, already done or failed before {len(s.skipped)}, failed now {len(s.failed)}, "
           f"held by another process {len(s.busy)}; {s.seconds / 60:.1f} min")
-    if args.report:
-        from ..report import write_report
-
-        print(f"report: {write_report(study_dir)['html']}")
+    if args.report and args.write_report is not None:
+        print(f"report: {args.write_report(study_dir)}")
     return 3 if s.failed else 0
 
 

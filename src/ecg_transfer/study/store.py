@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..runfiles import study_run_info  # noqa: F401 (re-exported: the store writes what it reads)
 from ..atomic import atomic_write_bytes
 from ..errors import EcgTransferError
 from .locks import LOCK_FILE, STALE_SECONDS, Lease, LockLostError, RunLocks
@@ -276,19 +277,6 @@ def _overwrite_in_place(path: Path, record: dict[str, Any]) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def study_run_info(run_dir: str | Path) -> dict[str, Any] | None:
-    """``{"study_dir", "key", "name"}`` when ``run_dir`` is a run of a study's store, else None."""
-    d = Path(run_dir)
-    if not (d / "definition.json").is_file() or d.parent.name != "runs" or \
-            not (d.parent.parent / "study.json").is_file():
-        return None
-    try:
-        definition = json.loads((d / "definition.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        definition = {}
-    return {"study_dir": d.parent.parent, "key": d.name, "name": definition.get("name", d.name)}
 
 
 __all__ = ["DiskFullError", "Lease", "LockLostError", "RunStore", "STALE_SECONDS", "STATES", "STATE_BYTES",

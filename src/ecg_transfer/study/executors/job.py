@@ -146,10 +146,9 @@ def write_results_job(study_dir: str, report: bool = False) -> str:
 
     path = write_results(Path(study_dir))
     print(f"results: {path}", flush=True)
-    if report:
-        from ...report import write_report
-
-        path = write_report(study_dir)["html"]
+    if report:  # the report is a layer above the study: run its command, do not import it
+        subprocess.run([sys.executable, "-m", "ecg_transfer", "report", str(study_dir)], check=True)
+        path = Path(study_dir) / "report" / "index.html"
         print(f"report: {path}", flush=True)
     return str(path)
 

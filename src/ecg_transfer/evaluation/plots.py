@@ -1,4 +1,4 @@
-"""Figures for the report. Reliability diagrams: one PNG grid per calibration state and bin strategy.
+"""A run's reliability diagrams (``ecg-transfer evaluate``): one PNG grid per calibration state and bin strategy.
 
 Drawn with matplotlib's Agg backend (no display needed, same output on every machine) and written
 atomically, so an interrupted evaluation never leaves a truncated PNG next to a good metrics.json.
@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
-from ..evaluation.calibration import ReliabilityBins  # noqa: E402
+from .calibration import ReliabilityBins  # noqa: E402
 
 
 def _draw(ax, bins: ReliabilityBins, title: str) -> None:
