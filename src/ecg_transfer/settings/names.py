@@ -41,6 +41,9 @@ MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "max-autotune-no-cudagraphs")
 OPTIMIZER_IMPLS: tuple[str, ...] = ("auto", "fused", "foreach", "for-loop")
 DIST_BACKENDS: tuple[str, ...] = ("auto", "nccl", "gloo")
+#: Forward-pass precision: fp32, bf16 autocast (loss and optimizer state stay fp32), or auto (bf16
+#: where the hardware runs it natively: CPUs with AVX512-BF16 or AMX, CUDA devices with bf16).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 #: The twelve standard leads, in the order every record is read in (by name, aliases folded).
 STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 #: STFT window and hop of the ``stft`` input, in seconds (``signal.stft_geometry`` rounds them to
@@ -56,7 +59,7 @@ RESUMABLE_KEYS: tuple[str, ...] = ("device", "num_threads", "dist_backend", "syn
 
 __all__ = [
     "AGGREGATES", "CALIBRATORS", "COMPILE_MODES", "DATASET_ALIASES", "DATASET_NAMES", "DIST_BACKENDS",
-    "DX_LABEL_SET", "INPUT_KINDS", "MEMORY_FORMATS", "MODEL_NAMES", "OPTIMIZER_IMPLS", "POLICIES", "PROTOCOLS",
+    "DX_LABEL_SET", "INPUT_KINDS", "MEMORY_FORMATS", "MODEL_NAMES", "OPTIMIZER_IMPLS", "POLICIES", "PRECISIONS", "PROTOCOLS",
     "PTBXL_TASKS", "RESUMABLE_KEYS", "SSL_AUGMENTATIONS", "SSL_METHODS", "STAGED_POLICIES", "STANDARD_LEADS",
     "STFT_HOP_SECONDS", "STFT_WINDOW_SECONDS",
 ]

@@ -27,6 +27,8 @@ what is allowed. Example (every key optional)::
     [finetune]
     policy = "none"               # none | head-then-all | gradual | all | linear-probe
     pretrained_run = "runs/ptbxl-diag-500hz"
+    [ssl]                         # optional: self-supervised pre-training instead of BCE (SslConfig)
+    method = "contrastive"        # or "masked"
 
 Presets never silently override a key: a staged policy (``head-then-all``, ``gradual``, explicit
 ``stages``) sets its own epochs and learning rates, so a top-level ``epochs`` that disagrees with
@@ -43,16 +45,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_serializer, model_validator
 
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
 from .base import KeyedValueError, Settings, TopSettings, is_plain, tuple_of
 from .names import (
-    AGGREGATES, COMPILE_MODES, DIST_BACKENDS, INPUT_KINDS, MEMORY_FORMATS, MODEL_NAMES, OPTIMIZER_IMPLS, POLICIES,
-    STAGED_POLICIES, STFT_WINDOW_SECONDS,
+    AGGREGATES, COMPILE_MODES, DATASET_ALIASES, DIST_BACKENDS, INPUT_KINDS, MEMORY_FORMATS, MODEL_NAMES,
+    OPTIMIZER_IMPLS, POLICIES, PRECISIONS, SSL_AUGMENTATIONS, SSL_METHODS, STAGED_POLICIES, STFT_WINDOW_SECONDS,
 )
-from .task import TaskSettings, empty_as_none
+from .task import FoldList, TaskSettings, _non_empty, empty_as_none
 
 _STAGE_TRAIN = re.compile(r"^(all|head|last:[1-9][0-9]*)$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?|mps)$")
@@ -255,6 +257,150 @@ def _preset_keys(ft: FinetuneConfig) -> str:
     return "finetune.stages (the gradual preset is 10+10+10+10 epochs at 1e-2, 1e-2, 1e-3, 1e-6..1e-4)"
 
 
+class SslSource(Settings):
+    """One more set of unlabelled records for self-supervised pre-training (``[ssl] extra_tasks``).
+
+    Only the signals of ``train_folds`` (training) and ``val_folds`` (the SSL validation loss) are
+    read; ``test_folds`` are never read. A CinC-format set's folds are made as for a ``[task]``
+    (``n_folds`` seeded, stratified folds, ``fold_seed``): give the values of the task you will
+    fine-tune and test on, so its test fold is the one left out. A set used for pre-training only
+    may use every fold: ``train_folds = [1, ..., 10]``, ``test_folds = []``. Leads, rate and the
+    part of long records used are the ``[task]``'s.
+    """
+
+    SECTION = "ssl.extra_tasks[]"
+    dataset: Literal["ptbxl", "cinc", "g12ec"]
+    """ptbxl, or cinc (alias g12ec): any PhysioNet/CinC-format folder."""
+    root: Annotated[str, AfterValidator(_non_empty)]
+    """The dataset's own folder."""
+    source_fs: Literal[100, 500] | None = None
+    """PTB-XL only: read records100 (100) or records500 (500)."""
+    allow_missing: bool = False
+    """PTB-XL at 500 Hz: use the records present when some are missing."""
+    cache_dir: str | None = None
+    """Where the signal cache lives (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)."""
+    train_folds: FoldList = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Folds whose signals are pre-trained on."""
+    val_folds: FoldList = (9,)
+    """Folds whose signals give the SSL validation loss."""
+    test_folds: FoldList = (10,)
+    """Folds never read (must not overlap the others)."""
+    n_folds: Annotated[int, Field(ge=3)] = 10
+    """CinC-format sets: number of seeded stratified folds (as the [task] that is tested on)."""
+    fold_seed: Annotated[int, Field(ge=0)] = 0
+    """CinC-format sets: seed of those folds (as the [task] that is tested on)."""
+
+    @property
+    def adapter(self) -> str:
+        return DATASET_ALIASES.get(self.dataset, self.dataset)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SslSource":
+        if self.source_fs is not None and self.adapter != "ptbxl":
+            raise KeyedValueError("source_fs", "only PTB-XL has several record folders (records100/records500)")
+        train, val, test = set(self.train_folds), set(self.val_folds), set(self.test_folds)
+        if not train:
+            raise KeyedValueError("train_folds", "needs at least one fold to pre-train on")
+        if (train | val) & test or train & val:
+            raise KeyedValueError("train_folds", "train_folds / val_folds / test_folds must not overlap, got "
+                                  f"{list(self.train_folds)} / {list(self.val_folds)} / {list(self.test_folds)}")
+        beyond = sorted(f for f in train | val | test if f > self.n_folds) if self.adapter == "cinc" else []
+        if beyond:
+            raise KeyedValueError("train_folds", f"fold(s) {beyond} beyond n_folds = {self.n_folds}")
+        return self
+
+
+#: ``[ssl]`` keys that belong to one method (and, for the contrastive one, to one augmentation),
+#: with the value used when the key is left out. A key set for another method or for an
+#: augmentation that is not listed is refused, never ignored.
+_SSL_KNOBS: dict[str, tuple[str, str | None, Any]] = {
+    "temperature": ("contrastive", None, 0.5),
+    "projection_dim": ("contrastive", None, 128),
+    "augmentations": ("contrastive", None, SSL_AUGMENTATIONS),
+    "crop_scale": ("contrastive", "random-resized-crop", (0.5, 1.0)),
+    "time_out": ("contrastive", "time-out", (0.2, 0.4)),
+    "baseline_wander_mv": ("contrastive", "baseline-wander", 0.2),
+    "gaussian_noise_mv": ("contrastive", "gaussian-noise", 0.02),
+    "powerline_noise_mv": ("contrastive", "powerline-noise", 0.05),
+    "lead_dropout": ("contrastive", "lead-dropout", 0.1),
+    "mask_ratio": ("masked", None, 0.5),
+    "mask_seconds": ("masked", None, 0.25),
+}
+_Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+_Amplitude = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class SslConfig(Settings):
+    """Self-supervised pre-training (``[ssl]``): the objective that replaces BCE, and more data.
+
+    ``method``: ``"contrastive"`` (SimCLR's NT-Xent between two augmented views of each crop:
+    ``temperature``, ``projection_dim``, ``augmentations`` in order, each with its strength) or
+    ``"masked"`` (spans of ``mask_seconds`` covering ``mask_ratio`` of each crop are zeroed in
+    every lead and reconstructed, squared error on the masked samples). Amplitudes are in mV;
+    ``crop_scale`` / ``time_out`` are shares of the crop (random-resized-crop keeps a random
+    [low, high] share of it, stretched back; time-out zeroes a random [low, high] share);
+    ``lead_dropout`` is each lead's chance to be zeroed (one lead is always kept). Keys of the
+    method not chosen are refused. See ``training.ssl`` for what each does and why.
+
+    ``extra_tasks``: further sets of unlabelled records (:class:`SslSource`), read beside the
+    ``[task]`` table's; the ``[task]`` names the main data (its train folds are pre-trained on,
+    its val folds give the SSL validation loss, its test folds are never read; its ``labels`` are
+    not used).
+    """
+
+    SECTION = "ssl"
+    method: Literal[SSL_METHODS] = "contrastive"  # type: ignore[valid-type]
+    """contrastive (NT-Xent between two augmented views) or masked (reconstruct zeroed spans)."""
+    extra_tasks: tuple_of(SslSource) = ()
+    """More sets of unlabelled records, beside the [task]'s (see [[ssl.extra_tasks]])."""
+    temperature: PositiveFloat | None = None
+    """contrastive: NT-Xent temperature (default 0.5)."""
+    projection_dim: Annotated[int, Field(ge=1)] | None = None
+    """contrastive: output width of the projection MLP (default 128)."""
+    augmentations: tuple_of(Literal[SSL_AUGMENTATIONS]) | None = None  # type: ignore[valid-type]
+    """contrastive: augmentations applied to each view, in order (default all six)."""
+    crop_scale: tuple_of(_Share, 2) | None = None
+    """random-resized-crop: [low, high] share of the crop kept, stretched back (default [0.5, 1.0])."""
+    time_out: tuple_of(_Share, 2) | None = None
+    """time-out: [low, high] share of the crop zeroed in every lead (default [0.2, 0.4])."""
+    baseline_wander_mv: _Amplitude | None = None
+    """baseline-wander: largest amplitude, mV, of a 0.05-0.5 Hz drift per lead (default 0.2)."""
+    gaussian_noise_mv: _Amplitude | None = None
+    """gaussian-noise: standard deviation, mV (default 0.02)."""
+    powerline_noise_mv: _Amplitude | None = None
+    """powerline-noise: largest amplitude, mV, of a 50 or 60 Hz hum (default 0.05)."""
+    lead_dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = None
+    """lead-dropout: each lead's chance to be zeroed; one lead is always kept (default 0.1)."""
+    mask_ratio: UnitInterval | None = None
+    """masked: share of each crop masked (default 0.5)."""
+    mask_seconds: PositiveFloat | None = None
+    """masked: length of one masked span, s (default 0.25)."""
+
+    @model_validator(mode="after")
+    def _knobs_apply(self) -> "SslConfig":
+        augs = self.augmentations if self.augmentations is not None else _SSL_KNOBS["augmentations"][2]
+        if len(set(augs)) != len(augs) or (self.method == "contrastive" and not augs):
+            raise KeyedValueError("augmentations", f"a non-empty list of distinct names, got {list(augs)!r}")
+        for key, (method, augmentation, default) in _SSL_KNOBS.items():
+            value = getattr(self, key)
+            if value is not None and method != self.method:
+                raise KeyedValueError(key, f"applies to ssl.method = {method!r}, not {self.method!r}")
+            if value is not None and augmentation is not None and augmentation not in augs:
+                raise KeyedValueError(key, f"sets the {augmentation!r} augmentation, which ssl.augmentations "
+                                      f"does not list ({', '.join(augs)})")
+            if value is None and method == self.method and (augmentation is None or augmentation in augs):
+                object.__setattr__(self, key, default)  # resolved: config.json says what ran
+        for key in ("crop_scale", "time_out"):
+            pair = getattr(self, key)
+            if pair is not None and pair[0] > pair[1]:
+                raise KeyedValueError(key, f"[low, high] with low <= high, got {list(pair)!r}")
+        if self.crop_scale is not None and self.crop_scale[0] == 0:
+            raise KeyedValueError("crop_scale", "must keep a share > 0 of the crop")
+        if self.time_out is not None and self.time_out[1] >= 1:
+            raise KeyedValueError("time_out", "must leave a share of the crop, got high = 1")
+        return self
+
+
 class RunConfig(TopSettings):
     """Everything that determines a training run (besides the data arrays and the split)."""
 
@@ -299,6 +445,8 @@ class RunConfig(TopSettings):
     """auto, cpu, cuda, cuda:N or mps."""
     deterministic: bool = True
     """Deterministic kernels (CUDA: no autotuning or atomics)."""
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    """Forward pass in fp32, or bf16 autocast (loss and optimizer state in fp32); auto: bf16 where the hardware has it natively (AVX512-BF16/AMX CPUs, CUDA with bf16), else fp32. Part of the run's definition (bf16 changes results beyond rounding); a checkpoint never resumes under another precision. Default fp32 until bf16 is measured to match fp32 (BENCHMARKS.md)."""
     memory_format: Literal[MEMORY_FORMATS] = "auto"  # type: ignore[valid-type]
     """Speed only: auto runs CNNs as 2-D convolutions on channels-last batches; contiguous as written."""
     compile: Literal[COMPILE_MODES] = "none"  # type: ignore[valid-type]
@@ -315,6 +463,17 @@ class RunConfig(TopSettings):
     """One-cycle schedule settings."""
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     """Transfer settings (policy none: train from random weights)."""
+    ssl: SslConfig | None = None
+    """Self-supervised pre-training: the [ssl] table's objective replaces BCE, labels are not read (none: supervised)."""
+
+    @model_serializer(mode="wrap")
+    def _absent_ssl_unwritten(self, handler: Any) -> dict[str, Any]:
+        """A supervised run's settings are written as before ``[ssl]`` existed (no ``ssl: null``),
+        so its config.json, checkpoint meta and study run key do not change."""
+        data = handler(self)
+        if self.ssl is None:
+            data.pop("ssl", None)
+        return data
 
     @model_validator(mode="after")
     def _resolve(self) -> "RunConfig":
@@ -330,7 +489,27 @@ class RunConfig(TopSettings):
             raise KeyedValueError("crop_seconds", f"a {self.crop_len}-sample window is shorter than the "
                                   f"{STFT_WINDOW_SECONDS} s STFT window of input='stft'")
         self._resolve_epochs()
+        if self.ssl is not None:
+            self._check_ssl(self.ssl)
         return self
+
+    def _check_ssl(self, ssl: SslConfig) -> None:
+        """What a self-supervised run cannot combine with: it starts from random weights, learns
+        from raw time signals, and uses every record of the train folds."""
+        if self.finetune.policy != "none":
+            raise KeyedValueError("finetune.policy", f"{self.finetune.policy!r}, but an [ssl] run pre-trains from "
+                                  "random weights (policy 'none'); fine-tune its result in a second run")
+        if self.input != "time":
+            raise KeyedValueError("input", f"{self.input!r}, but [ssl] augments and reconstructs time signals; "
+                                  "use input = 'time'")
+        if self.task is not None and (self.task.train_fraction < 1 or self.task.test_on_rest):
+            raise KeyedValueError("task.train_fraction", "an [ssl] run learns from every record of "
+                                  "task.train_folds (no labels needed): leave train_fraction and test_on_rest out")
+        if ssl.mask_seconds is not None:
+            span = round(ssl.mask_seconds * self.fs)
+            if not 1 <= span < self.crop_len:
+                raise KeyedValueError("ssl.mask_seconds", f"{ssl.mask_seconds} s at fs={self.fs} Hz is {span} "
+                                      f"sample(s); must be >= 1 sample and shorter than the {self.crop_len}-sample crop")
 
     def _resolve_epochs(self) -> None:
         ft, given = self.finetune, self.epochs
@@ -407,5 +586,5 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     atomic_write_json(path, config.to_dict())
 
 
-__all__ = ["FinetuneConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "StageSpec", "load_config",
-           "preset_stages", "read_settings_file", "save_config"]
+__all__ = ["FinetuneConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "SslConfig", "SslSource", "StageSpec",
+           "load_config", "preset_stages", "read_settings_file", "save_config"]

@@ -92,7 +92,7 @@ def init_model(
     channels = transformed_shape(config.input, config.fs, in_channels, config.crop_len)[0]
     if init_from is None:
         return models.build(config.model, channels, n_classes, **config.model_kwargs), None
-    pre = load_model_file(init_from)
+    pre = load_model_file(init_from, encoder_ok=True)  # a self-supervised run's encoder is a start too
     if pre.input != config.input:
         raise ConfigError(f"config key 'input': {config.input!r}, but the pre-trained run {init_from} was trained on "
                           f"input={pre.input!r}; fine-tune with input = {pre.input!r} (the network's first layer "

@@ -5,6 +5,10 @@ fine-tuning). Each stage sets which layer groups train, builds a fresh AdamW ove
 also recreates its optimizer whenever the frozen set changes) and runs its own one-cycle
 schedule. There is no early stopping: the model after the last epoch is the result.
 
+Self-supervised runs (``[ssl]``) go through the same loop: the model is a
+:class:`~ecg_transfer.training.ssl.SslModel`, whose forward pass returns the batch's SSL loss in
+place of BCE on labels, and validation reports that loss on the validation records (no AUC).
+
 Exact resume. At the end of every epoch a checkpoint is written atomically holding the model,
 optimizer, scheduler, the position (stage, epoch), every random state (torch CPU/CUDA, numpy,
 python ``random``, and the two generators this loop owns: one for the data order, one for the
@@ -48,7 +52,8 @@ from .config import RunConfig
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
 from .scaler import GlobalStandardScaler
-from .speed import optimizer_kernel, prepare_for_training
+from .speed import autocast, optimizer_kernel, prepare_for_training, resolve_precision, to_device
+from .ssl.model import ssl_validation_loss
 from .windows import extract_crops, random_crop_starts
 
 log = logging.getLogger(__name__)
@@ -103,7 +108,8 @@ def apply_stage(model: nn.Module, stage: Stage) -> list[list[nn.Parameter]]:
     Frozen groups' BatchNorm parameters stay trainable when ``frozen_bn == "train"`` (fastai v1's
     ``train_bn=True``, which the benchmark's fine-tuning used).
     """
-    groups = models.layer_groups(model)
+    own = getattr(model, "layer_groups", None)  # a self-supervised wrapper (training.ssl) lists its own
+    groups = own() if callable(own) else models.layer_groups(model)
     train_ids = set(trainable_group_ids(stage.train, len(groups)))
     bn_params = {id(p) for m in model.modules() if isinstance(m, _BN) for p in m.parameters(recurse=False)}
     for gi, params in enumerate(groups):
@@ -315,6 +321,10 @@ def _fit(
     lens = X.lengths
     meta = dict(meta or {})
     meta.setdefault("stages", [s.to_dict() for s in stages])
+    # the forward pass's precision as resolved on this device: a resume elsewhere ("auto" resolving
+    # to another precision) is refused like any other change of the run's maths
+    precision = resolve_precision(config.precision, device)
+    meta.setdefault("precision", precision)
     crop_len, stride = config.crop_len, config.stride
     transform = input_transform(config.input, config.fs)
     slices = batch_slices(len(train_idx), config.batch_size, config.drop_last)
@@ -384,9 +394,15 @@ def _fit(
                     mine = ctx.shard(n_batch)
                     rows, batch_starts = rows[mine], batch_starts[mine]
                 xb = transform(scaler.transform(extract_crops(X, rows, batch_starts, crop_len)))
-                xb = torch.from_numpy(xb).to(device)
-                yb = torch.from_numpy(np.asarray(Y[rows], dtype=np.float32)).to(device)
-                loss = loss_fn(net(xb), yb)
+                xb = to_device(xb, device)
+                if config.ssl is None:
+                    yb = to_device(np.asarray(Y[rows], dtype=np.float32), device)
+                    with autocast(precision, device):
+                        logits = net(xb)
+                    loss = loss_fn(logits.float(), yb)  # the loss in fp32 whatever the forward pass
+                else:  # self-supervised: the model (training.ssl.SslModel) returns the batch's loss, no labels
+                    with autocast(precision, device):
+                        loss = net(xb).float()
                 if ctx.active:
                     # the global batch's mean loss, for the record and the divergence check; the
                     # weight makes DDP's average over ranks the gradient of that mean (uneven splits too)
@@ -411,10 +427,14 @@ def _fit(
             if val_idx.size and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == total):
                 def validate() -> tuple[float | None, float | None, int]:
                     nonlocal final_val_probs
+                    if config.ssl is not None:  # the SSL loss of the validation records' centre crops
+                        return ssl_validation_loss(model, X, val_idx, scaler=scaler, crop_len=crop_len,
+                                                   batch_size=config.batch_size, device=device,
+                                                   seed=config.seed), None, 0
                     probs, v_loss = predict_records(
                         model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
                         aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                        short=config.short_records, Y=Y, transform=transform,
+                        short=config.short_records, Y=Y, transform=transform, precision=precision,
                     )
                     if epoch + 1 == total:
                         final_val_probs = probs

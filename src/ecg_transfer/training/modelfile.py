@@ -56,14 +56,22 @@ class LoadedModel:
                 short: str = "error", batch_size: int = 128, device: str | torch.device = "cpu") -> np.ndarray:
         """Record-level probabilities ``(n, K)`` for ``X`` (N, C, T) in mV at ``self.fs``, the run's way."""
         from .predict import predict_records
+        from .speed import resolve_precision
 
         idx = np.arange(X.shape[0]) if indices is None else np.asarray(indices)
         self.model.to(device)
+        precision = resolve_precision(self.precision, torch.device(device))
         probs, _ = predict_records(self.model, X, idx, scaler=self.scaler, crop_len=self.crop_len,
                                    stride=self.stride, aggregate=self.aggregate, batch_size=batch_size,
                                    device=device, lengths=lengths, short=short,
-                                   transform=input_transform(self.input, self.fs))
+                                   transform=input_transform(self.input, self.fs), precision=precision)
         return probs
+
+    @property
+    def precision(self) -> str:
+        """The run's forward-pass precision (RunConfig ``precision``; older files: ``"fp32"``):
+        prediction follows it; export is always fp32."""
+        return str(self.config.get("precision", "fp32"))
 
 
 def _plain(v: Any) -> Any:
@@ -111,11 +119,18 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-def load_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+def load_model_file(path: str | Path, map_location: str | torch.device = "cpu", *,
+                    encoder_ok: bool = False) -> LoadedModel:
+    """The model and everything needed to use it. A self-supervised (``[ssl]``) run's model.pt is an
+    encoder whose head is an untrained placeholder: only fine-tuning may load it (``encoder_ok``);
+    predicting, exporting or explaining with it is refused with what to do instead."""
     path = resolve_model_path(path)
     obj = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path}: not an ecg_transfer model file (format {obj.get('format') if isinstance(obj, dict) else None!r})")
+    if not encoder_ok and dict(obj.get("config") or {}).get("ssl") is not None:
+        raise ConfigError(f"{path} is a self-supervised encoder (its head is an untrained placeholder, it predicts no "
+                          f"labels): fine-tune it first, `ecg-transfer finetune CONFIG --from {path.parent}`")
     spec = dict(obj["spec"])
     kind = dict(obj.get("config") or {}).get("input", "time")
     if kind not in INPUT_KINDS:

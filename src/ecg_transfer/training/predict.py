@@ -15,6 +15,7 @@ from torch import nn
 from ..predictions import PROB_PREFIX, TRUE_PREFIX, load_predictions, save_predictions  # noqa: F401 (re-exported)
 from ..ragged import RaggedSignals, as_signals, chunk_by_size
 from .scaler import GlobalStandardScaler
+from .speed import autocast, to_device
 from .windows import aggregate_windows, extract_crops, window_plan
 
 
@@ -34,6 +35,7 @@ def predict_records(
     short: str = "error",
     Y: np.ndarray | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, float | None]:
     """Probabilities ``(len(indices), K)`` float32, plus the mean per-window BCE loss when ``Y`` is given.
 
@@ -50,6 +52,7 @@ def predict_records(
 
     ``transform`` (the run's :func:`ecg_transfer.signal.input_transform`; None: the samples) maps
     the standardised windows to what the network takes, window by window as in training.
+    ``precision`` (a resolved ``"fp32"`` / ``"bf16"``): the forward pass's, as the run trained.
     """
     if isinstance(model, nn.parallel.DistributedDataParallel):
         model = model.module
@@ -70,8 +73,9 @@ def predict_records(
             windows = scaler.transform(crops)
             if transform is not None:
                 windows = transform(windows)
-            xb = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
-            logits.append(model(xb).float().cpu())
+            xb = to_device(np.ascontiguousarray(windows), device)
+            with autocast(precision, device):
+                logits.append(model(xb).float().cpu())
         logit = torch.cat(logits)
         if Y is not None:
             yw = torch.from_numpy(np.repeat(np.asarray(Y[rows], dtype=np.float32), counts, axis=0))

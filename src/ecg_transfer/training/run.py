@@ -11,7 +11,8 @@ Layout of ``run_dir``:
 - ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds);
 - ``model.pt``: the final model (see :mod:`.modelfile`);
 - ``predictions_val.csv``, ``predictions_test.csv``: record-level probabilities (see
-  :mod:`ecg_transfer.predictions`);
+  :mod:`ecg_transfer.predictions`); a self-supervised (``[ssl]``) run has none: its ``model.pt``
+  is an encoder with a placeholder head, and ``metrics.jsonl`` holds its SSL losses (see :mod:`.ssl`);
 - ``MODEL_CARD.md``: data, labels, metrics with CIs, intended use and limits (see
   :mod:`ecg_transfer.inference.modelcard`), written by the command that ran the training
   (``ecg-transfer train``; ``study run`` after its evaluation), not by :func:`train_run`.
@@ -19,7 +20,6 @@ Layout of ``run_dir``:
 ``model.pt`` is written before the predictions; a run killed between the two is finished by
 ``train_run(..., resume=True)`` (``ecg-transfer train --resume``), which predicts with the saved
 model and trains nothing (:func:`missing_outputs` says what a run directory still lacks).
-
 
 The caller (the data layer) supplies arrays, not datasets: ``X`` the records in mV, either a
 :class:`~ecg_transfer.ragged.RaggedSignals` (records at their own lengths, as the signal cache
@@ -63,6 +63,8 @@ from .loop import CHECKPOINT, fit, load_checkpoint, macro_auc
 from .modelfile import MODEL_FILE, resolve_model_path, save_model_file
 from .predict import predict_records, save_predictions
 from .scaler import GlobalStandardScaler
+from .speed import cpu_has_native_bf16, resolve_precision
+from .ssl.model import SslModel
 from .windows import ShortRecordError
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ def environment_info(config: RunConfig, device: torch.device, ranks: Sequence[di
         "seed": config.seed, "deterministic": config.deterministic,
         "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(), "device": str(device),
+        "precision": resolve_precision(config.precision, device), "cpu_native_bf16": cpu_has_native_bf16(),
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     }
     if device.type == "cuda":
@@ -286,7 +289,8 @@ def train_run(
     crop_len = config.crop_len
     with _deterministic(config.deterministic, device):
         seed_everything(config.seed)
-        model, pretrained = init_model(config, X.shape[1], Y.shape[1], init)
+        # an [ssl] run has no labels: its head is a one-output placeholder that fine-tuning replaces
+        model, pretrained = init_model(config, X.shape[1], Y.shape[1] if config.ssl is None else 1, init)
         valid = X.lengths
         if config.short_records == "error":
             used = np.concatenate(list(splits.values()))
@@ -304,6 +308,9 @@ def train_run(
             scaler = GlobalStandardScaler.from_dict(ctx.from_main(
                 lambda: GlobalStandardScaler().fit(X, splits["train"]).to_dict()))
 
+        # what trains: the classifier itself, or (with [ssl]) its encoder inside the SSL objective
+        trained = model if config.ssl is None else SslModel(model, config.ssl, fs=config.fs, crop_len=crop_len,
+                                                            unit=scaler.std_)
         meta = {
             "config": _meta_config(config), "label_names": label_names, "scaler": scaler.to_dict(),
             "splits": {k: _split_digest(record_ids, v) for k, v in splits.items()},
@@ -314,8 +321,8 @@ def train_run(
             _write_start(config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend),
                          record_ids, splits)
         try:
-            result = fit(model, X, Y, splits["train"], splits["val"], config=config, stages=stages, scaler=scaler,
-                         run_dir=run_dir, resume=resuming, meta=meta, device=device,
+            result = fit(trained, X, Y, splits["train"], splits["val"], config=config, stages=stages,
+                         scaler=scaler, run_dir=run_dir, resume=resuming, meta=meta, device=device,
                          progress=progress, callbacks=callbacks, dist=ctx)
         except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
             raise DatasetError(str(exc)) from None
@@ -367,10 +374,13 @@ def _write_predictions(
     splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
     device: torch.device, known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
-    """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs."""
+    """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs
+    (none for an [ssl] run: it predicts no labels)."""
     crop_len = config.crop_len
     aucs: dict[str, float | None] = {"val": None, "test": None}
     predictions: dict[str, Path] = {}
+    if config.ssl is not None:
+        return aucs, predictions
     for name in ("val", "test"):
         idx = splits[name]
         if not idx.size:
@@ -380,12 +390,22 @@ def _write_predictions(
             probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
                                        aggregate=config.aggregate, batch_size=config.batch_size, device=device,
                                        short=config.short_records,
-                                       transform=input_transform(config.input, config.fs))
+                                       transform=input_transform(config.input, config.fs),
+                                       precision=resolve_precision(config.precision, device))
         y_true = np.asarray(Y[idx])
         predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
                                              [str(record_ids[i]) for i in idx], label_names, y_true, probs)
         aucs[name] = macro_auc(y_true, probs)[0]
     return aucs, predictions
+
+
+def is_ssl_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a self-supervised run (its config.json has an ``ssl`` table)."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8")).get("ssl") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+
 
 def missing_outputs(run_dir: str | Path) -> list[str]:
     """What :func:`train_run` writes that ``run_dir`` lacks: ``splits.json``, ``model.pt`` and the
@@ -409,7 +429,7 @@ def _finish_run(config: RunConfig, run_dir: Path, X: RaggedSignals, Y: np.ndarra
     from .modelfile import load_model_file
 
     def finish() -> tuple[dict[str, float | None], dict[str, Path]]:
-        lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device)
+        lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device, encoder_ok=True)
         _check_same_run(config, run_dir, lm.config, lm.label_names, label_names, record_ids, splits)
         return _write_predictions(config, run_dir, lm.model, X, Y, record_ids, splits, label_names, lm.scaler,
                                   ctx.device)

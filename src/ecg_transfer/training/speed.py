@@ -28,14 +28,20 @@ BatchNorm is a cheap affine map), and a real epoch's validation took 20-26 s eit
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, ContextManager, Sequence
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    import numpy as np
+
 from ..errors import ConfigError
+from ..settings.names import PRECISIONS
 from .config import COMPILE_MODES, MEMORY_FORMATS, OPTIMIZER_IMPLS
 
 log = logging.getLogger(__name__)
@@ -187,3 +193,51 @@ def optimizer_kernel(impl: str, params: Sequence[torch.Tensor]) -> dict[str, boo
         raise ConfigError(f"config key 'optimizer_impl': 'fused' is not available for parameters on "
                           f"{', '.join(where)}; use 'auto' or 'foreach'")
     return {"fused": True} if ok else {"foreach": True}
+
+
+# ----- precision ----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in this CPU's flags (Linux /proc/cpuinfo): bf16 matrix products
+    run natively there (about 4x fp32 on a Zen 5); elsewhere oneDNN emulates them, far slower
+    (measured ~10x slower than fp32 on an AVX2 machine, BENCHMARKS.md)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"fp32"`` or ``"bf16"`` for the config's ``precision`` on ``device``: ``auto`` picks bf16
+    only where the hardware runs it natively (see :func:`cpu_has_native_bf16`; CUDA devices that
+    report bf16 support)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"config key 'precision': {precision!r} is not allowed; allowed values: "
+                          f"{', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager[object]:
+    """The forward pass's context: bf16 autocast for a resolved ``"bf16"``, else nothing. Losses
+    are computed on ``logits.float()`` and parameters and optimizer state stay fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(array: "np.ndarray", device: torch.device) -> torch.Tensor:
+    """A batch for ``device``: on CUDA through pinned memory with a non-blocking copy (the copy
+    overlaps the previous step's kernels), elsewhere a plain view of the array."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -1,0 +1,233 @@
+"""Label efficiency on PTB-XL: does self-supervised pre-training on folds 1-8's signals help when
+only 1 %, 10 % or 100 % of their labels are used? One command:
+
+    python benchmarks/label_efficiency.py [--root data/ptbxl] [--model xresnet1d18] [--epochs 20]
+        [--ssl-epochs 4] [--fractions 0.01 0.1 1] [--out runs/label_efficiency] [--quick]
+
+Arms, for each fraction of folds 1-8's labelled records (``[task] train_fraction``; patients kept
+together; nested subsets: ``fraction_parts = 100``, one ``fraction_seed``):
+
+(a) random weights: ``ecg-transfer standalone`` (policy none), ``--epochs`` at max_lr 1e-2;
+(b) self-supervised: ``ecg-transfer finetune --from SSL_RUN`` (policy all: every layer, the same
+    epochs and one-cycle schedule as (a), so only the initial weights differ), where SSL_RUN is one
+    ``ecg-transfer pretrain`` run with an ``[ssl]`` table on the signals of all of folds 1-8
+    (fold 9 for its validation loss; fold 10 never read), ``--ssl-epochs`` at max_lr 1e-3.
+
+Reported: fold-10 macro AUC of each arm with a 95 % bootstrap CI (1,000 resamples) and the paired
+difference (b) - (a) with its CI, from the saved predictions (``ecg_transfer.evaluation``), plus
+fold-9 macro AUCs (where the settings may be tuned; fold 10 is only reported). Everything goes to
+``--out``: one run directory per run (resumable: a finished run is reused, an interrupted one
+resumed), ``results.json`` and ``results.md``.
+
+``--choose-method`` is the measurement that picked the ``[ssl]`` method: one SSL run per
+candidate (``--methods``), each fine-tuned on ``--choice-fraction`` (10 %) of the labels, ranked by
+fold-9 macro AUC (nothing of fold 10 is printed or used). Its runs are the label-efficiency runs
+of that fraction. Invocations may run in parallel on one ``--out`` (one per method, say): each
+run is locked while it trains, and a finished run is reused.
+
+``--quick`` is a smoke check of the machinery (minutes): folds 1-2 for training, 1 epoch each,
+a narrow network; its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
+from ecg_transfer.evaluation.runs import align_runs, load_run
+from ecg_transfer.training.run import missing_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+
+FRACTION_PARTS = 100
+QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
+
+
+def _task(args: argparse.Namespace, fraction: float = 1.0) -> dict[str, Any]:
+    task = {"dataset": "ptbxl", "root": str(args.root), "labels": args.task, "train_folds": args.train_folds,
+            "val_folds": [9], "test_folds": [10]}
+    if fraction < 1:
+        task.update(train_fraction=fraction, fraction_parts=FRACTION_PARTS, fraction_seed=args.seed)
+    return task
+
+
+def _base(args: argparse.Namespace) -> dict[str, Any]:
+    base = {"model": args.model, "fs": 100.0, "batch_size": args.batch_size, "seed": args.seed}
+    if args.quick:
+        base["model_kwargs"] = QUICK_KWARGS
+    return base
+
+
+def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    return {**_base(args), "epochs": args.ssl_epochs, "validate_every": args.ssl_epochs,
+            "schedule": {"max_lr": args.ssl_lr}, "task": _task(args), "ssl": {"method": method}}
+
+
+def finetune_config(args: argparse.Namespace, arm: str, fraction: float, ssl_run: Path | None) -> dict[str, Any]:
+    config = {**_base(args), "epochs": args.epochs, "validate_every": args.epochs, "task": _task(args, fraction)}
+    if arm == "ssl":
+        config["finetune"] = {"policy": "all", "pretrained_run": str(ssl_run)}
+    return config
+
+
+def run(command: str, config: dict[str, Any], run_dir: Path, log: dict[str, Any]) -> Path:
+    """Train ``run_dir`` unless it is complete (resuming what an interrupted run left); records
+    the wall time of this call and the training seconds of the run's metrics in ``log``. A lock per
+    run lets several invocations share ``--out`` (e.g. one per candidate method, in parallel)."""
+    from filelock import FileLock
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with FileLock(str(run_dir.parent / f"{run_dir.name}.lock")):
+        _train_unless_done(command, config, run_dir)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    log[run_dir.name] = {"call_seconds": round(time.perf_counter() - t0, 1),
+                         "epoch_seconds": round(sum(r["seconds"] for r in metrics), 1), "epochs": len(metrics),
+                         "last": {k: metrics[-1][k] for k in ("train_loss", "val_loss", "val_macro_auc")}}
+    return run_dir
+
+
+def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> None:
+    if missing_outputs(run_dir):
+        resume = ["--resume"] if (run_dir / "checkpoint.pt").exists() or (run_dir / "model.pt").exists() else []
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(config, fh)
+        print(f"[{datetime.now():%H:%M:%S}] {command} {run_dir.name}{' (resumed)' if resume else ''}", flush=True)
+        with open(run_dir.parent / f"{run_dir.name}.log", "a", encoding="utf-8") as out:
+            subprocess.run([sys.executable, "-m", "ecg_transfer", command, fh.name, "--run-dir", str(run_dir),
+                            "--no-progress", *resume], check=True, stdout=out, stderr=subprocess.STDOUT)
+
+
+def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
+    return run("pretrain", ssl_config(args, method), args.out / f"ssl-{method}", log)
+
+
+def finetune_run(args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path | None,
+                 log: dict[str, Any]) -> Path:
+    name = f"{arm if arm == 'random' else ssl_dir.name}-{fraction * 100:g}pct"
+    command = "standalone" if arm == "random" else "finetune"
+    return run(command, finetune_config(args, arm, fraction, ssl_dir), args.out / name, log)
+
+
+def _auc(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"value": entry["value"], "ci": entry["ci"]}
+
+
+def compare(a_dir: Path, b_dir: Path, split: str) -> dict[str, Any]:
+    """Macro AUC of both arms on ``split`` with bootstrap CIs, and the paired difference b - a."""
+    runs = [load_run(a_dir), load_run(b_dir)]
+    y, (pa, pb), _ = align_runs(runs, split)
+    out = {"records": int(len(y))}
+    for name, p in (("a", pa), ("b", pb)):
+        out[name] = _auc(bootstrap_metrics(y, p, include=("macro_auc",))["headline"]["macro_auc"])
+    diff = paired_bootstrap(y, [pb], [pa], include=("macro_auc",))["difference"]["macro_auc"]
+    out["b_minus_a"] = {"value": diff["value"], "ci": diff["ci"], "p_value": diff.get("p_value")}
+    return out
+
+
+def _fmt(e: dict[str, Any]) -> str:
+    lo, hi = e["ci"]
+    return f"{e['value']:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def choose_method(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
+    """One SSL run per candidate, fine-tuned on ``--choice-fraction`` of the labels; fold 9 only."""
+    tuned = {}
+    for method in args.methods:
+        tuned[method] = finetune_run(args, "ssl", args.choice_fraction, ssl_run(args, method, log), log)
+    random_dir = finetune_run(args, "random", args.choice_fraction, None, log)
+    rows = {method: compare(random_dir, ft_dir, "val") for method, ft_dir in tuned.items()}
+    best = max(rows, key=lambda m: rows[m]["b"]["value"])
+    print(f"\nfold-9 macro AUC, {args.choice_fraction * 100:g} % of folds 1-8's labels ({args.task}):")
+    print(f"  random weights           {_fmt(next(iter(rows.values()))['a'])}")
+    for method, r in rows.items():
+        print(f"  ssl {method:<20} {_fmt(r['b'])}   difference to random {_fmt(r['b_minus_a'])}")
+    print(f"chosen by fold-9 macro AUC: {best}")
+    return {"fraction": args.choice_fraction, "split": "val (fold 9)", "methods": rows, "chosen": best}
+
+
+def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
+    ssl_dir = ssl_run(args, args.method, log)
+    rows = {}
+    for fraction in args.fractions:
+        a = finetune_run(args, "random", fraction, None, log)
+        b = finetune_run(args, "ssl", fraction, ssl_dir, log)
+        rows[f"{fraction:g}"] = {"test": compare(a, b, "test"), "val": compare(a, b, "val")}
+    print(f"\nfold-10 macro AUC (95 % bootstrap CI), {args.model}, task {args.task}, SSL {args.method}:")
+    print(f"{'labels':>8}  {'(a) random weights':<26}{'(b) self-supervised':<26}(b) - (a)")
+    for fraction, r in rows.items():
+        t = r["test"]
+        print(f"{float(fraction) * 100:>7g}%  {_fmt(t['a']):<26}{_fmt(t['b']):<26}{_fmt(t['b_minus_a'])}")
+    return rows
+
+
+def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    from ecg_transfer.atomic import atomic_write_json, atomic_write_text
+
+    path = args.out / ("method_choice.json" if args.choose_method else "results.json")
+    atomic_write_json(path, results)
+    lines = [f"| labels | (a) random weights | (b) SSL ({args.method}) | (b) - (a) |", "|---|---|---|---|"]
+    for fraction, r in results.get("fractions", {}).items():
+        t = r["test"]
+        lines.append(f"| {float(fraction) * 100:g} % | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['b_minus_a'])} |")
+    if not args.choose_method:
+        atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
+    print(f"\nwritten: {path}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=REPO / "data" / "ptbxl", help="the PTB-XL folder")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "label_efficiency", help="run directories, results")
+    ap.add_argument("--model", default="xresnet1d18")
+    ap.add_argument("--task", default="superdiagnostic", help="PTB-XL task (labels)")
+    ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of both arms")
+    ap.add_argument("--ssl-epochs", type=int, default=4, help="self-supervised epochs")
+    ap.add_argument("--ssl-lr", type=float, default=1e-3, help="peak learning rate of the SSL run")
+    ap.add_argument("--method", default="contrastive", choices=["contrastive", "masked"], help="[ssl] method")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--choose-method", action="store_true", help="rank the candidate methods on fold 9")
+    ap.add_argument("--methods", nargs="+", default=["contrastive", "masked"], help="with --choose-method")
+    ap.add_argument("--choice-fraction", type=float, default=0.1, help="with --choose-method")
+    ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
+    args = ap.parse_args(argv)
+    args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
+    if args.quick:
+        args.train_folds, args.epochs, args.ssl_epochs, args.fractions = [1, 2], 1, 1, [0.1]
+        if args.out == REPO / "runs" / "label_efficiency":
+            args.out = REPO / "runs" / "label_efficiency_quick"
+    args.out = args.out / args.model
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    t0 = time.perf_counter()
+    log: dict[str, Any] = {}
+    body = choose_method(args, log) if args.choose_method else {"fractions": label_efficiency(args, log)}
+    results = {
+        "command": " ".join(sys.argv), "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "wall_seconds_this_call": round(time.perf_counter() - t0, 1), "runs": log, **body,
+    }
+    write_results(args, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
