@@ -128,6 +128,20 @@ def make_results(seed: int = 0) -> dict:
         exp5.append({"input": inp, "protocol": "seed18", "pretrain": _iv(rng, pre, 0.009),
                      "finetuned": _iv(rng, ft, 0.013, 3), "standalone": _iv(rng, sa, 0.016, 3),
                      "difference": _diff(rng, ft - sa, 0.03, 0.04)})
+    exp6 = []
+    for model in ("xresnet1d50", "s4"):
+        for strategy, gain in (("none", 0.0), ("supervised:diagnostic", 0.06), ("supervised:rhythm", 0.03),
+                               ("self-supervised", 0.045)):
+            for share in (10, 50):
+                base = 0.74 + 0.1 * share / 50
+                row = {"model": model, "strategy": strategy, "share": share, "protocol": "seed18",
+                       "arm": "standalone" if strategy == "none" else "finetuned",
+                       **_iv(rng, base + gain, 0.015, 2, n_test=int(10344 * (1 - share / 100))),
+                       "pretrain": (_iv(rng, 0.93, 0.008, n_test=2163) if strategy.startswith("supervised")
+                                    else {"value": None, "ci": None}),
+                       "difference_to_none": (_diff(rng, gain, 0.012) if strategy != "none"
+                                              else {"value": None, "ci": None, "p": None})}
+                exp6.append(row)
     exp4 = []
     for protocol, labels in (("seed18", SEED18), ("cinc2020", CINC24)):
         prevalence = np.clip(rng.beta(1.2, 12, len(labels)), 0.01, 0.4)
@@ -183,7 +197,7 @@ def make_results(seed: int = 0) -> dict:
                      "per_class": [{"label": lab, "n_pos": int(max(1, 900 * np.exp(-i / 6))),
                                     "auc": round(float(np.clip(0.94 + rng.normal(0, 0.03), 0.6, 0.999)), 4)}
                                    for i, lab in enumerate(pre_labels)]},
-        "exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4, "exp5": exp5,
+        "exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4, "exp5": exp5, "exp6": exp6,
     }
 
 
@@ -221,7 +235,7 @@ def test_full_report_files_and_content(full):
     md = paths["markdown"].read_text()
     assert paths["html"] == d / "report" / "index.html" and paths["markdown"] == d / "report" / "report.md"
     figs = {k: v for k, v in paths.items() if k not in ("dir", "html", "markdown")}
-    for name in ("headline", "exp1", "exp2", "exp3", "exp5", "exp4_metrics", "exp4_reliability_seed18",
+    for name in ("headline", "exp1", "exp2", "exp3", "exp5", "exp6", "exp4_metrics", "exp4_reliability_seed18",
                  "exp4_reliability_cinc2020", "per_class_seed18", "per_class_cinc2020"):
         assert name in figs, name
         assert figs[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -243,10 +257,16 @@ def test_full_report_files_and_content(full):
     assert f"{ft['value']:.3f} [{ft['ci'][0]:.3f}, {ft['ci'][1]:.3f}]" in md
     assert f"{diff['value']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]" in md
     # every section is there
-    for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "per-class", "status", "metadata"):
+    for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "exp6", "per-class", "status", "metadata"):
         assert f'id="{sid}"' in html, sid
-    for title in ("Experiment 1", "Experiment 2", "Experiment 3", "Experiment 4", "Experiment 5", "Per-label AUC"):
+    for title in ("Experiment 1", "Experiment 2", "Experiment 3", "Experiment 4", "Experiment 5", "Experiment 6",
+                  "Per-label AUC"):
         assert title in text and title in md
+    # experiment 6: one row per backbone, strategy and share; each strategy's paired difference to none
+    e6 = next(r for r in res["exp6"] if r["model"] == "s4" and r["strategy"] == "self-supervised" and r["share"] == 50)
+    d6 = e6["difference_to_none"]
+    assert f"{e6['value']:.3f}" in text and "supervised (rhythm)" in text and "none (random weights)" in text
+    assert f"[{d6['ci'][0]:+.3f}, {d6['ci'][1]:+.3f}]" in text and "s4" in text
     # experiment numbers: exp1 share rows, exp3 rates, exp5 inputs, exp4 ECE of the uncalibrated model
     e1 = next(r for r in res["exp1"]["fixed_test"] if r["share"] == 30 and r["arm"] == "standalone")
     assert f"{e1['value']:.3f}" in text and "fixed test fold" in text and "30 %" in text
@@ -282,7 +302,7 @@ def test_missing_sections_say_not_run(tmp_path):
     paths = write_report(d)
     text = _text(paths["html"].read_text())
     md = paths["markdown"].read_text()
-    for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "per-class"):
+    for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "exp6", "per-class"):
         body = re.search(rf'id="{sid}">(.*?)</section>', paths["html"].read_text(), re.S).group(1)
         assert "not run" in body, sid
     assert text.count("not run") >= 8

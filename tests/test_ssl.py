@@ -211,6 +211,8 @@ def test_pretrain_never_reads_the_test_fold_and_finetunes_end_to_end(tmp_path, c
     assert pre.scaler.mean_ == pytest.approx(train.mean(), abs=1e-6)  # fold 10 would move it by ~0.8 mV
     assert pre.scaler.std_ == pytest.approx(train.std(), rel=1e-5)
     assert pre.label_names == [] and missing_outputs(run_dir) == []
+    card = (run_dir / "MODEL_CARD.md").read_text()  # a card that says what the encoder is and is not
+    assert "Self-supervised encoder" in card and "predicts no labels" in card and "Task: none" in card
     np.save(tmp_path / "x.npy", np.zeros((12, 1000), np.float32))
     capsys.readouterr()
     assert main(["predict", str(run_dir), str(tmp_path / "x.npy"), "--fs", "100", "--threshold", "0.5"]) == 2

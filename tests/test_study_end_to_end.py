@@ -20,7 +20,7 @@ from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
 TINY = '{filters = [8, 8], kernel_sizes = [5, 3], head_hidden = [8], head_dropout = 0.1}'
 
 
-def spec_text(data: Path, out: Path, frequency: bool = True) -> str:
+def spec_text(data: Path, out: Path, frequency: bool = True, strategy: bool = True) -> str:
     return f"""
 [study]
 name = "tiny"
@@ -65,6 +65,13 @@ methods = ["temperature", "isotonic"]
 [experiments.frequency]
 enabled = {str(frequency).lower()}
 inputs = ["spectrum"]
+
+[experiments.strategy]
+enabled = {str(strategy).lower()}
+strategies = ["none", "supervised:rhythm", "self-supervised"]
+shares = [50]
+source_epochs = 1
+ssl = {{method = "masked"}}
 """
 
 
@@ -91,14 +98,22 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     runs = _runs(study)
     res = json.loads((study / "results.json").read_text())
     assert res["status"]["done"] == res["status"]["total"] == len(runs) and res["status"]["failed"] == 0
-    for key, r in runs.items():  # every run: predictions for validation and test, metrics with a CI
+    ssl_runs = {k for k, r in runs.items() if r["config"].get("ssl")}
+    assert len(ssl_runs) == 1  # experiment 6's self-supervised pre-training: an encoder, no predictions
+    ssl_dir = study / "runs" / ssl_runs.pop()
+    assert (ssl_dir / "model.pt").exists() and not list(ssl_dir.glob("predictions_*.csv"))
+    ssl_splits = json.loads((ssl_dir / "splits.json").read_text())
+    assert ssl_splits["test"] == [] and len(ssl_splits["train"]) > 0  # the PTB-XL test fold never read
+    for key, r in runs.items():  # every other run: predictions for validation and test, metrics with a CI
+        if r["config"].get("ssl"):
+            continue
         d = study / "runs" / key
         assert (d / "predictions_val.csv").exists() and (d / "predictions_test.csv").exists(), r["uses"][0]["name"]
         assert json.loads((d / "evaluation" / "metrics.json").read_text())["headline"]["macro_auc"]["ci"]
     # the two arms of every pair share split and test records
     by_name = {u["name"]: k for k, r in runs.items() for u in r["uses"]}
     for name, key in by_name.items():
-        if name.endswith("/finetuned/s0") and not name.startswith("exp2"):
+        if name.endswith("/finetuned/s0") and not name.startswith(("exp2", "exp6")):  # exp6: paired with "none" below
             other = by_name[name.replace("/finetuned/", "/standalone/")]
             a = json.loads((study / "runs" / key / "splits.json").read_text())
             b = json.loads((study / "runs" / other / "splits.json").read_text())
@@ -115,12 +130,20 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     assert all(r["finetuned"]["value"] is not None for r in res["exp3"])
     assert [r["input"] for r in res["exp5"]] == ["time", "spectrum"]
     assert res["exp5"][1]["pretrain"]["value"] is not None
+    e6 = {r["strategy"]: r for r in res["exp6"]}
+    assert list(e6) == ["none", "supervised:rhythm", "self-supervised"] and all(r["share"] == 50 for r in e6.values())
+    assert all(r["value"] is not None and r["n"] == 1 for r in e6.values())
+    assert e6["none"]["arm"] == "standalone" and e6["none"]["difference_to_none"]["value"] is None
+    for strategy in ("supervised:rhythm", "self-supervised"):  # paired with "none" on the same test records
+        assert e6[strategy]["arm"] == "finetuned" and e6[strategy]["difference_to_none"]["ci"] is not None
+    assert e6["supervised:rhythm"]["pretrain"]["value"] is not None and e6["self-supervised"]["pretrain"]["value"] is None
     cal = res["exp4"][0]
     assert set(cal["methods"]) == {"uncalibrated", "temperature", "isotonic"}
     assert set(cal["reliability"]) == {"uncalibrated", "temperature", "isotonic"}
     assert all(m["max_auc_change"] < 1e-3 for m in cal["methods"].values())
     html = (study / "report" / "index.html").read_text()
     assert "Headline" in html and "data:image/png;base64," in html
+    assert 'id="exp6"' in html and "self-supervised" in html
     # again: everything is done, nothing trains
     assert main(["study", "run", str(spec), "--no-progress"]) == 0
     assert "trained 0," in capsys.readouterr().out
@@ -131,7 +154,7 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
 def test_a_killed_study_resumes_and_retrains_nothing_that_was_done(data, tmp_path):
     study = tmp_path / "study"
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_text(data, study, frequency=False))
+    spec.write_text(spec_text(data, study, frequency=False, strategy=False))
     cmd = [sys.executable, "-m", "ecg_transfer", "study", "run", str(spec), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600

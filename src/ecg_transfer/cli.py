@@ -122,6 +122,10 @@ def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
                   file=sys.stderr)
     result = train_run(config, data.X, data.Y, data.record_ids, data.splits, [], args.run_dir,
                        resume=args.resume, progress=not args.no_progress)
+    if is_main_process():  # the post-run step, as for a supervised run: RUN_DIR/MODEL_CARD.md
+        from .inference.modelcard import write_model_card_after_run
+
+        write_model_card_after_run(result.run_dir)
     if is_main_process() and result.history:
         last = result.history[-1]
         val = "n/a" if last["val_loss"] is None else f"{last['val_loss']:.4f}"

@@ -81,7 +81,7 @@ def _model_facts(run_dir: Path) -> dict[str, Any] | None:
 
     if not (run_dir / MODEL_FILE).exists():
         return None
-    lm = load_model_file(run_dir / MODEL_FILE)
+    lm = load_model_file(run_dir / MODEL_FILE, encoder_ok=True)  # a self-supervised encoder has a card too
     return {"name": lm.spec.get("name"), "in_channels": lm.n_leads, "input": lm.input,
             "network_channels": lm.spec.get("in_channels"), "labels": lm.label_names,
             "n_params": int(sum(p.numel() for p in lm.model.parameters())), "fs": lm.fs, "crop_len": lm.crop_len,
@@ -147,6 +147,11 @@ def model_card_text(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, 
             "fitted on the training records only.")
     else:
         add("- No `model.pt` in the run directory (the run did not finish?).")
+    ssl = config.get("ssl") or {}
+    if ssl:
+        add(f"- Self-supervised encoder (`[ssl] method = \"{ssl.get('method')}\"`): its classification head is an "
+            "untrained placeholder, so it predicts no labels. Fine-tune it: "
+            f"`ecg-transfer finetune CONFIG --from {run_dir}`.")
     ft = config.get("finetune") or {}
     if ft.get("pretrained_run"):
         add(f"- Training: fine-tuned from `{ft['pretrained_run']}` (policy `{ft.get('policy')}`).")
@@ -197,8 +202,12 @@ def model_card_text(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, 
     labels = (model or {}).get("labels") or (metrics or {}).get("labels") or []
     add("## Task and labels")
     add("")
-    add(f"- Task: multi-label classification, one independent probability per label; label set "
-        f"`{task.get('labels', 'unknown')}`" + (f", {len(labels)} labels." if labels else "."))
+    if ssl:
+        add("- Task: none (self-supervised pre-training on the signals of the training folds, labelled or not; "
+            "its SSL loss per epoch is in `metrics.jsonl`).")
+    else:
+        add(f"- Task: multi-label classification, one independent probability per label; label set "
+            f"`{task.get('labels', 'unknown')}`" + (f", {len(labels)} labels." if labels else "."))
     if labels:
         add(f"- Labels, in output order: {', '.join(f'`{l}`' for l in labels)}.")
     add("")

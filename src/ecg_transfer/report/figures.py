@@ -10,6 +10,7 @@ missing is ``None`` (the page says "not run"); points with a null value are left
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -565,6 +566,49 @@ def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# experiment 6
+
+STRATEGY_COLORS = ("#6b7280", "#2563eb", "#059669", "#9333ea", "#ea580c", "#0891b2", "#be123c")
+
+
+def exp6_figure(results: Mapping[str, Any]) -> bytes | None:
+    """Macro AUC against the share of G12EC, one line per pre-training strategy with its CI band,
+    one panel per backbone."""
+    from .tables import strategy_name
+
+    e6 = rows(section(results, "exp6"))
+    if not any(interval(r).ok for r in e6):
+        return None
+    models = list(dict.fromkeys(str(r.get("model")) for r in e6))
+    strategies = list(dict.fromkeys(str(r.get("strategy")) for r in e6))
+    colors = {s: STRATEGY_COLORS[i % len(STRATEGY_COLORS)] for i, s in enumerate(strategies)}
+    word = missing_word(results)
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(1, len(models), figsize=(5.4 * len(models), 4.1), sharey=True, squeeze=False)
+        for ax, model in zip(axes[0], models):
+            mrows = [r for r in e6 if str(r.get("model")) == model]
+            drawn = False
+            for strategy in strategies:
+                pts = [(share_key(r.get("share")), interval(r)) for r in mrows if str(r.get("strategy")) == strategy]
+                drawn |= _curve(ax, pts, colors[strategy], strategy_name(strategy))
+            _mark_missing(ax, [(share_key(r.get("share")), interval(r)) for r in mrows], word)
+            if not drawn:
+                _not_run(ax, word)
+            shares = sorted({s for s in (share_key(r.get("share")) for r in mrows) if s is not None})
+            if shares:
+                ax.set_xticks(shares, [f"{s:g} %" for s in shares])
+            ax.set_title(model)
+            ax.set_xlabel("share of G12EC used for training")
+        axes[0][0].set_ylabel("macro AUC (95 % CI band)")
+        handles = [Line2D([], [], color=colors[s], marker="o", lw=2, label=strategy_name(s)) for s in strategies]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, -0.01),
+                   fontsize=8, frameon=False)
+        rows_of_legend = math.ceil(len(handles) / 4)
+        fig.tight_layout(rect=(0, 0.07 * rows_of_legend, 1, 1))
+        return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def safe_name(name: str) -> str:
@@ -584,6 +628,8 @@ CAPTIONS = {
             "on the same G12EC records. Dashed, hollow diamonds: the original study.",
     "exp3": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
     "exp5": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
+    "exp6": "One line per pre-training strategy: mean over runs with its 95 % CI band (small dots: single runs); "
+            "grey: no pre-training (random weights), the reference of every paired difference in the table.",
     "exp4_metrics": "Expected calibration error and Brier score on the test split, before (uncalibrated) and after "
                     "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
     "exp4_reliability": "Observed frequency of the label against the mean predicted probability in 10 equal-width "
@@ -604,6 +650,7 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
         ("exp2", CAPTIONS["exp2"], lambda: exp2_figure(results), ""),
         ("exp3", CAPTIONS["exp3"], lambda: exp3_figure(results), ""),
         ("exp5", CAPTIONS["exp5"], lambda: exp5_figure(results), ""),
+        ("exp6", CAPTIONS["exp6"], lambda: exp6_figure(results), ""),
         ("exp4_metrics", CAPTIONS["exp4_metrics"], lambda: calibration_metrics_figure(results), ""),
     ]
     e4 = rows(section(results, "exp4"))
@@ -626,5 +673,5 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
 
 
 __all__ = ["Figure", "make_figures", "headline_figure", "exp1_figure", "exp2_figure", "exp3_figure",
-           "exp5_figure", "reliability_figure", "calibration_metrics_figure", "per_class_figure", "top_labels",
+           "exp5_figure", "exp6_figure", "reliability_figure", "calibration_metrics_figure", "per_class_figure", "top_labels",
            "safe_name"]

@@ -128,6 +128,7 @@ font-size:13px;color:#374151}
 
 SECTIONS = [("headline", "Headline"), ("exp1", "1 · G12EC share"), ("exp2", "2 · PTB-XL share"),
             ("exp3", "3 · Sampling rate"), ("exp4", "4 · Calibration"), ("exp5", "5 · Input"),
+            ("exp6", "6 · Strategy"),
             ("per-class", "Per label"), ("status", "Status"), ("metadata", "Metadata")]
 
 
@@ -404,6 +405,10 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
         _exp(results, figs, "exp5", "Experiment 5: input representation",
              "Time-domain input against frequency-domain inputs defined per window (spectrum, log-spectrum, "
              "spectrogram).", T.exp5_table),
+        _exp(results, figs, "exp6", "Experiment 6: how best to use PTB-XL",
+             "No pre-training, supervised pre-training on a PTB-XL task, or self-supervised pre-training on "
+             "PTB-XL's signals, each fine-tuned on a share of G12EC and tested on the rest; per backbone.",
+             T.exp6_table),
         _per_class(results, figs),
         _status(results),
         _metadata(results),

@@ -151,6 +151,9 @@ def _experiments(results: Mapping[str, Any], figs: Mapping[str, Figure], files: 
     out += ["## Experiment 5: input representation", ""]
     out += ([_fig(figs.get("exp5"), files, miss), render_table(T.exp5_table(results))] if section(results, "exp5")
             else ["*not run*", ""])
+    out += ["## Experiment 6: pre-training strategy", ""]
+    out += ([_fig(figs.get("exp6"), files, miss), render_table(T.exp6_table(results))] if section(results, "exp6")
+            else ["*not run*", ""])
     return out
 
 

@@ -364,6 +364,43 @@ def exp5_table(results: Mapping[str, Any]) -> Table | None:
     return t
 
 
+def strategy_name(strategy: Any) -> str:
+    """"supervised:rhythm" -> "supervised (rhythm)"; "none" -> "none (random weights)"."""
+    text = str(strategy)
+    if text == "none":
+        return "none (random weights)"
+    kind, _, task = text.partition(":")
+    return f"{kind} ({task})" if task else text
+
+
+def exp6_table(results: Mapping[str, Any]) -> Table | None:
+    data = rows(section(results, "exp6"))
+    if not data:
+        return None
+    miss = missing_word(results)
+    several = len({r.get("model") for r in data}) > 1
+    t = Table(["backbone", "strategy", "share of G12EC", "pre-training (PTB-XL test, its task)", "G12EC macro AUC",
+               "difference to none (paired)"], numeric=(2, 3, 4, 5),
+              caption="Macro AUC (95 % CI) of the target network per pre-training strategy and share of G12EC used "
+                      "for training (tested on the rest): fine-tuned from the strategy's pre-training, or trained from "
+                      "random weights (none), on the same records; difference: paired on the same test records; "
+                      "green / red: the difference's 95 % CI excludes 0. A supervised pre-training's own PTB-XL AUC is on its task's labels.")
+    order = {s: i for i, s in enumerate(dict.fromkeys(str(r.get("strategy")) for r in data))}
+    for r in sorted(data, key=lambda r: (str(r.get("model")), order[str(r.get("strategy"))],
+                                         share_key(r.get("share")) or 0.0)):
+        m = row_missing(r, miss)
+        s = share_key(r.get("share"))
+        d = interval(r.get("difference_to_none"))
+        diff = diff_cell(d, m) if r.get("strategy") != "none" else Cell("reference", kind="num")
+        t.rows.append([Cell(str(r.get("model")) if several or not t.rows else "", kind="label"),
+                       Cell(strategy_name(r.get("strategy")), kind="label"),
+                       Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="num"),
+                       value_cell(interval(r.get("pretrain")), "—" if not str(r.get("strategy")).startswith(
+                           "supervised") else m),
+                       value_cell(interval(r), m), diff])
+    return t
+
+
 CAL_METRICS = (("ece", "ECE"), ("ece_macro", "ECE (macro)"), ("brier", "Brier"))
 
 

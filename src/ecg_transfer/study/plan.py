@@ -138,6 +138,8 @@ class _Planner:
         labels = labels or src["labels"]
         fs = float(st["fs"] if fs is None else fs)
         fraction = src["train_fraction"] if share is None else share / 100
+        if ssl:  # self-supervised: every signal of the training folds, labelled or not (no label subset)
+            fraction = 1.0
         source_fs = 500 if fs > 100 else 100
         task: dict[str, Any] = {"dataset": src["dataset"], "root": src["root"], "labels": labels,
                                 "source_fs": source_fs, "allow_missing": bool(src["allow_missing"] and source_fs == 500)}

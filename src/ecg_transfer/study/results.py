@@ -455,6 +455,30 @@ def _exp5(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
     return rows
 
 
+def _exp6(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str, model: str) -> list[dict[str, Any]] | None:
+    """Experiment 6: per backbone, strategy and target share, the macro AUC of the arm (fine-tuned
+    from the strategy's pre-training; from random weights for "none"), its pre-training's own
+    test AUC (supervised strategies), and the paired difference to "none" on the same records."""
+    e6 = spec_ex["strategy"]
+    if not e6["enabled"]:
+        return None
+    rows = []
+    for backbone in e6["models"] or [model]:
+        for strategy in e6["strategies"]:
+            pre = _keys(ctx.find(experiment="exp6", arm="pretrain", strategy=strategy, model=backbone))
+            for share in e6["shares"] or spec_ex["target_share"]["shares"]:
+                keys = _keys(ctx.find(experiment="exp6", strategy=strategy, model=backbone, share=share))
+                none = _keys(ctx.find(experiment="exp6", strategy="none", model=backbone, share=share))
+                rows.append({
+                    "model": backbone, "strategy": strategy, "share": share, "protocol": protocol,
+                    "arm": "standalone" if strategy == "none" else "finetuned", **arm_interval(ctx, keys),
+                    "pretrain": _run_metric(ctx, pre[0]) if pre and strategy.startswith("supervised:") else _empty(),
+                    "difference_to_none": (paired_interval(ctx, keys, none) if strategy != "none" and none
+                                           else _empty(p=None)),
+                    "runs": {"pretrain": [ctx.rel(k) for k in pre], "target": [ctx.rel(k) for k in keys]}})
+    return rows
+
+
 CAL_METRICS = ("ece", "ece_macro", "brier")
 
 
@@ -603,7 +627,8 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
     pre = _pretrain(ctx)
     sections = {"headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]], "pretrain": pre,
                 "exp1": _exp1(ctx, ex, primary), "exp2": _exp2(ctx, ex, primary), "exp3": _exp3(ctx, ex, primary),
-                "exp4": _exp4(ctx, spec), "exp5": _exp5(ctx, ex, primary)}
+                "exp4": _exp4(ctx, spec), "exp5": _exp5(ctx, ex, primary),
+                "exp6": _exp6(ctx, ex, primary, spec["study"]["model"])}
     return {"format": FORMAT, "study": _study_section(study, spec, pre, seconds, sections["exp3"]),
             "status": _status(ctx), "statistics": _statistics(ctx), "reference": REFERENCE, **sections}
 

@@ -318,15 +318,26 @@ def _train_or_finish(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_
 
 
 def train_in_process(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_dir: Path, resume: bool) -> None:
-    """:func:`train_run` in this process, checking the run's lock after every epoch."""
+    """:func:`train_run` in this process, checking the run's lock after every epoch. A
+    self-supervised source run (experiment 6) reads the unlabelled train/val records of its set
+    (:func:`~ecg_transfer.training.ssl.load_ssl_data`: labelled or not, the test fold never)."""
     from ..datasets.task import load_task
     from ..training.run import train_run
 
+    check = [lambda row, model: runner.check_lock(run.key)]
+    if cfg.get("ssl") is not None:
+        from ..settings import RunConfig
+        from ..training.ssl import load_ssl_data
+
+        unlabelled = load_ssl_data(RunConfig.from_dict(cfg), progress=runner.progress)
+        runner.check_lock(run.key)
+        train_run(cfg, unlabelled.X, unlabelled.Y, unlabelled.record_ids, unlabelled.splits, [], run_dir,
+                  resume=resume, progress=runner.progress, callbacks=check)
+        return
     data = load_task(cfg["task"], cfg["fs"], progress=runner.progress)
     runner.check_lock(run.key)
     train_run(cfg, data.X, data.Y, data.record_ids, data.splits, data.label_names, run_dir, resume=resume,
-              lengths=data.lengths, progress=runner.progress,
-              callbacks=[lambda row, model: runner.check_lock(run.key)])
+              lengths=data.lengths, progress=runner.progress, callbacks=check)
 
 
 def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -> StudyRunSummary:
