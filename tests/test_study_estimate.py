@@ -94,6 +94,34 @@ def test_run_work_of_a_fraction_tested_on_the_rest():
     assert windows == pytest.approx(7 * (100 * 2 + 810))
 
 
+def test_evaluation_cost_grows_with_test_records_labels_and_resamples():
+    from ecg_transfer.study.estimate import EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE as C, evaluation_seconds
+
+    size = DataSize(1000, None, 10.0)
+    rest = RunConfig.from_dict({"model": "fcn_wang", "task": {
+        "dataset": "cinc", "root": "x", "labels": "protocol:seed18", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8, 10],
+        "val_folds": [9], "test_folds": [], "train_fraction": 0.1, "fraction_parts": 10, "test_on_rest": True}})
+    assert evaluation_seconds(rest, size, 500) == pytest.approx(810 * 18 * 500 * C)  # the rest: 90 % of 900
+    fold = RunConfig.from_dict({"model": "fcn_wang", "task": {"dataset": "ptbxl", "root": "x", "labels": "rhythm"}})
+    assert evaluation_seconds(fold, DataSize(1000, {f: 100 for f in range(1, 11)}, 10.0), 1000) == pytest.approx(
+        100 * 12 * 1000 * C)  # fold 10, 12 rhythm labels
+    ssl = RunConfig.from_dict({"model": "fcn_wang", "ssl": {"method": "masked"},
+                               "task": {"dataset": "ptbxl", "root": "x", "labels": "rhythm"}})
+    assert evaluation_seconds(ssl, size, 1000) == 0.0  # no test predictions
+
+
+def test_run_work_of_a_self_supervised_run():
+    # every record of the training folds (no label subset), two views per crop for contrastive,
+    # one centre crop per validation record and validation, no test predictions
+    task = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
+    sizes = DataSize(1000, {f: 100 for f in range(1, 11)}, 10.0)
+    for method, views in (("contrastive", 2), ("masked", 1)):
+        cfg = RunConfig.from_dict({"model": "fcn_wang", "epochs": 4, "validate_every": 2, "task": task,
+                                   "ssl": {"method": method}})
+        train, samples, windows = run_work(cfg, sizes)
+        assert (train, samples, windows) == (800, 800 * 4 * views, 100 * 2 * views), method
+
+
 def test_the_real_measurement_runs(tmp_path):
     cfg = RunConfig.from_dict({"model": "fcn_wang", "batch_size": 8,
                                "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]}})

@@ -138,7 +138,7 @@ def plan_command(args: argparse.Namespace) -> int:
     est = None
     if not args.no_estimate:
         cache_dir = Path(spec.settings.study.cache_dir) if spec.settings.study.cache_dir else None
-        est = estimate_study(runs, assumed=assumed, cache_dir=cache_dir,
+        est = estimate_study(runs, assumed=assumed, cache_dir=cache_dir, n_resamples=spec.settings.study.bootstrap,
                              echo=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps({"runs": [r.to_dict() for r in runs], "roots": roots,

@@ -31,12 +31,24 @@ from ..errors import ConfigError
 from ..settings.run import RunConfig
 from .plan import RunDef
 
-#: Seconds per run beyond training and prediction (evaluation with bootstrap CIs, model card,
-#: files): measured on the laptop profile's real runs (BENCHMARKS.md, "The laptop profile").
+#: Seconds per run beyond training and prediction (reading the cache, evaluation with bootstrap
+#: CIs, model card, files). Measured on the laptop profile's target runs (BENCHMARKS.md, "The
+#: laptop profile"): 1.4 s median with 74 G12EC records; 6 s allows for the bootstrap over the
+#: ~1,000-9,000 test records of the full G12EC.
 RUN_OVERHEAD_SECONDS = 6.0
-#: Seconds per record to build a signal cache (read, resample, write), measured on PTB-XL at
-#: 100 Hz (9 s cold for 21,837 records) and rounded up for .mat files and resampling.
-CACHE_SECONDS_PER_RECORD = 0.002
+#: Seconds per record to build a signal cache (read, resample, write), per adapter: PTB-XL at
+#: 100 Hz 9.1 s cold for 21,837 records (0.0004 s), rounded up for resampling; CinC ``.mat``
+#: records 27 ms each at CinC-2021 shape under load (BENCHMARKS.md, "Cache build at CinC-2021
+#: shape"), rounded down for G12EC's 10 s records. Anything else: the CinC figure.
+CACHE_SECONDS_PER_RECORD = {"ptbxl": 0.001, "cinc": 0.02}
+#: Seconds per test record x scored label x bootstrap resample of a run's evaluation (all metrics
+#: with CIs): 5.2 s for 1,000 records x 18 labels x 500 resamples, 64 s for 9,300 (BENCHMARKS.md,
+#: "The laptop profile"); the full G12EC's test-on-the-rest sets make this a large part of a run.
+EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
+#: Labels scored per task, for the evaluation's cost (the PTB-XL benchmark's counts; protocols
+#: their class lists); anything else: 20.
+LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19,
+                   "rhythm": 12, "protocol:seed18": 18, "protocol:cinc2020": 24}
 THROUGHPUT_FILE = "throughput.json"
 
 
@@ -120,9 +132,25 @@ def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
     test = pool - train if task.test_on_rest else size.in_folds(list(task.test_folds), n_folds)
     val = size.in_folds(list(task.val_folds), n_folds)
     validations = math.ceil(cfg.epochs / cfg.validate_every)
+    if cfg.ssl is not None:  # every signal of the training folds; contrastive: two views per crop;
+        views = 2 if cfg.ssl.method == "contrastive" else 1  # validation: each record's centre crop
+        return pool, pool * cfg.epochs * views, val * validations * views  # no test predictions
     per_record = _windows(size.seconds, cfg)
     windows = per_record * (val * validations + test)
     return train, train * cfg.epochs, windows
+
+
+def evaluation_seconds(cfg: RunConfig, size: DataSize, n_resamples: int) -> float:
+    """The bootstrap evaluation of a run's test predictions (none for a self-supervised run)."""
+    task = cfg.task
+    assert task is not None
+    if cfg.ssl is not None:
+        return 0.0
+    pool = size.in_folds(list(task.train_folds), task.n_folds)
+    test = pool * (1 - task.train_fraction) if task.test_on_rest else size.in_folds(list(task.test_folds),
+                                                                                     task.n_folds)
+    labels = LABELS_PER_TASK.get(str(task.labels), 20)
+    return test * labels * n_resamples * EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE
 
 
 def _signature(cfg: RunConfig) -> str:
@@ -204,7 +232,7 @@ def throughput(cfg: RunConfig, table_path: Path, *, measure: Callable[[RunConfig
 
 def estimate_study(runs: list[RunDef], *, assumed: Mapping[str, int] | None = None, cache_dir: Path | None = None,
                    measure: Callable[[RunConfig], dict[str, float]] | None = None,
-                   echo: Callable[[str], None] = lambda m: None) -> StudyEstimate:
+                   echo: Callable[[str], None] = lambda m: None, n_resamples: int = 0) -> StudyEstimate:
     """Expected wall time of ``runs`` on this machine (see the module docstring)."""
     from ..datasets.cache import default_cache_dir
 
@@ -223,16 +251,18 @@ def estimate_study(runs: list[RunDef], *, assumed: Mapping[str, int] | None = No
         if ident not in sizes:
             sizes[ident] = data_size(task, assumed)
         size = sizes[ident]
-        caches[(ident, cfg.fs)] = size.records * CACHE_SECONDS_PER_RECORD
+        caches[(ident, cfg.fs)] = size.records * CACHE_SECONDS_PER_RECORD.get(task["dataset"],
+                                                                             CACHE_SECONDS_PER_RECORD["cinc"])
         cost = throughput(cfg, table_path, measure=measure or measure_throughput, echo=echo)
         costs[f"{cfg.model}@{cfg.fs:g}Hz/{cfg.input}"] = {k: v for k, v in cost.items() if k != "measured"}
         train_records, samples, windows = run_work(cfg, size)
         seconds = (samples * cost["train_s_per_sample"] + windows * cost["predict_s_per_window"]
-                   + RUN_OVERHEAD_SECONDS)
+                   + RUN_OVERHEAD_SECONDS + evaluation_seconds(cfg, size, n_resamples))
         out.append(RunEstimate(run.key, run.name, run.kind, int(cfg.epochs or 0), round(train_records, 1),
                                round(samples), round(windows), round(seconds, 1)))
     notes = ["every record counted as labelled (records without a label in the task are dropped when run)",
-             "records without folds (CinC) split into equal folds"]
+             "records without folds (CinC) split into equal folds",
+             f"evaluation: {n_resamples} bootstrap resamples per run; calibration's extra metrics not counted"]
     notes += [f"{json.loads(k)[0]} at {json.loads(k)[1]}: {v.records} records assumed (--assume-records)"
               for k, v in sizes.items() if v.assumed]
     return StudyEstimate(out, sum(caches.values()), costs, notes)
@@ -274,5 +304,6 @@ def format_estimate(est: StudyEstimate) -> list[str]:
     return lines
 
 
-__all__ = ["DataSize", "RunEstimate", "StudyEstimate", "data_size", "estimate_study", "format_estimate",
+__all__ = ["DataSize", "RunEstimate", "StudyEstimate", "data_size", "estimate_study", "evaluation_seconds",
+           "format_estimate",
            "measure_throughput", "parse_assumptions", "run_work", "throughput"]
