@@ -140,7 +140,7 @@ def _planted_found(table: pd.DataFrame, result, name_of) -> tuple[int, int]:
     group = {k: g for g, members in enumerate(result.groups) for k in members}
     planted = table[table["kind"] != "original"]
     hits = 0
-    for j, row in planted.iterrows():
+    for _, row in planted.iterrows():
         a = name_of(table.loc[int(row.source), "record_id"])
         b = name_of(row.record_id)
         hits += frozenset((a, b)) in found or (a in group and group.get(a) == group.get(b))

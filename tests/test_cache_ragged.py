@@ -18,7 +18,6 @@ import torch
 from ecg_transfer.datasets import cache as cache_mod
 from ecg_transfer.datasets.cache import load_or_build
 from ecg_transfer.datasets.cinc import CinCDataset
-from ecg_transfer.errors import RecordError
 from ecg_transfer.ragged import RaggedSignals, as_signals, chunk_by_size
 from ecg_transfer.signal import resample
 from ecg_transfer.training import GlobalStandardScaler, train_run

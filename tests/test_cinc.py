@@ -391,7 +391,7 @@ def test_real_g12ec_all_records_load_with_their_dx():
     assert (df.fs == 500).all() and (df.n_samples == 5000).all() and (df.n_leads == 12).all()
     for rid, path, dx in zip(df.record_id, df.path, df.dx):
         assert dx == _dx_by_simple_parse(Path(path)), rid
-    for rid, sig in ds.iter_signals(df.record_id.tolist()):
+    for _, sig in ds.iter_signals(df.record_id.tolist()):
         assert not isinstance(sig, Exception), sig
         assert sig.shape == (5000, 12) and np.isfinite(sig).all()
     np.testing.assert_array_equal(ds.read("E07509"), ds.read("E07510"))

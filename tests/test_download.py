@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESTORED_PTBXL = REPO / "data" / "ptbxl"
 
-from ecg_transfer.datasets import download as dl
-from ecg_transfer.errors import ConfigError
+from ecg_transfer.datasets import download as dl  # noqa: E402 (after the paths the fixtures need)
+from ecg_transfer.errors import ConfigError  # noqa: E402
 
 
 # ------------------------------------------------------------------------------- test server

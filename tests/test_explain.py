@@ -7,7 +7,6 @@ training, integrated gradients give each label's own lead the largest share, at 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

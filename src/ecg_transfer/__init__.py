@@ -4,4 +4,9 @@ Data flows one way: raw files -> dataset adapter (``datasets``) -> cached arrays
 (``datasets.cache``) -> split -> training -> saved predictions -> evaluation -> report.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # the version is defined once, in pyproject.toml
+    __version__ = version("ecg-transfer")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"

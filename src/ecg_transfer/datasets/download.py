@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import __version__
 from ..atomic import atomic_write_text
 from ..errors import ConfigError, DatasetError, EcgTransferError
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = ".download-state.json"
 FAILED_FILE = ".download-failed.txt"
 PART_SUFFIX = ".part"
-USER_AGENT = "ecg-transfer-download/0.1 (Python urllib)"
+USER_AGENT = f"ecg-transfer-download/{__version__} (Python urllib)"
 _CHUNK = 1 << 16
 _MAX_BACKOFF_S = 60.0
 _STATE_SAVE_EVERY_S = 30.0

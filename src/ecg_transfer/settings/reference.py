@@ -40,7 +40,7 @@ def _type_name(tp: Any) -> str:
         return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, __import__("types").UnionType):
         return " or ".join(_type_name(a) for a in args)
     if origin is tuple:
         inner = [a for a in args if a is not Ellipsis]

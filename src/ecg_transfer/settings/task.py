@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from .base import KeyedValueError, Settings, tuple_of
-from .names import DATASET_ALIASES, DATASET_NAMES, DX_LABEL_SET, PROTOCOLS, PTBXL_TASKS, STANDARD_LEADS
+from .names import DATASET_ALIASES, DX_LABEL_SET, PROTOCOLS, PTBXL_TASKS, STANDARD_LEADS
 
 _FRACTION_TOL = 1e-9
 _LEAD_ALIASES = {name.upper(): name for name in STANDARD_LEADS}

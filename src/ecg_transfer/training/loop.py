@@ -425,7 +425,7 @@ def _fit(
             val_loss, val_auc, n_cls = None, None, 0
             t_val = time.perf_counter()
             if val_idx.size and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == total):
-                def validate() -> tuple[float | None, float | None, int]:
+                def validate(epoch: int = epoch) -> tuple[float | None, float | None, int]:
                     nonlocal final_val_probs
                     if config.ssl is not None:  # the SSL loss of the validation records' centre crops
                         return ssl_validation_loss(model, X, val_idx, scaler=scaler, crop_len=crop_len,

@@ -79,7 +79,7 @@ class GlobalStandardScaler:
         std = math.sqrt(m2 / count)
         if std == 0.0:
             # scikit-learn's convention: a constant input is centred, not divided by zero.
-            warnings.warn("training signals are constant; the scaler uses std = 1", RuntimeWarning)
+            warnings.warn("training signals are constant; the scaler uses std = 1", RuntimeWarning, stacklevel=2)
             std = 1.0
         self.mean_, self.std_, self.n_samples_ = mean, std, count
         return self

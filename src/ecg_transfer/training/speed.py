@@ -117,7 +117,7 @@ class ChannelsLast2d(nn.Module):
             raise ValueError(f"cannot run this model channels-last: {why}")
         self.model = model
         twin = copy.deepcopy(model).to("meta")  # structure only: every tensor comes from `model`
-        for name, m in list(twin.body.named_modules()):
+        for _, m in list(twin.body.named_modules()):
             for child_name, child in list(m.named_children()):
                 new = _twin(child)
                 if new is not None:
