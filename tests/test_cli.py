@@ -102,6 +102,15 @@ def test_every_subcommand_has_help() -> None:
         assert exc.value.code == 0
 
 
+def test_training_help_points_to_the_reference_not_to_source_modules(capsys: pytest.CaptureFixture) -> None:
+    for command in ("train", "pretrain", "finetune", "standalone"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        text = "".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+        assert "ecg-transferconfigreference" in text and "docs/configuration.md" in text, command
+        assert "ecg_transfer." not in text, command  # a user reads the docs, not the package's modules
+
+
 def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "ecg_transfer", "--help"], capture_output=True, text=True, check=True)
     assert "download" in out.stdout and "data" in out.stdout

@@ -323,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in _TRAIN_HELP.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ". "
                            "CONFIG is a TOML or JSON run config: every key is validated and defaults to the "
-                           "PTB-XL benchmark recipe (see ecg_transfer.training.config); its [task] table says "
-                           "which data, labels and folds (see ecg_transfer.datasets.task).")
+                           "PTB-XL benchmark recipe; its [task] table says which data, labels and folds. Every key, "
+                           "its default and what is allowed: `ecg-transfer config reference` (docs/configuration.md); "
+                           "the resolved settings of a file: `ecg-transfer config show CONFIG`.")
         p.add_argument("config", type=Path, help="run config (.toml or .json)")
         p.add_argument("--run-dir", type=Path, required=True,
                        help="where the run is written: config, environment, checkpoint, metrics, model.pt, "
