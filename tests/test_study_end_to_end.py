@@ -144,6 +144,14 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     html = (study / "report" / "index.html").read_text()
     assert "Headline" in html and "data:image/png;base64," in html
     assert 'id="exp6"' in html and "self-supervised" in html
+    # the gallery: the headline's first fine-tuned run explains some of its test records, shown in the report
+    gallery = json.loads((study / "explain" / "gallery.json").read_text())
+    assert gallery["entries"] and all((study / e["png"]).is_file() for e in gallery["entries"])
+    assert gallery["run"] in {f"runs/{k}" for k, r in runs.items() if any(
+        u["name"] == "headline/seed18/finetuned/s0" for u in r["uses"])}
+    assert res["gallery"]["entries"] == gallery["entries"]
+    assert html.split('id="gallery"', 1)[1].split("</section>", 1)[0].count("data:image/png;base64,") == len(
+        gallery["entries"])
     # again: everything is done, nothing trains
     assert main(["study", "run", str(spec), "--no-progress"]) == 0
     assert "trained 0," in capsys.readouterr().out

@@ -11,11 +11,30 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from .data import load_results
-from .figures import make_figures
+from .figures import Figure, make_figures
 from .html import render_html
 from .markdown import render_markdown
 
 REPORT_DIR = "report"
+
+
+def gallery_figures(results: dict, study_dir: Path) -> dict[str, Figure]:
+    """The explained test records (``results["gallery"]``, PNGs the study wrote under
+    ``STUDY_DIR/explain/``) as figures named ``gallery_<i>``, grouped by label; a missing PNG
+    is carried as an error, not a crash."""
+    from .data import num, rows, section
+
+    figs: dict[str, Figure] = {}
+    for i, e in enumerate(rows((section(results, "gallery") or {}).get("entries"))):
+        p = num(e.get("probability"))
+        caption = (f"{e.get('example', '?')}: {e.get('kind', '?')}, record {e.get('record', '?')}, "
+                   f"p = {p:.3f}" if p is not None else f"{e.get('example', '?')}: record {e.get('record', '?')}")
+        try:
+            png = (study_dir / str(e.get("png"))).read_bytes()
+            figs[f"gallery_{i}"] = Figure(f"gallery_{i}", caption, png, group=str(e.get("label", "?")))
+        except OSError as exc:
+            figs[f"gallery_{i}"] = Figure(f"gallery_{i}", caption, None, error=str(exc), group=str(e.get("label")))
+    return figs
 
 
 def write_report(study_dir: str | Path) -> dict[str, Path]:
@@ -28,7 +47,7 @@ def write_report(study_dir: str | Path) -> dict[str, Path]:
     study_dir = Path(study_dir)
     results = load_results(study_dir)
     out = study_dir / REPORT_DIR
-    figs = make_figures(results)
+    figs = {**make_figures(results), **gallery_figures(results, study_dir)}
     paths: dict[str, Path] = {"dir": out}
     files: dict[str, str] = {}
     for name, fig in figs.items():

@@ -22,7 +22,7 @@ from ..study.resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_c
 SECTION_TYPES: dict[str, type] = {
     "study": dict, "status": dict, "statistics": dict, "reference": dict, "headline": list, "pretrain": dict,
     "exp1": dict, "exp2": list, "exp3": list, "exp4": list, "exp5": list,
-    "exp6": list,
+    "exp6": list, "gallery": dict,
 }
 #: The label protocol of the original study's numbers when results.json does not say (its 18 classes).
 REFERENCE_PROTOCOL = "seed18"

@@ -129,7 +129,7 @@ font-size:13px;color:#374151}
 SECTIONS = [("headline", "Headline"), ("exp1", "1 · G12EC share"), ("exp2", "2 · PTB-XL share"),
             ("exp3", "3 · Sampling rate"), ("exp4", "4 · Calibration"), ("exp5", "5 · Input"),
             ("exp6", "6 · Strategy"),
-            ("per-class", "Per label"), ("status", "Status"), ("metadata", "Metadata")]
+            ("per-class", "Per label"), ("gallery", "Why"), ("status", "Status"), ("metadata", "Metadata")]
 
 
 def _e(x: Any) -> str:
@@ -328,6 +328,19 @@ def _exp4(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
     return _section("exp4", "Experiment 4: calibration", "", lead, "".join(parts))
 
 
+def _gallery(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
+    lead = T.gallery_lead(results)
+    if not lead:
+        return _section("gallery", "Why the model decided", "", "Explained test records of the headline's "
+                        "fine-tuned network.", '<div class="empty">not run (needs captum: pip install '
+                        "'ecg-transfer[explain]')</div>")
+    parts = []
+    for label in dict.fromkeys(f.group for n, f in figs.items() if n.startswith("gallery_")):
+        parts.append(f"<h3>{_e(label)}</h3>")
+        parts += [_img(f) for n, f in figs.items() if n.startswith("gallery_") and f.group == label]
+    return _section("gallery", "Why the model decided", "", lead, "".join(parts))
+
+
 def _per_class(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
     lead = ("Which labels gain from pre-training? Per-label AUC on the test split, labels with most positives first, "
             "with the paired difference; the better arm highlighted only where that difference's 95 % CI excludes 0. "
@@ -410,6 +423,7 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
              "PTB-XL's signals, each fine-tuned on a share of G12EC and tested on the rest; per backbone.",
              T.exp6_table),
         _per_class(results, figs),
+        _gallery(results, figs),
         _status(results),
         _metadata(results),
     ]

@@ -174,6 +174,18 @@ def _per_class(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Ma
     return out
 
 
+def _gallery(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str]) -> list[str]:
+    out = ["## Why the model decided", ""]
+    lead = T.gallery_lead(results)
+    if not lead:
+        return out + ["*not run* (needs captum: `pip install 'ecg-transfer[explain]'`)", ""]
+    out += [_md(lead), ""]
+    for label in dict.fromkeys(f.group for n, f in figs.items() if n.startswith("gallery_")):
+        out += [f"### {_md(label)}", ""]
+        out += [_fig(f, files) for n, f in figs.items() if n.startswith("gallery_") and f.group == label]
+    return out
+
+
 def _status_and_metadata(results: Mapping[str, Any]) -> list[str]:
     out = ["## Status", ""]
     stat = T.status_summary(results)
@@ -197,7 +209,7 @@ def render_markdown(results: Mapping[str, Any], figs: Mapping[str, Figure], file
     """The Markdown report; ``files`` maps a figure name to its file name beside report.md."""
     miss = missing_word(results)
     out = (_header(results) + _headline(results, figs, files, miss) + _experiments(results, figs, files, miss)
-           + _per_class(results, figs, files, miss) + _status_and_metadata(results))
+           + _per_class(results, figs, files, miss) + _gallery(results, figs, files) + _status_and_metadata(results))
     return "\n".join(out)
 
 

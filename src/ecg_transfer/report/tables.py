@@ -401,6 +401,21 @@ def exp6_table(results: Mapping[str, Any]) -> Table | None:
     return t
 
 
+def gallery_lead(results: Mapping[str, Any]) -> str:
+    """What the gallery shows, from ``results["gallery"]`` ("" without one)."""
+    g = section(results, "gallery")
+    if not isinstance(g, dict) or not rows(g.get("entries")):
+        return ""
+    n = num(g.get("n_test"))
+    size = f" of its {int(n):,} test records" if n is not None else ""
+    warn = f" {small_test_text(int(n))}" if n is not None and small_test_text(int(n)) else ""
+    return (f"Why the network decided: for the labels with most test positives, the positive record the headline's "
+            f"fine-tuned run ({g.get('protocol')}, seed {g.get('seed')}; {g.get('run')}) is most sure of, and one it "
+            f"gets wrong at p = {g.get('threshold', 0.5)} (a missed positive, else a false alarm){size}. Shading: "
+            f"{g.get('method', 'integrated gradients')} attribution of the label's probability per lead and "
+            f"sample (red: evidence for the label, blue: against). Uncalibrated probabilities.{warn}")
+
+
 CAL_METRICS = (("ece", "ECE"), ("ece_macro", "ECE (macro)"), ("brier", "Brier"))
 
 

@@ -629,8 +629,19 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
                 "exp1": _exp1(ctx, ex, primary), "exp2": _exp2(ctx, ex, primary), "exp3": _exp3(ctx, ex, primary),
                 "exp4": _exp4(ctx, spec), "exp5": _exp5(ctx, ex, primary),
                 "exp6": _exp6(ctx, ex, primary, spec["study"]["model"])}
+    sections["gallery"] = _gallery(study_dir)
     return {"format": FORMAT, "study": _study_section(study, spec, pre, seconds, sections["exp3"]),
             "status": _status(ctx), "statistics": _statistics(ctx), "reference": REFERENCE, **sections}
+
+
+def _gallery(study_dir: Path) -> dict[str, Any] | None:
+    """``explain/gallery.json`` (the explained test records, :mod:`.gallery`) when the study has one."""
+    from .gallery import GALLERY_DIR, GALLERY_FILE
+
+    try:
+        return json.loads((study_dir / GALLERY_DIR / GALLERY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def write_results(study_dir: str | Path) -> Path:

@@ -252,12 +252,31 @@ class StudyRunner:
     def _write_results(self) -> None:
         from .results import write_results
 
+        self._write_gallery()
         try:
             path = write_results(self.study_dir)
             self.echo(f"results: {path}")
         except Exception as exc:  # the report data must never stop the training
             log.warning("could not update results.json: %s", exc)
             self.echo(f"warning: could not update results.json: {type(exc).__name__}: {exc}")
+
+
+    def _write_gallery(self) -> None:
+        """The report's explained test records, once the headline's first fine-tuned run is done
+        (redone when its predictions change); never stops the study."""
+        from .gallery import gallery_needed, write_gallery
+
+        try:
+            if not gallery_needed(self.study_dir):
+                return
+            path = write_gallery(self.study_dir)
+            if path is not None:
+                self.echo(f"explained test records for the report: {path}")
+        except ImportError as exc:  # captum is an extra
+            self.echo(f"note: no explained records in the report ({exc}; pip install 'ecg-transfer[explain]')")
+        except Exception as exc:  # the gallery must never stop the study
+            log.warning("could not explain the gallery's records: %s", exc, exc_info=True)
+            self.echo(f"warning: could not explain the gallery's records: {type(exc).__name__}: {exc}")
 
 
 def no_space_now(path: Path) -> bool:
