@@ -16,7 +16,8 @@ from ecg_transfer.signal import (
     stft_spectrogram, transformed_shape,
 )
 from ecg_transfer.training import RunConfig, load_config, load_model_file, load_predictions, train_run
-from training_synth import LABELS, Killed, assert_same_state, kill_after, load_state, make_data, tiny_config
+from training_synth import (LABELS, assert_same_state, killed_after_first_epoch, load_state,
+                            make_data, tiny_config)
 
 FREQ_KINDS = ("spectrum", "log-spectrum", "stft")
 
@@ -203,8 +204,7 @@ def test_time_input_is_bit_for_bit_the_default(tmp_path, data):
 def test_input_is_part_of_the_run_definition(tmp_path, data):
     X, Y, ids, splits = data
     run_dir = tmp_path / "run"
-    with pytest.raises(Killed):
-        train_run(tiny_config(epochs=2), X, Y, ids, splits, LABELS, run_dir, progress=False, callbacks=[kill_after(1)])
+    killed_after_first_epoch(run_dir, X, Y, ids, splits)
     with pytest.raises(ConfigError, match="config.input"):
         train_run(tiny_config(epochs=2, input="spectrum"), X, Y, ids, splits, LABELS, run_dir, resume=True,
                   progress=False)

@@ -15,7 +15,7 @@ from ecg_transfer.training import speed
 from ecg_transfer.training.modelfile import load_model_file
 from ecg_transfer.training.predict import load_predictions
 from ecg_transfer.training.run import train_run
-from training_synth import LABELS, Killed, kill_after, make_data, tiny_config
+from training_synth import LABELS, killed_after_first_epoch, make_data, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -65,8 +65,7 @@ def test_a_bf16_run_trains_records_its_precision_and_predicts_in_it(tmp_path):
 def test_a_checkpoint_never_resumes_under_another_precision(tmp_path):
     X, Y, ids, splits = make_data(n=48, t=300)
     run = tmp_path / "run"
-    with pytest.raises(Killed):
-        train_run(tiny_config(epochs=2), X, Y, ids, splits, LABELS, run, progress=False, callbacks=[kill_after(1)])
+    killed_after_first_epoch(run, X, Y, ids, splits)
     with pytest.raises(ConfigError, match="different settings.*precision"):
         train_run(tiny_config(epochs=2, precision="bf16"), X, Y, ids, splits, LABELS, run, resume=True,
                   progress=False)

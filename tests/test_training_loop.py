@@ -13,7 +13,8 @@ from ecg_transfer.errors import ConfigError, DatasetError
 from ecg_transfer.training import RunConfig, Stage, load_config, train_run
 from ecg_transfer.training.loop import batch_slices, configure_stage
 from training_synth import (
-    LABELS, Killed, assert_same_state, kill_after, load_state, make_data, tiny_config, without_seconds,
+    LABELS, Killed, assert_same_state, kill_after, killed_after_first_epoch, load_state, make_data, tiny_config,
+    without_seconds,
 )
 
 
@@ -119,8 +120,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, data):
 def test_resume_refuses_other_settings_and_fresh_runs_refuse_to_overwrite(tmp_path, data):
     X, Y, ids, splits = data
     run_dir = tmp_path / "run"
-    with pytest.raises(Killed):
-        train_run(tiny_config(epochs=2), X, Y, ids, splits, LABELS, run_dir, progress=False, callbacks=[kill_after(1)])
+    killed_after_first_epoch(run_dir, X, Y, ids, splits)
     with pytest.raises(FileExistsError, match="resume=True"):
         train_run(tiny_config(epochs=2), X, Y, ids, splits, LABELS, run_dir, progress=False)
     with pytest.raises(ConfigError, match="schedule.max_lr"):

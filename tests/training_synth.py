@@ -61,6 +61,17 @@ def kill_after(epoch: int):
     return callback
 
 
+def killed_after_first_epoch(run_dir, X, Y, ids, splits, **overrides) -> None:
+    """A 2-epoch tiny run in ``run_dir`` killed after epoch 1's checkpoint (for resume tests)."""
+    import pytest
+
+    from ecg_transfer.training.run import train_run
+
+    with pytest.raises(Killed):
+        train_run(tiny_config(epochs=2, **overrides), X, Y, ids, splits, LABELS, run_dir, progress=False,
+                  callbacks=[kill_after(1)])
+
+
 def load_state(path):
     import torch
     return torch.load(path, map_location="cpu", weights_only=True)

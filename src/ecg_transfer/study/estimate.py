@@ -45,10 +45,10 @@ CACHE_SECONDS_PER_RECORD = {"ptbxl": 0.001, "cinc": 0.02}
 #: with CIs): 5.2 s for 1,000 records x 18 labels x 500 resamples, 64 s for 9,300 (BENCHMARKS.md,
 #: "The laptop profile"); the full G12EC's test-on-the-rest sets make this a large part of a run.
 EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
-#: Labels scored per task, for the evaluation's cost (the PTB-XL benchmark's counts; protocols
-#: their class lists); anything else: 20.
+#: Labels scored per PTB-XL task, for the evaluation's cost (the PTB-XL benchmark's counts: the
+#: statements file is not read to plan); a protocol's come from its class list.
 LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19,
-                   "rhythm": 12, "protocol:seed18": 18, "protocol:cinc2020": 24}
+                   "rhythm": 12}
 THROUGHPUT_FILE = "throughput.json"
 
 
@@ -122,15 +122,19 @@ def _windows(seconds: float, cfg: RunConfig) -> int:
     return 1 if n <= cfg.crop_len else (n - cfg.crop_len) // cfg.stride + 1
 
 
-def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
-    """(training records, training samples, evaluation windows) of one run."""
+def _split_records(cfg: RunConfig, size: DataSize) -> tuple[float, float, float, float]:
+    """(records of the training folds, training records, validation records, test records) of a run."""
     task = cfg.task
     assert task is not None
-    n_folds = task.n_folds
-    pool = size.in_folds(list(task.train_folds), n_folds)
+    pool = size.in_folds(list(task.train_folds), task.n_folds)
     train = pool * task.train_fraction
-    test = pool - train if task.test_on_rest else size.in_folds(list(task.test_folds), n_folds)
-    val = size.in_folds(list(task.val_folds), n_folds)
+    test = pool - train if task.test_on_rest else size.in_folds(list(task.test_folds), task.n_folds)
+    return pool, train, size.in_folds(list(task.val_folds), task.n_folds), test
+
+
+def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
+    """(training records, training samples, evaluation windows) of one run."""
+    pool, train, val, test = _split_records(cfg, size)
     validations = math.ceil(cfg.epochs / cfg.validate_every)
     if cfg.ssl is not None:  # every signal of the training folds; contrastive: two views per crop;
         views = 2 if cfg.ssl.method == "contrastive" else 1  # validation: each record's centre crop
@@ -140,17 +144,21 @@ def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
     return train, train * cfg.epochs, windows
 
 
+def _labels_scored(task_labels: str) -> int:
+    """Labels a task scores: a protocol's class list, the PTB-XL benchmark's counts, else 20."""
+    from ..labels.protocols import get_protocol
+
+    if task_labels.startswith("protocol:"):
+        return len(get_protocol(task_labels.split(":", 1)[1]).classes)
+    return LABELS_PER_TASK.get(task_labels, 20)
+
+
 def evaluation_seconds(cfg: RunConfig, size: DataSize, n_resamples: int) -> float:
     """The bootstrap evaluation of a run's test predictions (none for a self-supervised run)."""
-    task = cfg.task
-    assert task is not None
     if cfg.ssl is not None:
         return 0.0
-    pool = size.in_folds(list(task.train_folds), task.n_folds)
-    test = pool * (1 - task.train_fraction) if task.test_on_rest else size.in_folds(list(task.test_folds),
-                                                                                     task.n_folds)
-    labels = LABELS_PER_TASK.get(str(task.labels), 20)
-    return test * labels * n_resamples * EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE
+    test = _split_records(cfg, size)[3]
+    return test * _labels_scored(str(cfg.task.labels)) * n_resamples * EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE
 
 
 def _signature(cfg: RunConfig) -> str:

@@ -62,17 +62,19 @@ def gallery_run(plan_runs: list[dict[str, Any]], protocol: str, seed: int) -> st
     return None
 
 
-def _headline_run_dir(study_dir: Path) -> Path | None:
+def _headline_run(study_dir: Path) -> tuple[str, int, Path | None]:
+    """(primary protocol, first seed, the run directory of their headline fine-tuned run or None)."""
     study = json.loads((study_dir / "study.json").read_text(encoding="utf-8"))["resolved"]["study"]
     runs = json.loads((study_dir / "plan.json").read_text(encoding="utf-8"))["runs"]
-    key = gallery_run(runs, study["protocols"][0], study["seeds"][0])
-    return None if key is None else study_dir / "runs" / key
+    protocol, seed = study["protocols"][0], study["seeds"][0]
+    key = gallery_run(runs, protocol, seed)
+    return protocol, seed, None if key is None else study_dir / "runs" / key
 
 
 def gallery_needed(study_dir: str | Path) -> bool:
     """Whether the gallery is missing or older than its run's test predictions (and the run has them)."""
     study_dir = Path(study_dir)
-    run_dir = _headline_run_dir(study_dir)
+    run_dir = _headline_run(study_dir)[2]
     if run_dir is None or not (run_dir / "predictions_test.csv").exists():
         return False
     path = study_dir / GALLERY_DIR / GALLERY_FILE
@@ -94,11 +96,9 @@ def write_gallery(study_dir: str | Path, *, k_labels: int = 3, steps: int = 32) 
     from ..training.modelfile import load_model_file
 
     study_dir = Path(study_dir)
-    study = json.loads((study_dir / "study.json").read_text(encoding="utf-8"))["resolved"]["study"]
-    run_dir = _headline_run_dir(study_dir)
+    protocol, seed, run_dir = _headline_run(study_dir)
     if run_dir is None or not (run_dir / "predictions_test.csv").exists():
         return None
-    key = run_dir.name
     record_ids, labels, y_true, probs = load_predictions(run_dir / "predictions_test.csv")
     picks = pick_examples(y_true, probs, list(labels), k_labels)
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -123,7 +123,7 @@ def write_gallery(study_dir: str | Path, *, k_labels: int = 3, steps: int = 32) 
                             "convergence_delta": e.convergence_delta})
     entries.sort(key=lambda e: e.pop("order"))  # the picks' order: label by label, correct first
     path = out / GALLERY_FILE
-    atomic_write_json(path, {"run": f"runs/{key}", "protocol": study["protocols"][0], "seed": study["seeds"][0],
+    atomic_write_json(path, {"run": f"runs/{run_dir.name}", "protocol": protocol, "seed": seed,
                              "method": "integrated gradients", "threshold": THRESHOLD,
                              "n_test": int(len(record_ids)), "entries": entries})
     return path
