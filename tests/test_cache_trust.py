@@ -159,6 +159,37 @@ def test_a_full_disk_fails_and_says_where(tree: Path, cache_dir: Path, monkeypat
     assert [p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock")] == []
 
 
+# -- the store reaches the disk before the folder is renamed into place ----------------------------
+def test_store_is_written_back_while_building_and_synced_at_the_end(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+    monkeypatch.setattr(cache_mod.os, "fdatasync", lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
+    monkeypatch.setattr(cache_mod.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    store = tmp_path / "signals.f32"
+    store.write_bytes(b"")
+    with cache_mod._written_back(store, every=0.01):
+        with open(store, "ab") as fh:
+            fh.write(b"\0" * 4096)
+        time.sleep(0.2)
+    assert calls.count("fdatasync") >= 2, calls  # flushed while the body ran
+    assert calls[-1] == "fsync" and calls.count("fsync") == 1  # and once fully at its end
+
+
+def test_a_write_back_error_fails_the_build(tree: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error seen by the background flush is reported once per descriptor: it must not be lost."""
+    real = cache_mod._written_back
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(cache_mod.os, "fdatasync", failing)
+    monkeypatch.setattr(cache_mod, "_written_back", lambda path: real(path, every=0.0005))
+    with pytest.raises(DatasetError, match=r"signals\.f32 could not be written to the disk.*Input/output error"):
+        load_or_build(PTBXL(tree), cache_dir=cache_dir, progress=False, workers=1)
+    assert [p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock")] == []
+
+
 # -- temporary folders: host and pid in the name, removed only when their owner is gone ----------------
 def test_build_folder_names_carry_host_and_pid(tree: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []

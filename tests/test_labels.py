@@ -3,6 +3,7 @@ the ``dx`` label set."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -65,6 +66,48 @@ def test_parse_scp_codes_reads_the_dict_literal():
 def test_parse_scp_codes_names_the_malformed_string(bad):
     with pytest.raises(ValueError, match=re.escape(repr(bad))):
         parse_scp_codes(bad)
+
+
+def _literal_only(cell: str) -> dict | str:
+    """What the literal parser alone makes of a cell (the reference for the JSON fast path)."""
+    try:
+        value = ast.literal_eval(cell)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return "refused"
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items()):
+        return "refused"
+    try:
+        return {k: float(v) for k, v in value.items()}
+    except OverflowError:
+        return "refused"
+
+
+@pytest.mark.parametrize("cell", [
+    "{'NORM': 100.0, 'SR': 0.0}", "{'A': 1, 'A': 2}", "{'A': true}", "{'A': True}", "{'A': NaN}",
+    "{'A': Infinity}", "{'A': 1e400}", "{'A': -0.0}", "{'A': null}", "{'A': None}", "{'a\\/b': 1}",
+    "{'a\\u0041': 1}", "{'it\"s': 1}", "{1: 2}", "{'A': 1,}", "{'A': +1}", "{'A': 1_0}", "{'A': 0x10}",
+    "{'A': " + "9" * 400 + "}", "{'A': [1]}", "{'A': {'B': 1}}", "{}", "[]", "'A'", "{'A' 'B': 1}",
+    "{'A': 01}", "{'A':\t1}", '{"A": 1}',
+])
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")
+def test_parse_scp_codes_fast_path_agrees_with_the_literal_parser(cell):
+    """The JSON reading of the common form (for speed) accepts exactly what ``ast.literal_eval``
+    accepts, with the same values and key order; everything else is refused by name."""
+    expected = _literal_only(cell)
+    if expected == "refused":
+        with pytest.raises(ValueError, match="malformed scp_codes"):
+            parse_scp_codes(cell)
+    else:
+        got = parse_scp_codes(cell)
+        assert got == expected and list(got) == list(expected)
+        assert all(type(v) is float for v in got.values())
+
+
+def test_parse_scp_codes_agrees_with_the_literal_parser_on_real_ptbxl(ptbxl_root):
+    db = pd.read_csv(ptbxl_root / "ptbxl_database.csv", usecols=["scp_codes"])
+    cells = db["scp_codes"].tolist()
+    assert [parse_scp_codes(c) for c in cells] == [_literal_only(c) for c in cells]
 
 
 # ---------------------------------------------------------------- tasks on a tiny table

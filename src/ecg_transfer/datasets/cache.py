@@ -32,6 +32,7 @@ at an offset it reserves in the store, so the parent never holds signals.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
@@ -45,7 +46,7 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -254,6 +255,43 @@ def _run_jobs(adapter: DatasetAdapter, jobs: list[tuple], workers: int, collect)
             _WORKER.clear()
 
 
+@contextlib.contextmanager
+def _written_back(path: Path, every: float = 0.25) -> Iterator[None]:
+    """Flush ``path`` to disk every ``every`` seconds while the body runs, and fully at its end.
+
+    The store must reach the disk before the folder is renamed into place (else a power loss can
+    leave a complete-looking cache of zeros). One fsync at the end cost 1.5 s of a 12 s PTB-XL
+    build; flushing while the workers still read, from this otherwise waiting process, hides most of it.
+    """
+    fd = os.open(path, os.O_RDWR)
+    stop = threading.Event()
+    failed: list[OSError] = []  # a write-back error is reported once per descriptor: keep it
+
+    def flush() -> None:
+        try:
+            while not stop.wait(every):
+                os.fdatasync(fd)
+        except OSError as exc:
+            failed.append(exc)
+
+    flusher = threading.Thread(target=flush, name="cache-writeback", daemon=True)
+    flusher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        flusher.join()
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            failed.append(exc)
+        finally:
+            os.close(fd)
+    if failed:  # only when the body succeeded: its own error says more
+        raise DatasetError(f"{path} could not be written to the disk ({failed[0]}); the cache was not "
+                           "built. Check the disk (or use another --cache-dir).") from failed[0]
+
+
 def _build(
     adapter: DatasetAdapter, index: pd.DataFrame, settings: dict, tmp: Path, workers: int,
     progress: bool, strict: bool,
@@ -284,11 +322,10 @@ def _build(
     if prefetch is not None:
         threading.Thread(target=prefetch, args=(ids,), daemon=True).start()
     try:
-        _run_jobs(adapter, jobs, workers, collect)
+        with _written_back(out):
+            _run_jobs(adapter, jobs, workers, collect)
     finally:
         bar.close()
-    with open(out, "rb+") as fh:
-        os.fsync(fh.fileno())
     bad = {p.record for p in problems}
     table = index.copy()
     table["row"] = np.arange(len(ids))
