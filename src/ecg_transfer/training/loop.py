@@ -307,6 +307,204 @@ def fit(
             revert_sync_batchnorm(model)
 
 
+@dataclass
+class _Setup:
+    """What every epoch of a run reads and nothing changes: the data, the settings resolved for
+    this device, the batches of an epoch and where the run's files go."""
+
+    model: nn.Module
+    X: RaggedSignals
+    Y: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    config: RunConfig
+    stages: Sequence[Stage]
+    scaler: GlobalStandardScaler
+    device: torch.device
+    precision: str
+    transform: Callable[[np.ndarray], np.ndarray]
+    slices: list[slice]
+    total: int
+    ctx: DistContext
+    run_dir: Path | None
+    meta: dict[str, Any]
+
+    @property
+    def ckpt_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / CHECKPOINT
+
+    @property
+    def metrics_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / METRICS
+
+
+def _setup(
+    model: nn.Module, X: np.ndarray | RaggedSignals, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
+    val_idx: Sequence[int] | np.ndarray, *, config: RunConfig, stages: Sequence[Stage],
+    scaler: GlobalStandardScaler, run_dir: str | Path | None, meta: dict[str, Any] | None,
+    lengths: np.ndarray | None, device: torch.device | str, ctx: DistContext,
+) -> _Setup:
+    """Resolve the inputs once: index arrays, records at their lengths, the batches of an epoch
+    (this rank's share of them) and the ``meta`` a checkpoint must match to be resumed."""
+    device = torch.device(device)
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    meta = dict(meta or {})
+    meta.setdefault("stages", [s.to_dict() for s in stages])
+    # the forward pass's precision as resolved on this device: a resume elsewhere ("auto" resolving
+    # to another precision) is refused like any other change of the run's maths
+    precision = resolve_precision(config.precision, device)
+    meta.setdefault("precision", precision)
+    slices = batch_slices(len(train_idx), config.batch_size, config.drop_last)
+    if ctx.active:  # per-rank BatchNorm needs two rows per rank; synchronised BN one
+        slices = rank_batches(slices, ctx, min_rows=1 if config.sync_batchnorm else 2)
+    return _Setup(
+        model=model, X=as_signals(X, lengths),  # a RaggedSignals or a padded array: records at their own lengths
+        Y=Y, train_idx=train_idx, val_idx=np.asarray(val_idx, dtype=np.int64), config=config, stages=stages,
+        scaler=scaler, device=device, precision=precision, transform=input_transform(config.input, config.fs),
+        slices=slices, total=sum(s.epochs for s in stages), ctx=ctx,
+        run_dir=None if run_dir is None else Path(run_dir), meta=meta,
+    )
+
+
+def _resume_checkpoint(s: _Setup, resume: bool, gens: dict[str, torch.Generator]
+                       ) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
+    """(epochs done, metrics history, the checkpoint or None): restores the model and every random
+    state from ``run_dir``'s checkpoint when resuming, refusing one written with other settings;
+    (re)writes metrics.jsonl so it holds exactly the checkpoint's epochs."""
+    ck = None
+    if resume and s.ckpt_path is not None:
+        path = s.ckpt_path
+        ck = s.ctx.from_main(lambda: load_checkpoint(path) if path.exists() else None)
+    if ck is None:
+        if s.metrics_path is not None and s.ctx.is_main:
+            atomic_write_text(s.metrics_path, "")
+        return 0, [], None
+    ck_config, new_config = ck["meta"].get("config"), s.meta.get("config")
+    if isinstance(ck_config, dict) and isinstance(new_config, dict):
+        # keys added to RunConfig after the checkpoint was written: it ran with their defaults
+        defaults = RunConfig().to_dict()
+        for key in new_config.keys() - ck_config.keys():
+            if key in defaults:
+                ck_config[key] = defaults[key]
+    diff = _diff_keys(ck["meta"], s.meta)
+    if diff:
+        raise ConfigError(f"cannot resume {s.run_dir}: the run was started with different settings: {', '.join(diff)}")
+    s.model.load_state_dict(ck["model"])
+    restore_rng(ck["rng"], gens)
+    start_epoch, history = int(ck["epoch"]), list(ck["history"])
+    if s.ctx.is_main:
+        atomic_write_text(s.metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        log.info("resuming %s after epoch %d of %d", s.run_dir, start_epoch, s.total)
+    return start_epoch, history, ck
+
+
+def _begin_stage(s: _Setup, stage: Stage, ck: dict[str, Any] | None = None
+                 ) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+    """(what the batches go through, optimizer, scheduler) for ``stage``: a fresh AdamW and
+    one-cycle, or the checkpoint's state when resuming within the stage; DDP wraps the model on
+    several processes."""
+    opt, sched = configure_stage(s.model, stage, s.config, len(s.slices))
+    if ck is not None:
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+    net = s.ctx.wrap(prepare_for_training(s.model, s.config.memory_format, s.config.compile))
+    return net, opt, sched
+
+
+def _batch(s: _Setup, rows: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """This rank's part of one global batch on the device: (inputs, labels or None for [ssl],
+    rows on this rank). Crops are cut from ``X``, standardised and transformed."""
+    if s.ctx.active:  # this rank's rows of the global batch
+        mine = s.ctx.shard(len(rows))
+        rows, starts = rows[mine], starts[mine]
+    xb = to_device(s.transform(s.scaler.transform(extract_crops(s.X, rows, starts, s.config.crop_len))), s.device)
+    yb = None if s.config.ssl is not None else to_device(np.asarray(s.Y[rows], dtype=np.float32), s.device)
+    return xb, yb, len(rows)
+
+
+def _train_epoch(s: _Setup, net: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.OneCycleLR,
+                 epoch: int, gens: dict[str, torch.Generator], progress: bool) -> tuple[float, list[float]]:
+    """One epoch of training steps; (mean training loss, the last step's lr per param group).
+
+    The whole step reads top to bottom here: forward (autocast as ``precision`` says), loss in fp32
+    (BCE on logits; an [ssl] model returns its own loss), the global batch's loss checked finite,
+    backward, optional gradient clipping, optimizer step, scheduler step."""
+    config, ctx = s.config, s.ctx
+    loss_fn = nn.BCEWithLogitsLoss()
+    order, starts = epoch_plan(s.train_idx, s.X.lengths, config.crop_len, gens["order"], gens["crop"],
+                               config.short_records)
+    loss_sum, n_seen, step_lrs = 0.0, 0, []
+    for sl in tqdm(s.slices, leave=False, disable=not progress, unit="batch", desc=f"epoch {epoch + 1}"):
+        n_batch = len(order[sl])
+        xb, yb, n_rows = _batch(s, order[sl], starts[sl])
+        with autocast(s.precision, s.device):
+            out = net(xb)
+        # the loss in fp32 whatever the forward pass; a self-supervised model (training.ssl.SslModel)
+        # returns the batch's loss itself, no labels
+        loss = loss_fn(out.float(), yb) if yb is not None else out.float()
+        if ctx.active:
+            # the global batch's mean loss, for the record and the divergence check; the
+            # weight makes DDP's average over ranks the gradient of that mean (uneven splits too)
+            batch_loss = ctx.all_sum(loss.detach() * n_rows) / n_batch
+            loss = loss * (ctx.world_size * n_rows / n_batch)
+        else:
+            batch_loss = loss.item()
+        if not np.isfinite(batch_loss):
+            raise TrainingDivergedError(f"training loss is {batch_loss} in epoch {epoch + 1}; "
+                                        "lower the learning rate or check the inputs")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], config.grad_clip)
+        opt.step()
+        step_lrs = [g["lr"] for g in opt.param_groups]  # the lr this step used
+        sched.step()
+        loss_sum += batch_loss * n_batch
+        n_seen += n_batch
+    return loss_sum / n_seen, step_lrs
+
+
+def _validate(s: _Setup, epoch: int) -> tuple[float | None, float | None, int, np.ndarray | None]:
+    """(val loss, val macro AUC, classes in that AUC, probabilities) when ``epoch`` is validated
+    (every ``validate_every`` epochs and the last). Rank 0 predicts; every rank gets the three
+    numbers, only rank 0 the probabilities. An [ssl] run reports the SSL loss of the validation
+    records' centre crops, no AUC and no probabilities."""
+    config = s.config
+    if not s.val_idx.size or ((epoch + 1) % config.validate_every != 0 and epoch + 1 != s.total):
+        return None, None, 0, None
+    held: dict[str, np.ndarray] = {}  # rank 0's probabilities stay on rank 0
+
+    def validate() -> tuple[float | None, float | None, int]:
+        if config.ssl is not None:
+            return ssl_validation_loss(s.model, s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len,
+                                       batch_size=config.batch_size, device=s.device, seed=config.seed), None, 0
+        held["probs"], v_loss = predict_records(
+            s.model, s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len, stride=config.stride,
+            aggregate=config.aggregate, batch_size=config.batch_size, device=s.device,
+            short=config.short_records, Y=s.Y, transform=s.transform, precision=s.precision,
+        )
+        return (v_loss, *macro_auc(np.asarray(s.Y[s.val_idx]), held["probs"]))
+
+    val_loss, val_auc, n_cls = s.ctx.from_main(validate)
+    return val_loss, val_auc, n_cls, held.get("probs")
+
+
+def _record_epoch(s: _Setup, row: dict[str, Any], history: list[dict[str, Any]], stage_i: int,
+                  opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.OneCycleLR,
+                  gens: dict[str, torch.Generator]) -> None:
+    """Rank 0: the checkpoint (atomically), then the epoch's line of metrics.jsonl."""
+    history.append(row)
+    if s.ckpt_path is None or not s.ctx.is_main:
+        return
+    save_checkpoint(s.ckpt_path, {
+        "format": "ecg_transfer.checkpoint/1", "epoch": row["epoch"], "stage": stage_i,
+        "model": s.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "rng": capture_rng(gens), "history": history, "meta": s.meta,
+    })
+    with open(s.metrics_path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
 def _fit(
     model: nn.Module, X: np.ndarray | RaggedSignals, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
     val_idx: Sequence[int] | np.ndarray, *, config: RunConfig, stages: Sequence[Stage],
@@ -314,151 +512,44 @@ def _fit(
     lengths: np.ndarray | None, device: torch.device | str, progress: bool,
     callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]], ctx: DistContext,
 ) -> FitResult:
-    device = torch.device(device)
-    train_idx = np.asarray(train_idx, dtype=np.int64)
-    val_idx = np.asarray(val_idx, dtype=np.int64)
-    X = as_signals(X, lengths)  # a RaggedSignals or a padded array: records at their own lengths
-    lens = X.lengths
-    meta = dict(meta or {})
-    meta.setdefault("stages", [s.to_dict() for s in stages])
-    # the forward pass's precision as resolved on this device: a resume elsewhere ("auto" resolving
-    # to another precision) is refused like any other change of the run's maths
-    precision = resolve_precision(config.precision, device)
-    meta.setdefault("precision", precision)
-    crop_len, stride = config.crop_len, config.stride
-    transform = input_transform(config.input, config.fs)
-    slices = batch_slices(len(train_idx), config.batch_size, config.drop_last)
-    if ctx.active:  # per-rank BatchNorm needs two rows per rank; synchronised BN one
-        slices = rank_batches(slices, ctx, min_rows=1 if config.sync_batchnorm else 2)
-    total = sum(s.epochs for s in stages)
+    s = _setup(model, X, Y, train_idx, val_idx, config=config, stages=stages, scaler=scaler, run_dir=run_dir,
+               meta=meta, lengths=lengths, device=device, ctx=ctx)
     gens = make_generators(config.seed)
-    loss_fn = nn.BCEWithLogitsLoss()
-    model.to(device)
-
-    run_dir = None if run_dir is None else Path(run_dir)
-    ckpt_path = None if run_dir is None else run_dir / CHECKPOINT
-    metrics_path = None if run_dir is None else run_dir / METRICS
-    history: list[dict[str, Any]] = []
-    start_epoch, opt, sched, ck = 0, None, None, None
-    if resume and ckpt_path is not None:
-        ck = ctx.from_main(lambda: load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
-    if ck is not None:
-        ck_config, new_config = ck["meta"].get("config"), meta.get("config")
-        if isinstance(ck_config, dict) and isinstance(new_config, dict):
-            # keys added to RunConfig after the checkpoint was written: it ran with their defaults
-            defaults = RunConfig().to_dict()
-            for key in new_config.keys() - ck_config.keys():
-                if key in defaults:
-                    ck_config[key] = defaults[key]
-        diff = _diff_keys(ck["meta"], meta)
-        if diff:
-            raise ConfigError(f"cannot resume {run_dir}: the run was started with different settings: {', '.join(diff)}")
-        model.load_state_dict(ck["model"])
-        restore_rng(ck["rng"], gens)
-        start_epoch, history = int(ck["epoch"]), list(ck["history"])
-        if ctx.is_main:
-            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
-            log.info("resuming %s after epoch %d of %d", run_dir, start_epoch, total)
-    elif metrics_path is not None and ctx.is_main:
-        atomic_write_text(metrics_path, "")
-
+    model.to(s.device)
+    start_epoch, history, ck = _resume_checkpoint(s, resume, gens)
     stage_i, done_in_stage = locate(start_epoch, stages)
-    net = model  # what the batches go through: DDP around the model on several processes
+    net, opt, sched = model, None, None  # net: what the batches go through (DDP around the model on several processes)
     if stage_i < len(stages):
-        opt, sched = configure_stage(model, stages[stage_i], config, len(slices))
-        if ck is not None and done_in_stage > 0:
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-        net = ctx.wrap(prepare_for_training(model, config.memory_format, config.compile))
+        net, opt, sched = _begin_stage(s, stages[stage_i], ck if done_in_stage > 0 else None)
     ck = None
 
     final_val_probs: np.ndarray | None = None
-    bar = tqdm(total=total, initial=start_epoch, unit="epoch", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=s.total, initial=start_epoch, unit="epoch", disable=not progress, dynamic_ncols=True)
     try:
-        for epoch in range(start_epoch, total):
+        for epoch in range(start_epoch, s.total):
             stage_i, done_in_stage = locate(epoch, stages)
             stage = stages[stage_i]
             if done_in_stage == 0 and epoch != start_epoch:
-                opt, sched = configure_stage(model, stage, config, len(slices))
-                net = ctx.wrap(prepare_for_training(model, config.memory_format, config.compile))
+                net, opt, sched = _begin_stage(s, stage)
             t0 = time.perf_counter()
             set_train_mode(model, stage)
             if ctx.active:
                 ctx.seed_dropout(config.seed, epoch)
-            order, starts = epoch_plan(train_idx, lens, crop_len, gens["order"], gens["crop"], config.short_records)
-            loss_sum, n_seen = 0.0, 0
-            for sl in tqdm(slices, leave=False, disable=not progress, unit="batch", desc=f"epoch {epoch + 1}"):
-                rows, batch_starts = order[sl], starts[sl]
-                n_batch = len(rows)
-                if ctx.active:  # this rank's rows of the global batch
-                    mine = ctx.shard(n_batch)
-                    rows, batch_starts = rows[mine], batch_starts[mine]
-                xb = transform(scaler.transform(extract_crops(X, rows, batch_starts, crop_len)))
-                xb = to_device(xb, device)
-                if config.ssl is None:
-                    yb = to_device(np.asarray(Y[rows], dtype=np.float32), device)
-                    with autocast(precision, device):
-                        logits = net(xb)
-                    loss = loss_fn(logits.float(), yb)  # the loss in fp32 whatever the forward pass
-                else:  # self-supervised: the model (training.ssl.SslModel) returns the batch's loss, no labels
-                    with autocast(precision, device):
-                        loss = net(xb).float()
-                if ctx.active:
-                    # the global batch's mean loss, for the record and the divergence check; the
-                    # weight makes DDP's average over ranks the gradient of that mean (uneven splits too)
-                    batch_loss = ctx.all_sum(loss.detach() * len(rows)) / n_batch
-                    loss = loss * (ctx.world_size * len(rows) / n_batch)
-                else:
-                    batch_loss = loss.item()
-                if not np.isfinite(batch_loss):
-                    raise TrainingDivergedError(f"training loss is {batch_loss} in epoch {epoch + 1}; "
-                                                "lower the learning rate or check the inputs")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], config.grad_clip)
-                opt.step()
-                step_lrs = [g["lr"] for g in opt.param_groups]  # the lr this step used
-                sched.step()
-                loss_sum += batch_loss * n_batch
-                n_seen += n_batch
-            val_loss, val_auc, n_cls = None, None, 0
+            train_loss, step_lrs = _train_epoch(s, net, opt, sched, epoch, gens, progress)
             t_val = time.perf_counter()
-            if val_idx.size and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == total):
-                def validate(epoch: int = epoch) -> tuple[float | None, float | None, int]:
-                    nonlocal final_val_probs
-                    if config.ssl is not None:  # the SSL loss of the validation records' centre crops
-                        return ssl_validation_loss(model, X, val_idx, scaler=scaler, crop_len=crop_len,
-                                                   batch_size=config.batch_size, device=device,
-                                                   seed=config.seed), None, 0
-                    probs, v_loss = predict_records(
-                        model, X, val_idx, scaler=scaler, crop_len=crop_len, stride=stride,
-                        aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                        short=config.short_records, Y=Y, transform=transform, precision=precision,
-                    )
-                    if epoch + 1 == total:
-                        final_val_probs = probs
-                    return (v_loss, *macro_auc(np.asarray(Y[val_idx]), probs))
-                val_loss, val_auc, n_cls = ctx.from_main(validate)
+            val_loss, val_auc, n_cls, probs = _validate(s, epoch)
+            if epoch + 1 == s.total:
+                final_val_probs = probs
             row = {
                 "epoch": epoch + 1, "stage": stage.name, "stage_epoch": done_in_stage + 1,
-                "train_loss": loss_sum / n_seen, "val_loss": val_loss, "val_macro_auc": val_auc,
+                "train_loss": train_loss, "val_loss": val_loss, "val_macro_auc": val_auc,
                 "val_auc_classes": n_cls, "lr": step_lrs[-1], "lrs": step_lrs,
                 "seconds": round(time.perf_counter() - t0, 3),  # the epoch: training + validation
                 "val_seconds": round(time.perf_counter() - t_val, 3),
             }
-            history.append(row)
-            if ckpt_path is not None and ctx.is_main:
-                save_checkpoint(ckpt_path, {
-                    "format": "ecg_transfer.checkpoint/1", "epoch": epoch + 1, "stage": stage_i,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": capture_rng(gens), "history": history, "meta": meta,
-                })
-                with open(metrics_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
+            _record_epoch(s, row, history, stage_i, opt, sched, gens)
             bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}",
-                            val_auc="n/a" if val_auc is None else f"{val_auc:.4f}")
+            bar.set_postfix(loss=f"{train_loss:.4f}", val_auc="n/a" if val_auc is None else f"{val_auc:.4f}")
             for cb in callbacks:
                 cb(row, model)
     finally:

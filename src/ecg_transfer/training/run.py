@@ -232,6 +232,58 @@ def _meta_config(config: RunConfig) -> dict[str, Any]:
     return d
 
 
+def _existing_run(run_dir: Path, resume: bool, ctx: Any) -> tuple[bool, bool, dict[str, Any] | None]:
+    """(finishing, resuming, the checkpoint's scaler): what ``run_dir`` holds, read by rank 0 and
+    agreed by every rank. Finishing: ``resume`` and a model.pt exist (only predictions may be
+    missing); resuming: ``resume`` and a checkpoint exist. A run found without ``resume`` is refused."""
+    ckpt_path = run_dir / CHECKPOINT
+
+    def look() -> tuple[bool, dict[str, Any] | None]:  # rank 0: what run_dir holds
+        found = resume and ckpt_path.exists()
+        if not found and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
+            raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
+        return found, (load_checkpoint(ckpt_path)["meta"]["scaler"] if found else None)
+
+    finishing = ctx.from_main(lambda: resume and (run_dir / MODEL_FILE).exists())
+    resuming, resumed_scaler = (False, None) if finishing else ctx.from_main(look)
+    return finishing, resuming, resumed_scaler
+
+
+def _check_short_records(config: RunConfig, X: RaggedSignals, record_ids: Sequence[str],
+                         splits: Mapping[str, np.ndarray]) -> None:
+    """With ``short_records = "error"``: a DatasetError naming the used records shorter than one crop."""
+    if config.short_records != "error":
+        return
+    used = np.concatenate(list(splits.values()))
+    short = used[X.lengths[used] < config.crop_len]
+    if short.size:
+        ids = [str(record_ids[i]) for i in short[:5]]
+        raise DatasetError(f"{short.size} record(s) are shorter than one {config.crop_seconds} s crop "
+                           f"({config.crop_len} samples), e.g. {ids}; set short_records = \"pad\" to zero-pad them")
+
+
+def _run_scaler(config: RunConfig, X: RaggedSignals, train_rows: np.ndarray, resumed: dict[str, Any] | None,
+                pretrained: Any, ctx: Any) -> GlobalStandardScaler:
+    """The standardisation of the run: the checkpoint's when resuming, the pre-trained model's with
+    ``finetune.scaler = "pretrained"``, else fitted on the training rows only (one pass, rank 0)."""
+    if resumed is not None:
+        return GlobalStandardScaler.from_dict(resumed)
+    if config.finetune.scaler == "pretrained" and pretrained is not None:
+        return pretrained.scaler
+    return GlobalStandardScaler.from_dict(ctx.from_main(lambda: GlobalStandardScaler().fit(X, train_rows).to_dict()))
+
+
+def _run_meta(config: RunConfig, X: RaggedSignals, record_ids: Sequence[str], splits: Mapping[str, np.ndarray],
+              label_names: Sequence[str], scaler: GlobalStandardScaler) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the defining settings, labels, scaler, the
+    splits' record digests and the data's shape."""
+    return {
+        "config": _meta_config(config), "label_names": list(label_names), "scaler": scaler.to_dict(),
+        "splits": {k: _split_digest(record_ids, v) for k, v in splits.items()},
+        "n_rows": int(X.shape[0]), "input_shape": [int(X.shape[1]), int(X.shape[2])],
+    }
+
+
 def train_run(
     config: RunConfig | Mapping[str, Any] | str | Path,
     X: np.ndarray | RaggedSignals,
@@ -262,17 +314,7 @@ def train_run(
     X = _as_signals(X, lengths)
     splits = _check_inputs(X, Y, record_ids, split_indices, label_names)
     ctx = init_from_env(config.device, config.dist_backend)
-    progress = progress and ctx.is_main
-    ckpt_path = run_dir / CHECKPOINT
-
-    def look() -> tuple[bool, dict[str, Any] | None]:  # rank 0: what run_dir holds
-        found = resume and ckpt_path.exists()
-        if not found and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
-            raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
-        return found, (load_checkpoint(ckpt_path)["meta"]["scaler"] if found else None)
-
-    finishing = ctx.from_main(lambda: resume and (run_dir / MODEL_FILE).exists())
-    resuming, resumed_scaler = (False, None) if finishing else ctx.from_main(look)
+    finishing, resuming, resumed_scaler = _existing_run(run_dir, resume, ctx)
 
     init = init_from if init_from is not None else config.finetune.pretrained_run
     if init is not None:
@@ -286,44 +328,24 @@ def train_run(
     device = ctx.device
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    crop_len = config.crop_len
     with _deterministic(config.deterministic, device):
         seed_everything(config.seed)
         # an [ssl] run has no labels: its head is a one-output placeholder that fine-tuning replaces
         model, pretrained = init_model(config, X.shape[1], Y.shape[1] if config.ssl is None else 1, init)
-        valid = X.lengths
-        if config.short_records == "error":
-            used = np.concatenate(list(splits.values()))
-            short = used[valid[used] < crop_len]
-            if short.size:
-                ids = [str(record_ids[i]) for i in short[:5]]
-                raise DatasetError(f"{short.size} record(s) are shorter than one {config.crop_seconds} s crop "
-                                   f"({crop_len} samples), e.g. {ids}; set short_records = \"pad\" to zero-pad them")
-
-        if resuming:
-            scaler = GlobalStandardScaler.from_dict(resumed_scaler)
-        elif config.finetune.scaler == "pretrained" and pretrained is not None:
-            scaler = pretrained.scaler
-        else:  # one pass over the training signals, on rank 0
-            scaler = GlobalStandardScaler.from_dict(ctx.from_main(
-                lambda: GlobalStandardScaler().fit(X, splits["train"]).to_dict()))
-
+        _check_short_records(config, X, record_ids, splits)
+        scaler = _run_scaler(config, X, splits["train"], resumed_scaler, pretrained, ctx)
         # what trains: the classifier itself, or (with [ssl]) its encoder inside the SSL objective
-        trained = model if config.ssl is None else SslModel(model, config.ssl, fs=config.fs, crop_len=crop_len,
+        trained = model if config.ssl is None else SslModel(model, config.ssl, fs=config.fs, crop_len=config.crop_len,
                                                             unit=scaler.std_)
-        meta = {
-            "config": _meta_config(config), "label_names": label_names, "scaler": scaler.to_dict(),
-            "splits": {k: _split_digest(record_ids, v) for k, v in splits.items()},
-            "n_rows": int(X.shape[0]), "input_shape": [int(X.shape[1]), int(X.shape[2])],
-        }
         ranks = ctx.all_gather({"rank": ctx.rank, "host": socket.gethostname(), "device": str(device)})
         if ctx.is_main:
             _write_start(config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend),
                          record_ids, splits)
         try:
             result = fit(trained, X, Y, splits["train"], splits["val"], config=config, stages=stages,
-                         scaler=scaler, run_dir=run_dir, resume=resuming, meta=meta, device=device,
-                         progress=progress, callbacks=callbacks, dist=ctx)
+                         scaler=scaler, run_dir=run_dir, resume=resuming,
+                         meta=_run_meta(config, X, record_ids, splits, label_names, scaler), device=device,
+                         progress=progress and ctx.is_main, callbacks=callbacks, dist=ctx)
         except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
             raise DatasetError(str(exc)) from None
 
