@@ -6,19 +6,15 @@ and report/report.md. (A run's own reliability diagrams are ``evaluation.plots``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["write_report", "load_results", "ReportError"]
+from .._lazy import lazy_exports
 
-
-def __getattr__(name: str) -> Any:
-    # lazy: `ecg-transfer --help` should not import matplotlib and the whole report
-    if name == "write_report":
-        from .build import write_report
-
-        return write_report
-    if name in ("load_results", "ReportError"):
-        from . import data
-
-        return getattr(data, name)
-    raise AttributeError(name)
+if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
+    from .build import (write_report as write_report)
+    from .data import (ReportError as ReportError, load_results as load_results)
+else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+    __getattr__, __dir__, __all__ = lazy_exports(__name__, {
+        "build": ("write_report",),
+        "data": ("ReportError", "load_results"),
+    })

@@ -10,7 +10,17 @@ resumably (optionally sharded over machines), and the results the report is made
     cli.py      ``ecg-transfer study run|status|plan``
 """
 
-from .plan import RunDef, plan_study, run_key
-from .spec import StudySpec, load_spec, spec_from_dict
+from __future__ import annotations
 
-__all__ = ["RunDef", "StudySpec", "load_spec", "plan_study", "run_key", "spec_from_dict"]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
+    from .plan import (RunDef as RunDef, plan_study as plan_study, run_key as run_key)
+    from .spec import (StudySpec as StudySpec, load_spec as load_spec, spec_from_dict as spec_from_dict)
+else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+    __getattr__, __dir__, __all__ = lazy_exports(__name__, {
+        "plan": ("RunDef", "plan_study", "run_key"),
+        "spec": ("StudySpec", "load_spec", "spec_from_dict"),
+    })
