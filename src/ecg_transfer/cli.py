@@ -211,17 +211,14 @@ _TRAIN_HELP = {
     "finetune": "fine-tune a pre-trained run on the target: new head, then the policy's stages",
     "standalone": "train from random weights on the target, same split and evaluation as finetune",
 }
+_TRAIN_DESCRIPTION = ("CONFIG is a TOML or JSON run config: every key is validated and defaults to the "
+                      "PTB-XL benchmark recipe; its [task] table says which data, labels and folds. Every key, "
+                      "its default and what is allowed: `ecg-transfer config reference` (docs/configuration.md); "
+                      "the resolved settings of a file: `ecg-transfer config show CONFIG`.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecg-transfer",
-        description="Transfer learning on 12-lead ECGs: read PTB-XL and CinC-format sets (G12EC), "
-                    "pre-train, fine-tune, evaluate with confidence intervals.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_download_parser(sub: argparse._SubParsersAction) -> None:
+    """``download``: its options live beside the downloader, which also runs it."""
     from .datasets.download import add_download_arguments, run_download
 
     p = sub.add_parser("download", help="download PTB-XL or G12EC from PhysioNet, resumable, checksummed",
@@ -230,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_arguments(p)
     p.set_defaults(func=run_download)
 
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """``evaluate``: its options live in evaluation/cli.py, next to the code that reads them."""
     from .evaluation.cli import add_evaluate_arguments, run_evaluate
 
     p = sub.add_parser("evaluate", help="metrics with bootstrap CIs, calibration and paired comparisons of runs",
@@ -240,8 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_arguments(p)
     p.set_defaults(func=run_evaluate)
 
-    from .inference.cli import (add_export_arguments, add_model_card_arguments, add_predict_arguments,
-                                run_export, run_model_card, run_predict)
+
+def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
+    """``predict``, ``export``, ``model-card`` and ``explain``: the commands that use a trained run,
+    whose options live in inference/cli.py."""
+    from .inference.cli import (add_explain_arguments, add_export_arguments, add_model_card_arguments,
+                                add_predict_arguments, run_explain, run_export, run_model_card, run_predict)
 
     p = sub.add_parser("predict", help="predict new records (WFDB, CinC, folders, .npy) with a trained run",
                        description="Predict WFDB / CinC-format records, folders of them or .npy arrays with a "
@@ -250,22 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "code 0: all predicted; 3: some records failed (listed); 2: none predicted.")
     add_predict_arguments(p)
     p.set_defaults(func=run_predict)
-
     p = sub.add_parser("export", help="export a run's network to ONNX or TorchScript",
                        description="Export the window-level network with the standardisation inside (raw mV "
                                    "windows in, per-window probabilities out, dynamic batch), checked against "
                                    "PyTorch; a JSON beside it says how to window, aggregate and threshold.")
     add_export_arguments(p)
     p.set_defaults(func=run_export)
-
     p = sub.add_parser("model-card", help="write RUN_DIR/MODEL_CARD.md (data, labels, metrics with CIs, limits)",
                        description="Write the run's model card from its files; quotes evaluation/metrics.json "
                                    "when `ecg-transfer evaluate` has been run.")
     add_model_card_arguments(p)
     p.set_defaults(func=run_model_card)
-
-    from .inference.cli import add_explain_arguments, run_explain
-
     p = sub.add_parser("explain", help="why a run decided: per-lead, per-time attributions of records (PNG + JSON)",
                        description="Attribute a run's record probabilities (its windows and aggregation) to the "
                                    "leads and samples of each record: integrated gradients (captum; baseline a "
@@ -275,18 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_arguments(p)
     p.set_defaults(func=run_explain)
 
+
+def _add_study_and_report_parsers(sub: argparse._SubParsersAction) -> None:
+    """``study``, ``config`` and ``report``, in the order ``--help`` lists them. The study's
+    ``--report`` gets the report writer from here: the report is a layer above the study."""
+    from .report.cli import add_report_parser
     from .study.cli import add_study_parser
 
     add_study_parser(sub, write_report=_write_report)
     _add_config_parser(sub)
-
-    from .report.cli import add_report_parser
-
     add_report_parser(sub)
 
-    data = sub.add_parser("data", help="inspect datasets and build signal caches",
-                          description="Inspect datasets and build their memory-mapped signal caches.")
-    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+def _add_data_summary_parser(dsub: argparse._SubParsersAction) -> None:
+    """``data summary``: what a dataset holds and what is wrong in it, before anything is trained."""
     p = dsub.add_parser("summary", help="records, rates, folds, class counts and every problem found",
                         description="Read the headers and index files and print what the dataset holds: "
                                     "records, sampling rates, lengths, folds, class counts per PTB-XL task and "
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also read every signal (through the cache): signal problems and amplitude statistics")
     p.set_defaults(func=_cmd_data_summary)
 
+
+def _add_data_cache_parser(dsub: argparse._SubParsersAction) -> None:
+    """``data cache``: build the signal cache ahead of training (a cluster's login node, say)."""
     p = dsub.add_parser("cache", help="build (or reuse) the memory-mapped signal cache",
                         description="Build the float32 signal cache for a dataset at a sampling rate, "
                                     "resampling with scipy.signal.resample_poly; every record is stored at its "
@@ -313,19 +317,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check every byte of an existing cache against its checksums (rebuilt if damaged)")
     p.set_defaults(func=_cmd_data_cache)
 
+
+def _add_data_parser(sub: argparse._SubParsersAction) -> None:
+    """``data summary|cache|audit``: the dataset commands, grouped so that ``--help`` stays short."""
     from .datasets.audit_cli import DESCRIPTION as AUDIT_DESCRIPTION, add_audit_arguments, run_audit
 
+    data = sub.add_parser("data", help="inspect datasets and build signal caches",
+                          description="Inspect datasets and build their memory-mapped signal caches.")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    _add_data_summary_parser(dsub)
+    _add_data_cache_parser(dsub)
     p = dsub.add_parser("audit", help="exact and near-duplicate signals within and across datasets (leakage)",
                         description=AUDIT_DESCRIPTION)
     add_audit_arguments(p)
     p.set_defaults(func=run_audit)
 
+
+def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
+    """``train``, ``pretrain``, ``finetune`` and ``standalone``: one training command under four
+    names, so that the name states the intent and :func:`_cmd_train` checks it against the config
+    (``finetune`` needs a pre-trained run; ``pretrain`` and ``standalone`` start from random
+    weights, so they have no ``--from``)."""
     for name, help_text in _TRAIN_HELP.items():
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ". "
-                           "CONFIG is a TOML or JSON run config: every key is validated and defaults to the "
-                           "PTB-XL benchmark recipe; its [task] table says which data, labels and folds. Every key, "
-                           "its default and what is allowed: `ecg-transfer config reference` (docs/configuration.md); "
-                           "the resolved settings of a file: `ecg-transfer config show CONFIG`.")
+        p = sub.add_parser(name, help=help_text,
+                           description=help_text[0].upper() + help_text[1:] + ". " + _TRAIN_DESCRIPTION)
         p.add_argument("config", type=Path, help="run config (.toml or .json)")
         p.add_argument("--run-dir", type=Path, required=True,
                        help="where the run is written: config, environment, checkpoint, metrics, model.pt, "
@@ -339,6 +354,24 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(init_from=None)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=_cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Each group of subcommands is added by its own function; the calls'
+    order is the order ``--help`` lists the commands in."""
+    parser = argparse.ArgumentParser(
+        prog="ecg-transfer",
+        description="Transfer learning on 12-lead ECGs: read PTB-XL and CinC-format sets (G12EC), "
+                    "pre-train, fine-tune, evaluate with confidence intervals.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_download_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_inference_parsers(sub)
+    _add_study_and_report_parsers(sub)
+    _add_data_parser(sub)
+    _add_train_parsers(sub)
     return parser
 
 

@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import __version__
 from ..atomic import atomic_write_text
@@ -295,6 +295,9 @@ def _select(
     rates: Sequence[int] | None,
     source: DatasetSource,
 ) -> list[_Entry]:
+    """The entries ``include`` and ``rates`` select. A filter that selects nothing from a non-empty
+    list is a typo, not a request for nothing: it raises, showing what listed paths look like."""
+    selected = list(entries)
     if rates is not None:
         known = dict(source.rate_dirs)
         if not known:
@@ -306,10 +309,16 @@ def _select(
         if bad:
             raise ConfigError(f"rates: {bad} not available for {source.name}; allowed {sorted(known)}")
         dropped = [d + "/" for r, d in known.items() if r not in set(rates)]
-        entries = [e for e in entries if not any(e.rel.startswith(d) for d in dropped)]
+        selected = [e for e in selected if not any(e.rel.startswith(d) for d in dropped)]
     if include:
-        entries = [e for e in entries if any(_matches(e.rel, pat) for pat in include)]
-    return list(entries)
+        selected = [e for e in selected if any(_matches(e.rel, pat) for pat in include)]
+    if not selected and entries and (include or rates is not None):
+        examples = ", ".join(e.rel for e in entries[:3])
+        raise ConfigError(
+            f"include/rates: nothing in the {source.name} list matches include={list(include or [])} "
+            f"rates={list(rates) if rates is not None else None} (listed paths look like: {examples})"
+        )
+    return selected
 
 
 def _matches(rel: str, pattern: str) -> bool:
@@ -626,6 +635,88 @@ def _check_not_parent(root: Path, source: DatasetSource) -> None:
                           f"data` and a study spec's root); use --root {inner}")
 
 
+def _check_download_args(name: str, *, retries: int, workers: int, timeout: float, backoff: float) -> None:
+    """Refuse bad arguments before anything touches the network or the disk."""
+    if name not in DATASETS:
+        raise ConfigError(f"dataset: unknown {name!r}; choose one of {sorted(DATASETS)}")
+    if retries < 0 or workers < 1 or timeout <= 0 or backoff < 0:
+        raise ConfigError(
+            f"need retries >= 0, workers >= 1, timeout > 0, backoff >= 0 "
+            f"(got retries={retries}, workers={workers}, timeout={timeout}, backoff={backoff})"
+        )
+
+
+def _entries_to_fetch(
+    selected: Sequence[_Entry], state: _State, dest_root: Path, report: DownloadReport
+) -> list[_Entry]:
+    """The entries to fetch; those the state file vouches for go to ``report.skipped`` unhashed,
+    which is what lets a restart of a 44k-file download skip the finished part in seconds."""
+    todo: list[_Entry] = []
+    for entry in selected:
+        if state.fresh(entry.rel, dest_root / entry.rel, entry.sha256):
+            report.skipped.append(entry.rel)
+        else:
+            todo.append(entry)
+    return todo
+
+
+def _record_outcome(out: _Outcome, report: DownloadReport, state: _State) -> None:
+    """File one worker's outcome in the report; a file now in place is remembered as verified."""
+    if out.kind == "failed":
+        report.failed[out.rel] = out.reason
+    else:
+        (report.downloaded if out.kind == "downloaded" else report.skipped).append(out.rel)
+        state.record(out)
+
+
+def _fetch_all(
+    todo: Sequence[_Entry],
+    report: DownloadReport,
+    state: _State,
+    bar: Any,
+    *,
+    workers: int,
+    retries: int,
+    backoff: float,
+    timeout: float,
+) -> None:
+    """Fetch ``todo`` on ``workers`` threads into ``report`` and ``state``, updating ``bar``.
+
+    The state is saved every so often (and always at the end, even when interrupted), so a killed
+    run keeps what it verified; on any exception (Ctrl-C included) the workers are told to stop at
+    their next chunk and their ``.part`` files stay for the next run.
+    """
+    lock = threading.Lock()
+    counted = [0]
+
+    def on_bytes(n: int) -> None:
+        with lock:
+            counted[0] += n
+
+    stop = threading.Event()
+    fetcher = _Fetcher(report.dest, retries=retries, backoff=backoff, timeout=timeout, stop=stop,
+                       on_bytes=on_bytes)
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
+    try:
+        pending = {pool.submit(fetcher.process, e) for e in todo}
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                _record_outcome(fut.result(), report, state)
+            bar.update(len(done))
+            with lock:
+                report.bytes_downloaded = counted[0]
+            bar.set_postfix_str(f"{_human(counted[0])}, {len(report.failed)} failed", refresh=False)
+            state.save()
+    except BaseException:
+        stop.set()  # workers stop at their next chunk; .part files stay for the next run
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        state.save(force=True)
+    report.bytes_downloaded = counted[0]
+
+
 def download(
     name: str,
     root: Path,
@@ -645,13 +736,7 @@ def download(
     ConfigError for bad arguments and DatasetError when no file list can be obtained; per-file
     problems never raise, they end up in ``report.failed``.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"dataset: unknown {name!r}; choose one of {sorted(DATASETS)}")
-    if retries < 0 or workers < 1 or timeout <= 0 or backoff < 0:
-        raise ConfigError(
-            f"need retries >= 0, workers >= 1, timeout > 0, backoff >= 0 "
-            f"(got retries={retries}, workers={workers}, timeout={timeout}, backoff={backoff})"
-        )
+    _check_download_args(name, retries=retries, workers=workers, timeout=timeout, backoff=backoff)
     source = DATASETS[name]
     if base_url:
         source = source.with_base_url(base_url)
@@ -662,62 +747,20 @@ def download(
         source, timeout=timeout, retries=retries, backoff=backoff
     )
     selected = _select(entries, include, rates, source)
-    if not selected and entries and (include or rates is not None):
-        examples = ", ".join(e.rel for e in entries[:3])
-        raise ConfigError(
-            f"include/rates: nothing in the {name} list matches include={list(include or [])} "
-            f"rates={list(rates) if rates is not None else None} (listed paths look like: {examples})"
-        )
     report = DownloadReport(dataset=name, dest=dest_root, verified=verified, list_url=list_url,
                             refused=refused)
-
     state = _State(dest_root / STATE_FILE)
-    todo: list[_Entry] = []
-    for entry in selected:
-        if state.fresh(entry.rel, dest_root / entry.rel, entry.sha256):
-            report.skipped.append(entry.rel)
-        else:
-            todo.append(entry)
+    todo = _entries_to_fetch(selected, state, dest_root, report)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(selected), initial=len(report.skipped), unit="file", desc=name,
                disable=not progress, dynamic_ncols=True)
-    lock = threading.Lock()
-    counted = [0]
-
-    def on_bytes(n: int) -> None:
-        with lock:
-            counted[0] += n
-
-    stop = threading.Event()
-    fetcher = _Fetcher(dest_root, retries=retries, backoff=backoff, timeout=timeout, stop=stop,
-                       on_bytes=on_bytes)
-    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
     try:
-        pending = {pool.submit(fetcher.process, e) for e in todo}
-        while pending:
-            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                out = fut.result()
-                if out.kind == "failed":
-                    report.failed[out.rel] = out.reason
-                else:
-                    (report.downloaded if out.kind == "downloaded" else report.skipped).append(out.rel)
-                    state.record(out)
-            bar.update(len(done))
-            with lock:
-                report.bytes_downloaded = counted[0]
-            bar.set_postfix_str(f"{_human(counted[0])}, {len(report.failed)} failed", refresh=False)
-            state.save()
-    except BaseException:
-        stop.set()  # workers stop at their next chunk; .part files stay for the next run
-        raise
+        _fetch_all(todo, report, state, bar, workers=workers, retries=retries, backoff=backoff,
+                   timeout=timeout)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        state.save(force=True)
         bar.close()
-    report.bytes_downloaded = counted[0]
     for lst in (report.downloaded, report.skipped):
         lst.sort()
     report.failed = dict(sorted(report.failed.items()))

@@ -33,7 +33,7 @@ from ..errors import EcgTransferError
 from ..predictions import load_predictions, save_predictions
 from . import metrics as M
 from .bootstrap import Resamples, bootstrap_metrics, draw_resamples, paired_bootstrap, seed_summary
-from .calibration import CALIBRATORS, make_calibrator, reliability_bins, save_calibrator
+from .calibration import CALIBRATORS, Calibrator, make_calibrator, reliability_bins, save_calibrator
 from .challenge import ChallengeMapping, challenge_mapping
 
 EVAL_DIR = "evaluation"
@@ -172,6 +172,103 @@ def _reliability(out: Path, states: dict[str, np.ndarray], y: np.ndarray, labels
     return ["reliability.json", *written]
 
 
+def _check_evaluable(run: RunPredictions, calibrate: Sequence[str]) -> None:
+    """Refuse an unknown calibration method or an empty test set before the bootstrap's work."""
+    unknown = [m for m in calibrate if m not in CALIBRATORS]
+    if unknown:
+        raise EvaluationError(f"unknown calibration method(s) {unknown}; allowed: {', '.join(CALIBRATORS)}")
+    if not run.test.record_ids:
+        raise EvaluationError(f"{run.run_dir}: predictions_test.csv holds no record")
+
+
+def _per_class(y: np.ndarray, labels: list[str], status: list[str | None], boot: dict) -> dict[str, dict]:
+    """Each class's counts, whether it was scored (and if not, why) and its metrics with CIs."""
+    per_class = {}
+    for k, name in enumerate(labels):
+        per_class[name] = {
+            "n_pos": int(y[:, k].sum()), "n_neg": int(y.shape[0] - y[:, k].sum()), "status": status[k] or "ok",
+            "auc": boot["per_class"]["auc"][k], "auprc": boot["per_class"]["auprc"][k],
+            "brier": boot["per_class"]["brier"][k], "ece": boot["per_class"]["ece"][k],
+        }
+    return per_class
+
+
+def _test_metrics(run: RunPredictions, boot: dict, mapping: ChallengeMapping, threshold: float,
+                  seconds: float) -> dict[str, Any]:
+    """The body of ``metrics.json`` before calibration: headline and per-class metrics, the classes
+    left out and why, and how the challenge metric applies to this label set (its score dropped
+    from the headline when none of its classes is among the run's labels)."""
+    y, labels = run.test.y_true, run.test.label_names
+    status = M.class_status(y)
+    result: dict[str, Any] = {
+        "run_dir": str(run.run_dir), "split": "test", "n_records": len(run.test.record_ids), "labels": labels,
+        "labels_spec": run.labels_spec, "config_seed": run.config.get("seed"),
+        "settings": boot["settings"],
+        "headline": boot["headline"],
+        "classes_left_out": {labels[k]: s for k, s in enumerate(status) if s},
+        "per_class": _per_class(y, labels, status, boot),
+        "challenge": {**mapping.to_dict(), "threshold": threshold,
+                      "score": boot["headline"].get("challenge")},
+        "bootstrap_seconds": round(seconds, 3),
+        "files": [],
+    }
+    if not mapping.classes:
+        result["headline"].pop("challenge", None)
+    return result
+
+
+def _check_validation(run: RunPredictions) -> Predictions:
+    """The validation predictions calibrators are fitted on; never the test set's."""
+    if run.val is None:
+        raise EvaluationError(f"{run.run_dir}: calibration needs predictions_val.csv (calibrators are fitted "
+                              "on validation predictions, never on the test set)")
+    if run.val.label_names != run.test.label_names:
+        raise EvaluationError(f"{run.run_dir}: validation and test predictions have different labels")
+    return run.val
+
+
+def _calibrated_entry(c: Calibrator, y: np.ndarray, pc: np.ndarray, auc_before: np.ndarray, labels: list[str],
+                      counts: Resamples, n_bins: int, level: float) -> dict[str, Any]:
+    """One fitted calibrator's ``calibration`` entry: Brier and ECE with CIs on the same resamples
+    as before calibration, the largest change of a class's AUC (a monotone map per class should
+    leave it unchanged), its parameters, and its notes with class numbers replaced by names."""
+    change = np.abs(M.roc_auc(y, pc)[0] - auc_before)
+    entry = _calibration_entry(y, pc, counts, n_bins, level)
+    entry["max_auc_change"] = float(np.nanmax(change)) if np.isfinite(change).any() else 0.0
+    entry["params"] = {k: v for k, v in c.to_dict().items() if k in ("temperature", "temperatures", "slopes",
+                                                                      "intercepts")}
+    entry["notes"] = [re.sub(r"^class (\d+)", lambda m: f"class {labels[int(m.group(1))]}", note)
+                      for note in c.notes or []]
+    return entry
+
+
+def _calibrate(run: RunPredictions, calibrate: Sequence[str], counts: Resamples, n_bins: int, level: float,
+               out: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+    """Fit each calibrator on the validation predictions and apply it to the test predictions.
+
+    Returns the ``calibration`` section of ``metrics.json``, the calibrated test probabilities by
+    method (for the reliability diagrams) and the files written: each calibrator and its
+    calibrated test predictions, in the run's CSV format.
+    """
+    val = _check_validation(run)
+    test = run.test
+    y, p, labels = test.y_true, test.probs, test.label_names
+    cal: dict[str, Any] = {"fitted_on": "validation", "n_val_records": len(val.record_ids),
+                           "uncalibrated": _calibration_entry(y, p, counts, n_bins, level)}
+    auc_before = M.roc_auc(y, p)[0]
+    states: dict[str, np.ndarray] = {}
+    files: list[str] = []
+    for method in calibrate:
+        c = make_calibrator(method).fit(val.probs, val.y_true)
+        pc = c.transform(p)
+        cal[method] = _calibrated_entry(c, y, pc, auc_before, labels, counts, n_bins, level)
+        save_calibrator(c, out / f"calibrator_{method}.json")
+        save_predictions(out / f"predictions_test_{method}.csv", test.record_ids, labels, y, pc)
+        files += [f"calibrator_{method}.json", f"predictions_test_{method}.csv"]
+        states[method] = pc
+    return cal, states, files
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -188,13 +285,8 @@ def evaluate_run(
     validation predictions only. Writes ``out`` (default ``RUN_DIR/evaluation/``) and returns what
     its ``metrics.json`` holds."""
     run = load_run(run_dir)
-    unknown = [m for m in calibrate if m not in CALIBRATORS]
-    if unknown:
-        raise EvaluationError(f"unknown calibration method(s) {unknown}; allowed: {', '.join(CALIBRATORS)}")
-    test = run.test
-    if not test.record_ids:
-        raise EvaluationError(f"{run.run_dir}: predictions_test.csv holds no record")
-    y, p, labels = test.y_true, test.probs, test.label_names
+    _check_evaluable(run, calibrate)
+    y, p, labels = run.test.y_true, run.test.probs, run.test.label_names
     out = run.run_dir / EVAL_DIR if out is None else Path(out)
     mapping = _mapping_for(run)
 
@@ -202,60 +294,15 @@ def evaluate_run(
     counts = draw_resamples(y, n_resamples, seed)  # the rare-class rule: every scored class in every resample
     boot = bootstrap_metrics(y, p, counts=counts, level=level, n_bins=n_bins, challenge=mapping,
                              threshold=threshold, seed=seed)
-    seconds = time.perf_counter() - t0
-
-    status = M.class_status(y)
-    per_class = {}
-    for k, name in enumerate(labels):
-        per_class[name] = {
-            "n_pos": int(y[:, k].sum()), "n_neg": int(y.shape[0] - y[:, k].sum()), "status": status[k] or "ok",
-            "auc": boot["per_class"]["auc"][k], "auprc": boot["per_class"]["auprc"][k],
-            "brier": boot["per_class"]["brier"][k], "ece": boot["per_class"]["ece"][k],
-        }
-    result: dict[str, Any] = {
-        "run_dir": str(run.run_dir), "split": "test", "n_records": len(test.record_ids), "labels": labels,
-        "labels_spec": run.labels_spec, "config_seed": run.config.get("seed"),
-        "settings": boot["settings"],
-        "headline": boot["headline"],
-        "classes_left_out": {labels[k]: s for k, s in enumerate(status) if s},
-        "per_class": per_class,
-        "challenge": {**mapping.to_dict(), "threshold": threshold,
-                      "score": boot["headline"].get("challenge")},
-        "bootstrap_seconds": round(seconds, 3),
-        "files": [],
-    }
-    if not mapping.classes:
-        result["headline"].pop("challenge", None)
+    result = _test_metrics(run, boot, mapping, threshold, time.perf_counter() - t0)
 
     states = {"uncalibrated": p}
     if calibrate:
-        if run.val is None:
-            raise EvaluationError(f"{run.run_dir}: calibration needs predictions_val.csv (calibrators are fitted "
-                                  "on validation predictions, never on the test set)")
-        if run.val.label_names != labels:
-            raise EvaluationError(f"{run.run_dir}: validation and test predictions have different labels")
-        cal: dict[str, Any] = {"fitted_on": "validation", "n_val_records": len(run.val.record_ids),
-                               "uncalibrated": _calibration_entry(y, p, counts, n_bins, level)}
-        auc_before = M.roc_auc(y, p)[0]
-        for method in calibrate:
-            c = make_calibrator(method).fit(run.val.probs, run.val.y_true)
-            pc = c.transform(p)
-            auc_after = M.roc_auc(y, pc)[0]
-            change = np.abs(auc_after - auc_before)
-            entry = _calibration_entry(y, pc, counts, n_bins, level)
-            entry["max_auc_change"] = float(np.nanmax(change)) if np.isfinite(change).any() else 0.0
-            entry["params"] = {k: v for k, v in c.to_dict().items() if k in ("temperature", "temperatures", "slopes",
-                                                                              "intercepts")}
-            entry["notes"] = [re.sub(r"^class (\d+)", lambda m: f"class {labels[int(m.group(1))]}", note)
-                              for note in c.notes or []]
-            cal[method] = entry
-            save_calibrator(c, out / f"calibrator_{method}.json")
-            save_predictions(out / f"predictions_test_{method}.csv", test.record_ids, labels, y, pc)
-            result["files"] += [f"calibrator_{method}.json", f"predictions_test_{method}.csv"]
-            states[method] = pc
-        result["calibration"] = cal
+        result["calibration"], calibrated, files = _calibrate(run, calibrate, counts, n_bins, level, out)
+        states.update(calibrated)
+        result["files"] += files
     result["files"] += _reliability(out, states, y, labels, n_bins, plots)
-    atomic_write_json(out / "metrics.json", result)
+    atomic_write_json(out / "metrics.json", result)  # last: its presence means the files beside it are complete
     return result
 
 
