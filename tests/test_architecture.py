@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ecg_transfer"
 # evaluation -> inference -> study -> report -> the command line. Same number: may not import
 # each other either way unless listed in SIDEWAYS.
 LAYERS: dict[str, int] = {
-    "errors": 0, "atomic": 0, "ragged": 0, "runfiles": 0, "_lazy": 0,
+    "errors": 0, "atomic": 0, "ragged": 0, "runfiles": 0, "templates": 0, "_lazy": 0,
     "settings": 1,
     "signal": 2, "labels": 2, "predictions": 2,
     "models": 3, "datasets": 3,

@@ -76,3 +76,61 @@ def test_card_failure_never_fails_the_run(tmp_path: Path, caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING):
         assert write_model_card_after_run(tmp_path / "run") is None
     assert "model-card" in caplog.text
+
+
+def test_card_flags_labels_with_few_test_positives(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecg_transfer.inference import modelcard
+
+    df = pd.read_csv(run_dir / "predictions_test.csv")
+    n_pos = {l: int(df[f"true:{l}"].sum()) for l in LABELS}
+    card = modelcard.model_card_text(run_dir, n_resamples=20)
+    for l in LABELS:  # the labels table: one row per label with its test positives
+        assert f"| `{l}` | {n_pos[l]} | " in card
+    few = [l for l in LABELS if n_pos[l] < modelcard.FEW_POSITIVES]
+    assert few  # 8 test records: every label has fewer than 10 positives
+    assert ("Fewer than 10 test positives (their intervals are wide, their values fragile): "
+            + ", ".join(f"`{l}`" for l in few) + ".") in card
+    monkeypatch.setattr(modelcard, "FEW_POSITIVES", 1)
+    assert "Fewer than" not in modelcard.model_card_text(run_dir, n_resamples=20)
+
+
+def test_card_context_holds_the_headline_numbers(run_dir: Path) -> None:
+    from ecg_transfer.inference.modelcard import card_context, quick_test_metrics
+
+    ctx = card_context(run_dir, n_resamples=20)
+    quick = quick_test_metrics(run_dir, n_resamples=20)
+    assert ctx["metrics"] is None and ctx["quick"]["macro_auc"] == format_interval(quick["headline"]["macro_auc"])
+    assert ctx["quick"]["n_resamples"] == 20 and ctx["quick"]["level"] == "95%"
+    assert ctx["labels"] == LABELS and ctx["data"]["fs"] == "100"
+    assert [k for k, _ in ctx["data"]["split_sizes"]] == ["train", "val", "test"]
+
+
+def test_label_names_with_markdown_characters_survive(run_dir: Path) -> None:
+    """A label with a pipe, a backtick or HTML characters: one table cell, one code span, no entities
+    (Markdown is not HTML-escaped)."""
+    from ecg_transfer.inference.modelcard import card_context
+    from ecg_transfer.templates import render
+
+    ctx = card_context(run_dir, n_resamples=20)
+    names = ["a|b", "x`y", "<i>&"]
+    ctx["labels"] = names
+    for row, name in zip(ctx["quick"]["per_class"], names):
+        row["name"] = name
+    ctx["quick"]["few"] = names
+    card = render("model_card.md.j2", **ctx)
+    assert "- Labels, in output order: `a|b`, ``x`y``, `<i>&`." in card
+    rows = [line for line in card.splitlines() if line.startswith("| `") or line.startswith("| ``")]
+    assert [r.split(" | ")[0] for r in rows] == ["| `a\\|b`", "| ``x`y``", "| `<i>&`"]
+    assert all(r.count(" | ") == 2 for r in rows)  # three cells each: the pipe did not split one
+    assert "&lt;" not in card and "&amp;" not in card
+
+
+def test_card_of_an_empty_directory_says_what_is_missing(tmp_path: Path) -> None:
+    from ecg_transfer.inference.modelcard import model_card_text
+
+    card = model_card_text(tmp_path)
+    assert card.startswith(f"# Model card: {tmp_path.name}\n")
+    assert "No `model.pt` in the run directory" in card
+    assert "Dataset: not recorded in config.json" in card
+    assert "No test predictions (`predictions_test.csv`)" in card and "Not evaluated." in card
+    assert "- Input: resting 12-lead ECGs in millivolts.\n" in card and card.endswith("training seeds.\n")

@@ -731,3 +731,30 @@ def test_reliability_curves_styles_count_axis_and_singular(kept_figures):
     twins = [ax for ax in fig.axes if ax is not panel and ax.bbox.bounds == panel.bbox.bounds]
     assert twins and "8" in [t.get_text() for t in twins[0].get_yticklabels()]
     assert "seed 0" in fig.axes[0].get_ylabel()
+
+
+def test_html_escapes_names_from_results_json():
+    """Names come from results.json, which anyone can edit: a study, dataset or label called
+    ``<script>`` is shown as text, in the template's header and in the tables alike."""
+    from ecg_transfer.report.html import render_html
+
+    evil = "<script>alert(1)</script>"
+    res = make_results()
+    res["study"]["name"] = evil
+    res["study"]["target"]["name"] = "G12EC" + evil
+    res["study"]["model"] = evil
+    res["headline"][0]["per_class"][0]["label"] = evil
+    html = render_html(res, {})
+    assert "<script" not in html.lower()
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert f"<title>Study report: {escaped}</title>" in html  # the template's autoescape
+    assert f"G12EC{escaped}: does pre-training help?</h1>" in html and f"model {escaped}</span>" in html
+    assert f'<td class="label">{escaped}' in _section_html(html, "per-class")  # the table model's cells
+
+
+def test_page_carries_the_css_file_unchanged(full):
+    from importlib.resources import files
+
+    css = files("ecg_transfer.templates").joinpath("report.css").read_text(encoding="utf-8")
+    html = full[2]["html"].read_text()
+    assert re.search(r"<style>\n(.*?)</style>", html, re.S).group(1) == css

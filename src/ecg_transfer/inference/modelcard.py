@@ -104,221 +104,153 @@ def quick_test_metrics(run_dir: Path, n_resamples: int = QUICK_RESAMPLES, seed: 
             "settings": b["settings"]}
 
 
-def model_card_text(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, seed: int = 0) -> str:
-    """The card's Markdown (see the module docstring)."""
-    from .. import __version__
+def _model_context(model: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The network's facts as the card states them (None without ``model.pt``): the numbers are
+    formatted here so the template only places them."""
+    if not model:
+        return None
+    network_input = None
+    if model["input"] != "time":  # say what the network sees after the input transform
+        from ..signal import describe_input, transformed_shape
 
-    run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json") or {}
-    task = config.get("task") or {}
-    splits = _read_json(run_dir / "splits.json") or {}
-    env = _read_json(run_dir / "environment.json") or {}
-    metrics = _read_json(run_dir / "evaluation" / "metrics.json")
-    model = _model_facts(run_dir)
-    history = _history(run_dir)
-    dataset = str(task.get("dataset") or "").lower() or None
-    fs = (model or {}).get("fs", config.get("fs"))
-    L: list[str] = []
-    add = L.append
+        c, t = transformed_shape(model["input"], model["fs"], model["in_channels"], model["crop_len"])
+        network_input = {"description": describe_input(model["input"], model["fs"]), "channels": c, "length": t}
+    sc = model["scaler"]
+    return {"name": model["name"], "n_params": f"{model['n_params']:,}", "in_channels": model["in_channels"],
+            "crop_len": model["crop_len"], "seconds": f"{model['crop_len'] / model['fs']:g}", "fs": f"{model['fs']:g}",
+            "input": model["input"], "network_input": network_input, "stride": model["stride"],
+            "aggregate": model["aggregate"], "mean": f"{sc['mean']:.6g}", "std": f"{sc['std']:.6g}"}
 
-    add(f"# Model card: {run_dir.resolve().name}")
-    add("")
-    add(f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by ecg-transfer {__version__} from "
-        f"the run directory `{run_dir}`. Regenerate with `ecg-transfer model-card {run_dir}` "
-        f"(after `ecg-transfer evaluate {run_dir}` it quotes the full evaluation).")
-    add("")
 
-    # -- model ------------------------------------------------------------------------------
-    add("## Model")
-    add("")
-    if model:
-        add(f"- Architecture: `{model['name']}`, {model['n_params']:,} parameters; input {model['in_channels']} leads "
-            f"x {model['crop_len']} samples ({model['crop_len'] / model['fs']:g} s at {model['fs']:g} Hz).")
-        if model["input"] != "time":
-            from ..signal import describe_input, transformed_shape
-
-            c, t = transformed_shape(model["input"], model["fs"], model["in_channels"], model["crop_len"])
-            add(f"- Network input (`input = \"{model['input']}\"`): {describe_input(model['input'], model['fs'])}; "
-                f"{c} channels x {t}.")
-        add(f"- Prediction: windows of {model['crop_len']} samples every {model['stride']} samples, per-window "
-            f"sigmoid probabilities aggregated per record by their {model['aggregate']}.")
-        sc = model["scaler"]
-        add(f"- Input scaling: one global mean {sc['mean']:.6g} mV and standard deviation {sc['std']:.6g} mV, "
-            "fitted on the training records only.")
-    else:
-        add("- No `model.pt` in the run directory (the run did not finish?).")
-    ssl = config.get("ssl") or {}
-    if ssl:
-        add(f"- Self-supervised encoder (`[ssl] method = \"{ssl.get('method')}\"`): its classification head is an "
-            "untrained placeholder, so it predicts no labels. Fine-tune it: "
-            f"`ecg-transfer finetune CONFIG --from {run_dir}`.")
+def _training_context(config: dict[str, Any], history: list[dict[str, Any]], env: dict[str, Any]
+                      ) -> dict[str, Any]:
+    """How the run was trained -- from scratch or fine-tuned, the recipe, its last epoch and the
+    code -- each None when the file that records it is missing (the card then leaves it out)."""
     ft = config.get("finetune") or {}
-    if ft.get("pretrained_run"):
-        add(f"- Training: fine-tuned from `{ft['pretrained_run']}` (policy `{ft.get('policy')}`).")
-    elif config:
-        add("- Training: from random weights.")
-    if config:
-        sched = config.get("schedule") or {}
-        add(f"- Recipe: epochs {config.get('epochs')} (fine-tuning stages may set their own), batch {config.get('batch_size')}, "
-            f"AdamW, one-cycle max lr {sched.get('max_lr')}, seed {config.get('seed')}.")
+    sched = config.get("schedule") or {}
+    last = None
     if history:
-        last = history[-1]
-        val = last.get("val_macro_auc")
-        add(f"- Last epoch ({last.get('epoch')}): train loss {last.get('train_loss', float('nan')):.4f}"
-            + (f", validation macro AUC {val:.4f}" if val is not None else "") + ".")
-    git = env.get("git") or {}
-    pk = env.get("packages") or {}
-    if env:
-        add(f"- Code: commit {git.get('commit') or 'unknown'}{' (uncommitted changes)' if git.get('dirty') else ''}; "
-            f"torch {pk.get('torch')}, python {env.get('python')}; trained on {env.get('device')}.")
-    add("")
+        row = history[-1]
+        val = row.get("val_macro_auc")
+        last = {"epoch": row.get("epoch"), "train_loss": f"{row.get('train_loss', float('nan')):.4f}",
+                "val_macro_auc": None if val is None else f"{val:.4f}"}
+    git, pk = env.get("git") or {}, env.get("packages") or {}
+    code = None if not env else {"commit": git.get("commit") or "unknown", "dirty": bool(git.get("dirty")),
+                                 "torch": pk.get("torch"), "python": env.get("python"), "device": env.get("device")}
+    return {"recorded": bool(config), "pretrained_run": ft.get("pretrained_run"), "policy": ft.get("policy"),
+            "epochs": config.get("epochs"), "batch_size": config.get("batch_size"), "max_lr": sched.get("max_lr"),
+            "seed": config.get("seed"), "last_epoch": last, "code": code}
 
-    # -- data -------------------------------------------------------------------------------
-    add("## Data")
-    add("")
+
+def _task_of(config: dict[str, Any]) -> dict[str, Any]:
+    """``config.json``'s task with the data layer's defaults filled in (the folds it left out); a
+    task that is not the data layer's (arrays passed directly) is shown as it is."""
+    task = config.get("task") or {}
     if task:
         from ..datasets.task import task_settings
         from ..errors import ConfigError
 
-        try:  # fill in the folds and other defaults the config left out
-            task = task_settings(task)
-        except ConfigError:  # not a data-layer task (arrays passed directly): show what it says
+        try:
+            return task_settings(task)
+        except ConfigError:
             pass
-        add(f"- Dataset: `{task.get('dataset')}` at `{task.get('root')}`"
-            + (f", resampled to {fs:g} Hz." if fs else "."))
-        if any(k in task for k in ("train_folds", "val_folds", "test_folds")):
-            add(f"- Folds: train {task.get('train_folds')}, validation {task.get('val_folds')}, test "
-                f"{task.get('test_folds')}.")
-    else:
-        add(f"- Dataset: not recorded in config.json (arrays passed directly){f'; {fs:g} Hz' if fs else ''}.")
-    if splits:
-        order = [k for k in ("train", "val", "test") if k in splits] + [k for k in splits if k not in ("train", "val", "test")]
-        add("- Records per split: " + ", ".join(f"{k} {len(splits[k]):,}" for k in order) + ".")
-    if dataset in _POPULATION:
-        add(f"- Population: {_POPULATION[dataset]}")
-    add("")
+    return task
 
-    # -- labels and task ---------------------------------------------------------------------
-    labels = (model or {}).get("labels") or (metrics or {}).get("labels") or []
-    add("## Task and labels")
-    add("")
-    if ssl:
-        add("- Task: none (self-supervised pre-training on the signals of the training folds, labelled or not; "
-            "its SSL loss per epoch is in `metrics.jsonl`).")
-    else:
-        add(f"- Task: multi-label classification, one independent probability per label; label set "
-            f"`{task.get('labels', 'unknown')}`" + (f", {len(labels)} labels." if labels else "."))
-    if labels:
-        add(f"- Labels, in output order: {', '.join(f'`{l}`' for l in labels)}.")
-    add("")
 
-    # -- metrics ----------------------------------------------------------------------------
-    add("## Metrics (test split)")
-    add("")
-    quick = None
-    few: list[str] = []
-    if metrics:
-        s = metrics.get("settings", {})
-        add(f"From `evaluation/metrics.json`: {metrics.get('n_records')} test records; {s.get('level', 0.95):.0%} "
-            f"percentile bootstrap intervals, {s.get('n_resamples')} resamples (seed {s.get('seed')}).")
-        add("")
-        add("| metric | value [CI] |")
-        add("|---|---|")
-        from ..evaluation.bootstrap import HEADLINE
+def _data_context(task: dict[str, Any], splits: dict[str, Any], fs: float | None) -> dict[str, Any]:
+    """Where the records come from: dataset, folds, split sizes (train, val, test first) and the
+    population of a known dataset."""
+    folds = None
+    if any(k in task for k in ("train_folds", "val_folds", "test_folds")):
+        folds = {k: task.get(f"{k}_folds") for k in ("train", "val", "test")}
+    order = [k for k in ("train", "val", "test") if k in splits] + [k for k in splits if k not in ("train", "val", "test")]
+    return {"recorded": bool(task), "dataset": task.get("dataset"), "root": task.get("root"),
+            "fs": f"{fs:g}" if fs else None, "folds": folds,
+            "split_sizes": [(k, f"{len(splits[k]):,}") for k in order]}
 
-        head = metrics.get("headline", {})
-        for key in [k for k in HEADLINE if k in head] + [k for k in head if k not in HEADLINE]:
-            entry = head[key]
-            add(f"| {_NAMES.get(key, key)} | {_fmt(entry, 4 if key in ('brier', 'ece', 'ece_macro') else 3)} |")
-        left = metrics.get("classes_left_out") or {}
-        if left:
-            add("")
-            add("Left out of the macro averages: " + "; ".join(f"`{k}` ({v})" for k, v in left.items()) + ".")
-        add("")
-        add("| label | test positives | AUC [CI] | AUPRC [CI] |")
-        add("|---|---|---|---|")
-        for name, e in (metrics.get("per_class") or {}).items():
-            add(f"| `{name}` | {e.get('n_pos')} | {_fmt(e.get('auc'))} | {_fmt(e.get('auprc'))} |")
-            if e.get("n_pos") is not None and e["n_pos"] < FEW_POSITIVES:
-                few.append(name)
-    else:
-        quick = quick_test_metrics(run_dir, n_resamples, seed)
-        if quick is None:
-            add("No test predictions (`predictions_test.csv`): nothing measured on held-out data.")
-        else:
-            s = quick["settings"]
-            n = quick["y"].shape[0]
-            add(f"Computed for this card from `predictions_test.csv` ({n} records): macro AUC with a "
-                f"{s['level']:.0%} percentile bootstrap interval, {s['n_resamples']} resamples (seed {s['seed']}). "
-                f"For every metric (AUPRC, F-max, Brier, ECE, challenge metric) with 1000 resamples run "
-                f"`ecg-transfer evaluate {run_dir}`, then regenerate this card.")
-            add("")
-            add(f"- macro AUC: {_fmt(quick['headline']['macro_auc'])}")
-            add("")
-            add("| label | test positives | AUC [CI] |")
-            add("|---|---|---|")
-            for k, name in enumerate(quick["labels"]):
-                n_pos = int(quick["y"][:, k].sum())
-                add(f"| `{name}` | {n_pos} | {_fmt(quick['per_class_auc'][k])} |")
-                if n_pos < FEW_POSITIVES:
-                    few.append(name)
-    if few:
-        add("")
-        add(f"Fewer than {FEW_POSITIVES} test positives (their intervals are wide, their values fragile): "
-            + ", ".join(f"`{l}`" for l in few) + ".")
-    add("")
 
-    # -- calibration ------------------------------------------------------------------------
-    add("## Calibration")
-    add("")
+def _full_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``evaluation/metrics.json`` as the card's tables: the headline metrics (the evaluation's own
+    order first; Brier and ECE with 4 digits, they are small) and one row per label."""
+    from ..evaluation.bootstrap import HEADLINE
+
+    s = metrics.get("settings", {})
+    head = metrics.get("headline", {})
+    keys = [k for k in HEADLINE if k in head] + [k for k in head if k not in HEADLINE]
+    per_class = [{"name": name, "n_pos": e.get("n_pos"), "auc": _fmt(e.get("auc")), "auprc": _fmt(e.get("auprc"))}
+                 for name, e in (metrics.get("per_class") or {}).items()]
+    return {"n_records": metrics.get("n_records"), "level": f"{s.get('level', 0.95):.0%}",
+            "n_resamples": s.get("n_resamples"), "seed": s.get("seed"),
+            "headline": [(_NAMES.get(k, k), _fmt(head[k], 4 if k in ("brier", "ece", "ece_macro") else 3)) for k in keys],
+            "left_out": list((metrics.get("classes_left_out") or {}).items()), "per_class": per_class,
+            "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_POSITIVES]}
+
+
+def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any] | None:
+    """Without ``metrics.json``: the macro AUC and per-label AUCs bootstrapped here from
+    ``predictions_test.csv`` (None without test predictions)."""
+    quick = quick_test_metrics(run_dir, n_resamples, seed)
+    if quick is None:
+        return None
+    s = quick["settings"]
+    per_class = [{"name": name, "n_pos": int(quick["y"][:, k].sum()), "auc": _fmt(quick["per_class_auc"][k])}
+                 for k, name in enumerate(quick["labels"])]
+    return {"n_records": quick["y"].shape[0], "level": f"{s['level']:.0%}", "n_resamples": s["n_resamples"],
+            "seed": s["seed"], "macro_auc": _fmt(quick["headline"]["macro_auc"]), "per_class": per_class,
+            "few": [r["name"] for r in per_class if r["n_pos"] < FEW_POSITIVES]}
+
+
+def _calibration_context(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The evaluation's calibrators scored on test, uncalibrated first (None when not evaluated)."""
     cal = (metrics or {}).get("calibration")
-    if cal:
-        add(f"Calibrators fitted on the {cal.get('n_val_records')} validation records, scored on test "
-            f"(Brier and pooled ECE with bootstrap intervals; max |dAUC| is the largest change of a class's AUC):")
-        add("")
-        add("| state | Brier [CI] | ECE [CI] | max abs dAUC |")
-        add("|---|---|---|---|")
-        for state in ["uncalibrated"] + sorted(k for k in cal if k != "uncalibrated"):
-            e = cal.get(state)
-            if isinstance(e, dict):
-                d = e.get("max_auc_change")
-                add(f"| {state} | {_fmt(e.get('brier'), 4)} | {_fmt(e.get('ece'), 4)} | {'' if d is None else f'{d:.2g}'} |")
-        add("")
-        add("Use a calibrator at prediction time with `ecg-transfer predict RUN_DIR ... --calibrate METHOD`.")
-    else:
-        add("Not evaluated. The probabilities are the network's raw sigmoid outputs and are not known to be "
-            f"calibrated; fit and score calibrators on the validation split with `ecg-transfer evaluate {run_dir} "
-            "--calibrate all`.")
-    add("")
+    if not cal:
+        return None
+    rows = []
+    for state in ["uncalibrated"] + sorted(k for k in cal if k != "uncalibrated"):
+        e = cal.get(state)
+        if isinstance(e, dict):
+            d = e.get("max_auc_change")
+            rows.append({"state": state, "brier": _fmt(e.get("brier"), 4), "ece": _fmt(e.get("ece"), 4),
+                         "max_auc_change": "" if d is None else f"{d:.2g}"})
+    return {"n_val_records": cal.get("n_val_records"), "rows": rows}
 
-    # -- intended use and limits ------------------------------------------------------------
-    add("## Intended use")
-    add("")
-    add("- Research use only: reproducing and studying transfer learning on 12-lead ECGs. **Not a medical "
-        "device**: not cleared or approved for any clinical use, and not to be used for diagnosis, triage or "
-        "treatment decisions.")
-    n_in = (model or {}).get("in_channels", 12)
-    add(f"- Input: resting {n_in}-lead ECGs in millivolts, at least {(model or {}).get('crop_len', 0) / (fs or 1):g} s "
-        f"long; other rates are resampled to {fs:g} Hz. `ecg-transfer predict` reorders leads by name and refuses "
-        "records that lack one." if fs else "- Input: resting 12-lead ECGs in millivolts.")
-    add("- Decisions need thresholds: `ecg-transfer predict --threshold fmax|sensitivity:S|NUMBER` chooses them "
-        "on the validation split; they were not checked on an independent set.")
-    add("")
-    add("## Limitations")
-    add("")
-    if dataset in _POPULATION:
-        add(f"- Trained population: {_POPULATION[dataset]} Performance on other populations, hospitals, "
-            "devices or filters is unknown.")
-    else:
-        add("- Trained population: see the dataset's documentation; performance elsewhere is unknown.")
-    add(f"- Label quality: {_LABELS.get(dataset, 'labels come from the dataset as published and may be noisy or incomplete.')}")
-    add("- Not validated: prospective use; subgroups (age, sex, ethnicity, pacemakers, children); other sampling "
-        "rates than the training one beyond resampling; noisy or partial recordings; records shorter than one "
-        "window; the decision thresholds on data other than the validation split.")
-    add("- Test-set metrics describe one split of one dataset; the bootstrap intervals cover the sampling of "
-        "test records, not the variation between training seeds.")
-    add("")
-    return "\n".join(L)
+
+def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Everything ``model_card.md.j2`` lays out, read from the run directory's files (kept apart
+    from the rendering so a test can check the facts without parsing Markdown)."""
+    from .. import __version__
+
+    run_dir = Path(run_dir)
+    config = _read_json(run_dir / "config.json") or {}
+    metrics = _read_json(run_dir / "evaluation" / "metrics.json")
+    model = _model_facts(run_dir)
+    task = _task_of(config)
+    fs = (model or {}).get("fs", config.get("fs"))
+    dataset = str((config.get("task") or {}).get("dataset") or "").lower() or None
+    labels = (model or {}).get("labels") or (metrics or {}).get("labels") or []
+    ssl = config.get("ssl") or {}
+    return {
+        "run": {"name": run_dir.resolve().name, "dir": str(run_dir), "version": __version__,
+                "generated": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "model": _model_context(model), "ssl_method": str(ssl.get("method")) if ssl else None,
+        "training": _training_context(config, _history(run_dir), _read_json(run_dir / "environment.json") or {}),
+        "data": _data_context(task, _read_json(run_dir / "splits.json") or {}, fs),
+        "population": _POPULATION.get(dataset or ""), "label_quality": _LABELS.get(dataset or ""),
+        "label_set": task.get("labels", "unknown"), "labels": labels,
+        "metrics": _full_metrics(metrics) if metrics else None,
+        "quick": None if metrics else _quick_metrics(run_dir, n_resamples, seed),
+        "few_positives": FEW_POSITIVES, "calibration": _calibration_context(metrics),
+        "min_seconds": f"{(model or {}).get('crop_len', 0) / (fs or 1):g}",
+        "n_leads": (model or {}).get("in_channels", 12),
+    }
+
+
+def model_card_text(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, seed: int = 0) -> str:
+    """The card's Markdown: :func:`card_context` laid out by the package's ``model_card.md.j2``
+    (see :mod:`ecg_transfer.templates` for why Markdown is not HTML-escaped)."""
+    from ..templates import render
+
+    return render("model_card.md.j2", **card_context(run_dir, n_resamples=n_resamples, seed=seed))
 
 
 def write_model_card(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, seed: int = 0) -> Path:
@@ -339,5 +271,5 @@ def write_model_card_after_run(run_dir: str | Path) -> Path | None:
         return None
 
 
-__all__ = ["MODEL_CARD", "QUICK_RESAMPLES", "model_card_text", "quick_test_metrics", "write_model_card",
+__all__ = ["MODEL_CARD", "QUICK_RESAMPLES", "card_context", "model_card_text", "quick_test_metrics", "write_model_card",
            "write_model_card_after_run"]

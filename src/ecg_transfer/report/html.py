@@ -1,9 +1,12 @@
 """The study report as one self-contained HTML page: CSS inline, figures as base64 PNG data URIs,
 no script and no external reference, so the file can be mailed, archived or opened offline.
 
-Every value goes through ``html.escape``; the structure is plain string building (no template
-engine dependency). Sections whose data is missing say "not run"; null values say "pending" /
-"failed" (see ``data.missing_word``).
+The page's skeleton, header and CSS are the package's templates ``report.html.j2`` and ``report.css``
+(see :mod:`ecg_transfer.templates`), rendered with autoescape on, so every value the template places is
+escaped. The sections are built here from the table model of :mod:`.tables` (which the Markdown report
+renders too), each value through ``html.escape`` (``_e``), and handed to the template as markup.
+Sections whose data is missing say "not run"; null values say "pending" / "failed" (see
+``data.missing_word``).
 """
 
 from __future__ import annotations
@@ -15,116 +18,8 @@ from typing import Any, Mapping
 from . import tables as T
 from .data import (ORIGINAL_FLAWS, Interval, fmt, fmt_ci, fmt_p, machinery_check, missing_word, reference_protocol,
                    section, seeds_note)
+from ..templates import render
 from .figures import Figure
-
-CSS = """
-:root{--ft:#2563eb;--sa:#ea580c;--pre:#059669;--ink:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#f3f5f9;
---good:#15803d;--bad:#b91c1c;--warn:#b45309}
-*{box-sizing:border-box}
-html{scroll-behavior:smooth}
-body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.55 -apple-system,BlinkMacSystemFont,"Segoe UI",
-Roboto,"Helvetica Neue",Arial,"DejaVu Sans",sans-serif;-webkit-font-smoothing:antialiased}
-.wrap{max-width:1180px;margin:0 auto;padding:0 28px}
-.hero{background:linear-gradient(120deg,#0f172a 0%,#1e3a8a 60%,#1d4ed8 100%);color:#fff;padding:34px 0 30px}
-.eyebrow{text-transform:uppercase;letter-spacing:.12em;font-size:12px;opacity:.7;font-weight:600}
-.hero h1{margin:6px 0 4px;font-size:34px;line-height:1.15;font-weight:750;letter-spacing:-.01em}
-.hero .sub{opacity:.85;margin:0 0 18px;font-size:15px}
-.chips{display:flex;flex-wrap:wrap;gap:8px;margin:0 0 16px}
-.chip{background:rgba(255,255,255,.12);border:1px solid rgba(255,255,255,.22);border-radius:999px;padding:3px 11px;
-font-size:13px}
-.progress{height:9px;background:rgba(255,255,255,.18);border-radius:99px;overflow:hidden;display:flex;max-width:620px}
-.progress span{display:block;height:100%}
-.p-done{background:#34d399}.p-failed{background:#f87171}.p-running{background:#fbbf24}.p-left{background:transparent}
-.progress-text{font-size:13px;opacity:.9;margin-top:7px}
-nav.toc{position:sticky;top:0;z-index:5;background:rgba(243,245,249,.92);backdrop-filter:blur(6px);
-border-bottom:1px solid var(--line)}
-nav.toc .wrap{display:flex;flex-wrap:wrap;gap:4px;padding-top:9px;padding-bottom:9px}
-nav.toc a{color:#374151;text-decoration:none;font-size:13.5px;padding:4px 11px;border-radius:999px;font-weight:550}
-nav.toc a:hover{background:#e0e7ff;color:#1e3a8a}
-main{padding:24px 0 50px}
-section.card{background:#fff;border:1px solid var(--line);border-radius:14px;padding:24px 28px;margin:0 0 22px;
-box-shadow:0 1px 2px rgba(15,23,42,.04),0 6px 18px rgba(15,23,42,.04)}
-section.card>h2{margin:0 0 4px;font-size:22px;letter-spacing:-.01em;display:flex;align-items:center;gap:10px}
-h2 .tag{font-size:12px;font-weight:650;color:#4338ca;background:#eef2ff;border-radius:6px;padding:2px 8px;
-letter-spacing:.02em}
-h3{font-size:16px;margin:22px 0 6px}
-.lead{color:#4b5563;margin:0 0 16px;max-width:880px}
-.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(330px,1fr));gap:16px;margin:16px 0 20px}
-.kpi{border:1px solid var(--line);border-radius:12px;padding:16px 18px;background:linear-gradient(180deg,#fff,#fafbff)}
-.kpi-head{font-weight:700;font-size:16px;margin-bottom:10px}
-.kpi-head span{font-weight:500;color:var(--muted);font-size:13px;margin-left:6px}
-.kpi-nums{display:grid;grid-template-columns:repeat(3,1fr);gap:10px}
-.kpi .lbl{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);font-weight:600}
-.kpi .big{font-size:29px;font-weight:750;font-variant-numeric:tabular-nums;line-height:1.2}
-.kpi .ci{font-size:12.5px;color:var(--muted);font-variant-numeric:tabular-nums}
-.big.ft{color:var(--ft)}.big.sa{color:var(--sa)}.big.pre{color:var(--pre)}
-.big.good{color:var(--good)}.big.bad{color:var(--bad)}.big.missing{color:#9ca3af;font-size:20px;font-style:italic}
-.verdict{margin-top:12px;font-size:13.5px;font-weight:600;border-radius:8px;padding:6px 10px;display:inline-block}
-.verdict.good{background:#dcfce7;color:#166534}.verdict.bad{background:#fee2e2;color:#991b1b}
-.verdict.neutral{background:#f3f4f6;color:#374151}.verdict.missing{background:#fef3c7;color:#92400e}
-figure{margin:14px 0 6px}
-figure img{width:100%;height:auto;display:block;border-radius:8px}
-figcaption{font-size:13px;color:var(--muted);margin-top:4px}
-.tablewrap{overflow-x:auto;margin:8px 0 4px}
-table{border-collapse:collapse;width:100%;font-size:13.5px}
-th{text-align:left;font-weight:650;color:#374151;background:#f9fafb;border-bottom:2px solid var(--line);
-padding:8px 10px;font-size:12.5px;white-space:nowrap}
-td{padding:7px 10px;border-bottom:1px solid #f0f1f4;vertical-align:top}
-tr:hover td{background:#fafbff}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-th.num{white-space:nowrap}
-td .ci{display:block;font-size:11.5px;color:var(--muted);font-weight:400}
-td .orig{display:block;font-size:11.5px;color:#9ca3af;font-weight:400;font-style:normal}
-td.label{font-weight:600}
-td.better{background:#ecfdf5;font-weight:700;color:#065f46}
-tr:hover td.better{background:#d1fae5}
-td.ref{color:#9ca3af}
-td.missing{color:#b45309;font-style:italic}
-td.good{color:var(--good);font-weight:700}td.bad{color:var(--bad)}
-td.nowrap{white-space:nowrap}
-td.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-p.caption{font-size:13px;color:var(--muted);margin:14px 0 2px}
-details{margin:12px 0 0}
-details>summary{cursor:pointer;color:#1d4ed8;font-weight:600;font-size:14px}
-.callout{border-left:4px solid #f59e0b;background:#fffbeb;border-radius:8px;padding:12px 18px;margin:18px 0 2px;
-font-size:13.5px;color:#78350f}
-.callout strong{color:#78350f}
-.callout ol{margin:6px 0 0;padding-left:20px}
-.callout li{margin:1px 0}
-.empty{border:2px dashed #e5e7eb;border-radius:10px;padding:26px;text-align:center;color:#9ca3af;font-style:italic;
-font-size:16px;margin:10px 0}
-.empty.bad{color:var(--bad);border-color:#fecaca}
-.pre-line{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 22px;border:1px solid var(--line);border-radius:12px;
-padding:12px 18px;margin:16px 0 4px;background:#f8fffb}
-.pre-line .big{font-size:24px;font-weight:750;color:var(--pre);font-variant-numeric:tabular-nums}
-.pre-line .muted{color:var(--muted);font-size:13px}
-.grid2{display:grid;grid-template-columns:minmax(0,1.1fr) minmax(0,1fr);gap:22px;align-items:start}
-@media (max-width:900px){.grid2{grid-template-columns:1fr}}
-.stats{display:grid;grid-template-columns:repeat(5,1fr);gap:12px;margin:14px 0}
-.stat{border:1px solid var(--line);border-radius:10px;padding:10px 14px}
-.stat .n{font-size:26px;font-weight:750;font-variant-numeric:tabular-nums}
-.stat .lbl{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);font-weight:600}
-.stat.done .n{color:var(--good)}.stat.failed .n{color:var(--bad)}.stat.running .n{color:var(--warn)}
-.bar{height:12px;background:#f3f4f6;border-radius:99px;overflow:hidden;display:flex}
-.bar span{display:block;height:100%}
-dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:6px 20px;margin:10px 0 0;font-size:14px}
-dl.meta dt{color:var(--muted);font-weight:600}
-dl.meta dd{margin:0;word-break:break-all}
-footer{color:var(--muted);font-size:12.5px;text-align:center;padding:0 0 30px}
-.machinery{background:#7f1d1d;color:#fff;border:3px solid #fecaca;border-radius:12px;padding:14px 20px;margin:0 0 18px;
-font-size:17px;line-height:1.45}
-.machinery strong{font-size:21px;display:block;letter-spacing:.02em;text-transform:uppercase}
-.warn{display:block;font-size:11.5px;font-weight:650;color:#92400e;background:#fef3c7;border-radius:5px;
-padding:1px 6px;margin-top:3px;white-space:normal}
-td .scope{display:block;font-size:11px;color:#6b7280;font-weight:400;white-space:nowrap}
-.kpi .scope{font-size:12.5px;color:var(--muted);margin:-4px 0 10px}
-.banner-warn{border-left:4px solid #d97706;background:#fffbeb;color:#92400e;font-weight:650;border-radius:8px;
-padding:8px 14px;margin:10px 0;font-size:13.5px}
-.method{border:1px solid var(--line);border-radius:10px;background:#f9fafb;padding:10px 16px;margin:16px 0 2px;
-font-size:13px;color:#374151}
-.method ul{margin:4px 0 0;padding-left:18px}
-.perclass-fig{max-width:640px}
-"""
 
 SECTIONS = [("headline", "Headline"), ("exp1", "1 · G12EC share"), ("exp2", "2 · PTB-XL share"),
             ("exp3", "3 · Sampling rate"), ("exp4", "4 · Calibration"), ("exp5", "5 · Input"),
@@ -191,42 +86,32 @@ def _section(sid: str, title: str, tag: str, lead: str, body: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _hero(results: Mapping[str, Any]) -> str:
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
-    src = st.get("source") if isinstance(st.get("source"), dict) else {}
-    tgt = st.get("target") if isinstance(st.get("target"), dict) else {}
+def _hero_context(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The page's header as facts for ``report.html.j2``: the study's name, source and target, its
+    chips (model, profile, seeds, date), the run-status bar and the machinery-check banner."""
+    st: dict[str, Any] = v if isinstance(v := results.get("study"), dict) else {}
+    src: dict[str, Any] = v if isinstance(v := st.get("source"), dict) else {}
+    tgt: dict[str, Any] = v if isinstance(v := st.get("target"), dict) else {}
     s_name = {"ptbxl": "PTB-XL"}.get(str(src.get("dataset", "")), str(src.get("dataset") or "the source"))
     t_name = str(tgt.get("name") or tgt.get("dataset") or "the target")
-    title = f"{s_name} → {t_name}" if src or tgt else "Transfer study"
     chips = [f"model {st['model']}" if st.get("model") else None,
              f"profile {st['profile']}" if st.get("profile") else "full study",
              f"seeds {', '.join(map(str, st['seeds']))}" if isinstance(st.get("seeds"), list) and st["seeds"] else None,
              f"generated {st['generated']}" if st.get("generated") else None]
-    chips_html = "".join(f'<span class="chip">{_e(c)}</span>' for c in chips if c)
     stat = T.status_summary(results)
-    prog = ""
+    progress = None
     if stat and stat["total"]:
-        parts = "".join(f'<span class="p-{k}" style="width:{100 * stat[k] / stat["total"]:.2f}%"></span>'
-                        for k in ("done", "failed", "running", "left") if stat[k])
-        text = (f"{stat['done']} of {stat['total']} runs done · {stat['failed']} failed · "
-                f"{stat['running']} running · {stat['left']} left")
-        prog = f'<div class="progress">{parts}</div><div class="progress-text">{_e(text)}</div>'
-    elif not stat:
-        prog = '<div class="progress-text">run status: not recorded</div>'
-    banner = ""
+        progress = {"parts": [{"kind": k, "width": f"{100 * stat[k] / stat['total']:.2f}"}
+                              for k in ("done", "failed", "running", "left") if stat[k]],
+                    "text": f"{stat['done']} of {stat['total']} runs done · {stat['failed']} failed · "
+                            f"{stat['running']} running · {stat['left']} left"}
+    machinery = None
     if machinery_check(results):
         head, rest = T.machinery_text(results)
-        banner = f'<div class="machinery" role="alert"><strong>{_e(head)}</strong>{_e(rest)}</div>'
-    return (f'<header class="hero"><div class="wrap">{banner}<div class="eyebrow">ecg-transfer · study report · '
-            f'{_e(st.get("name", "study"))}</div><h1>{_e(title)}: does pre-training help?</h1>'
-            f'<p class="sub">Fine-tuned from {_e(s_name)} vs trained from scratch on {_e(t_name)}, same split, same '
-            f"preprocessing, same test records; 95 % bootstrap confidence intervals throughout.</p>"
-            f'<div class="chips">{chips_html}</div>{prog}</div></header>')
-
-
-def _nav() -> str:
-    links = "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in SECTIONS)
-    return f'<nav class="toc"><div class="wrap">{links}</div></nav>'
+        machinery = {"head": head, "rest": rest}
+    return {"hero": {"name": st.get("name", "study"), "source": s_name, "target": t_name, "chips": [c for c in chips if c],
+                     "title": f"{s_name} → {t_name}" if src or tgt else "Transfer study"},
+            "progress": progress, "status_recorded": bool(stat), "machinery": machinery}
 
 
 def _num_block(label: str, iv: Interval, cls: str, missing: str, sign: bool = False) -> str:
@@ -400,7 +285,7 @@ def _exp1_protocol(results: Mapping[str, Any]) -> str:
 
 def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
     """The complete page."""
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    st: dict[str, Any] = v if isinstance(v := results.get("study"), dict) else {}
     body = [
         _headline(results, figs),
         _exp(results, figs, "exp1", "Experiment 1: how much target data?",
@@ -427,10 +312,8 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
         _status(results),
         _metadata(results),
     ]
-    title = f"Study report: {st.get('name', 'study')}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-            f"{_hero(results)}{_nav()}<main class=\"wrap\">{''.join(body)}</main>"
-            f"<footer>Generated by <code>ecg-transfer report</code> from results.json · "
-            f"{_e(str(st.get('spec_digest') or '')[:16])}</footer></body></html>\n")
+    from markupsafe import Markup  # jinja2's own; imported with the template engine, when a page is made
+
+    return render("report.html.j2", title=f"Study report: {st.get('name', 'study')}", **_hero_context(results),
+                  nav=SECTIONS, sections=[Markup(b) for b in body],  # built with every value escaped (_e)
+                  digest=str(st.get("spec_digest") or "")[:16])
