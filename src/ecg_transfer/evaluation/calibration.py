@@ -31,9 +31,9 @@ its validation prevalence (Platt), or the constant isotonic fit; ``notes`` lists
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -70,7 +70,12 @@ def rank_guard(calibrated: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return (1.0 - RANK_EPS) * np.asarray(calibrated, dtype=np.float64) + RANK_EPS * s
 
 
+@overload
+def _check(probs: np.ndarray, y: None = None) -> tuple[np.ndarray, None]: ...
+@overload
+def _check(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 def _check(probs: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities (and 0/1 labels of the same shape, when given) as float64, checked."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2:
         raise ValueError(f"probabilities must be (records, classes), got shape {p.shape}")
@@ -105,7 +110,7 @@ class Calibrator:
 
     name: ClassVar[str] = ""
     n_classes: int | None = None
-    notes: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def fit(self, probs: np.ndarray, y: np.ndarray) -> "Calibrator":
         p, yy = _check(probs, y)
@@ -267,7 +272,10 @@ class IsotonicCalibration(Calibrator):
             self.y.append([float(v) for v in iso.y_thresholds_])
 
     def _map(self, p):
-        return np.stack([np.interp(p[:, k], self.x[k], self.y[k]) for k in range(p.shape[1])], axis=1)
+        xs, ys = self.x, self.y
+        if xs is None or ys is None:
+            raise RuntimeError("IsotonicCalibration is not fitted")
+        return np.stack([np.interp(p[:, k], xs[k], ys[k]) for k in range(p.shape[1])], axis=1)
 
     def params(self):
         return {"x": self.x or [], "y": self.y or []}

@@ -63,7 +63,7 @@ def inactive_outputs(n_records: int, n_classes: int, normal_index: int | None) -
     return out
 
 
-def normalise(observed: np.ndarray, correct: np.ndarray, inactive: np.ndarray) -> np.ndarray:
+def normalise(observed: np.ndarray | float, correct: np.ndarray | float, inactive: np.ndarray | float) -> np.ndarray:
     """``(observed - inactive) / (correct - inactive)``, 0.0 where the denominator is 0 (official rule)."""
     observed, correct, inactive = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64)
                                                          for a in (observed, correct, inactive)))
@@ -83,8 +83,9 @@ def challenge_score(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray
     W = np.asarray(weights, dtype=np.float64)
     observed = float(np.sum(W * modified_confusion_matrix(labels, outputs)))
     correct = float(np.sum(W * modified_confusion_matrix(labels, labels)))
+    n_records, n_classes = labels.shape
     inactive = float(np.sum(W * modified_confusion_matrix(
-        labels, inactive_outputs(*labels.shape, normal_index))))
+        labels, inactive_outputs(n_records, n_classes, normal_index))))
     return float(normalise(observed, correct, inactive))
 
 
@@ -187,7 +188,8 @@ def challenge_terms(mapping: ChallengeMapping, y_true: np.ndarray, probs: np.nda
     ``normalise(w @ observed, w @ correct, w @ inactive)`` is the score under record weights ``w``.
     """
     labels, outputs = mapping.apply(y_true, np.asarray(probs) >= threshold)
-    inactive = inactive_outputs(*labels.shape, mapping.normal_index)
+    n_records, n_classes = labels.shape
+    inactive = inactive_outputs(n_records, n_classes, mapping.normal_index)
     W = mapping.weights
     return record_terms(labels, outputs, W), record_terms(labels, labels, W), record_terms(labels, inactive, W)
 
