@@ -113,9 +113,19 @@ class Interval:
         return self.lo is not None and self.hi is not None
 
     @property
+    def above_zero(self) -> bool:
+        """The CI lies entirely above 0 (a paired difference in favour of its first arm)."""
+        return self.lo is not None and self.hi is not None and self.lo > 0
+
+    @property
+    def below_zero(self) -> bool:
+        """The CI lies entirely below 0."""
+        return self.lo is not None and self.hi is not None and self.hi < 0
+
+    @property
     def excludes_zero(self) -> bool:
         """The CI lies entirely on one side of 0 (a paired difference that names a winner)."""
-        return self.has_ci and (self.lo > 0 or self.hi < 0)
+        return self.above_zero or self.below_zero
 
     @property
     def small_test(self) -> bool:
@@ -256,6 +266,12 @@ def section(results: Mapping[str, Any], key: str) -> Any:
     return value if value else None
 
 
+def json_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (a section or field missing, null or of the
+    wrong type reads as empty)."""
+    return value if isinstance(value, dict) else {}
+
+
 def rows(value: Any) -> list[dict]:
     """The dict rows of a list (anything else is skipped)."""
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
@@ -264,7 +280,7 @@ def rows(value: Any) -> list[dict]:
 def missing_word(results: Mapping[str, Any]) -> str:
     """What a null value most likely means, from the study's status: runs still to do → "pending";
     nothing left but failures → "failed"; both → "pending or failed"."""
-    st = results.get("status") if isinstance(results.get("status"), dict) else {}
+    st = json_object(results.get("status"))
     left = (num(st.get("left")) or 0) + (num(st.get("running")) or 0)
     failed = (num(st.get("failed")) or 0) > 0 or bool(st.get("failed_runs"))
     if left and failed:
@@ -327,7 +343,7 @@ def ref_value(results: Mapping[str, Any], *keys: Any, protocol: Any = None) -> f
 def machinery_check(results: Mapping[str, Any]) -> bool:
     """Whether the study's numbers are a machinery check (e.g. the ``smoke`` profile), not an answer:
     results.json's ``study.machinery_check``, else the rule of :func:`is_machinery_check`."""
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    st = json_object(results.get("study"))
     flag = st.get("machinery_check")
     return flag if isinstance(flag, bool) else is_machinery_check(st.get("profile"))
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import matplotlib
 
@@ -24,14 +25,17 @@ from matplotlib.lines import Line2D  # noqa: E402
 from .data import (Interval, experiment_protocol, interval, method_order, missing_word, num, plural,  # noqa: E402
                    ref_value, reference_protocol, rows, section, share_key)
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 COLORS = {"finetuned": "#2563eb", "standalone": "#ea580c", "pretrain": "#059669"}
 ARM_NAMES = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "PTB-XL pre-training"}
 METHOD_COLORS = {"uncalibrated": "#111827", "temperature": "#2563eb", "class-temperature": "#7c3aed",
                  "platt": "#db2777", "isotonic": "#059669"}
-REF_STYLE = dict(ls=(0, (4, 3)), lw=1.3, alpha=0.75)
+REF_STYLE: dict[str, Any] = dict(ls=(0, (4, 3)), lw=1.3, alpha=0.75)
 DPI = 144
 
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10.5, "axes.titleweight": "bold",
     "axes.titlelocation": "left", "axes.titlepad": 8, "axes.labelsize": 9, "axes.labelcolor": "#374151",
     "axes.edgecolor": "#9ca3af", "axes.linewidth": 0.8, "axes.spines.top": False, "axes.spines.right": False,
@@ -76,11 +80,24 @@ def _ref_handle(color: str = "#6b7280", label: str = "original study (single run
     return Line2D([], [], color=color, marker="D", mfc="white", ms=5, label=label, **REF_STYLE)
 
 
+def _half_widths(iv: Interval) -> tuple[float, float]:
+    """How far the CI reaches below and above the point (0 where the point or the CI is missing)."""
+    if iv.value is None or iv.lo is None or iv.hi is None:
+        return 0.0, 0.0
+    return max(iv.value - iv.lo, 0.0), max(iv.hi - iv.value, 0.0)
+
+
 def _ci_err(ivs: Sequence[Interval]) -> np.ndarray:
     """matplotlib's (2, n) yerr from intervals (0 where a CI is missing)."""
-    lo = [iv.value - iv.lo if iv.has_ci else 0.0 for iv in ivs]
-    hi = [iv.hi - iv.value if iv.has_ci else 0.0 for iv in ivs]
-    return np.array([np.maximum(lo, 0), np.maximum(hi, 0)])
+    widths = [_half_widths(iv) for iv in ivs]
+    return np.array([[w[0] for w in widths], [w[1] for w in widths]])
+
+
+def _far_end(value: float, iv: Interval, *others: float | None, seeds: bool = True) -> float:
+    """The far end of everything drawn on a point's line: the point, its seeds, its CI's upper end and
+    ``others`` (the original study's marker), so that a label placed beyond it never sits on a marker."""
+    upper = iv.hi if iv.has_ci else None
+    return max([value, *(iv.values if seeds else []), *(o for o in (upper, *others) if o is not None)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,9 +117,8 @@ def _headline_arm(ax, iv: Interval, y: float, color: str, ref: float | None) -> 
         ax.scatter(iv.values, [y] * len(iv.values), s=9, color=color, alpha=0.45, zorder=3, lw=0)
     if ref is not None:
         ax.plot([ref], [y], marker="D", mfc="white", mec=color, ms=6.5, mew=1.4, ls="none")
-    if iv.ok:
-        right = max([iv.value, *iv.values, *([iv.hi] if iv.has_ci else []), *([ref] if ref is not None else [])])
-        _value_label(ax, f"{iv.value:.3f}", right, y, color, 8)
+    if iv.value is not None:
+        _value_label(ax, f"{iv.value:.3f}", _far_end(iv.value, iv, ref), y, color, 8)
 
 
 def headline_figure(results: Mapping[str, Any]) -> bytes | None:
@@ -129,11 +145,10 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
             ref_d = ref_ft - ref_sa if ref_ft is not None and ref_sa is not None else None
             if ref_d is not None:
                 bx.plot([ref_d], [base], marker="D", mfc="white", mec="#6b7280", ms=7, mew=1.4, ls="none")
-            if d.ok:
-                col = "#15803d" if d.has_ci and d.lo > 0 else ("#b91c1c" if d.has_ci and d.hi < 0 else "#4b5563")
+            if d.value is not None:
+                col = "#15803d" if d.above_zero else ("#b91c1c" if d.below_zero else "#4b5563")
                 bx.errorbar([d.value], [base], xerr=_ci_err([d]), fmt="o", color=col, ms=8, capsize=5, lw=2.2)
-                right = max([d.value, *([d.hi] if d.has_ci else []), *([ref_d] if ref_d is not None else [])])
-                _value_label(bx, f"{d.value:+.3f}", right, base, col)
+                _value_label(bx, f"{d.value:+.3f}", _far_end(d.value, d, ref_d, seeds=False), base, col)
         for a in (ax, bx):
             a.set_yticks(yt, yl)
             a.set_ylim(-0.6, n - 0.4)
@@ -161,8 +176,10 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
 # experiment 1
 
 
-def _curve(ax, pts: list[tuple[float, Interval]], color: str, label: str) -> bool:
-    pts = sorted((x, iv) for x, iv in pts if x is not None and iv.ok)
+def _curve(ax, points: Sequence[tuple[float | None, Interval]], color: str, label: str) -> bool:
+    """One arm's line over the data shares (points without a share or a value left out), its CI band
+    and its seeds; False when there is nothing to draw."""
+    pts = sorted(((x, iv) for x, iv in points if x is not None and iv.ok), key=lambda p: p[0])
     if not pts:
         return False
     x = np.array([p[0] for p in pts])
@@ -321,12 +338,11 @@ def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_lab
                     any_ref = True
                     ax.plot([x + 0.07], [ref], marker="D", mfc="white", mec=COLORS[s], ms=6.5, mew=1.4, ls="none",
                             zorder=5)
-                if iv.ok:
+                if iv.value is not None:
                     ax.errorbar([x], [iv.value], yerr=_ci_err([iv]), fmt="o", color=COLORS[s], ms=7, capsize=4,
                                 lw=2, zorder=4)
                     ax.scatter([x] * len(iv.values), iv.values, s=9, color=COLORS[s], alpha=0.45, lw=0, zorder=3)
-                    top = max([iv.value, *iv.values, *([iv.hi] if iv.has_ci else []),
-                               *([ref] if ref is not None else [])])  # above everything drawn at this x
+                    top = _far_end(iv.value, iv, ref)  # above everything drawn at this x
                     ax.annotate(f"{iv.value:.3f}", (x, top), xytext=(0, 6), textcoords="offset points", ha="center",
                                 fontsize=7.5, color=COLORS[s])
         ax.set_xticks(range(len(data)), [cat_label(r) for r in data])
@@ -382,8 +398,9 @@ def _positives(b: Mapping[str, Any]) -> float:
     """Positives in a label's test split from its bins (count × observed frequency, summed)."""
     total = 0.0
     for c, f in zip(b.get("count") or [], b.get("frac_pos") or []):
-        if num(c) is not None and num(f) is not None:
-            total += num(c) * num(f)
+        count, frac = num(c), num(f)
+        if count is not None and frac is not None:
+            total += count * frac
     return total
 
 
@@ -658,17 +675,17 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
         group = sorted((e for e in e4 if str(e.get("protocol", "?")) == protocol),
                        key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))))
         jobs.append((f"exp4_reliability_{safe_name(protocol)}", CAPTIONS["exp4_reliability"],
-                     lambda g=group: reliability_figure(g), protocol))
+                     partial(reliability_figure, group), protocol))
     for row in rows(section(results, "headline")):
         p = str(row.get("protocol", "?"))
-        jobs.append((f"per_class_{safe_name(p)}", CAPTIONS["per_class"], lambda r=row: per_class_figure(r), p))
+        jobs.append((f"per_class_{safe_name(p)}", CAPTIONS["per_class"], partial(per_class_figure, row), p))
     out: dict[str, Figure] = {}
-    for name, caption, draw, group in jobs:
+    for name, caption, draw, figure_group in jobs:
         try:
-            out[name] = Figure(name, caption, draw(), group=group)
+            out[name] = Figure(name, caption, draw(), group=figure_group)
         except Exception as exc:  # a figure is not worth losing the whole report over
             plt.close("all")
-            out[name] = Figure(name, caption, None, error=f"{type(exc).__name__}: {exc}", group=group)
+            out[name] = Figure(name, caption, None, error=f"{type(exc).__name__}: {exc}", group=figure_group)
     return out
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from . import tables as T
-from .data import ORIGINAL_FLAWS, fmt, fmt_ci, fmt_p, machinery_check, missing_word, reference_protocol, section
+from .data import (ORIGINAL_FLAWS, fmt, fmt_ci, fmt_p, json_object, machinery_check, missing_word, reference_protocol,
+                   section)
 from .figures import Figure
 
 
@@ -62,7 +63,7 @@ def _fig(fig: Figure | None, files: Mapping[str, str], empty: str = "not run") -
 
 
 def _header(results: Mapping[str, Any]) -> list[str]:
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    st = json_object(results.get("study"))
     out: list[str] = [f"# Study report: {st.get('name', 'study')}", ""]
     if machinery_check(results):
         head, rest = T.machinery_text(results)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .data import (SMALL_TEST, Interval, experiment_protocol, fmt, fmt_ci, fmt_p, fmt_seconds, interval, labels_text,
+from .data import (SMALL_TEST, Interval, experiment_protocol, fmt, fmt_ci, fmt_p, fmt_seconds, interval, json_object,
+                   labels_text,
                    method_order, missing_word, num, plural, ref_value, reference_protocol, row_missing, rows, scope_text, section,
                    seeds_note, share_key, small_test_text)
 
@@ -66,7 +67,7 @@ def mark_better(a: Cell, b: Cell, diff: Interval, lower_is_better: bool = False)
     0 (a difference the test records do not support names no winner)."""
     if not diff.ok or not diff.excludes_zero or "missing" in a.kind.split() or "missing" in b.kind.split():
         return
-    a_higher = diff.lo > 0
+    a_higher = diff.above_zero
     (a if a_higher != lower_is_better else b).kind += " better"
 
 
@@ -78,8 +79,7 @@ def diff_cell(d: Interval, missing: str, ref: float | None = None, digits: int =
         return c
     p = fmt_p(d.p, d.ties)
     c.sub = f"{c.sub} · {p}" if c.sub and p else (c.sub or p)
-    if d.has_ci:
-        c.kind += " good" if d.lo > 0 else (" bad" if d.hi < 0 else "")
+    c.kind += " good" if d.above_zero else (" bad" if d.below_zero else "")
     return c
 
 
@@ -147,8 +147,8 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         m = row_missing(row, miss)
         ft, sa, d = (interval(row.get(k)) for k in ("finetuned", "standalone", "difference"))
         if d.ok and d.has_ci:
-            verdict, tone = ((f"pre-training helps: {fmt(d.value, 3, True)} AUC", "good") if d.lo > 0 else
-                             (f"pre-training hurts: {fmt(d.value, 3, True)} AUC", "bad") if d.hi < 0 else
+            verdict, tone = ((f"pre-training helps: {fmt(d.value, 3, True)} AUC", "good") if d.above_zero else
+                             (f"pre-training hurts: {fmt(d.value, 3, True)} AUC", "bad") if d.below_zero else
                              ("no clear difference (CI includes 0)", "neutral"))
         elif d.ok:
             verdict, tone = f"difference {fmt(d.value, 3, True)} (no CI)", "neutral"
@@ -190,7 +190,7 @@ def secondary_table(results: Mapping[str, Any]) -> Table | None:
               caption="Other metrics of the same test predictions (95 % CI). AUPRC and the challenge metric: "
                       f"higher is better (↑); Brier score and ECE: lower is better (↓); {WINNER_RULE}.")
     for row in hl:
-        diffs = row.get("metric_differences") if isinstance(row.get("metric_differences"), dict) else {}
+        diffs = json_object(row.get("metric_differences"))
         note = str(row.get("challenge_note") or "")
         for key in SECONDARY:
             t.rows.append(_secondary_row(str(row.get("protocol", "?")), key, row["metrics"], diffs,
@@ -242,7 +242,7 @@ def _pair_cells(a_row: Mapping[str, Any], b_row: Mapping[str, Any],
     mark_better(ca, cb, d)
     if d.ok:
         return [ca, cb, diff_cell(d, miss)]
-    text = _signed(a.value - b.value) if a.ok and b.ok else "—"
+    text = _signed(a.value - b.value) if a.value is not None and b.value is not None else "—"
     return [ca, cb, Cell(text, "point values only (no paired CI recorded)" if a.ok and b.ok else "", kind="num")]
 
 
@@ -258,7 +258,7 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
                       "sd over runs; difference: paired on each repeat's test records, mean over repeats; "
                       f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only).")
     names = {"rest": "the rest", "fixed_test": "fixed test fold"}
-    diffs = e1.get("difference") if isinstance(e1.get("difference"), dict) else {}
+    diffs = json_object(e1.get("difference"))
     for variant in ("rest", "fixed_test"):
         vrows = rows(e1.get(variant))
         shares = sorted({s for s in (share_key(r.get("share")) for r in vrows) if s is not None})
@@ -319,9 +319,9 @@ def _hz(x: Any) -> str:
 
 def coverage_text(results: Mapping[str, Any]) -> str:
     """How many PTB-XL records the 500 Hz reads lacked (experiment 3's pre-training above 100 Hz)."""
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
-    src = st.get("source") if isinstance(st.get("source"), dict) else {}
-    cov = src.get("coverage") if isinstance(src.get("coverage"), dict) else {}
+    st = json_object(results.get("study"))
+    src = json_object(st.get("source"))
+    cov = json_object(src.get("coverage"))
     at500, at100 = cov.get("records_at_500hz") or {}, cov.get("records_at_100hz") or {}
     missing = cov.get("missing_at_500hz") or {}
     if num(at500.get("test")) is None:
@@ -424,11 +424,11 @@ def _cal_cell(e: Mapping[str, Any], ms: Mapping[str, Any], method: str, key: str
     predictions beneath it, highlighted when its CI lies below 0 (it really lowered the error)."""
     entry = ms.get(method) or {}
     c = value_cell(interval(entry.get(key)), row_missing(e, miss), digits=4, seeds=False)
-    vs = entry.get("vs_uncalibrated") if isinstance(entry.get("vs_uncalibrated"), dict) else {}
+    vs = json_object(entry.get("vs_uncalibrated"))
     d = interval(vs.get(key))
     if d.ok and c.text != row_missing(e, miss):
         c.sub = f"{c.sub} · Δ {fmt(d.value, 4, True)} {fmt_ci(d, 4, True)}".strip(" ·")
-        if d.has_ci and d.hi < 0:
+        if d.below_zero:
             c.kind += " better"
     return c
 
@@ -454,7 +454,7 @@ def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
     for protocol in dict.fromkeys(str(e.get("protocol", "?")) for e in e4):
         group = sorted((e for e in e4 if str(e.get("protocol", "?")) == protocol),
                        key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))))
-        arms = [(e, e.get("methods") if isinstance(e.get("methods"), dict) else {}) for e in group]
+        arms = [(e, json_object(e.get("methods"))) for e in group]
         t = Table(["arm", "calibration", *[name for _, name in CAL_METRICS]],
                   numeric=tuple(range(2, 2 + len(CAL_METRICS))))
         for e, ms in arms:
@@ -462,11 +462,10 @@ def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
             for i, m in enumerate(method_order(ms) or ["uncalibrated"]):
                 t.rows.append([Cell(arm if i == 0 else "", kind="label"), Cell(m, kind="label"),
                                *[_cal_cell(e, ms, m, key, miss) for key, _ in CAL_METRICS]])
-        changes = [num((ms.get(m) or {}).get("max_auc_change")) for _, ms in arms for m in ms
-                   if isinstance(ms.get(m), dict)]
-        changes = [c for c in changes if c is not None]
+        changes = [c for c in (num(json_object(ms.get(m)).get("max_auc_change")) for _, ms in arms for m in ms)
+                   if c is not None]
         t.caption = _exp4_caption(protocol, arms)
-        n_test = next((int(num(e.get("n_test"))) for e, _ in arms if num(e.get("n_test")) is not None), None)
+        n_test = next((int(n) for n in (num(e.get("n_test")) for e, _ in arms) if n is not None), None)
         t.warn = small_test_text(n_test)
         if changes:
             t.note = (f"Largest change of any label's AUC through calibration: {max(changes):.4f} (calibrators keep "
@@ -484,7 +483,7 @@ def _per_class_row(p: Mapping[str, Any], m: str, wins: list[int]) -> list[Cell]:
     d = interval(p.get("difference"))
     if d.ok:
         mark_better(ca, cb, d)
-        wins[0 if d.excludes_zero and d.lo > 0 else 1 if d.excludes_zero else 2] += 1
+        wins[0 if d.above_zero else 1 if d.below_zero else 2] += 1
         dc = diff_cell(d, pm)
     else:
         dc = Cell(_signed(a - b) if a is not None and b is not None else "—", kind="num")
@@ -522,7 +521,7 @@ def per_class_tables(results: Mapping[str, Any]) -> list[tuple[str, Table]]:
 
 def machinery_text(results: Mapping[str, Any]) -> tuple[str, str]:
     """The header banner of a machinery-check study: a headline and the sentence under it."""
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    st = json_object(results.get("study"))
     prof = f" (profile {st['profile']})" if st.get("profile") else ""
     return ("Machinery check — not an answer",
             f"This study{prof} checks that every step runs end to end, on small data and short training. Its "
@@ -599,13 +598,13 @@ def failed_runs_table(results: Mapping[str, Any]) -> Table | None:
 def metadata_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(key, value) pairs describing the study: spec, profile, digest, data, model, seeds,
     environment, wall time."""
-    st = results.get("study") if isinstance(results.get("study"), dict) else {}
+    st = json_object(results.get("study"))
     items: list[tuple[str, str]] = [
         ("study", str(st.get("name", "—"))), ("spec", str(st.get("spec", "—"))),
         ("profile", str(st.get("profile") or "full (no profile)")), ("spec digest", str(st.get("spec_digest", "—"))),
         ("generated", str(st.get("generated", "—"))), ("model", str(st.get("model", "—"))),
     ]
-    src = st.get("source") if isinstance(st.get("source"), dict) else {}
+    src = json_object(st.get("source"))
     if src:
         fs = num(src.get("fs"))
         parts = [str(src.get("dataset", "?")), f"labels {src.get('labels', '?')}"]
@@ -618,7 +617,7 @@ def metadata_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
             if src.get(key) is not None:
                 parts.append(f"{name} {src[key]}")
         items.append(("source", ", ".join(parts)))
-    tgt = st.get("target") if isinstance(st.get("target"), dict) else {}
+    tgt = json_object(st.get("target"))
     if tgt:
         prot = tgt.get("protocols")
         parts = [f"{tgt.get('name') or tgt.get('dataset', '?')} ({tgt.get('dataset', '?')})"]
@@ -635,7 +634,7 @@ def metadata_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     items.append(("wall time", wall + (f" ({st['wall_seconds_note']})" if st.get("wall_seconds_note") else "")))
     if st.get("bootstrap") is not None:
         items.append(("bootstrap resamples", str(st["bootstrap"])))
-    env = st.get("environment") if isinstance(st.get("environment"), dict) else {}
+    env = json_object(st.get("environment"))
     if env:
         items.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items())))
     note = (results.get("reference") or {}).get("note") if isinstance(results.get("reference"), dict) else None
