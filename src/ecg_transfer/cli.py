@@ -113,6 +113,7 @@ def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
                           f"`ecg-transfer pretrain`, not `{args.command}`; fine-tune its result with --from")
     if args.init_from is not None:
         raise ConfigError(f"{args.config} has an [ssl] table, which pre-trains from random weights: drop --from")
+    assert config.ssl is not None  # the caller's condition; says so to the type checker
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the caches
         data = load_ssl_data(config, progress=not args.no_progress and is_main_process())
     if is_main_process():
