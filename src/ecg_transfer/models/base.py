@@ -6,13 +6,18 @@ learning simple: a new task swaps the head, gradual unfreezing walks the body's 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from .heads import ClassifierHead
 
-def init_weights_(module: nn.Module) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def init_weights_(module: _M) -> _M:
     """Initialise like the benchmark's training script does before training from scratch.
 
     The PTB-XL benchmark calls ``model.apply(weight_init)`` on every model: Kaiming-normal
@@ -42,7 +47,7 @@ class EcgClassifier(nn.Module):
     def __init__(
         self,
         body: nn.Sequential,
-        head: nn.Module,
+        head: ClassifierHead,
         body_groups: Sequence[Sequence[str]],
         spec: dict[str, Any] | None = None,
     ):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -70,6 +70,9 @@ def _activation(name: str) -> nn.Module:
 class ClassifierHead(nn.Sequential):
     """Pool, then BN-dropout-linear blocks down to ``n_classes`` logits."""
 
+    pool: nn.Module  # the named children that transfer learning and the channels-last twin replace
+    out: nn.Linear
+
     def __init__(
         self,
         pool: nn.Module,
@@ -94,7 +97,7 @@ class ClassifierHead(nn.Sequential):
             if not last:
                 layers.append((f"act{i}", _activation(act)))
         super().__init__(OrderedDict(layers))
-        self.config = dict(
+        self.config: dict[str, Any] = dict(
             in_features=in_features, hidden=tuple(hidden), dropout=dropout, bn=bn, act=act
         )
 

@@ -14,6 +14,9 @@ class ConvBnAct(nn.Sequential):
     ``(k - 1) // 2`` as in the benchmark, so an even kernel shortens the sequence by one sample.
     """
 
+    conv: nn.Conv1d
+    bn: nn.BatchNorm1d
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  act: bool = True):
         layers: list[tuple[str, nn.Module]] = [

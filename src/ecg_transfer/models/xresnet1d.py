@@ -57,7 +57,9 @@ class XResBlock(nn.Module):
     @property
     def last_bn(self) -> nn.BatchNorm1d:
         """The BN that closes the residual branch; zero-initialised so the block starts as identity."""
-        return self.convs[-1].bn
+        last = self.convs[-1]
+        assert isinstance(last, ConvBnAct)  # every branch of __init__ ends with one
+        return last.bn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.convs(x) + self.shortcut(x))

@@ -32,7 +32,7 @@ import contextlib
 import copy
 import functools
 import logging
-from typing import TYPE_CHECKING, ContextManager, Sequence
+from typing import TYPE_CHECKING, ContextManager, Sequence, TypedDict, cast
 
 import torch
 from torch import nn
@@ -85,6 +85,11 @@ def channels_last_unsupported(model: nn.Module) -> str | None:
     return None
 
 
+def _first(v: int | tuple[int, ...]) -> int:
+    """A 1-D layer's size argument as one int (torch stores ints or 1-tuples)."""
+    return v if isinstance(v, int) else v[0]
+
+
 def _twin(m: nn.Module) -> nn.Module | None:
     """The 2-D layer computing what the 1-D layer ``m`` computes on ``(N, C, 1, T)`` (None: keep m)."""
     if isinstance(m, nn.Conv1d):
@@ -94,10 +99,10 @@ def _twin(m: nn.Module) -> nn.Module | None:
     if type(m) is nn.BatchNorm1d:  # SyncBatchNorm takes any rank as it is
         return nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, device="meta")
     if isinstance(m, nn.MaxPool1d):
-        k, st, pad, dil = (v if isinstance(v, int) else v[0] for v in (m.kernel_size, m.stride, m.padding, m.dilation))
-        return nn.MaxPool2d((1, k), (1, st), (0, pad), (1, dil), ceil_mode=m.ceil_mode)
+        return nn.MaxPool2d((1, _first(m.kernel_size)), (1, _first(m.stride)), (0, _first(m.padding)),
+                            (1, _first(m.dilation)), ceil_mode=m.ceil_mode)
     if isinstance(m, nn.AvgPool1d):
-        return nn.AvgPool2d((1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]), m.ceil_mode,
+        return nn.AvgPool2d((1, _first(m.kernel_size)), (1, _first(m.stride)), (0, _first(m.padding)), m.ceil_mode,
                             m.count_include_pad)
     return None
 
@@ -110,11 +115,16 @@ class ChannelsLast2d(nn.Module):
     module docstring). ``state_dict`` keys carry a ``model.`` prefix: save ``model``, not this.
     """
 
+    _twin: nn.Module  # set with object.__setattr__: not a submodule
+
     def __init__(self, model: nn.Module):
         super().__init__()
+        from ..models.base import EcgClassifier
+
         why = channels_last_unsupported(model)
         if why is not None:
             raise ValueError(f"cannot run this model channels-last: {why}")
+        assert isinstance(model, EcgClassifier)  # channels_last_unsupported checked it
         self.model = model
         twin = copy.deepcopy(model).to("meta")  # structure only: every tensor comes from `model`
         for _, m in list(twin.body.named_modules()):
@@ -162,12 +172,19 @@ def prepare_for_training(model: nn.Module, memory_format: str = "auto", compile:
                               "use 'auto' or 'contiguous'")
         else:
             log.info("memory_format 'auto': training in the default layout (%s)", why)
-    if compile != "none":
-        net = torch.compile(net, mode=None if compile == "default" else compile, dynamic=False)
+    if compile != "none":  # compiling a module returns a module (torch types it as any callable)
+        net = cast(nn.Module, torch.compile(net, mode=None if compile == "default" else compile, dynamic=False))
     return net
 
 
-def optimizer_kernel(impl: str, params: Sequence[torch.Tensor]) -> dict[str, bool]:
+class KernelArgs(TypedDict, total=False):
+    """AdamW's keyword arguments that choose its kernel."""
+
+    fused: bool
+    foreach: bool
+
+
+def optimizer_kernel(impl: str, params: Sequence[torch.Tensor]) -> KernelArgs:
     """AdamW's ``fused`` / ``foreach`` arguments for the config's ``optimizer_impl``.
 
     The fused kernel updates every parameter in one pass instead of a dozen tensor-list
