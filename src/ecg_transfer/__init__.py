@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
     from .inference.predict import (Predictor as Predictor)
     from .inference.modelcard import (write_model_card as write_model_card)
     from .inference.export import (export_model as export_model)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "api": ("Explained", "explain", "finetune", "predict", "pretrain", "standalone", "train"),
         "settings": ("RunConfig", "load_config"),

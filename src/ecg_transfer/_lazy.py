@@ -19,7 +19,7 @@ torch, scipy or matplotlib, so nothing is imported until a name is used (PEP 562
 under ``TYPE_CHECKING``, written with the redundant ``as`` alias that marks a re-export for mypy's
 ``no_implicit_reexport`` and for pyright in a ``py.typed`` package; the lazy part sits under
 ``else`` so that mypy sees no ``__getattr__`` (which would make every misspelt name pass as
-``Any``). ``tests/test_api.py`` holds the mapping and the imports equal for every package, so they
+``Any``). ``tests/test_lazy_imports.py`` holds the mapping and the imports equal for every package, so they
 cannot drift, and ``tests/test_architecture.py`` walks the imports (the lazy names included,
 through their ``TYPE_CHECKING`` twins). See docs/architecture.md, "Imports".
 """

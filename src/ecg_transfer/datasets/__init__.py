@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
     from .cache import (CachedSignals as CachedSignals, load_or_build as load_or_build, open_cache as open_cache)
     from .task import (TaskData as TaskData, load_task as load_task)
     from .audit import (find_duplicates as find_duplicates, leaked_records as leaked_records)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "base": ("DatasetAdapter", "RecordProblem"),
         "registry": ("check_dataset_root", "open_dataset"),

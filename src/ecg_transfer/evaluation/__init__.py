@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
         IsotonicCalibration as IsotonicCalibration, PlattScaling as PlattScaling,
         TemperatureScaling as TemperatureScaling, load_calibrator as load_calibrator,
         make_calibrator as make_calibrator, reliability_bins as reliability_bins, save_calibrator as save_calibrator)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "runs": ("EvaluationError", "Predictions", "RunPredictions", "align_runs", "compare_runs", "evaluate_run",
             "load_run", "summarise_seeds"),

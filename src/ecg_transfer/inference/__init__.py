@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
     from .explain import (Explanation as Explanation, explain_record as explain_record,
         write_explanation as write_explanation)
     from .modelcard import (model_card_text as model_card_text, write_model_card as write_model_card)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "predict": ("PredictionResult", "Predictor", "exit_code", "load_run_calibrator", "write_outputs"),
         "inputs": ("RawRecord", "iter_inputs", "read_record"),

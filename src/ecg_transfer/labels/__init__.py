@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
         dx_mapping_table as dx_mapping_table, equivalent_codes as equivalent_codes, load_weights as load_weights,
         scored_classes as scored_classes, scored_codes as scored_codes, snomed_lookup as snomed_lookup,
         unknown_codes as unknown_codes)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "dx": ("DX_EQUIVALENCES", "DxClass", "dx_classes", "dx_labels", "encode_dx"),
         "mapping": ("mapping_table", "scp_to_snomed", "snomed_to_scp", "with_heart_axis"),

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
         model_kwargs as model_kwargs)
     from .transfer import (discriminative_lrs as discriminative_lrs, freeze_to as freeze_to,
         layer_groups as layer_groups, replace_head as replace_head)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "base": ("EcgClassifier", "init_weights_"),
         "registry": ("MODEL_NAMES", "TRAINING_HINTS", "build", "model_kwargs"),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
     from .study import (StudySettings as StudySettings, StudySpec as StudySpec, load_spec as load_spec,
         spec_from_dict as spec_from_dict)
     from .task import (TaskSettings as TaskSettings)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "base": ("Settings",),
         "names": ("CALIBRATORS", "DATASET_NAMES", "INPUT_KINDS", "MODEL_NAMES", "POLICIES", "PROTOCOLS",

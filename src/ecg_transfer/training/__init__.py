@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
         save_predictions as save_predictions)
     from .run import (RunResult as RunResult, train_run as train_run)
     from .scaler import (GlobalStandardScaler as GlobalStandardScaler)
-else:  # what runs: the same names, imported on first use (tests/test_api.py keeps both equal)
+else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "config": ("FinetuneConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "StageSpec", "load_config",
             "save_config"),
