@@ -158,6 +158,7 @@ def plan_command(args: argparse.Namespace) -> int:
 def missing_records_lines(runs: list) -> list[str]:
     """One line per PTB-XL rate where records are missing and the study uses those present
     (``allow_missing``): how many, and which runs that affects."""
+    from ..datasets.ptbxl import PTBXL
     from ..datasets.registry import open_dataset
 
     lines, seen = [], set()
@@ -168,6 +169,7 @@ def missing_records_lines(runs: list) -> list[str]:
             continue
         seen.add(ident)
         adapter = open_dataset("ptbxl", task["root"], fs=task.get("source_fs") or 100, allow_missing=True)
+        assert isinstance(adapter, PTBXL)  # what open_dataset("ptbxl") opens
         present = len(adapter.index())
         if adapter.missing:
             lines.append(f"PTB-XL at {task.get('source_fs')} Hz: {len(adapter.missing)} of "

@@ -135,13 +135,15 @@ def _split_records(cfg: RunConfig, size: DataSize) -> tuple[float, float, float,
 def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
     """(training records, training samples, evaluation windows) of one run."""
     pool, train, val, test = _split_records(cfg, size)
-    validations = math.ceil(cfg.epochs / cfg.validate_every)
+    epochs = cfg.epochs
+    assert epochs is not None, "a validated RunConfig has its epochs resolved"
+    validations = math.ceil(epochs / cfg.validate_every)
     if cfg.ssl is not None:  # every signal of the training folds; contrastive: two views per crop;
         views = 2 if cfg.ssl.method == "contrastive" else 1  # validation: each record's centre crop
-        return pool, pool * cfg.epochs * views, val * validations * views  # no test predictions
+        return pool, pool * epochs * views, val * validations * views  # no test predictions
     per_record = _windows(size.seconds, cfg)
     windows = per_record * (val * validations + test)
-    return train, train * cfg.epochs, windows
+    return train, train * epochs, windows
 
 
 def _labels_scored(task_labels: str) -> int:
@@ -157,8 +159,10 @@ def evaluation_seconds(cfg: RunConfig, size: DataSize, n_resamples: int) -> floa
     """The bootstrap evaluation of a run's test predictions (none for a self-supervised run)."""
     if cfg.ssl is not None:
         return 0.0
+    task = cfg.task
+    assert task is not None, "every run of a study has a [task]"
     test = _split_records(cfg, size)[3]
-    return test * _labels_scored(str(cfg.task.labels)) * n_resamples * EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE
+    return test * _labels_scored(str(task.labels)) * n_resamples * EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE
 
 
 def _signature(cfg: RunConfig) -> str:

@@ -28,6 +28,7 @@ writing its marker (:class:`LockLostError`).
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import logging
@@ -38,7 +39,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 try:
     import fcntl
@@ -55,7 +56,15 @@ CLAIM_STALE_SECONDS = 60.0  # a takeover claim lives milliseconds; older: its cl
 LOCK_FILE = "lock"
 _NO_FLOCK = {errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}
 _HELD: dict[str, "Lease"] = {}  # this process's leases, by lock path
-_RETRY = object()
+
+
+class _Retry(enum.Enum):
+    """An attempt lost a race with the lock's release or takeover: try again (a typed sentinel)."""
+
+    RETRY = enum.auto()
+
+
+_RETRY = _Retry.RETRY
 
 
 def _now() -> str:
@@ -257,7 +266,7 @@ class RunLocks:
             if got is not _RETRY:
                 if got is not None:
                     _HELD[str(path)] = got
-                return got  # type: ignore[return-value]
+                return got
         return None
 
     def _new_lease(self, path: Path, fd: int, mode: str) -> Lease:
@@ -269,7 +278,7 @@ class RunLocks:
         os.fsync(fd)
         return Lease(path, fd, info, mode, self.heartbeat_seconds)
 
-    def _acquire_flock(self, path: Path) -> Any:
+    def _acquire_flock(self, path: Path) -> Lease | None | Literal[_Retry.RETRY]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         keep = False
         try:
@@ -288,8 +297,8 @@ class RunLocks:
                     return _RETRY  # its owner released (unlinked) it between our open and flock
             except FileNotFoundError:
                 return _RETRY
-            old = {"info": _read_fd(fd), "age": time.time() - os.fstat(fd).st_mtime}
-            if old["info"].get("host") not in (None, socket.gethostname()) and old["age"] < STALE_SECONDS:
+            holder, age = _read_fd(fd), time.time() - os.fstat(fd).st_mtime
+            if holder.get("host") not in (None, socket.gethostname()) and age < STALE_SECONDS:
                 return None  # another machine's fresh lock: this mount's locks may be local to each node
             try:
                 lease = self._new_lease(path, fd, "flock")
@@ -302,7 +311,7 @@ class RunLocks:
             if not keep:
                 os.close(fd)
 
-    def _acquire_exclusive(self, path: Path) -> Any:
+    def _acquire_exclusive(self, path: Path) -> Lease | None | Literal[_Retry.RETRY]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:

@@ -329,7 +329,7 @@ class SlurmStudy:
                 return self._outcome(st)
         if st == "failed" and not self.retry_failed:
             return "failed"
-        if parent_st not in (None, "done"):
+        if parent is not None and parent_st not in (None, "done"):
             self.echo(f"{run.name}: its pre-training {parent.name} is {parent_st} (held by another process); "
                       "submit again when it is done")
             return "busy"
