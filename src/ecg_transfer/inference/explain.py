@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from torch import nn
 from ..atomic import atomic_path, atomic_write_json
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    from .export import WindowProbabilities
+
 METHODS = ("ig", "gradcam")
 DEFAULT_STEPS = 50
 
@@ -45,7 +48,7 @@ DEFAULT_STEPS = 50
 class RecordProbabilities(nn.Module):
     """Raw mV records ``(B, leads, T)`` -> record probabilities ``(B, K)``, the run's way (see module docstring)."""
 
-    def __init__(self, window_probs: nn.Module, crop_len: int, stride: int, aggregate: str):
+    def __init__(self, window_probs: WindowProbabilities, crop_len: int, stride: int, aggregate: str):
         super().__init__()
         if aggregate not in ("max", "mean"):
             raise ConfigError(f"aggregate {aggregate!r} is not max or mean")
@@ -188,9 +191,10 @@ def explanation_json(record_id: str, leads: Sequence[str], fs: float, explanatio
     labels = {}
     for e in explanations:
         d: dict[str, Any] = {"probability": _g(e.probability), "per_time": [_g(v) for v in e.per_time]}
-        if e.per_lead_share is not None:
-            d["per_lead_share"] = {l: _g(v) for l, v in zip(leads, e.per_lead_share)}
-            d["per_lead_sum"] = {l: _g(v) for l, v in zip(leads, e.per_lead_sum)}
+        share, total = e.per_lead_share, e.per_lead_sum
+        if share is not None and total is not None:
+            d["per_lead_share"] = {l: _g(v) for l, v in zip(leads, share)}
+            d["per_lead_sum"] = {l: _g(v) for l, v in zip(leads, total)}
             d["attribution"] = [[_g(v) for v in row] for row in e.attribution]
         if e.convergence_delta is not None:
             d["convergence_delta"] = _g(e.convergence_delta)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, atomic_write_json
+from ..models.base import EcgClassifier
 from ..errors import ConfigError
 from ..signal import LOG_FLOOR, describe_input, input_transform, stft_bins, stft_frames, stft_geometry, transformed_shape
 
@@ -54,6 +55,10 @@ class InputTransform(nn.Module):
     as :func:`ecg_transfer.signal.stft_spectrogram` takes them -- magnitude, log, channels lead-major. Equal to the numpy path to float32 rounding
     (the tests bound it). ``"time"`` is the identity.
     """
+
+    cos: torch.Tensor  # buffers (register_buffer), by kind
+    sin: torch.Tensor
+    kernels: torch.Tensor
 
     def __init__(self, kind: str, fs: float, channels: int, crop_len: int):
         super().__init__()
@@ -96,7 +101,10 @@ class WindowProbabilities(nn.Module):
     (:class:`InputTransform`; identity for ``input = "time"``) and the network.
     """
 
-    def __init__(self, model: nn.Module, mean: float, std: float, transform: nn.Module | None = None):
+    mean: torch.Tensor  # buffers (register_buffer)
+    std: torch.Tensor
+
+    def __init__(self, model: EcgClassifier, mean: float, std: float, transform: nn.Module | None = None):
         super().__init__()
         self.model = model
         self.transform = transform if transform is not None else nn.Identity()
