@@ -100,6 +100,10 @@ class _Ctx:
                 self._preds[key] = None
         return self._preds[key]
 
+    def finished(self, keys: Sequence[str]) -> list[tuple[str, RunPredictions]]:
+        """The runs among ``keys`` whose predictions load, each with them (in ``keys``' order)."""
+        return [(k, p) for k in keys if (p := self.preds(k)) is not None]
+
     def find(self, **match: Any) -> list[tuple[RunDef, dict[str, Any]]]:
         """(run, use) pairs whose use has every ``match`` item."""
         out = []
@@ -143,7 +147,8 @@ def _num(x: Any) -> float | None:
 
 
 def _interval(value: float | None, ci: Sequence[float | None] | None, **extra: Any) -> dict[str, Any]:
-    return {"value": _num(value), "ci": None if ci is None or ci[0] is None else [float(ci[0]), float(ci[1])], **extra}
+    lo, hi = ci if ci is not None else (None, None)
+    return {"value": _num(value), "ci": None if lo is None or hi is None else [float(lo), float(hi)], **extra}
 
 
 def _empty(**extra: Any) -> dict[str, Any]:
@@ -182,7 +187,7 @@ def _group_seed(group: Sequence[RunPredictions], n_groups: int) -> int:
 
 def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> dict[str, Any]:
     """Mean of ``metric`` over the finished runs in ``keys`` with a bootstrap CI (see module docs)."""
-    preds = [p for p in (ctx.preds(k) for k in keys) if p is not None]
+    preds = [p for _, p in ctx.finished(keys)]
     out = {"n": len(preds), "n_planned": len(keys)}
     if not preds:
         return _empty(sd=None, values=[], **out)
@@ -216,8 +221,8 @@ def paired_interval(ctx: _Ctx, keys_a: Sequence[str], keys_b: Sequence[str], met
     resamples); several test sets (repeats): the mean of their differences, each resampled
     independently. Test sets with only one arm finished are left out (``n_pairs`` says how many
     entered). The p-value inverts the percentile interval (see the bootstrap module)."""
-    a = [p for p in (ctx.preds(k) for k in keys_a) if p is not None]
-    b = [p for p in (ctx.preds(k) for k in keys_b) if p is not None]
+    a = [p for _, p in ctx.finished(keys_a)]
+    b = [p for _, p in ctx.finished(keys_b)]
     in_a = {id(p) for p in a}
     groups = [g for g in _groups([*a, *b]) if any(id(p) in in_a for p in g) and not all(id(p) in in_a for p in g)]
     if not groups:
@@ -321,7 +326,7 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
     arms = {arm: _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm))
             for arm in ("finetuned", "standalone")}
     row: dict[str, Any] = {"protocol": protocol, "runs": {a: [ctx.rel(k) for k in ks] for a, ks in arms.items()}}
-    preds = {a: [p for p in (ctx.preds(k) for k in ks) if p is not None] for a, ks in arms.items()}
+    preds = {a: [p for _, p in ctx.finished(ks)] for a, ks in arms.items()}
     row["metrics"] = {}
     ref = next((p for ps in preds.values() for p in ps), None)
     mapping = None
@@ -343,7 +348,7 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
         row[arm] = _arm_entry(y, s, len(ps), len(arms[arm]))
         row["metrics"][arm] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"], **(
             _scope([y], k) if k == "macro_auprc" else {})) for k, v in s.items() if k != "macro_auc"}
-    if preds["finetuned"] and preds["standalone"]:
+    if ref is not None and preds["finetuned"] and preds["standalone"]:
         y, probs, _ = align_runs(preds["finetuned"] + preds["standalone"])
         nf = len(preds["finetuned"])
         _headline_pair(ctx, row, y, probs[:nf], probs[nf:], ref.test.label_names, mapping, metrics_all)
@@ -429,7 +434,8 @@ def _exp3(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
 def source_coverage(exp3: Sequence[dict[str, Any]] | None) -> dict[str, Any] | None:
     """How many PTB-XL records the 500 Hz reads lack, from experiment 3's pre-training splits:
     validation and test folds are read whole at both rates, so their difference is exact."""
-    by_fs = {r["source_fs"]: r.get("pretrain_split_sizes") for r in exp3 or [] if r.get("pretrain_split_sizes")}
+    by_fs: dict[Any, dict[str, int]] = {r["source_fs"]: r["pretrain_split_sizes"] for r in exp3 or []
+                                        if r.get("pretrain_split_sizes")}
     if 500 not in by_fs:
         return None
     out: dict[str, Any] = {"records_at_500hz": by_fs[500]}
@@ -499,13 +505,12 @@ def _exp4_methods(ctx: _Ctx, keys: list[str], methods: Sequence[str]) -> dict[st
     """ECE / Brier of each calibration state, pooled over the arm's seeds exactly as the headline
     pools them (mean over seeds, the same resamples), and each calibrator's paired difference
     against the uncalibrated predictions. A state counts only when every seed has it."""
-    runs = [(k, ctx.preds(k)) for k in keys]
-    runs = [(k, p) for k, p in runs if p is not None]
+    runs = ctx.finished(keys)
     y, probs, ref = align_runs([p for _, p in runs])
     states: dict[str, list[np.ndarray]] = {"uncalibrated": probs}
     for m in methods:
-        cal = [_calibrated(ctx, k, m, ref) for k, _ in runs]
-        if all(c is not None for c in cal):
+        cal = [c for c in (_calibrated(ctx, k, m, ref) for k, _ in runs) if c is not None]
+        if len(cal) == len(runs):
             states[m] = cal
     out: dict[str, Any] = {}
     for m, ps in states.items():
@@ -531,12 +536,13 @@ def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
             row: dict[str, Any] = {"protocol": protocol, "arm": arm, "methods": {}, "reliability": {},
                                    "fitted_on": "validation", "pooled": "mean over seeds, as the headline"}
             rows.append(row)
-            done = [k for k in keys if ctx.preds(k) is not None]
-            if not done:
+            finished = ctx.finished(keys)
+            if not finished:
                 continue
+            done, first = [k for k, _ in finished], finished[0][1]
             row.update(runs=[ctx.rel(k) for k in done], n_seeds=len(done), n_planned=len(keys),
-                       n_test=len(ctx.preds(done[0]).test.record_ids))
-            val = ctx.preds(done[0]).val
+                       n_test=len(first.test.record_ids))
+            val = first.val
             row["n_val"] = len(val.record_ids) if val is not None else None
             row["methods"] = _exp4_methods(ctx, done, cal["methods"])
             rel = ctx.eval_dir(done[0]) / "reliability.json"
@@ -544,7 +550,7 @@ def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
                 table = json.loads(rel.read_text())
                 row["reliability"] = {state: v.get("equal-width", {}) for state, v in table.items()}
                 row["reliability_run"] = ctx.rel(done[0])
-                row["reliability_seed"] = (ctx.preds(done[0]).config or {}).get("seed")
+                row["reliability_seed"] = (first.config or {}).get("seed")
     return rows
 
 
@@ -625,7 +631,7 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
     seconds = [ctx.states[r.key].get("seconds") for r in runs if ctx.states[r.key]["state"] == "done"]
     primary, ex = spec["study"]["protocols"][0], spec["experiments"]
     pre = _pretrain(ctx)
-    sections = {"headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]], "pretrain": pre,
+    sections: dict[str, Any] = {"headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]], "pretrain": pre,
                 "exp1": _exp1(ctx, ex, primary), "exp2": _exp2(ctx, ex, primary), "exp3": _exp3(ctx, ex, primary),
                 "exp4": _exp4(ctx, spec), "exp5": _exp5(ctx, ex, primary),
                 "exp6": _exp6(ctx, ex, primary, spec["study"]["model"])}
