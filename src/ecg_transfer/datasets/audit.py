@@ -58,7 +58,7 @@ from scipy.sparse.csgraph import connected_components
 from ..atomic import atomic_write_text
 from ..errors import DatasetError, RecordError
 from ..signal import resample_ratio
-from .base import DatasetAdapter
+from .base import BlockReader, DatasetAdapter
 
 #: The independent leads of a 12-lead ECG: III, aVR, aVL and aVF are linear combinations of I and II.
 AUDIT_LEADS: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -247,11 +247,10 @@ def _lowpass(up: int, down: int) -> np.ndarray:
 
 def _signals(adapter: DatasetAdapter, ids: list[str]) -> Iterator[tuple[str, np.ndarray | Exception]]:
     """(record, (samples, leads) signal or its error); PTB-XL's block reader where it has one."""
-    read_block = getattr(adapter, "read_block", None)
-    if read_block is None:
+    if not isinstance(adapter, BlockReader):
         yield from adapter.iter_signals(ids)
         return
-    block, problems = read_block(ids)
+    block, problems = adapter.read_block(ids)
     bad = dict(problems)
     for i, rid in enumerate(ids):
         yield rid, RecordError(rid, bad[rid]) if rid in bad else block[i].T
@@ -272,7 +271,8 @@ def _work(job: tuple[int, int, list[str], list[float]]) -> tuple[int, list, list
     """Fingerprint one chunk of one set: (first position, results or None, (position, problem))."""
     set_index, start, ids, rates = job
     adapter, settings, proj = _WORKER["adapters"][set_index], _WORKER["settings"], _WORKER["proj"]
-    results, problems = [], []
+    results: list[tuple | None] = []
+    problems: list[tuple[int, str]] = []
     for k, ((rid, sig), fs) in enumerate(zip(_signals(adapter, ids), rates)):
         try:
             if isinstance(sig, Exception):
@@ -407,9 +407,15 @@ def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
 def _as_adapter(item: str | os.PathLike | DatasetAdapter) -> tuple[str, DatasetAdapter]:
     """(set name, adapter) for a dataset folder, or for an adapter reading :data:`AUDIT_LEADS`
     (named by its ``audit_name`` or its ``root``)."""
-    if hasattr(item, "index") and hasattr(item, "iter_signals"):
-        return str(getattr(item, "audit_name", None) or set_name(item.root)), item  # type: ignore[union-attr]
-    return set_name(item), open_collection(item)  # type: ignore[arg-type]
+    if isinstance(item, (str, os.PathLike)):
+        return set_name(item), open_collection(item)
+    audit_name = getattr(item, "audit_name", None)
+    if audit_name:
+        return str(audit_name), item
+    root = getattr(item, "root", None)
+    if root is None:
+        raise TypeError(f"{type(item).__name__}: an adapter to audit needs an audit_name or a root folder")
+    return set_name(root), item
 
 
 def _open_sets(roots: Sequence) -> tuple[list[str], list[DatasetAdapter], list, list[dict]]:

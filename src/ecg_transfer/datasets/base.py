@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, asdict
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -57,3 +57,14 @@ class DatasetAdapter(Protocol):
     def iter_signals(self, record_ids: Sequence[str]) -> Iterator[tuple[str, np.ndarray | Exception]]: ...
 
     def fingerprint(self) -> dict: ...
+
+
+@runtime_checkable
+class BlockReader(Protocol):
+    """An adapter that can also read a chunk of records of one shape at once (PTB-XL): the cache
+    and the audit use it where it exists (``isinstance(adapter, BlockReader)``)."""
+
+    def read_block(self, record_ids: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """``(block (records, leads, samples), [(record, problem), ...])``; a problem record's rows are
+        not to be used."""
+        ...

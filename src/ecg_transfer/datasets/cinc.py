@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +313,7 @@ class CinCDataset:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | os.PathLike,
         strict: bool = False,
         *,
         unknown_codes: UnknownCodesFn | None = None,

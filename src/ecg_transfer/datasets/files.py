@@ -15,10 +15,10 @@ command would hang. The rules here:
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 from ..errors import RecordError
 
@@ -69,7 +69,7 @@ def open_regular_fd(path: str | os.PathLike, what: str = "file") -> tuple[int, i
     return fd, st.st_size
 
 
-def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
+def open_regular(path: str | os.PathLike, what: str = "file") -> io.BufferedReader:
     """Open a regular file for binary reading; RecordError for anything else, never blocking."""
     fd, _ = open_regular_fd(path, what)
     return os.fdopen(fd, "rb")

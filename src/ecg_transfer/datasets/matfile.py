@@ -17,6 +17,7 @@ cell array, or nothing at all. :func:`inspect_val` reads only the file's headers
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ def _inspect_v4(fh: BinaryIO, path: Path, record: str, size: int) -> ValInfo:
     raise RecordError(record, f"MATLAB file {path.name} has no 'val' variable (found {sorted(names)})")
 
 
-def _open(path: Path, record: str) -> BinaryIO:
+def _open(path: Path, record: str) -> io.BufferedReader:
     """``open_regular`` with the problem reported against ``record`` (the header), naming the file."""
     try:
         return open_regular(path, "signal file")
@@ -171,7 +172,7 @@ def read_val(info: ValInfo, record: str) -> np.ndarray:
         data = np.empty(rows * cols, dtype=info.dtype)
         with _open(info.path, record) as fh:
             fh.seek(info.offset)
-            got = fh.readinto(memoryview(data).cast("B"))
+            got = fh.readinto(data.data.cast("B"))
         if got != data.nbytes:
             raise RecordError(record, f"{info.path.name} ended after {got:,} of {data.nbytes:,} bytes of 'val'")
         val = data.reshape(cols, rows)  # column-major (leads x samples) == row-major (samples x leads)
