@@ -16,6 +16,7 @@ checked to land outside the tolerance, so the comparison can fail.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -55,6 +56,9 @@ CONFIG = tiny_config(epochs=3, batch_size=7, drop_last=False, seed=2, num_thread
 FINETUNE = {**{k: v for k, v in CONFIG.items() if k != "schedule"},
             "finetune": {"policy": "head-then-all", "head_epochs": 1, "all_epochs": 2}}
 RUNS = ("ddp", "ddp-resumed", "ddp-local-bn", "ddp-finetune")
+# one run also mirrors its metrics to TensorBoard (tracking never changes the maths): only rank 0 may log
+HAS_TB = importlib.util.find_spec("tensorboard") is not None
+LOCAL_BN = {**CONFIG, "sync_batchnorm": False, **({"tracking": {"backend": "tensorboard"}} if HAS_TB else {})}
 
 
 # ----- the worker (run by torchrun) ----------------------------------------------------------------
@@ -75,8 +79,8 @@ def worker(out: Path, pretrained: Path) -> None:
         pass
     report["ddp-resumed"] = _summary(
         train_run(CONFIG, X, Y, ids, splits, LABELS, out / "ddp-resumed", resume=True, progress=False))
-    report["ddp-local-bn"] = _summary(train_run({**CONFIG, "sync_batchnorm": False}, X, Y, ids, splits, LABELS,
-                                                out / "ddp-local-bn", progress=False))
+    report["ddp-local-bn"] = _summary(train_run(LOCAL_BN, X, Y, ids, splits, LABELS, out / "ddp-local-bn",
+                                                progress=False))
     report["ddp-finetune"] = _summary(train_run(FINETUNE, X, Y, ids, splits, LABELS, out / "ddp-finetune",
                                                 init_from=pretrained, progress=False))
     (out / f"rank{rank}.json").write_text(json.dumps(report))
@@ -207,7 +211,7 @@ def test_rank0_writes_and_every_rank_agrees(ddp_out):
     names = {p.name for p in ddp_out.iterdir()}
     assert names == {*RUNS, "rank0.json", "rank1.json"}  # nothing written anywhere else
     for run in RUNS:
-        files = {p.name for p in (ddp_out / run).iterdir()}
+        files = {p.name for p in (ddp_out / run).iterdir()} - ({"tensorboard"} if run == "ddp-local-bn" else set())
         assert {"config.json", "environment.json", "splits.json", "checkpoint.pt", "metrics.jsonl", "model.pt",
                 "predictions_val.csv", "predictions_test.csv"} == files, run  # no stray temporaries
         # (no MODEL_CARD.md: the command that trains writes it after evaluation, not train_run)
@@ -221,6 +225,20 @@ def test_rank0_writes_and_every_rank_agrees(ddp_out):
     for run in RUNS:  # rank 1 returns rank 0's metrics and results
         assert _no_seconds(r0[run]["history"]) == _no_seconds(r1[run]["history"])
         assert (r0[run]["val"], r0[run]["test"]) == (r1[run]["val"], r1[run]["test"])
+
+
+@pytest.mark.skipif(not HAS_TB, reason='tensorboard not installed (pip install "ecg-transfer[track]")')
+def test_only_rank0_tracks(ddp_out):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = ddp_out / "ddp-local-bn" / "tensorboard"
+    assert len(list(tb.glob("events.out.tfevents.*"))) == 1  # rank 1 would add its own file
+    acc = EventAccumulator(str(tb))
+    acc.Reload()
+    rows = [json.loads(l) for l in (ddp_out / "ddp-local-bn" / "metrics.jsonl").read_text().splitlines()]
+    logged = acc.Scalars("train_loss")
+    assert [e.step for e in logged] == [r["epoch"] for r in rows]
+    assert [e.value for e in logged] == pytest.approx([r["train_loss"] for r in rows], rel=1e-6)  # float32
 
 
 # ----- pieces, in one process ----------------------------------------------------------------------

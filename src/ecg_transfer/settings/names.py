@@ -53,9 +53,10 @@ STFT_HOP_SECONDS = 0.05
 
 #: RunConfig keys that may change between a run and its resumption and that a study leaves out of
 #: its run keys: they do not change the maths (with several processes, ``sync_batchnorm = true`` is
-#: the one-process maths; each session's choice is recorded in environment.json).
+#: the one-process maths; each session's choice is recorded in environment.json; ``tracking`` only
+#: says where the metrics are also logged).
 RESUMABLE_KEYS: tuple[str, ...] = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every",
-                                   "memory_format", "compile", "optimizer_impl")
+                                   "memory_format", "compile", "optimizer_impl", "tracking")
 
 __all__ = [
     "AGGREGATES", "CALIBRATORS", "COMPILE_MODES", "DATASET_ALIASES", "DATASET_NAMES", "DIST_BACKENDS",

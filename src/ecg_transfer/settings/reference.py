@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from .run import FinetuneConfig, OptimizerConfig, RunConfig, ScheduleConfig, SslConfig, SslSource, StageSpec
+from .run import (
+    FinetuneConfig, OptimizerConfig, RunConfig, ScheduleConfig, SslConfig, SslSource, StageSpec, TrackingConfig,
+)
 from .study import (
     CalibrationExperiment, FrequencyExperiment, SamplingRateExperiment, SourceSection, SourceShareExperiment,
     StandaloneSection, StudySection, TargetSection, TargetShareExperiment,
@@ -23,7 +25,7 @@ from .task import TaskSettings
 RUN_TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("top level", RunConfig), ("[task]", TaskSettings), ("[optimizer]", OptimizerConfig),
     ("[schedule]", ScheduleConfig), ("[finetune]", FinetuneConfig), ("[[finetune.stages]]", StageSpec),
-    ("[ssl]", SslConfig), ("[[ssl.extra_tasks]]", SslSource),
+    ("[ssl]", SslConfig), ("[[ssl.extra_tasks]]", SslSource), ("[tracking]", TrackingConfig),
 )
 STUDY_TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[study]", StudySection), ("[source]", SourceSection), ("[target]", TargetSection),

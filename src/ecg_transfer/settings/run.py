@@ -29,6 +29,8 @@ what is allowed. Example (every key optional)::
     pretrained_run = "runs/ptbxl-diag-500hz"
     [ssl]                         # optional: self-supervised pre-training instead of BCE (SslConfig)
     method = "contrastive"        # or "masked"
+    [tracking]                    # optional: metrics also to TensorBoard or MLflow (TrackingConfig)
+    backend = "tensorboard"       # or "mlflow"; needs pip install "ecg-transfer[track]"
 
 Presets never silently override a key: a staged policy (``head-then-all``, ``gradual``, explicit
 ``stages``) sets its own epochs and learning rates, so a top-level ``epochs`` that disagrees with
@@ -401,6 +403,32 @@ class SslConfig(Settings):
         return self
 
 
+class TrackingConfig(Settings):
+    """Experiment tracking: each epoch's metrics (and the run's settings, once) also go to
+    TensorBoard or MLflow, where users compare runs. ``metrics.jsonl`` stays the record of truth;
+    tracking never changes a result, so it is left out of the run key and may change on resume.
+    Needs the ``track`` extra: ``pip install "ecg-transfer[track]"``."""
+
+    SECTION = "tracking"
+    backend: Literal["none", "tensorboard", "mlflow"] = "none"
+    """none, tensorboard (event files) or mlflow (an MLflow tracking store). Only rank 0 of a torchrun job logs."""
+    log_dir: str | None = None
+    """tensorboard: the run logs into `<log_dir>/<run directory name>`, so one `tensorboard --logdir` compares runs (default: `<run_dir>/tensorboard`)."""
+    uri: str | None = None
+    """mlflow: tracking URI (`http://server`, `sqlite:///path.db`, ...; default: MLflow's own, `$MLFLOW_TRACKING_URI`, else `sqlite:///mlflow.db` in the working directory, where `mlflow ui` looks)."""
+    experiment: str | None = None
+    """mlflow: experiment name, created when missing (default ecg-transfer)."""
+
+    @model_validator(mode="after")
+    def _knobs_apply(self) -> "TrackingConfig":
+        for key, backend in (("log_dir", "tensorboard"), ("uri", "mlflow"), ("experiment", "mlflow")):
+            if getattr(self, key) is not None and self.backend != backend:
+                raise KeyedValueError(key, f"applies to tracking.backend = {backend!r}, not {self.backend!r}")
+            if getattr(self, key) == "":
+                raise KeyedValueError(key, "must not be empty (leave it out for the default)")
+        return self
+
+
 class RunConfig(TopSettings):
     """Everything that determines a training run (besides the data arrays and the split)."""
 
@@ -465,6 +493,8 @@ class RunConfig(TopSettings):
     """Transfer settings (policy none: train from random weights)."""
     ssl: SslConfig | None = None
     """Self-supervised pre-training: the [ssl] table's objective replaces BCE, labels are not read (none: supervised)."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """Where the run's metrics are also logged (TensorBoard, MLflow); not part of the run's definition."""
 
     @model_serializer(mode="wrap")
     def _absent_ssl_unwritten(self, handler: Any) -> dict[str, Any]:
@@ -473,6 +503,8 @@ class RunConfig(TopSettings):
         data = handler(self)
         if self.ssl is None:
             data.pop("ssl", None)
+        if self.tracking.backend == "none":  # likewise for runs that track nothing
+            data.pop("tracking", None)
         return data
 
     @model_validator(mode="after")
@@ -587,4 +619,4 @@ def save_config(config: RunConfig, path: str | Path) -> None:
 
 
 __all__ = ["FinetuneConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "SslConfig", "SslSource", "StageSpec",
-           "load_config", "preset_stages", "read_settings_file", "save_config"]
+           "TrackingConfig", "load_config", "preset_stages", "read_settings_file", "save_config"]

@@ -36,7 +36,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batch
 from .predict import predict_records
 from .scaler import GlobalStandardScaler
 from .speed import autocast, optimizer_kernel, prepare_for_training, resolve_precision, to_device
-from .ssl.model import ssl_validation_loss
+from .ssl.model import SslModel, ssl_validation_loss
 from .windows import extract_crops, random_crop_starts
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def configure_stage(
     """Freeze/unfreeze for ``stage`` and build its AdamW (one param group per layer group) and one-cycle."""
     groups = apply_stage(model, stage)
     lrs = group_lrs(stage, len(groups))
-    param_groups = []
+    param_groups: list[dict[str, Any]] = []
     for params, lr in zip(groups, lrs):
         trainable = [p for p in params if p.requires_grad]
         if trainable:
@@ -197,7 +197,8 @@ def make_generators(seed: int) -> dict[str, torch.Generator]:
 
 
 def capture_rng(gens: dict[str, torch.Generator]) -> dict[str, Any]:
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple form
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     py_version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
@@ -392,7 +393,7 @@ def _resume_checkpoint(s: _Setup, resume: bool, gens: dict[str, torch.Generator]
     s.model.load_state_dict(ck["model"])
     restore_rng(ck["rng"], gens)
     start_epoch, history = int(ck["epoch"]), list(ck["history"])
-    if s.ctx.is_main:
+    if s.ctx.is_main and s.metrics_path is not None:
         atomic_write_text(s.metrics_path, "".join(json.dumps(r) + "\n" for r in history))
         log.info("resuming %s after epoch %d of %d", s.run_dir, start_epoch, s.total)
     return start_epoch, history, ck
@@ -476,7 +477,7 @@ def _validate(s: _Setup, epoch: int) -> tuple[float | None, float | None, int, n
 
     def validate() -> tuple[float | None, float | None, int]:
         if config.ssl is not None:
-            return ssl_validation_loss(s.model, s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len,
+            return ssl_validation_loss(cast(SslModel, s.model), s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len,
                                        batch_size=config.batch_size, device=s.device, seed=config.seed), None, 0
         held["probs"], v_loss = predict_records(
             s.model, s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len, stride=config.stride,
@@ -494,7 +495,7 @@ def _record_epoch(s: _Setup, row: dict[str, Any], history: list[dict[str, Any]],
                   gens: dict[str, torch.Generator]) -> None:
     """Rank 0: the checkpoint (atomically), then the epoch's line of metrics.jsonl."""
     history.append(row)
-    if s.ckpt_path is None or not s.ctx.is_main:
+    if s.ckpt_path is None or s.metrics_path is None or not s.ctx.is_main:
         return
     save_checkpoint(s.ckpt_path, {
         "format": "ecg_transfer.checkpoint/1", "epoch": row["epoch"], "stage": stage_i,
@@ -531,6 +532,7 @@ def _fit(
             stage = stages[stage_i]
             if done_in_stage == 0 and epoch != start_epoch:
                 net, opt, sched = _begin_stage(s, stage)
+            assert opt is not None and sched is not None  # built for the stage the loop is in
             t0 = time.perf_counter()
             set_train_mode(model, stage)
             if ctx.active:

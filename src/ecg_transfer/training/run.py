@@ -8,7 +8,9 @@ Layout of ``run_dir``:
   host, device, threads, seed, start time; resumed sessions are appended under ``resumed``;
 - ``splits.json``: the record ids of train / val / test, so two arms can be shown to share them;
 - ``checkpoint.pt``: written atomically after every epoch (see :mod:`.loop`), used by ``resume``;
-- ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds);
+- ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds),
+  the record of truth that ``[tracking]`` mirrors to TensorBoard (``tensorboard/``) or MLflow
+  (``tracking.json`` names the MLflow run; see :mod:`.tracking`);
 - ``model.pt``: the final model (see :mod:`.modelfile`);
 - ``predictions_val.csv``, ``predictions_test.csv``: record-level probabilities (see
   :mod:`ecg_transfer.predictions`); a self-supervised (``[ssl]``) run has none: its ``model.pt``
@@ -46,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -54,6 +56,7 @@ from torch import nn
 
 from ..atomic import atomic_write_json
 from ..errors import DatasetError, RunExistsError
+from ..models.base import EcgClassifier
 from ..ragged import RaggedSignals, as_signals
 from ..signal import input_transform
 from .config import RESUMABLE_KEYS, RunConfig, load_config, save_config
@@ -65,6 +68,7 @@ from .predict import predict_records, save_predictions
 from .scaler import GlobalStandardScaler
 from .speed import cpu_has_native_bf16, resolve_precision
 from .ssl.model import SslModel
+from .tracking import tracking
 from .windows import ShortRecordError
 
 log = logging.getLogger(__name__)
@@ -284,6 +288,16 @@ def _run_meta(config: RunConfig, X: RaggedSignals, record_ids: Sequence[str], sp
     }
 
 
+def _with_init(config: RunConfig, init_from: str | Path | None) -> tuple[RunConfig, Path | None]:
+    """(config, the pre-trained model.pt or None): ``init_from`` overrides ``finetune.pretrained_run``,
+    and the config records the resolved path, so config.json says what the run started from."""
+    init = init_from if init_from is not None else config.finetune.pretrained_run
+    if init is None:
+        return config, None
+    path = resolve_model_path(init).resolve()
+    return config.replace(finetune={**config.finetune.to_dict(), "pretrained_run": str(path)}), path
+
+
 def train_run(
     config: RunConfig | Mapping[str, Any] | str | Path,
     X: np.ndarray | RaggedSignals,
@@ -316,10 +330,7 @@ def train_run(
     ctx = init_from_env(config.device, config.dist_backend)
     finishing, resuming, resumed_scaler = _existing_run(run_dir, resume, ctx)
 
-    init = init_from if init_from is not None else config.finetune.pretrained_run
-    if init is not None:
-        init = resolve_model_path(init).resolve()
-        config = config.replace(finetune={**config.finetune.to_dict(), "pretrained_run": str(init)})
+    config, init = _with_init(config, init_from)
     check_policy(config, pretrained=init is not None)
     stages = resolve_stages(config)
     if finishing:  # trained already: write what the run lacks from its model.pt
@@ -335,25 +346,28 @@ def train_run(
         _check_short_records(config, X, record_ids, splits)
         scaler = _run_scaler(config, X, splits["train"], resumed_scaler, pretrained, ctx)
         # what trains: the classifier itself, or (with [ssl]) its encoder inside the SSL objective
-        trained = model if config.ssl is None else SslModel(model, config.ssl, fs=config.fs, crop_len=config.crop_len,
-                                                            unit=scaler.std_)
+        trained = model if config.ssl is None else SslModel(cast(EcgClassifier, model), config.ssl, fs=config.fs,
+                                                            crop_len=config.crop_len, unit=cast(float, scaler.std_))
         ranks = ctx.all_gather({"rank": ctx.rank, "host": socket.gethostname(), "device": str(device)})
         if ctx.is_main:
             _write_start(config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend),
                          record_ids, splits)
-        try:
-            result = fit(trained, X, Y, splits["train"], splits["val"], config=config, stages=stages,
-                         scaler=scaler, run_dir=run_dir, resume=resuming,
-                         meta=_run_meta(config, X, record_ids, splits, label_names, scaler), device=device,
-                         progress=progress and ctx.is_main, callbacks=callbacks, dist=ctx)
-        except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
-            raise DatasetError(str(exc)) from None
+        # [tracking]: rank 0 mirrors each epoch's metrics (after its checkpoint and metrics line)
+        with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
+            try:
+                result = fit(trained, X, Y, splits["train"], splits["val"], config=config, stages=stages,
+                             scaler=scaler, run_dir=run_dir, resume=resuming,
+                             meta=_run_meta(config, X, record_ids, splits, label_names, scaler), device=device,
+                             progress=progress and ctx.is_main, dist=ctx,
+                             callbacks=[lambda row, _: tracker.log_epoch(row), *callbacks])
+            except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
+                raise DatasetError(str(exc)) from None
 
-        def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
-            return _write_outputs(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler,
-                                  device, known={"val": result.final_val_probs})
+            def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
+                return _write_outputs(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler,
+                                      device, known={"val": result.final_val_probs})
 
-        aucs, predictions = ctx.from_main(finish)
+            aucs, predictions = ctx.from_main(finish)
 
     return RunResult(run_dir=run_dir, config=config, history=result.history, val_macro_auc=aucs["val"],
                      test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
