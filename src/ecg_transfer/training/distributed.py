@@ -110,9 +110,9 @@ class DistContext:
         """Rank 0's ``obj`` on every rank (pickled; for small objects and checkpoints)."""
         if not self.active:
             return obj
-        box = [obj if self.is_main else None]
+        box: list[Any] = [obj if self.is_main else None]
         dist.broadcast_object_list(box, src=0)
-        return box[0]
+        return box[0]  # rank 0's object on every rank
 
     def all_gather(self, obj: Any) -> list[Any]:
         if not self.active:
@@ -147,7 +147,10 @@ class DistContext:
                     payload = ("error", exc)
                 except Exception:
                     payload = ("error", RankZeroError(f"{type(exc).__name__}: {exc}"))
-        kind, value = self.broadcast(payload)
+        received = self.broadcast(payload)
+        if received is None:  # rank 0 always sends a payload
+            raise RankZeroError("rank 0 sent no result")
+        kind, value = received
         if kind == "error":
             if self.is_main:
                 raise error  # the original, with its traceback
@@ -281,14 +284,14 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks whose gradient is the sum over ranks of the incoming gradients."""
 
     @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
         ctx.group = group
         out = tensor.clone(memory_format=torch.contiguous_format)
         dist.all_reduce(out, group=group)
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return _AllReduceSum.apply(grad, ctx.group), None
 
 
@@ -327,12 +330,13 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         out = centred * torch.rsqrt(var + self.eps).to(input.dtype).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
-        if self.track_running_stats and self.running_mean is not None:
-            self.num_batches_tracked.add_(1)
-            f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        running_mean, running_var, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+        if self.track_running_stats and running_mean is not None and running_var is not None and tracked is not None:
+            tracked.add_(1)
+            f = 1.0 / float(tracked) if self.momentum is None else self.momentum
             with torch.no_grad():
-                self.running_mean.mul_(1 - f).add_(mean.to(self.running_mean.dtype), alpha=f)
-                self.running_var.mul_(1 - f).add_((var * (n / (n - 1))).to(self.running_var.dtype), alpha=f)
+                running_mean.mul_(1 - f).add_(mean.to(running_mean.dtype), alpha=f)
+                running_var.mul_(1 - f).add_((var * (n / (n - 1))).to(running_var.dtype), alpha=f)
         return out
 
 
@@ -358,11 +362,11 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device | str = "cpu")
     objects are kept, so state-dict keys do not change; :func:`revert_sync_batchnorm` undoes it."""
     cls = CpuSyncBatchNorm if torch.device(device).type == "cpu" else nn.SyncBatchNorm
 
-    def make(bn: nn.Module) -> nn.Module | None:
+    def make(bn: nn.modules.batchnorm._BatchNorm) -> nn.Module | None:
         if isinstance(bn, (nn.SyncBatchNorm, CpuSyncBatchNorm)):
             return None
         new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-        new._plain_class = type(bn)  # type: ignore[attr-defined]
+        object.__setattr__(new, "_plain_class", type(bn))  # a plain attribute: neither a tensor nor a module
         return new
     return _swap_bn(model, make)
 

@@ -152,18 +152,18 @@ def sliding_windows(
     return extract_crops(sig, win_rows, win_starts, crop_len), counts
 
 
-def aggregate_windows(window_probs: np.ndarray, counts: Sequence[int], how: str = "max") -> np.ndarray:
+def aggregate_windows(window_probs: np.ndarray, counts: Sequence[int] | np.ndarray, how: str = "max") -> np.ndarray:
     """Per-record outputs from per-window outputs (windows of a record are consecutive).
 
     ``max`` is the benchmark's choice; ``mean`` is the alternative its code offers.
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.sum() != len(window_probs) or (counts < 1).any():
+    n = np.asarray(counts, dtype=np.int64)
+    if n.sum() != len(window_probs) or (n < 1).any():
         raise ValueError("counts must be >= 1 and sum to the number of windows")
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     if how == "max":
         return np.maximum.reduceat(window_probs, offsets, axis=0)
     if how == "mean":
         sums = np.add.reduceat(window_probs.astype(np.float64), offsets, axis=0)
-        return (sums / counts[:, None]).astype(window_probs.dtype)
+        return (sums / n[:, None]).astype(window_probs.dtype)
     raise ValueError(f"aggregate must be 'max' or 'mean', got {how!r}")

@@ -30,6 +30,7 @@ from ...datasets.task import long_record_view
 from ...errors import ConfigError
 from ...ragged import RaggedSignals
 from ...settings.run import RunConfig, SslSource
+from ...settings.task import TaskSettings
 
 
 @dataclass
@@ -46,11 +47,16 @@ class SslData:
         return np.zeros((len(self.X), 0), dtype=np.uint8)
 
 
-def task_source(config: RunConfig) -> SslSource:
-    """The ``[task]`` table as a source of unlabelled records."""
+def _task(config: RunConfig) -> TaskSettings:
+    """The ``[task]`` table of an ``[ssl]`` run (it names the data and sets leads and length for every set)."""
     if config.task is None:
         raise ConfigError("an [ssl] run needs a [task] table naming the data to pre-train on")
-    t = config.task
+    return config.task
+
+
+def task_source(config: RunConfig) -> SslSource:
+    """The ``[task]`` table as a source of unlabelled records."""
+    t = _task(config)
     return SslSource(dataset=t.dataset, root=t.root, source_fs=t.source_fs, allow_missing=t.allow_missing,
                      cache_dir=t.cache_dir, train_folds=t.train_folds, val_folds=t.val_folds,
                      test_folds=t.test_folds, n_folds=t.n_folds, fold_seed=t.fold_seed)
@@ -64,7 +70,7 @@ def _subset(signals: RaggedSignals, rows: np.ndarray) -> RaggedSignals:
 
 def _open_source(src: SslSource, config: RunConfig, progress: bool) -> tuple[RaggedSignals, list[str], dict]:
     """One set's train and val records (train first), and its entry for the run's log."""
-    task = config.task
+    task = _task(config)
     adapter = open_dataset(src.adapter, Path(src.root), fs=src.source_fs, allow_missing=src.allow_missing,
                            leads=task.leads)
     cached = load_or_build(adapter, fs=config.fs, seconds=task.seconds, cache_dir=src.cache_dir, progress=progress)
@@ -91,7 +97,10 @@ def load_ssl_data(config: RunConfig, *, progress: bool = True) -> SslData:
     if config.ssl is None:
         raise ConfigError("load_ssl_data needs a config with an [ssl] table")
     sources = [task_source(config), *config.ssl.extra_tasks]
-    parts, ids, splits, entries = [], [], {"train": [], "val": []}, []
+    parts: list[RaggedSignals] = []
+    ids: list[str] = []
+    splits: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    entries: list[dict] = []
     offset = 0
     for k, src in enumerate(sources):
         signals, names, entry = _open_source(src, config, progress)
