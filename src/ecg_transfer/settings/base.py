@@ -11,7 +11,7 @@ key lives in.
 from __future__ import annotations
 
 import typing
-from typing import Annotated, Any, ClassVar, Mapping
+from typing import Annotated, Any, ClassVar, Mapping, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -189,19 +189,34 @@ def _listish_to_tuple(value: Any) -> Any:
 #: A tuple in Python, a list in TOML/JSON: strict mode would refuse the list.
 Listed = BeforeValidator(_listish_to_tuple)
 
+_Item = TypeVar("_Item")
+#: ``ListedTuple[item]``: ``tuple[item, ...]`` that also accepts a TOML/JSON list. A type alias rather
+#: than a call, so that type checkers read the field's type (``tuple_of(item)`` is the same at run time).
+ListedTuple = Annotated[tuple[_Item, ...], Listed]
 
-def tuple_of(item: Any, n: int | None = None) -> Any:
-    """``tuple[item, ...]`` (or of length ``n``) that also accepts a TOML/JSON list."""
-    if n is None:
-        return Annotated[tuple[item, ...], Listed]
 
+def _sized(n: int) -> BeforeValidator:
+    """:data:`Listed` that also refuses a list of another length than ``n``, saying so."""
     def sized(value: Any) -> Any:
         value = _listish_to_tuple(value)
         if isinstance(value, tuple) and len(value) != n:
             raise ValueError(f"expected a list of {n} values, got {list(value)!r}")
         return value
 
-    return Annotated[tuple[(item,) * n], BeforeValidator(sized)]  # type: ignore[misc]
+    return BeforeValidator(sized)
+
+
+#: ``ListedPair[item]``: ``tuple[item, item]`` from a TOML/JSON list of two (the static form of
+#: ``tuple_of(item, 2)``).
+ListedPair = Annotated[tuple[_Item, _Item], _sized(2)]
+
+
+def tuple_of(item: Any, n: int | None = None) -> Any:
+    """``tuple[item, ...]`` (or of length ``n``) that also accepts a TOML/JSON list. In a field's
+    annotation prefer :data:`ListedTuple` / :data:`ListedPair`, which type checkers understand."""
+    if n is None:
+        return ListedTuple[item]
+    return Annotated[tuple[(item,) * n], _sized(n)]  # type: ignore[misc]
 
 
 def is_plain(value: Any) -> bool:
@@ -215,4 +230,4 @@ def is_plain(value: Any) -> bool:
     return False
 
 
-__all__ = ["KeyedValueError", "Listed", "Settings", "TopSettings", "non_default", "config_error", "dotted", "is_plain", "tuple_of"]
+__all__ = ["KeyedValueError", "Listed", "ListedPair", "ListedTuple", "Settings", "TopSettings", "non_default", "config_error", "dotted", "is_plain", "tuple_of"]

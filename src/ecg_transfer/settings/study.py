@@ -40,10 +40,12 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from ..errors import ConfigError
-from .base import KeyedValueError, Settings, TopSettings, tuple_of
+from .base import KeyedValueError, ListedTuple, Settings, TopSettings
 from .names import CALIBRATORS, INPUT_KINDS, MODEL_NAMES, PROTOCOLS, PTBXL_TASKS
 from .run import FinetuneConfig, PositiveFloat, _device, _plain_table, read_settings_file
 
+# ``Literal[NAMES]`` of a tuple defined once in .names: pydantic reads it, mypy cannot (hence each
+# such field's ``type: ignore[valid-type]``); the tuple stays the one list of the allowed names.
 Percent = Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)]
 FREQUENCY_INPUTS = tuple(k for k in INPUT_KINDS if k != "time")
 PlainTable = Annotated[dict[str, Any], AfterValidator(_plain_table)]
@@ -74,9 +76,9 @@ class StudySection(Settings):
     """Arguments of the network's builder; empty: the benchmark's."""
     fs: PositiveFloat = 500.0
     """Sampling rate of the headline and of experiments 1, 2, 4 and 5, in Hz."""
-    seeds: Annotated[tuple_of(Annotated[int, Field(ge=0)]), AfterValidator(_distinct)] = (0, 1, 2)
+    seeds: Annotated[ListedTuple[Annotated[int, Field(ge=0)]], AfterValidator(_distinct)] = (0, 1, 2)
     """Training seeds of every arm (experiment 1: one per repeat)."""
-    protocols: Annotated[tuple_of(Literal[PROTOCOLS]), AfterValidator(_distinct)] = PROTOCOLS  # type: ignore
+    protocols: Annotated[ListedTuple[Literal[PROTOCOLS]], AfterValidator(_distinct)] = PROTOCOLS  # type: ignore[valid-type]
     """Label protocols of the target; the first is used by experiments 1, 2, 3 and 5."""
     bootstrap: Annotated[int, Field(ge=50)] = 1000
     """Bootstrap resamples of test records for every confidence interval."""
@@ -124,11 +126,11 @@ class TargetSection(Settings):
     """Seeded, label-stratified folds (identical signals kept together)."""
     fold_seed: Annotated[int, Field(ge=0)] = 0
     """Seed of the folds."""
-    train_folds: tuple_of(Annotated[int, Field(ge=1)]) = (1, 2, 3, 4, 5, 6, 7, 8)
+    train_folds: ListedTuple[Annotated[int, Field(ge=1)]] = (1, 2, 3, 4, 5, 6, 7, 8)
     """Folds that train (headline and experiments 3-5)."""
-    val_folds: tuple_of(Annotated[int, Field(ge=1)]) = (9,)
+    val_folds: ListedTuple[Annotated[int, Field(ge=1)]] = (9,)
     """Folds that validate (tuning, calibration fits)."""
-    test_folds: tuple_of(Annotated[int, Field(ge=1)]) = (10,)
+    test_folds: ListedTuple[Annotated[int, Field(ge=1)]] = (10,)
     """Folds that test."""
     batch_size: Annotated[int, Field(ge=2)] = 128
     """Records per batch."""
@@ -159,7 +161,7 @@ class StandaloneSection(Settings):
 class TargetShareExperiment(Settings):
     enabled: bool = True
     """Run experiment 1."""
-    shares: Annotated[tuple_of(Percent), AfterValidator(_distinct)] = (10, 20, 30, 50, 70, 80, 90)
+    shares: Annotated[ListedTuple[Percent], AfterValidator(_distinct)] = (10, 20, 30, 50, 70, 80, 90)
     """Target training shares in percent, tested on the rest."""
     repeats: Annotated[int, Field(ge=1)] = 3
     """Repeats per share (other folds, subsets and seeds)."""
@@ -172,7 +174,7 @@ class SourceShareExperiment(Settings):
     """Run experiment 2."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
     """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
-    shares: Annotated[tuple_of(Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]),
+    shares: Annotated[ListedTuple[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]],
                       AfterValidator(_distinct)] = (25, 50, 75, 100)
     """PTB-XL pre-training shares in percent (patients kept together), tested on fold 10."""
     target_share: Percent = 10
@@ -184,14 +186,14 @@ class SamplingRateExperiment(Settings):
     """Run experiment 3."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
     """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
-    rates: Annotated[tuple_of(PositiveFloat), AfterValidator(_distinct)] = (500, 250, 100, 50)
+    rates: Annotated[ListedTuple[PositiveFloat], AfterValidator(_distinct)] = (500, 250, 100, 50)
     """Sampling rates in Hz, the same 2.5 s of context, both arms."""
 
 
 class CalibrationExperiment(Settings):
     enabled: bool = True
     """Run experiment 4."""
-    methods: tuple_of(Literal[CALIBRATORS]) = CALIBRATORS  # type: ignore[valid-type]
+    methods: ListedTuple[Literal[CALIBRATORS]] = CALIBRATORS  # type: ignore[valid-type]
     """Calibrators fitted on validation predictions, measured on test."""
 
 
@@ -200,7 +202,7 @@ class FrequencyExperiment(Settings):
     """Run experiment 5."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
     """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
-    inputs: Annotated[tuple_of(Literal[FREQUENCY_INPUTS]), AfterValidator(_distinct)] = FREQUENCY_INPUTS  # type: ignore
+    inputs: Annotated[ListedTuple[Literal[FREQUENCY_INPUTS]], AfterValidator(_distinct)] = FREQUENCY_INPUTS  # type: ignore[valid-type]
     """Frequency-domain inputs per 2.5 s window, against the time domain."""
 
 
@@ -216,11 +218,11 @@ def _strategy(value: str) -> str:
 class StrategyExperiment(Settings):
     enabled: bool = False
     """Run experiment 6 (off unless a spec turns it on)."""
-    strategies: Annotated[tuple_of(Annotated[str, AfterValidator(_strategy)]), AfterValidator(_distinct)] = STRATEGIES
+    strategies: Annotated[ListedTuple[Annotated[str, AfterValidator(_strategy)]], AfterValidator(_distinct)] = STRATEGIES
     """none (random weights), supervised:TASK (pre-trained on a PTB-XL task), self-supervised (the [ssl] table below)."""
-    models: Annotated[tuple_of(Literal[MODEL_NAMES]), AfterValidator(_distinct)] | None = None  # type: ignore
+    models: Annotated[ListedTuple[Literal[MODEL_NAMES]], AfterValidator(_distinct)] | None = None  # type: ignore[valid-type]
     """Backbones compared (default: study.model)."""
-    shares: Annotated[tuple_of(Percent), AfterValidator(_distinct)] | None = None
+    shares: Annotated[ListedTuple[Percent], AfterValidator(_distinct)] | None = None
     """Target training shares, tested on the rest (default: experiment 1's shares)."""
     repeats: Annotated[int, Field(ge=1)] = 1
     """Repeats per share (other folds, subsets and seeds)."""

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .base import KeyedValueError, Settings, tuple_of
+from .base import KeyedValueError, ListedTuple, Settings
 from .names import DATASET_ALIASES, DX_LABEL_SET, PROTOCOLS, PTBXL_TASKS, STANDARD_LEADS
 
 _FRACTION_TOL = 1e-9
@@ -75,7 +75,7 @@ def _non_empty(value: str) -> str:
     return value
 
 
-FoldList = Annotated[tuple_of(Annotated[int, Field(ge=1)]), Field()]
+FoldList = Annotated[ListedTuple[Annotated[int, Field(ge=1)]], Field()]
 
 
 class TaskSettings(Settings):
@@ -118,7 +118,7 @@ class TaskSettings(Settings):
     """Which stratified subset (one seed: nested subsets as the fraction grows)."""
     test_on_rest: bool = False
     """Test on the train_folds records not trained on (needs test_folds = [] and train_fraction < 1)."""
-    leads: Annotated[tuple_of(str) | None, AfterValidator(_standard_leads)] = None
+    leads: Annotated[ListedTuple[str] | None, AfterValidator(_standard_leads)] = None
     """A subset of the standard leads (e.g. [\"I\", \"II\"]) for a 1-, 2- or 6-lead model; default all twelve."""
     long_records: Literal["whole", "first", "centre"] = "whole"
     max_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
