@@ -205,7 +205,10 @@ class Predictor:
                         on_error: Any = None) -> PredictionResult:
         """Predict a stream of records (see :func:`.inputs.iter_inputs`); problems are collected, and
         ``on_error(problem)`` is called for each as it happens (e.g. to print it)."""
-        ids, sources, parts, errors = [], [], [], []
+        ids: list[str] = []
+        sources: list[str] = []
+        parts: list[np.ndarray] = []
+        errors: list[RecordProblem] = []
         batch: list[tuple[RawRecord, np.ndarray]] = []
 
         def flush() -> None:

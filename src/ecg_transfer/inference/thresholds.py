@@ -121,15 +121,16 @@ def choose_thresholds(rule: str | float, label_names: Sequence[str], y_val: np.n
     labels = [str(l) for l in label_names]
     K = len(labels)
     notes: list[str] = []
+    number = math.nan if param is None else param  # the rule's number (fmax has none)
     if kind == "fixed":
-        values = np.full(K, float(param))
+        values = np.full(K, number)
     else:
         if y_val is None or p_val is None:
             raise ConfigError(f"threshold rule {rule!r} needs the run's validation predictions "
                               "(predictions_val.csv); pass a fixed number instead")
         if y_val.shape != (y_val.shape[0], K) or p_val.shape != y_val.shape:
             raise ValueError(f"validation labels/probabilities must be (records, {K})")
-        values = fmax_thresholds(y_val, p_val)[0] if kind == "fmax" else sensitivity_thresholds(y_val, p_val, param)
+        values = fmax_thresholds(y_val, p_val)[0] if kind == "fmax" else sensitivity_thresholds(y_val, p_val, number)
         for k in np.flatnonzero(np.isnan(values)):
             notes.append(f"{labels[k]}: no positive validation record, threshold set to {FALLBACK} (not fitted)")
         values = np.where(np.isnan(values), FALLBACK, values)
