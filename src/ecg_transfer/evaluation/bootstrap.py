@@ -36,7 +36,7 @@ resample where a metric is undefined altogether (NaN) is dropped from its interv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -448,7 +448,7 @@ def seed_summary(
     resamples): the spread from test records, to read beside the sd that comes from training."""
     y, _ = M.check_inputs(y_true, runs[0])
     res = draw_resamples(y, n_resamples, seed)
-    kw = dict(n_bins=n_bins, challenge=challenge, threshold=threshold, include=include)
+    kw: dict[str, Any] = dict(n_bins=n_bins, challenge=challenge, threshold=threshold, include=include)
     per_seed = [metric_values(y, p, None, **kw).headline for p in runs]
     pooled = _arm_values(y, runs, res.counts, **kw)
     out: dict = {}

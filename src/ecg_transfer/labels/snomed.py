@@ -199,11 +199,10 @@ def load_weights(
     for g, group in enumerate(equivalences):
         for code in group:
             group_of[str(code)] = g
-    keys: list[object] = []      # what identifies a class after merging
+    keys: list[tuple[str, int | str]] = []  # what identifies a class after merging
     for label in header:
         codes = label.split("|")
-        key = next((("eq", group_of[c]) for c in codes if c in group_of), ("code", codes[0]))
-        keys.append(key)
+        keys.append(next((("eq", group_of[c]) for c in codes if c in group_of), ("code", codes[0])))
 
     classes: list[tuple[str, ...]] = []
     keep: list[int] = []
