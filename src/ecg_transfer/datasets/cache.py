@@ -56,7 +56,7 @@ from ..atomic import atomic_path, atomic_write_json
 from ..errors import DatasetError, RecordError
 from ..ragged import RaggedSignals, chunk_by_size
 from ..signal import resample
-from .base import DatasetAdapter, RecordProblem
+from .base import BlockReader, DatasetAdapter, RecordProblem
 from .cache_files import (
     CacheDamagedError, CacheWarning, cache_lock, clean_stale, die_with_parent, pid_alive, pwrite_all,
     read_table, sample_digest, sha256_file, temp_name, verify_chunks, write_table,
@@ -121,7 +121,7 @@ def _folder_name(adapter: DatasetAdapter, settings: dict, key: str) -> str:
 
 
 # -- reading one chunk of records ----------------------------------------------------------------
-def _fast_block(adapter: DatasetAdapter, ids: Sequence[str], fs_in: float, settings: dict
+def _fast_block(adapter: BlockReader, ids: Sequence[str], fs_in: float, settings: dict
                 ) -> tuple[list[np.ndarray | None], list[tuple[str, str]], np.ndarray]:
     """Adapters with ``read_block(ids)`` (PTB-XL: records of one shape) read a chunk at once;
     also returns the block itself (records, leads, samples)."""
@@ -162,7 +162,7 @@ def _read_chunk(adapter: DatasetAdapter, ids: Sequence[str], fs_in: np.ndarray, 
     that block (written as it is, without a copy). Signals are float32 before resampling on both
     paths, as they always were."""
     block = None
-    if getattr(adapter, "read_block", None) is not None and len(set(fs_in)) == 1:
+    if isinstance(adapter, BlockReader) and len(set(fs_in)) == 1:
         records, problems, block = _fast_block(adapter, ids, float(fs_in[0]), settings)
     else:
         records, problems = [], []
@@ -219,7 +219,7 @@ def _work(job: tuple) -> tuple[int, np.ndarray, np.ndarray, list[tuple[str, str]
     finally:
         os.close(fd)
     offsets = offset // 4 + np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    return start, offsets, lengths, problems, [offset, buf.nbytes, zlib.crc32(memoryview(buf))]
+    return start, offsets, lengths, problems, [offset, buf.nbytes, zlib.crc32(buf.data)]
 
 
 def _plan(index: pd.DataFrame, settings: dict, workers: int) -> list[slice]:
@@ -384,10 +384,8 @@ def check_cache(path: Path, meta: dict, *, verify: bool = False) -> None:
 
 
 def _open_signals(path: Path, meta: dict, slots: np.ndarray) -> RaggedSignals:
-    if meta["store"]["bytes"]:
-        data = np.memmap(path / SIGNALS, dtype="<f4", mode="r")
-    else:
-        data = np.zeros(0, dtype=np.float32)
+    data: np.ndarray = (np.memmap(path / SIGNALS, dtype="<f4", mode="r") if meta["store"]["bytes"]
+                        else np.zeros(0, dtype=np.float32))
     try:
         return RaggedSignals(data, slots[:, 0], slots[:, 1], meta["settings"]["n_leads"], leads=meta.get("leads"))
     except ValueError as exc:

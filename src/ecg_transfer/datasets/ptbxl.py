@@ -46,7 +46,7 @@ def _flag_invalid(csv: Path, db: pd.DataFrame, column: str, bad: np.ndarray, wha
                   outcome: str, problems: list[RecordProblem]) -> None:
     for i in np.flatnonzero(bad):
         value = db[column].iloc[i]
-        problems.append(_row_problem(csv, i + 1, db["ecg_id"].iloc[i], column, f"{value!r} {what}", outcome))
+        problems.append(_row_problem(csv, int(i) + 1, db["ecg_id"].iloc[i], column, f"{value!r} {what}", outcome))
 
 
 def _integers(values: pd.Series, minimum: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +72,7 @@ def _not_utf8(csv: Path, db: pd.DataFrame, needed: tuple[str, ...], problems: li
             shown = db[column].iloc[i].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             used = column in needed
             bad_rows[i] |= used
-            problems.append(_row_problem(csv, i + 1, db["ecg_id"].iloc[i], column,
+            problems.append(_row_problem(csv, int(i) + 1, db["ecg_id"].iloc[i], column,
                                          f"bytes that are not UTF-8 in {shown!r}",
                                          "record skipped" if used else "record kept: column not used"))
     return bad_rows
@@ -83,7 +83,8 @@ def _parse_codes(csv: Path, db: pd.DataFrame, skip: np.ndarray,
     """Each row's ``scp_codes`` dict (rows in ``skip`` are already listed and left empty)."""
     from ..labels import parse_scp_codes
 
-    parsed, bad = [], np.zeros(len(db), dtype=bool)
+    parsed: list[dict[str, float]] = []
+    bad = np.zeros(len(db), dtype=bool)
     for i, cell in enumerate(db["scp_codes"]):
         if skip[i]:
             parsed.append({})

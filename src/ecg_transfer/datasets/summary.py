@@ -29,9 +29,10 @@ def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict
     """Class counts per PTB-XL task (PTB-XL only), per label protocol (both datasets) and of the
     ``dx`` set (CinC-format sets: every SNOMED code present, equivalent codes merged)."""
     from ..labels import PROTOCOLS, PTBXL_TASKS, get_protocol, task_labels
+    from .ptbxl import PTBXL
 
     out: dict[str, dict[str, int]] = {}
-    if adapter.name == "ptbxl":
+    if isinstance(adapter, PTBXL):
         db = adapter.database.loc[table["ecg_id"].to_numpy()]
         for task in PTBXL_TASKS:
             names, y = task_labels(db, adapter.statements, task)

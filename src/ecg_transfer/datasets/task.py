@@ -191,7 +191,7 @@ def _labels(
     return names, y
 
 
-def load_task(task: Mapping[str, Any], fs: float, *, progress: bool = True) -> TaskData:
+def load_task(task: Mapping[str, Any] | TaskSettings, fs: float, *, progress: bool = True) -> TaskData:
     """Open, cache, label and split the data a run's ``[task]`` describes, at ``fs`` Hz."""
     s = task_settings(task)
     adapter = open_dataset(s["dataset"], Path(s["root"]), fs=s["source_fs"], allow_missing=s["allow_missing"],

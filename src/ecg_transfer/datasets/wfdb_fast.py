@@ -219,7 +219,7 @@ def _read_dat(hea: Path, header: PlainHeader, out: np.ndarray | None = None) -> 
             )
         if out is None:
             out = np.empty((header.sig_len, header.n_sig), dtype="<i2")
-        got = readinto_fd(fd, memoryview(out).cast("B"))
+        got = readinto_fd(fd, out.data.cast("B"))
     finally:
         os.close(fd)
     if got != out.nbytes:
