@@ -140,3 +140,11 @@ def test_real_g12ec_summary(g12ec_root: Path, tmp_path: Path, capsys: pytest.Cap
     assert s["cache"]["fs"] == 500.0 and s["cache"]["samples_per_lead"] == 74 * 5000
     assert s["tasks"] == {"protocol:seed18": 18, "protocol:cinc2020": 24, "dx": 28}  # dx: counted in test_labels
     assert sum(s["folds"].values()) == 74 and len(s["folds"]) == 10
+
+
+def test_train_without_a_task_table_names_the_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "notask.toml"
+    config.write_text('model = "xresnet1d18"\nepochs = 1\n')
+    code, _, err = run_cli("train", str(config), "--run-dir", str(tmp_path / "run"), capsys=capsys)
+    assert code != 0
+    assert str(config) in err and "no [task] table" in err

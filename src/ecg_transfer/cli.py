@@ -83,6 +83,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _pretrain_ssl(config, args)
     if args.command == "finetune" and config.finetune.policy == "none":
         config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
+    if config.task is None:
+        raise ConfigError(f"{args.config} has no [task] table: it must name the data to train on "
+                          "(see docs/configuration.md)")
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
         data = load_task(config.task, config.fs, progress=not args.no_progress and is_main_process())
     if is_main_process():

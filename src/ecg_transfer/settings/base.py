@@ -190,8 +190,8 @@ def _listish_to_tuple(value: Any) -> Any:
 Listed = BeforeValidator(_listish_to_tuple)
 
 _Item = TypeVar("_Item")
-#: ``ListedTuple[item]``: ``tuple[item, ...]`` that also accepts a TOML/JSON list. A type alias rather
-#: than a call, so that type checkers read the field's type (``tuple_of(item)`` is the same at run time).
+#: ``ListedTuple[item]``: ``tuple[item, ...]`` that also accepts a TOML/JSON list (a type alias, so
+#: that type checkers read the field's type).
 ListedTuple = Annotated[tuple[_Item, ...], Listed]
 
 
@@ -206,17 +206,8 @@ def _sized(n: int) -> BeforeValidator:
     return BeforeValidator(sized)
 
 
-#: ``ListedPair[item]``: ``tuple[item, item]`` from a TOML/JSON list of two (the static form of
-#: ``tuple_of(item, 2)``).
+#: ``ListedPair[item]``: ``tuple[item, item]`` from a TOML/JSON list of two.
 ListedPair = Annotated[tuple[_Item, _Item], _sized(2)]
-
-
-def tuple_of(item: Any, n: int | None = None) -> Any:
-    """``tuple[item, ...]`` (or of length ``n``) that also accepts a TOML/JSON list. In a field's
-    annotation prefer :data:`ListedTuple` / :data:`ListedPair`, which type checkers understand."""
-    if n is None:
-        return ListedTuple[item]
-    return Annotated[tuple[(item,) * n], _sized(n)]  # type: ignore[misc]
 
 
 def is_plain(value: Any) -> bool:
@@ -230,4 +221,4 @@ def is_plain(value: Any) -> bool:
     return False
 
 
-__all__ = ["KeyedValueError", "Listed", "ListedPair", "ListedTuple", "Settings", "TopSettings", "non_default", "config_error", "dotted", "is_plain", "tuple_of"]
+__all__ = ["KeyedValueError", "Listed", "ListedPair", "ListedTuple", "Settings", "TopSettings", "non_default", "config_error", "dotted", "is_plain"]

@@ -51,7 +51,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, mod
 
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
-from .base import KeyedValueError, Settings, TopSettings, is_plain, tuple_of
+from .base import KeyedValueError, ListedPair, ListedTuple, Settings, TopSettings, is_plain
 from .names import (
     AGGREGATES, COMPILE_MODES, DATASET_ALIASES, DIST_BACKENDS, INPUT_KINDS, MEMORY_FORMATS, MODEL_NAMES,
     OPTIMIZER_IMPLS, POLICIES, PRECISIONS, SSL_AUGMENTATIONS, SSL_METHODS, STAGED_POLICIES, STFT_WINDOW_SECONDS,
@@ -131,7 +131,7 @@ class OptimizerConfig(Settings):
     SECTION = "optimizer"
     name: Literal["adamw"] = "adamw"
     """The optimizer (AdamW, as the PTB-XL benchmark)."""
-    betas: tuple_of(UnitInterval, 2) = (0.9, 0.99)
+    betas: ListedPair[UnitInterval] = (0.9, 0.99)
     """AdamW betas; beta1 follows the one-cycle momentum schedule."""
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-2
     """Decoupled weight decay."""
@@ -198,7 +198,7 @@ class FinetuneConfig(Settings):
     """head-then-all: epochs training everything with discriminative rates (default 30)."""
     frozen_bn: Literal["train", "frozen"] | None = None
     """BatchNorm of frozen groups in every stage: train (default) or frozen (default of linear-probe)."""
-    stages: tuple_of(StageSpec) | None = None
+    stages: ListedTuple[StageSpec] | None = None
     """Explicit stages, replacing the policy's preset."""
 
     @model_validator(mode="after")
@@ -353,17 +353,17 @@ class SslConfig(Settings):
     SECTION = "ssl"
     method: Literal[SSL_METHODS] = "contrastive"  # type: ignore[valid-type]
     """contrastive (NT-Xent between two augmented views) or masked (reconstruct zeroed spans)."""
-    extra_tasks: tuple_of(SslSource) = ()
+    extra_tasks: ListedTuple[SslSource] = ()
     """More sets of unlabelled records, beside the [task]'s (see [[ssl.extra_tasks]])."""
     temperature: PositiveFloat | None = None
     """contrastive: NT-Xent temperature (default 0.5)."""
     projection_dim: Annotated[int, Field(ge=1)] | None = None
     """contrastive: output width of the projection MLP (default 128)."""
-    augmentations: tuple_of(Literal[SSL_AUGMENTATIONS]) | None = None  # type: ignore[valid-type]
+    augmentations: ListedTuple[Literal[SSL_AUGMENTATIONS]] | None = None  # type: ignore[valid-type]
     """contrastive: augmentations applied to each view, in order (default all six)."""
-    crop_scale: tuple_of(_Share, 2) | None = None
+    crop_scale: ListedPair[_Share] | None = None
     """random-resized-crop: [low, high] share of the crop kept, stretched back (default [0.5, 1.0])."""
-    time_out: tuple_of(_Share, 2) | None = None
+    time_out: ListedPair[_Share] | None = None
     """time-out: [low, high] share of the crop zeroed in every lead (default [0.2, 0.4])."""
     baseline_wander_mv: _Amplitude | None = None
     """baseline-wander: largest amplitude, mV, of a 0.05-0.5 Hz drift per lead (default 0.2)."""

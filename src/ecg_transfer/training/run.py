@@ -168,7 +168,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _check_inputs(
-    X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str], split_indices: Mapping[str, Sequence[int]],
+    X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str], split_indices: Mapping[str, Sequence[int] | np.ndarray],
     label_names: Sequence[str],
 ) -> dict[str, np.ndarray]:
     n = len(X)
@@ -303,7 +303,7 @@ def train_run(
     X: np.ndarray | RaggedSignals,
     Y: np.ndarray,
     record_ids: Sequence[str],
-    split_indices: Mapping[str, Sequence[int]],
+    split_indices: Mapping[str, Sequence[int] | np.ndarray],
     label_names: Sequence[str],
     run_dir: str | Path,
     resume: bool = False,
