@@ -14,8 +14,9 @@ python .ci/floors.py --check .ci/floors.txt
 work=$(mktemp -d /tmp/ecg-floors.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 python -m venv "$work/venv"
-# -c: the floors, pinned; the package itself is installed from this checkout, not editable.
-"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check -c .ci/floors.txt ".[export,explain]"
+# -c: the floors, pinned; the package itself is installed from this checkout, not editable;
+# --no-compile: no .pyc for the thousands of modules the smoke test never imports (torch's above all).
+"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile -c .ci/floors.txt ".[export,explain]"
 installed=$SECONDS
 "$work/venv/bin/python" tests/floors_smoke.py "$work/smoke"
 echo "floors: venv + install $((installed - start)) s, smoke test $((SECONDS - installed)) s, $((SECONDS - start)) s in all"

@@ -67,7 +67,7 @@ inputs = ["stft"]
 """
 
 DISTRIBUTIONS = ["torch", "numpy", "scipy", "pandas", "scikit-learn", "wfdb", "matplotlib", "tqdm",
-                 "iterative-stratification", "pydantic", "pydantic-core", "pyarrow", "filelock", "captum",
+                 "iterative-stratification", "pydantic", "pydantic-core", "pyarrow", "filelock", "jinja2", "captum",
                  "onnx", "onnxruntime", "onnxscript"]
 
 
