@@ -49,6 +49,7 @@ from ecg_transfer.training.run import missing_outputs
 REPO = Path(__file__).resolve().parents[1]
 
 FRACTION_PARTS = 100
+DEFAULT_LR = 1e-2  # the toolkit's schedule.max_lr: run names carry the rate only when it differs
 QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
 
 
@@ -72,11 +73,31 @@ def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
             "schedule": {"max_lr": args.ssl_lr}, "task": _task(args), "ssl": {"method": method}}
 
 
-def finetune_config(args: argparse.Namespace, arm: str, fraction: float, ssl_run: Path | None) -> dict[str, Any]:
-    config = {**_base(args), "epochs": args.epochs, "validate_every": args.epochs, "task": _task(args, fraction)}
+def finetune_config(args: argparse.Namespace, arm: str, fraction: float, ssl_run: Path | None,
+                    lr: float | None = None) -> dict[str, Any]:
+    """Arm (a) trains from random weights at ``--lr``; arm (b) from the SSL encoder at
+    ``--finetune-lr`` with ``--finetune-policy`` (all: every layer, one cycle over ``--epochs``;
+    head-then-all: a quarter of the epochs on the head, the rest on everything at discriminative rates)."""
+    lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
+    config = {**_base(args), "epochs": args.epochs, "validate_every": args.epochs, "task": _task(args, fraction),
+              "schedule": {"max_lr": lr}}
     if arm == "ssl":
-        config["finetune"] = {"policy": "all", "pretrained_run": str(ssl_run)}
+        ft: dict[str, Any] = {"policy": args.finetune_policy, "pretrained_run": str(ssl_run)}
+        if args.finetune_policy == "head-then-all":
+            head = max(1, args.epochs // 4)
+            ft.update(head_epochs=head, all_epochs=max(1, args.epochs - head), lr=lr)
+            del config["schedule"]
+        config["finetune"] = ft
     return config
+
+
+def _run_name(args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path | None, lr: float) -> str:
+    """``random-10pct``, ``ssl-contrastive-10pct``; settings other than the defaults are spelled out
+    (``-lr0.001``, ``-head-then-all``), so a finished run is reused only under the same settings."""
+    name = f"{arm if arm == 'random' else ssl_dir.name}-{fraction * 100:g}pct"
+    if arm == "ssl" and args.finetune_policy != "all":
+        name += f"-{args.finetune_policy}"
+    return name + ("" if lr == DEFAULT_LR else f"-lr{lr:g}")
 
 
 def run(command: str, config: dict[str, Any], run_dir: Path, log: dict[str, Any]) -> Path:
@@ -112,10 +133,11 @@ def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
 
 
 def finetune_run(args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path | None,
-                 log: dict[str, Any]) -> Path:
-    name = f"{arm if arm == 'random' else ssl_dir.name}-{fraction * 100:g}pct"
+                 log: dict[str, Any], lr: float | None = None) -> Path:
+    lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
     command = "standalone" if arm == "random" else "finetune"
-    return run(command, finetune_config(args, arm, fraction, ssl_dir), args.out / name, log)
+    return run(command, finetune_config(args, arm, fraction, ssl_dir, lr),
+               args.out / _run_name(args, arm, fraction, ssl_dir, lr), log)
 
 
 def _auc(entry: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +177,25 @@ def choose_method(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, An
     return {"fraction": args.choice_fraction, "split": "val (fold 9)", "methods": rows, "chosen": best}
 
 
+def choose_lr(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
+    """Each arm's peak learning rate from ``--lrs``, by fold-9 macro AUC at ``--choice-fraction`` of
+    the labels: both arms get the same grid, so neither is favoured by tuning (fold 10 is not read)."""
+    ssl_dir = ssl_run(args, args.method, log)
+    rows: dict[str, dict[str, Any]] = {"random": {}, "ssl": {}}
+    for lr in args.lrs:
+        for arm in rows:
+            run_dir = finetune_run(args, arm, args.choice_fraction, ssl_dir if arm == "ssl" else None, log, lr)
+            y, (p,), _ = align_runs([load_run(run_dir)], "val")
+            rows[arm][f"{lr:g}"] = _auc(bootstrap_metrics(y, p, include=("macro_auc",))["headline"]["macro_auc"])
+    chosen = {arm: max(r, key=lambda k: r[k]["value"]) for arm, r in rows.items()}
+    print(f"\nfold-9 macro AUC, {args.choice_fraction * 100:g} % of the labels ({args.task}; "
+          f"ssl arm: {args.finetune_policy}):")
+    for arm, r in rows.items():
+        print(f"  {arm:<7}" + "   ".join(f"lr {k}: {_fmt(v)}" for k, v in r.items()) + f"   chosen: {chosen[arm]}")
+    return {"fraction": args.choice_fraction, "split": "val (fold 9)", "policy": args.finetune_policy,
+            "lrs": rows, "chosen": chosen}
+
+
 def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
     ssl_dir = ssl_run(args, args.method, log)
     rows = {}
@@ -173,13 +214,14 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
 def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from ecg_transfer.atomic import atomic_write_json, atomic_write_text
 
-    path = args.out / ("method_choice.json" if args.choose_method else "results.json")
+    name = "method_choice" if args.choose_method else f"lr_choice_{args.finetune_policy}" if args.choose_lr else "results"
+    path = args.out / f"{name}.json"
     atomic_write_json(path, results)
     lines = [f"| labels | (a) random weights | (b) SSL ({args.method}) | (b) - (a) |", "|---|---|---|---|"]
     for fraction, r in results.get("fractions", {}).items():
         t = r["test"]
         lines.append(f"| {float(fraction) * 100:g} % | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['b_minus_a'])} |")
-    if not args.choose_method:
+    if not (args.choose_method or args.choose_lr):
         atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
     print(f"\nwritten: {path}")
 
@@ -200,6 +242,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--choose-method", action="store_true", help="rank the candidate methods on fold 9")
     ap.add_argument("--methods", nargs="+", default=["contrastive", "masked"], help="with --choose-method")
     ap.add_argument("--choice-fraction", type=float, default=0.1, help="with --choose-method")
+    ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (a), random weights")
+    ap.add_argument("--finetune-lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (b)")
+    ap.add_argument("--finetune-policy", default="all", choices=["all", "head-then-all"], help="arm (b)'s policy")
+    ap.add_argument("--choose-lr", action="store_true", help="pick each arm's learning rate on fold 9 (--lrs)")
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 3e-3, 1e-3], help="with --choose-lr")
     ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
     args = ap.parse_args(argv)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -217,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     log: dict[str, Any] = {}
-    body = choose_method(args, log) if args.choose_method else {"fractions": label_efficiency(args, log)}
+    if args.choose_method:
+        body = choose_method(args, log)
+    elif args.choose_lr:
+        body = choose_lr(args, log)
+    else:
+        body = {"fractions": label_efficiency(args, log)}
     results = {
         "command": " ".join(sys.argv), "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

@@ -56,8 +56,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..atomic import atomic_write_text
-from ..errors import DatasetError, RecordError
+from ..errors import RecordError
 from ..signal import resample_ratio
+from .audit_settings import AuditSettings
 from .base import BlockReader, DatasetAdapter
 
 #: The independent leads of a 12-lead ECG: III, aVR, aVL and aVF are linear combinations of I and II.
@@ -68,32 +69,6 @@ BLOCK = 256
 CHUNK = 256
 
 RecordKey = tuple[str, str]  # (set: the dataset root as given, resolved; record id)
-
-
-@dataclass(frozen=True)
-class AuditSettings:
-    """What counts as a duplicate (see the module docstring for the measured defaults)."""
-
-    rate: float = 50.0
-    window: tuple[float, float] = (0.5, 5.5)
-    tolerance: float = 0.1
-    relative: float = 0.3
-    flat_mv: float = 0.02
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        lo, hi = self.window
-        if not (self.rate > 0 and 0 <= lo < hi and self.tolerance > 0 and 0 < self.relative < 2):
-            raise DatasetError(f"audit settings out of range: {self}")
-
-    @property
-    def min_seconds(self) -> float:
-        """A record must cover the window and as much again as its start offset (filter edges)."""
-        return self.window[1] + self.window[0]
-
-    @property
-    def samples(self) -> tuple[int, int]:
-        return int(round(self.window[0] * self.rate)), int(round(self.window[1] * self.rate))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ DESCRIPTION = (
 
 
 def add_audit_arguments(p: argparse.ArgumentParser) -> None:
-    from .audit import AuditSettings
+    from .audit_settings import AuditSettings
 
     d = AuditSettings()
     p.add_argument("roots", nargs="+", type=Path, metavar="ROOT",
