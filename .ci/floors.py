@@ -34,9 +34,10 @@ def floor_pins(pyproject: Path = ROOT / "pyproject.toml", extras: tuple[str, ...
     pins: dict[str, str] = {}
     for text in [*project["dependencies"], *(r for reqs in optional.values() for r in reqs)]:
         req = Requirement(text)
-        floors = [s.version for s in req.specifier if s.operator == ">="]
+        # an exact pin (the gates' tools in `test`) is its own floor
+        floors = [s.version for s in req.specifier if s.operator in (">=", "==")]
         if len(floors) != 1:
-            raise ValueError(f"{pyproject}: {text!r} must declare exactly one floor (>=X), the version CI proves")
+            raise ValueError(f"{pyproject}: {text!r} must declare exactly one floor (>=X or ==X), the version CI proves")
         pin = f"{req.name}=={floors[0]}"
         if pins.setdefault(req.name.lower(), pin).lower() != pin.lower():
             raise ValueError(f"{pyproject}: {req.name} has two floors ({pins[req.name.lower()]} and {pin})")

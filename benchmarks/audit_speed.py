@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from ecg_transfer.datasets.audit import AUDIT_LEADS, find_duplicates  # noqa: E402
 from ecg_transfer.errors import RecordError  # noqa: E402
 
+
 def plan(n: int, seed: int = 0) -> pd.DataFrame:
     """Record shapes of a CinC-2021-like collection, and which records copy which."""
     rng = np.random.default_rng(seed)
@@ -53,8 +54,15 @@ def plan(n: int, seed: int = 0) -> pd.DataFrame:
     ptb, incart = idx[:n_ptb], idx[n_ptb : n_ptb + n_incart]
     fs[ptb], seconds[ptb] = 1000.0, rng.uniform(30, 120, len(ptb)).round(1)
     fs[incart], seconds[incart] = 257.0, 1800.0
-    table = pd.DataFrame({"record_id": [f"S{i:06d}" for i in range(n)], "fs": fs, "seconds": seconds,
-                          "source": np.arange(n), "kind": "original"})
+    table = pd.DataFrame(
+        {
+            "record_id": [f"S{i:06d}" for i in range(n)],
+            "fs": fs,
+            "seconds": seconds,
+            "source": np.arange(n),
+            "kind": "original",
+        }
+    )
     plain = np.flatnonzero((fs == 500) & (seconds == 10))
     copies = rng.choice(plain, size=2 * (n // 180), replace=False)  # 1 000 planted at 90 000
     for k, (i, j) in enumerate(zip(copies[::2], copies[1::2])):
@@ -80,7 +88,7 @@ def synthesize(table: pd.DataFrame, i: int) -> np.ndarray:
     n = int(round(float(table.iloc[src].seconds) * fs))
     t = np.arange(n, dtype=np.float32) / np.float32(fs)
     rate, phase = rng.uniform(0.7, 2.0), rng.uniform(0, 1)
-    beat = np.exp(-(((t * rate + phase) % 1.0) - 0.3) ** 2 / np.float32(rng.uniform(0.0004, 0.0015)))
+    beat = np.exp(-((((t * rate + phase) % 1.0) - 0.3) ** 2) / np.float32(rng.uniform(0.0004, 0.0015)))
     wave = np.sin(np.float32(2 * np.pi * rate) * t + np.float32(rng.uniform(0, 6)))
     x = beat[:, None] * rng.uniform(-1.5, 1.5, 8).astype(np.float32)
     x += wave[:, None] * rng.uniform(0.05, 0.4, 8).astype(np.float32)
@@ -131,8 +139,12 @@ def _cpu_fields(c0: tuple[float, float], workers: int) -> dict:
     loaded machine the wall time measured says more about the other load than about the audit."""
     c1 = _cpu_seconds()
     main, kids = c1[0] - c0[0], c1[1] - c0[1]
-    return {"cpu_s": round(main + kids, 1), "cpu_main_s": round(main, 1), "cpu_workers_s": round(kids, 1),
-            "wall_on_idle_cores_estimate_s": round(main + kids / workers, 1)}
+    return {
+        "cpu_s": round(main + kids, 1),
+        "cpu_main_s": round(main, 1),
+        "cpu_workers_s": round(kids, 1),
+        "wall_on_idle_cores_estimate_s": round(main + kids / workers, 1),
+    }
 
 
 def _planted_found(table: pd.DataFrame, result, name_of) -> tuple[int, int]:
@@ -159,12 +171,23 @@ def run_memory(n: int, workers: int) -> dict:
     for _ in adapter.iter_signals(sample):
         pass
     making = (time.process_time() - g0) / len(sample)  # CPU of making a signal, not the audit's own
-    return {"measure": "memory", "records": n, "workers": workers, "wall_s": round(wall, 1), **cpu,
-            "signal_making_cpu_s_estimate": round(making * n, 1),
-            "wall_on_idle_cores_without_signal_making_s": round(cpu["wall_on_idle_cores_estimate_s"]
-                                                                - making * n / workers, 1),
-            "stages_s": result.seconds, "records_per_s": round(n / wall, 1), "pairs": len(result.pairs),
-            "planted": planted, "planted_found": hits, "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "measure": "memory",
+        "records": n,
+        "workers": workers,
+        "wall_s": round(wall, 1),
+        **cpu,
+        "signal_making_cpu_s_estimate": round(making * n, 1),
+        "wall_on_idle_cores_without_signal_making_s": round(
+            cpu["wall_on_idle_cores_estimate_s"] - making * n / workers, 1
+        ),
+        "stages_s": result.seconds,
+        "records_per_s": round(n / wall, 1),
+        "pairs": len(result.pairs),
+        "planted": planted,
+        "planted_found": hits,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 def write_files(table: pd.DataFrame, root: Path) -> None:
@@ -194,13 +217,23 @@ def run_files(n: int, workers: int, extrapolate_to: int) -> dict:
     hits, planted = _planted_found(table, result, lambda rid: (str(root.resolve()), rid))
     per_record = (result.seconds["index"] + result.seconds["fingerprints"]) / n
     idle_per_record = (cpu["wall_on_idle_cores_estimate_s"] - result.seconds["matching"]) / n
-    return {"measure": "files", "records": n, "workers": workers, "write_s": round(written, 1),
-            "bytes": size, "wall_s": round(wall, 1), **cpu, "stages_s": result.seconds,
-            "index_plus_read_ms_per_record": round(1000 * per_record, 3),
-            f"index_plus_read_extrapolated_to_{extrapolate_to}_s": round(per_record * extrapolate_to, 1),
-            "cpu_ms_per_record": round(1000 * cpu["cpu_s"] / n, 3),
-            f"index_plus_read_on_idle_cores_extrapolated_to_{extrapolate_to}_s": round(idle_per_record * extrapolate_to, 1),
-            "planted": planted, "planted_found": hits, "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "measure": "files",
+        "records": n,
+        "workers": workers,
+        "write_s": round(written, 1),
+        "bytes": size,
+        "wall_s": round(wall, 1),
+        **cpu,
+        "stages_s": result.seconds,
+        "index_plus_read_ms_per_record": round(1000 * per_record, 3),
+        f"index_plus_read_extrapolated_to_{extrapolate_to}_s": round(per_record * extrapolate_to, 1),
+        "cpu_ms_per_record": round(1000 * cpu["cpu_s"] / n, 3),
+        f"index_plus_read_on_idle_cores_extrapolated_to_{extrapolate_to}_s": round(idle_per_record * extrapolate_to, 1),
+        "planted": planted,
+        "planted_found": hits,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 def main() -> None:
@@ -210,9 +243,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=["memory", "files"], default=None)
     args = ap.parse_args()
-    print(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                      "load_average": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
-                      "date": time.strftime("%Y-%m-%d")}))
+    print(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                "python": platform.python_version(),
+                "date": time.strftime("%Y-%m-%d"),
+            }
+        )
+    )
     if args.only in (None, "files"):
         print(json.dumps(run_files(args.file_records, args.workers, args.records)), flush=True)
     if args.only in (None, "memory"):

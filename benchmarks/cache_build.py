@@ -134,9 +134,14 @@ def run(code: str, args: list[str], cold: bool = False) -> dict:
     if proc.returncode:
         raise SystemExit(f"contender failed with exit code {proc.returncode}")
     inner, *_ = out.split()
-    return {"seconds": round(float(inner), 2), "process_seconds": round(time.perf_counter() - t0, 2),
-            "peak_rss_mib": round(peak / 1024, 1), "peak_pss_mib": round(peak_pss / 1024, 1), "page_cache": "dropped" if dropped else "warm",
-            "output": out.strip()}
+    return {
+        "seconds": round(float(inner), 2),
+        "process_seconds": round(time.perf_counter() - t0, 2),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "peak_pss_mib": round(peak_pss / 1024, 1),
+        "page_cache": "dropped" if dropped else "warm",
+        "output": out.strip(),
+    }
 
 
 def make_cinc_collection(root: Path, n: int, seed: int = 0) -> dict:
@@ -173,8 +178,11 @@ def make_cinc_collection(root: Path, n: int, seed: int = 0) -> dict:
         lines += ["#Age: 50", "#Sex: Female", "#Dx: 426783006", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
         (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
         native += n_samples
-    info = {"n": n, "kinds": {k: kinds.count(k) for k in ("10s", "cpsc", "ptb", "incart")},
-            "native_samples_per_lead": native}
+    info = {
+        "n": n,
+        "kinds": {k: kinds.count(k) for k in ("10s", "cpsc", "ptb", "incart")},
+        "native_samples_per_lead": native,
+    }
     done.write_text(json.dumps(info))
     return info
 
@@ -185,26 +193,41 @@ def synthetic_cinc(n: int, work: Path, fs: float, cold: bool) -> dict:
         build = run(SYNTH, [str(work / "records"), str(fs), cache_dir], cold)
         reopen = run(SYNTH, [str(work / "records"), str(fs), cache_dir])
     stats = json.loads(build["output"].split(None, 1)[1])
-    return {"collection": info, "cache_fs": fs, "build": {**build, **stats,
+    return {
+        "collection": info,
+        "cache_fs": fs,
+        "build": {
+            **build,
+            **stats,
             "records_per_second": round(stats["records"] / build["seconds"], 1),
             "store_bytes_per_sample": round(stats["store_bytes"] / (stats["samples_per_lead"] * 12), 4),
-            "folder_bytes_over_own_float32": round(stats["folder_bytes"] / (stats["samples_per_lead"] * 12 * 4), 4)},
-            "reopen_seconds": reopen["seconds"]}
+            "folder_bytes_over_own_float32": round(stats["folder_bytes"] / (stats["samples_per_lead"] * 12 * 4), 4),
+        },
+        "reopen_seconds": reopen["seconds"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", help="the PTB-XL tree")
-    ap.add_argument("--synthetic-cinc", type=int, default=0, metavar="N",
-                    help="instead: a synthetic CinC-2021-shaped collection of N records (written into --work)")
+    ap.add_argument(
+        "--synthetic-cinc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: a synthetic CinC-2021-shaped collection of N records (written into --work)",
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/ecg-transfer-cinc2021"))
     ap.add_argument("--to-fs", type=float, default=500.0, help="cache rate for --synthetic-cinc")
     ap.add_argument("--fs", default="100", choices=["100", "500"])
     ap.add_argument("--skip-plain", action="store_true", help="only time the cache build")
     ap.add_argument("--cold", action="store_true", help="drop the page cache before each contender (root)")
     args = ap.parse_args()
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-               "date": time.strftime("%Y-%m-%d"), "load_average": os.getloadavg()}
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average": os.getloadavg(),
+    }
     if args.synthetic_cinc:
         args.work.mkdir(parents=True, exist_ok=True)
         results["synthetic_cinc2021"] = synthetic_cinc(args.synthetic_cinc, args.work, args.to_fs, args.cold)
@@ -217,7 +240,9 @@ def main() -> None:
         results["ecg_transfer_cache_reopen"] = run(OURS, [args.root, args.fs, cache_dir])
     if not args.skip_plain:
         results["plain_wfdb_rdsamp_loop"] = run(PLAIN, [args.root, args.fs], args.cold)
-        results["speedup"] = round(results["plain_wfdb_rdsamp_loop"]["seconds"] / results["ecg_transfer_cache_build"]["seconds"], 1)
+        results["speedup"] = round(
+            results["plain_wfdb_rdsamp_loop"]["seconds"] / results["ecg_transfer_cache_build"]["seconds"], 1
+        )
     print(json.dumps(results, indent=2))
 
 

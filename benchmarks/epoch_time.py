@@ -46,10 +46,12 @@ def main() -> int:
     ap.add_argument("--task", default="diagnostic", help="PTB-XL label task (default: diagnostic)")
     ap.add_argument("--rounds", type=int, default=2, help="epochs per variant (default: 2)")
     ap.add_argument("--variants", nargs="+", default=["before", "after"], choices=list(VARIANTS))
-    ap.add_argument("--train-records", type=int, default=0,
-                    help="train on the first N training records only (0: all, a full epoch)")
-    ap.add_argument("--val-records", type=int, default=0,
-                    help="validate on the first N validation records only (0: all)")
+    ap.add_argument(
+        "--train-records", type=int, default=0, help="train on the first N training records only (0: all, a full epoch)"
+    )
+    ap.add_argument(
+        "--val-records", type=int, default=0, help="validate on the first N validation records only (0: all)"
+    )
     ap.add_argument("--out", help="write the figures as JSON here too")
     args = ap.parse_args()
 
@@ -59,8 +61,15 @@ def main() -> int:
     from ecg_transfer.training.loop import fit
     from ecg_transfer.training.scaler import GlobalStandardScaler
 
-    config = RunConfig.from_dict({"model": "xresnet1d101", "fs": 100.0, "epochs": 1, "seed": 0,
-                                  "task": {"dataset": "ptbxl", "root": args.root, "labels": args.task}})
+    config = RunConfig.from_dict(
+        {
+            "model": "xresnet1d101",
+            "fs": 100.0,
+            "epochs": 1,
+            "seed": 0,
+            "task": {"dataset": "ptbxl", "root": args.root, "labels": args.task},
+        }
+    )
     data = load_task(config.task, config.fs, progress=False)
     train_idx, val_idx = data.splits["train"], data.splits["val"]
     if args.train_records:
@@ -70,29 +79,48 @@ def main() -> int:
     scaler = GlobalStandardScaler().fit(data.X, train_idx, lengths=data.lengths)
     torch.manual_seed(0)
     initial = models.build(config.model, data.X.shape[1], len(data.label_names)).state_dict()
-    print(f"{args.task}: {len(data.label_names)} labels; training {len(train_idx)} records, "
-          f"validating {len(val_idx)}; {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"{args.task}: {len(data.label_names)} labels; training {len(train_idx)} records, "
+        f"validating {len(val_idx)}; {torch.get_num_threads()} threads",
+        flush=True,
+    )
 
     rows = []
     for r in range(args.rounds):
-        order = args.variants[r % len(args.variants):] + args.variants[: r % len(args.variants)]
+        order = args.variants[r % len(args.variants) :] + args.variants[: r % len(args.variants)]
         for variant in order:
             cfg = RunConfig.from_dict({**config.to_dict(), **VARIANTS[variant]})
             torch.manual_seed(0)  # same dropout masks in every epoch
             model = models.build(cfg.model, data.X.shape[1], len(data.label_names))
             model.load_state_dict(copy.deepcopy(initial))
             cpu0, t0 = time.process_time(), time.perf_counter()
-            result = fit(model, data.X, data.Y, train_idx, val_idx, config=cfg, stages=resolve_stages(cfg),
-                         scaler=scaler, lengths=data.lengths, progress=False)
+            result = fit(
+                model,
+                data.X,
+                data.Y,
+                train_idx,
+                val_idx,
+                config=cfg,
+                stages=resolve_stages(cfg),
+                scaler=scaler,
+                lengths=data.lengths,
+                progress=False,
+            )
             wall = time.perf_counter() - t0
             h = result.history[-1]
             train_s = h["seconds"] - h["val_seconds"]
             trained = len(train_idx) // cfg.batch_size * cfg.batch_size  # drop_last, as the recipe
-            row = {"round": r + 1, "variant": variant, "epoch_s": round(wall, 2),
-                   "train_s": round(train_s, 2), "val_s": round(h["val_seconds"], 2),
-                   "train_samples_per_s": round(trained / train_s, 1),
-                   "cpu_s": round(time.process_time() - cpu0, 1), "train_loss": h["train_loss"],
-                   "val_macro_auc": h["val_macro_auc"]}
+            row = {
+                "round": r + 1,
+                "variant": variant,
+                "epoch_s": round(wall, 2),
+                "train_s": round(train_s, 2),
+                "val_s": round(h["val_seconds"], 2),
+                "train_samples_per_s": round(trained / train_s, 1),
+                "cpu_s": round(time.process_time() - cpu0, 1),
+                "train_loss": h["train_loss"],
+                "val_macro_auc": h["val_macro_auc"],
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -104,17 +132,33 @@ def main() -> int:
     print(f"\n{'variant':<15}{'epoch s':>9}{'train s':>9}{'val s':>8}{'epoch vs ' + base:>20}   50 epochs")
     for variant, s in summary.items():
         ratio = statistics.median(
-            b["epoch_s"] / x["epoch_s"] for x in rows if x["variant"] == variant
-            for b in rows if b["variant"] == base and b["round"] == x["round"])
+            b["epoch_s"] / x["epoch_s"]
+            for x in rows
+            if x["variant"] == variant
+            for b in rows
+            if b["variant"] == base and b["round"] == x["round"]
+        )
         s["epoch_speedup_vs_" + base] = round(ratio, 3)
-        print(f"{variant:<15}{s['epoch_s']:>9.1f}{s['train_s']:>9.1f}{s['val_s']:>8.1f}{ratio:>19.2f}x"
-              f"   {50 * s['epoch_s'] / 60:6.1f} min")
+        print(
+            f"{variant:<15}{s['epoch_s']:>9.1f}{s['train_s']:>9.1f}{s['val_s']:>8.1f}{ratio:>19.2f}x"
+            f"   {50 * s['epoch_s'] / 60:6.1f} min"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor()
-            or platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "argv": sys.argv[1:], "rows": rows, "summary": summary,
-        }, indent=1))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                    "argv": sys.argv[1:],
+                    "rows": rows,
+                    "summary": summary,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -31,8 +31,7 @@ from ecg_transfer.training.speed import resolve_precision
 
 def data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.normal(0, 0.5, (n, 12, 1000)).astype(np.float32),
-            (rng.random((n, 44)) < 0.1).astype(np.uint8))
+    return (rng.normal(0, 0.5, (n, 12, 1000)).astype(np.float32), (rng.random((n, 44)) < 0.1).astype(np.uint8))
 
 
 def say(text: str) -> None:
@@ -49,12 +48,26 @@ def train(args: argparse.Namespace) -> None:
             cfg = RunConfig(device="cuda", epochs=1, precision=precision, compile=compile_mode, validate_every=1)
             model = models.build("xresnet1d101", 12, 44)
             t0 = time.perf_counter()
-            fit(model, X, Y, np.arange(len(X)), np.arange(0), config=cfg, stages=resolve_stages(cfg),
-                scaler=scaler, run_dir=None, resume=False, device="cuda", progress=False)
+            fit(
+                model,
+                X,
+                Y,
+                np.arange(len(X)),
+                np.arange(0),
+                config=cfg,
+                stages=resolve_stages(cfg),
+                scaler=scaler,
+                run_dir=None,
+                resume=False,
+                device="cuda",
+                progress=False,
+            )
             torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
-            say(f"fit xresnet1d101 100 Hz {precision} compile={compile_mode}: {len(X) / seconds:.0f} samples/s "
-                f"({len(X)} samples in {seconds:.1f} s, first-step compilation included)")
+            say(
+                f"fit xresnet1d101 100 Hz {precision} compile={compile_mode}: {len(X) / seconds:.0f} samples/s "
+                f"({len(X)} samples in {seconds:.1f} s, first-step compilation included)"
+            )
 
 
 def ddp(args: argparse.Namespace) -> None:
@@ -69,8 +82,10 @@ def ddp(args: argparse.Namespace) -> None:
         result = train_run(cfg, X, Y, ids, splits, [f"L{k}" for k in range(44)], Path(tmp) / "run", progress=False)
         seconds = time.perf_counter() - t0
     if result.world_size >= 1 and torch.distributed.is_available():
-        say(f"DDP train_run: {result.world_size} process(es), backend from torchrun, 2 epochs of 384 records in "
-            f"{seconds:.1f} s, test macro AUC {result.test_macro_auc} (random labels: ~0.5 expected)")
+        say(
+            f"DDP train_run: {result.world_size} process(es), backend from torchrun, 2 epochs of 384 records in "
+            f"{seconds:.1f} s, test macro AUC {result.test_macro_auc} (random labels: ~0.5 expected)"
+        )
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -81,12 +96,30 @@ def predict(args: argparse.Namespace) -> None:
     model = models.build("xresnet1d101", 12, 44).to("cuda")
     for precision in ("fp32", "bf16"):
         resolved = resolve_precision(precision, torch.device("cuda"))
-        predict_records(model, X[:64], np.arange(64), scaler=scaler, crop_len=250, stride=125, device="cuda",
-                        batch_size=1024, precision=resolved)  # warm-up
+        predict_records(
+            model,
+            X[:64],
+            np.arange(64),
+            scaler=scaler,
+            crop_len=250,
+            stride=125,
+            device="cuda",
+            batch_size=1024,
+            precision=resolved,
+        )  # warm-up
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        predict_records(model, X, np.arange(len(X)), scaler=scaler, crop_len=250, stride=125, device="cuda",
-                        batch_size=1024, precision=resolved)
+        predict_records(
+            model,
+            X,
+            np.arange(len(X)),
+            scaler=scaler,
+            crop_len=250,
+            stride=125,
+            device="cuda",
+            batch_size=1024,
+            precision=resolved,
+        )
         torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         say(f"predict xresnet1d101 100 Hz {resolved}: {len(X) / seconds:.0f} records/s (7 windows each)")
@@ -102,8 +135,10 @@ def main() -> int:
     if not torch.cuda.is_available():
         say("no CUDA device: nothing to check")
         return 2
-    say(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-        f"bf16 supported: {torch.cuda.is_bf16_supported()}")
+    say(
+        f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"bf16 supported: {torch.cuda.is_bf16_supported()}"
+    )
     {"train": train, "ddp": ddp, "predict": predict}[args.what](args)
     return 0
 

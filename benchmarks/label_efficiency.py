@@ -54,8 +54,14 @@ QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
 
 
 def _task(args: argparse.Namespace, fraction: float = 1.0) -> dict[str, Any]:
-    task = {"dataset": "ptbxl", "root": str(args.root), "labels": args.task, "train_folds": args.train_folds,
-            "val_folds": [9], "test_folds": [10]}
+    task = {
+        "dataset": "ptbxl",
+        "root": str(args.root),
+        "labels": args.task,
+        "train_folds": args.train_folds,
+        "val_folds": [9],
+        "test_folds": [10],
+    }
     if fraction < 1:
         task.update(train_fraction=fraction, fraction_parts=FRACTION_PARTS, fraction_seed=args.seed)
     return task
@@ -69,18 +75,30 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    return {**_base(args), "epochs": args.ssl_epochs, "validate_every": args.ssl_epochs,
-            "schedule": {"max_lr": args.ssl_lr}, "task": _task(args), "ssl": {"method": method}}
+    return {
+        **_base(args),
+        "epochs": args.ssl_epochs,
+        "validate_every": args.ssl_epochs,
+        "schedule": {"max_lr": args.ssl_lr},
+        "task": _task(args),
+        "ssl": {"method": method},
+    }
 
 
-def finetune_config(args: argparse.Namespace, arm: str, fraction: float, ssl_run: Path | None,
-                    lr: float | None = None) -> dict[str, Any]:
+def finetune_config(
+    args: argparse.Namespace, arm: str, fraction: float, ssl_run: Path | None, lr: float | None = None
+) -> dict[str, Any]:
     """Arm (a) trains from random weights at ``--lr``; arm (b) from the SSL encoder at
     ``--finetune-lr`` with ``--finetune-policy`` (all: every layer, one cycle over ``--epochs``;
     head-then-all: a quarter of the epochs on the head, the rest on everything at discriminative rates)."""
     lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
-    config = {**_base(args), "epochs": args.epochs, "validate_every": args.epochs, "task": _task(args, fraction),
-              "schedule": {"max_lr": lr}}
+    config = {
+        **_base(args),
+        "epochs": args.epochs,
+        "validate_every": args.epochs,
+        "task": _task(args, fraction),
+        "schedule": {"max_lr": lr},
+    }
     if arm == "ssl":
         ft: dict[str, Any] = {"policy": args.finetune_policy, "pretrained_run": str(ssl_run)}
         if args.finetune_policy == "head-then-all":
@@ -111,9 +129,12 @@ def run(command: str, config: dict[str, Any], run_dir: Path, log: dict[str, Any]
     with FileLock(str(run_dir.parent / f"{run_dir.name}.lock")):
         _train_unless_done(command, config, run_dir)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    log[run_dir.name] = {"call_seconds": round(time.perf_counter() - t0, 1),
-                         "epoch_seconds": round(sum(r["seconds"] for r in metrics), 1), "epochs": len(metrics),
-                         "last": {k: metrics[-1][k] for k in ("train_loss", "val_loss", "val_macro_auc")}}
+    log[run_dir.name] = {
+        "call_seconds": round(time.perf_counter() - t0, 1),
+        "epoch_seconds": round(sum(r["seconds"] for r in metrics), 1),
+        "epochs": len(metrics),
+        "last": {k: metrics[-1][k] for k in ("train_loss", "val_loss", "val_macro_auc")},
+    }
     return run_dir
 
 
@@ -124,20 +145,44 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
             json.dump(config, fh)
         print(f"[{datetime.now():%H:%M:%S}] {command} {run_dir.name}{' (resumed)' if resume else ''}", flush=True)
         with open(run_dir.parent / f"{run_dir.name}.log", "a", encoding="utf-8") as out:
-            subprocess.run([sys.executable, "-m", "ecg_transfer", command, fh.name, "--run-dir", str(run_dir),
-                            "--no-progress", *resume], check=True, stdout=out, stderr=subprocess.STDOUT)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ecg_transfer",
+                    command,
+                    fh.name,
+                    "--run-dir",
+                    str(run_dir),
+                    "--no-progress",
+                    *resume,
+                ],
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
 
 def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
     return run("pretrain", ssl_config(args, method), args.out / f"ssl-{method}", log)
 
 
-def finetune_run(args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path | None,
-                 log: dict[str, Any], lr: float | None = None) -> Path:
+def finetune_run(
+    args: argparse.Namespace,
+    arm: str,
+    fraction: float,
+    ssl_dir: Path | None,
+    log: dict[str, Any],
+    lr: float | None = None,
+) -> Path:
     lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
     command = "standalone" if arm == "random" else "finetune"
-    return run(command, finetune_config(args, arm, fraction, ssl_dir, lr),
-               args.out / _run_name(args, arm, fraction, ssl_dir, lr), log)
+    return run(
+        command,
+        finetune_config(args, arm, fraction, ssl_dir, lr),
+        args.out / _run_name(args, arm, fraction, ssl_dir, lr),
+        log,
+    )
 
 
 def _auc(entry: dict[str, Any]) -> dict[str, Any]:
@@ -188,12 +233,19 @@ def choose_lr(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
             y, (p,), _ = align_runs([load_run(run_dir)], "val")
             rows[arm][f"{lr:g}"] = _auc(bootstrap_metrics(y, p, include=("macro_auc",))["headline"]["macro_auc"])
     chosen = {arm: max(r, key=lambda k: r[k]["value"]) for arm, r in rows.items()}
-    print(f"\nfold-9 macro AUC, {args.choice_fraction * 100:g} % of the labels ({args.task}; "
-          f"ssl arm: {args.finetune_policy}):")
+    print(
+        f"\nfold-9 macro AUC, {args.choice_fraction * 100:g} % of the labels ({args.task}; "
+        f"ssl arm: {args.finetune_policy}):"
+    )
     for arm, r in rows.items():
         print(f"  {arm:<7}" + "   ".join(f"lr {k}: {_fmt(v)}" for k, v in r.items()) + f"   chosen: {chosen[arm]}")
-    return {"fraction": args.choice_fraction, "split": "val (fold 9)", "policy": args.finetune_policy,
-            "lrs": rows, "chosen": chosen}
+    return {
+        "fraction": args.choice_fraction,
+        "split": "val (fold 9)",
+        "policy": args.finetune_policy,
+        "lrs": rows,
+        "chosen": chosen,
+    }
 
 
 def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +266,9 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
 def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from ecg_transfer.atomic import atomic_write_json, atomic_write_text
 
-    name = "method_choice" if args.choose_method else f"lr_choice_{args.finetune_policy}" if args.choose_lr else "results"
+    name = (
+        "method_choice" if args.choose_method else f"lr_choice_{args.finetune_policy}" if args.choose_lr else "results"
+    )
     path = args.out / f"{name}.json"
     atomic_write_json(path, results)
     lines = [f"| labels | (a) random weights | (b) SSL ({args.method}) | (b) - (a) |", "|---|---|---|---|"]
@@ -271,11 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         body = {"fractions": label_efficiency(args, log)}
     results = {
-        "command": " ".join(sys.argv), "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "command": " ".join(sys.argv),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "wall_seconds_this_call": round(time.perf_counter() - t0, 1), "runs": log, **body,
+        "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
+        "runs": log,
+        **body,
     }
     write_results(args, results)
     return 0

@@ -34,8 +34,15 @@ def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int 
     from ecg_transfer.training.loop import fit
     from ecg_transfer.training.scaler import GlobalStandardScaler
 
-    cfg = RunConfig.from_dict({"model": name, "epochs": 1, "device": "cpu", "validate_every": 1,
-                               "schedule": {"max_lr": models.TRAINING_HINTS[name]["lr"]}})
+    cfg = RunConfig.from_dict(
+        {
+            "model": name,
+            "epochs": 1,
+            "device": "cpu",
+            "validate_every": 1,
+            "schedule": {"max_lr": models.TRAINING_HINTS[name]["lr"]},
+        }
+    )
     n_train = (steps + 1) * cfg.batch_size  # one warm-up step, then `steps` timed ones
     rng = np.random.default_rng(seed)
     X = rng.normal(0.0, 0.3, size=(n_train + val_records, 12, 1000)).astype(np.float32)
@@ -45,21 +52,37 @@ def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int 
     step_times: list[float] = []  # after every optimizer step: consecutive differences are whole steps
     cpu_times: list[float] = []  # the same in this process's CPU time (all its threads)
     handle = register_optimizer_step_post_hook(
-        lambda *_: (step_times.append(time.perf_counter()), cpu_times.append(time.process_time())))
-    res = fit(model, X, Y, np.arange(n_train), np.arange(n_train, len(X)), config=cfg, stages=resolve_stages(cfg),
-              scaler=GlobalStandardScaler(0.0, 0.3), progress=False)
+        lambda *_: (step_times.append(time.perf_counter()), cpu_times.append(time.process_time()))
+    )
+    res = fit(
+        model,
+        X,
+        Y,
+        np.arange(n_train),
+        np.arange(n_train, len(X)),
+        config=cfg,
+        stages=resolve_stages(cfg),
+        scaler=GlobalStandardScaler(0.0, 0.3),
+        progress=False,
+    )
     handle.remove()
     row = res.history[0]
     train_s = row["seconds"] - row["val_seconds"]
     marks = np.diff(step_times) if len(step_times) == steps + 1 else None
     per_step = float(np.median(marks)) if marks is not None else train_s / (steps + 1)
     cpu = np.diff(cpu_times) if len(cpu_times) == steps + 1 else None
-    return {"model": name, "params": sum(p.numel() for p in model.parameters()),
-            "steps_timed": steps, "train_seconds_total": train_s, "seconds_per_step_median": per_step,
-            "step_seconds": None if marks is None else [round(float(m), 3) for m in marks],
-            "cpu_seconds_per_step_median": None if cpu is None else float(np.median(cpu)),
-            "val_records": val_records, "val_seconds": row["val_seconds"],
-            "val_seconds_per_record": row["val_seconds"] / max(val_records, 1)}
+    return {
+        "model": name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps_timed": steps,
+        "train_seconds_total": train_s,
+        "seconds_per_step_median": per_step,
+        "step_seconds": None if marks is None else [round(float(m), 3) for m in marks],
+        "cpu_seconds_per_step_median": None if cpu is None else float(np.median(cpu)),
+        "val_records": val_records,
+        "val_seconds": row["val_seconds"],
+        "val_seconds_per_record": row["val_seconds"] / max(val_records, 1),
+    }
 
 
 def main() -> int:
@@ -71,9 +94,13 @@ def main() -> int:
     ap.add_argument("--all-val-records", type=int, default=2193)
     ap.add_argument("--classes", type=int, default=71)
     ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads (0: torch's default). On a shared machine 1 thread and the CPU seconds "
-                         "per step are the robust figure: oversubscribed threads wait on each other")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default). On a shared machine 1 thread and the CPU seconds "
+        "per step are the robust figure: oversubscribed threads wait on each other",
+    )
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.threads:
@@ -82,23 +109,34 @@ def main() -> int:
     for name in args.models:
         r = _measure(name, args.steps, args.val_records, args.classes)
         steps_per_epoch = args.train_records // 128
-        r["epoch_seconds"] = steps_per_epoch * r["seconds_per_step_median"] + \
-            args.all_val_records * r["val_seconds_per_record"]
+        r["epoch_seconds"] = (
+            steps_per_epoch * r["seconds_per_step_median"] + args.all_val_records * r["val_seconds_per_record"]
+        )
         r[f"run_hours_{args.epochs}_epochs"] = args.epochs * r["epoch_seconds"] / 3600
         rows.append(r)
-        print(f"{name}: {r['params']:,} parameters; {r['seconds_per_step_median']:.2f} s per step of 128 "
-              f"(median of {args.steps}; CPU {r['cpu_seconds_per_step_median']:.2f} s); validation {r['val_seconds_per_record'] * 1000:.0f} ms per record; "
-              f"epoch ≈ {r['epoch_seconds'] / 60:.1f} min; {args.epochs} epochs ≈ "
-              f"{r[f'run_hours_{args.epochs}_epochs']:.1f} h", flush=True)
+        print(
+            f"{name}: {r['params']:,} parameters; {r['seconds_per_step_median']:.2f} s per step of 128 "
+            f"(median of {args.steps}; CPU {r['cpu_seconds_per_step_median']:.2f} s); validation {r['val_seconds_per_record'] * 1000:.0f} ms per record; "
+            f"epoch ≈ {r['epoch_seconds'] / 60:.1f} min; {args.epochs} epochs ≈ "
+            f"{r[f'run_hours_{args.epochs}_epochs']:.1f} h",
+            flush=True,
+        )
     if len(rows) > 1:
         base = rows[0]
         for r in rows[1:]:
-            print(f"{r['model']} / {base['model']}: {r['epoch_seconds'] / base['epoch_seconds']:.1f}x per epoch (wall), "
-                  f"{r['cpu_seconds_per_step_median'] / base['cpu_seconds_per_step_median']:.1f}x CPU per training step")
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or
-            platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "load_average": list(os.getloadavg()), "args": vars(args),
-            "rows": rows}
+            print(
+                f"{r['model']} / {base['model']}: {r['epoch_seconds'] / base['epoch_seconds']:.1f}x per epoch (wall), "
+                f"{r['cpu_seconds_per_step_median'] / base['cpu_seconds_per_step_median']:.1f}x CPU per training step"
+            )
+    meta = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
+        "args": vars(args),
+        "rows": rows,
+    }
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2)

@@ -58,9 +58,17 @@ def save_random_model(run_dir: Path, model_name: str, fs: float, n_classes: int)
     from ecg_transfer.training.windows import samples
 
     model = models.build(model_name, 12, n_classes)
-    save_model_file(run_dir / "model.pt", model, label_names=[f"c{k}" for k in range(n_classes)],
-                    scaler=GlobalStandardScaler(0.0, 0.2), fs=fs, crop_len=samples(2.5, fs),
-                    stride=samples(1.25, fs), aggregate="max", config={"model": model_name, "fs": fs})
+    save_model_file(
+        run_dir / "model.pt",
+        model,
+        label_names=[f"c{k}" for k in range(n_classes)],
+        scaler=GlobalStandardScaler(0.0, 0.2),
+        fs=fs,
+        crop_len=samples(2.5, fs),
+        stride=samples(1.25, fs),
+        aggregate="max",
+        config={"model": model_name, "fs": fs},
+    )
 
 
 def write_wfdb(folder: Path, X: np.ndarray, fs: float) -> None:
@@ -68,9 +76,17 @@ def write_wfdb(folder: Path, X: np.ndarray, fs: float) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(X):
-        wfdb.wrsamp(f"r{i:05d}", fs=fs, units=["mV"] * 12, sig_name=LEADS,
-                    d_signal=np.round(x.T.astype(np.float64) * 1000).astype(np.int64), fmt=["16"] * 12,
-                    adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(folder))
+        wfdb.wrsamp(
+            f"r{i:05d}",
+            fs=fs,
+            units=["mV"] * 12,
+            sig_name=LEADS,
+            d_signal=np.round(x.T.astype(np.float64) * 1000).astype(np.int64),
+            fmt=["16"] * 12,
+            adc_gain=[1000.0] * 12,
+            baseline=[0] * 12,
+            write_dir=str(folder),
+        )
 
 
 def run_scenario(tmp: Path, args: argparse.Namespace, model_fs: float, record_fs: float) -> dict:
@@ -99,10 +115,17 @@ def run_scenario(tmp: Path, args: argparse.Namespace, model_fs: float, record_fs
         raise SystemExit(f"WFDB path failed: {res.errors[:3]}")
     diff = float(np.abs(res.probs - probs).max())
     n_windows = len(range(0, int(args.seconds * model_fs) - pred.crop_len + 1, pred.loaded.stride))
-    return {"model_fs": model_fs, "record_fs": record_fs, "records": args.records, "windows_per_record": n_windows,
-            "arrays_seconds": t_arrays, "arrays_records_per_s": args.records / t_arrays,
-            "wfdb_seconds": t_files, "wfdb_records_per_s": args.records / t_files,
-            "max_abs_diff_wfdb_vs_arrays": diff}
+    return {
+        "model_fs": model_fs,
+        "record_fs": record_fs,
+        "records": args.records,
+        "windows_per_record": n_windows,
+        "arrays_seconds": t_arrays,
+        "arrays_records_per_s": args.records / t_arrays,
+        "wfdb_seconds": t_files,
+        "wfdb_records_per_s": args.records / t_files,
+        "max_abs_diff_wfdb_vs_arrays": diff,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--classes", type=int, default=71, help="output classes (71: all PTB-XL statements)")
-    ap.add_argument("--scenarios", nargs="+", default=["100:100", "500:500", "100:500"],
-                    help="MODEL_HZ:RECORD_HZ pairs (default 100:100 500:500 100:500)")
+    ap.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=["100:100", "500:500", "100:500"],
+        help="MODEL_HZ:RECORD_HZ pairs (default 100:100 500:500 100:500)",
+    )
     ap.add_argument("--batch-size", type=int, default=128, help="windows per forward pass (default 128)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -123,13 +150,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = {"model": args.model, "device": args.device, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": sys.version.split()[0],
-            "batch_size": args.batch_size, "seconds_per_record": args.seconds}
+    info = {
+        "model": args.model,
+        "device": args.device,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "batch_size": args.batch_size,
+        "seconds_per_record": args.seconds,
+    }
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
-    print(f"{args.model} on {args.device} ({info['cpu']}, {info['torch_threads']} torch threads), "
-          f"{args.records} records of {args.seconds:g} s, batch {args.batch_size} windows")
+    print(
+        f"{args.model} on {args.device} ({info['cpu']}, {info['torch_threads']} torch threads), "
+        f"{args.records} records of {args.seconds:g} s, batch {args.batch_size} windows"
+    )
     print(f"{'model Hz':>8} {'record Hz':>9} {'windows':>7} {'arrays rec/s':>13} {'WFDB rec/s':>11}")
     results = []
     with tempfile.TemporaryDirectory(prefix="predict_throughput_") as tmp:
@@ -137,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             model_fs, record_fs = (float(v) for v in sc.split(":"))
             r = run_scenario(Path(tmp), args, model_fs, record_fs)
             results.append(r)
-            print(f"{model_fs:>8g} {record_fs:>9g} {r['windows_per_record']:>7} {r['arrays_records_per_s']:>13.1f} "
-                  f"{r['wfdb_records_per_s']:>11.1f}")
+            print(
+                f"{model_fs:>8g} {record_fs:>9g} {r['windows_per_record']:>7} {r['arrays_records_per_s']:>13.1f} "
+                f"{r['wfdb_records_per_s']:>11.1f}"
+            )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
     return 0

@@ -21,8 +21,14 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARK_MACRO_AUC = {"all": 0.925, "diagnostic": 0.937, "subdiagnostic": 0.929,
-                       "superdiagnostic": 0.928, "form": 0.896, "rhythm": 0.957}
+BENCHMARK_MACRO_AUC = {
+    "all": 0.925,
+    "diagnostic": 0.937,
+    "subdiagnostic": 0.929,
+    "superdiagnostic": 0.928,
+    "form": 0.896,
+    "rhythm": 0.957,
+}
 
 
 def main() -> int:
@@ -42,16 +48,33 @@ def main() -> int:
         t0 = time.perf_counter()
         if not (run_dir / "model.pt").exists():
             resume = ["--resume"] if (run_dir / "checkpoint.pt").exists() else []
-            subprocess.run([sys.executable, "-m", "ecg_transfer", "train", fh.name, "--run-dir", str(run_dir),
-                            "--no-progress", *resume], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ecg_transfer",
+                    "train",
+                    fh.name,
+                    "--run-dir",
+                    str(run_dir),
+                    "--no-progress",
+                    *resume,
+                ],
+                check=True,
+            )
         train_s = time.perf_counter() - t0
-        subprocess.run([sys.executable, "-m", "ecg_transfer", "evaluate", str(run_dir), "--no-plots"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "ecg_transfer", "evaluate", str(run_dir), "--no-plots"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         m = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
         rows.append((task, m, train_s, run_dir))
     print(f"\n{'task':<16}{'ours (95% CI)':<28}{'benchmark':>10}   wall time   run")
     for task, m, train_s, run_dir in rows:
-        print(f"{task:<16}{_fmt(m['headline']['macro_auc']):<28}{BENCHMARK_MACRO_AUC[task]:>10.3f}   {train_s / 60:6.1f} min  {run_dir}")
+        print(
+            f"{task:<16}{_fmt(m['headline']['macro_auc']):<28}{BENCHMARK_MACRO_AUC[task]:>10.3f}   {train_s / 60:6.1f} min  {run_dir}"
+        )
     return 0
 
 

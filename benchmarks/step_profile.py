@@ -53,8 +53,12 @@ def profile_variant(model_name: str, variant: str, steps: int, batch: int = 128,
     torch.manual_seed(0)
     model = build(model_name, 12, 71)
     net = prepare_for_training(model, settings["memory_format"])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01,
-                            **optimizer_kernel(settings["optimizer_impl"], list(model.parameters())))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=1e-3,
+        weight_decay=0.01,
+        **optimizer_kernel(settings["optimizer_impl"], list(model.parameters())),
+    )
     x, y = torch.randn(batch, 12, crop), (torch.rand(batch, 71) < 0.1).float()
     loss_fn = nn.BCEWithLogitsLoss()
 
@@ -89,19 +93,25 @@ def main() -> int:
     peak = matmul_peak(reps=3)
     results = {v: profile_variant(args.model, v, args.steps) for v in args.variants}
     peak = max(peak, matmul_peak(reps=3))
-    print(f"{args.model}: {gflop_per_sample:.4f} GFLOP per training sample; matmul peak {peak:.1f} GFLOP/s; "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{args.model}: {gflop_per_sample:.4f} GFLOP per training sample; matmul peak {peak:.1f} GFLOP/s; "
+        f"{torch.get_num_threads()} threads"
+    )
     for variant, r in results.items():
         total = r["profiled_step_s"]
         sps = 128 / r["step_s"]
-        print(f"\n{variant} ({VARIANTS[variant]}): {sps:.0f} samples/s unprofiled = {100 * sps * gflop_per_sample / peak:.0f} % of the "
-              f"matmul peak; profiled step {total * 1e3:.0f} ms")
+        print(
+            f"\n{variant} ({VARIANTS[variant]}): {sps:.0f} samples/s unprofiled = {100 * sps * gflop_per_sample / peak:.0f} % of the "
+            f"matmul peak; profiled step {total * 1e3:.0f} ms"
+        )
         for g, s in sorted(r["groups"].items(), key=lambda kv: -kv[1]):
             print(f"  {g:<44}{s * 1e3:8.0f} ms {100 * s / total:6.1f} %")
         conv = r["groups"].get("convolution forward", 0.0) + r["groups"].get("convolution backward", 0.0)
         ceiling = 128 / conv
-        print(f"  conv-only ceiling: {ceiling:.0f} samples/s = {100 * ceiling * gflop_per_sample / peak:.0f} % "
-              f"of the matmul peak (convolutions at {128 * gflop_per_sample / conv:.0f} GFLOP/s)")
+        print(
+            f"  conv-only ceiling: {ceiling:.0f} samples/s = {100 * ceiling * gflop_per_sample / peak:.0f} % "
+            f"of the matmul peak (convolutions at {128 * gflop_per_sample / conv:.0f} GFLOP/s)"
+        )
     return 0
 
 

@@ -70,42 +70,46 @@ import numpy as np
 @dataclass(frozen=True)
 class Variant:
     name: str
-    loop: str                      # "matmul" | "plain" | "engine" | "fit"
-    threads: int | None = None     # None: the --threads value
+    loop: str  # "matmul" | "plain" | "engine" | "fit"
+    threads: int | None = None  # None: the --threads value
     interop: int | None = None
-    compile: str = "none"          # speed.COMPILE_MODES
-    autocast: str | None = None    # "bf16"
+    compile: str = "none"  # speed.COMPILE_MODES
+    autocast: str | None = None  # "bf16"
     mkldnn: bool = True
     keep_heap: bool = False
     fused_adamw: bool = False
-    layout: str = "ncl"            # "ncl"; "cl2d" (plain loop: a 2-D copy); "channels_last" (engine: speed.py)
+    layout: str = "ncl"  # "ncl"; "cl2d" (plain loop: a 2-D copy); "channels_last" (engine: speed.py)
 
 
-VARIANTS = {v.name: v for v in [
-    Variant("matmul", "matmul"),
-    Variant("eager", "plain"),
-    Variant("fit", "fit"),
-    Variant("engine", "engine"),
-    Variant("engine_compile", "engine", compile="default"),
-    Variant("engine_compile_max", "engine", compile="max-autotune-no-cudagraphs"),
-    Variant("engine_keepheap", "engine", keep_heap=True),
-    Variant("engine_compile_keepheap", "engine", compile="default", keep_heap=True),
-    Variant("eager_1thread", "plain", threads=1),
-    Variant("eager_interop1", "plain", interop=1),
-    Variant("eager_bf16", "plain", autocast="bf16"),
-    Variant("eager_nomkldnn", "plain", mkldnn=False),
-    Variant("eager_fused", "plain", fused_adamw=True),
-    Variant("eager_cl2d", "plain", layout="cl2d"),
-    Variant("engine_cl", "engine", layout="channels_last"),
-    Variant("engine_cl_compile", "engine", compile="default", layout="channels_last"),
-    Variant("engine_cl_keepheap", "engine", layout="channels_last", keep_heap=True),
-]}
+VARIANTS = {
+    v.name: v
+    for v in [
+        Variant("matmul", "matmul"),
+        Variant("eager", "plain"),
+        Variant("fit", "fit"),
+        Variant("engine", "engine"),
+        Variant("engine_compile", "engine", compile="default"),
+        Variant("engine_compile_max", "engine", compile="max-autotune-no-cudagraphs"),
+        Variant("engine_keepheap", "engine", keep_heap=True),
+        Variant("engine_compile_keepheap", "engine", compile="default", keep_heap=True),
+        Variant("eager_1thread", "plain", threads=1),
+        Variant("eager_interop1", "plain", interop=1),
+        Variant("eager_bf16", "plain", autocast="bf16"),
+        Variant("eager_nomkldnn", "plain", mkldnn=False),
+        Variant("eager_fused", "plain", fused_adamw=True),
+        Variant("eager_cl2d", "plain", layout="cl2d"),
+        Variant("engine_cl", "engine", layout="channels_last"),
+        Variant("engine_cl_compile", "engine", compile="default", layout="channels_last"),
+        Variant("engine_cl_keepheap", "engine", layout="channels_last", keep_heap=True),
+    ]
+}
 DEFAULT_VARIANTS = ["matmul", "eager", "fit", "engine", "engine_cl"]
 N_RECORDS_MIN, RECORD_LEN, LEADS = 2048, 1000, 12
 DISTURBED = 0.05  # a timing during which other processes used more than this share of the CPUs
 
 
 # ----- machine ------------------------------------------------------------------------------
+
 
 def machine() -> dict:
     import torch
@@ -120,9 +124,15 @@ def machine() -> dict:
     except OSError:
         pass
     simd = [f for f in flags if f in ("avx", "avx2", "fma") or f.startswith(("avx512", "amx"))]
-    return {"cpu": cpu, "simd_flags": simd, "nproc": os.cpu_count(), "torch": torch.__version__,
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "python": sys.version.split()[0], "date": time.strftime("%Y-%m-%d %H:%M")}
+    return {
+        "cpu": cpu,
+        "simd_flags": simd,
+        "nproc": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "python": sys.version.split()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def train_flops_per_sample(model_name: str, n_classes: int, batch: int, crop: int) -> float:
@@ -139,7 +149,6 @@ def train_flops_per_sample(model_name: str, n_classes: int, batch: int, crop: in
     return fc.get_total_flops() / batch
 
 
-
 def matmul_peak(reps: int = 2) -> float:
     """Best GFLOP/s of ``torch.mm`` of square float32 matrices (2048 and 4096), ``reps`` each."""
     import torch
@@ -151,10 +160,12 @@ def matmul_peak(reps: int = 2) -> float:
         for _ in range(reps):
             t0 = time.perf_counter()
             torch.mm(a, b)
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
 
+
 # ----- workers ------------------------------------------------------------------------------
+
 
 def _keep_heap() -> None:
     """glibc: serve large blocks from the heap and never trim it, so freed activations are reused."""
@@ -179,8 +190,14 @@ def _to_2d(model):
         for name, c in mod.named_children():
             new = None
             if isinstance(c, nn.Conv1d):
-                new = nn.Conv2d(c.in_channels, c.out_channels, (1, c.kernel_size[0]), (1, c.stride[0]),
-                                (0, c.padding[0]), bias=c.bias is not None)
+                new = nn.Conv2d(
+                    c.in_channels,
+                    c.out_channels,
+                    (1, c.kernel_size[0]),
+                    (1, c.stride[0]),
+                    (0, c.padding[0]),
+                    bias=c.bias is not None,
+                )
                 new.weight.data = c.weight.data.unsqueeze(2).clone()
                 if c.bias is not None:
                     new.bias.data = c.bias.data.clone()
@@ -253,7 +270,8 @@ class Worker:
         if v.loop == "engine":
             self.opt, self.sched = configure_stage(self.model, Stage("bench", 10_000), self.config, len(self.slices))
             self.net = prepare_for_training(
-                self.model, "channels_last" if v.layout == "channels_last" else "contiguous", v.compile)
+                self.model, "channels_last" if v.layout == "channels_last" else "contiguous", v.compile
+            )
             self.loss_fn = nn.BCEWithLogitsLoss()
         self._plan: list = []
 
@@ -275,8 +293,9 @@ class Worker:
         from ecg_transfer.training.loop import epoch_plan
 
         if not self._plan:
-            order, starts = epoch_plan(self.train_idx, self.lens, self.cfg["crop"], self.gens["order"],
-                                       self.gens["crop"], "error")
+            order, starts = epoch_plan(
+                self.train_idx, self.lens, self.cfg["crop"], self.gens["order"], self.gens["crop"], "error"
+            )
             self._plan = [(order[sl], starts[sl]) for sl in self.slices]
         return self._plan.pop()
 
@@ -308,9 +327,17 @@ class Worker:
         from ecg_transfer.training.scaler import GlobalStandardScaler
 
         rows = self.train_idx[: n * self.cfg["batch"]]
-        res = fit(self.model, self.X, self.Y, rows, np.array([], dtype=np.int64), config=self.config,
-                  stages=[Stage("bench", 1)], scaler=GlobalStandardScaler(self.scaler.mean_, self.scaler.std_),
-                  progress=False)
+        res = fit(
+            self.model,
+            self.X,
+            self.Y,
+            rows,
+            np.array([], dtype=np.int64),
+            config=self.config,
+            stages=[Stage("bench", 1)],
+            scaler=GlobalStandardScaler(self.scaler.mean_, self.scaler.std_),
+            progress=False,
+        )
         return float(res.history[-1]["seconds"])
 
     def _matmul(self) -> float:
@@ -443,11 +470,22 @@ def run(args: argparse.Namespace) -> dict:
     threads = args.threads or torch.get_num_threads()
     B, C = args.batch_size, args.crop
     flops = train_flops_per_sample(args.model, args.classes, B, C)
-    info = {**machine(), "model": args.model, "classes": args.classes, "batch_size": B, "crop": C,
-            "threads": threads, "batches_per_round": args.batches, "warmup": args.warmup,
-            "rounds": args.rounds, "train_gflop_per_sample": flops / 1e9}
-    print(f"{args.model}, batch {B} x {LEADS} x {C}, {threads} threads, {info['cpu']} "
-          f"({', '.join(info['simd_flags'])}), torch {info['torch']}")
+    info = {
+        **machine(),
+        "model": args.model,
+        "classes": args.classes,
+        "batch_size": B,
+        "crop": C,
+        "threads": threads,
+        "batches_per_round": args.batches,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "train_gflop_per_sample": flops / 1e9,
+    }
+    print(
+        f"{args.model}, batch {B} x {LEADS} x {C}, {threads} threads, {info['cpu']} "
+        f"({', '.join(info['simd_flags'])}), torch {info['torch']}"
+    )
     print(f"forward+backward: {flops / 1e9:.4f} GFLOP per sample (FlopCounterMode)")
 
     with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
@@ -455,12 +493,19 @@ def run(args: argparse.Namespace) -> dict:
         rng = np.random.default_rng(0)
         sig = np.lib.format.open_memmap(Path(tmp) / "signals.npy", "w+", np.float32, (n_rec, LEADS, RECORD_LEN))
         for i in range(0, n_rec, 256):
-            sig[i:i + 256] = rng.normal(0.0, 0.3, (min(256, n_rec - i), LEADS, RECORD_LEN))
+            sig[i : i + 256] = rng.normal(0.0, 0.3, (min(256, n_rec - i), LEADS, RECORD_LEN))
         sig.flush()
         del sig
         np.save(Path(tmp) / "labels.npy", (rng.random((n_rec, args.classes)) < 0.1).astype(np.uint8))
-        cfg = {"model": args.model, "classes": args.classes, "batch": B, "crop": C, "threads": threads,
-               "signals": str(Path(tmp) / "signals.npy"), "labels": str(Path(tmp) / "labels.npy")}
+        cfg = {
+            "model": args.model,
+            "classes": args.classes,
+            "batch": B,
+            "crop": C,
+            "threads": threads,
+            "signals": str(Path(tmp) / "signals.npy"),
+            "labels": str(Path(tmp) / "labels.npy"),
+        }
         variants = [VARIANTS[n] for n in names]
         pool = Pool()
         try:
@@ -472,8 +517,10 @@ def run(args: argparse.Namespace) -> dict:
                     first[v.name] = pool.call(v.name, ("steps", 1))[0]
                     if args.warmup:
                         pool.call(v.name, ("steps", args.warmup))
-                print(f"  ready: {v.name:<24} build {build[v.name]:6.1f} s, first step {first.get(v.name, 0):7.1f} s",
-                      flush=True)
+                print(
+                    f"  ready: {v.name:<24} build {build[v.name]:6.1f} s, first step {first.get(v.name, 0):7.1f} s",
+                    flush=True,
+                )
             samples: dict[str, list[float]] = {n: [] for n in names}
             others: dict[str, list[float]] = {n: [] for n in names}
             data_s: list[float] = []
@@ -485,15 +532,20 @@ def run(args: argparse.Namespace) -> dict:
                     if args.time_limit and r and time.perf_counter() - t_start > args.time_limit:
                         print(f"  --time-limit {args.time_limit:g} s reached after {r} round(s)")
                         break
-                    order = names[r % len(names):] + names[: r % len(names)]
+                    order = names[r % len(names) :] + names[: r % len(names)]
                     for n in order:
                         out, share = pool.call(n, ("steps", args.batches))
                         samples[n].append(out if n == "matmul" else args.batches * B / out)
                         others[n].append(share)
                     if "engine" in names:
                         data_s.append(pool.call("engine", ("data", args.batches)) / args.batches)
-                    print(f"  round {r + 1}: " + ", ".join(
-                        f"{n} {samples[n][-1]:.1f}{'*' if others[n][-1] > DISTURBED else ''}" for n in names), flush=True)
+                    print(
+                        f"  round {r + 1}: "
+                        + ", ".join(
+                            f"{n} {samples[n][-1]:.1f}{'*' if others[n][-1] > DISTURBED else ''}" for n in names
+                        ),
+                        flush=True,
+                    )
             finally:
                 if args.after_timing:
                     subprocess.run(args.after_timing, shell=True, check=False)
@@ -507,17 +559,29 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     for n in names:
         if n == "matmul":
-            results[n] = {"gflops": _spread(clean[n]), "all": samples[n], "peak_rss_mib": rss[n],
-                          "others_cpu_share": others[n]}
+            results[n] = {
+                "gflops": _spread(clean[n]),
+                "all": samples[n],
+                "peak_rss_mib": rss[n],
+                "others_cpu_share": others[n],
+            }
             continue
-        pairs = [(a, b) for a, b, oa, ob in zip(samples[n], samples["eager"], others[n], others["eager"])
-                 if oa <= DISTURBED and ob <= DISTURBED]
+        pairs = [
+            (a, b)
+            for a, b, oa, ob in zip(samples[n], samples["eager"], others[n], others["eager"])
+            if oa <= DISTURBED and ob <= DISTURBED
+        ]
         ratios = [a / b for a, b in pairs] or [a / b for a, b in zip(samples[n], samples["eager"])]
         med = statistics.median(clean[n])
         results[n] = {
-            "variant": asdict(VARIANTS[n]), "samples_per_s": _spread(clean[n]), "all": samples[n],
-            "ratio_to_eager": _spread(ratios), "first_step_s": first[n], "build_s": build[n],
-            "peak_rss_mib": rss[n], "others_cpu_share": others[n],
+            "variant": asdict(VARIANTS[n]),
+            "samples_per_s": _spread(clean[n]),
+            "all": samples[n],
+            "ratio_to_eager": _spread(ratios),
+            "first_step_s": first[n],
+            "build_s": build[n],
+            "peak_rss_mib": rss[n],
+            "others_cpu_share": others[n],
             "gflops": med * flops / 1e9,
             "fraction_of_matmul_peak": None if peak is None else med * flops / 1e9 / peak,
         }
@@ -529,28 +593,38 @@ def run(args: argparse.Namespace) -> dict:
     disturbed = sum(x > DISTURBED for xs in others.values() for x in xs)
     out["disturbed_timings"] = disturbed
 
-    print(f"\n{'variant':<24} {'samples/s (median, min-max)':>28} {'x eager (median, min-max)':>26} "
-          f"{'% peak':>7} {'1st step s':>10} {'RSS MiB':>8} {'others':>7}")
+    print(
+        f"\n{'variant':<24} {'samples/s (median, min-max)':>28} {'x eager (median, min-max)':>26} "
+        f"{'% peak':>7} {'1st step s':>10} {'RSS MiB':>8} {'others':>7}"
+    )
     for n in names:
         r = results[n]
         if n == "matmul":
             g = r["gflops"]
-            print(f"{'matmul (GFLOP/s)':<24} {g['median']:>12.1f} ({g['min']:6.1f}-{g['max']:6.1f})"
-                  f"{'':>26} {'':>7} {'':>10} {r['peak_rss_mib']:>8.0f} {100 * max(others[n]):>6.1f}%")
+            print(
+                f"{'matmul (GFLOP/s)':<24} {g['median']:>12.1f} ({g['min']:6.1f}-{g['max']:6.1f})"
+                f"{'':>26} {'':>7} {'':>10} {r['peak_rss_mib']:>8.0f} {100 * max(others[n]):>6.1f}%"
+            )
             continue
         s, q = r["samples_per_s"], r["ratio_to_eager"]
         frac = "" if r["fraction_of_matmul_peak"] is None else f"{100 * r['fraction_of_matmul_peak']:.0f} %"
-        print(f"{n:<24} {s['median']:>12.1f} ({s['min']:6.1f}-{s['max']:6.1f}) "
-              f"{q['median']:>12.3f} ({q['min']:.3f}-{q['max']:.3f}) {frac:>7} {r['first_step_s']:>10.1f} "
-              f"{r['peak_rss_mib']:>8.0f} {100 * max(others[n]):>6.1f}%")
-    print(f"other processes' CPU share while timing: median {100 * statistics.median(x for xs in others.values() for x in xs):.1f} %, "
-          f"max {100 * max(x for xs in others.values() for x in xs):.1f} %; {disturbed} timing(s) over {100 * DISTURBED:.0f} % (marked *, left out of the summaries)")
+        print(
+            f"{n:<24} {s['median']:>12.1f} ({s['min']:6.1f}-{s['max']:6.1f}) "
+            f"{q['median']:>12.3f} ({q['min']:.3f}-{q['max']:.3f}) {frac:>7} {r['first_step_s']:>10.1f} "
+            f"{r['peak_rss_mib']:>8.0f} {100 * max(others[n]):>6.1f}%"
+        )
+    print(
+        f"other processes' CPU share while timing: median {100 * statistics.median(x for xs in others.values() for x in xs):.1f} %, "
+        f"max {100 * max(x for xs in others.values() for x in xs):.1f} %; {disturbed} timing(s) over {100 * DISTURBED:.0f} % (marked *, left out of the summaries)"
+    )
     if peak is not None:
         print(f"matmul peak (best torch.mm): {peak:.1f} GFLOP/s; training: {flops / 1e9:.4f} GFLOP/sample")
     if data_s:
         e = results["engine"]
-        print(f"engine data path (extract_crops + scaler + tensors): {1e3 * statistics.median(data_s):.2f} ms/batch "
-              f"= {100 * e['data_path_fraction']:.2f} % of an engine step; model {100 * (1 - e['data_path_fraction']):.2f} %")
+        print(
+            f"engine data path (extract_crops + scaler + tensors): {1e3 * statistics.median(data_s):.2f} ms/batch "
+            f"= {100 * e['data_path_fraction']:.2f} % of an engine step; model {100 * (1 - e['data_path_fraction']):.2f} %"
+        )
     return out
 
 
@@ -559,8 +633,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=2, help="timed training steps per variant per round (default 2)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant after the first (default 3)")
     ap.add_argument("--rounds", type=int, default=8, help="timed rounds, variants interleaved (default 8)")
-    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
-                    help=f"default: {' '.join(DEFAULT_VARIANTS)}; 'all' or any of: {' '.join(VARIANTS)}")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=DEFAULT_VARIANTS,
+        help=f"default: {' '.join(DEFAULT_VARIANTS)}; 'all' or any of: {' '.join(VARIANTS)}",
+    )
     ap.add_argument("--model", default="xresnet1d101")
     ap.add_argument("--classes", type=int, default=71, help="outputs (71: all PTB-XL statements)")
     ap.add_argument("--batch-size", type=int, default=128)

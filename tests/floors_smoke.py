@@ -66,9 +66,26 @@ enabled = true
 inputs = ["stft"]
 """
 
-DISTRIBUTIONS = ["torch", "numpy", "scipy", "pandas", "scikit-learn", "wfdb", "matplotlib", "tqdm",
-                 "iterative-stratification", "pydantic", "pydantic-core", "pyarrow", "filelock", "jinja2", "captum",
-                 "onnx", "onnxruntime", "onnxscript"]
+DISTRIBUTIONS = [
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "wfdb",
+    "matplotlib",
+    "tqdm",
+    "iterative-stratification",
+    "pydantic",
+    "pydantic-core",
+    "pyarrow",
+    "filelock",
+    "jinja2",
+    "captum",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+]
 
 
 def cli(*args: str) -> str:
@@ -100,8 +117,11 @@ def write_data(data: Path) -> None:
 def headline_run(study: Path) -> Path:
     """The fine-tuned run of the headline experiment (a finished run directory)."""
     plan = json.loads((study / "plan.json").read_text())["runs"]
-    key = next(r["key"] for r in plan if any(u["name"].startswith("headline/") and "/finetuned/" in u["name"]
-                                              for u in r["uses"]))
+    key = next(
+        r["key"]
+        for r in plan
+        if any(u["name"].startswith("headline/") and "/finetuned/" in u["name"] for u in r["uses"])
+    )
     return study / "runs" / key
 
 
@@ -149,8 +169,16 @@ def check_reference() -> None:
     if proc.stdout != docs.read_text():
         import difflib
 
-        diff = "".join(list(difflib.unified_diff(docs.read_text().splitlines(True), proc.stdout.splitlines(True),
-                                                 "docs/configuration.md", "config reference"))[:60])
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    docs.read_text().splitlines(True),
+                    proc.stdout.splitlines(True),
+                    "docs/configuration.md",
+                    "config reference",
+                )
+            )[:60]
+        )
         raise SystemExit(f"the configuration reference differs at these versions:\n{diff}")
 
 

@@ -15,16 +15,27 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ecg_transfer"
 # evaluation -> inference -> study -> report -> the command line. Same number: may not import
 # each other either way unless listed in SIDEWAYS.
 LAYERS: dict[str, int] = {
-    "errors": 0, "atomic": 0, "ragged": 0, "runfiles": 0, "templates": 0, "_lazy": 0,
+    "errors": 0,
+    "atomic": 0,
+    "ragged": 0,
+    "runfiles": 0,
+    "templates": 0,
+    "_lazy": 0,
     "settings": 1,
-    "signal": 2, "labels": 2, "predictions": 2,
-    "models": 3, "datasets": 3,
+    "signal": 2,
+    "labels": 2,
+    "predictions": 2,
+    "models": 3,
+    "datasets": 3,
     "training": 4,
     "evaluation": 5,
     "inference": 6,
     "study": 7,
     "report": 8,
-    "cli": 9, "__main__": 9, "__init__": 9, "api": 9,
+    "cli": 9,
+    "__main__": 9,
+    "__init__": 9,
+    "api": 9,
 }
 SIDEWAYS: set[tuple[str, str]] = set()
 
@@ -71,10 +82,13 @@ def test_no_import_runs_back_up_the_pipeline():
             dst = dst.removesuffix(".py")
             if dst == src or dst not in LAYERS:
                 continue
-            if LAYERS[dst] > LAYERS[src] or (LAYERS[dst] == LAYERS[src] and (src, dst) not in SIDEWAYS
-                                             and src not in ("cli", "__main__", "__init__")):
-                upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {dst} (layer {LAYERS[dst]}) "
-                              f"from {src} (layer {LAYERS[src]})")
+            if LAYERS[dst] > LAYERS[src] or (
+                LAYERS[dst] == LAYERS[src] and (src, dst) not in SIDEWAYS and src not in ("cli", "__main__", "__init__")
+            ):
+                upward.append(
+                    f"{path.relative_to(PACKAGE)}:{line} imports {dst} (layer {LAYERS[dst]}) "
+                    f"from {src} (layer {LAYERS[src]})"
+                )
     assert not upward, "imports that run back up the pipeline:\n" + "\n".join(upward)
 
 

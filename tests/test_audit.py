@@ -16,7 +16,14 @@ from scipy.signal import resample_poly
 
 from ecg_transfer.cli import main as cli_main
 from ecg_transfer.datasets.audit import (
-    AUDIT_LEADS, AuditSettings, _lowpass, candidate_pairs, find_duplicates, leaked_records, load_audit, set_name,
+    AUDIT_LEADS,
+    AuditSettings,
+    _lowpass,
+    candidate_pairs,
+    find_duplicates,
+    leaked_records,
+    load_audit,
+    set_name,
 )
 
 from wfdb_fixtures import STANDARD_NAMES, ecg_like, make_ptbxl_tree, write_cinc_record, write_wfdb_record
@@ -44,18 +51,18 @@ def collection(tmp_path: Path) -> tuple[Path, Path, dict]:
         write_cinc_record(a, f"A{i:03d}", _digital(_at(_analog(i, 10), 500)))
     copy = _digital(_at(_analog(100, 10), 500))
     write_cinc_record(a, "A100", copy)
-    write_cinc_record(a, "A101", copy)                                    # exact, within A
+    write_cinc_record(a, "A101", copy)  # exact, within A
     x = _analog(200, 12)
     write_cinc_record(a, "A200", _digital(_at(x, 500)))
-    write_cinc_record(b, "B200", _digital(_at(x, 1000)), fs=1000)        # near, across: 500 vs 1000 Hz
+    write_cinc_record(b, "B200", _digital(_at(x, 1000)), fs=1000)  # near, across: 500 vs 1000 Hz
     write_cinc_record(b, "B201", _digital(_at(x, 257)[: 257 * 8]), fs=257)  # and at 257 Hz, 8 s
     y = _analog(300, 60)
-    write_cinc_record(a, "A300", _digital(_at(y, 500)))                 # 60 s ...
-    write_cinc_record(b, "B300", _digital(_at(y[:10_000], 500)))       # ... and its first 10 s
+    write_cinc_record(a, "A300", _digital(_at(y, 500)))  # 60 s ...
+    write_cinc_record(b, "B300", _digital(_at(y[:10_000], 500)))  # ... and its first 10 s
     write_cinc_record(b, "B400", _digital(0.2 * _at(_analog(400, 10), 500)))  # low voltage, unrelated
     write_cinc_record(b, "B401", _digital(0.2 * _at(_analog(401, 10), 500)))
-    write_cinc_record(b, "B500", np.zeros((12, 5000), np.int16))        # flat
-    write_cinc_record(b, "B600", _digital(_at(_analog(600, 4), 500)))   # 4 s: too short
+    write_cinc_record(b, "B500", np.zeros((12, 5000), np.int16))  # flat
+    write_cinc_record(b, "B600", _digital(_at(_analog(600, 4), 500)))  # 4 s: too short
     write_cinc_record(b, "B700", _digital(_at(_analog(700, 10), 500))[:10], leads=STANDARD_NAMES[:10])
     planted = {
         ("A", "A100", "A", "A101"): ("exact", False),
@@ -85,8 +92,10 @@ def test_finds_exactly_the_planted_duplicates(collection):
     skipped = {s["record"]: s["problem"] for s in result.skipped}
     assert "shorter than the audit's 6 s" in skipped["B600"]
     assert any("B700" in r and "missing lead(s) V5, V6" in t for r, t in skipped.items())
-    assert result.sets == [{"set": set_name(a), "kind": "cinc", "records": 16, "audited": 16},
-                           {"set": set_name(b), "kind": "cinc", "records": 7, "audited": 6}]  # B700: not indexed
+    assert result.sets == [
+        {"set": set_name(a), "kind": "cinc", "records": 16, "audited": 16},
+        {"set": set_name(b), "kind": "cinc", "records": 7, "audited": 6},
+    ]  # B700: not indexed
 
 
 def test_same_answer_with_one_worker_and_tolerance_is_applied(collection):
@@ -162,11 +171,15 @@ def test_cli_writes_json_and_csv(collection, tmp_path, capsys):
     assert data["summary"]["pairs"] == 5 and data["settings"]["leads"] == list(AUDIT_LEADS)
     assert load_audit(out).pairs == find_duplicates([a, b], workers=1).pairs
     out_csv = tmp_path / "pairs.csv"
-    assert cli_main(["data", "audit", str(a), str(b), "--out", str(out_csv), "--workers", "1",
-                     "--tolerance", "0.0001"]) == 0
+    assert (
+        cli_main(["data", "audit", str(a), str(b), "--out", str(out_csv), "--workers", "1", "--tolerance", "0.0001"])
+        == 0
+    )
     rows = list(csv.DictReader(out_csv.open()))
-    assert [(r["record_a"], r["record_b"], r["kind"]) for r in rows] == [("A100", "A101", "exact"),
-                                                                          ("A300", "B300", "near")]
+    assert [(r["record_a"], r["record_b"], r["kind"]) for r in rows] == [
+        ("A100", "A101", "exact"),
+        ("A300", "B300", "near"),
+    ]
 
 
 # -- real data ---------------------------------------------------------------------------------------------

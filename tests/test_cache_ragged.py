@@ -27,6 +27,7 @@ from ecg_transfer.training.windows import sliding_windows
 from training_synth import LABELS, make_data, tiny_config
 from wfdb_fixtures import CINC_CODES as CODES, write_cinc_record
 
+
 def write_cinc(folder: Path, name: str, fs: int, seconds: float, dx: str, seed: int) -> np.ndarray:
     """One CinC-format record at ``fs`` Hz; returns its ADC values (leads, samples)."""
     val = np.random.default_rng(seed).integers(-800, 800, size=(12, int(round(fs * seconds)))).astype(np.int16)
@@ -71,9 +72,14 @@ class ClaimingAdapter:
         self.claims, self.true_samples = claims, true_samples
 
     def index(self) -> pd.DataFrame:
-        return pd.DataFrame({"record_id": [f"r{i}" for i in range(len(self.claims))],
-                             "fs": [float(fs) for fs, _ in self.claims], "n_samples": [n for _, n in self.claims],
-                             "n_leads": 12})
+        return pd.DataFrame(
+            {
+                "record_id": [f"r{i}" for i in range(len(self.claims))],
+                "fs": [float(fs) for fs, _ in self.claims],
+                "n_samples": [n for _, n in self.claims],
+                "n_leads": 12,
+            }
+        )
 
     def read(self, rid: str) -> np.ndarray:
         i = int(rid[1:])
@@ -96,8 +102,14 @@ def test_a_header_claim_never_sizes_an_allocation(tmp_path: Path) -> None:
 
 
 def test_build_chunks_are_bounded_whatever_the_claims() -> None:
-    index = pd.DataFrame({"fs": [1000.0] * 3000 + [257.0] * 75, "n_samples": [30_000] * 3000 + [462_600] * 75,
-                          "n_leads": 12, "record_id": [str(i) for i in range(3075)]})
+    index = pd.DataFrame(
+        {
+            "fs": [1000.0] * 3000 + [257.0] * 75,
+            "n_samples": [30_000] * 3000 + [462_600] * 75,
+            "n_leads": 12,
+            "record_id": [str(i) for i in range(3075)],
+        }
+    )
     settings = {"fs": 500.0, "seconds": None, "n_leads": 12}
     for workers in (1, 2, 16):
         budget = int(np.clip(cache_mod.MEMORY_BUDGET // (4 * workers), 4 << 20, 64 << 20))
@@ -154,8 +166,9 @@ def test_train_run_gives_the_same_run_for_a_padded_array_and_ragged_records(tmp_
     b = train_run(cfg, ragged, Y, ids, splits, LABELS, tmp_path / "b", progress=False)
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
     for name in ("val", "test"):
-        assert (tmp_path / "a" / f"predictions_{name}.csv").read_text() == \
-               (tmp_path / "b" / f"predictions_{name}.csv").read_text()
+        assert (tmp_path / "a" / f"predictions_{name}.csv").read_text() == (
+            tmp_path / "b" / f"predictions_{name}.csv"
+        ).read_text()
 
 
 def test_evaluation_of_a_30_minute_record_holds_one_batch_of_windows() -> None:
@@ -164,8 +177,9 @@ def test_evaluation_of_a_30_minute_record_holds_one_batch_of_windows() -> None:
     short = np.random.default_rng(1).normal(size=(12, 10 * fs)).astype(np.float32)
     sig = RaggedSignals.from_records([short, long, short])
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv1d(12, 4, 9, stride=8), torch.nn.AdaptiveMaxPool1d(1),
-                                torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(12, 4, 9, stride=8), torch.nn.AdaptiveMaxPool1d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    )
     scaler = GlobalStandardScaler(0.0, 1.0)
     tracemalloc.start()
     probs, _ = predict_records(model, sig, [0, 1, 2], scaler=scaler, crop_len=crop, stride=stride, batch_size=batch)
@@ -181,19 +195,51 @@ def test_evaluation_of_a_30_minute_record_holds_one_batch_of_windows() -> None:
 
 
 # -- data summary reads headers only ------------------------------------------------------------------
-def test_data_summary_reads_headers_unless_signals_are_asked_for(mixed_tree: Path, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_data_summary_reads_headers_unless_signals_are_asked_for(
+    mixed_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from ecg_transfer.cli import main
 
     cache_dir = tmp_path / "c"
-    assert main(["data", "summary", "--dataset", "cinc", "--root", str(mixed_tree), "--cache-dir", str(cache_dir),
-                 "--json", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "summary",
+                "--dataset",
+                "cinc",
+                "--root",
+                str(mixed_tree),
+                "--cache-dir",
+                str(cache_dir),
+                "--json",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     assert not cache_dir.exists() and s["cache"] is None  # no signal was read
     assert s["records_indexed"] == len(MIXED) * 3 and s["sampling_rates_hz"] == [257.0, 500.0, 1000.0]
     assert max(s["seconds"]) == 40.0
-    assert main(["data", "summary", "--dataset", "cinc", "--root", str(mixed_tree), "--cache-dir", str(cache_dir),
-                 "--json", "--no-progress", "--signals"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "summary",
+                "--dataset",
+                "cinc",
+                "--root",
+                str(mixed_tree),
+                "--cache-dir",
+                str(cache_dir),
+                "--json",
+                "--no-progress",
+                "--signals",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     assert cache_dir.exists() and s["cache"]["fs"] == 257.0 and s["records"] == len(MIXED) * 3
     assert s["signals"]["records_read"] == len(MIXED) * 3 and s["signals"]["std_mv"] > 0
@@ -214,11 +260,20 @@ def test_long_records_are_views_of_one_cache_and_train(mixed_tree: Path, tmp_pat
     for i in range(len(whole.X)):
         n, m = int(whole.X.lengths[i]), int(centre.X.lengths[i])
         assert np.array_equal(first.X.record(i), whole.X.record(i)[:, :m])
-        assert np.array_equal(centre.X.record(i), whole.X.record(i)[:, (n - m) // 2:(n - m) // 2 + m])
+        assert np.array_equal(centre.X.record(i), whole.X.record(i)[:, (n - m) // 2 : (n - m) // 2 + m])
     with pytest.raises(ConfigError, match="max_seconds"):
         load_task({**base, "long_records": "first"}, 100.0, progress=False)
     with pytest.raises(ConfigError, match="long_records"):
         load_task({**base, "max_seconds": 5}, 100.0, progress=False)
-    result = train_run(tiny_config(epochs=1), centre.X, centre.Y, centre.record_ids, centre.splits,
-                       centre.label_names, tmp_path / "run", lengths=centre.lengths, progress=False)
+    result = train_run(
+        tiny_config(epochs=1),
+        centre.X,
+        centre.Y,
+        centre.record_ids,
+        centre.splits,
+        centre.label_names,
+        tmp_path / "run",
+        lengths=centre.lengths,
+        progress=False,
+    )
     assert result.predictions["test"].exists()

@@ -75,8 +75,12 @@ def test_a_planted_pickle_is_never_unpickled(tree: Path, cache_dir: Path, monkey
 
 def test_no_module_reads_pickles() -> None:
     risky = re.compile(r"read_pickle|pickle\.loads?\(|allow_pickle\s*=\s*True|torch\.load\((?![^)]*weights_only=True)")
-    found = [f"{p.relative_to(SRC)}:{i}" for p in (SRC / "ecg_transfer").rglob("*.py")
-             for i, line in enumerate(p.read_text().splitlines(), 1) if risky.search(line)]
+    found = [
+        f"{p.relative_to(SRC)}:{i}"
+        for p in (SRC / "ecg_transfer").rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if risky.search(line)
+    ]
     # distributed.py pickles an exception it raised itself to test it can travel; nothing read from disk
     assert [f for f in found if not f.startswith("ecg_transfer/training/distributed.py")] == []
 
@@ -96,6 +100,7 @@ def test_truncated_store_is_rebuilt(tree: Path, cache_dir: Path) -> None:
     def truncate(path: Path) -> None:
         with open(path / cache_mod.SIGNALS, "rb+") as fh:
             fh.truncate(fh.seek(0, 2) // 3)
+
     _damage_and_reopen(tree, cache_dir, truncate)
 
 
@@ -106,17 +111,22 @@ def test_half_zeroed_store_is_rebuilt(tree: Path, cache_dir: Path) -> None:
         with open(f, "rb+") as fh:
             fh.seek(size // 2)
             fh.write(b"\0" * (size - size // 2))
+
     _damage_and_reopen(tree, cache_dir, zero_half)
 
 
-def test_verify_finds_a_small_change_the_sampled_check_cannot(tmp_path: Path, cache_dir: Path,
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_verify_finds_a_small_change_the_sampled_check_cannot(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     tree = make_ptbxl_tree(tmp_path / "ptbxl40", n_records=40, rates=(100,))  # 1.9 MB: gaps between samples
     c = load_or_build(PTBXL(tree), cache_dir=cache_dir, progress=False)
     size = c.meta["store"]["bytes"]
     sampled = np.unique(np.linspace(0, size - cache_files.SAMPLE_BLOCK, cache_files.SAMPLE_COUNT).astype(int))
-    gap = next(int(s + cache_files.SAMPLE_BLOCK + 8) for s, t in zip(sampled, sampled[1:])
-               if t - s > cache_files.SAMPLE_BLOCK + 64)
+    gap = next(
+        int(s + cache_files.SAMPLE_BLOCK + 8)
+        for s, t in zip(sampled, sampled[1:])
+        if t - s > cache_files.SAMPLE_BLOCK + 64
+    )
     with open(c.path / cache_mod.SIGNALS, "rb+") as fh:
         fh.seek(gap)
         fh.write(b"\x7f\x7f\x7f\x7f")
@@ -124,28 +134,47 @@ def test_verify_finds_a_small_change_the_sampled_check_cannot(tmp_path: Path, ca
     with pytest.raises(CacheDamagedError, match="damaged chunk"):
         open_cache(c.path, verify=True)
     from ecg_transfer.cli import main
+
     with pytest.warns(CacheWarning, match="damaged"):
-        assert main(["data", "cache", "--dataset", "ptbxl", "--root", str(tree), "--cache-dir", str(cache_dir),
-                     "--verify", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "cache",
+                    "--dataset",
+                    "ptbxl",
+                    "--root",
+                    str(tree),
+                    "--cache-dir",
+                    str(cache_dir),
+                    "--verify",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     assert "built" in capsys.readouterr().out
     _same_as_reads(open_cache(c.path, verify=True), tree)
 
 
-@pytest.mark.parametrize("name,content", [("meta.json", b"{not json"), ("table.parquet", b"PAR1 garbage PAR1"),
-                                          ("slots.npy", None)])
+@pytest.mark.parametrize(
+    "name,content", [("meta.json", b"{not json"), ("table.parquet", b"PAR1 garbage PAR1"), ("slots.npy", None)]
+)
 def test_damaged_metadata_files_are_rebuilt(tree: Path, cache_dir: Path, name: str, content: bytes | None) -> None:
     def damage(path: Path) -> None:
         if content is None:
             (path / name).unlink()
         else:
             (path / name).write_bytes(content)
+
     _damage_and_reopen(tree, cache_dir, damage)
 
 
 # -- every write checked -------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["short", "enospc"])
-def test_a_full_disk_fails_and_says_where(tree: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                          how: str) -> None:
+def test_a_full_disk_fails_and_says_where(
+    tree: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     real = os.pwrite
 
     def full_disk(fd, data, offset):
@@ -160,8 +189,9 @@ def test_a_full_disk_fails_and_says_where(tree: Path, cache_dir: Path, monkeypat
 
 
 # -- the store reaches the disk before the folder is renamed into place ----------------------------
-def test_store_is_written_back_while_building_and_synced_at_the_end(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_is_written_back_while_building_and_synced_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
     real_fdatasync, real_fsync = os.fdatasync, os.fsync
     monkeypatch.setattr(cache_mod.os, "fdatasync", lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
@@ -205,8 +235,10 @@ def test_build_folder_names_carry_host_and_pid(tree: Path, cache_dir: Path, monk
 
 
 def _holder(lock: Path, ready: Path) -> subprocess.Popen:
-    code = (f"from filelock import FileLock; import time, pathlib; l = FileLock({str(lock)!r}); l.acquire(); "
-            f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
+    code = (
+        f"from filelock import FileLock; import time, pathlib; l = FileLock({str(lock)!r}); l.acquire(); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     for _ in range(200):
         if ready.exists():
@@ -257,8 +289,12 @@ def test_concurrent_builds_never_crash_and_build_once(tree: Path, cache_dir: Pat
         c = load_or_build(PTBXL({str(tree)!r}), cache_dir={str(cache_dir)!r}, progress=False, workers=2)
         print(json.dumps({{"build_id": c.meta["build_id"], "built": c.built, "records": len(c.table)}}))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=_env()) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        )
+        for _ in range(8)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -303,14 +339,15 @@ def _state(pid: int) -> str:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_workers_die_with_a_killed_build_and_its_folder_is_cleaned(tree: Path, cache_dir: Path,
-                                                                    tmp_path: Path) -> None:
+def test_workers_die_with_a_killed_build_and_its_folder_is_cleaned(tree: Path, cache_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "slow_adapter.py").write_text(SLOW_ADAPTER)
     pids = tmp_path / "pids"
     pids.mkdir()
-    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from slow_adapter import Slow; "
-            f"from ecg_transfer.datasets.cache import load_or_build; "
-            f"load_or_build(Slow({str(pids)!r}), cache_dir={str(cache_dir)!r}, progress=False, workers=2)")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from slow_adapter import Slow; "
+        f"from ecg_transfer.datasets.cache import load_or_build; "
+        f"load_or_build(Slow({str(pids)!r}), cache_dir={str(cache_dir)!r}, progress=False, workers=2)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], env=_env())
     deadline = time.time() + 120
     while len(list(pids.iterdir())) < 2 and time.time() < deadline:

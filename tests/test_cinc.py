@@ -95,7 +95,16 @@ def test_header_quirks_and_index_columns(tmp_path):
     ds = make_ds(tmp_path)
     df = ds.index()
     assert list(df.columns) == [
-        "record_id", "path", "mat_path", "fs", "n_samples", "n_leads", "leads", "age", "sex", "dx",
+        "record_id",
+        "path",
+        "mat_path",
+        "fs",
+        "n_samples",
+        "n_leads",
+        "leads",
+        "age",
+        "sex",
+        "dx",
     ]
     assert df.record_id.tolist() == ["E00001", "E00002", "E00003"]  # found recursively, sorted
     r1, r2, r3 = (df.set_index("record_id").loc[r] for r in ["E00001", "E00002", "E00003"])
@@ -108,8 +117,7 @@ def test_header_quirks_and_index_columns(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "gain_field",
-    ["1000/mV", "1000.0(0)/mV", "4880/mV", "1000(-25)/mV", "200(12)/uV", "2.5e2/mV", "1000", "0.5(3)/V"],
+    "gain_field", ["1000/mV", "1000.0(0)/mV", "4880/mV", "1000(-25)/mV", "200(12)/uV", "2.5e2/mV", "1000", "0.5(3)/V"]
 )
 def test_gain_and_baseline_match_wfdb_header_parsing(tmp_path, gain_field):
     sig_line = f"E00001.mat 16+24 {gain_field} 16 9 -12 0 0 I"

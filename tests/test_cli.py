@@ -43,8 +43,20 @@ def test_ptbxl_summary_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=12)
     dat = root / "records100" / "00000" / "00004_lr.dat"
     dat.write_bytes(dat.read_bytes()[:500])
-    code, out, _ = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root), "--signals",
-                           "--cache-dir", str(tmp_path / "c"), "--json", "--no-progress", capsys=capsys)
+    code, out, _ = run_cli(
+        "data",
+        "summary",
+        "--dataset",
+        "ptbxl",
+        "--root",
+        str(root),
+        "--signals",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+        "--no-progress",
+        capsys=capsys,
+    )
     assert code == 0
     s = json.loads(out)
     assert s["records"] == 11 and s["records_indexed"] == 12
@@ -58,11 +70,34 @@ def test_ptbxl_summary_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 def test_ptbxl_summary_text_and_strict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=12)
     (root / "records100" / "00000" / "00007_lr.hea").write_bytes(b"\xff\xfe\x00garbage")
-    code, out, _ = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root), "--signals",
-                           "--cache-dir", str(tmp_path / "c"), "--no-progress", capsys=capsys)
+    code, out, _ = run_cli(
+        "data",
+        "summary",
+        "--dataset",
+        "ptbxl",
+        "--root",
+        str(root),
+        "--signals",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--no-progress",
+        capsys=capsys,
+    )
     assert code == 0 and "problems: 1" in out and "00007" in out and "not valid text" in out
-    code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(root), "--signals",
-                           "--cache-dir", str(tmp_path / "c2"), "--no-progress", "--strict", capsys=capsys)
+    code, _, err = run_cli(
+        "data",
+        "summary",
+        "--dataset",
+        "ptbxl",
+        "--root",
+        str(root),
+        "--signals",
+        "--cache-dir",
+        str(tmp_path / "c2"),
+        "--no-progress",
+        "--strict",
+        capsys=capsys,
+    )
     assert code == 2 and "00007" in err and "not valid text" in err
 
 
@@ -75,8 +110,20 @@ def test_cinc_summary_lists_every_kind_of_problem(tmp_path: Path, capsys: pytest
     write_cinc_record(root / "g2", "E00102", "426783006", nan=True)  # NaN in signal
     write_cinc_record(root / "g2", "E00103", "426783006")
     (root / "g2" / "E00103.mat").unlink()  # missing .mat
-    code, out, _ = run_cli("data", "summary", "--dataset", "cinc", "--root", str(root), "--signals",
-                           "--cache-dir", str(tmp_path / "c"), "--json", "--no-progress", capsys=capsys)
+    code, out, _ = run_cli(
+        "data",
+        "summary",
+        "--dataset",
+        "cinc",
+        "--root",
+        str(root),
+        "--signals",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+        "--no-progress",
+        capsys=capsys,
+    )
     assert code == 0
     s = json.loads(out)
     by_record = {}
@@ -95,8 +142,13 @@ def test_cinc_summary_lists_every_kind_of_problem(tmp_path: Path, capsys: pytest
 
 def test_every_subcommand_has_help() -> None:
     parser = build_parser()
-    for argv in (["--help"], ["download", "--help"], ["data", "--help"], ["data", "summary", "--help"],
-                 ["data", "cache", "--help"]):
+    for argv in (
+        ["--help"],
+        ["download", "--help"],
+        ["data", "--help"],
+        ["data", "summary", "--help"],
+        ["data", "cache", "--help"],
+    ):
         with pytest.raises(SystemExit) as exc:
             parser.parse_args(argv)
         assert exc.value.code == 0
@@ -117,23 +169,38 @@ def test_console_script_runs() -> None:
 
 
 def test_unknown_root_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(tmp_path / "nope"),
-                           "--no-progress", capsys=capsys)
+    code, _, err = run_cli(
+        "data", "summary", "--dataset", "ptbxl", "--root", str(tmp_path / "nope"), "--no-progress", capsys=capsys
+    )
     assert code == 2 and f"ptbxl root {tmp_path / 'nope'} does not exist" in err
     (tmp_path / "empty").mkdir()
-    code, _, err = run_cli("data", "summary", "--dataset", "ptbxl", "--root", str(tmp_path / "empty"),
-                           "--no-progress", capsys=capsys)
+    code, _, err = run_cli(
+        "data", "summary", "--dataset", "ptbxl", "--root", str(tmp_path / "empty"), "--no-progress", capsys=capsys
+    )
     assert code == 2 and "ptbxl_database.csv" in err  # a folder that is not PTB-XL: what it lacks is named
     (tmp_path / "link").symlink_to(tmp_path / "gone")
-    code, _, err = run_cli("data", "summary", "--dataset", "cinc", "--root", str(tmp_path / "link"),
-                           "--no-progress", capsys=capsys)
+    code, _, err = run_cli(
+        "data", "summary", "--dataset", "cinc", "--root", str(tmp_path / "link"), "--no-progress", capsys=capsys
+    )
     assert code == 2 and f"broken symbolic link to {tmp_path / 'gone'}" in err  # not "is not a directory"
 
 
 @pytest.mark.realdata
 def test_real_g12ec_summary(g12ec_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli("data", "summary", "--dataset", "cinc", "--root", str(g12ec_root), "--signals",
-                           "--cache-dir", str(tmp_path / "c"), "--json", "--no-progress", capsys=capsys)
+    code, out, _ = run_cli(
+        "data",
+        "summary",
+        "--dataset",
+        "cinc",
+        "--root",
+        str(g12ec_root),
+        "--signals",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+        "--no-progress",
+        capsys=capsys,
+    )
     assert code == 0
     s = json.loads(out)
     assert s["records"] == 74 and s["sampling_rates_hz"] == [500.0] and s["seconds"] == [10.0]

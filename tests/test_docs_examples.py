@@ -22,8 +22,11 @@ from wfdb_fixtures import make_ptbxl_tree, write_cinc
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-TINY = {"model": "fcn_wang", "batch_size": 8,
-        "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.0}}
+TINY = {
+    "model": "fcn_wang",
+    "batch_size": 8,
+    "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.0},
+}
 NEEDS_CAPTUM = "the docs explain a prediction, which needs captum (pip install 'ecg-transfer[explain]')"
 CODES = ["426783006", "164889003", "59118001", "270492004"]  # NSR, AF, RBBB, IAVB
 
@@ -52,6 +55,7 @@ def _write_tiny(config: Path, dest: Path) -> None:
 
 def _toml(cfg: dict) -> str:
     """A flat TOML writer for run configs (top-level keys, then one table per dict)."""
+
     def value(v: object) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -64,8 +68,11 @@ def _toml(cfg: dict) -> str:
         return repr(v)
 
     top = [f"{k} = {value(v)}" for k, v in cfg.items() if not isinstance(v, dict) or k == "model_kwargs"]
-    tables = [f"[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
-              for k, v in cfg.items() if isinstance(v, dict) and k != "model_kwargs"]
+    tables = [
+        f"[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
+        for k, v in cfg.items()
+        if isinstance(v, dict) and k != "model_kwargs"
+    ]
     return "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n"
 
 

@@ -46,9 +46,7 @@ class FixtureServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def __enter__(self) -> "FixtureServer":
         self._thread.start()
@@ -141,8 +139,9 @@ class FixtureServer:
 # ------------------------------------------------------------------------------- fixtures
 
 
-def _write_tree(server_root: Path, files: dict[str, bytes], sums: bool = True,
-                extra_sum_lines: tuple[str, ...] = ()) -> None:
+def _write_tree(
+    server_root: Path, files: dict[str, bytes], sums: bool = True, extra_sum_lines: tuple[str, ...] = ()
+) -> None:
     for rel, data in files.items():
         p = server_root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -290,8 +289,20 @@ def test_always_corrupt_file_fails_clearly_and_cli_exits_nonzero(ptbxl, capsys):
         assert len(server.file_requests(victim)) == 3  # first try + 2 retries
 
         parser = dl.add_download_arguments(argparse.ArgumentParser())
-        args = parser.parse_args(["ptbxl", "--root", str(out / "ptbxl"), "--base-url", server.url,
-                                  "--retries", "1", "--backoff", "0", "--no-progress"])
+        args = parser.parse_args(
+            [
+                "ptbxl",
+                "--root",
+                str(out / "ptbxl"),
+                "--base-url",
+                server.url,
+                "--retries",
+                "1",
+                "--backoff",
+                "0",
+                "--no-progress",
+            ]
+        )
         code = dl.run_download(args)
     assert not report.ok and list(report.failed) == [victim]
     reason = report.failed[victim]
@@ -332,8 +343,12 @@ def test_georgia_prefix_is_stripped_and_other_sets_ignored(tmp_path):
 def test_path_traversal_entries_are_refused(tmp_path, capsys):
     files = {"ok/a.txt": b"fine\n"}
     evil = hashlib.sha256(b"pwned").hexdigest()
-    extra = (f"{evil}  ../evil.txt", f"{evil}  /tmp/abs_evil.txt", f"{evil}  ok/../../evil2.txt",
-             f"{evil}  training/georgia/../../evil3.txt")
+    extra = (
+        f"{evil}  ../evil.txt",
+        f"{evil}  /tmp/abs_evil.txt",
+        f"{evil}  ok/../../evil2.txt",
+        f"{evil}  training/georgia/../../evil3.txt",
+    )
     _write_tree(tmp_path / "srv", files, extra_sum_lines=extra)
     (tmp_path / "evil.txt").write_bytes(b"pwned")  # would be servable if the client asked
     out = tmp_path / "out"
@@ -341,10 +356,15 @@ def test_path_traversal_entries_are_refused(tmp_path, capsys):
         report = _run(server, out)
         requested = [p for p, _ in server.requests]
         parser = dl.add_download_arguments(argparse.ArgumentParser())
-        code = dl.run_download(parser.parse_args(
-            ["ptbxl", "--root", str(out / "ptbxl"), "--base-url", server.url, "--no-progress"]))
-    assert set(report.refused) == {"../evil.txt", "/tmp/abs_evil.txt", "ok/../../evil2.txt",
-                                   "training/georgia/../../evil3.txt"}
+        code = dl.run_download(
+            parser.parse_args(["ptbxl", "--root", str(out / "ptbxl"), "--base-url", server.url, "--no-progress"])
+        )
+    assert set(report.refused) == {
+        "../evil.txt",
+        "/tmp/abs_evil.txt",
+        "ok/../../evil2.txt",
+        "training/georgia/../../evil3.txt",
+    }
     assert all(r.startswith("refused:") for r in report.refused.values())
     assert report.downloaded == ["ok/a.txt"] and not report.ok
     assert requested == ["/SHA256SUMS.txt", "/ok/a.txt"]
@@ -372,8 +392,9 @@ def test_listing_fallback_when_no_checksums(tmp_path, capsys):
         report = _run(server, out, name="g12ec")
         again = _run(server, out, name="g12ec")
         parser = dl.add_download_arguments(argparse.ArgumentParser())
-        code = dl.run_download(parser.parse_args(
-            ["g12ec", "--root", str(out / "g12ec"), "--base-url", server.url, "--no-progress"]))
+        code = dl.run_download(
+            parser.parse_args(["g12ec", "--root", str(out / "g12ec"), "--base-url", server.url, "--no-progress"])
+        )
     assert report.ok and not report.verified
     assert sorted(report.downloaded) == ["g1/E00001.hea", "g1/E00001.mat", "g11/E10001.hea"]
     assert again.downloaded == [] and len(again.skipped) == 3
@@ -398,9 +419,11 @@ def test_include_and_rates_select_subsets(ptbxl):
     expected = sorted(k for k in files if not k.startswith("records500/"))
     assert sorted(only100.downloaded) == expected
     assert sorted(inc.downloaded) == expected
-    assert sorted(glob.downloaded) == ["records100/00000/00001_lr.dat",
-                                       "records100/00000/00001_lr.hea",
-                                       "records500/00000/00001_hr.dat"]
+    assert sorted(glob.downloaded) == [
+        "records100/00000/00001_lr.dat",
+        "records100/00000/00001_lr.hea",
+        "records500/00000/00001_hr.dat",
+    ]
 
 
 def test_stale_part_file_from_an_old_run_is_resumed_or_replaced(ptbxl):
@@ -433,8 +456,16 @@ def test_dataset_sources_point_at_the_physionet_releases():
 
 def test_cli_help_explains_options():
     text = dl.add_download_arguments(argparse.ArgumentParser(prog="ecg-transfer download")).format_help()
-    for needle in ("--root", "--base-url", "--include", "--rates", "--workers", "--retries",
-                   "SHA256SUMS.txt", "resume"):
+    for needle in (
+        "--root",
+        "--base-url",
+        "--include",
+        "--rates",
+        "--workers",
+        "--retries",
+        "SHA256SUMS.txt",
+        "resume",
+    ):
         assert needle in text
 
 
@@ -468,8 +499,9 @@ def test_root_is_the_dataset_folder_and_the_parent_is_refused(ptbxl, tmp_path, c
         _run(server, out)  # out/ptbxl now holds the dataset
         parser = argparse.ArgumentParser()
         dl.add_download_arguments(parser)
-        code = dl.run_download(parser.parse_args(["ptbxl", "--root", str(out), "--base-url", server.url,
-                                                  "--no-progress"]))
+        code = dl.run_download(
+            parser.parse_args(["ptbxl", "--root", str(out), "--base-url", server.url, "--no-progress"])
+        )
     err = capsys.readouterr().err
     assert code == 2 and f"use --root {out / 'ptbxl'}" in err
     assert not (out / "ptbxl_database.csv").exists()  # nothing written beside the copy

@@ -10,7 +10,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ecg_transfer.evaluation.bootstrap import (
-    bootstrap_metrics, bootstrap_p_value, draw_resamples, paired_bootstrap, percentile_ci, resample_counts,
+    bootstrap_metrics,
+    bootstrap_p_value,
+    draw_resamples,
+    paired_bootstrap,
+    percentile_ci,
+    resample_counts,
     seed_summary,
 )
 

@@ -12,8 +12,18 @@ from sklearn.metrics import roc_auc_score
 
 from ecg_transfer.evaluation import metrics as M
 from ecg_transfer.evaluation.calibration import (
-    CALIBRATORS, RANK_EPS, ClassTemperatureScaling, IsotonicCalibration, PlattScaling, TemperatureScaling,
-    load_calibrator, logit, make_calibrator, rank_guard, reliability_bins, save_calibrator,
+    CALIBRATORS,
+    RANK_EPS,
+    ClassTemperatureScaling,
+    IsotonicCalibration,
+    PlattScaling,
+    TemperatureScaling,
+    load_calibrator,
+    logit,
+    make_calibrator,
+    rank_guard,
+    reliability_bins,
+    save_calibrator,
 )
 
 
@@ -34,7 +44,7 @@ def _hard_case(n=400, seed=3):
     z[:, 2] = rng.normal(size=n) * 3 - 2.0 * y[:, 2]  # scores go the wrong way
     p = expit(z).astype(np.float32)
     p[:5, 0] = 1.0
-    p[5:10, 0] = np.float32(1) - np.float32(2 ** -24) * np.arange(1, 6, dtype=np.float32)  # adjacent float32s
+    p[5:10, 0] = np.float32(1) - np.float32(2**-24) * np.arange(1, 6, dtype=np.float32)  # adjacent float32s
     p[10:15, 0] = 0.0
     p[15:40, 1] = np.round(p[15:40, 1], 1)  # ties
     return y, p.astype(np.float64)
@@ -63,19 +73,21 @@ def test_steep_maps_would_create_ties_without_the_guard():
     y, p = _hard_case()
     iso = IsotonicRegression(out_of_bounds="clip").fit(p[:, 1], y[:, 1])
     assert len(np.unique(iso.predict(p[:, 1]))) < len(np.unique(p[:, 1]))
-    z = logit(p[:5 + 5, 0])
+    z = logit(p[: 5 + 5, 0])
     assert len(np.unique(expit(z * 4))) < len(np.unique(p[:10, 0]))  # 1 - k 2^-24 all become 1.0
-    assert len(np.unique(PlattScaling(slopes=[4.0], intercepts=[0.0], n_classes=1).transform(p[:10, :1]))) == \
-        len(np.unique(p[:10, 0]))
+    assert len(np.unique(PlattScaling(slopes=[4.0], intercepts=[0.0], n_classes=1).transform(p[:10, :1]))) == len(
+        np.unique(p[:10, 0])
+    )
 
 
 def test_rank_guard_separates_every_pair_of_adjacent_float32_values():
     """Whatever the map does (constant, a step, saturated at 0 or 1), distinct float32 inputs stay distinct."""
     x = np.float32(10.0) ** np.linspace(-45, 0, 1500, dtype=np.float32)
-    x = np.concatenate([x, np.float32(1) - np.float32(2 ** -24) * np.arange(1, 40, dtype=np.float32)])
+    x = np.concatenate([x, np.float32(1) - np.float32(2**-24) * np.arange(1, 40, dtype=np.float32)])
     x = x[(x > 0) & (x < 1)]
-    p = np.unique(np.concatenate([x, np.nextafter(x, np.float32(1)), np.nextafter(x, np.float32(0)),
-                                  np.float32([0, 0.5, 1])])).astype(np.float64)
+    p = np.unique(
+        np.concatenate([x, np.nextafter(x, np.float32(1)), np.nextafter(x, np.float32(0)), np.float32([0, 0.5, 1])])
+    ).astype(np.float64)
     for f in (np.zeros_like(p), np.full_like(p, 0.3), np.ones_like(p), np.where(p < 0.5, 0.2, 0.9)):
         out = rank_guard(f, p)
         assert np.all(np.diff(out) > 0) and np.all(np.abs(out - f) <= RANK_EPS * (1 + 1e-9))
@@ -85,10 +97,12 @@ def test_temperature_recovers_the_true_temperature():
     y, p = _overconfident(20000, T=2.5)
     c = TemperatureScaling().fit(p, y)
     assert c.temperature == pytest.approx(2.5, rel=0.05)
+
     # and it minimises the validation NLL: nudging T either way does worse
     def nll(T):
         q = np.clip(expit(logit(p) / T), 1e-12, 1 - 1e-12)
         return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+
     assert nll(c.temperature) <= min(nll(c.temperature * 1.02), nll(c.temperature / 1.02))
 
 

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from ecg_transfer.evaluation.challenge import (
-    NORMAL_CLASS, challenge_mapping, challenge_score, challenge_terms, modified_confusion_matrix, normalise,
+    NORMAL_CLASS,
+    challenge_mapping,
+    challenge_score,
+    challenge_terms,
+    modified_confusion_matrix,
+    normalise,
 )
 from ecg_transfer.labels import get_protocol, load_weights
 

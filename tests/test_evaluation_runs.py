@@ -28,8 +28,9 @@ def _split(n, k, seed, signal):
     return y, (1 / (1 + np.exp(-2 * z))).astype(np.float32)
 
 
-def make_run(path: Path, *, signal=1.5, seed=0, labels=LABELS, n_test=120, n_val=80, ids=None,
-             config=None, val=True) -> Path:
+def make_run(
+    path: Path, *, signal=1.5, seed=0, labels=LABELS, n_test=120, n_val=80, ids=None, config=None, val=True
+) -> Path:
     """A run directory as train_run leaves it (predictions + config), without training anything."""
     path.mkdir(parents=True, exist_ok=True)
     noise = np.random.default_rng(1000 + seed)
@@ -75,8 +76,9 @@ def test_calibration_is_fitted_on_validation_only(tmp_path):
     params = (run / "evaluation" / "calibrator_isotonic.json").read_text()
     # change the test set's labels: a calibrator fitted on validation must not move
     r = load_run(run)
-    save_predictions(run / "predictions_test.csv", r.test.record_ids, r.test.label_names, 1 - r.test.y_true,
-                     r.test.probs)
+    save_predictions(
+        run / "predictions_test.csv", r.test.record_ids, r.test.label_names, 1 - r.test.y_true, r.test.probs
+    )
     evaluate_run(run, calibrate=["isotonic"], n_resamples=30, plots=False)
     assert (run / "evaluation" / "calibrator_isotonic.json").read_text() == params
 
@@ -118,8 +120,13 @@ def test_compare_aligns_record_order(tmp_path):
     r = load_run(b)
     perm = np.random.default_rng(0).permutation(len(r.test.record_ids))
     shuffled = make_run(tmp_path / "b-shuffled", signal=1.0, seed=1)
-    save_predictions(shuffled / "predictions_test.csv", [r.test.record_ids[i] for i in perm],
-                     list(reversed(r.test.label_names)), r.test.y_true[perm][:, ::-1], r.test.probs[perm][:, ::-1])
+    save_predictions(
+        shuffled / "predictions_test.csv",
+        [r.test.record_ids[i] for i in perm],
+        list(reversed(r.test.label_names)),
+        r.test.y_true[perm][:, ::-1],
+        r.test.probs[perm][:, ::-1],
+    )
     x = compare_runs([a], [b], n_resamples=40, write=False)["difference"]
     y = compare_runs([a], [shuffled], n_resamples=40, write=False)["difference"]
     for name in x:

@@ -46,8 +46,16 @@ def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("explain") / "run"
     threads = torch.get_num_threads()
     try:
-        res = train_run(tiny_config(epochs=6, model_kwargs={"head_dropout": 0.0}), X, Y, ids, splits,
-                        list(LEADS), run, progress=False)
+        res = train_run(
+            tiny_config(epochs=6, model_kwargs={"head_dropout": 0.0}),
+            X,
+            Y,
+            ids,
+            splits,
+            list(LEADS),
+            run,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     assert res.test_macro_auc > 0.9  # the task is learnt, so the attributions have something to find
@@ -98,7 +106,11 @@ def test_gradcam_is_a_map_over_time_of_the_windows_seen(trained):
         assert (ex.per_time >= 0).all() and ex.per_time.max() > 0
         assert np.all(ex.per_time[375:] == 0)  # windows at 0, 125 and 250 end at 375
     d = explanation_json("r", [f"l{i}" for i in range(12)], FS, e)
-    assert d["method"] == "gradcam" and "attribution" not in d["labels"]["L3"] and len(d["labels"]["L7"]["per_time"]) == 490
+    assert (
+        d["method"] == "gradcam"
+        and "attribution" not in d["labels"]["L3"]
+        and len(d["labels"]["L7"]["per_time"]) == 490
+    )
 
 
 def test_default_labels_are_the_most_probable_and_bad_ones_are_named(trained):
@@ -119,8 +131,22 @@ def test_cli_writes_png_and_json_per_record_and_label(trained, tmp_path, capsys)
     np.save(tmp_path / "two.npy", X[splits["test"][:2]])
     np.save(tmp_path / "short.npy", X[0][:, :100])
     out = tmp_path / "expl"
-    code = main(["explain", str(run), str(tmp_path / "two.npy"), str(tmp_path / "short.npy"), "--fs", "100",
-                 "--labels", "L7", "--steps", "8", "--out", str(out)])
+    code = main(
+        [
+            "explain",
+            str(run),
+            str(tmp_path / "two.npy"),
+            str(tmp_path / "short.npy"),
+            "--fs",
+            "100",
+            "--labels",
+            "L7",
+            "--steps",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 3  # the short record fails, the others are written
     assert "short" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["two_0.json", "two_0__L7.png", "two_1.json", "two_1__L7.png"]
@@ -130,5 +156,19 @@ def test_cli_writes_png_and_json_per_record_and_label(trained, tmp_path, capsys)
     assert len(lab["attribution"]) == 12 and len(lab["attribution"][0]) == X.shape[2]
     assert set(lab["per_lead_share"]) == set(d["leads"]) and abs(sum(lab["per_lead_share"].values()) - 1) < 1e-4
     assert (out / "two_0__L7.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["explain", str(run), str(tmp_path / "two.npy"), "--fs", "100", "--labels", "nope",
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "explain",
+                str(run),
+                str(tmp_path / "two.npy"),
+                "--fs",
+                "100",
+                "--labels",
+                "nope",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )

@@ -23,7 +23,8 @@ floors = _floors_module()
 
 def test_committed_constraints_match_pyproject() -> None:
     assert (ROOT / ".ci" / "floors.txt").read_text() == floors.render(floors.floor_pins()), (
-        "regenerate: python .ci/floors.py > .ci/floors.txt")
+        "regenerate: python .ci/floors.py > .ci/floors.txt"
+    )
     assert floors.main(["--check", str(ROOT / ".ci" / "floors.txt")]) == 0
 
 
@@ -36,8 +37,11 @@ def write_pyproject(tmp_path: Path, deps: list[str], extras: dict[str, list[str]
 
 
 def test_pins_every_floor_of_the_dependencies_and_extras(tmp_path: Path) -> None:
-    path = write_pyproject(tmp_path, ["numpy>=1.24.2", "Torch>=2.13,<3"],
-                           {"export": ["onnx>=1.17"], "explain": ["captum>=0.7"], "test": ["pytest>=7"]})
+    path = write_pyproject(
+        tmp_path,
+        ["numpy>=1.24.2", "Torch>=2.13,<3"],
+        {"export": ["onnx>=1.17"], "explain": ["captum>=0.7"], "test": ["pytest>=7"]},
+    )
     assert floors.floor_pins(path) == ["numpy==1.24.2", "Torch==2.13", "onnx==1.17", "captum==0.7"]
 
 
@@ -49,8 +53,7 @@ def test_a_dependency_without_one_floor_is_refused(tmp_path: Path, dep: str) -> 
 
 
 def test_two_floors_of_one_package_are_refused(tmp_path: Path) -> None:
-    path = write_pyproject(tmp_path, ["onnx>=1.16"], {"export": ["onnx>=1.17"], "explain": [],
-                                                     "test": ["onnx>=1.16"]})
+    path = write_pyproject(tmp_path, ["onnx>=1.16"], {"export": ["onnx>=1.17"], "explain": [], "test": ["onnx>=1.16"]})
     with pytest.raises(ValueError, match="two floors"):
         floors.floor_pins(path)
 

@@ -12,18 +12,26 @@ import torch
 
 from ecg_transfer.errors import ConfigError
 from ecg_transfer.signal import (
-    INPUT_KINDS, LOG_FLOOR, input_leads, input_transform, log_spectrum, spectrum, stft_bins, stft_geometry,
-    stft_spectrogram, transformed_shape,
+    INPUT_KINDS,
+    LOG_FLOOR,
+    input_leads,
+    input_transform,
+    log_spectrum,
+    spectrum,
+    stft_bins,
+    stft_geometry,
+    stft_spectrogram,
+    transformed_shape,
 )
 from ecg_transfer.training import RunConfig, load_config, load_model_file, load_predictions, train_run
-from training_synth import (LABELS, assert_same_state, killed_after_first_epoch, load_state,
-                            make_data, tiny_config)
+from training_synth import LABELS, assert_same_state, killed_after_first_epoch, load_state, make_data, tiny_config
 
 FREQ_KINDS = ("spectrum", "log-spectrum", "stft")
 
 
-def sine_windows(fs: float, seconds: float = 2.5, lead: int = 3, hz: float = 10.0, phase: float = 0.3,
-                 n: int = 2, noise: float = 0.0) -> np.ndarray:
+def sine_windows(
+    fs: float, seconds: float = 2.5, lead: int = 3, hz: float = 10.0, phase: float = 0.3, n: int = 2, noise: float = 0.0
+) -> np.ndarray:
     t = np.arange(int(round(seconds * fs))) / fs
     x = np.random.default_rng(0).normal(0.0, noise, (n, 12, t.size)) if noise else np.zeros((n, 12, t.size))
     x[:, lead] += np.sin(2 * np.pi * hz * t + phase)
@@ -32,10 +40,14 @@ def sine_windows(fs: float, seconds: float = 2.5, lead: int = 3, hz: float = 10.
 
 # ----- the transforms -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fs,expected", [
-    (100.0, {"time": (12, 250), "spectrum": (12, 126), "log-spectrum": (12, 126), "stft": (132, 47)}),
-    (500.0, {"time": (12, 1250), "spectrum": (12, 626), "log-spectrum": (12, 626), "stft": (612, 47)}),
-])
+
+@pytest.mark.parametrize(
+    "fs,expected",
+    [
+        (100.0, {"time": (12, 250), "spectrum": (12, 126), "log-spectrum": (12, 126), "stft": (132, 47)}),
+        (500.0, {"time": (12, 1250), "spectrum": (12, 626), "log-spectrum": (12, 626), "stft": (612, 47)}),
+    ],
+)
 def test_shapes_and_dtype(fs, expected):
     crop = int(2.5 * fs)
     x = np.random.default_rng(1).normal(size=(3, 12, crop)).astype(np.float32)
@@ -71,20 +83,32 @@ def test_stft_peaks_at_10_hz_in_lead_3_at_every_frame(fs):
     F = stft_bins(fs)
     ten_hz = int(round(10 / (fs / stft_geometry(fs)[0])))  # bins are fs / window = 5 Hz apart
     assert ten_hz == 2
-    block = S[0, 3 * F:4 * F]  # lead 3's bins, lead-major channels
+    block = S[0, 3 * F : 4 * F]  # lead 3's bins, lead-major channels
     assert (block.argmax(axis=0) == ten_hz).all()
-    assert block[ten_hz].min() > S[0, :3 * F].max() + 3  # e^3 ~ 20x above any other lead
+    assert block[ten_hz].min() > S[0, : 3 * F].max() + 3  # e^3 ~ 20x above any other lead
 
 
 def test_stft_is_scipy_stft_of_the_frames_inside_the_window():
     from scipy.signal import get_window, stft
 
     x = np.random.default_rng(5).normal(size=(2, 12, 250)).astype(np.float32)
-    _, _, Z = stft(x.astype(np.float64), fs=100.0, window="hann", nperseg=20, noverlap=15, nfft=20, detrend=False,
-                   return_onesided=True, boundary=None, padded=False, scaling="spectrum", axis=-1)
+    _, _, Z = stft(
+        x.astype(np.float64),
+        fs=100.0,
+        window="hann",
+        nperseg=20,
+        noverlap=15,
+        nfft=20,
+        detrend=False,
+        return_onesided=True,
+        boundary=None,
+        padded=False,
+        scaling="spectrum",
+        axis=-1,
+    )
     assert Z.shape == (2, 12, 11, 47)
     w = get_window("hann", 20)
-    Z = Z * w.sum() / np.sqrt(np.sum(w ** 2))  # scaling="spectrum" divides by sum(w); ours by sqrt(sum(w^2))
+    Z = Z * w.sum() / np.sqrt(np.sum(w**2))  # scaling="spectrum" divides by sum(w); ours by sqrt(sum(w^2))
     want = np.log(np.abs(Z) + LOG_FLOOR).reshape(2, 12 * 11, 47)
     np.testing.assert_allclose(stft_spectrogram(x, 100.0), want, atol=1e-5)
 
@@ -107,7 +131,7 @@ def test_magnitude_spectrum_ignores_a_time_shift():
     for lead in range(12):  # components on the 0.4 Hz grid of a 2.5 s window
         for hz in (1.2, 2.4, 10.0, 17.2):
             sig[lead] += rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi))
-    a, b = sig[None, :, :n].astype(np.float32), sig[None, :, 37:37 + n].astype(np.float32)
+    a, b = sig[None, :, :n].astype(np.float32), sig[None, :, 37 : 37 + n].astype(np.float32)
     assert np.abs(a - b).max() > 1.0  # the samples differ a lot...
     sa, sb = spectrum(a), spectrum(b)
     assert np.abs(sa - sb).max() < 1e-3 * sa.max()  # ...their magnitude spectra hardly
@@ -126,6 +150,7 @@ def test_bad_input_values_fail_clearly():
 
 # ----- runs -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def data():
     return make_data()
@@ -137,9 +162,12 @@ def freq_runs(tmp_path_factory, data):
     X, Y, ids, splits = data
     root = tmp_path_factory.mktemp("freq")
     epochs = {"spectrum": 6, "stft": 6, "log-spectrum": 2}  # log-spectrum: no learning asserted, see below
-    return {kind: train_run(tiny_config(epochs=epochs[kind], input=kind), X, Y, ids, splits, LABELS, root / kind,
-                            progress=False)
-            for kind in FREQ_KINDS}
+    return {
+        kind: train_run(
+            tiny_config(epochs=epochs[kind], input=kind), X, Y, ids, splits, LABELS, root / kind, progress=False
+        )
+        for kind in FREQ_KINDS
+    }
 
 
 @pytest.mark.parametrize("kind", ["spectrum", "stft"])
@@ -148,6 +176,7 @@ def test_learns_the_10_hz_bursts(freq_runs, kind):
     assert r.val_macro_auc is not None and r.val_macro_auc > 0.65, r.history
     # the validation split is 12 records; 400 fresh ones say it is not luck
     from ecg_transfer.training.loop import macro_auc
+
     Xb, Yb, _, _ = make_data(n=400, seed=11)
     assert macro_auc(Yb, load_model_file(r.model_path).predict(Xb))[0] > 0.65
 
@@ -175,6 +204,7 @@ def test_runs_and_model_file_reproduces_predictions(freq_runs, data, kind):
     assert np.array_equal(lm.predict(X, splits["test"], batch_size=8), probs.astype(np.float32))
     # the transform really is applied: the network on untransformed windows is another function (or fails)
     from ecg_transfer.training.predict import predict_records
+
     if kind != "stft":  # an stft network cannot even take 12 channels
         raw, _ = predict_records(lm.model, X, splits["test"], scaler=lm.scaler, crop_len=250, stride=125)
         assert not np.allclose(raw, probs, atol=1e-3)
@@ -206,8 +236,9 @@ def test_input_is_part_of_the_run_definition(tmp_path, data):
     run_dir = tmp_path / "run"
     killed_after_first_epoch(run_dir, X, Y, ids, splits)
     with pytest.raises(ConfigError, match="config.input"):
-        train_run(tiny_config(epochs=2, input="spectrum"), X, Y, ids, splits, LABELS, run_dir, resume=True,
-                  progress=False)
+        train_run(
+            tiny_config(epochs=2, input="spectrum"), X, Y, ids, splits, LABELS, run_dir, resume=True, progress=False
+        )
     # a checkpoint written before the key existed resumes as the time-domain run it was
     ck = load_state(run_dir / "checkpoint.pt")
     del ck["meta"]["config"]["input"]
@@ -218,13 +249,15 @@ def test_input_is_part_of_the_run_definition(tmp_path, data):
 
 # ----- fine-tuning ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["spectrum", "stft"])
 def test_finetune_from_a_frequency_run(freq_runs, tmp_path, kind):
     X, Y, ids, splits = make_data(n=48, seed=7)
     Y = np.ascontiguousarray(Y[:, :2])
     cfg = tiny_config(epochs=2, input=kind, finetune={"policy": "all", "epochs": 2, "lr": 1e-3})
-    r = train_run(cfg, X, Y, ids, splits, ["A", "B"], tmp_path / "ft", init_from=freq_runs[kind].run_dir,
-                  progress=False)
+    r = train_run(
+        cfg, X, Y, ids, splits, ["A", "B"], tmp_path / "ft", init_from=freq_runs[kind].run_dir, progress=False
+    )
     lm = load_model_file(r.model_path)
     pre = load_model_file(freq_runs[kind].model_path)
     assert lm.input == kind and lm.spec["in_channels"] == pre.spec["in_channels"] and len(lm.label_names) == 2
@@ -240,15 +273,34 @@ def test_finetune_refuses_another_input(freq_runs, tmp_path, data):
     time_run = train_run(tiny_config(epochs=1), X, Y, ids, splits, LABELS, tmp_path / "time", progress=False)
     ft = {"policy": "all", "epochs": 1}
     with pytest.raises(ConfigError, match=r"'input': 'spectrum'.*input='time'"):
-        train_run(tiny_config(input="spectrum", finetune=ft), X, Y, ids, splits, LABELS, tmp_path / "a",
-                  init_from=time_run.run_dir, progress=False)
+        train_run(
+            tiny_config(input="spectrum", finetune=ft),
+            X,
+            Y,
+            ids,
+            splits,
+            LABELS,
+            tmp_path / "a",
+            init_from=time_run.run_dir,
+            progress=False,
+        )
     with pytest.raises(ConfigError, match=r"'input': 'time'.*input='stft'"):
-        train_run(tiny_config(finetune=ft), X, Y, ids, splits, LABELS, tmp_path / "b",
-                  init_from=freq_runs["stft"].run_dir, progress=False)
+        train_run(
+            tiny_config(finetune=ft),
+            X,
+            Y,
+            ids,
+            splits,
+            LABELS,
+            tmp_path / "b",
+            init_from=freq_runs["stft"].run_dir,
+            progress=False,
+        )
     assert not (tmp_path / "a" / "model.pt").exists() and not (tmp_path / "b" / "model.pt").exists()
 
 
 # ----- prediction CLI machinery and export ----------------------------------------------------
+
 
 def test_predictor_takes_the_records_leads(freq_runs):
     from ecg_transfer.inference.predict import Predictor
@@ -258,6 +310,7 @@ def test_predictor_takes_the_records_leads(freq_runs):
     assert p.n_leads == 12
     # 500 Hz records are resampled to the model's 100 Hz, then windowed and transformed like training
     from ecg_transfer.signal import resample
+
     X500 = resample(X.astype(np.float64), 100.0, 500.0).astype(np.float32)
     probs, _ = p.predict_array(X500, fs=500.0)
     want = p.loaded.predict(resample(X500.astype(np.float64), 500.0, 100.0).astype(np.float32))
@@ -277,8 +330,15 @@ def test_torch_transform_matches_numpy(kind, fs):
     assert np.abs(got - want).max() < 2e-4  # float32 DFT sums; log(|X| + 1e-3) magnifies tiny |X|
 
 
-@pytest.mark.parametrize("fmt,kind,exporter", [("torchscript", "log-spectrum", "auto"), ("onnx", "stft", "auto"),
-                                               ("onnx", "spectrum", "legacy"), ("torchscript", "stft", "auto")])
+@pytest.mark.parametrize(
+    "fmt,kind,exporter",
+    [
+        ("torchscript", "log-spectrum", "auto"),
+        ("onnx", "stft", "auto"),
+        ("onnx", "spectrum", "legacy"),
+        ("torchscript", "stft", "auto"),
+    ],
+)
 def test_export_includes_the_transform(freq_runs, tmp_path, fmt, kind, exporter):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime")

@@ -59,8 +59,9 @@ def test_no_function_is_longer_than_80_lines():
 def test_pending_list_is_not_stale():
     lengths = package_function_lengths()
     missing = sorted(name for name in PENDING if name not in lengths)
-    short = sorted(f"{name} ({lengths[name]} lines)" for name in PENDING if name in lengths
-                   and lengths[name] <= MAX_LINES)
+    short = sorted(
+        f"{name} ({lengths[name]} lines)" for name in PENDING if name in lengths and lengths[name] <= MAX_LINES
+    )
     assert not missing, f"PENDING names functions that no longer exist; remove them: {missing}"
     assert not short, f"now at most {MAX_LINES} lines; remove them from PENDING in {Path(__file__).name}: {short}"
 
@@ -74,8 +75,10 @@ def test_function_lengths_measures_methods_nested_and_conditional_functions():
     source = (
         "import sys\n"
         + function("short", 80)
-        + "class A:\n    @staticmethod\n" + function("long", 81, indent="    ")
-        + "if sys:\n" + function("outer", 90, indent="    ", inner=function("inner", 82, indent="    "))
+        + "class A:\n    @staticmethod\n"
+        + function("long", 81, indent="    ")
+        + "if sys:\n"
+        + function("outer", 90, indent="    ", inner=function("inner", 82, indent="    "))
     )
     lengths = function_lengths(source)
     assert lengths == {"short": 80, "A.long": 81, "outer": 90, "outer.<locals>.inner": 82}  # decorators not counted

@@ -81,8 +81,12 @@ def _cinc_corpus(root: Path, outside: Path) -> dict[str, str]:
         del expect["B_fifo"]
     (root / "B_dir.mat").mkdir()
     (root / "B_dev.mat").symlink_to("/dev/zero")
-    for name, fs, text in [("B_fs0", 0, "not a positive number"), ("B_fsneg", -500, "not a positive number"),
-                           ("B_fs1", 1, "outside 50-10000 Hz"), ("B_fs20k", 20000, "outside 50-10000 Hz")]:
+    for name, fs, text in [
+        ("B_fs0", 0, "not a positive number"),
+        ("B_fsneg", -500, "not a positive number"),
+        ("B_fs1", 1, "outside 50-10000 Hz"),
+        ("B_fs20k", 20000, "outside 50-10000 Hz"),
+    ]:
         write_cinc_record(root, name, _val(13), fs=fs)
         expect[name] = text
     write_cinc_record(root, "B_long", _val(14), n_samples=2**40)
@@ -167,9 +171,10 @@ def test_cinc_header_claiming_2_to_the_40_allocates_nothing_big(cinc_corpus):
     assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"
 
 
-@pytest.mark.parametrize("dtype, mat_format", [
-    (np.int32, "4"), (np.uint16, "4"), (np.uint8, "4"), (np.int8, "5"), (np.int64, "5"), (np.uint32, "5"),
-])  # MATLAB v4 has no int8/int64/uint32 (scipy writes them as double), v5 has
+@pytest.mark.parametrize(
+    "dtype, mat_format",
+    [(np.int32, "4"), (np.uint16, "4"), (np.uint8, "4"), (np.int8, "5"), (np.int64, "5"), (np.uint32, "5")],
+)  # MATLAB v4 has no int8/int64/uint32 (scipy writes them as double), v5 has
 def test_cinc_integer_types_are_converted_with_a_note(tmp_path, dtype, mat_format):
     val = np.random.default_rng(1).integers(0, 100, size=(12, 300)).astype(dtype)
     write_cinc_record(tmp_path, "A0001", val, mat_format=mat_format)
@@ -202,8 +207,19 @@ def test_cinc_v5_claim_beyond_what_the_file_can_hold(tmp_path):
 def test_cli_summary_on_the_corpus_lists_and_exits_cleanly(cinc_corpus, cache_dir, capsys):
     root, expect = cinc_corpus
     with no_hang(60):
-        rc = cli_main(["data", "summary", "--dataset", "cinc", "--root", str(root), "--cache-dir",
-                       str(cache_dir), "--no-progress"])
+        rc = cli_main(
+            [
+                "data",
+                "summary",
+                "--dataset",
+                "cinc",
+                "--root",
+                str(root),
+                "--cache-dir",
+                str(cache_dir),
+                "--no-progress",
+            ]
+        )
     out = capsys.readouterr().out
     assert rc == 0
     for name in expect:
@@ -212,8 +228,14 @@ def test_cli_summary_on_the_corpus_lists_and_exits_cleanly(cinc_corpus, cache_di
 
 # -- WFDB records ------------------------------------------------------------------------------------------
 def _wfdb(folder: Path, name: str = "r1", fs: float = 500, fmt: str = "16") -> Path:
-    return write_wfdb_record(folder, name, ecg_like(5000, 500, seed=1), fs,
-                             ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"], fmt)
+    return write_wfdb_record(
+        folder,
+        name,
+        ecg_like(5000, 500, seed=1),
+        fs,
+        ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"],
+        fmt,
+    )
 
 
 def _edit_header(hea: Path, line: int, field: int, value: str) -> None:
@@ -225,17 +247,20 @@ def _edit_header(hea: Path, line: int, field: int, value: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["16", "212"])
-@pytest.mark.parametrize("case, line, field, value, text", [
-    ("fs-low", 0, 2, "20", "outside 50-10000 Hz"),
-    ("fs-high", 0, 2, "20000", "outside 50-10000 Hz"),
-    ("fs-zero", 0, 2, "0", "not a positive number"),
-    ("huge", 0, 3, str(2**40), "truncated or wrong header"),
-    ("more", 0, 3, "6000", "truncated or wrong header"),
-    ("gain0", 3, 2, "0/mV", "gain 0 means the signal is uncalibrated"),
-    ("gainneg", 3, 2, "-200/mV", "is negative"),
-    ("abs", 1, 0, "/etc/passwd", "not a file name beside the header"),
-    ("up", 1, 0, "../r1.dat", "not a file name beside the header"),
-])
+@pytest.mark.parametrize(
+    "case, line, field, value, text",
+    [
+        ("fs-low", 0, 2, "20", "outside 50-10000 Hz"),
+        ("fs-high", 0, 2, "20000", "outside 50-10000 Hz"),
+        ("fs-zero", 0, 2, "0", "not a positive number"),
+        ("huge", 0, 3, str(2**40), "truncated or wrong header"),
+        ("more", 0, 3, "6000", "truncated or wrong header"),
+        ("gain0", 3, 2, "0/mV", "gain 0 means the signal is uncalibrated"),
+        ("gainneg", 3, 2, "-200/mV", "is negative"),
+        ("abs", 1, 0, "/etc/passwd", "not a file name beside the header"),
+        ("up", 1, 0, "../r1.dat", "not a file name beside the header"),
+    ],
+)
 def test_wfdb_header_cases(tmp_path, fmt, case, line, field, value, text):
     hea = _wfdb(tmp_path, fmt=fmt)
     _edit_header(hea, line, field, value)
@@ -275,16 +300,21 @@ def ptbxl_tree(tmp_path: Path) -> Path:
 
 def test_ptbxl_database_rows_named_skipped_rest_read(ptbxl_tree, tmp_path, cache_dir):
     outside = tmp_path / "elsewhere"
-    write_wfdb_record(outside, "evil", ecg_like(1000, 100), 100,
-                      ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"])
+    write_wfdb_record(
+        outside,
+        "evil",
+        ecg_like(1000, 100),
+        100,
+        ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"],
+    )
 
     def edit(db):
-        db.loc[1, "scp_codes"] = "{'NORM': 100.0,"                       # ecg_id 2: malformed
-        db.loc[2, "filename_lr"] = "../elsewhere/evil"                   # ecg_id 3: outside the root
-        db.loc[3, "filename_lr"] = str(outside / "evil")                 # ecg_id 4: absolute
-        db.loc[4, "strat_fold"] = "ten"                                  # ecg_id 5
-        db.loc[5, "ecg_id"] = "7"                                        # ecg_id 6 -> a second 7
-        db.loc[7, "ecg_id"] = "x8"                                       # not a number
+        db.loc[1, "scp_codes"] = "{'NORM': 100.0,"  # ecg_id 2: malformed
+        db.loc[2, "filename_lr"] = "../elsewhere/evil"  # ecg_id 3: outside the root
+        db.loc[3, "filename_lr"] = str(outside / "evil")  # ecg_id 4: absolute
+        db.loc[4, "strat_fold"] = "ten"  # ecg_id 5
+        db.loc[5, "ecg_id"] = "7"  # ecg_id 6 -> a second 7
+        db.loc[7, "ecg_id"] = "x8"  # not a number
 
     _rewrite_db(ptbxl_tree, edit)
     ds = PTBXL(ptbxl_tree)

@@ -101,9 +101,17 @@ def test_xresnet1d101_exports(tmp_path: Path) -> None:
     from ecg_transfer.training.scaler import GlobalStandardScaler
 
     model = models.build("xresnet1d101", 12, 5).eval()
-    save_model_file(tmp_path / "run" / "model.pt", model, label_names=list("abcde"),
-                    scaler=GlobalStandardScaler(0.01, 0.2), fs=100.0, crop_len=250, stride=125, aggregate="max",
-                    config={"model": "xresnet1d101"})
+    save_model_file(
+        tmp_path / "run" / "model.pt",
+        model,
+        label_names=list("abcde"),
+        scaler=GlobalStandardScaler(0.01, 0.2),
+        fs=100.0,
+        crop_len=250,
+        stride=125,
+        aggregate="max",
+        config={"model": "xresnet1d101"},
+    )
     X = synthetic(2, 250, seed=3)
     want = load_model_file(tmp_path / "run").predict(X)
     for fmt in ("onnx", "torchscript"):

@@ -88,8 +88,11 @@ def test_card_flags_labels_with_few_test_positives(run_dir: Path, monkeypatch: p
         assert f"| `{l}` | {n_pos[l]} | " in card
     few = [l for l in LABELS if n_pos[l] < modelcard.FEW_POSITIVES]
     assert few  # 8 test records: every label has fewer than 10 positives
-    assert ("Fewer than 10 test positives (their intervals are wide, their values fragile): "
-            + ", ".join(f"`{l}`" for l in few) + ".") in card
+    assert (
+        "Fewer than 10 test positives (their intervals are wide, their values fragile): "
+        + ", ".join(f"`{l}`" for l in few)
+        + "."
+    ) in card
     monkeypatch.setattr(modelcard, "FEW_POSITIVES", 1)
     assert "Fewer than" not in modelcard.model_card_text(run_dir, n_resamples=20)
 

@@ -51,9 +51,17 @@ def ecg(n: int, fs: float, seed: int, leads: int = 12) -> np.ndarray:
 
 def write_wfdb(folder: Path, name: str, sig: np.ndarray, fs: int, leads=LEADS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(leads), sig_name=list(leads),
-                d_signal=np.round(sig * 1000).astype(np.int64), fmt=["16"] * len(leads),
-                adc_gain=[1000.0] * len(leads), baseline=[0] * len(leads), write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * len(leads),
+        sig_name=list(leads),
+        d_signal=np.round(sig * 1000).astype(np.int64),
+        fmt=["16"] * len(leads),
+        adc_gain=[1000.0] * len(leads),
+        baseline=[0] * len(leads),
+        write_dir=str(folder),
+    )
     return folder / name
 
 
@@ -101,9 +109,15 @@ def test_wfdb_cinc_and_npy_equal_loaded_model(run_dir: Path, lm, tmp_path: Path)
     np.save(tmp_path / "one.npy", one)
 
     pred = Predictor.from_run(run_dir, threshold=None)
-    inputs = [tmp_path / "wfdb" / "w0", tmp_path / "wfdb" / "w1.hea", tmp_path / "wfdb" / "w2.dat",
-              tmp_path / "cinc" / "E00000.mat", tmp_path / "cinc" / "E00001", tmp_path / "batch.npy",
-              tmp_path / "one.npy"]
+    inputs = [
+        tmp_path / "wfdb" / "w0",
+        tmp_path / "wfdb" / "w1.hea",
+        tmp_path / "wfdb" / "w2.dat",
+        tmp_path / "cinc" / "E00000.mat",
+        tmp_path / "cinc" / "E00001",
+        tmp_path / "batch.npy",
+        tmp_path / "one.npy",
+    ]
     res = pred.predict_paths(inputs, fs=100.0)
     assert res.errors == []
     assert res.record_ids == ["w0", "w1", "w2", "E00000", "E00001", "batch[0]", "batch[1]", "one"]
@@ -128,8 +142,12 @@ def test_folder_through_the_cli(run_dir: Path, lm, tmp_path: Path, capsys: pytes
     assert header == ["record", *(f"prob:{l}" for l in LABELS), *(f"decision:{l}" for l in LABELS)]
     assert [r[0] for r in rows] == ["r1", "E00009"]
     probs = np.array([[float(v) for v in r[1:4]] for r in rows])
-    want = np.stack([expected(lm, wfdb.rdsamp(str(folder / "a" / "r1"))[0], 100),
-                     expected(lm, scipy.io.loadmat(folder / "b" / "E00009.mat")["val"].T / 1000.0, 100)])
+    want = np.stack(
+        [
+            expected(lm, wfdb.rdsamp(str(folder / "a" / "r1"))[0], 100),
+            expected(lm, scipy.io.loadmat(folder / "b" / "E00009.mat")["val"].T / 1000.0, 100),
+        ]
+    )
     np.testing.assert_allclose(probs, want, rtol=0, atol=1e-6)
     assert [[int(v) for v in r[4:]] for r in rows] == (probs >= 0.4).astype(int).tolist()
     meta = json.loads((tmp_path / "o" / "preds.json").read_text())
@@ -159,7 +177,8 @@ def test_leads_reordered_by_name_case_insensitively(run_dir: Path, lm, tmp_path:
     bad = LEADS[:11] + ["V7"]
     write_wfdb(tmp_path, "v7", sig, 100, leads=bad)
     res = Predictor.from_run(run_dir, threshold=None).predict_paths(
-        [tmp_path / "ordered", tmp_path / "shuffled", tmp_path / "v7"])
+        [tmp_path / "ordered", tmp_path / "shuffled", tmp_path / "v7"]
+    )
     assert res.record_ids == ["ordered", "shuffled"]
     np.testing.assert_allclose(res.probs[1], res.probs[0], rtol=0, atol=1e-6)
     [err] = res.errors
@@ -194,8 +213,9 @@ def test_bad_records_listed_others_predicted(run_dir: Path, tmp_path: Path, caps
     assert json.loads((tmp_path / "p.json").read_text())["n_failed"] == 4
 
     before = {p.name: p.read_bytes() for p in (out, tmp_path / "p.json", tmp_path / "p_errors.csv")}
-    code = main(["predict", str(run_dir), str(folder / "short"), str(folder / "trunc"), "--out", str(out),
-                 "--threshold", "0.5"])
+    code = main(
+        ["predict", str(run_dir), str(folder / "short"), str(folder / "trunc"), "--out", str(out), "--threshold", "0.5"]
+    )
     _, err = capsys.readouterr()
     assert code == 2 and "no record could be predicted" in err and "nothing written" in err
     assert {p.name: p.read_bytes() for p in (out, tmp_path / "p.json", tmp_path / "p_errors.csv")} == before

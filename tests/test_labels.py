@@ -44,11 +44,24 @@ CINC_LABELS = SHARED / "cinc_labels"
 
 # The original study's 18 pairs, restated from REFERENCE.md rather than imported from the code.
 STUDY_PAIRS = {
-    "1AVB": "270492004", "2AVB": "195042002", "CLBBB": "164909002", "CRBBB": "713427006",
-    "ILBBB": "251120003", "IRBBB": "713426002", "ISCAN": "426434006", "ISCIN": "425419005",
-    "ISCLA": "425623009", "IVCD": "698252002", "LAFB": "445118002",
-    "LAO/LAE": "67741000119109", "LNGQT": "111975006", "LPFB": "445211001",
-    "LVH": "164873001", "NDT": "428750005", "RVH": "89792004", "SEHYP": "266249003",
+    "1AVB": "270492004",
+    "2AVB": "195042002",
+    "CLBBB": "164909002",
+    "CRBBB": "713427006",
+    "ILBBB": "251120003",
+    "IRBBB": "713426002",
+    "ISCAN": "426434006",
+    "ISCIN": "425419005",
+    "ISCLA": "425623009",
+    "IVCD": "698252002",
+    "LAFB": "445118002",
+    "LAO/LAE": "67741000119109",
+    "LNGQT": "111975006",
+    "LPFB": "445211001",
+    "LVH": "164873001",
+    "NDT": "428750005",
+    "RVH": "89792004",
+    "SEHYP": "266249003",
 }
 
 
@@ -57,6 +70,7 @@ def needs(path: Path):
 
 
 # ---------------------------------------------------------------- parse_scp_codes
+
 
 def test_parse_scp_codes_reads_the_dict_literal():
     assert parse_scp_codes("{'NORM': 100.0, 'SR': 0}") == {"NORM": 100.0, "SR": 0.0}
@@ -75,7 +89,8 @@ def _literal_only(cell: str) -> dict | str:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return "refused"
     if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items()):
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items()
+    ):
         return "refused"
     try:
         return {k: float(v) for k, v in value.items()}
@@ -83,13 +98,39 @@ def _literal_only(cell: str) -> dict | str:
         return "refused"
 
 
-@pytest.mark.parametrize("cell", [
-    "{'NORM': 100.0, 'SR': 0.0}", "{'A': 1, 'A': 2}", "{'A': true}", "{'A': True}", "{'A': NaN}",
-    "{'A': Infinity}", "{'A': 1e400}", "{'A': -0.0}", "{'A': null}", "{'A': None}", "{'a\\/b': 1}",
-    "{'a\\u0041': 1}", "{'it\"s': 1}", "{1: 2}", "{'A': 1,}", "{'A': +1}", "{'A': 1_0}", "{'A': 0x10}",
-    "{'A': " + "9" * 400 + "}", "{'A': [1]}", "{'A': {'B': 1}}", "{}", "[]", "'A'", "{'A' 'B': 1}",
-    "{'A': 01}", "{'A':\t1}", '{"A": 1}',
-])
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "{'NORM': 100.0, 'SR': 0.0}",
+        "{'A': 1, 'A': 2}",
+        "{'A': true}",
+        "{'A': True}",
+        "{'A': NaN}",
+        "{'A': Infinity}",
+        "{'A': 1e400}",
+        "{'A': -0.0}",
+        "{'A': null}",
+        "{'A': None}",
+        "{'a\\/b': 1}",
+        "{'a\\u0041': 1}",
+        "{'it\"s': 1}",
+        "{1: 2}",
+        "{'A': 1,}",
+        "{'A': +1}",
+        "{'A': 1_0}",
+        "{'A': 0x10}",
+        "{'A': " + "9" * 400 + "}",
+        "{'A': [1]}",
+        "{'A': {'B': 1}}",
+        "{}",
+        "[]",
+        "'A'",
+        "{'A' 'B': 1}",
+        "{'A': 01}",
+        "{'A':\t1}",
+        '{"A": 1}',
+    ],
+)
 @pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")
 def test_parse_scp_codes_fast_path_agrees_with_the_literal_parser(cell):
     """The JSON reading of the common form (for speed) accepts exactly what ``ast.literal_eval``
@@ -112,6 +153,7 @@ def test_parse_scp_codes_agrees_with_the_literal_parser_on_real_ptbxl(ptbxl_root
 
 # ---------------------------------------------------------------- tasks on a tiny table
 
+
 @pytest.fixture
 def tiny_statements() -> pd.DataFrame:
     # code: diagnostic, form, rhythm, diagnostic_class, diagnostic_subclass
@@ -125,8 +167,7 @@ def tiny_statements() -> pd.DataFrame:
         "AFIB": (None, None, 1, None, None),
     }
     table = pd.DataFrame.from_dict(
-        rows, orient="index",
-        columns=["diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"],
+        rows, orient="index", columns=["diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"]
     )
     table[["diagnostic", "form", "rhythm"]] = table[["diagnostic", "form", "rhythm"]].astype(float)
     return table
@@ -134,13 +175,17 @@ def tiny_statements() -> pd.DataFrame:
 
 @pytest.fixture
 def tiny_database() -> pd.DataFrame:
-    return pd.DataFrame({"scp_codes": [
-        "{'NORM': 100.0, 'SR': 0.0}",
-        "{'IMI': 50.0, 'ASMI': 100.0, 'SR': 0.0}",
-        "{'NDT': 100.0, 'PVC': 0.0, 'AFIB': 0.0}",
-        "{'IMI': 15.0, 'AFIB': 0.0}",
-        "{'PVC': 0.0}",
-    ]})
+    return pd.DataFrame(
+        {
+            "scp_codes": [
+                "{'NORM': 100.0, 'SR': 0.0}",
+                "{'IMI': 50.0, 'ASMI': 100.0, 'SR': 0.0}",
+                "{'NDT': 100.0, 'PVC': 0.0, 'AFIB': 0.0}",
+                "{'IMI': 15.0, 'AFIB': 0.0}",
+                "{'PVC': 0.0}",
+            ]
+        }
+    )
 
 
 def test_tiny_tasks_every_key_counts(tiny_database, tiny_statements):
@@ -208,6 +253,7 @@ def test_statement_missing_from_the_table_is_an_error(tiny_statements):
 
 # ---------------------------------------------------------------- tasks on the real PTB-XL
 
+
 @pytest.fixture(scope="module")
 def ptbxl() -> tuple[pd.DataFrame, pd.DataFrame]:
     if not (PTBXL / "ptbxl_database.csv").exists():
@@ -222,8 +268,7 @@ def ptbxl() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_real_task_sizes(ptbxl):
     database, statements = ptbxl
     sizes = {task: len(task_labels(database, statements, task)[0]) for task in PTBXL_TASKS}
-    assert sizes == {"all": 71, "diagnostic": 44, "subdiagnostic": 23,
-                     "superdiagnostic": 5, "form": 19, "rhythm": 12}
+    assert sizes == {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
 
 
 @pytest.mark.realdata
@@ -232,12 +277,17 @@ def test_real_superclass_counts_match_the_ptbxl_paper(ptbxl):
     classes, y = task_labels(database, statements, "superdiagnostic")
     # records per superclass as published with PTB-XL (Wagner et al. 2020; PhysioNet page)
     assert dict(zip(classes, y.sum(axis=0).tolist())) == {
-        "NORM": 9528, "MI": 5486, "STTC": 5250, "CD": 4907, "HYP": 2655,
+        "NORM": 9528,
+        "MI": 5486,
+        "STTC": 5250,
+        "CD": 4907,
+        "HYP": 2655,
     }
     assert y.shape[0] == len(database)
 
 
 # ---------------------------------------------------------------- CinC 2020 label space
+
 
 def test_scored_codes_and_equivalences():
     codes = scored_codes()
@@ -302,6 +352,7 @@ def test_weights_reject_equivalent_codes_with_different_weights(tmp_path):
 
 # ---------------------------------------------------------------- the SCP -> SNOMED table
 
+
 def test_table_uses_only_codes_the_challenge_names():
     table = mapping_table()
     lookup = snomed_lookup()
@@ -341,8 +392,9 @@ def test_snomed_counts_agree_with_the_challenge_ptbxl_column(ptbxl):
     axis vs the challenge's own count of PTB-XL records with that code. They agree exactly on
     PTB-XL 1.0.3; the tolerance only leaves room for relabelled records in a future release."""
     database, _ = ptbxl
-    keys_per_record = [set(with_heart_axis(codes, axis))
-                       for codes, axis in zip(database["scp_codes"], database["heart_axis"])]
+    keys_per_record = [
+        set(with_heart_axis(codes, axis)) for codes, axis in zip(database["scp_codes"], database["heart_axis"])
+    ]
     challenge = dx_mapping_table().set_index("code")["PTB-XL"]
     mapped = snomed_to_scp("cinc2020")
     # every code the challenge gave PTB-XL records must be mapped, and no mapped code lacks them
@@ -357,6 +409,7 @@ def test_snomed_counts_agree_with_the_challenge_ptbxl_column(ptbxl):
 
 
 # ---------------------------------------------------------------- protocols
+
 
 def test_protocol_sizes_and_names():
     assert PROTOCOLS == ("seed18", "cinc2020")
@@ -409,8 +462,14 @@ def test_encode_scp():
     np.testing.assert_array_equal(y[:, names.index("NDT")], [0, 1])
 
     cinc = get_protocol("cinc2020")
-    y = cinc.encode_scp([{"NORM": 100.0}, {"SVARR": 0.0}, with_heart_axis({"SR": 0.0}, "ALAD"),
-                         with_heart_axis({"LVH": 100.0}, float("nan"))])
+    y = cinc.encode_scp(
+        [
+            {"NORM": 100.0},
+            {"SVARR": 0.0},
+            with_heart_axis({"SR": 0.0}, "ALAD"),
+            with_heart_axis({"LVH": 100.0}, float("nan")),
+        ]
+    )
     names = cinc.class_names
     assert y[0, names.index("NSR")] == 1 and y[0].sum() == 1
     assert y[1, names.index("PAC|SVPB")] == 1 and y[1].sum() == 1
@@ -448,8 +507,9 @@ def test_2021_codes_are_known_with_their_names():
 def test_2021_mapping_extends_2020_with_the_same_names():
     old, new = dx_mapping_table(2020).set_index("code"), dx_mapping_table(2021).set_index("code")
     assert set(old.index) < set(new.index) and len(set(new.index) - set(old.index)) == 22
-    joined = old[["abbreviation"]].merge(new[["abbreviation"]], left_index=True, right_index=True,
-                                         suffixes=("", "_2021"))
+    joined = old[["abbreviation"]].merge(
+        new[["abbreviation"]], left_index=True, right_index=True, suffixes=("", "_2021")
+    )
     assert len(joined) == len(old)
     assert (joined["abbreviation"] == joined["abbreviation_2021"]).all()
     assert {"Chapman-Shaoxing", "Ningbo", "PTB-XL", "CPSC-Extra"} <= set(new.columns)
@@ -482,8 +542,15 @@ def test_packaged_label_files_are_the_challenge_files(year, name):
 
 
 def test_dx_classes_merge_equivalents_and_order_by_count():
-    dx = [["59118001", "426783006"], ["713427006"], ["733534002"], ["164909002", "733534002"],
-          ["999999"], ["426783006", " 164909002 "], []]
+    dx = [
+        ["59118001", "426783006"],
+        ["713427006"],
+        ["733534002"],
+        ["164909002", "733534002"],
+        ["999999"],
+        ["426783006", " 164909002 "],
+        [],
+    ]
     classes = dx_classes(dx)
     by_name = {c.name: c for c in classes}
     assert by_name["CRBBB|RBBB"].codes == ("713427006", "59118001") and by_name["CRBBB|RBBB"].count == 2
@@ -491,8 +558,9 @@ def test_dx_classes_merge_equivalents_and_order_by_count():
     assert by_name["NSR"].count == 2 and by_name["999999"].count == 1  # unknown: named by its code
     assert [c.name for c in classes] == ["CLBBB|LBBB", "NSR", "CRBBB|RBBB", "999999"]  # ties: by code
     y = encode_dx(dx, classes)
-    np.testing.assert_array_equal(y, [[0, 1, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0],
-                                      [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(
+        y, [[0, 1, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 0, 0]]
+    )
     with pytest.raises(ValueError, match="split"):
         dx_classes(["713427006,59118001"])
 

@@ -22,8 +22,11 @@ from ecg_transfer._lazy import lazy_exports
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ecg_transfer"
 # packages with modules of their own to export from (a package that is one file, such as
 # ``templates`` -- its ``__init__`` and data files --, defines its names itself)
-INITS = sorted(p for p in PACKAGE.rglob("__init__.py")
-               if any(q.name != "__init__.py" for q in p.parent.glob("*.py")) or any(p.parent.glob("*/__init__.py")))
+INITS = sorted(
+    p
+    for p in PACKAGE.rglob("__init__.py")
+    if any(q.name != "__init__.py" for q in p.parent.glob("*.py")) or any(p.parent.glob("*/__init__.py"))
+)
 HEAVY = ("torch", "numpy", "scipy", "sklearn", "pandas", "pyarrow", "matplotlib", "captum", "wfdb", "pydantic")
 
 
@@ -46,7 +49,8 @@ def _type_checking_imports(block: ast.If, where: str) -> dict[str, str]:
         for alias in imp.names:
             assert alias.asname == alias.name, (
                 f"{where}:{imp.lineno}: write `{alias.name} as {alias.name}` (the re-export form mypy and "
-                "pyright recognise)")
+                "pyright recognise)"
+            )
             found[alias.name] = imp.module or ""
     return found
 
@@ -55,12 +59,17 @@ def _lazy_mapping(block: ast.If, where: str) -> dict[str, str]:
     """``{name: submodule}`` of the ``else: __getattr__, __dir__, __all__ = lazy_exports(__name__, {...})``
     (under ``else``, so that mypy sees no ``__getattr__`` and reports a misspelt name)."""
     for node in block.orelse:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
-                and getattr(node.value.func, "id", None) == "lazy_exports":
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "lazy_exports"
+        ):
             mapping = ast.literal_eval(node.value.args[1])
             return {name: module for module, names in mapping.items() for name in names}
-    raise AssertionError(f"{where}: no `else: __getattr__, __dir__, __all__ = lazy_exports(__name__, {{...}})` "
-                         "after the TYPE_CHECKING imports")
+    raise AssertionError(
+        f"{where}: no `else: __getattr__, __dir__, __all__ = lazy_exports(__name__, {{...}})` "
+        "after the TYPE_CHECKING imports"
+    )
 
 
 def check_init(source: str, where: str) -> list[str]:
@@ -68,12 +77,21 @@ def check_init(source: str, where: str) -> list[str]:
     tree = ast.parse(source)
     block = _type_checking_block(tree, where)
     static, lazy = _type_checking_imports(block, where), _lazy_mapping(block, where)
-    problems = [f"{where}: {name} is imported under TYPE_CHECKING from .{static[name]} but lazily from "
-                f".{lazy.get(name, '(nowhere)')}" for name in sorted(static) if static[name] != lazy.get(name)]
-    problems += [f"{where}: {name} is exported lazily from .{lazy[name]} but not imported under TYPE_CHECKING"
-                 for name in sorted(set(lazy) - set(static))]
-    eager = [n.lineno for n in tree.body if isinstance(n, ast.ImportFrom) and n.level
-             and n.module != "_lazy" and not n.module.endswith("._lazy")]
+    problems = [
+        f"{where}: {name} is imported under TYPE_CHECKING from .{static[name]} but lazily from "
+        f".{lazy.get(name, '(nowhere)')}"
+        for name in sorted(static)
+        if static[name] != lazy.get(name)
+    ]
+    problems += [
+        f"{where}: {name} is exported lazily from .{lazy[name]} but not imported under TYPE_CHECKING"
+        for name in sorted(set(lazy) - set(static))
+    ]
+    eager = [
+        n.lineno
+        for n in tree.body
+        if isinstance(n, ast.ImportFrom) and n.level and n.module != "_lazy" and not n.module.endswith("._lazy")
+    ]
     problems += [f"{where}:{line}: an eager import of the package's own modules (use lazy_exports)" for line in eager]
     return problems
 
@@ -85,12 +103,15 @@ def test_every_package_follows_the_lazy_convention(init: Path) -> None:
 
 def test_the_drift_check_can_fail() -> None:
     """A name added to the mapping but not to the TYPE_CHECKING imports (or the other way) is named."""
-    good = ('from typing import TYPE_CHECKING\nfrom .._lazy import lazy_exports\n'
-            'if TYPE_CHECKING:\n    from .runs import evaluate_run as evaluate_run\n'
-            'else:\n    __getattr__, __dir__, __all__ = lazy_exports(__name__, {"runs": ("evaluate_run",)})\n')
+    good = (
+        "from typing import TYPE_CHECKING\nfrom .._lazy import lazy_exports\n"
+        "if TYPE_CHECKING:\n    from .runs import evaluate_run as evaluate_run\n"
+        'else:\n    __getattr__, __dir__, __all__ = lazy_exports(__name__, {"runs": ("evaluate_run",)})\n'
+    )
     assert check_init(good, "x") == []
     assert check_init(good.replace('("evaluate_run",)', '("evaluate_run", "load_run")'), "x") == [
-        "x: load_run is exported lazily from .runs but not imported under TYPE_CHECKING"]
+        "x: load_run is exported lazily from .runs but not imported under TYPE_CHECKING"
+    ]
     assert "from .(nowhere)" in check_init(good.replace('("evaluate_run",)', "()"), "x")[0]
     assert "lazily from .metrics" in check_init(good.replace('{"runs"', '{"metrics"'), "x")[0]
     with pytest.raises(AssertionError, match="as evaluate_run"):
@@ -119,11 +140,13 @@ def test_importing_the_packages_and_the_cli_parser_stays_light() -> None:
     parser) without torch, matplotlib, scikit-learn, captum, scipy or pandas (it took 3.8 s when the
     audit's defaults pulled in scipy.signal, 1.0 s without)."""
     packages = ", ".join(_package_name(p) for p in INITS)
-    code = (f"import sys, json, {packages}\n"
-            f"first = [m for m in {HEAVY!r} if m in sys.modules]\n"
-            "from ecg_transfer.cli import build_parser\n"
-            "try:\n    build_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(json.dumps([first, [m for m in ('torch', 'matplotlib', 'sklearn', 'captum', 'scipy', 'pandas') if m in sys.modules]]))")
+    code = (
+        f"import sys, json, {packages}\n"
+        f"first = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "from ecg_transfer.cli import build_parser\n"
+        "try:\n    build_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps([first, [m for m in ('torch', 'matplotlib', 'sklearn', 'captum', 'scipy', 'pandas') if m in sys.modules]]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     packages_loaded, help_loaded = json.loads(out.strip().splitlines()[-1])
     assert packages_loaded == [], f"importing the packages loaded {packages_loaded}"

@@ -34,10 +34,24 @@ def _by_name(val: np.ndarray, names: list[str], wanted=STANDARD_LEADS) -> np.nda
 
 
 # -- names -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, lead", [
-    ("aVR", "AVR"), ("AVR", "AVR"), ("avr", "AVR"), (" aVl ", "AVL"), ("Lead aVF", "AVF"), ("LEAD_II", "II"),
-    ("i", "I"), ("DII", "II"), ("DIII", "III"), ("v6", "V6"), ("vx", None), ("MLII", None), ("-aVR", None),
-])
+@pytest.mark.parametrize(
+    "name, lead",
+    [
+        ("aVR", "AVR"),
+        ("AVR", "AVR"),
+        ("avr", "AVR"),
+        (" aVl ", "AVL"),
+        ("Lead aVF", "AVF"),
+        ("LEAD_II", "II"),
+        ("i", "I"),
+        ("DII", "II"),
+        ("DIII", "III"),
+        ("v6", "V6"),
+        ("vx", None),
+        ("MLII", None),
+        ("-aVR", None),
+    ],
+)
 def test_lead_aliases(name, lead):
     assert canonical_lead(name) == lead
 
@@ -46,8 +60,13 @@ def test_parse_leads_returns_standard_order_and_names_bad_values():
     assert parse_leads(None) == STANDARD_LEADS
     assert parse_leads(["II", "i"]) == ("I", "II")
     assert parse_leads(["avf", "avl", "avr", "III", "II", "I"]) == LIMB_LEADS
-    for bad, msg in [(["I", "I"], "twice"), (["I", "X1"], "not a standard lead"), ([], "non-empty"),
-                     ("I", "non-empty"), ([1], "not a standard lead")]:
+    for bad, msg in [
+        (["I", "I"], "twice"),
+        (["I", "X1"], "not a standard lead"),
+        ([], "non-empty"),
+        ("I", "non-empty"),
+        ([1], "not a standard lead"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             parse_leads(bad)
 
@@ -127,8 +146,9 @@ def reordered_tree(tmp_path: Path) -> Path:
     """A PTB-XL tree whose record 3 is written V1-first."""
     root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=6)
     sig = ecg_like(1000, 100, seed=3)
-    write_wfdb_record(root / "records100" / "00000", "00003_lr", sig[:, list(range(6, 12)) + list(range(6))],
-                      100, V1_FIRST)
+    write_wfdb_record(
+        root / "records100" / "00000", "00003_lr", sig[:, list(range(6, 12)) + list(range(6))], 100, V1_FIRST
+    )
     return root
 
 
@@ -184,11 +204,25 @@ def test_task_reads_the_configured_leads_and_the_dx_label_set(tmp_path, cache_di
 
     codes = ["426783006", "59118001", "713427006", "55827005"]  # NSR, RBBB = CRBBB, LVHV (2021)
     for i in range(30):
-        write_cinc_record(tmp_path / "set", f"A{i:04d}", _val(i), leads=V1_FIRST if i == 0 else None,
-                          dx=codes[i % 4] + ("," + codes[3] if i % 5 == 0 else ""))
-    task = {"dataset": "cinc", "root": str(tmp_path / "set"), "labels": "dx", "leads": ["II", "I"],
-            "cache_dir": str(cache_dir), "min_count": 9, "n_folds": 3, "train_folds": [1], "val_folds": [2],
-            "test_folds": [3]}
+        write_cinc_record(
+            tmp_path / "set",
+            f"A{i:04d}",
+            _val(i),
+            leads=V1_FIRST if i == 0 else None,
+            dx=codes[i % 4] + ("," + codes[3] if i % 5 == 0 else ""),
+        )
+    task = {
+        "dataset": "cinc",
+        "root": str(tmp_path / "set"),
+        "labels": "dx",
+        "leads": ["II", "I"],
+        "cache_dir": str(cache_dir),
+        "min_count": 9,
+        "n_folds": 3,
+        "train_folds": [1],
+        "val_folds": [2],
+        "test_folds": [3],
+    }
     data = load_task(task, 500, progress=False)
     assert data.label_names == ["CRBBB|RBBB", "LVHV"]  # 15 and 12 records; NSR (8) is under min_count
     assert set(data.table["n_leads"]) == {2}
@@ -205,8 +239,15 @@ def test_cache_refuses_an_adapter_that_mixes_lead_orders(tmp_path, cache_dir):
         problems: list = []
 
         def index(self):
-            return pd.DataFrame({"record_id": ["a", "b"], "fs": [500.0, 500.0], "n_samples": [5000, 5000],
-                                 "n_leads": [2, 2], "leads": [["I", "II"], ["II", "I"]]})
+            return pd.DataFrame(
+                {
+                    "record_id": ["a", "b"],
+                    "fs": [500.0, 500.0],
+                    "n_samples": [5000, 5000],
+                    "n_leads": [2, 2],
+                    "leads": [["I", "II"], ["II", "I"]],
+                }
+            )
 
         def fingerprint(self):
             return {"adapter": "mixed"}

@@ -9,30 +9,38 @@ import torch
 from torch import nn
 
 from ecg_transfer.errors import ConfigError
-from ecg_transfer.models import (
-    MODEL_NAMES,
-    build,
-    discriminative_lrs,
-    freeze_to,
-    layer_groups,
-    replace_head,
-)
+from ecg_transfer.models import MODEL_NAMES, build, discriminative_lrs, freeze_to, layer_groups, replace_head
 from ecg_transfer.models.heads import RnnConcatPool
 from ecg_transfer.models.xresnet1d import XResBlock
 
 XRESNETS = [n for n in MODEL_NAMES if n.startswith("xresnet1d")]
 # Number of layer groups per model, as documented in transfer.layer_groups (benchmark splits).
-N_GROUPS = {**{n: 3 for n in XRESNETS}, "inception1d": 3, "resnet1d_wang": 2, "fcn_wang": 3,
-            "lstm": 2, "lstm_bidir": 2, "s4": 6}  # s4: encoder, 4 blocks, head
+N_GROUPS = {
+    **{n: 3 for n in XRESNETS},
+    "inception1d": 3,
+    "resnet1d_wang": 2,
+    "fcn_wang": 3,
+    "lstm": 2,
+    "lstm_bidir": 2,
+    "s4": 6,
+}  # s4: encoder, 4 blocks, head
 
 
-def _xresnet_param_count(expansion: int, layers: list[int], c_in: int, n_classes: int,
-                         k: int = 5, stem: tuple[int, ...] = (32, 32, 64), width: int = 64,
-                         hidden: int = 128) -> int:
+def _xresnet_param_count(
+    expansion: int,
+    layers: list[int],
+    c_in: int,
+    n_classes: int,
+    k: int = 5,
+    stem: tuple[int, ...] = (32, 32, 64),
+    width: int = 64,
+    hidden: int = 128,
+) -> int:
     """Parameter count from the benchmark's description of XResNet1d (REFERENCE.md), layer by layer.
 
     conv: in*out*k (no bias, BN follows); BN: 2*channels; linear: in*out + out.
     """
+
     def conv(i: int, o: int, kk: int) -> int:
         return i * o * kk
 
@@ -49,8 +57,9 @@ def _xresnet_param_count(expansion: int, layers: list[int], c_in: int, n_classes
             if expansion == 1:
                 total += conv(prev, width, k) + bn(width) + conv(width, out, k) + bn(out)
             else:
-                total += (conv(prev, width, 1) + bn(width) + conv(width, width, k) + bn(width)
-                          + conv(width, out, 1) + bn(out))
+                total += (
+                    conv(prev, width, 1) + bn(width) + conv(width, width, k) + bn(width) + conv(width, out, 1) + bn(out)
+                )
             if prev != out:  # 1x1 conv-BN on the identity path when the channel count changes
                 total += conv(prev, out, 1) + bn(out)
             prev = out
@@ -78,13 +87,9 @@ def test_xresnet1d101_parameter_count():
     assert _n_params(build("xresnet1d101", in_channels=12, n_classes=71)) == expected
 
 
-@pytest.mark.parametrize("name,expansion,layers", [
-    ("xresnet1d18", 1, [2, 2, 2, 2]),
-    ("xresnet1d50", 4, [3, 4, 6, 3]),
-])
+@pytest.mark.parametrize("name,expansion,layers", [("xresnet1d18", 1, [2, 2, 2, 2]), ("xresnet1d50", 4, [3, 4, 6, 3])])
 def test_other_xresnet_parameter_counts(name, expansion, layers):
-    assert _n_params(build(name, in_channels=8, n_classes=5)) == _xresnet_param_count(
-        expansion, layers, 8, 5)
+    assert _n_params(build(name, in_channels=8, n_classes=5)) == _xresnet_param_count(expansion, layers, 8, 5)
 
 
 @pytest.mark.parametrize("n_samples", [250, 1250])
@@ -110,8 +115,9 @@ def test_train_mode_backward_works_at_odd_length():
 def test_last_bn_of_each_xresnet_block_is_zero(name):
     model = _shared(name)
     blocks = [m for m in model.modules() if isinstance(m, XResBlock)]
-    expected_blocks = {"xresnet1d18": 8, "xresnet1d34": 16, "xresnet1d50": 16,
-                       "xresnet1d101": 33, "xresnet1d152": 50}[name]
+    expected_blocks = {"xresnet1d18": 8, "xresnet1d34": 16, "xresnet1d50": 16, "xresnet1d101": 33, "xresnet1d152": 50}[
+        name
+    ]
     assert len(blocks) == expected_blocks
     for block in blocks:
         residual_bns = [m for m in block.convs.modules() if isinstance(m, nn.BatchNorm1d)]
@@ -191,11 +197,11 @@ def test_layer_groups_cover_every_parameter_once_in_forward_order(name):
     # goes back to an earlier group.
     group_of = {id(p): i for i, g in enumerate(groups) for p in g}
     order: list[int] = []
+
     def record(mod, _inputs, _output):
         order.append(group_of[id(next(mod.parameters(recurse=False)))])
 
-    hooks = [m.register_forward_hook(record)
-             for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    hooks = [m.register_forward_hook(record) for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
     with torch.no_grad():
         model(torch.randn(2, 12, 64))
     for h in hooks:
@@ -273,8 +279,8 @@ def test_rnn_pool_takes_each_direction_after_the_whole_window():
     x = torch.arange(2 * 2 * hidden * t, dtype=torch.float32).reshape(2, 2 * hidden, t)
     out = RnnConcatPool(bidirectional=True)(x)
     assert out.shape == (2, 6 * hidden)
-    last = out[:, 4 * hidden:]
+    last = out[:, 4 * hidden :]
     assert torch.equal(last[:, :hidden], x[:, :hidden, -1])  # forward direction: last step
     assert torch.equal(last[:, hidden:], x[:, hidden:, 0])  # backward direction: first step
-    bench = RnnConcatPool(bidirectional=True, as_benchmark=True)(x)[:, 4 * hidden:]
+    bench = RnnConcatPool(bidirectional=True, as_benchmark=True)(x)[:, 4 * hidden :]
     assert torch.equal(bench, x[:, :, -1])

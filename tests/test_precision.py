@@ -67,5 +67,4 @@ def test_a_checkpoint_never_resumes_under_another_precision(tmp_path):
     run = tmp_path / "run"
     killed_after_first_epoch(run, X, Y, ids, splits)
     with pytest.raises(ConfigError, match="different settings.*precision"):
-        train_run(tiny_config(epochs=2, precision="bf16"), X, Y, ids, splits, LABELS, run, resume=True,
-                  progress=False)
+        train_run(tiny_config(epochs=2, precision="bf16"), X, Y, ids, splits, LABELS, run, resume=True, progress=False)

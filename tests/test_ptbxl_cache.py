@@ -254,8 +254,14 @@ def test_real_ptbxl_in_the_cinc2020_label_space(ptbxl_meta_root: Path) -> None:
     table = PTBXL(ptbxl_meta_root, allow_missing=True).database  # scp_codes parsed
     y = get_protocol("cinc2020").encode_table(table)
     counts = dict(zip(get_protocol("cinc2020").class_names, y.sum(axis=0)))
-    published = pd.read_csv(Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc_labels"
-                            / "evaluation-2020" / "dx_mapping_scored.csv")
+    published = pd.read_csv(
+        Path(__file__).resolve().parents[2]
+        / "shared"
+        / "data"
+        / "cinc_labels"
+        / "evaluation-2020"
+        / "dx_mapping_scored.csv"
+    )
     by_abbrev = dict(zip(published["Abbreviation"], published["PTB-XL"]))
     assert counts["NSR"] == by_abbrev["NSR"] == 18092
     assert counts["LAD"] == by_abbrev["LAD"]  # needs heart_axis, not scp_codes
@@ -277,4 +283,5 @@ def test_500hz_records_resampled_down(tmp_path: Path, fs_out: int, n_out: int) -
     t = np.arange(5000) / 500
     tone = np.tile(np.sin(2 * np.pi * (0.8 * fs_out) * t), (12, 1))
     from ecg_transfer.signal import resample
+
     assert np.abs(resample(tone, 500, fs_out)[:, 50:-50]).max() < 0.05

@@ -40,8 +40,13 @@ def _iv(rng, value: float, half: float, n_seeds: int = 0, sd: float = 0.004, **s
 
 def _diff(rng, value: float, half: float, p: float = 0.001, **scope) -> dict:
     """A paired difference: value, CI, p-value and the share of resamples tied at 0."""
-    return {"value": round(value, 4), "ci": [round(value - half, 4), round(value + half * 1.05, 4)], "p": p,
-            "ties_at_zero": 0.0, **scope}
+    return {
+        "value": round(value, 4),
+        "ci": [round(value - half, 4), round(value + half * 1.05, 4)],
+        "p": p,
+        "ties_at_zero": 0.0,
+        **scope,
+    }
 
 
 def _reliability(rng, labels: list[str], prevalence: np.ndarray, n: int = 1000) -> dict:
@@ -62,38 +67,68 @@ def make_results(seed: int = 0) -> dict:
     """A complete, plausible results.json: two protocols, three seeds, every experiment."""
     rng = np.random.default_rng(seed)
     headline = []
-    for protocol, labels, ft, sa, n_test in (("seed18", SEED18, 0.905, 0.862, 1034),
-                                             ("cinc2020", CINC24, 0.921, 0.889, 1034)):
+    for protocol, labels, ft, sa, n_test in (
+        ("seed18", SEED18, 0.905, 0.862, 1034),
+        ("cinc2020", CINC24, 0.921, 0.889, 1034),
+    ):
         n_pos = sorted((int(x) for x in rng.integers(3, 160, len(labels))), reverse=True)
         n_pos[-1] = 0  # one label without positives in the test split
         per_class = []
         for lab, npos in zip(labels, n_pos):
             if npos == 0:
-                per_class.append({"label": lab, "n_pos": 0, "finetuned": None, "standalone": None,
-                                  "status": "no positives"})
+                per_class.append(
+                    {"label": lab, "n_pos": 0, "finetuned": None, "standalone": None, "status": "no positives"}
+                )
                 continue
             a = float(np.clip(ft + rng.normal(0, 0.05), 0.5, 0.995))
             b = float(np.clip(a - 0.04 + rng.normal(0, 0.04), 0.5, 0.995))
             half = 0.3 / np.sqrt(npos)  # few positives: wide, often includes 0
-            per_class.append({"label": lab, "n_pos": npos, "finetuned": round(a, 4), "standalone": round(b, 4),
-                              "status": "ok", "difference": _diff(rng, a - b, half, 0.5)})
+            per_class.append(
+                {
+                    "label": lab,
+                    "n_pos": npos,
+                    "finetuned": round(a, 4),
+                    "standalone": round(b, 4),
+                    "status": "ok",
+                    "difference": _diff(rng, a - b, half, 0.5),
+                }
+            )
         scope = {"n_test": n_test, "n_test_min": n_test, "labels_scored": len(labels) - 1, "n_labels": len(labels)}
-        headline.append({
-            "protocol": protocol, "n_test": n_test, "n_val": 1030, "n_train": 8276, "labels": labels,
-            "labels_scored": len(labels) - 1, "n_labels": len(labels),
-            "finetuned": _iv(rng, ft, 0.013, 3, **scope), "standalone": _iv(rng, sa, 0.016, 3, **scope),
-            "difference": _diff(rng, ft - sa, 0.012, **scope),
-            "metrics": {arm: {"macro_auprc": _iv(rng, base - 0.42, 0.03), "challenge": _iv(rng, base - 0.3, 0.02),
-                              "brier": _iv(rng, 0.031 + (0.004 if arm == "standalone" else 0), 0.002),
-                              "ece": _iv(rng, 0.012 + (0.003 if arm == "standalone" else 0), 0.002)}
-                        for arm, base in (("finetuned", ft), ("standalone", sa))},
-            "metric_differences": {"macro_auprc": _diff(rng, ft - sa, 0.02), "challenge": _diff(rng, ft - sa, 0.02),
-                                   "brier": _diff(rng, -0.004, 0.002, 0.01), "ece": _diff(rng, -0.003, 0.005, 0.3)},
-            "challenge_note": "the challenge's 24 scored classes, one to one",
-            "per_class": per_class,
-            "runs": {"finetuned": ["runs/aa01", "runs/aa02", "runs/aa03"],
-                     "standalone": ["runs/bb01", "runs/bb02", "runs/bb03"]},
-        })
+        headline.append(
+            {
+                "protocol": protocol,
+                "n_test": n_test,
+                "n_val": 1030,
+                "n_train": 8276,
+                "labels": labels,
+                "labels_scored": len(labels) - 1,
+                "n_labels": len(labels),
+                "finetuned": _iv(rng, ft, 0.013, 3, **scope),
+                "standalone": _iv(rng, sa, 0.016, 3, **scope),
+                "difference": _diff(rng, ft - sa, 0.012, **scope),
+                "metrics": {
+                    arm: {
+                        "macro_auprc": _iv(rng, base - 0.42, 0.03),
+                        "challenge": _iv(rng, base - 0.3, 0.02),
+                        "brier": _iv(rng, 0.031 + (0.004 if arm == "standalone" else 0), 0.002),
+                        "ece": _iv(rng, 0.012 + (0.003 if arm == "standalone" else 0), 0.002),
+                    }
+                    for arm, base in (("finetuned", ft), ("standalone", sa))
+                },
+                "metric_differences": {
+                    "macro_auprc": _diff(rng, ft - sa, 0.02),
+                    "challenge": _diff(rng, ft - sa, 0.02),
+                    "brier": _diff(rng, -0.004, 0.002, 0.01),
+                    "ece": _diff(rng, -0.003, 0.005, 0.3),
+                },
+                "challenge_note": "the challenge's 24 scored classes, one to one",
+                "per_class": per_class,
+                "runs": {
+                    "finetuned": ["runs/aa01", "runs/aa02", "runs/aa03"],
+                    "standalone": ["runs/bb01", "runs/bb02", "runs/bb03"],
+                },
+            }
+        )
     exp1: dict = {"protocol": "seed18", "rest": [], "fixed_test": [], "difference": {"rest": [], "fixed_test": []}}
     for variant in ("rest", "fixed_test"):
         for s in (10, 20, 30, 50, 70, 80, 90):
@@ -103,44 +138,87 @@ def make_results(seed: int = 0) -> dict:
             sa = 0.70 + 0.17 * (1 - np.exp(-s / 30))
             scope = {"n_test": n_test, "n_test_min": n_test, "labels_scored": 18, "n_labels": 18}
             for arm, v in (("finetuned", ft), ("standalone", sa)):
-                exp1[variant].append({"share": s, "arm": arm,
-                                      **_iv(rng, v + rng.normal(0, 0.003), half, 3, 0.008, **scope)})
+                exp1[variant].append(
+                    {"share": s, "arm": arm, **_iv(rng, v + rng.normal(0, 0.003), half, 3, 0.008, **scope)}
+                )
             exp1["difference"][variant].append({"share": s, **_diff(rng, ft - sa, half, **scope)})
     exp2 = []
     for s, pre, ft in ((25, 0.905, 0.842), (50, 0.921, 0.851), (75, 0.927, 0.856), (100, 0.931, 0.858)):
-        exp2.append({"share": s, "target_share": 10, "protocol": "seed18",
-                     "pretrain_test_auc": _iv(rng, pre, 0.009, n_test=2163, labels_scored=44, n_labels=44),
-                     "n_pretrain_records": int(17418 * s / 100), "finetuned": _iv(rng, ft, 0.01, 3),
-                     "standalone_reference": _iv(rng, 0.742, 0.015, 3), "difference": _diff(rng, ft - 0.742, 0.02)})
+        exp2.append(
+            {
+                "share": s,
+                "target_share": 10,
+                "protocol": "seed18",
+                "pretrain_test_auc": _iv(rng, pre, 0.009, n_test=2163, labels_scored=44, n_labels=44),
+                "n_pretrain_records": int(17418 * s / 100),
+                "finetuned": _iv(rng, ft, 0.01, 3),
+                "standalone_reference": _iv(rng, 0.742, 0.015, 3),
+                "difference": _diff(rng, ft - 0.742, 0.02),
+            }
+        )
     exp3 = []
-    for fs, pre, ft, sa in ((50, 0.902, 0.871, 0.835), (100, 0.931, 0.902, 0.860), (250, 0.935, 0.907, 0.864),
-                            (500, 0.936, 0.909, 0.866)):
+    for fs, pre, ft, sa in (
+        (50, 0.902, 0.871, 0.835),
+        (100, 0.931, 0.902, 0.860),
+        (250, 0.935, 0.907, 0.864),
+        (500, 0.936, 0.909, 0.866),
+    ):
         n_pre = 2163 if fs <= 100 else 2158  # PTB-XL above 100 Hz: the records present at 500 Hz
-        exp3.append({"fs": float(fs), "source_fs": 500 if fs > 100 else 100, "n_pretrain_records": 17418,
-                     "protocol": "seed18",
-                     "pretrain": _iv(rng, pre, 0.008, n_test=n_pre, labels_scored=44, n_labels=44),
-                     "finetuned": _iv(rng, ft, 0.013, 3, n_test=1034),
-                     "standalone": _iv(rng, sa, 0.016, 3, n_test=1034),
-                     "difference": _diff(rng, ft - sa, 0.012, n_test=1034)})
+        exp3.append(
+            {
+                "fs": float(fs),
+                "source_fs": 500 if fs > 100 else 100,
+                "n_pretrain_records": 17418,
+                "protocol": "seed18",
+                "pretrain": _iv(rng, pre, 0.008, n_test=n_pre, labels_scored=44, n_labels=44),
+                "finetuned": _iv(rng, ft, 0.013, 3, n_test=1034),
+                "standalone": _iv(rng, sa, 0.016, 3, n_test=1034),
+                "difference": _diff(rng, ft - sa, 0.012, n_test=1034),
+            }
+        )
     exp5 = []
-    for inp, pre, ft, sa in (("time", 0.931, 0.905, 0.862), ("spectrum", 0.842, 0.801, 0.774),
-                             ("log-spectrum", 0.871, 0.833, 0.801), ("stft", 0.915, 0.884, 0.845)):
-        exp5.append({"input": inp, "protocol": "seed18", "pretrain": _iv(rng, pre, 0.009),
-                     "finetuned": _iv(rng, ft, 0.013, 3), "standalone": _iv(rng, sa, 0.016, 3),
-                     "difference": _diff(rng, ft - sa, 0.03, 0.04)})
+    for inp, pre, ft, sa in (
+        ("time", 0.931, 0.905, 0.862),
+        ("spectrum", 0.842, 0.801, 0.774),
+        ("log-spectrum", 0.871, 0.833, 0.801),
+        ("stft", 0.915, 0.884, 0.845),
+    ):
+        exp5.append(
+            {
+                "input": inp,
+                "protocol": "seed18",
+                "pretrain": _iv(rng, pre, 0.009),
+                "finetuned": _iv(rng, ft, 0.013, 3),
+                "standalone": _iv(rng, sa, 0.016, 3),
+                "difference": _diff(rng, ft - sa, 0.03, 0.04),
+            }
+        )
     exp6 = []
     for model in ("xresnet1d50", "s4"):
-        for strategy, gain in (("none", 0.0), ("supervised:diagnostic", 0.06), ("supervised:rhythm", 0.03),
-                               ("self-supervised", 0.045)):
+        for strategy, gain in (
+            ("none", 0.0),
+            ("supervised:diagnostic", 0.06),
+            ("supervised:rhythm", 0.03),
+            ("self-supervised", 0.045),
+        ):
             for share in (10, 50):
                 base = 0.74 + 0.1 * share / 50
-                row = {"model": model, "strategy": strategy, "share": share, "protocol": "seed18",
-                       "arm": "standalone" if strategy == "none" else "finetuned",
-                       **_iv(rng, base + gain, 0.015, 2, n_test=int(10344 * (1 - share / 100))),
-                       "pretrain": (_iv(rng, 0.93, 0.008, n_test=2163) if strategy.startswith("supervised")
-                                    else {"value": None, "ci": None}),
-                       "difference_to_none": (_diff(rng, gain, 0.012) if strategy != "none"
-                                              else {"value": None, "ci": None, "p": None})}
+                row = {
+                    "model": model,
+                    "strategy": strategy,
+                    "share": share,
+                    "protocol": "seed18",
+                    "arm": "standalone" if strategy == "none" else "finetuned",
+                    **_iv(rng, base + gain, 0.015, 2, n_test=int(10344 * (1 - share / 100))),
+                    "pretrain": (
+                        _iv(rng, 0.93, 0.008, n_test=2163)
+                        if strategy.startswith("supervised")
+                        else {"value": None, "ci": None}
+                    ),
+                    "difference_to_none": (
+                        _diff(rng, gain, 0.012) if strategy != "none" else {"value": None, "ci": None, "p": None}
+                    ),
+                }
                 exp6.append(row)
     exp4 = []
     for protocol, labels in (("seed18", SEED18), ("cinc2020", CINC24)):
@@ -149,55 +227,170 @@ def make_results(seed: int = 0) -> dict:
             methods = {}
             for i, m in enumerate(("uncalibrated", "temperature", "class-temperature", "platt", "isotonic")):
                 ece = (0.031 if m == "uncalibrated" else 0.012 - 0.001 * i) + worse
-                methods[m] = {"ece": _iv(rng, ece, 0.003), "ece_macro": _iv(rng, ece * 1.6, 0.005),
-                              "brier": _iv(rng, 0.0342 - (0.002 if m != "uncalibrated" else 0) + worse, 0.002),
-                              "max_auc_change": 0.0 if m in ("uncalibrated", "temperature") else 0.0013 * i}
+                methods[m] = {
+                    "ece": _iv(rng, ece, 0.003),
+                    "ece_macro": _iv(rng, ece * 1.6, 0.005),
+                    "brier": _iv(rng, 0.0342 - (0.002 if m != "uncalibrated" else 0) + worse, 0.002),
+                    "max_auc_change": 0.0 if m in ("uncalibrated", "temperature") else 0.0013 * i,
+                }
                 if m != "uncalibrated":
-                    methods[m]["vs_uncalibrated"] = {"ece": _diff(rng, ece - 0.031 - worse, 0.004),
-                                                     "ece_macro": _diff(rng, -0.02, 0.006),
-                                                     "brier": _diff(rng, -0.002, 0.003, 0.2)}
-            exp4.append({"protocol": protocol, "arm": arm, "methods": methods, "runs": ["runs/aa01", "runs/aa02"],
-                         "n_seeds": 3, "n_planned": 3, "n_test": 1034, "fitted_on": "validation", "n_val": 1030,
-                         "reliability_run": "runs/aa01", "reliability_seed": 0,
-                         "reliability": _reliability(rng, labels, prevalence)})
-    pre_labels = ["NORM", "IMI", "ASMI", "LVH", "NDT", "LAFB", "IRBBB", "CLBBB", "NST_", "ISC_", "CRBBB", "1AVB",
-                  "IVCD", "ISCAL", "IPLMI", "ILMI", "AMI", "ALMI", "ISCIN", "INJAS", "LMI", "ISCIL", "LPFB", "ISCAS",
-                  "INJAL", "ISCLA", "RVH", "ANEUR", "RAO/RAE", "EL", "WPW", "ILBBB", "IPMI", "ISCAN", "2AVB", "LAO/LAE",
-                  "SEHYP", "INJIN", "PMI", "3AVB", "INJIL", "INJLA", "LNGQT", "ANEUR2"]
+                    methods[m]["vs_uncalibrated"] = {
+                        "ece": _diff(rng, ece - 0.031 - worse, 0.004),
+                        "ece_macro": _diff(rng, -0.02, 0.006),
+                        "brier": _diff(rng, -0.002, 0.003, 0.2),
+                    }
+            exp4.append(
+                {
+                    "protocol": protocol,
+                    "arm": arm,
+                    "methods": methods,
+                    "runs": ["runs/aa01", "runs/aa02"],
+                    "n_seeds": 3,
+                    "n_planned": 3,
+                    "n_test": 1034,
+                    "fitted_on": "validation",
+                    "n_val": 1030,
+                    "reliability_run": "runs/aa01",
+                    "reliability_seed": 0,
+                    "reliability": _reliability(rng, labels, prevalence),
+                }
+            )
+    pre_labels = [
+        "NORM",
+        "IMI",
+        "ASMI",
+        "LVH",
+        "NDT",
+        "LAFB",
+        "IRBBB",
+        "CLBBB",
+        "NST_",
+        "ISC_",
+        "CRBBB",
+        "1AVB",
+        "IVCD",
+        "ISCAL",
+        "IPLMI",
+        "ILMI",
+        "AMI",
+        "ALMI",
+        "ISCIN",
+        "INJAS",
+        "LMI",
+        "ISCIL",
+        "LPFB",
+        "ISCAS",
+        "INJAL",
+        "ISCLA",
+        "RVH",
+        "ANEUR",
+        "RAO/RAE",
+        "EL",
+        "WPW",
+        "ILBBB",
+        "IPMI",
+        "ISCAN",
+        "2AVB",
+        "LAO/LAE",
+        "SEHYP",
+        "INJIN",
+        "PMI",
+        "3AVB",
+        "INJIL",
+        "INJLA",
+        "LNGQT",
+        "ANEUR2",
+    ]
     return {
         "format": FORMAT,
-        "study": {"name": "ptbxl_to_g12ec", "profile": None, "machinery_check": False,
-                  "spec": "studies/ptbxl_to_g12ec.toml",
-                  "spec_digest": "3f5a9c0e1b7d" + "0" * 52, "generated": "2025-06-01T12:00:00+00:00",
-                  "model": "xresnet1d101", "seeds": [0, 1, 2],
-                  "source": {"dataset": "ptbxl", "labels": "diagnostic", "fs": 500.0, "n_train": 17418,
-                             "train_fraction": 1.0, "epochs": 50,
-                             "coverage": {"records_at_500hz": {"train": 17418, "val": 2180, "test": 2158},
-                                          "records_at_100hz": {"train": 17441, "val": 2193, "test": 2163},
-                                          "missing_at_500hz": {"val": 13, "test": 5}}},
-                  "target": {"dataset": "cinc", "name": "G12EC", "protocols": ["seed18", "cinc2020"],
-                             "finetune": {"policy": "gradual"}, "standalone_epochs": 40},
-                  "bootstrap": 1000, "wall_seconds": 187654.3,
-                  "wall_seconds_note": "sum of the finished runs' training + evaluation times",
-                  "environment": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.1.0", "ecg_transfer": "0.1.0",
-                                  "host": "gpu-node-3", "threads": 16}},
-        "statistics": {"interval": "95 % percentile bootstrap interval, 1000 resamples of the test records",
-                       "resampling": "PTB-XL benchmark rule: a resample in which a label scored on the test set has "
-                                     "no positive or no negative record is drawn again",
-                       "p_value": "two-sided, by inverting the percentile interval", "small_test": 30,
-                       "fallbacks": []},
-        "status": {"total": 137, "done": 134, "failed": 1, "running": 1, "left": 1, "interrupted": 0,
-                   "failed_runs": [{"key": "ab12cd34", "name": "exp5/stft/finetuned/s2",
-                                    "error": "TrainingDivergedError: loss is nan at epoch 3 (lr 0.01)"}]},
+        "study": {
+            "name": "ptbxl_to_g12ec",
+            "profile": None,
+            "machinery_check": False,
+            "spec": "studies/ptbxl_to_g12ec.toml",
+            "spec_digest": "3f5a9c0e1b7d" + "0" * 52,
+            "generated": "2025-06-01T12:00:00+00:00",
+            "model": "xresnet1d101",
+            "seeds": [0, 1, 2],
+            "source": {
+                "dataset": "ptbxl",
+                "labels": "diagnostic",
+                "fs": 500.0,
+                "n_train": 17418,
+                "train_fraction": 1.0,
+                "epochs": 50,
+                "coverage": {
+                    "records_at_500hz": {"train": 17418, "val": 2180, "test": 2158},
+                    "records_at_100hz": {"train": 17441, "val": 2193, "test": 2163},
+                    "missing_at_500hz": {"val": 13, "test": 5},
+                },
+            },
+            "target": {
+                "dataset": "cinc",
+                "name": "G12EC",
+                "protocols": ["seed18", "cinc2020"],
+                "finetune": {"policy": "gradual"},
+                "standalone_epochs": 40,
+            },
+            "bootstrap": 1000,
+            "wall_seconds": 187654.3,
+            "wall_seconds_note": "sum of the finished runs' training + evaluation times",
+            "environment": {
+                "python": "3.11.2",
+                "torch": "2.13.0",
+                "numpy": "2.1.0",
+                "ecg_transfer": "0.1.0",
+                "host": "gpu-node-3",
+                "threads": 16,
+            },
+        },
+        "statistics": {
+            "interval": "95 % percentile bootstrap interval, 1000 resamples of the test records",
+            "resampling": "PTB-XL benchmark rule: a resample in which a label scored on the test set has "
+            "no positive or no negative record is drawn again",
+            "p_value": "two-sided, by inverting the percentile interval",
+            "small_test": 30,
+            "fallbacks": [],
+        },
+        "status": {
+            "total": 137,
+            "done": 134,
+            "failed": 1,
+            "running": 1,
+            "left": 1,
+            "interrupted": 0,
+            "failed_runs": [
+                {
+                    "key": "ab12cd34",
+                    "name": "exp5/stft/finetuned/s2",
+                    "error": "TrainingDivergedError: loss is nan at epoch 3 (lr 0.01)",
+                }
+            ],
+        },
         "reference": copy.deepcopy(REFERENCE),
         "headline": headline,
-        "pretrain": {"labels": "diagnostic", "fs": 500.0,
-                     "test_macro_auc": _iv(rng, 0.936, 0.008, n_test=2163, labels_scored=44, n_labels=44),
-                     "val_macro_auc": 0.931, "run": "runs/pp01", "n_train": 17418,
-                     "per_class": [{"label": lab, "n_pos": int(max(1, 900 * np.exp(-i / 6))),
-                                    "auc": round(float(np.clip(0.94 + rng.normal(0, 0.03), 0.6, 0.999)), 4)}
-                                   for i, lab in enumerate(pre_labels)]},
-        "exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4, "exp5": exp5, "exp6": exp6,
+        "pretrain": {
+            "labels": "diagnostic",
+            "fs": 500.0,
+            "test_macro_auc": _iv(rng, 0.936, 0.008, n_test=2163, labels_scored=44, n_labels=44),
+            "val_macro_auc": 0.931,
+            "run": "runs/pp01",
+            "n_train": 17418,
+            "per_class": [
+                {
+                    "label": lab,
+                    "n_pos": int(max(1, 900 * np.exp(-i / 6))),
+                    "auc": round(float(np.clip(0.94 + rng.normal(0, 0.03), 0.6, 0.999)), 4),
+                }
+                for i, lab in enumerate(pre_labels)
+            ],
+        },
+        "exp1": exp1,
+        "exp2": exp2,
+        "exp3": exp3,
+        "exp4": exp4,
+        "exp5": exp5,
+        "exp6": exp6,
     }
 
 
@@ -235,8 +428,19 @@ def test_full_report_files_and_content(full):
     md = paths["markdown"].read_text()
     assert paths["html"] == d / "report" / "index.html" and paths["markdown"] == d / "report" / "report.md"
     figs = {k: v for k, v in paths.items() if k not in ("dir", "html", "markdown")}
-    for name in ("headline", "exp1", "exp2", "exp3", "exp5", "exp6", "exp4_metrics", "exp4_reliability_seed18",
-                 "exp4_reliability_cinc2020", "per_class_seed18", "per_class_cinc2020"):
+    for name in (
+        "headline",
+        "exp1",
+        "exp2",
+        "exp3",
+        "exp5",
+        "exp6",
+        "exp4_metrics",
+        "exp4_reliability_seed18",
+        "exp4_reliability_cinc2020",
+        "per_class_seed18",
+        "per_class_cinc2020",
+    ):
         assert name in figs, name
         assert figs[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name}.png)" in md and (paths["markdown"].parent / f"{name}.png").is_file()
@@ -259,8 +463,15 @@ def test_full_report_files_and_content(full):
     # every section is there
     for sid in ("headline", "exp1", "exp2", "exp3", "exp4", "exp5", "exp6", "per-class", "status", "metadata"):
         assert f'id="{sid}"' in html, sid
-    for title in ("Experiment 1", "Experiment 2", "Experiment 3", "Experiment 4", "Experiment 5", "Experiment 6",
-                  "Per-label AUC"):
+    for title in (
+        "Experiment 1",
+        "Experiment 2",
+        "Experiment 3",
+        "Experiment 4",
+        "Experiment 5",
+        "Experiment 6",
+        "Per-label AUC",
+    ):
         assert title in text and title in md
     # experiment 6: one row per backbone, strategy and share; each strategy's paired difference to none
     e6 = next(r for r in res["exp6"] if r["model"] == "s4" and r["strategy"] == "self-supervised" and r["share"] == 50)
@@ -365,14 +576,17 @@ def test_weird_values_do_not_crash(tmp_path):
     assert paths["html"].stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("content, match", [
-    (None, "results.json: not found"),
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    (json.dumps({"format": "something-else/2"}), "\"format\" is 'something-else/2'"),
-    (json.dumps({"study": {}}), "\"format\" is None"),
-    (json.dumps({"format": FORMAT, "headline": {"a": 1}}), "section \"headline\" must be a JSON array"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (None, "results.json: not found"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({"format": "something-else/2"}), "\"format\" is 'something-else/2'"),
+        (json.dumps({"study": {}}), '"format" is None'),
+        (json.dumps({"format": FORMAT, "headline": {"a": 1}}), 'section "headline" must be a JSON array'),
+    ],
+)
 def test_bad_study_dir_errors_name_the_file(tmp_path, content, match):
     d = tmp_path / "s"
     d.mkdir()
@@ -426,17 +640,31 @@ def screenshot(html: Path, png: Path, height: int = 9000, width: int = 1400) -> 
     exe = _chromium()
     assert exe is not None
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}",
-               f"--window-size={width},{height}", html.resolve().as_uri()]
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            f"--window-size={width},{height}",
+            html.resolve().as_uri(),
+        ]
         subprocess.run(cmd, check=True, capture_output=True, timeout=180)
 
 
 def test_screenshot_is_not_blank(full, tmp_path):
     if _chromium() is None:
-        pytest.skip("no Chromium found (chromium / chromium-browser / google-chrome on PATH): "
-                    "`apt-get install chromium` to run the screenshot test")
+        pytest.skip(
+            "no Chromium found (chromium / chromium-browser / google-chrome on PATH): "
+            "`apt-get install chromium` to run the screenshot test"
+        )
     from PIL import Image
 
     html = full[2]["html"]
@@ -458,8 +686,14 @@ def test_reliability_grid_leaves_out_labels_without_positives():
     from ecg_transfer.report.figures import top_labels
 
     def bins(pos):  # one bin holding 10 records, `pos` of them positive
-        return {"strategy": "equal-width", "lower": [0.0], "upper": [1.0], "count": [10],
-                "mean_pred": [0.5], "frac_pos": [pos / 10]}
+        return {
+            "strategy": "equal-width",
+            "lower": [0.0],
+            "upper": [1.0],
+            "count": [10],
+            "mean_pred": [0.5],
+            "frac_pos": [pos / 10],
+        }
 
     entry = {"reliability": {"uncalibrated": {"A": bins(3), "B": bins(0), "C": bins(5)}}}
     assert top_labels(entry, k=4) == [("C", 5), ("A", 3)]
@@ -522,8 +756,9 @@ def test_winner_is_highlighted_only_when_its_paired_ci_excludes_zero(tmp_path):
     for r in res["exp1"]["difference"]["fixed_test"]:
         r.update(ci=[-0.01, 0.2] if r["share"] == 30 else [0.01, 0.2])
     html = write_report(_write(tmp_path, res))["html"].read_text()
-    rows_ = re.findall(r"<tr>(.*?)</tr>", re.search(r"<table>.*?</table>", _section_html(html, "headline"),
-                                                       re.S).group(0), re.S)
+    rows_ = re.findall(
+        r"<tr>(.*?)</tr>", re.search(r"<table>.*?</table>", _section_html(html, "headline"), re.S).group(0), re.S
+    )
     seed18 = next(r for r in rows_ if ">seed18<" in r)
     cinc = next(r for r in rows_ if ">cinc2020<" in r)
     assert f'class="num better">{h0["finetuned"]["value"]:.3f}' in seed18
@@ -560,8 +795,11 @@ def test_challenge_metric_is_shown_or_says_why_not(tmp_path):
     res["headline"][0]["metrics"]["standalone"].pop("challenge")
     res["headline"][0]["challenge_note"] = "no label of this run is among the challenge's 24 scored classes"
     html = write_report(_write(tmp_path, res))["html"].read_text()
-    other = _text(re.search(r"<summary>Other metrics: AUPRC, challenge metric, Brier, ECE</summary>(.*?)</details>",
-                            html, re.S).group(1))
+    other = _text(
+        re.search(
+            r"<summary>Other metrics: AUPRC, challenge metric, Brier, ECE</summary>(.*?)</details>", html, re.S
+        ).group(1)
+    )
     c = res["headline"][1]["metrics"]["finetuned"]["challenge"]
     assert other.count("challenge metric") == 2 + 1  # both protocols' rows and the caption
     assert f"{c['value']:.3f}" in other
@@ -572,8 +810,9 @@ def test_original_numbers_stand_only_beside_their_protocol(tmp_path):
     res = make_results()
     paths = write_report(_write(tmp_path, res))
     html = paths["html"].read_text()
-    rows_ = re.findall(r"<tr>(.*?)</tr>", re.search(r"<table>.*?</table>", _section_html(html, "headline"),
-                                                       re.S).group(0), re.S)
+    rows_ = re.findall(
+        r"<tr>(.*?)</tr>", re.search(r"<table>.*?</table>", _section_html(html, "headline"), re.S).group(0), re.S
+    )
     assert "original 0.919" in next(r for r in rows_ if ">seed18<" in r)
     assert not re.search(r"original \d", next(r for r in rows_ if ">cinc2020<" in r))
     # experiments on another protocol than the original's: no original numbers beside them
@@ -608,16 +847,26 @@ def test_machinery_check_says_so_in_the_header(tmp_path):
 def test_method_note_p_value_ties_and_sampling_rate_records(tmp_path):
     res = make_results()
     res["headline"][0]["difference"].update(value=0.02, ci=[0.0, 0.05], p=0.959, ties_at_zero=0.48)
-    res["statistics"]["fallbacks"] = [{"where": "exp1-rest/share90/repeat0/seed18/finetuned/s0", "n_test": 4,
-                                       "values": 3, "reason": "pinned", "variation_kept": 0.0, "note": "..."},
-                                      {"where": "headline seed18", "n_test": 3, "values": 1, "reason": "impossible"}]
+    res["statistics"]["fallbacks"] = [
+        {
+            "where": "exp1-rest/share90/repeat0/seed18/finetuned/s0",
+            "n_test": 4,
+            "values": 3,
+            "reason": "pinned",
+            "variation_kept": 0.0,
+            "note": "...",
+        },
+        {"where": "headline seed18", "n_test": 3, "values": 1, "reason": "impossible"},
+    ]
     paths = write_report(_write(tmp_path, res))
     head = _text(_section_html(paths["html"].read_text(), "headline"))
     assert "How the numbers are made" in head and "PTB-XL benchmark rule" in head
     assert "inverting the percentile interval" in head
     assert "rule not applied to 2 test sets" in head and "where it would pin the test set" in head
-    assert ("exp1-rest/share90/repeat0/seed18/finetuned/s0 (4 records, 3 values): the rule would keep 0 % of the "
-            "variation; headline seed18 (3 records): the rule could not be met.") in head
+    assert (
+        "exp1-rest/share90/repeat0/seed18/finetuned/s0 (4 records, 3 values): the rule would keep 0 % of the "
+        "variation; headline seed18 (3 records): the rule could not be met."
+    ) in head
     assert "p = 0.959 (48 % of resamples tie at 0)" in head
     assert "no clear difference" in head
     e3 = _text(_section_html(paths["html"].read_text(), "exp3"))
@@ -652,15 +901,22 @@ def kept_figures(monkeypatch):
 
 def _points(ax) -> np.ndarray:
     """Display coordinates of every marker drawn in ``ax`` (lines with markers and scatter points)."""
-    pts = [ax.transData.transform(line.get_xydata()) for line in ax.get_lines()
-           if line.get_marker() not in (None, "None", "", " ") and len(line.get_xydata())]
+    pts = [
+        ax.transData.transform(line.get_xydata())
+        for line in ax.get_lines()
+        if line.get_marker() not in (None, "None", "", " ") and len(line.get_xydata())
+    ]
     pts += [ax.transData.transform(c.get_offsets()) for c in ax.collections if len(c.get_offsets())]
     return np.vstack(pts) if pts else np.zeros((0, 2))
 
 
 def _inside(bbox, pts: np.ndarray, pad: float = 3.0) -> np.ndarray:
-    return ((pts[:, 0] > bbox.x0 - pad) & (pts[:, 0] < bbox.x1 + pad) & (pts[:, 1] > bbox.y0 - pad)
-            & (pts[:, 1] < bbox.y1 + pad))
+    return (
+        (pts[:, 0] > bbox.x0 - pad)
+        & (pts[:, 0] < bbox.x1 + pad)
+        & (pts[:, 1] > bbox.y0 - pad)
+        & (pts[:, 1] < bbox.y1 + pad)
+    )
 
 
 def test_headline_value_labels_are_not_drawn_over_markers(kept_figures):
@@ -715,11 +971,20 @@ def test_reliability_curves_styles_count_axis_and_singular(kept_figures):
     from ecg_transfer.report.figures import METHOD_COLORS
 
     def bins(pos):
-        return {"strategy": "equal-width", "lower": [0.0, 0.5], "upper": [0.5, 1.0], "count": [8, 2],
-                "mean_pred": [0.2, 0.7], "frac_pos": [0.0, pos / 2]}
+        return {
+            "strategy": "equal-width",
+            "lower": [0.0, 0.5],
+            "upper": [0.5, 1.0],
+            "count": [8, 2],
+            "mean_pred": [0.2, 0.7],
+            "frac_pos": [0.0, pos / 2],
+        }
 
-    entry = {"arm": "finetuned", "reliability_seed": 0,
-             "reliability": {m: {"A": bins(1), "B": bins(2)} for m in ("uncalibrated", "temperature")}}
+    entry = {
+        "arm": "finetuned",
+        "reliability_seed": 0,
+        "reliability": {m: {"A": bins(1), "B": bins(2)} for m in ("uncalibrated", "temperature")},
+    }
     fig = kept_figures.reliability_figure([entry])
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert "A · 1 positive" in titles and "B · 2 positives" in titles

@@ -36,11 +36,19 @@ def fake_roots(base: Path) -> tuple[Path, Path]:
 
 def small_spec(base: Path | None = None):
     ptbxl, g12ec = fake_roots(base) if base is not None else ("data/ptbxl", "data/g12ec")
-    return spec_from_dict({
-        "source": {"root": str(ptbxl)}, "target": {"root": str(g12ec)},
-        "study": {"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang", "leakage": "off"},  # fake roots
-        "experiments": {"target_share": {"enabled": False}, "source_share": {"enabled": False},
-                        "sampling_rate": {"rates": [100]}, "frequency": {"inputs": ["spectrum"]}}})
+    return spec_from_dict(
+        {
+            "source": {"root": str(ptbxl)},
+            "target": {"root": str(g12ec)},
+            "study": {"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang", "leakage": "off"},  # fake roots
+            "experiments": {
+                "target_share": {"enabled": False},
+                "source_share": {"enabled": False},
+                "sampling_rate": {"rates": [100]},
+                "frequency": {"inputs": ["spectrum"]},
+            },
+        }
+    )
 
 
 def complete_run(store: RunStore, key: str) -> Path:
@@ -58,6 +66,7 @@ def complete_run(store: RunStore, key: str) -> Path:
 
 # ----- done means complete ------------------------------------------------------------------
 
+
 def test_done_only_while_the_marker_s_outputs_are_there_and_unchanged(tmp_path):
     store = RunStore(tmp_path)
     d = complete_run(store, "k")
@@ -65,9 +74,17 @@ def test_done_only_while_the_marker_s_outputs_are_there_and_unchanged(tmp_path):
     assert store.state("k")["state"] == "interrupted"  # started, not done
     store.mark_done("k", name="r")
     marker = json.loads((d / "state.json").read_text())
-    assert set(marker["outputs"]) == {"config.json", "splits.json", "predictions_val.csv", "predictions_test.csv",
-                                      "evaluation/metrics.json", "evaluation/calibrator_temperature.json",
-                                      "evaluation/predictions_test_temperature.csv", "model.pt", "MODEL_CARD.md"}
+    assert set(marker["outputs"]) == {
+        "config.json",
+        "splits.json",
+        "predictions_val.csv",
+        "predictions_test.csv",
+        "evaluation/metrics.json",
+        "evaluation/calibrator_temperature.json",
+        "evaluation/predictions_test_temperature.csv",
+        "model.pt",
+        "MODEL_CARD.md",
+    }
     assert store.state("k")["state"] == "done"
     os.utime(d / "evaluation" / "metrics.json", (1, 1))  # touched, same content: still done
     assert store.state("k")["state"] == "done"
@@ -92,13 +109,14 @@ def test_a_marker_from_before_the_format_and_a_torn_state_are_never_done(tmp_pat
     started = (d / "state.json").read_bytes()
     assert len(started) == S.STATE_BYTES  # room reserved for a failure record
     failed = json.dumps({"state": "failed", "error": "x" * 200}).encode()
-    (d / "state.json").write_bytes(failed[: len(failed) // 2] + started[len(failed) // 2:])  # torn in-place write
+    (d / "state.json").write_bytes(failed[: len(failed) // 2] + started[len(failed) // 2 :])  # torn in-place write
     assert store.state("k")["state"] == "interrupted"
     (d / "state.json").write_bytes(b'{"state": "do')
     assert store.state("k")["state"] == "interrupted"
 
 
 # ----- a full disk --------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def disk(monkeypatch):
@@ -197,6 +215,7 @@ def test_a_full_disk_stops_the_study_with_one_line(tmp_path, disk, monkeypatch, 
 
 # ----- locks --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["flock", "exclusive"])
 def test_only_the_owner_releases_and_a_lost_lock_stops_the_run(tmp_path, monkeypatch, mode):
     monkeypatch.setenv("ECG_TRANSFER_LOCKING", mode)
@@ -238,6 +257,7 @@ def test_a_run_whose_lock_is_taken_over_records_nothing(tmp_path):
 
 # ----- a study's evaluation belongs to the study --------------------------------------------
 
+
 def _fake_study_run(tmp_path: Path) -> Path:
     from ecg_transfer.evaluation.runs import evaluate_run
     from ecg_transfer.predictions import save_predictions
@@ -254,8 +274,13 @@ def _fake_study_run(tmp_path: Path) -> Path:
         (d / "definition.json").write_text(json.dumps({"key": key, "name": f"headline/seed18/{key}/s0"}))
         for split, n in (("val", 30), ("test", 40)):
             y = truth[split]
-            save_predictions(d / f"predictions_{split}.csv", [f"r{i}" for i in range(n)], ["A", "B"], y,
-                             np.clip(y * 0.6 + rng.random((n, 2)) * 0.4, 0, 1))
+            save_predictions(
+                d / f"predictions_{split}.csv",
+                [f"r{i}" for i in range(n)],
+                ["A", "B"],
+                y,
+                np.clip(y * 0.6 + rng.random((n, 2)) * 0.4, 0, 1),
+            )
         evaluate_run(d, calibrate=["temperature"], n_resamples=20, plots=False)  # the study's evaluation
         runs.append(d)
     return runs[0]
@@ -271,8 +296,10 @@ def test_evaluate_refuses_to_overwrite_a_study_s_evaluation(tmp_path, capsys):
         assert "of the study" in err and str(tmp_path / "study") in err and "--out DIR" in err
     assert {p: p.read_bytes() for p in sorted((run / "evaluation").iterdir())} == study_files
     mine = tmp_path / "mine"
-    assert main(["evaluate", str(run), "--resamples", "10", "--no-plots", "--out", str(mine),
-                 "--compare", str(other)]) == 0
+    assert (
+        main(["evaluate", str(run), "--resamples", "10", "--no-plots", "--out", str(mine), "--compare", str(other)])
+        == 0
+    )
     assert json.loads((mine / "metrics.json").read_text())["settings"]["n_resamples"] == 10
     assert (mine / "comparison_bbbb.json").exists() and str(mine / "metrics.json") in capsys.readouterr().out
     assert main(["evaluate", str(run), str(other), "--resamples", "10", "--no-plots", "--out", str(mine / "two")]) == 0
@@ -282,14 +309,19 @@ def test_evaluate_refuses_to_overwrite_a_study_s_evaluation(tmp_path, capsys):
 
 # ----- small things -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", [["study", "plan", "--no-estimate"], ["study", "status", "--all"]])
 def test_a_closed_pipe_ends_quietly(tmp_path, command):
     """``... | head``: the reader leaves early; no BrokenPipe traceback, the exit status of SIGPIPE."""
     ptbxl, g12ec = fake_roots(tmp_path / "data")
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.read_text().replace('"data/ptbxl"', f'"{ptbxl}"').replace('"data/g12ec"', f'"{g12ec}"'))
-    proc = subprocess.Popen([sys.executable, "-m", "ecg_transfer", *command, str(spec), "--out", str(tmp_path / "o")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecg_transfer", *command, str(spec), "--out", str(tmp_path / "o")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()  # before the first line is written
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == 141, err

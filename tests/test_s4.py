@@ -50,6 +50,7 @@ def s4_run(tmp_path_factory) -> Path:
 
 # ----- the maths ----------------------------------------------------------------------------------
 
+
 def _recurrence(kernel: S4DKernel, direction: int, u: torch.Tensor) -> torch.Tensor:
     """``h_t = dA h_{t-1} + dB u_t``, ``y_t = 2 Re(C h_t)``, step by step in complex float64."""
     dt = torch.exp(kernel.log_dt.double())[:, None]
@@ -64,7 +65,7 @@ def _recurrence(kernel: S4DKernel, direction: int, u: torch.Tensor) -> torch.Ten
     h = torch.zeros(A.shape, dtype=torch.complex128)
     ys = []
     for t in range(u.shape[-1]):
-        h = dA * h + dB * u[:, t:t + 1]
+        h = dA * h + dB * u[:, t : t + 1]
         ys.append(2 * (C * h).sum(-1).real)
     return torch.stack(ys, dim=-1)
 
@@ -119,6 +120,7 @@ def test_initial_modes_follow_s4d_inv_and_lin():
 
 # ----- the model ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("n", [250, 251, 1250])
 def test_output_shape_for_any_window_length(n):
     torch.manual_seed(0)
@@ -152,8 +154,13 @@ def test_output_at_t_depends_on_later_inputs_only_when_bidirectional(bidirection
 
 
 def test_bad_arguments_name_the_problem():
-    for kw, match in (({"d_state": 5}, "d_state"), ({"init": "legs"}, "init"), ({"norm": "group"}, "norm"),
-                      ({"discretization": "euler"}, "discretization"), ({"dropout": 1.0}, "dropout")):
+    for kw, match in (
+        ({"d_state": 5}, "d_state"),
+        ({"init": "legs"}, "init"),
+        ({"norm": "group"}, "norm"),
+        ({"discretization": "euler"}, "discretization"),
+        ({"dropout": 1.0}, "dropout"),
+    ):
         with pytest.raises(ConfigError, match=match):
             models.build("s4", **kw)
 
@@ -177,8 +184,9 @@ def test_layer_groups_are_encoder_blocks_and_head():
     assert {id(p) for p in groups[0]} == {id(p) for p in model.body.encoder.parameters()}
     assert {id(p) for p in groups[3]} == {id(p) for p in model.body.block3.parameters()}
     apply_stage(model, Stage("last-two", 1, "last:2", 1e-3, "train"))
-    trainable = {n.split(".")[1] if n.startswith("body.") else "head"
-                 for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {
+        n.split(".")[1] if n.startswith("body.") else "head" for n, p in model.named_parameters() if p.requires_grad
+    }
     assert trainable == {"block3", "head"}  # LayerNorm is not BatchNorm: frozen with its block
     assert models.discriminative_lrs(1e-5, 1e-3, 5)[0] == pytest.approx(1e-5)
 
@@ -195,6 +203,7 @@ def test_shipped_s4_configs_are_valid_and_name_their_task(task):
 
 # ----- training, fine-tuning, prediction, export ------------------------------------------------------
 
+
 def test_a_tiny_s4_learns_the_synthetic_task(s4_run):
     metrics = [json.loads(l) for l in (s4_run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["train_loss"] < 0.8 * metrics[0]["train_loss"]
@@ -209,18 +218,24 @@ def test_a_tiny_s4_learns_the_synthetic_task(s4_run):
 def test_finetune_policies_start_from_an_s4_run(s4_run, tmp_path, policy):
     X, Y, ids, splits = make_data(seed=1)
     Y = Y[:, :2]  # a new task: two labels
-    stages = {"head-then-all": [{"epochs": 1, "train": "head", "lr": 0.01},
-                                {"epochs": 1, "train": "all", "lr": [1e-4, 1e-2]}],
-              "gradual": [{"epochs": 1, "train": "head", "lr": 0.01}, {"epochs": 1, "train": "last:2", "lr": 1e-3}],
-              "linear-probe": [{"epochs": 1, "train": "head", "lr": 0.01}]}[policy]
+    stages = {
+        "head-then-all": [
+            {"epochs": 1, "train": "head", "lr": 0.01},
+            {"epochs": 1, "train": "all", "lr": [1e-4, 1e-2]},
+        ],
+        "gradual": [{"epochs": 1, "train": "head", "lr": 0.01}, {"epochs": 1, "train": "last:2", "lr": 1e-3}],
+        "linear-probe": [{"epochs": 1, "train": "head", "lr": 0.01}],
+    }[policy]
     cfg = s4_config(finetune={"policy": policy, "stages": stages})
     del cfg["schedule"], cfg["epochs"]  # explicit stages carry the epochs and learning rates
     res = train_run(cfg, X, Y, ids, splits, LABELS[:2], tmp_path / "ft", init_from=s4_run, progress=False)
     pre, ft = load_state(s4_run / "model.pt")["state_dict"], load_state(res.model_path)["state_dict"]
     assert ft["head.out.weight"].shape == (2, TINY["d_model"])
     changed = {k.split(".")[1] for k in pre if k.startswith("body.") and not torch.equal(pre[k], ft[k])}
-    assert changed == {"linear-probe": set(), "gradual": {"block2"},
-                       "head-then-all": {"encoder", "block1", "block2"}}[policy]
+    assert (
+        changed
+        == {"linear-probe": set(), "gradual": {"block2"}, "head-then-all": {"encoder", "block1", "block2"}}[policy]
+    )
     assert len(res.history) == len(stages)
 
 
@@ -244,8 +259,10 @@ def test_predict_cli_reads_records_with_an_s4_run(s4_run, tmp_path, capsys):
 
     X = make_data(n=3, t=400, seed=7)[0]
     np.save(tmp_path / "three.npy", X)
-    assert main(["predict", str(s4_run), str(tmp_path / "three.npy"), "--fs", "100",
-                 "--out", str(tmp_path / "p.csv")]) == 0
+    assert (
+        main(["predict", str(s4_run), str(tmp_path / "three.npy"), "--fs", "100", "--out", str(tmp_path / "p.csv")])
+        == 0
+    )
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[1].startswith("three[0],")
 
@@ -265,8 +282,16 @@ def test_two_processes_train_s4_as_one_does(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)]), "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(Path(__file__).resolve()), "--worker", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     X, Y, ids, splits = make_data()
@@ -284,6 +309,7 @@ def test_two_processes_train_s4_as_one_does(tmp_path):
 
 # ----- the study ----------------------------------------------------------------------------------
 
+
 def test_a_study_with_model_s4_plans_and_runs(tmp_path, capsys):
     from ecg_transfer.cli import main
     from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
@@ -295,20 +321,20 @@ def test_a_study_with_model_s4_plans_and_runs(tmp_path, capsys):
     spec.write_text(f"""
 [study]
 name = "s4"
-out = "{tmp_path / 'study'}"
+out = "{tmp_path / "study"}"
 model = "s4"
 model_kwargs = {{{kw}}}
 fs = 100
 seeds = [0]
 protocols = ["seed18"]
 bootstrap = 50
-cache_dir = "{tmp_path / 'cache'}"
+cache_dir = "{tmp_path / "cache"}"
 [source]
-root = "{tmp_path / 'ptbxl'}"
+root = "{tmp_path / "ptbxl"}"
 epochs = 1
 run = {{schedule = {{max_lr = 0.01}}}}
 [target]
-root = "{tmp_path / 'g12ec'}"
+root = "{tmp_path / "g12ec"}"
 [finetune]
 policy = "gradual"
 stages = [{{epochs = 1, train = "head", lr = 0.01}}, {{epochs = 1, train = "last:2", lr = 0.001}}]

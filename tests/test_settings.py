@@ -22,22 +22,24 @@ SPEC_MIN = {"source": {"root": "data/ptbxl"}, "target": {"root": "data/g12ec"}}
 
 
 def test_importable_without_torch():
-    code = ("import sys, ecg_transfer.settings as s; s.RunConfig(); s.json_schemas(); "
-            "print('torch' in sys.modules)")
+    code = "import sys, ecg_transfer.settings as s; s.RunConfig(); s.json_schemas(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
-@pytest.mark.parametrize("build, key", [
-    (lambda: RunConfig.from_dict({"batch_size": True}), "batch_size"),
-    (lambda: RunConfig.from_dict({"seed": True}), "seed"),
-    (lambda: TaskSettings.from_dict({**TASK, "fraction_parts": True}), "task.fraction_parts"),
-    (lambda: TaskSettings.from_dict({**TASK, "min_count": True}), "task.min_count"),
-    (lambda: TaskSettings.from_dict({**TASK, "train_folds": [1, True]}), "task.train_folds[1]"),
-    (lambda: spec_from_dict({**SPEC_MIN, "study": {"bootstrap": True}}), "study.bootstrap"),
-    (lambda: spec_from_dict({**SPEC_MIN, "target": {"root": "x", "n_folds": True}}), "target.n_folds"),
-    (lambda: spec_from_dict({**SPEC_MIN, "source": {"root": "x", "epochs": True}}), "source.epochs"),
-])
+@pytest.mark.parametrize(
+    "build, key",
+    [
+        (lambda: RunConfig.from_dict({"batch_size": True}), "batch_size"),
+        (lambda: RunConfig.from_dict({"seed": True}), "seed"),
+        (lambda: TaskSettings.from_dict({**TASK, "fraction_parts": True}), "task.fraction_parts"),
+        (lambda: TaskSettings.from_dict({**TASK, "min_count": True}), "task.min_count"),
+        (lambda: TaskSettings.from_dict({**TASK, "train_folds": [1, True]}), "task.train_folds[1]"),
+        (lambda: spec_from_dict({**SPEC_MIN, "study": {"bootstrap": True}}), "study.bootstrap"),
+        (lambda: spec_from_dict({**SPEC_MIN, "target": {"root": "x", "n_folds": True}}), "target.n_folds"),
+        (lambda: spec_from_dict({**SPEC_MIN, "source": {"root": "x", "epochs": True}}), "source.epochs"),
+    ],
+)
 def test_true_is_never_an_integer_anywhere(build, key):
     """The three hand-written engines disagreed here (two accepted `true` as an integer)."""
     with pytest.raises(ConfigError) as info:
@@ -75,8 +77,11 @@ def test_nested_errors_name_the_dotted_key_and_what_is_allowed():
 
 def test_a_preset_never_silently_overrides_a_key():
     # the issue's case: `epochs = 2` with the head-then-all preset trained 60 epochs without a word
-    with pytest.raises(ConfigError, match=r"'epochs': 2, but finetune.policy='head-then-all' trains 60 .*"
-                                          r"finetune\.head_epochs, finetune\.all_epochs"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'epochs': 2, but finetune.policy='head-then-all' trains 60 .*"
+        r"finetune\.head_epochs, finetune\.all_epochs",
+    ):
         RunConfig.from_dict({"epochs": 2, "finetune": {"policy": "head-then-all"}})
     with pytest.raises(ConfigError, match=r"'schedule\.max_lr': is not used by finetune\.policy='gradual'"):
         RunConfig.from_dict({"schedule": {"max_lr": 0.003}, "finetune": {"policy": "gradual"}})

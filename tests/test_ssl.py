@@ -26,8 +26,7 @@ from ecg_transfer.training.ssl.model import span_mask
 from training_synth import LABELS, Killed, kill_after, make_data, tiny_config
 from wfdb_fixtures import make_ptbxl_tree, write_cinc, write_record
 
-TINY = {"xresnet1d18": {"stem_widths": [8, 8, 8], "width": 8, "head_hidden": [8]},
-        "s4": {"d_model": 16, "n_layers": 1}}
+TINY = {"xresnet1d18": {"stem_widths": [8, 8, 8], "width": 8, "head_hidden": [8]}, "s4": {"d_model": 16, "n_layers": 1}}
 SENTINEL_MV = 7.777  # every sample of a fold-10 record: impossible to miss if it were ever read
 
 
@@ -36,6 +35,7 @@ def _batch(b: int = 6, c: int = 12, t: int = 500, seed: int = 0) -> torch.Tensor
 
 
 # ----- augmentations -----------------------------------------------------------------------------
+
 
 def test_random_resized_crop_keeps_a_share_stretched_back():
     torch.manual_seed(0)
@@ -127,14 +127,20 @@ def test_span_mask_covers_about_the_asked_share():
 
 # ----- the objectives learn on both backbones ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["contrastive", "masked"])
 @pytest.mark.parametrize("name", ["xresnet1d18", "s4"])
 def test_ssl_loss_decreases_on_a_tiny_synthetic_set(method, name):
     torch.manual_seed(0)
     X, _, _, _ = make_data(n=24, t=250)
     x = torch.from_numpy((X - X.mean()) / X.std())
-    model = SslModel(models.build(name, 12, 1, **TINY[name]), SslConfig.from_dict({"method": method}),
-                     fs=100.0, crop_len=250, unit=float(X.std()))
+    model = SslModel(
+        models.build(name, 12, 1, **TINY[name]),
+        SslConfig.from_dict({"method": method}),
+        fs=100.0,
+        crop_len=250,
+        unit=float(X.std()),
+    )
 
     def loss_at_fixed_draws() -> float:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -158,14 +164,20 @@ def test_the_encoder_is_the_backbones_body():
     model = SslModel(backbone, SslConfig.from_dict({"method": "masked"}), fs=100.0, crop_len=250, unit=1.0)
     assert model.body is backbone.body  # what SSL trains is what model.pt saves
     assert model.samples_per_step == 32  # xresnet: one step per 32 samples
-    s4 = SslModel(models.build("s4", 12, 1, **TINY["s4"]), SslConfig.from_dict({"method": "masked"}), fs=100.0,
-                  crop_len=250, unit=1.0)
+    s4 = SslModel(
+        models.build("s4", 12, 1, **TINY["s4"]),
+        SslConfig.from_dict({"method": "masked"}),
+        fs=100.0,
+        crop_len=250,
+        unit=1.0,
+    )
     assert s4.samples_per_step == 1  # s4: one step per sample
     groups = model.layer_groups()
     assert sum(len(g) for g in groups) == len(list(model.parameters()))
 
 
 # ----- runs: test folds never read, fine-tuning, resume ------------------------------------------------
+
 
 def _sentinel_ptbxl(root: Path, n_records: int = 30) -> Path:
     """A PTB-XL tree whose fold-10 records hold SENTINEL_MV in every sample."""
@@ -176,10 +188,17 @@ def _sentinel_ptbxl(root: Path, n_records: int = 30) -> Path:
 
 
 def _ssl_run_config(root: Path, cache: Path, **ssl) -> dict:
-    return {"model": "xresnet1d18", "model_kwargs": TINY["xresnet1d18"], "fs": 100.0, "batch_size": 8,
-            "epochs": 1, "seed": 0, "device": "cpu",
-            "task": {"dataset": "ptbxl", "root": str(root), "labels": "form", "cache_dir": str(cache)},
-            "ssl": ssl}
+    return {
+        "model": "xresnet1d18",
+        "model_kwargs": TINY["xresnet1d18"],
+        "fs": 100.0,
+        "batch_size": 8,
+        "epochs": 1,
+        "seed": 0,
+        "device": "cpu",
+        "task": {"dataset": "ptbxl", "root": str(root), "labels": "form", "cache_dir": str(cache)},
+        "ssl": ssl,
+    }
 
 
 def _fold_records(root: Path, folds: list[int]) -> list[str]:
@@ -206,8 +225,9 @@ def test_pretrain_never_reads_the_test_fold_and_finetunes_end_to_end(tmp_path, c
     assert sorted(splits["train"]) == sorted(_fold_records(root, list(range(1, 9))))
     assert sorted(splits["val"]) == sorted(_fold_records(root, [9])) and splits["test"] == []
     pre = load_model_file(run_dir, encoder_ok=True)
-    train = np.concatenate([wfdb.rdsamp(str(root / "records100" / "00000" / f"{int(r):05d}_lr"))[0].ravel()
-                            for r in splits["train"]])
+    train = np.concatenate(
+        [wfdb.rdsamp(str(root / "records100" / "00000" / f"{int(r):05d}_lr"))[0].ravel() for r in splits["train"]]
+    )
     assert pre.scaler.mean_ == pytest.approx(train.mean(), abs=1e-6)  # fold 10 would move it by ~0.8 mV
     assert pre.scaler.std_ == pytest.approx(train.std(), rel=1e-5)
     assert pre.label_names == [] and missing_outputs(run_dir) == []
@@ -242,8 +262,9 @@ def test_extra_cinc_set_unlabelled_records_used_test_fold_left_out(tmp_path):
     cinc = tmp_path / "cinc"
     rng = np.random.default_rng(0)
     for i in range(40):
-        write_cinc(cinc, f"E{i:05d}", rng.integers(-800, 800, (12, 5000)).astype(np.int16),
-                   "" if i % 4 == 0 else "426783006")  # every 4th record has no label at all
+        write_cinc(
+            cinc, f"E{i:05d}", rng.integers(-800, 800, (12, 5000)).astype(np.int16), "" if i % 4 == 0 else "426783006"
+        )  # every 4th record has no label at all
     cache = tmp_path / "cache"
     config = _ssl_run_config(root, cache, extra_tasks=[{"dataset": "cinc", "root": str(cinc), "cache_dir": str(cache)}])
     data = load_ssl_data(RunConfig.from_dict(config), progress=False)
@@ -260,8 +281,16 @@ def test_extra_cinc_set_unlabelled_records_used_test_fold_left_out(tmp_path):
 def _ssl_arrays(method: str, out: Path) -> Path:
     X, _, ids, splits = make_data(n=40, t=300)
     cfg = {**tiny_config(epochs=2, ssl={"method": method}), "model": "xresnet1d18", "model_kwargs": TINY["xresnet1d18"]}
-    train_run(cfg, X, np.zeros((40, 0), np.uint8), ids, {"train": splits["train"], "val": splits["val"]}, [], out,
-              progress=False)
+    train_run(
+        cfg,
+        X,
+        np.zeros((40, 0), np.uint8),
+        ids,
+        {"train": splits["train"], "val": splits["val"]},
+        [],
+        out,
+        progress=False,
+    )
     return out
 
 
@@ -278,8 +307,18 @@ def test_an_ssl_run_finetunes_with_every_policy(tmp_path, policy):
         finetune["epochs"] = 1
     cfg = {**tiny_config(finetune=finetune), "model": "xresnet1d18", "model_kwargs": {}}
     seen = []
-    result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "ft", init_from=ssl_dir, progress=False,
-                       callbacks=[lambda row, model: seen.append(row["stage"])])
+    result = train_run(
+        cfg,
+        X,
+        Y,
+        ids,
+        splits,
+        LABELS,
+        tmp_path / "ft",
+        init_from=ssl_dir,
+        progress=False,
+        callbacks=[lambda row, model: seen.append(row["stage"])],
+    )
     assert result.val_macro_auc is not None and missing_outputs(tmp_path / "ft") == []
     assert len(seen) == sum(s.epochs for s in RunConfig.from_dict(cfg).stages())
     if policy == "linear-probe":
@@ -290,8 +329,11 @@ def test_an_ssl_run_finetunes_with_every_policy(tmp_path, policy):
 
 def test_a_killed_ssl_run_resumes_to_the_same_weights(tmp_path):
     X, _, ids, splits = make_data(n=40, t=300)
-    cfg = {**tiny_config(epochs=2, ssl={"method": "contrastive"}), "model": "xresnet1d18",
-           "model_kwargs": TINY["xresnet1d18"]}
+    cfg = {
+        **tiny_config(epochs=2, ssl={"method": "contrastive"}),
+        "model": "xresnet1d18",
+        "model_kwargs": TINY["xresnet1d18"],
+    }
     args = (X, np.zeros((40, 0), np.uint8), ids, {"train": splits["train"], "val": splits["val"]}, [])
     train_run(cfg, *args, tmp_path / "straight", progress=False)
     with pytest.raises(Killed):
@@ -314,27 +356,43 @@ def test_the_cli_refuses_ssl_outside_pretrain(tmp_path, capsys):
 TASK = {"dataset": "ptbxl", "root": "data/ptbxl", "labels": "diagnostic"}
 
 
-@pytest.mark.parametrize("ssl, extra, message", [
-    ({"methd": "masked"}, {}, r"unknown config key 'ssl\.methd'; allowed keys in 'ssl': .*method"),
-    ({"extra_tasks": [{"dataset": "cinc", "root": "x", "labels": "dx"}]}, {},
-     r"unknown config key 'ssl\.extra_tasks\[0\]\.labels'"),
-    ({"method": "masked", "temperature": 0.1}, {}, r"'ssl\.temperature': applies to ssl\.method = 'contrastive'"),
-    ({"mask_ratio": 0.3}, {}, r"'ssl\.mask_ratio': applies to ssl\.method = 'masked'"),
-    ({"augmentations": ["time-out"], "gaussian_noise_mv": 0.1}, {}, r"'ssl\.gaussian_noise_mv': sets the "
-     r"'gaussian-noise' augmentation, which ssl\.augmentations does not list"),
-    ({"augmentations": ["time-out", "time-out"]}, {}, r"'ssl\.augmentations': a non-empty list of distinct"),
-    ({"augmentations": ["time-outt"]}, {}, r"'ssl\.augmentations\[0\]': 'time-outt' is not allowed"),
-    ({"crop_scale": [0.9, 0.5]}, {}, r"'ssl\.crop_scale': \[low, high\] with low <= high"),
-    ({"temperature": True}, {}, r"'ssl\.temperature': expected a number"),
-    ({"method": "masked", "mask_seconds": 3.0}, {}, r"'ssl\.mask_seconds': 3\.0 s at fs=100\.0 Hz is 300"),
-    ({}, {"finetune": {"policy": "all"}}, r"'finetune\.policy': 'all', but an \[ssl\] run pre-trains"),
-    ({}, {"input": "stft"}, r"'input': 'stft', but \[ssl\]"),
-    ({}, {"task": {**TASK, "train_fraction": 0.5, "fraction_parts": 2}}, r"'task\.train_fraction': an \[ssl\] run"),
-    ({"extra_tasks": [{"dataset": "cinc", "root": "x", "val_folds": [10]}]}, {},
-     r"'ssl\.extra_tasks\[0\]\.train_folds': train_folds / val_folds / test_folds must not overlap"),
-    ({"extra_tasks": [{"dataset": "cinc", "root": "x", "source_fs": 500}]}, {},
-     r"'ssl\.extra_tasks\[0\]\.source_fs': only PTB-XL"),
-])
+@pytest.mark.parametrize(
+    "ssl, extra, message",
+    [
+        ({"methd": "masked"}, {}, r"unknown config key 'ssl\.methd'; allowed keys in 'ssl': .*method"),
+        (
+            {"extra_tasks": [{"dataset": "cinc", "root": "x", "labels": "dx"}]},
+            {},
+            r"unknown config key 'ssl\.extra_tasks\[0\]\.labels'",
+        ),
+        ({"method": "masked", "temperature": 0.1}, {}, r"'ssl\.temperature': applies to ssl\.method = 'contrastive'"),
+        ({"mask_ratio": 0.3}, {}, r"'ssl\.mask_ratio': applies to ssl\.method = 'masked'"),
+        (
+            {"augmentations": ["time-out"], "gaussian_noise_mv": 0.1},
+            {},
+            r"'ssl\.gaussian_noise_mv': sets the "
+            r"'gaussian-noise' augmentation, which ssl\.augmentations does not list",
+        ),
+        ({"augmentations": ["time-out", "time-out"]}, {}, r"'ssl\.augmentations': a non-empty list of distinct"),
+        ({"augmentations": ["time-outt"]}, {}, r"'ssl\.augmentations\[0\]': 'time-outt' is not allowed"),
+        ({"crop_scale": [0.9, 0.5]}, {}, r"'ssl\.crop_scale': \[low, high\] with low <= high"),
+        ({"temperature": True}, {}, r"'ssl\.temperature': expected a number"),
+        ({"method": "masked", "mask_seconds": 3.0}, {}, r"'ssl\.mask_seconds': 3\.0 s at fs=100\.0 Hz is 300"),
+        ({}, {"finetune": {"policy": "all"}}, r"'finetune\.policy': 'all', but an \[ssl\] run pre-trains"),
+        ({}, {"input": "stft"}, r"'input': 'stft', but \[ssl\]"),
+        ({}, {"task": {**TASK, "train_fraction": 0.5, "fraction_parts": 2}}, r"'task\.train_fraction': an \[ssl\] run"),
+        (
+            {"extra_tasks": [{"dataset": "cinc", "root": "x", "val_folds": [10]}]},
+            {},
+            r"'ssl\.extra_tasks\[0\]\.train_folds': train_folds / val_folds / test_folds must not overlap",
+        ),
+        (
+            {"extra_tasks": [{"dataset": "cinc", "root": "x", "source_fs": 500}]},
+            {},
+            r"'ssl\.extra_tasks\[0\]\.source_fs': only PTB-XL",
+        ),
+    ],
+)
 def test_ssl_table_errors_name_the_key(ssl, extra, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_dict({"task": TASK, "ssl": ssl, **extra})

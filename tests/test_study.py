@@ -32,6 +32,7 @@ def minimal(**over) -> dict:
 
 # ----- spec ---------------------------------------------------------------------------------
 
+
 def test_shipped_spec_and_its_smoke_and_laptop_profiles_are_valid():
     full = load_spec(SPEC)
     quick = load_spec(SPEC, "smoke")
@@ -44,22 +45,25 @@ def test_shipped_spec_and_its_smoke_and_laptop_profiles_are_valid():
     assert quick.data["source"]["labels"] == "diagnostic"  # merged, not replaced
 
 
-@pytest.mark.parametrize("over, key", [
-    ({"study": {"modle": "x"}}, "study.modle"),
-    ({"study": {"model": "resnet9000"}}, "study.model"),
-    ({"study": {"protocols": ["seed18", "nope"]}}, "study.protocols"),
-    ({"study": {"seeds": []}}, "study.seeds"),
-    ({"study": {"bootstrap": 3}}, "study.bootstrap"),
-    ({"source": {"labels": "everything"}}, "source.labels"),
-    ({"source": {"train_fraction": 0}}, "source.train_fraction"),
-    ({"target": {"val_folds": [8]}}, "target.*_folds"),
-    ({"target": {"test_folds": [11]}}, "target.test_folds"),
-    ({"experiments": {"target_share": {"shares": [10, 100]}}}, "experiments.target_share.shares"),
-    ({"experiments": {"calibration": {"methods": ["magic"]}}}, "experiments.calibration.methods"),
-    ({"experiments": {"frequency": {"inputs": ["wavelet"]}}}, "experiments.frequency.inputs"),
-    ({"experiments": {"typo": {}}}, "experiments.typo"),
-    ({"finetune": {"policy": "none"}}, "finetune.policy"),
-])
+@pytest.mark.parametrize(
+    "over, key",
+    [
+        ({"study": {"modle": "x"}}, "study.modle"),
+        ({"study": {"model": "resnet9000"}}, "study.model"),
+        ({"study": {"protocols": ["seed18", "nope"]}}, "study.protocols"),
+        ({"study": {"seeds": []}}, "study.seeds"),
+        ({"study": {"bootstrap": 3}}, "study.bootstrap"),
+        ({"source": {"labels": "everything"}}, "source.labels"),
+        ({"source": {"train_fraction": 0}}, "source.train_fraction"),
+        ({"target": {"val_folds": [8]}}, "target.*_folds"),
+        ({"target": {"test_folds": [11]}}, "target.test_folds"),
+        ({"experiments": {"target_share": {"shares": [10, 100]}}}, "experiments.target_share.shares"),
+        ({"experiments": {"calibration": {"methods": ["magic"]}}}, "experiments.calibration.methods"),
+        ({"experiments": {"frequency": {"inputs": ["wavelet"]}}}, "experiments.frequency.inputs"),
+        ({"experiments": {"typo": {}}}, "experiments.typo"),
+        ({"finetune": {"policy": "none"}}, "finetune.policy"),
+    ],
+)
 def test_a_wrong_spec_names_the_key_and_what_is_allowed(over, key):
     with pytest.raises(ConfigError, match=key.replace("*", r"\*").replace(".", r"\.")):
         spec_from_dict(minimal(**over))
@@ -81,6 +85,7 @@ def test_missing_roots_unknown_profile_and_bad_toml(tmp_path):
 
 
 # ----- plan ---------------------------------------------------------------------------------
+
 
 def test_fraction_parts():
     assert fraction_parts([10, 20, 30, 50, 70, 80, 90]) == 10
@@ -119,11 +124,14 @@ def test_plan_shares_runs_between_experiments_and_pairs_the_arms():
     assert fixed["test_folds"] == [10] and fixed["train_fraction"] == 0.3 and fixed["fold_seed"] == 0
     # experiment 2: PTB-XL subsets of folds 1-8, always tested on fold 10, fine-tuned on 10 % "rest"
     from ecg_transfer.datasets.task import task_settings
+
     pre25 = task_settings(by_name["exp2/pretrain/share25"].config["task"])
     assert pre25["train_fraction"] == 0.25 and pre25["test_folds"] == [10] and pre25["val_folds"] == [9]
     assert pre25["train_folds"] == [1, 2, 3, 4, 5, 6, 7, 8] and not pre25["test_on_rest"]
-    assert by_name["exp2/share100/repeat0/seed18/finetuned/s0"].key == by_name[
-        "exp1-rest/share10/repeat0/seed18/finetuned/s0"].key
+    assert (
+        by_name["exp2/share100/repeat0/seed18/finetuned/s0"].key
+        == by_name["exp1-rest/share10/repeat0/seed18/finetuned/s0"].key
+    )
     # experiment 3: PTB-XL from records500 above 100 Hz, from records100 at and below
     assert by_name["exp3/pretrain/fs250"].config["task"]["source_fs"] == 500
     assert by_name["exp3/pretrain/fs50"].config["task"]["source_fs"] == 100
@@ -134,8 +142,13 @@ def test_plan_shares_runs_between_experiments_and_pairs_the_arms():
 
 
 def test_run_key_ignores_what_does_not_change_the_result():
-    cfg = {"model": "fcn_wang", "fs": 100.0, "seed": 0, "finetune": {"policy": "gradual"},
-           "task": {"dataset": "cinc", "root": "data/g12ec", "labels": "protocol:seed18"}}
+    cfg = {
+        "model": "fcn_wang",
+        "fs": 100.0,
+        "seed": 0,
+        "finetune": {"policy": "gradual"},
+        "task": {"dataset": "cinc", "root": "data/g12ec", "labels": "protocol:seed18"},
+    }
     k = run_key(cfg, "parent")
     assert run_key({**cfg, "device": "cuda", "num_threads": 8, "validate_every": 5}, "parent") == k
     speed = {"memory_format": "contiguous", "compile": "default", "optimizer_impl": "foreach"}
@@ -143,6 +156,7 @@ def test_run_key_ignores_what_does_not_change_the_result():
     # every resumable setting of a run is also left out of its study key, and nothing else is
     from ecg_transfer.study.plan import NON_DEFINING
     from ecg_transfer.training.config import RESUMABLE_KEYS
+
     assert set(NON_DEFINING) == set(RESUMABLE_KEYS)
     assert run_key({**cfg, "finetune": {"policy": "gradual", "pretrained_run": "/else/where"}}, "parent") == k
     assert run_key({**cfg, "seed": 1}, "parent") != k
@@ -169,6 +183,7 @@ def test_shards_cover_the_plan_once():
 
 # ----- store --------------------------------------------------------------------------------
 
+
 def test_store_states_and_locks(tmp_path):
     store = RunStore(tmp_path)
     assert store.state("k")["state"] == "missing"
@@ -189,6 +204,7 @@ def test_a_lock_left_by_a_killed_process_is_stale_and_taken_over(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
     import socket
+
     store.run_dir("k").mkdir(parents=True)
     (store.run_dir("k") / "lock").write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
     assert store.state("k")["state"] == "interrupted"
@@ -203,6 +219,7 @@ def test_a_lock_left_by_a_killed_process_is_stale_and_taken_over(tmp_path):
 
 
 # ----- runner (fake execution) --------------------------------------------------------------
+
 
 class Recorder:
     def __init__(self, fail: set[str] = frozenset(), interrupt_at: str | None = None):
@@ -221,10 +238,17 @@ class Recorder:
 
 
 def small_spec():
-    return spec_from_dict(minimal(
-        study={"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang"},
-        experiments={"target_share": {"enabled": False}, "source_share": {"enabled": False},
-                     "sampling_rate": {"rates": [100]}, "frequency": {"inputs": ["spectrum"]}}))
+    return spec_from_dict(
+        minimal(
+            study={"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang"},
+            experiments={
+                "target_share": {"enabled": False},
+                "source_share": {"enabled": False},
+                "sampling_rate": {"rates": [100]},
+                "frequency": {"inputs": ["spectrum"]},
+            },
+        )
+    )
 
 
 def test_runner_skips_done_records_failures_and_goes_on(tmp_path):
@@ -304,7 +328,9 @@ def test_status_and_plan_commands(tmp_path, capsys):
     assert main(["study", "status", str(spec_path), "--profile", "smoke", "--out", str(tmp_path / "o"), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["counts"] == {"missing": len(st["runs"])}
-    spec_path.write_text(_with_roots(SPEC.read_text(), tmp_path).replace('model = "xresnet1d101"', 'model = "xresnet9"'))
+    spec_path.write_text(
+        _with_roots(SPEC.read_text(), tmp_path).replace('model = "xresnet1d101"', 'model = "xresnet9"')
+    )
     assert main(["study", "plan", str(spec_path)]) == 2
     assert "study.model" in capsys.readouterr().err
 
@@ -332,8 +358,10 @@ def test_plan_refuses_bad_settings_and_missing_roots_before_anything_runs(tmp_pa
     assert "'finetune.policy'" in err and "'graduall' is not allowed" in err and "head-then-all" in err
     missing = tmp_path / "nowhere"
     spec_path.write_text(good.replace(str(tmp_path / "g12ec"), str(missing)))
-    for cmd in (["study", "plan", str(spec_path), "--no-estimate"],
-                ["study", "run", str(spec_path), "--out", str(tmp_path / "out"), "--no-progress"]):
+    for cmd in (
+        ["study", "plan", str(spec_path), "--no-estimate"],
+        ["study", "run", str(spec_path), "--out", str(tmp_path / "out"), "--no-progress"],
+    ):
         assert main(cmd) == 2
         assert f"cinc root {missing} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out" / "runs").exists()  # nothing started
@@ -349,21 +377,36 @@ def test_plan_refuses_bad_settings_and_missing_roots_before_anything_runs(tmp_pa
 
 
 def test_experiment_6_plans_each_strategy_and_backbone_and_shares_runs():
-    spec = spec_from_dict(minimal(
-        study={"seeds": [0], "protocols": ["seed18"]},
-        experiments={"target_share": {"shares": [10, 50], "repeats": 1, "fixed_test": False},
-                     "strategy": {"enabled": True, "strategies": ["none", "supervised:diagnostic", "supervised:rhythm"],
-                                  "models": ["xresnet1d101", "s4"], "shares": [10, 50],
-                                  "model_runs": {"s4": {"batch_size": 64}}}}))
+    spec = spec_from_dict(
+        minimal(
+            study={"seeds": [0], "protocols": ["seed18"]},
+            experiments={
+                "target_share": {"shares": [10, 50], "repeats": 1, "fixed_test": False},
+                "strategy": {
+                    "enabled": True,
+                    "strategies": ["none", "supervised:diagnostic", "supervised:rhythm"],
+                    "models": ["xresnet1d101", "s4"],
+                    "shares": [10, 50],
+                    "model_runs": {"s4": {"batch_size": 64}},
+                },
+            },
+        )
+    )
     runs = plan_study(spec)
     by_name = {u["name"]: r for r in runs for u in r.uses}
     # the diagnostic pre-training of the study's backbone is the headline's; its exp-6 runs are experiment 1's
-    assert by_name["exp6/xresnet1d101/supervised:diagnostic/pretrain"].key == by_name[
-        "pretrain/diagnostic/fs500/share100/time"].key
-    assert by_name["exp6/xresnet1d101/supervised:diagnostic/share10/repeat0/seed18/finetuned/s0"].key == by_name[
-        "exp1-rest/share10/repeat0/seed18/finetuned/s0"].key
-    assert by_name["exp6/xresnet1d101/none/share50/repeat0/seed18/standalone/s0"].key == by_name[
-        "exp1-rest/share50/repeat0/seed18/standalone/s0"].key
+    assert (
+        by_name["exp6/xresnet1d101/supervised:diagnostic/pretrain"].key
+        == by_name["pretrain/diagnostic/fs500/share100/time"].key
+    )
+    assert (
+        by_name["exp6/xresnet1d101/supervised:diagnostic/share10/repeat0/seed18/finetuned/s0"].key
+        == by_name["exp1-rest/share10/repeat0/seed18/finetuned/s0"].key
+    )
+    assert (
+        by_name["exp6/xresnet1d101/none/share50/repeat0/seed18/standalone/s0"].key
+        == by_name["exp1-rest/share50/repeat0/seed18/standalone/s0"].key
+    )
     rhythm = by_name["exp6/s4/supervised:rhythm/pretrain"]
     assert rhythm.config["model"] == "s4" and rhythm.config["task"]["labels"] == "rhythm"
     assert rhythm.config["batch_size"] == 64 and rhythm.config["model_kwargs"] == {}

@@ -17,7 +17,7 @@ import pytest
 from ecg_transfer.cli import main
 from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
 
-TINY = '{filters = [8, 8], kernel_sizes = [5, 3], head_hidden = [8], head_dropout = 0.1}'
+TINY = "{filters = [8, 8], kernel_sizes = [5, 3], head_hidden = [8], head_dropout = 0.1}"
 
 
 def spec_text(data: Path, out: Path, frequency: bool = True, strategy: bool = True) -> str:
@@ -30,16 +30,16 @@ model_kwargs = {TINY}
 fs = 100
 seeds = [0, 1]
 bootstrap = 50
-cache_dir = "{data / 'cache'}"
+cache_dir = "{data / "cache"}"
 
 [source]
-root = "{data / 'ptbxl'}"
+root = "{data / "ptbxl"}"
 epochs = 2
 allow_missing = true
 train_fraction = 0.5
 
 [target]
-root = "{data / 'g12ec'}"
+root = "{data / "g12ec"}"
 
 [finetune]
 policy = "gradual"
@@ -121,8 +121,9 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     for row in res["headline"]:
         assert row["finetuned"]["value"] is not None and row["difference"]["ci"] is not None
         assert row["finetuned"]["n"] == 2 and len(row["per_class"]) == len(row["labels"])
-    assert {(r["share"], r["arm"]) for r in res["exp1"]["rest"]} == {(s, a) for s in (20, 50)
-                                                                      for a in ("finetuned", "standalone")}
+    assert {(r["share"], r["arm"]) for r in res["exp1"]["rest"]} == {
+        (s, a) for s in (20, 50) for a in ("finetuned", "standalone")
+    }
     assert all(r["value"] is not None for r in res["exp1"]["fixed_test"])
     assert [r["share"] for r in res["exp2"]] == [50, 100] and res["exp2"][0]["pretrain_test_auc"]["value"] is not None
     assert res["exp2"][0]["n_pretrain_records"] < res["exp2"][1]["n_pretrain_records"]
@@ -136,7 +137,9 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     assert e6["none"]["arm"] == "standalone" and e6["none"]["difference_to_none"]["value"] is None
     for strategy in ("supervised:rhythm", "self-supervised"):  # paired with "none" on the same test records
         assert e6[strategy]["arm"] == "finetuned" and e6[strategy]["difference_to_none"]["ci"] is not None
-    assert e6["supervised:rhythm"]["pretrain"]["value"] is not None and e6["self-supervised"]["pretrain"]["value"] is None
+    assert (
+        e6["supervised:rhythm"]["pretrain"]["value"] is not None and e6["self-supervised"]["pretrain"]["value"] is None
+    )
     cal = res["exp4"][0]
     assert set(cal["methods"]) == {"uncalibrated", "temperature", "isotonic"}
     assert set(cal["reliability"]) == {"uncalibrated", "temperature", "isotonic"}
@@ -147,11 +150,13 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     # the gallery: the headline's first fine-tuned run explains some of its test records, shown in the report
     gallery = json.loads((study / "explain" / "gallery.json").read_text())
     assert gallery["entries"] and all((study / e["png"]).is_file() for e in gallery["entries"])
-    assert gallery["run"] in {f"runs/{k}" for k, r in runs.items() if any(
-        u["name"] == "headline/seed18/finetuned/s0" for u in r["uses"])}
+    assert gallery["run"] in {
+        f"runs/{k}" for k, r in runs.items() if any(u["name"] == "headline/seed18/finetuned/s0" for u in r["uses"])
+    }
     assert res["gallery"]["entries"] == gallery["entries"]
     assert html.split('id="gallery"', 1)[1].split("</section>", 1)[0].count("data:image/png;base64,") == len(
-        gallery["entries"])
+        gallery["entries"]
+    )
     # again: everything is done, nothing trains
     assert main(["study", "run", str(spec), "--no-progress"]) == 0
     assert "trained 0," in capsys.readouterr().out

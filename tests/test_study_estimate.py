@@ -10,7 +10,12 @@ import pytest
 
 from ecg_transfer.settings import RunConfig
 from ecg_transfer.study.estimate import (
-    RUN_OVERHEAD_SECONDS, DataSize, estimate_study, measure_throughput, parse_assumptions, run_work,
+    RUN_OVERHEAD_SECONDS,
+    DataSize,
+    estimate_study,
+    measure_throughput,
+    parse_assumptions,
+    run_work,
 )
 from ecg_transfer.study.plan import plan_study
 from ecg_transfer.study.spec import spec_from_dict
@@ -32,15 +37,21 @@ class CountingMeasure:
 def spec(tmp_path: Path):
     ptbxl = make_ptbxl_tree(tmp_path / "ptbxl", n_records=30)
     cinc = make_cinc_tree(tmp_path / "g12ec", n_records=40)
-    return spec_from_dict({
-        "study": {"model": "fcn_wang", "fs": 100, "seeds": [0], "protocols": ["seed18"]},
-        "source": {"root": str(ptbxl), "epochs": 4, "validate_every": 2},
-        "target": {"root": str(cinc)},
-        "standalone": {"epochs": 6},
-        "finetune": {"policy": "gradual", "stages": [{"epochs": 2, "train": "head"}, {"epochs": 3}]},
-        "experiments": {"target_share": {"shares": [50], "repeats": 1, "fixed_test": False},
-                        "source_share": {"enabled": False}, "sampling_rate": {"rates": [100]},
-                        "frequency": {"enabled": False}}})
+    return spec_from_dict(
+        {
+            "study": {"model": "fcn_wang", "fs": 100, "seeds": [0], "protocols": ["seed18"]},
+            "source": {"root": str(ptbxl), "epochs": 4, "validate_every": 2},
+            "target": {"root": str(cinc)},
+            "standalone": {"epochs": 6},
+            "finetune": {"policy": "gradual", "stages": [{"epochs": 2, "train": "head"}, {"epochs": 3}]},
+            "experiments": {
+                "target_share": {"shares": [50], "repeats": 1, "fixed_test": False},
+                "source_share": {"enabled": False},
+                "sampling_rate": {"rates": [100]},
+                "frequency": {"enabled": False},
+            },
+        }
+    )
 
 
 def test_work_per_run_is_epochs_times_records(spec, tmp_path):
@@ -56,7 +67,9 @@ def test_work_per_run_is_epochs_times_records(spec, tmp_path):
     assert pre.train_records == n_train and pre.train_samples == 4 * n_train
     # 10 s records, 2.5 s windows at 1.25 s: 7 per record; validation after epochs 2 and 4, then test
     assert pre.windows == 7 * (2 * n_val + n_test)
-    assert pre.seconds == pytest.approx(pre.train_samples * 0.002 + pre.windows * 0.0005 + RUN_OVERHEAD_SECONDS, abs=0.1)
+    assert pre.seconds == pytest.approx(
+        pre.train_samples * 0.002 + pre.windows * 0.0005 + RUN_OVERHEAD_SECONDS, abs=0.1
+    )
     # target (40 CinC records, 10 equal folds): train 8 folds = 32 records; fine-tuned: 2 + 3 epochs
     ft = by_name["headline/seed18/finetuned/s0"]
     sa = by_name["headline/seed18/standalone/s0"]
@@ -73,8 +86,7 @@ def test_measurements_are_kept_and_assumed_sizes_scale_the_target(spec, tmp_path
     first = CountingMeasure()
     small = estimate_study(runs, cache_dir=tmp_path / "cache", measure=first)
     again = CountingMeasure()
-    big = estimate_study(runs, cache_dir=tmp_path / "cache", measure=again,
-                         assumed=parse_assumptions(["target=10344"]))
+    big = estimate_study(runs, cache_dir=tmp_path / "cache", measure=again, assumed=parse_assumptions(["target=10344"]))
     assert first.calls and not again.calls  # the table in the cache folder answered
     ft_small = next(r for r in small.runs if r.name == "headline/seed18/finetuned/s0")
     ft_big = next(r for r in big.runs if r.name == "headline/seed18/finetuned/s0")
@@ -86,9 +98,24 @@ def test_measurements_are_kept_and_assumed_sizes_scale_the_target(spec, tmp_path
 
 
 def test_run_work_of_a_fraction_tested_on_the_rest():
-    cfg = RunConfig.from_dict({"model": "fcn_wang", "epochs": 10, "validate_every": 5, "task": {
-        "dataset": "cinc", "root": "x", "labels": "protocol:seed18", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8, 10],
-        "val_folds": [9], "test_folds": [], "train_fraction": 0.1, "fraction_parts": 10, "test_on_rest": True}})
+    cfg = RunConfig.from_dict(
+        {
+            "model": "fcn_wang",
+            "epochs": 10,
+            "validate_every": 5,
+            "task": {
+                "dataset": "cinc",
+                "root": "x",
+                "labels": "protocol:seed18",
+                "train_folds": [1, 2, 3, 4, 5, 6, 7, 8, 10],
+                "val_folds": [9],
+                "test_folds": [],
+                "train_fraction": 0.1,
+                "fraction_parts": 10,
+                "test_on_rest": True,
+            },
+        }
+    )
     train, samples, windows = run_work(cfg, DataSize(1000, None, 10.0))
     assert train == pytest.approx(90) and samples == pytest.approx(900)
     assert windows == pytest.approx(7 * (100 * 2 + 810))
@@ -98,15 +125,34 @@ def test_evaluation_cost_grows_with_test_records_labels_and_resamples():
     from ecg_transfer.study.estimate import EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE as C, evaluation_seconds
 
     size = DataSize(1000, None, 10.0)
-    rest = RunConfig.from_dict({"model": "fcn_wang", "task": {
-        "dataset": "cinc", "root": "x", "labels": "protocol:seed18", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8, 10],
-        "val_folds": [9], "test_folds": [], "train_fraction": 0.1, "fraction_parts": 10, "test_on_rest": True}})
+    rest = RunConfig.from_dict(
+        {
+            "model": "fcn_wang",
+            "task": {
+                "dataset": "cinc",
+                "root": "x",
+                "labels": "protocol:seed18",
+                "train_folds": [1, 2, 3, 4, 5, 6, 7, 8, 10],
+                "val_folds": [9],
+                "test_folds": [],
+                "train_fraction": 0.1,
+                "fraction_parts": 10,
+                "test_on_rest": True,
+            },
+        }
+    )
     assert evaluation_seconds(rest, size, 500) == pytest.approx(810 * 18 * 500 * C)  # the rest: 90 % of 900
     fold = RunConfig.from_dict({"model": "fcn_wang", "task": {"dataset": "ptbxl", "root": "x", "labels": "rhythm"}})
     assert evaluation_seconds(fold, DataSize(1000, {f: 100 for f in range(1, 11)}, 10.0), 1000) == pytest.approx(
-        100 * 12 * 1000 * C)  # fold 10, 12 rhythm labels
-    ssl = RunConfig.from_dict({"model": "fcn_wang", "ssl": {"method": "masked"},
-                               "task": {"dataset": "ptbxl", "root": "x", "labels": "rhythm"}})
+        100 * 12 * 1000 * C
+    )  # fold 10, 12 rhythm labels
+    ssl = RunConfig.from_dict(
+        {
+            "model": "fcn_wang",
+            "ssl": {"method": "masked"},
+            "task": {"dataset": "ptbxl", "root": "x", "labels": "rhythm"},
+        }
+    )
     assert evaluation_seconds(ssl, size, 1000) == 0.0  # no test predictions
 
 
@@ -116,15 +162,21 @@ def test_run_work_of_a_self_supervised_run():
     task = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
     sizes = DataSize(1000, {f: 100 for f in range(1, 11)}, 10.0)
     for method, views in (("contrastive", 2), ("masked", 1)):
-        cfg = RunConfig.from_dict({"model": "fcn_wang", "epochs": 4, "validate_every": 2, "task": task,
-                                   "ssl": {"method": method}})
+        cfg = RunConfig.from_dict(
+            {"model": "fcn_wang", "epochs": 4, "validate_every": 2, "task": task, "ssl": {"method": method}}
+        )
         train, samples, windows = run_work(cfg, sizes)
         assert (train, samples, windows) == (800, 800 * 4 * views, 100 * 2 * views), method
 
 
 def test_the_real_measurement_runs(tmp_path):
-    cfg = RunConfig.from_dict({"model": "fcn_wang", "batch_size": 8,
-                               "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]}})
+    cfg = RunConfig.from_dict(
+        {
+            "model": "fcn_wang",
+            "batch_size": 8,
+            "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]},
+        }
+    )
     cost = measure_throughput(cfg, steps=1)
     assert 0 < cost["train_s_per_sample"] < 1 and 0 < cost["predict_s_per_window"] < 1
 
@@ -153,10 +205,16 @@ def test_study_run_says_how_many_ptbxl_records_are_missing_at_500_hz(tmp_path):
         for ext in (".hea", ".dat"):
             (ptbxl / "records500" / "00000" / f"{i:05d}_hr{ext}").unlink()
     cinc = make_cinc_tree(tmp_path / "g12ec", n_records=20)
-    spec = spec_from_dict({
-        "study": {"model": "fcn_wang", "fs": 100, "seeds": [0], "protocols": ["seed18"]},
-        "source": {"root": str(ptbxl), "allow_missing": True}, "target": {"root": str(cinc)},
-        "experiments": {"sampling_rate": {"rates": [250, 100]}, "source_share": {"enabled": False}}})
+    spec = spec_from_dict(
+        {
+            "study": {"model": "fcn_wang", "fs": 100, "seeds": [0], "protocols": ["seed18"]},
+            "source": {"root": str(ptbxl), "allow_missing": True},
+            "target": {"root": str(cinc)},
+            "experiments": {"sampling_rate": {"rates": [250, 100]}, "source_share": {"enabled": False}},
+        }
+    )
     lines = missing_records_lines(plan_study(spec))
-    assert lines == [f"PTB-XL at 500 Hz: 3 of 20 records are missing under {ptbxl}; the runs that read this rate "
-                     "(pre-training above 100 Hz) train and test on the 17 present"]
+    assert lines == [
+        f"PTB-XL at 500 Hz: 3 of 20 records are missing under {ptbxl}; the runs that read this rate "
+        "(pre-training above 100 Hz) train and test on the 17 present"
+    ]

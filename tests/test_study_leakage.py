@@ -18,10 +18,13 @@ def _sets(tmp_path, copy_of: int | None):
     ptbxl = make_ptbxl_tree(tmp_path / "ptbxl", n_records=10)
     for i in range(1, 11):
         x = ecg_like(10_000, 1000, seed=1000 + i)
-        write_wfdb_record(ptbxl / "records100" / "00000", f"{i:05d}_lr", resample_poly(x, 1, 10, axis=0), 100,
-                          STANDARD_NAMES)
+        write_wfdb_record(
+            ptbxl / "records100" / "00000", f"{i:05d}_lr", resample_poly(x, 1, 10, axis=0), 100, STANDARD_NAMES
+        )
         if i == copy_of:
-            write_cinc_record(tmp_path / "cinc", "HR00001", np.round(resample_poly(x, 1, 2, axis=0) * 1000).astype(np.int16).T)
+            write_cinc_record(
+                tmp_path / "cinc", "HR00001", np.round(resample_poly(x, 1, 2, axis=0) * 1000).astype(np.int16).T
+            )
     for j in range(6):
         x = ecg_like(5000, 500, seed=j)
         write_cinc_record(tmp_path / "cinc", f"E{j:05d}", np.round(x * 1000).astype(np.int16).T)
@@ -29,8 +32,9 @@ def _sets(tmp_path, copy_of: int | None):
 
 
 def _spec(ptbxl, cinc, leakage="warn"):
-    return spec_from_dict({"source": {"root": str(ptbxl)}, "target": {"root": str(cinc), "name": "T"},
-                           "study": {"leakage": leakage}})
+    return spec_from_dict(
+        {"source": {"root": str(ptbxl)}, "target": {"root": str(cinc), "name": "T"}, "study": {"leakage": leakage}}
+    )
 
 
 def test_a_copied_pretraining_record_is_warned_refused_or_ignored(tmp_path):
@@ -38,8 +42,10 @@ def test_a_copied_pretraining_record_is_warned_refused_or_ignored(tmp_path):
     said: list[str] = []
     leaks = check_leakage(_spec(ptbxl, cinc), tmp_path / "study", echo=said.append)
     assert [(s[1], t[1]) for s, t in leaks] == [("00003", "HR00001")]
-    assert any(m.startswith("WARNING: 1 T record(s) are copies of PTB-XL pre-training records (HR00001 = PTB-XL 00003")
-               for m in said)
+    assert any(
+        m.startswith("WARNING: 1 T record(s) are copies of PTB-XL pre-training records (HR00001 = PTB-XL 00003")
+        for m in said
+    )
     assert (tmp_path / "study" / "audit" / "audit.json").exists()
     said.clear()
     with pytest.raises(DatasetError, match="1 T record"):

@@ -23,7 +23,7 @@ from ecg_transfer.cli import main
 from ecg_transfer.study.store import RunStore
 from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
 
-TINY = '{filters = [8, 8], kernel_sizes = [5, 3], head_hidden = [8], head_dropout = 0.1}'
+TINY = "{filters = [8, 8], kernel_sizes = [5, 3], head_hidden = [8], head_dropout = 0.1}"
 METHODS = ["temperature", "isotonic"]
 
 
@@ -37,16 +37,16 @@ fs = 100
 seeds = [0]
 protocols = ["seed18"]
 bootstrap = 50
-cache_dir = "{data / 'cache'}"
+cache_dir = "{data / "cache"}"
 
 [source]
-root = "{data / 'ptbxl'}"
+root = "{data / "ptbxl"}"
 epochs = 2
 allow_missing = true
 train_fraction = 0.5
 
 [target]
-root = "{data / 'g12ec'}"
+root = "{data / "g12ec"}"
 
 [finetune]
 policy = "gradual"
@@ -106,8 +106,9 @@ def _assert_complete(study: Path, key: str, reference: Path) -> None:
     card = (d / "MODEL_CARD.md").read_text()
     assert "| temperature |" in card and "| isotonic |" in card and "Not evaluated" not in card
     for split in ("val", "test"):  # the predictions of the uninterrupted run
-        np.testing.assert_allclose(_probs(d / f"predictions_{split}.csv"),
-                                   _probs(reference / f"predictions_{split}.csv"), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            _probs(d / f"predictions_{split}.csv"), _probs(reference / f"predictions_{split}.csv"), rtol=0, atol=1e-6
+        )
 
 
 def _fresh_copy(study: Path, key: str, dest: Path) -> Path:
@@ -188,8 +189,22 @@ def test_killed_between_model_and_predictions_for_real(base, tmp_path, capsys):
     spec, study, victim = base
     work = _fresh_copy(study, victim, tmp_path / "work")
     run_dir = work / "runs" / victim
-    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_MODEL, str(run_dir), "study", "run", str(spec),
-                           "--no-progress", "--out", str(work)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AFTER_MODEL,
+            str(run_dir),
+            "study",
+            "run",
+            str(spec),
+            "--no-progress",
+            "--out",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 9, proc.stdout + proc.stderr
     assert (run_dir / "model.pt").exists() and not (run_dir / "predictions_test.csv").exists()
     assert (run_dir / "lock").exists()
@@ -219,8 +234,12 @@ def test_train_resume_finishes_a_run_that_has_its_model(base, tmp_path, capsys):
     assert main([*cmd, "--resume"]) == 0
     assert "test macro AUC" in capsys.readouterr().out
     for split in ("val", "test"):
-        np.testing.assert_allclose(_probs(run_dir / f"predictions_{split}.csv"),
-                                   _probs(study / "runs" / victim / f"predictions_{split}.csv"), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            _probs(run_dir / f"predictions_{split}.csv"),
+            _probs(study / "runs" / victim / f"predictions_{split}.csv"),
+            rtol=0,
+            atol=1e-6,
+        )
     assert {n: (run_dir / n).stat().st_mtime_ns for n in stamps} == stamps
     assert "Not evaluated" in (run_dir / "MODEL_CARD.md").read_text()  # written by `train`, before any evaluation
 

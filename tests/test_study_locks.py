@@ -97,8 +97,9 @@ RUNNER = DELAYS + textwrap.dedent("""
 
 def _spawn(script: str, args: list[str], mode: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "ECG_TRANSFER_LOCKING": mode, **(extra_env or {})}
-    return subprocess.Popen([sys.executable, "-c", script, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _start_together(procs: list[subprocess.Popen], go: Path, timeout: float = 120) -> None:
@@ -119,8 +120,9 @@ def _wait_all(procs: list[subprocess.Popen], timeout: float = 300) -> None:
 
 
 def _dead_pid() -> int:
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout)
+    return int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -133,8 +135,10 @@ def test_a_stale_lock_taken_over_by_three_processes_is_never_held_twice(tmp_path
         store.run_dir(key).mkdir(parents=True)
         (store.run_dir(key) / "lock").write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
         go, logfile = tmp_path / f"go{round_}", tmp_path / f"log{round_}"
-        procs = [_spawn(TAKEOVER, [str(tmp_path), key, str(round_ * 10 + i), str(logfile), str(go), "0.6"], mode)
-                 for i in range(3)]
+        procs = [
+            _spawn(TAKEOVER, [str(tmp_path), key, str(round_ * 10 + i), str(logfile), str(go), "0.6"], mode)
+            for i in range(3)
+        ]
         _start_together(procs, go)
         _wait_all(procs)
         lines = [l.split() for l in logfile.read_text().splitlines()]
@@ -149,16 +153,25 @@ def test_a_stale_lock_taken_over_by_three_processes_is_never_held_twice(tmp_path
 def test_no_run_is_executed_twice_by_three_study_processes(tmp_path, mode):
     """Three `study run` processes on one folder, delays everywhere: every run executed exactly
     once; two more processes on the finished study execute nothing (no re-evaluation)."""
-    spec_dict = {"source": {"root": "data/ptbxl"}, "target": {"root": "data/g12ec"},
-                 "study": {"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang"},
-                 "experiments": {"target_share": {"enabled": False}, "source_share": {"enabled": False},
-                                 "sampling_rate": {"rates": [100]}, "frequency": {"inputs": ["spectrum"]}}}
+    spec_dict = {
+        "source": {"root": "data/ptbxl"},
+        "target": {"root": "data/g12ec"},
+        "study": {"seeds": [0], "protocols": ["seed18"], "model": "fcn_wang"},
+        "experiments": {
+            "target_share": {"enabled": False},
+            "source_share": {"enabled": False},
+            "sampling_rate": {"rates": [100]},
+            "frequency": {"inputs": ["spectrum"]},
+        },
+    }
     runs = plan_study(spec_from_dict(spec_dict))
     study, logfile = tmp_path / "study", tmp_path / "log"
     for round_, n in ((0, 3), (1, 2)):
         go = tmp_path / f"go{round_}"
-        procs = [_spawn(RUNNER, [str(study), json.dumps(spec_dict), str(round_ * 10 + i), str(logfile), str(go)], mode)
-                 for i in range(n)]
+        procs = [
+            _spawn(RUNNER, [str(study), json.dumps(spec_dict), str(round_ * 10 + i), str(logfile), str(go)], mode)
+            for i in range(n)
+        ]
         _start_together(procs, go)
         _wait_all(procs)
         executed = [l.split()[1] for l in logfile.read_text().splitlines()]

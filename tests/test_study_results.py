@@ -32,14 +32,20 @@ FIXED_TEST = 12  # below the report's 30-record threshold
 def _spec(root: Path):
     (root / "ptbxl").mkdir(exist_ok=True)
     (root / "g12ec").mkdir(exist_ok=True)
-    return spec_from_dict({
-        "study": {"seeds": [0, 1], "model": "fcn_wang", "bootstrap": B, "fs": 100},
-        "source": {"root": str(root / "ptbxl"), "allow_missing": True},
-        "target": {"root": str(root / "g12ec")},
-        "experiments": {"target_share": {"shares": [20, 50], "repeats": 2},
-                        "source_share": {"shares": [50, 100], "target_share": 20},
-                        "sampling_rate": {"rates": [250, 100]}, "frequency": {"enabled": False},
-                        "calibration": {"methods": ["temperature", "isotonic"]}}})
+    return spec_from_dict(
+        {
+            "study": {"seeds": [0, 1], "model": "fcn_wang", "bootstrap": B, "fs": 100},
+            "source": {"root": str(root / "ptbxl"), "allow_missing": True},
+            "target": {"root": str(root / "g12ec")},
+            "experiments": {
+                "target_share": {"shares": [20, 50], "repeats": 2},
+                "source_share": {"shares": [50, 100], "target_share": 20},
+                "sampling_rate": {"rates": [250, 100]},
+                "frequency": {"enabled": False},
+                "calibration": {"methods": ["temperature", "isotonic"]},
+            },
+        }
+    )
 
 
 def _ids(run) -> tuple[list[str], list[str], list[str]]:
@@ -49,8 +55,11 @@ def _ids(run) -> tuple[list[str], list[str], list[str]]:
         n_test = 20 if task["source_fs"] == 500 else 60  # PTB-XL at 500 Hz: only the records present
         n_val = 10 if task["source_fs"] == 500 else 30
         n_train = int(200 * task.get("train_fraction", 1.0))
-        return ([f"p-train-{i}" for i in range(n_train)], [f"p-val-{i}" for i in range(n_val)],
-                [f"p-test-{i}" for i in range(n_test)])
+        return (
+            [f"p-train-{i}" for i in range(n_train)],
+            [f"p-val-{i}" for i in range(n_val)],
+            [f"p-test-{i}" for i in range(n_test)],
+        )
     if task.get("test_on_rest"):
         r, share = task["fraction_seed"], round(100 * task["train_fraction"])
         # the rest of the larger share: 3 records, each the only positive of a label (the rule would pin it)
@@ -86,8 +95,13 @@ def fake_execute(runner, run) -> None:
     labels, n_pos = _labels(run)
     strength = {"pretrain": 1.2, "finetuned": 1.5, "standalone": 0.6}[run.kind]
     for name, ids in (("val", val), ("test", test)):
-        y, p = _split(ids, labels, n_pos, strength, run.config["seed"] + (7 if name == "val" else 0)
-                      + 100 * (run.kind == "finetuned"))
+        y, p = _split(
+            ids,
+            labels,
+            n_pos,
+            strength,
+            run.config["seed"] + (7 if name == "val" else 0) + 100 * (run.kind == "finetuned"),
+        )
         save_predictions(d / f"predictions_{name}.csv", ids, labels, y, p)
     (d / "config.json").write_text(json.dumps(run.config))
     (d / "splits.json").write_text(json.dumps({"train": train, "val": val, "test": test}))
@@ -183,8 +197,10 @@ def test_statistics_say_how_intervals_were_made(study):
     # the rule was not applied to the two 3-record test sets (one per repeat), each listed once with its values
     pinned = [f for f in st["fallbacks"] if f["n_test"] == 3]
     assert len(pinned) == 2 and all(f["reason"] == "pinned" and f["variation_kept"] < 0.9 for f in pinned)
-    assert sorted(f["where"] for f in pinned) == ["exp1-rest/share50/repeat0/seed18/finetuned/s0",
-                                                   "exp1-rest/share50/repeat1/seed18/finetuned/s1"]
+    assert sorted(f["where"] for f in pinned) == [
+        "exp1-rest/share50/repeat0/seed18/finetuned/s0",
+        "exp1-rest/share50/repeat1/seed18/finetuned/s1",
+    ]
     assert all(f["values"] >= 3 for f in pinned)  # both arms and their paired difference
     assert all(f["n_test"] == 3 for f in st["fallbacks"])  # the 12- and 36-record test sets keep the rule
     assert res["reference"]["protocol"] == REFERENCE["protocol"] == "seed18"

@@ -25,8 +25,16 @@ from ecg_transfer.cli import main
 from ecg_transfer.errors import ConfigError
 from ecg_transfer.study.executors import slurm as slurm_mod
 from ecg_transfer.study.executors.job import RunJob, RunNotDoneError
-from ecg_transfer.study.executors.slurm import (SlurmError, SlurmOptions, SlurmStudy, add_job_record, job_records,
-                                                parse_slurm_opts, parse_time, slurm_job_states)
+from ecg_transfer.study.executors.slurm import (
+    SlurmError,
+    SlurmOptions,
+    SlurmStudy,
+    add_job_record,
+    job_records,
+    parse_slurm_opts,
+    parse_time,
+    slurm_job_states,
+)
 from ecg_transfer.study.plan import plan_study
 from ecg_transfer.study.spec import load_spec
 from ecg_transfer.study.store import RunStore
@@ -40,22 +48,39 @@ def write_spec(path: Path, data: Path, out: Path, rates: tuple[int, ...] = (100,
     a fine-tuned run, and a standalone run a rate; a network without dropout."""
     off = {"enabled": False}
     spec = {
-        "study": {"name": "tinyslurm", "out": str(out), "model": "fcn_wang", "fs": 100, "seeds": [0], "leakage": "off",
-                  "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.0},
-                  "protocols": ["seed18"], "bootstrap": 50, "cache_dir": str(data / "cache")},
+        "study": {
+            "name": "tinyslurm",
+            "out": str(out),
+            "model": "fcn_wang",
+            "fs": 100,
+            "seeds": [0],
+            "leakage": "off",
+            "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.0},
+            "protocols": ["seed18"],
+            "bootstrap": 50,
+            "cache_dir": str(data / "cache"),
+        },
         "source": {"root": str(data / "ptbxl"), "epochs": 2},
         "target": {"root": str(data / "g12ec")},
-        "finetune": {"policy": "gradual", "stages": [{"epochs": 1, "train": "head", "lr": 0.01},
-                                                     {"epochs": 1, "train": "all", "lr": [1e-4, 1e-3]}]},
+        "finetune": {
+            "policy": "gradual",
+            "stages": [{"epochs": 1, "train": "head", "lr": 0.01}, {"epochs": 1, "train": "all", "lr": [1e-4, 1e-3]}],
+        },
         "standalone": {"epochs": 2},
-        "experiments": {"target_share": off, "source_share": off, "frequency": off,
-                        "sampling_rate": {"rates": list(rates)} if len(rates) > 1 else off,
-                        "calibration": {"methods": ["temperature"]}}}
+        "experiments": {
+            "target_share": off,
+            "source_share": off,
+            "frequency": off,
+            "sampling_rate": {"rates": list(rates)} if len(rates) > 1 else off,
+            "calibration": {"methods": ["temperature"]},
+        },
+    }
     path.write_text(json.dumps(spec, indent=2))
     return path
 
 
 # ----- a fake sbatch under submitit's real executor -----------------------------------------------
+
 
 class FakeCluster:
     """submitit's SlurmExecutor writes the sbatch file and pickles the job; "sbatch" only counts.
@@ -98,8 +123,15 @@ def study(tmp_path):
 
 
 def make(spec, study_dir, cluster, options=None, **kw) -> SlurmStudy:
-    return SlurmStudy(spec, study_dir, options or SlurmOptions(), echo=lambda m: None, executor=cluster.executor,
-                      states=cluster.job_states, **kw)
+    return SlurmStudy(
+        spec,
+        study_dir,
+        options or SlurmOptions(),
+        echo=lambda m: None,
+        executor=cluster.executor,
+        states=cluster.job_states,
+        **kw,
+    )
 
 
 def sbatch_text(study_dir: Path, key: str, job_id: str) -> str:
@@ -112,10 +144,11 @@ def last_job(study_dir: Path, key: str) -> dict:
 
 # ----- options --------------------------------------------------------------------------------------
 
+
 def test_time_limits_in_every_slurm_format():
     assert parse_time("90") == 90
     assert parse_time("01:30:00") == 90
-    assert parse_time("00:00:30") == 1          # rounded up: never less than asked
+    assert parse_time("00:00:30") == 1  # rounded up: never less than asked
     assert parse_time("2-00:00:00") == 2880
     for bad in ("", "1:30", "ninety", "0", "00:00:00"):
         with pytest.raises(ConfigError, match="--time"):
@@ -142,10 +175,12 @@ def test_slurm_options_need_the_slurm_executor_and_shard_does_not_mix_with_it(st
 
 # ----- submitting -------------------------------------------------------------------------------------
 
+
 def test_one_job_a_run_finetuned_after_their_pretraining(study, cluster):
     spec, runs, study_dir = study
-    opts = SlurmOptions(partition="gpu", gpus_per_run=2, cpus_per_run=8, time_min=90, account="lab",
-                        extra={"qos": "high"})
+    opts = SlurmOptions(
+        partition="gpu", gpus_per_run=2, cpus_per_run=8, time_min=90, account="lab", extra={"qos": "high"}
+    )
     s = make(spec, study_dir, cluster, opts).submit()
     assert sorted(s.submitted) == sorted(r.key for r in runs) and not s.queued
     jobs = {r.key: last_job(study_dir, r.key)["job_id"] for r in runs}
@@ -201,8 +236,9 @@ def test_done_runs_are_skipped_and_a_done_pretraining_means_no_dependency(study,
     assert "--dependency" not in text
     other = next(r for r in runs if r.kind == "finetuned" and r.depends != pre.key)
     other_job = last_job(study_dir, other.key)["job_id"]
-    assert f"#SBATCH --dependency=afterok:{last_job(study_dir, other.depends)['job_id']}" in \
-        sbatch_text(study_dir, other.key, other_job)
+    assert f"#SBATCH --dependency=afterok:{last_job(study_dir, other.depends)['job_id']}" in sbatch_text(
+        study_dir, other.key, other_job
+    )
     # everything done: nothing to submit, results.json written here
     for r in runs:
         store.begin(r.key, name=r.name)
@@ -260,7 +296,8 @@ def test_runs_of_a_failed_pretraining_are_recorded_failed_and_not_submitted(stud
     s = make(spec, study_dir, cluster, retry_failed=True).submit()
     assert pre.key in s.submitted and child.key in s.submitted
     assert f"afterok:{last_job(study_dir, pre.key)['job_id']}" in sbatch_text(
-        study_dir, child.key, last_job(study_dir, child.key)["job_id"])
+        study_dir, child.key, last_job(study_dir, child.key)["job_id"]
+    )
 
 
 def test_settle_after_waiting_records_children_cancelled_because_their_pretraining_failed(study, cluster):
@@ -292,9 +329,16 @@ def test_a_job_records_itself_and_fails_when_its_pretraining_is_not_done(study, 
     write_study_files(spec, study_dir, runs)
     ft = next(r for r in runs if r.kind == "finetuned")
     folder = study_dir / "slurm" / ft.key
-    for name, value in {"SUBMITIT_EXECUTOR": "slurm", "SUBMITIT_FOLDER": str(folder), "SLURM_JOB_ID": "4242",
-                        "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
-                        "SLURM_JOB_NUM_NODES": "1"}.items():
+    for name, value in {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SUBMITIT_FOLDER": str(folder),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_PROCID": "0",
+        "SLURM_NTASKS": "1",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_NUM_NODES": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(RunNotDoneError, match="failed, not done"):
         RunJob.of(spec, study_dir, ft.key)()
@@ -354,15 +398,25 @@ def test_job_states_from_squeue_then_sacct_and_never_guessed(monkeypatch):
 
     monkeypatch.setattr(slurm_mod, "_run", fake_run)
     assert slurm_job_states(["101", "102", "103", "104"]) == {
-        "101": "RUNNING", "102": "PENDING", "103": "CANCELLED", "104": "UNKNOWN"}
+        "101": "RUNNING",
+        "102": "PENDING",
+        "103": "CANCELLED",
+        "104": "UNKNOWN",
+    }
     assert calls == ["squeue", "sacct"]
-    monkeypatch.setattr(slurm_mod, "_run", lambda cmd: subprocess.CompletedProcess(
-        cmd, 1, "", "slurm_load_jobs error: Unable to contact slurm controller"))
+    monkeypatch.setattr(
+        slurm_mod,
+        "_run",
+        lambda cmd: subprocess.CompletedProcess(
+            cmd, 1, "", "slurm_load_jobs error: Unable to contact slurm controller"
+        ),
+    )
     with pytest.raises(SlurmError, match="Unable to contact"):
         slurm_job_states(["101"])
 
 
 # ----- torchrun -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
@@ -403,6 +457,7 @@ def test_a_multi_gpu_pretraining_job_trains_under_torchrun(data, tmp_path):
 
 # ----- a real SLURM cluster --------------------------------------------------------------------------------
 
+
 def slurm_not_up() -> str | None:
     """Why SLURM cannot run jobs here (None: it can)."""
     status = SLURM_STATUS.read_text().strip() if SLURM_STATUS.exists() else ""
@@ -418,8 +473,12 @@ def slurm_not_up() -> str | None:
 
 
 def _slurm_times(job_ids: list[str]) -> dict[str, tuple[str, str]]:
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%S|%e", "-j", ",".join(job_ids)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%i|%S|%e", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {j: (s, e) for j, s, e in (line.split("|") for line in out.split())}
 
 
@@ -434,8 +493,24 @@ def test_the_study_on_a_real_slurm_cluster_equals_a_local_run(data, tmp_path, mo
         write_spec(tmp_path / f"{name}.json", data, tmp_path / name)
     assert main(["study", "run", str(tmp_path / "local.json"), "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["study", "run", str(tmp_path / "slurm.json"), "--executor", "slurm", "--wait", "--time", "15",
-                 "--cpus-per-run", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "run",
+                str(tmp_path / "slurm.json"),
+                "--executor",
+                "slurm",
+                "--wait",
+                "--time",
+                "15",
+                "--cpus-per-run",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     runs = plan_study(load_spec(tmp_path / "slurm.json"))
     assert f"{len(runs)} of {len(runs)} runs done, 0 failed" in out, out
@@ -451,8 +526,9 @@ def test_the_study_on_a_real_slurm_cluster_equals_a_local_run(data, tmp_path, mo
         epochs = [json.loads(line)["epoch"] for line in (d / "metrics.jsonl").read_text().splitlines()]
         assert len(epochs) == len(set(epochs)), f"{r.name} trained an epoch twice: {epochs}"
         for split in ("val", "test"):
-            assert (d / f"predictions_{split}.csv").read_bytes() == \
-                (tmp_path / "local" / "runs" / r.key / f"predictions_{split}.csv").read_bytes(), (r.name, split)
+            assert (d / f"predictions_{split}.csv").read_bytes() == (
+                tmp_path / "local" / "runs" / r.key / f"predictions_{split}.csv"
+            ).read_bytes(), (r.name, split)
     assert set(slurm_job_states(jobs.values()).values()) == {"COMPLETED"}
     times = _slurm_times(list(jobs.values()))
     for r in runs:  # dependency order: a pre-training's job ended before its fine-tuned run's job started

@@ -24,8 +24,13 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write_config(path: Path, tree: Path, cache: Path, **extra) -> Path:
     cfg = {
-        "model": "fcn_wang", "model_kwargs": TINY_MODEL, "fs": 100.0, "batch_size": 4, "epochs": 1,
-        "device": "cpu", "seed": 3,
+        "model": "fcn_wang",
+        "model_kwargs": TINY_MODEL,
+        "fs": 100.0,
+        "batch_size": 4,
+        "epochs": 1,
+        "device": "cpu",
+        "seed": 3,
         "task": {"dataset": "ptbxl", "root": str(tree), "labels": "superdiagnostic", "cache_dir": str(cache)},
     }
     cfg.update(extra)
@@ -34,8 +39,9 @@ def write_config(path: Path, tree: Path, cache: Path, **extra) -> Path:
 
 
 def test_splits_follow_folds_and_drop_unlabelled(tree: Path, tmp_path: Path) -> None:
-    data = load_task({"dataset": "ptbxl", "root": str(tree), "labels": "form", "cache_dir": str(tmp_path)}, 100.0,
-                     progress=False)
+    data = load_task(
+        {"dataset": "ptbxl", "root": str(tree), "labels": "form", "cache_dir": str(tmp_path)}, 100.0, progress=False
+    )
     db = pd.read_csv(tree / "ptbxl_database.csv", index_col="ecg_id")
     for split, folds in (("train", range(1, 9)), ("val", [9]), ("test", [10])):
         ids = [int(data.record_ids[r]) for r in data.splits[split]]
@@ -62,27 +68,70 @@ def test_pretrain_then_finetune_and_standalone_via_cli(tree: Path, tmp_path: Pat
     cache = tmp_path / "cache"
     pre = write_config(tmp_path / "pre.json", tree, cache)
     assert main(["pretrain", str(pre), "--run-dir", str(tmp_path / "pre"), "--no-progress"]) == 0
-    for f in ("config.json", "environment.json", "model.pt", "metrics.jsonl", "predictions_val.csv",
-              "predictions_test.csv", "splits.json"):
+    for f in (
+        "config.json",
+        "environment.json",
+        "model.pt",
+        "metrics.jsonl",
+        "predictions_val.csv",
+        "predictions_test.csv",
+        "splits.json",
+    ):
         assert (tmp_path / "pre" / f).exists(), f
     test_ids = pd.read_csv(tmp_path / "pre" / "predictions_test.csv", dtype={"record_id": str})["record_id"]
     db = pd.read_csv(tree / "ptbxl_database.csv", index_col="ecg_id")
     assert set(db.loc[[int(i) for i in test_ids], "strat_fold"]) == {10}
 
-    target = write_config(tmp_path / "target.json", tree, cache, task={
-        "dataset": "ptbxl", "root": str(tree), "labels": "protocol:seed18", "cache_dir": str(cache), "min_count": 1})
+    target = write_config(
+        tmp_path / "target.json",
+        tree,
+        cache,
+        task={
+            "dataset": "ptbxl",
+            "root": str(tree),
+            "labels": "protocol:seed18",
+            "cache_dir": str(cache),
+            "min_count": 1,
+        },
+    )
     # `finetune` turns policy "none" into the head-then-all preset (30 + 30 epochs): a top-level
     # `epochs` would be silently overridden, so it is refused, naming the preset's own keys
     capsys.readouterr()
-    assert main(["finetune", str(target), "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "ft0"),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                str(target),
+                "--from",
+                str(tmp_path / "pre"),
+                "--run-dir",
+                str(tmp_path / "ft0"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "'epochs': 1" in err and "finetune.head_epochs" in err and not (tmp_path / "ft0").exists()
     ft_target = tmp_path / "ft_target.json"
     ft_cfg = {k: v for k, v in json.loads(target.read_text()).items() if k != "epochs"}
-    ft_target.write_text(json.dumps({**ft_cfg, "finetune": {"head_epochs": 1, "all_epochs": 1, "policy": "head-then-all"}}))
-    assert main(["finetune", str(ft_target), "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "ft"),
-                 "--no-progress"]) == 0
+    ft_target.write_text(
+        json.dumps({**ft_cfg, "finetune": {"head_epochs": 1, "all_epochs": 1, "policy": "head-then-all"}})
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                str(ft_target),
+                "--from",
+                str(tmp_path / "pre"),
+                "--run-dir",
+                str(tmp_path / "ft"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["standalone", str(target), "--run-dir", str(tmp_path / "sa"), "--no-progress"]) == 0
     ft = json.loads((tmp_path / "ft" / "splits.json").read_text())
     sa = json.loads((tmp_path / "sa" / "splits.json").read_text())

@@ -51,8 +51,12 @@ def cinc(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[set[str]]
             if i <= 30:
                 dups.append({name})
         write_cinc(base / "g1", name, signal, CINC_CODES[i % 4] + ("," + CINC_CODES[(i + 1) % 4] if i % 5 == 0 else ""))
-    task = {"dataset": "cinc", "root": str(base / "g1"), "labels": "protocol:cinc2020",
-            "cache_dir": str(base / "cache")}
+    task = {
+        "dataset": "cinc",
+        "root": str(base / "g1"),
+        "labels": "protocol:cinc2020",
+        "cache_dir": str(base / "cache"),
+    }
     return task, dups
 
 
@@ -74,8 +78,9 @@ def test_fraction_one_gives_exactly_the_old_splits_and_computes_no_parts(ptbxl: 
 
     monkeypatch.setattr(task_module, "stratified_folds", boom)
     monkeypatch.setattr(task_module, "signal_hash", boom)
-    explicit = load_task({**ptbxl, "train_fraction": 1.0, "fraction_parts": 7, "fraction_seed": 3}, 100.0,
-                         progress=False)
+    explicit = load_task(
+        {**ptbxl, "train_fraction": 1.0, "fraction_parts": 7, "fraction_seed": 3}, 100.0, progress=False
+    )
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(explicit.splits[split], default.splits[split])
 
@@ -111,8 +116,9 @@ def test_a_patient_is_never_on_both_sides(ptbxl: dict) -> None:
     split_somewhere = 0
     for seed in range(4):
         for f in (0.25, 0.5):
-            train = ids(load_task({**ptbxl, "train_fraction": f, "fraction_seed": seed}, 100.0, progress=False),
-                        "train")
+            train = ids(
+                load_task({**ptbxl, "train_fraction": f, "fraction_seed": seed}, 100.0, progress=False), "train"
+            )
             rest = pool - train
             assert not {patient[r] for r in train} & {patient[r] for r in rest}, (seed, f)
             # the same parts without groups would split some of these patients
@@ -155,8 +161,9 @@ def test_fraction_subset_stratifies_rare_classes() -> None:
     y = (rng.random((3000, 6)) < prevalence).astype(np.uint8)
     groups = np.repeat(np.arange(1500), 2)  # pairs of records, as patients
     for f in (0.3, 0.5):
-        random_off = [np.abs(y[np.repeat(rng.random(1500) < f, 2)].sum(axis=0) - f * y.sum(axis=0)).sum()
-                      for _ in range(21)]
+        random_off = [
+            np.abs(y[np.repeat(rng.random(1500) < f, 2)].sum(axis=0) - f * y.sum(axis=0)).sum() for _ in range(21)
+        ]
         for seed in range(3):
             chosen = fraction_subset(y, groups, fraction=f, parts=20, seed=seed)
             assert abs(chosen.mean() - f) < 0.01
@@ -170,12 +177,14 @@ def test_fraction_subset_stratifies_rare_classes() -> None:
 
 def test_test_on_rest_partitions_the_pool(ptbxl: dict) -> None:
     full = load_task(ptbxl, 100.0, progress=False)
-    data = load_task({**ptbxl, "train_fraction": 0.3, "test_folds": [], "test_on_rest": True, "fraction_seed": 1},
-                     100.0, progress=False)
+    data = load_task(
+        {**ptbxl, "train_fraction": 0.3, "test_folds": [], "test_on_rest": True, "fraction_seed": 1},
+        100.0,
+        progress=False,
+    )
     train, test, pool = ids(data, "train"), ids(data, "test"), ids(full, "train")
     assert train | test == pool and not train & test
-    assert train == ids(load_task({**ptbxl, "train_fraction": 0.3, "fraction_seed": 1}, 100.0, progress=False),
-                        "train")
+    assert train == ids(load_task({**ptbxl, "train_fraction": 0.3, "fraction_seed": 1}, 100.0, progress=False), "train")
     np.testing.assert_array_equal(data.splits["val"], full.splits["val"])
     assert abs(len(train) / len(pool) - 0.3) < 0.03
 
@@ -183,8 +192,16 @@ def test_test_on_rest_partitions_the_pool(ptbxl: dict) -> None:
 def test_train_cli_records_the_subset(ptbxl: dict, tmp_path: Path) -> None:
     """`ecg-transfer train CONFIG` alone reproduces the split: splits.json holds the subset."""
     task = {**ptbxl, "train_fraction": 0.5, "test_folds": [], "test_on_rest": True, "fraction_seed": 3}
-    cfg = {"model": "fcn_wang", "model_kwargs": TINY_MODEL, "fs": 100.0, "batch_size": 8, "epochs": 1,
-           "device": "cpu", "seed": 0, "task": task}
+    cfg = {
+        "model": "fcn_wang",
+        "model_kwargs": TINY_MODEL,
+        "fs": 100.0,
+        "batch_size": 8,
+        "epochs": 1,
+        "device": "cpu",
+        "seed": 0,
+        "task": task,
+    }
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     assert main(["train", str(tmp_path / "c.json"), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
     saved = json.loads((tmp_path / "run" / "splits.json").read_text())
@@ -197,30 +214,36 @@ def test_train_cli_records_the_subset(ptbxl: dict, tmp_path: Path) -> None:
 BASE = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
 
 
-@pytest.mark.parametrize("extra,pattern", [
-    ({"train_fraction": 0}, r"'task\.train_fraction': must be > 0, got 0"),
-    ({"train_fraction": -0.5}, r"'task\.train_fraction': must be > 0"),
-    ({"train_fraction": 1.5}, r"'task\.train_fraction': must be <= 1"),
-    ({"train_fraction": float("nan")}, r"'task\.train_fraction': must be a finite number"),
-    ({"train_fraction": "0.5"}, r"'task\.train_fraction': expected a number"),
-    ({"train_fraction": True}, r"'task\.train_fraction': expected a number"),
-    ({"train_fraction": 0.33}, r"'task\.train_fraction': 0\.33 is not a multiple of 1/20 .*0\.05, 0\.1, 0\.15, \.\.\., "
-                               r"0\.95, 1 .*task\.fraction_parts = 100"),
-    ({"train_fraction": 1 / 3}, r"'task\.train_fraction': .* set task\.fraction_parts = 3"),
-    ({"train_fraction": 0.3, "fraction_parts": 4}, r"not a multiple of 1/4 .*0\.25, 0\.5, 0\.75, 1 "),
-    ({"train_fraction": 0.01}, r"'task\.train_fraction': 0\.01 is not a multiple of 1/20"),
-    ({"fraction_parts": 1}, r"'task\.fraction_parts': must be >= 2"),
-    ({"fraction_parts": 2.5}, r"'task\.fraction_parts': expected an integer"),
-    ({"fraction_parts": "20"}, r"'task\.fraction_parts': expected an integer"),
-    ({"fraction_parts": True}, r"'task\.fraction_parts': expected an integer"),
-    ({"fraction_seed": -1}, r"'task\.fraction_seed': must be >= 0"),
-    ({"fraction_seed": 1.0}, r"'task\.fraction_seed': expected an integer"),
-    ({"fraction_seed": False}, r"'task\.fraction_seed': expected an integer"),
-    ({"test_on_rest": "yes"}, r"'task\.test_on_rest': expected true/false"),
-    ({"test_on_rest": 1}, r"'task\.test_on_rest': expected true/false"),
-    ({"test_on_rest": True, "test_folds": []}, r"test_on_rest': true needs task\.train_fraction < 1"),
-    ({"test_on_rest": True, "train_fraction": 0.5}, r"test_on_rest': true needs task\.test_folds = \[\].*\[10\]"),
-])
+@pytest.mark.parametrize(
+    "extra,pattern",
+    [
+        ({"train_fraction": 0}, r"'task\.train_fraction': must be > 0, got 0"),
+        ({"train_fraction": -0.5}, r"'task\.train_fraction': must be > 0"),
+        ({"train_fraction": 1.5}, r"'task\.train_fraction': must be <= 1"),
+        ({"train_fraction": float("nan")}, r"'task\.train_fraction': must be a finite number"),
+        ({"train_fraction": "0.5"}, r"'task\.train_fraction': expected a number"),
+        ({"train_fraction": True}, r"'task\.train_fraction': expected a number"),
+        (
+            {"train_fraction": 0.33},
+            r"'task\.train_fraction': 0\.33 is not a multiple of 1/20 .*0\.05, 0\.1, 0\.15, \.\.\., "
+            r"0\.95, 1 .*task\.fraction_parts = 100",
+        ),
+        ({"train_fraction": 1 / 3}, r"'task\.train_fraction': .* set task\.fraction_parts = 3"),
+        ({"train_fraction": 0.3, "fraction_parts": 4}, r"not a multiple of 1/4 .*0\.25, 0\.5, 0\.75, 1 "),
+        ({"train_fraction": 0.01}, r"'task\.train_fraction': 0\.01 is not a multiple of 1/20"),
+        ({"fraction_parts": 1}, r"'task\.fraction_parts': must be >= 2"),
+        ({"fraction_parts": 2.5}, r"'task\.fraction_parts': expected an integer"),
+        ({"fraction_parts": "20"}, r"'task\.fraction_parts': expected an integer"),
+        ({"fraction_parts": True}, r"'task\.fraction_parts': expected an integer"),
+        ({"fraction_seed": -1}, r"'task\.fraction_seed': must be >= 0"),
+        ({"fraction_seed": 1.0}, r"'task\.fraction_seed': expected an integer"),
+        ({"fraction_seed": False}, r"'task\.fraction_seed': expected an integer"),
+        ({"test_on_rest": "yes"}, r"'task\.test_on_rest': expected true/false"),
+        ({"test_on_rest": 1}, r"'task\.test_on_rest': expected true/false"),
+        ({"test_on_rest": True, "test_folds": []}, r"test_on_rest': true needs task\.train_fraction < 1"),
+        ({"test_on_rest": True, "train_fraction": 0.5}, r"test_on_rest': true needs task\.test_folds = \[\].*\[10\]"),
+    ],
+)
 def test_bad_values_name_the_key(extra: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         task_settings({**BASE, **extra})
@@ -236,12 +259,18 @@ def test_good_values_pass() -> None:
 
 def test_too_small_pool_names_dataset_fraction_and_size(ptbxl: dict) -> None:
     # folds [1] of the fixture: 20 records of 20 patients; 40 parts cannot all be filled
-    with pytest.raises(ConfigError, match=r"train_fraction = 0\.5: the ptbxl pool at .*has 20 records in 20 group"
-                                          r".*fewer than task\.fraction_parts = 40"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train_fraction = 0\.5: the ptbxl pool at .*has 20 records in 20 group"
+        r".*fewer than task\.fraction_parts = 40",
+    ):
         load_task({**ptbxl, "train_folds": [1], "train_fraction": 0.5, "fraction_parts": 40}, 100.0, progress=False)
     # folds [1]: 1/20 of 20 single-record patients is one record, too few to train on
-    with pytest.raises(ConfigError, match=r"train_fraction = 0\.05: the ptbxl pool .*has 20 records; the fraction "
-                                          r"leaves 1 for training, at least 2"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train_fraction = 0\.05: the ptbxl pool .*has 20 records; the fraction "
+        r"leaves 1 for training, at least 2",
+    ):
         load_task({**ptbxl, "train_folds": [1], "train_fraction": 0.05}, 100.0, progress=False)
 
 

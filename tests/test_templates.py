@@ -45,12 +45,31 @@ def test_pyproject_ships_every_template():
 def test_wheel_contains_the_templates(tmp_path):
     pytest.importorskip("setuptools", reason="building the wheel needs setuptools")
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "src" / "ecg_transfer", src / "src" / "ecg_transfer",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        ROOT / "src" / "ecg_transfer",
+        src / "src" / "ecg_transfer",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    "-w", str(tmp_path / "out"), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "out"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "out").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"ecg_transfer/templates/{n}" for n in TEMPLATES} <= names
@@ -70,8 +89,10 @@ def test_undefined_values_raise():
         render("model_card.md.j2", run={"name": "x"})
 
 
-@pytest.mark.parametrize("text,want", [("AFIB", "`AFIB`"), ("a`b", "``a`b``"), ("`x", "`` `x ``"),
-                                       ("a``b`", "``` a``b` ```"), ("a|b", "`a|b`")])
+@pytest.mark.parametrize(
+    "text,want",
+    [("AFIB", "`AFIB`"), ("a`b", "``a`b``"), ("`x", "`` `x ``"), ("a``b`", "``` a``b` ```"), ("a|b", "`a|b`")],
+)
 def test_md_code_shows_the_text_verbatim(text, want):
     assert md_code(text) == want
 

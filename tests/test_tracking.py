@@ -137,8 +137,9 @@ def test_other_ranks_and_backend_none_log_nothing(tmp_path, monkeypatch):
     # rank 1 of 2: rank 0's answer arrives by broadcast (here: a successful open, nothing else)
     monkeypatch.setattr(DistContext, "broadcast", lambda self, obj: ("ok", None))
     rank1 = DistContext(rank=1, world_size=2)
-    with tracking(TrackingConfig(backend="tensorboard", log_dir=str(tmp_path / "tb")), tmp_path / "run", {},
-                  dist=rank1) as t:
+    with tracking(
+        TrackingConfig(backend="tensorboard", log_dir=str(tmp_path / "tb")), tmp_path / "run", {}, dist=rank1
+    ) as t:
         t.log_epoch({"epoch": 1, "train_loss": 1.0})
     with tracking(TrackingConfig(), tmp_path / "run", {}) as t2:
         t2.log_epoch({"epoch": 1, "train_loss": 1.0})
@@ -154,6 +155,7 @@ def test_tracking_is_not_part_of_the_run_key_or_the_written_config():
     assert "tracking" not in RunConfig.from_dict(base).to_dict()  # untracked runs' config.json unchanged
     assert RunConfig.from_dict(tracked).to_dict()["tracking"]["backend"] == "mlflow"
     from ecg_transfer.training.run import _meta_config
+
     assert _meta_config(RunConfig.from_dict(tracked)) == _meta_config(RunConfig.from_dict(base))  # resume allowed
 
 

@@ -29,8 +29,8 @@ def test_toml_and_json_load_the_same(tmp_path):
     toml.write_text(
         'model = "fcn_wang"\nfs = 500.0\n'
         '[task]\nlabels = "diagnostic"\ndataset = "ptbxl"\nroot = "data/ptbxl"\n'
-        '[optimizer]\nweight_decay = 0.05\n'
-        '[schedule]\ndiv_factor = 10.0\n'
+        "[optimizer]\nweight_decay = 0.05\n"
+        "[schedule]\ndiv_factor = 10.0\n"
         '[finetune]\npolicy = "gradual"\npretrained_run = "runs/pre"\n'
         '[[finetune.stages]]\nepochs = 2\ntrain = "head"\nlr = 0.01\n'
         '[[finetune.stages]]\nepochs = 3\ntrain = "all"\nlr = [1e-6, 1e-4]\n'
@@ -48,28 +48,34 @@ def test_toml_and_json_load_the_same(tmp_path):
     assert [(s.epochs, s.train) for s in stages] == [(2, "head"), (3, "all")]
 
 
-@pytest.mark.parametrize("data, key, allowed", [
-    ({"optimiser": {}}, "optimiser", "optimizer"),
-    ({"schedule": {"max_rate": 1}}, "schedule.max_rate", "max_lr"),
-    ({"schedule": {"max_lr": "fast"}}, "schedule.max_lr", "a number"),
-    ({"schedule": {"max_lr": -1.0}}, "schedule.max_lr", "> 0"),
-    ({"schedule": {"pct_start": 1.5}}, "schedule.pct_start", "< 1"),
-    ({"batch_size": 12.5}, "batch_size", "an integer"),
-    ({"deterministic": "yes"}, "deterministic", "true/false"),
-    ({"aggregate": "median"}, "aggregate", "max, mean"),
-    ({"model": "resnet9000"}, "model", "xresnet1d101"),
-    ({"optimizer": {"betas": [0.9]}}, "optimizer.betas", "a list of 2"),
-    ({"finetune": {"policy": "freeze-some"}}, "finetune.policy", "head-then-all"),
-    ({"finetune": {"policy": "gradual", "stages": [{"epochs": 1, "train": "middle"}]}},
-     "finetune.stages[0].train", "last:N"),
-    ({"finetune": {"policy": "gradual", "stages": [{"epochs": 0}]}}, "finetune.stages[0].epochs", ">= 1"),
-    ({"finetune": {"policy": "gradual", "stages": [{"lr": [1e-6, "x"]}]}}, "finetune.stages[0].lr[1]", "a number"),
-    ({"finetune": {"head_epochs": 5}}, "finetune.head_epochs", "head-then-all"),
-    ({"finetune": {"pretrained_run": "x"}}, "finetune.pretrained_run", "gradual"),
-    ({"fs": 100.0, "crop_seconds": 2.555}, "crop_seconds", "whole number"),
-    ({"stride_seconds": 5.0}, "stride_seconds", "crop_seconds"),
-    ({"device": "tpu"}, "device", "cuda"),
-])
+@pytest.mark.parametrize(
+    "data, key, allowed",
+    [
+        ({"optimiser": {}}, "optimiser", "optimizer"),
+        ({"schedule": {"max_rate": 1}}, "schedule.max_rate", "max_lr"),
+        ({"schedule": {"max_lr": "fast"}}, "schedule.max_lr", "a number"),
+        ({"schedule": {"max_lr": -1.0}}, "schedule.max_lr", "> 0"),
+        ({"schedule": {"pct_start": 1.5}}, "schedule.pct_start", "< 1"),
+        ({"batch_size": 12.5}, "batch_size", "an integer"),
+        ({"deterministic": "yes"}, "deterministic", "true/false"),
+        ({"aggregate": "median"}, "aggregate", "max, mean"),
+        ({"model": "resnet9000"}, "model", "xresnet1d101"),
+        ({"optimizer": {"betas": [0.9]}}, "optimizer.betas", "a list of 2"),
+        ({"finetune": {"policy": "freeze-some"}}, "finetune.policy", "head-then-all"),
+        (
+            {"finetune": {"policy": "gradual", "stages": [{"epochs": 1, "train": "middle"}]}},
+            "finetune.stages[0].train",
+            "last:N",
+        ),
+        ({"finetune": {"policy": "gradual", "stages": [{"epochs": 0}]}}, "finetune.stages[0].epochs", ">= 1"),
+        ({"finetune": {"policy": "gradual", "stages": [{"lr": [1e-6, "x"]}]}}, "finetune.stages[0].lr[1]", "a number"),
+        ({"finetune": {"head_epochs": 5}}, "finetune.head_epochs", "head-then-all"),
+        ({"finetune": {"pretrained_run": "x"}}, "finetune.pretrained_run", "gradual"),
+        ({"fs": 100.0, "crop_seconds": 2.555}, "crop_seconds", "whole number"),
+        ({"stride_seconds": 5.0}, "stride_seconds", "crop_seconds"),
+        ({"device": "tpu"}, "device", "cuda"),
+    ],
+)
 def test_errors_name_the_key_and_what_is_allowed(data, key, allowed):
     with pytest.raises(ConfigError) as info:
         RunConfig.from_dict(data)

@@ -33,8 +33,16 @@ from ecg_transfer import models
 from ecg_transfer.errors import ConfigError
 from ecg_transfer.training import RunConfig, load_predictions, train_run
 from ecg_transfer.training.distributed import (
-    SINGLE, CpuSyncBatchNorm, DistContext, convert_sync_batchnorm, init_from_env, is_main_process,
-    main_process_first, rank_batches, resolve_device, revert_sync_batchnorm,
+    SINGLE,
+    CpuSyncBatchNorm,
+    DistContext,
+    convert_sync_batchnorm,
+    init_from_env,
+    is_main_process,
+    main_process_first,
+    rank_batches,
+    resolve_device,
+    revert_sync_batchnorm,
 )
 from ecg_transfer.training.loop import batch_slices
 
@@ -50,11 +58,20 @@ PROB_TOL = 2e-4
 # head_dropout 0: dropout masks are drawn per rank, so only a dropout-free model can match one
 # process; batch 7 over 40 training records with drop_last off gives uneven 4/3 and 3/2 splits.
 # One thread in every process: thread count alone moves the result by as much as two processes do.
-CONFIG = tiny_config(epochs=3, batch_size=7, drop_last=False, seed=2, num_threads=1,
-                     model_kwargs={"head_dropout": 0.0}, schedule={"max_lr": 0.02})
+CONFIG = tiny_config(
+    epochs=3,
+    batch_size=7,
+    drop_last=False,
+    seed=2,
+    num_threads=1,
+    model_kwargs={"head_dropout": 0.0},
+    schedule={"max_lr": 0.02},
+)
 # (head-then-all takes its learning rates from [finetune]: a schedule.max_lr would be refused)
-FINETUNE = {**{k: v for k, v in CONFIG.items() if k != "schedule"},
-            "finetune": {"policy": "head-then-all", "head_epochs": 1, "all_epochs": 2}}
+FINETUNE = {
+    **{k: v for k, v in CONFIG.items() if k != "schedule"},
+    "finetune": {"policy": "head-then-all", "head_epochs": 1, "all_epochs": 2},
+}
 RUNS = ("ddp", "ddp-resumed", "ddp-local-bn", "ddp-finetune")
 # one run also mirrors its metrics to TensorBoard (tracking never changes the maths): only rank 0 may log
 HAS_TB = importlib.util.find_spec("tensorboard") is not None
@@ -63,9 +80,15 @@ LOCAL_BN = {**CONFIG, "sync_batchnorm": False, **({"tracking": {"backend": "tens
 
 # ----- the worker (run by torchrun) ----------------------------------------------------------------
 
+
 def _summary(result) -> dict:
-    return {"world_size": result.world_size, "history": result.history, "val": result.val_macro_auc,
-            "test": result.test_macro_auc, "resumed_from_epoch": result.resumed_from_epoch}
+    return {
+        "world_size": result.world_size,
+        "history": result.history,
+        "val": result.val_macro_auc,
+        "test": result.test_macro_auc,
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
 
 
 def worker(out: Path, pretrained: Path) -> None:
@@ -78,15 +101,19 @@ def worker(out: Path, pretrained: Path) -> None:
     except Killed:
         pass
     report["ddp-resumed"] = _summary(
-        train_run(CONFIG, X, Y, ids, splits, LABELS, out / "ddp-resumed", resume=True, progress=False))
-    report["ddp-local-bn"] = _summary(train_run(LOCAL_BN, X, Y, ids, splits, LABELS, out / "ddp-local-bn",
-                                                progress=False))
-    report["ddp-finetune"] = _summary(train_run(FINETUNE, X, Y, ids, splits, LABELS, out / "ddp-finetune",
-                                                init_from=pretrained, progress=False))
+        train_run(CONFIG, X, Y, ids, splits, LABELS, out / "ddp-resumed", resume=True, progress=False)
+    )
+    report["ddp-local-bn"] = _summary(
+        train_run(LOCAL_BN, X, Y, ids, splits, LABELS, out / "ddp-local-bn", progress=False)
+    )
+    report["ddp-finetune"] = _summary(
+        train_run(FINETUNE, X, Y, ids, splits, LABELS, out / "ddp-finetune", init_from=pretrained, progress=False)
+    )
     (out / f"rank{rank}.json").write_text(json.dumps(report))
 
 
 # ----- fixtures ------------------------------------------------------------------------------------
+
 
 def _torchrun(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)]), "OMP_NUM_THREADS": "1"}
@@ -125,9 +152,12 @@ def single_runs(tmp_path_factory, pretrained):
     root = tmp_path_factory.mktemp("single")
     threads = torch.get_num_threads()
     try:
-        return {"plain": train_run(CONFIG, X, Y, ids, splits, LABELS, root / "run", progress=False),
-                "finetune": train_run(FINETUNE, X, Y, ids, splits, LABELS, root / "ft", init_from=pretrained,
-                                      progress=False)}
+        return {
+            "plain": train_run(CONFIG, X, Y, ids, splits, LABELS, root / "run", progress=False),
+            "finetune": train_run(
+                FINETUNE, X, Y, ids, splits, LABELS, root / "ft", init_from=pretrained, progress=False
+            ),
+        }
     finally:
         torch.set_num_threads(threads)  # train_run sets the config's count for the process
 
@@ -148,6 +178,7 @@ def _no_seconds(rows):
 
 
 # ----- two processes against one -------------------------------------------------------------------
+
 
 def test_two_processes_compute_what_one_process_computes(ddp_out, single):
     ddp = ddp_out / "ddp"
@@ -199,7 +230,9 @@ def test_resume_on_two_processes_is_exact(ddp_out):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     for split in ("val", "test"):
-        assert (straight / f"predictions_{split}.csv").read_bytes() == (resumed / f"predictions_{split}.csv").read_bytes()
+        assert (straight / f"predictions_{split}.csv").read_bytes() == (
+            resumed / f"predictions_{split}.csv"
+        ).read_bytes()
     summary = json.loads((ddp_out / "rank0.json").read_text())
     assert summary["ddp-resumed"]["resumed_from_epoch"] == 2
     assert _no_seconds(summary["ddp-resumed"]["history"]) == _no_seconds(summary["ddp"]["history"])
@@ -212,8 +245,16 @@ def test_rank0_writes_and_every_rank_agrees(ddp_out):
     assert names == {*RUNS, "rank0.json", "rank1.json"}  # nothing written anywhere else
     for run in RUNS:
         files = {p.name for p in (ddp_out / run).iterdir()} - ({"tensorboard"} if run == "ddp-local-bn" else set())
-        assert {"config.json", "environment.json", "splits.json", "checkpoint.pt", "metrics.jsonl", "model.pt",
-                "predictions_val.csv", "predictions_test.csv"} == files, run  # no stray temporaries
+        assert {
+            "config.json",
+            "environment.json",
+            "splits.json",
+            "checkpoint.pt",
+            "metrics.jsonl",
+            "model.pt",
+            "predictions_val.csv",
+            "predictions_test.csv",
+        } == files, run  # no stray temporaries
         # (no MODEL_CARD.md: the command that trains writes it after evaluation, not train_run)
         lines = [json.loads(l) for l in (ddp_out / run / "metrics.jsonl").read_text().splitlines()]
         assert [l["epoch"] for l in lines] == [1, 2, 3], run  # written once, by one rank
@@ -242,6 +283,7 @@ def test_only_rank0_tracks(ddp_out):
 
 
 # ----- pieces, in one process ----------------------------------------------------------------------
+
 
 def test_one_process_context_and_device_rules(monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -273,7 +315,7 @@ def test_sharding_follows_distributed_sampler():
     # with a per-rank batch of 8/4 = 2, DistributedSampler's indices[rank::world] batched by 2
     ranks4 = [DistContext(rank=r, world_size=4) for r in range(4)]
     for c in ranks4:
-        sampler = order[:32][c.rank::4]
+        sampler = order[:32][c.rank :: 4]
         mine = np.concatenate([order[sl][c.shard(8)] for sl in batch_slices(32, 8, True)])
         assert mine.tolist() == sampler.tolist()
     # a short last batch that cannot give every rank two rows is dropped
@@ -314,11 +356,29 @@ def test_cli_runs_under_torchrun(tmp_path):
     tree = make_ptbxl_tree(tmp_path / "ptbxl", n_records=40)
     task = {"dataset": "ptbxl", "root": str(tree), "labels": "superdiagnostic", "cache_dir": str(tmp_path / "cache")}
     load_task(task, 100.0, progress=False)  # build the cache once, before the ranks open it
-    cfg = {"model": "fcn_wang", "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]},
-           "fs": 100.0, "batch_size": 8, "epochs": 1, "device": "cpu", "seed": 3, "task": task}
+    cfg = {
+        "model": "fcn_wang",
+        "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8]},
+        "fs": 100.0,
+        "batch_size": 8,
+        "epochs": 1,
+        "device": "cpu",
+        "seed": 3,
+        "task": task,
+    }
     (tmp_path / "run.json").write_text(json.dumps(cfg))
-    proc = _torchrun(["-m", "ecg_transfer", "train", str(tmp_path / "run.json"), "--run-dir", str(tmp_path / "run"),
-                      "--no-progress"], cwd=tmp_path)
+    proc = _torchrun(
+        [
+            "-m",
+            "ecg_transfer",
+            "train",
+            str(tmp_path / "run.json"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert "val macro AUC" in proc.stdout
     env = json.loads((tmp_path / "run" / "environment.json").read_text())

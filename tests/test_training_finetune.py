@@ -17,7 +17,14 @@ from ecg_transfer.training.loop import apply_stage, configure_stage
 from ecg_transfer.training.modelfile import load_model_file
 from ecg_transfer.training.predict import load_predictions
 from training_synth import (
-    LABELS, Killed, assert_same_state, kill_after, load_state, make_data, tiny_config, without_seconds,
+    LABELS,
+    Killed,
+    assert_same_state,
+    kill_after,
+    load_state,
+    make_data,
+    tiny_config,
+    without_seconds,
 )
 
 TARGET_LABELS = ["A", "B"]
@@ -43,19 +50,28 @@ def ft_config(**finetune):
 
 def _groups_by_name(model):
     """Layer group of each parameter name, from the tiny fcn_wang's structure (conv1 | conv2 | head)."""
-    return {n: 0 if n.startswith("body.conv1") else 1 if n.startswith("body.conv2") else 2
-            for n, _ in model.named_parameters()}
+    return {
+        n: 0 if n.startswith("body.conv1") else 1 if n.startswith("body.conv2") else 2
+        for n, _ in model.named_parameters()
+    }
 
 
 # ----- presets and freezing, unit level ---------------------------------------------------
 
+
 def test_policy_presets():
     head_all = resolve_stages(RunConfig.from_dict({"finetune": {"policy": "head-then-all"}}))
     assert [(s.epochs, s.train, s.lr, s.frozen_bn) for s in head_all] == [
-        (30, "head", 1e-2, "train"), (30, "all", (1e-5, 1e-3), "train")]
+        (30, "head", 1e-2, "train"),
+        (30, "all", (1e-5, 1e-3), "train"),
+    ]
     gradual = resolve_stages(RunConfig.from_dict({"finetune": {"policy": "gradual"}}))
     assert [(s.epochs, s.train, s.lr) for s in gradual] == [
-        (10, "head", 1e-2), (10, "head", 1e-2), (10, "last:2", 1e-3), (10, "all", (1e-6, 1e-4))]
+        (10, "head", 1e-2),
+        (10, "head", 1e-2),
+        (10, "last:2", 1e-3),
+        (10, "all", (1e-6, 1e-4)),
+    ]
     probe = resolve_stages(RunConfig.from_dict({"epochs": 7, "finetune": {"policy": "linear-probe"}}))
     assert [(s.epochs, s.train, s.frozen_bn) for s in probe] == [(7, "head", "frozen")]
     everything = resolve_stages(RunConfig.from_dict({"finetune": {"policy": "all", "lr": 1e-3, "epochs": 4}}))
@@ -66,13 +82,16 @@ def test_policy_presets():
     assert [(s.epochs, s.lr) for s in custom] == [(2, 0.1), (30, (1e-4, 1e-2))]
 
 
-@pytest.mark.parametrize("train, frozen_bn, trainable_groups, frozen_bn_trains", [
-    ("head", "train", {2}, True),
-    ("head", "frozen", {2}, False),
-    ("last:2", "train", {1, 2}, True),
-    ("last:2", "frozen", {1, 2}, False),
-    ("all", "train", {0, 1, 2}, True),
-])
+@pytest.mark.parametrize(
+    "train, frozen_bn, trainable_groups, frozen_bn_trains",
+    [
+        ("head", "train", {2}, True),
+        ("head", "frozen", {2}, False),
+        ("last:2", "train", {1, 2}, True),
+        ("last:2", "frozen", {1, 2}, False),
+        ("all", "train", {0, 1, 2}, True),
+    ],
+)
 def test_apply_stage_sets_requires_grad(train, frozen_bn, trainable_groups, frozen_bn_trains):
     cfg = RunConfig.from_dict(tiny_config())
     model = models.build(cfg.model, 12, 3, **cfg.model_kwargs)
@@ -94,6 +113,7 @@ def test_discriminative_lrs_over_layer_groups():
 
 
 # ----- the pre-trained start --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("new_head", ["output", "full"])
 def test_init_replaces_the_head_and_keeps_the_body(pretrained, new_head):
@@ -119,33 +139,75 @@ def test_policy_guards(pretrained, target, tmp_path):
     with pytest.raises(ConfigError, match="finetune.policy"):
         train_run(tiny_config(), X, Y, ids, splits, TARGET_LABELS, tmp_path / "b", init_from=pretrained, progress=False)
     with pytest.raises(ConfigError, match="'fs'"):
-        train_run(tiny_config(fs=200.0, finetune={"policy": "all"}), X, Y, ids, splits, TARGET_LABELS, tmp_path / "c",
-                  init_from=pretrained, progress=False)
+        train_run(
+            tiny_config(fs=200.0, finetune={"policy": "all"}),
+            X,
+            Y,
+            ids,
+            splits,
+            TARGET_LABELS,
+            tmp_path / "c",
+            init_from=pretrained,
+            progress=False,
+        )
     with pytest.raises(ConfigError, match="model.pt"):
-        train_run(ft_config(policy="all"), X, Y, ids, splits, TARGET_LABELS, tmp_path / "d",
-                  init_from=tmp_path / "nowhere", progress=False)
+        train_run(
+            ft_config(policy="all"),
+            X,
+            Y,
+            ids,
+            splits,
+            TARGET_LABELS,
+            tmp_path / "d",
+            init_from=tmp_path / "nowhere",
+            progress=False,
+        )
     with pytest.raises(ConfigError, match="model_kwargs.filters"):
-        train_run(tiny_config(model_kwargs={"filters": [4, 4]}, finetune={"policy": "all"}), X, Y, ids, splits,
-                  TARGET_LABELS, tmp_path / "e", init_from=pretrained, progress=False)
+        train_run(
+            tiny_config(model_kwargs={"filters": [4, 4]}, finetune={"policy": "all"}),
+            X,
+            Y,
+            ids,
+            splits,
+            TARGET_LABELS,
+            tmp_path / "e",
+            init_from=pretrained,
+            progress=False,
+        )
 
 
 # ----- policies, end to end ---------------------------------------------------------------
+
 
 def _snapshots():
     snaps = []
 
     def callback(row, model):
         snaps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
     return snaps, callback
 
 
 def test_stages_change_exactly_their_parameters(pretrained, target, tmp_path):
     X, Y, ids, splits = target
-    stages = [{"epochs": 1, "train": "head", "lr": 1e-2}, {"epochs": 1, "train": "last:2", "lr": 1e-3},
-              {"epochs": 1, "train": "all", "lr": [1e-6, 1e-4]}]
+    stages = [
+        {"epochs": 1, "train": "head", "lr": 1e-2},
+        {"epochs": 1, "train": "last:2", "lr": 1e-3},
+        {"epochs": 1, "train": "all", "lr": [1e-6, 1e-4]},
+    ]
     snaps, cb = _snapshots()
-    r = train_run(ft_config(policy="gradual", stages=stages), X, Y, ids, splits, TARGET_LABELS, tmp_path / "ft",
-                  init_from=pretrained, progress=False, callbacks=[cb])
+    r = train_run(
+        ft_config(policy="gradual", stages=stages),
+        X,
+        Y,
+        ids,
+        splits,
+        TARGET_LABELS,
+        tmp_path / "ft",
+        init_from=pretrained,
+        progress=False,
+        callbacks=[cb],
+    )
     assert [h["stage"] for h in r.history] == ["stage-1", "stage-2", "stage-3"]
     start = load_model_file(pretrained).model.state_dict()
 
@@ -169,8 +231,17 @@ def test_stages_change_exactly_their_parameters(pretrained, target, tmp_path):
 
 def test_linear_probe_keeps_the_body_fixed(pretrained, target, tmp_path):
     X, Y, ids, splits = target
-    r = train_run(ft_config(policy="linear-probe", epochs=2), X, Y, ids, splits, TARGET_LABELS, tmp_path / "lp",
-                  init_from=pretrained, progress=False)
+    r = train_run(
+        ft_config(policy="linear-probe", epochs=2),
+        X,
+        Y,
+        ids,
+        splits,
+        TARGET_LABELS,
+        tmp_path / "lp",
+        init_from=pretrained,
+        progress=False,
+    )
     start = load_model_file(pretrained).model.state_dict()
     end = load_model_file(r.model_path).model.state_dict()
     body = [k for k in start if k.startswith("body.")]
@@ -183,9 +254,17 @@ def test_linear_probe_keeps_the_body_fixed(pretrained, target, tmp_path):
 def test_standalone_and_finetuned_share_split_and_preprocessing(pretrained, target, tmp_path):
     X, Y, ids, splits = target
     alone = train_run(tiny_config(epochs=2), X, Y, ids, splits, TARGET_LABELS, tmp_path / "alone", progress=False)
-    tuned = train_run(tiny_config(epochs=2, finetune={"policy": "all"}), X, Y, ids, splits, TARGET_LABELS,
-                      tmp_path / "tuned",
-                      init_from=pretrained, progress=False)
+    tuned = train_run(
+        tiny_config(epochs=2, finetune={"policy": "all"}),
+        X,
+        Y,
+        ids,
+        splits,
+        TARGET_LABELS,
+        tmp_path / "tuned",
+        init_from=pretrained,
+        progress=False,
+    )
     for name in ("splits.json",):
         assert (tmp_path / "alone" / name).read_text() == (tmp_path / "tuned" / name).read_text()
     for split in ("val", "test"):
@@ -198,8 +277,17 @@ def test_standalone_and_finetuned_share_split_and_preprocessing(pretrained, targ
     cb = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert {k for k in ca if ca[k] != cb[k]} == {"finetune"}
     # the other scaler choice reuses the pre-training statistics
-    reuse = train_run(ft_config(policy="all", epochs=1, scaler="pretrained"), X, Y, ids, splits, TARGET_LABELS,
-                      tmp_path / "reuse", init_from=pretrained, progress=False)
+    reuse = train_run(
+        ft_config(policy="all", epochs=1, scaler="pretrained"),
+        X,
+        Y,
+        ids,
+        splits,
+        TARGET_LABELS,
+        tmp_path / "reuse",
+        init_from=pretrained,
+        progress=False,
+    )
     assert load_model_file(reuse.model_path).scaler == load_model_file(pretrained).scaler
 
 
@@ -207,14 +295,26 @@ def test_standalone_and_finetuned_share_split_and_preprocessing(pretrained, targ
 def test_resume_mid_policy_equals_uninterrupted(pretrained, target, tmp_path, kill_at):
     X, Y, ids, splits = target
     cfg = ft_config(policy="head-then-all", head_epochs=2, all_epochs=2)
-    straight = train_run(cfg, X, Y, ids, splits, TARGET_LABELS, tmp_path / "straight", init_from=pretrained,
-                         progress=False)
+    straight = train_run(
+        cfg, X, Y, ids, splits, TARGET_LABELS, tmp_path / "straight", init_from=pretrained, progress=False
+    )
     run_dir = tmp_path / "killed"
     with pytest.raises(Killed):
-        train_run(cfg, X, Y, ids, splits, TARGET_LABELS, run_dir, init_from=pretrained, progress=False,
-                  callbacks=[kill_after(kill_at)])
-    resumed = train_run(cfg, X, Y, ids, splits, TARGET_LABELS, run_dir, resume=True, init_from=pretrained,
-                        progress=False)
+        train_run(
+            cfg,
+            X,
+            Y,
+            ids,
+            splits,
+            TARGET_LABELS,
+            run_dir,
+            init_from=pretrained,
+            progress=False,
+            callbacks=[kill_after(kill_at)],
+        )
+    resumed = train_run(
+        cfg, X, Y, ids, splits, TARGET_LABELS, run_dir, resume=True, init_from=pretrained, progress=False
+    )
     assert resumed.resumed_from_epoch == kill_at
     assert_same_state(load_state(straight.model_path)["state_dict"], load_state(resumed.model_path)["state_dict"])
     assert without_seconds(straight.history) == without_seconds(resumed.history)

@@ -13,7 +13,14 @@ from ecg_transfer.errors import ConfigError, DatasetError
 from ecg_transfer.training import RunConfig, Stage, load_config, train_run
 from ecg_transfer.training.loop import batch_slices, configure_stage
 from training_synth import (
-    LABELS, Killed, assert_same_state, kill_after, killed_after_first_epoch, load_state, make_data, tiny_config,
+    LABELS,
+    Killed,
+    assert_same_state,
+    kill_after,
+    killed_after_first_epoch,
+    load_state,
+    make_data,
+    tiny_config,
     without_seconds,
 )
 
@@ -30,8 +37,16 @@ def test_learns_and_writes_the_run_directory(tmp_path, data):
     assert r.test_macro_auc is not None and r.test_macro_auc > 0.65
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
     names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.json", "environment.json", "splits.json", "checkpoint.pt", "model.pt", "metrics.jsonl",
-            "predictions_val.csv", "predictions_test.csv"} <= names
+    assert {
+        "config.json",
+        "environment.json",
+        "splits.json",
+        "checkpoint.pt",
+        "model.pt",
+        "metrics.jsonl",
+        "predictions_val.csv",
+        "predictions_test.csv",
+    } <= names
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines == r.history and [l["epoch"] for l in lines] == list(range(1, 9))
     assert {"epoch", "train_loss", "val_loss", "val_macro_auc", "lr", "seconds"} <= set(lines[0])
@@ -43,11 +58,14 @@ def test_learns_and_writes_the_run_directory(tmp_path, data):
     assert sp["test"] == [ids[i] for i in splits["test"]]
     # model.pt alone reproduces the saved test predictions
     from ecg_transfer.training import load_model_file, load_predictions
+
     loaded = load_model_file(r.model_path)
     assert loaded.label_names == LABELS and loaded.fs == 100.0 and loaded.crop_len == 250
     rec, _, _, probs = load_predictions(r.predictions["test"])
     assert rec == [ids[i] for i in splits["test"]]
-    assert np.array_equal(loaded.predict(X, splits["test"], batch_size=8), probs.astype(np.float32))  # the run's batches
+    assert np.array_equal(
+        loaded.predict(X, splits["test"], batch_size=8), probs.astype(np.float32)
+    )  # the run's batches
 
 
 def test_one_cycle_schedule_and_momentum():
@@ -77,8 +95,10 @@ def test_batch_slices():
 
 def test_same_seed_same_result_other_seed_differs(tmp_path, data):
     X, Y, ids, splits = data
-    runs = [train_run(tiny_config(seed=s), X, Y, ids, splits, LABELS, tmp_path / f"r{i}", progress=False)
-            for i, s in enumerate((5, 5, 6))]
+    runs = [
+        train_run(tiny_config(seed=s), X, Y, ids, splits, LABELS, tmp_path / f"r{i}", progress=False)
+        for i, s in enumerate((5, 5, 6))
+    ]
     assert without_seconds(runs[0].history) == without_seconds(runs[1].history)
     assert_same_state(load_state(runs[0].model_path)["state_dict"], load_state(runs[1].model_path)["state_dict"])
     assert runs[0].predictions["test"].read_bytes() == runs[1].predictions["test"].read_bytes()
@@ -124,8 +144,17 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_to_overwrite(tmp_pa
     with pytest.raises(FileExistsError, match="resume=True"):
         train_run(tiny_config(epochs=2), X, Y, ids, splits, LABELS, run_dir, progress=False)
     with pytest.raises(ConfigError, match="schedule.max_lr"):
-        train_run(tiny_config(epochs=2, schedule={"max_lr": 0.05}), X, Y, ids, splits, LABELS, run_dir,
-                  resume=True, progress=False)
+        train_run(
+            tiny_config(epochs=2, schedule={"max_lr": 0.05}),
+            X,
+            Y,
+            ids,
+            splits,
+            LABELS,
+            run_dir,
+            resume=True,
+            progress=False,
+        )
     other = {**splits, "val": splits["val"][:-1], "test": np.append(splits["test"], splits["val"][-1])}
     with pytest.raises(ConfigError, match="splits"):
         train_run(tiny_config(epochs=2), X, Y, ids, other, LABELS, run_dir, resume=True, progress=False)
@@ -144,8 +173,7 @@ def test_input_guards(tmp_path, data):
 
 def test_without_validation_or_test_split(tmp_path, data):
     X, Y, ids, splits = data
-    r = train_run(tiny_config(epochs=1), X, Y, ids, {"train": splits["train"]}, LABELS, tmp_path / "a",
-                  progress=False)
+    r = train_run(tiny_config(epochs=1), X, Y, ids, {"train": splits["train"]}, LABELS, tmp_path / "a", progress=False)
     assert r.history[0]["val_macro_auc"] is None and r.history[0]["val_loss"] is None
     assert r.predictions == {} and r.val_macro_auc is None and r.test_macro_auc is None
     assert r.model_path.exists()
@@ -159,8 +187,17 @@ def test_short_records_with_lengths(tmp_path, data):
     X[splits["val"][0], :, 200:] = 0.0  # what the cache stores past a record's end
     with pytest.raises(DatasetError, match=ids[splits["val"][0]]):
         train_run(tiny_config(epochs=1), X, Y, ids, splits, LABELS, tmp_path / "a", lengths=lengths, progress=False)
-    r = train_run(tiny_config(epochs=1, short_records="pad"), X, Y, ids, splits, LABELS, tmp_path / "b",
-                  lengths=lengths, progress=False)
+    r = train_run(
+        tiny_config(epochs=1, short_records="pad"),
+        X,
+        Y,
+        ids,
+        splits,
+        LABELS,
+        tmp_path / "b",
+        lengths=lengths,
+        progress=False,
+    )
     assert math.isfinite(r.history[0]["val_loss"])
 
 
@@ -174,15 +211,25 @@ def test_diverging_loss_stops_the_run(data):
     cfg = RunConfig.from_dict(tiny_config(epochs=1))
     model = models.build(cfg.model, 12, 3, **cfg.model_kwargs)
     with pytest.raises(TrainingDivergedError, match="epoch 1"):
-        fit(model, X, Y, splits["train"], splits["val"], config=cfg, stages=resolve_stages(cfg),
-            scaler=GlobalStandardScaler(0.0, 1.0), progress=False)
+        fit(
+            model,
+            X,
+            Y,
+            splits["train"],
+            splits["val"],
+            config=cfg,
+            stages=resolve_stages(cfg),
+            scaler=GlobalStandardScaler(0.0, 1.0),
+            progress=False,
+        )
 
 
 def test_validate_every_skips_validation_but_not_the_maths(tmp_path, data):
     X, Y, ids, splits = data
     every = train_run(tiny_config(epochs=5), X, Y, ids, splits, LABELS, tmp_path / "a", progress=False)
-    sparse = train_run(tiny_config(epochs=5, validate_every=2), X, Y, ids, splits, LABELS, tmp_path / "b",
-                       progress=False)
+    sparse = train_run(
+        tiny_config(epochs=5, validate_every=2), X, Y, ids, splits, LABELS, tmp_path / "b", progress=False
+    )
     validated = [r["epoch"] for r in sparse.history if r["val_macro_auc"] is not None]
     assert validated == [2, 4, 5]  # every second epoch, and always the last
     for r in sparse.history:  # the epoch's time and the validation's share of it
@@ -212,14 +259,19 @@ def test_validation_is_predicted_once_after_the_last_epoch(tmp_path, data, monke
     assert calls == [len(splits["val"]), len(splits["test"])]  # last epoch's validation, then test only
     # and the saved validation predictions are those of the final weights
     from ecg_transfer.training import load_model_file, load_predictions
+
     _, _, _, probs = load_predictions(r.predictions["val"])
     assert np.allclose(load_model_file(r.model_path).predict(X, splits["val"], batch_size=8), probs, atol=1e-6)
 
 
 def test_memory_format_is_wired_into_training(tmp_path, data):
     X, Y, ids, splits = data
-    runs = {fmt: train_run(tiny_config(epochs=2, memory_format=fmt), X, Y, ids, splits, LABELS, tmp_path / fmt,
-                           progress=False) for fmt in ("contiguous", "channels_last")}
+    runs = {
+        fmt: train_run(
+            tiny_config(epochs=2, memory_format=fmt), X, Y, ids, splits, LABELS, tmp_path / fmt, progress=False
+        )
+        for fmt in ("contiguous", "channels_last")
+    }
     a = [r["train_loss"] for r in runs["contiguous"].history]
     b = [r["train_loss"] for r in runs["channels_last"].history]
     assert np.allclose(a, b, rtol=1e-3) and a != b  # the same maths in another layout: rounding differs
@@ -233,11 +285,29 @@ def test_speed_settings_may_change_on_resume(tmp_path, data):
     X, Y, ids, splits = data
     run_dir = tmp_path / "run"
     with pytest.raises(Killed):
-        train_run(tiny_config(epochs=3, memory_format="contiguous", optimizer_impl="foreach"), X, Y, ids, splits,
-                  LABELS, run_dir, progress=False, callbacks=[kill_after(2)])
+        train_run(
+            tiny_config(epochs=3, memory_format="contiguous", optimizer_impl="foreach"),
+            X,
+            Y,
+            ids,
+            splits,
+            LABELS,
+            run_dir,
+            progress=False,
+            callbacks=[kill_after(2)],
+        )
     with pytest.raises(ConfigError, match="config.seed"):  # a defining key still may not change
         train_run(tiny_config(epochs=3, seed=2), X, Y, ids, splits, LABELS, run_dir, resume=True, progress=False)
-    r = train_run(tiny_config(epochs=3, memory_format="auto", optimizer_impl="auto"), X, Y, ids, splits, LABELS,
-                  run_dir, resume=True, progress=False)
+    r = train_run(
+        tiny_config(epochs=3, memory_format="auto", optimizer_impl="auto"),
+        X,
+        Y,
+        ids,
+        splits,
+        LABELS,
+        run_dir,
+        resume=True,
+        progress=False,
+    )
     assert r.resumed_from_epoch == 2 and len(r.history) == 3
     assert all(np.isfinite(h["train_loss"]) for h in r.history)

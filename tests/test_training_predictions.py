@@ -33,8 +33,9 @@ def test_predict_records_by_hand(how):
     Y = rng.integers(0, 2, size=(5, 2)).astype(np.uint8)
     idx = np.array([4, 2, 0])
     scaler = GlobalStandardScaler(0.5, 2.0)
-    probs, loss = predict_records(LeadMean(2), X, idx, scaler=scaler, crop_len=10, stride=5, aggregate=how,
-                                  batch_size=4, Y=Y)
+    probs, loss = predict_records(
+        LeadMean(2), X, idx, scaler=scaler, crop_len=10, stride=5, aggregate=how, batch_size=4, Y=Y
+    )
     expected, losses = [], []
     for r in idx:
         z = (X[r].astype(np.float64) - 0.5) / 2.0
@@ -58,8 +59,15 @@ def test_predictions_round_trip(tmp_path):
     p32 = rng.random((3, 3)).astype(np.float32)
     path = save_predictions(tmp_path / "predictions_test.csv", ids, labels, y, p32)
     header = path.read_text().splitlines()[0].split(",")
-    assert header == ["record_id", "true:426783006", "true:NORM", "true:1AVB",
-                      "prob:426783006", "prob:NORM", "prob:1AVB"]
+    assert header == [
+        "record_id",
+        "true:426783006",
+        "true:NORM",
+        "true:1AVB",
+        "prob:426783006",
+        "prob:NORM",
+        "prob:1AVB",
+    ]
     rid, lab, yt, pr = load_predictions(path)
     assert rid == ids and lab == labels
     assert yt.dtype == np.uint8 and np.array_equal(yt, y)

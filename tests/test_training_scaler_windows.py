@@ -9,13 +9,19 @@ import torch
 from ecg_transfer.training import GlobalStandardScaler, train_run
 from ecg_transfer.training.modelfile import load_model_file
 from ecg_transfer.training.windows import (
-    ShortRecordError, aggregate_windows, extract_crops, random_crop_starts, samples, sliding_windows,
+    ShortRecordError,
+    aggregate_windows,
+    extract_crops,
+    random_crop_starts,
+    samples,
+    sliding_windows,
     window_starts,
 )
 from training_synth import LABELS, make_data, tiny_config
 
 
 # ----- scaler -----------------------------------------------------------------------------
+
 
 def test_scaler_equals_numpy_over_train_rows_and_leads(tmp_path):
     rng = np.random.default_rng(3)
@@ -75,6 +81,7 @@ def test_run_scaler_depends_on_training_rows_only(tmp_path):
 
 
 # ----- crops and windows ------------------------------------------------------------------
+
 
 def test_samples_requires_whole_numbers():
     assert samples(2.5, 100) == 250
@@ -137,9 +144,16 @@ def test_sliding_windows_and_max_aggregation_by_hand():
     assert np.array_equal(windows[0, 0], [10, 11, 12, 13])
     assert np.array_equal(windows[1, 0], [13, 14, 15, 16])
     assert np.array_equal(windows[4, 0], [6, 7, 8, 9])
-    probs = np.array([[0.1, 0.9], [0.4, 0.2],               # record 1
-                      [0.3, 0.1], [0.2, 0.5], [0.8, 0.4]],  # record 0
-                     dtype=np.float32)
+    probs = np.array(
+        [
+            [0.1, 0.9],
+            [0.4, 0.2],  # record 1
+            [0.3, 0.1],
+            [0.2, 0.5],
+            [0.8, 0.4],
+        ],  # record 0
+        dtype=np.float32,
+    )
     assert np.allclose(aggregate_windows(probs, counts, "max"), [[0.4, 0.9], [0.8, 0.5]])
     assert np.allclose(aggregate_windows(probs, counts, "mean"), [[0.25, 0.55], [1.3 / 3, 1.0 / 3]])
     with pytest.raises(ValueError):

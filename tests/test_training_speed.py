@@ -15,7 +15,11 @@ from ecg_transfer.errors import ConfigError
 from ecg_transfer.training import RunConfig, Stage
 from ecg_transfer.training.loop import configure_stage
 from ecg_transfer.training.speed import (
-    COMPILE_MODES, MEMORY_FORMATS, ChannelsLast2d, channels_last_unsupported, prepare_for_training,
+    COMPILE_MODES,
+    MEMORY_FORMATS,
+    ChannelsLast2d,
+    channels_last_unsupported,
+    prepare_for_training,
 )
 from training_synth import LABELS, make_data, tiny_config
 
@@ -52,7 +56,9 @@ def test_bad_options_fail_clearly():
     with pytest.raises(ConfigError, match=r"'compile'.*'fast'.*none, default, max-autotune-no-cudagraphs"):
         prepare_for_training(model, "auto", "fast")
     lstm = models.build("lstm", 12, 3)
-    with pytest.raises(ConfigError, match=r"'memory_format'.*cannot be used with this model.*'rnn' is a RnnEncoder.*'auto'"):
+    with pytest.raises(
+        ConfigError, match=r"'memory_format'.*cannot be used with this model.*'rnn' is a RnnEncoder.*'auto'"
+    ):
         prepare_for_training(lstm, "channels_last")
     assert MEMORY_FORMATS[0] == "auto" and COMPILE_MODES[0] == "none"
 
@@ -136,8 +142,7 @@ def _train(net: nn.Module, model: nn.Module, X: np.ndarray, Y: np.ndarray, steps
     return losses
 
 
-def _assert_trains_like_eager(eager: nn.Module, net: nn.Module, model: nn.Module, X: np.ndarray,
-                              Y: np.ndarray) -> None:
+def _assert_trains_like_eager(eager: nn.Module, net: nn.Module, model: nn.Module, X: np.ndarray, Y: np.ndarray) -> None:
     """``net`` (running ``model``) follows the eager model's loss curve over 12 steps, and learns."""
     torch.manual_seed(4)
     le = _train(eager, eager, X, Y, 12)

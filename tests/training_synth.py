@@ -26,8 +26,11 @@ def make_data(n: int = 64, c: int = 12, t: int = 300, seed: int = 0):
     ids = [f"rec{i:03d}" for i in range(n)]
     perm = rng.permutation(n)
     n_train, n_val = int(0.625 * n), int(0.1875 * n)
-    splits = {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
-              "test": np.sort(perm[n_train + n_val:])}
+    splits = {
+        "train": np.sort(perm[:n_train]),
+        "val": np.sort(perm[n_train : n_train + n_val]),
+        "test": np.sort(perm[n_train + n_val :]),
+    }
     return X, Y, ids, splits
 
 
@@ -35,8 +38,13 @@ def tiny_config(**overrides) -> dict:
     cfg = {
         "model": "fcn_wang",
         "model_kwargs": {"filters": [8, 8], "kernel_sizes": [5, 3], "head_hidden": [8], "head_dropout": 0.1},
-        "fs": FS, "crop_seconds": 2.5, "stride_seconds": 1.25, "batch_size": 8, "epochs": 3,
-        "seed": 1, "device": "cpu",
+        "fs": FS,
+        "crop_seconds": 2.5,
+        "stride_seconds": 1.25,
+        "batch_size": 8,
+        "epochs": 3,
+        "seed": 1,
+        "device": "cpu",
     }
     for k, v in overrides.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
@@ -58,6 +66,7 @@ def kill_after(epoch: int):
     def callback(row, model):
         if row["epoch"] == epoch:
             raise Killed(epoch)
+
     return callback
 
 
@@ -68,17 +77,28 @@ def killed_after_first_epoch(run_dir, X, Y, ids, splits, **overrides) -> None:
     from ecg_transfer.training.run import train_run
 
     with pytest.raises(Killed):
-        train_run(tiny_config(epochs=2, **overrides), X, Y, ids, splits, LABELS, run_dir, progress=False,
-                  callbacks=[kill_after(1)])
+        train_run(
+            tiny_config(epochs=2, **overrides),
+            X,
+            Y,
+            ids,
+            splits,
+            LABELS,
+            run_dir,
+            progress=False,
+            callbacks=[kill_after(1)],
+        )
 
 
 def load_state(path):
     import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def assert_same_state(a: dict, b: dict) -> None:
     import torch
+
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -13,8 +13,14 @@ LEADS = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V
 # A few real statements (from PTB-XL's scp_statements.csv layout) so the label tasks have content.
 STATEMENTS = pd.DataFrame(
     {
-        "description": ["normal ECG", "complete right bundle branch block", "left ventricular hypertrophy",
-                        "sinus rhythm", "atrial fibrillation", "non-specific ST changes"],
+        "description": [
+            "normal ECG",
+            "complete right bundle branch block",
+            "left ventricular hypertrophy",
+            "sinus rhythm",
+            "atrial fibrillation",
+            "non-specific ST changes",
+        ],
         "diagnostic": [1.0, 1.0, 1.0, np.nan, np.nan, 1.0],
         "form": [np.nan, np.nan, np.nan, np.nan, np.nan, 1.0],
         "rhythm": [np.nan, np.nan, np.nan, 1.0, 1.0, np.nan],
@@ -35,8 +41,17 @@ def write_record(folder: Path, name: str, signal_mv: np.ndarray, fs: int) -> Non
     """Write one format-16 record with gain 1000/mV, as PTB-XL's are."""
     folder.mkdir(parents=True, exist_ok=True)
     digital = np.round(signal_mv * 1000).astype(np.int16)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * 12, sig_name=LEADS, d_signal=digital.astype(np.int64),
-                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * 12,
+        sig_name=LEADS,
+        d_signal=digital.astype(np.int64),
+        fmt=["16"] * 12,
+        adc_gain=[1000.0] * 12,
+        baseline=[0] * 12,
+        write_dir=str(folder),
+    )
 
 
 def make_ptbxl_tree(root: Path, n_records: int = 12, rates: tuple[int, ...] = (100,), seed: int = 0) -> Path:
@@ -47,14 +62,21 @@ def make_ptbxl_tree(root: Path, n_records: int = 12, rates: tuple[int, ...] = (1
         folder = f"{(i // 1000) * 1000:05d}"
         for fs in rates:
             t = np.arange(10 * fs) / fs
-            sig = 0.5 * np.sin(2 * np.pi * 1.2 * t)[:, None] * rng.uniform(0.5, 1.5, 12) + rng.normal(0, 0.05, (10 * fs, 12))
+            sig = 0.5 * np.sin(2 * np.pi * 1.2 * t)[:, None] * rng.uniform(0.5, 1.5, 12) + rng.normal(
+                0, 0.05, (10 * fs, 12)
+            )
             sub = "records100" if fs == 100 else "records500"
             write_record(root / sub / folder, f"{i:05d}_{'lr' if fs == 100 else 'hr'}", sig, fs)
         rows.append(
             {
-                "ecg_id": i, "patient_id": float(1000 + i // 2), "age": float(30 + i), "sex": i % 2,
-                "scp_codes": repr(CODE_SETS[i % len(CODE_SETS)]), "strat_fold": (i - 1) % 10 + 1,
-                "filename_lr": f"records100/{folder}/{i:05d}_lr", "filename_hr": f"records500/{folder}/{i:05d}_hr",
+                "ecg_id": i,
+                "patient_id": float(1000 + i // 2),
+                "age": float(30 + i),
+                "sex": i % 2,
+                "scp_codes": repr(CODE_SETS[i % len(CODE_SETS)]),
+                "strat_fold": (i - 1) % 10 + 1,
+                "filename_lr": f"records100/{folder}/{i:05d}_lr",
+                "filename_hr": f"records500/{folder}/{i:05d}_hr",
             }
         )
     root.mkdir(parents=True, exist_ok=True)
@@ -93,9 +115,19 @@ def checksum16(row: np.ndarray) -> int:
 
 
 def write_cinc_record(
-    folder: Path, name: str, val: np.ndarray, *, leads: list[str] | None = None, fs: float = 500,
-    fmt: str = "16x1+24", gains: list[str] | None = None, dx: str = "426783006", n_samples: int | None = None,
-    mat_format: str = "4", do_compression: bool = False, file_name: str | None = None,
+    folder: Path,
+    name: str,
+    val: np.ndarray,
+    *,
+    leads: list[str] | None = None,
+    fs: float = 500,
+    fmt: str = "16x1+24",
+    gains: list[str] | None = None,
+    dx: str = "426783006",
+    n_samples: int | None = None,
+    mat_format: str = "4",
+    do_compression: bool = False,
+    file_name: str | None = None,
     record_line_name: str | None = None,
 ) -> Path:
     """A CinC 2021-style record: ``val`` (leads x samples) in a .mat and a header naming ``leads``.
@@ -122,14 +154,24 @@ def write_cinc_record(
     return hea
 
 
-def write_wfdb_record(folder: Path, name: str, signal_mv: np.ndarray, fs: float, leads: list[str],
-                      fmt: str = "16", gain: float = 1000.0) -> Path:
+def write_wfdb_record(
+    folder: Path, name: str, signal_mv: np.ndarray, fs: float, leads: list[str], fmt: str = "16", gain: float = 1000.0
+) -> Path:
     """A WFDB record (.hea + .dat) with any lead names and order, written by wfdb itself."""
     folder.mkdir(parents=True, exist_ok=True)
     digital = np.round(signal_mv * gain).astype(np.int64)
     n = len(leads)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * n, sig_name=list(leads), d_signal=digital, fmt=[fmt] * n,
-                adc_gain=[gain] * n, baseline=[0] * n, write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * n,
+        sig_name=list(leads),
+        d_signal=digital,
+        fmt=[fmt] * n,
+        adc_gain=[gain] * n,
+        baseline=[0] * n,
+        write_dir=str(folder),
+    )
     return folder / f"{name}.hea"
 
 
@@ -138,8 +180,9 @@ def ecg_like(n_samples: int, fs: float, n_leads: int = 12, seed: int = 0) -> np.
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / fs
     rate = rng.uniform(0.8, 1.8)
-    beat = np.exp(-((t * rate) % 1.0 - 0.3) ** 2 / 0.0008)
+    beat = np.exp(-(((t * rate) % 1.0 - 0.3) ** 2) / 0.0008)
     wave = 0.25 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 6))
     amp = rng.uniform(-1.5, 1.5, n_leads)
-    return (beat[:, None] * amp + wave[:, None] * rng.uniform(0.2, 1, n_leads)
-            + rng.normal(0, 0.02, (n_samples, n_leads)))
+    return (
+        beat[:, None] * amp + wave[:, None] * rng.uniform(0.2, 1, n_leads) + rng.normal(0, 0.02, (n_samples, n_leads))
+    )

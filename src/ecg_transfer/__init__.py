@@ -29,27 +29,37 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
-    from .api import (Explained as Explained, explain as explain, finetune as finetune, predict as predict,
-        pretrain as pretrain, standalone as standalone, train as train)
-    from .settings import (RunConfig as RunConfig, load_config as load_config)
-    from .datasets.registry import (open_dataset as open_dataset)
-    from .datasets.summary import (format_summary as format_summary, summarise as summarise)
-    from .datasets.cache import (load_or_build as load_or_build)
-    from .datasets.task import (load_task as load_task)
-    from .evaluation.runs import (compare_runs as compare_runs, evaluate_run as evaluate_run)
-    from .inference.predict import (Predictor as Predictor)
-    from .inference.modelcard import (write_model_card as write_model_card)
-    from .inference.export import (export_model as export_model)
+    from .api import (
+        Explained as Explained,
+        explain as explain,
+        finetune as finetune,
+        predict as predict,
+        pretrain as pretrain,
+        standalone as standalone,
+        train as train,
+    )
+    from .settings import RunConfig as RunConfig, load_config as load_config
+    from .datasets.registry import open_dataset as open_dataset
+    from .datasets.summary import format_summary as format_summary, summarise as summarise
+    from .datasets.cache import load_or_build as load_or_build
+    from .datasets.task import load_task as load_task
+    from .evaluation.runs import compare_runs as compare_runs, evaluate_run as evaluate_run
+    from .inference.predict import Predictor as Predictor
+    from .inference.modelcard import write_model_card as write_model_card
+    from .inference.export import export_model as export_model
 else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
-    __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-        "api": ("Explained", "explain", "finetune", "predict", "pretrain", "standalone", "train"),
-        "settings": ("RunConfig", "load_config"),
-        "datasets.registry": ("open_dataset",),
-        "datasets.summary": ("format_summary", "summarise"),
-        "datasets.cache": ("load_or_build",),
-        "datasets.task": ("load_task",),
-        "evaluation.runs": ("compare_runs", "evaluate_run"),
-        "inference.predict": ("Predictor",),
-        "inference.modelcard": ("write_model_card",),
-        "inference.export": ("export_model",),
-    })
+    __getattr__, __dir__, __all__ = lazy_exports(
+        __name__,
+        {
+            "api": ("Explained", "explain", "finetune", "predict", "pretrain", "standalone", "train"),
+            "settings": ("RunConfig", "load_config"),
+            "datasets.registry": ("open_dataset",),
+            "datasets.summary": ("format_summary", "summarise"),
+            "datasets.cache": ("load_or_build",),
+            "datasets.task": ("load_task",),
+            "evaluation.runs": ("compare_runs", "evaluate_run"),
+            "inference.predict": ("Predictor",),
+            "inference.modelcard": ("write_model_card",),
+            "inference.export": ("export_model",),
+        },
+    )

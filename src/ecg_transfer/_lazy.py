@@ -33,7 +33,7 @@ from typing import Any
 
 
 def lazy_exports(
-    package: str, exports: Mapping[str, Sequence[str]],
+    package: str, exports: Mapping[str, Sequence[str]]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package``, whose public names are
     ``exports[submodule]`` (submodule relative to the package, e.g. ``"runs"`` or ``"ssl.data"``).
@@ -62,8 +62,11 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:  # what tab completion offers: the public names and loaded subpackages
-        submodules = {n for n, v in list(namespace.items())
-                      if isinstance(v, ModuleType) and v.__name__ == f"{package}.{n}" and not n.startswith("_")}
+        submodules = {
+            n
+            for n, v in list(namespace.items())
+            if isinstance(v, ModuleType) and v.__name__ == f"{package}.{n}" and not n.startswith("_")
+        }
         return sorted(set(where) | submodules | ({"__version__"} & set(namespace)))
 
     return __getattr__, __dir__, sorted(where)

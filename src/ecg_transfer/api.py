@@ -38,8 +38,15 @@ def _config(config: ConfigLike) -> RunConfig:
     return RunConfig.from_dict(dict(config)) if isinstance(config, Mapping) else load_config(config)
 
 
-def train(config: ConfigLike, run_dir: str | Path, *, init_from: str | Path | None = None, resume: bool = False,
-          progress: bool = False, model_card: bool = True) -> RunResult:
+def train(
+    config: ConfigLike,
+    run_dir: str | Path,
+    *,
+    init_from: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    model_card: bool = True,
+) -> RunResult:
     """Train one run as the config says (``ecg-transfer train``): from random weights, from
     ``init_from`` (a finished run directory or its ``model.pt``) or ``finetune.pretrained_run``, or
     self-supervised when the config has an ``[ssl]`` table.
@@ -57,8 +64,19 @@ def train(config: ConfigLike, run_dir: str | Path, *, init_from: str | Path | No
         raise ConfigError("a config with an [ssl] table pre-trains from random weights: drop init_from")
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
         data, labels = _training_data(config, progress=progress and is_main_process())
-    result = train_run(config, data.X, data.Y, data.record_ids, data.splits, labels, run_dir, resume=resume,
-                       init_from=init_from, lengths=getattr(data, "lengths", None), progress=progress)
+    result = train_run(
+        config,
+        data.X,
+        data.Y,
+        data.record_ids,
+        data.splits,
+        labels,
+        run_dir,
+        resume=resume,
+        init_from=init_from,
+        lengths=getattr(data, "lengths", None),
+        progress=progress,
+    )
     if model_card and is_main_process():
         from .inference.modelcard import write_model_card_after_run
 
@@ -74,8 +92,9 @@ def _training_data(config: RunConfig, *, progress: bool) -> tuple[Any, list[str]
 
         return load_ssl_data(config, progress=progress), []
     if config.task is None:
-        raise ConfigError("the config has no [task] table: it must name the data to train on "
-                          "(see docs/configuration.md)")
+        raise ConfigError(
+            "the config has no [task] table: it must name the data to train on (see docs/configuration.md)"
+        )
     from .datasets.task import load_task
 
     data = load_task(config.task, config.fs, progress=progress)
@@ -95,15 +114,15 @@ def pretrain(config: ConfigLike, run_dir: str | Path, *, resume: bool = False, p
     return train(_from_scratch("pretrain", config), run_dir, resume=resume, progress=progress)
 
 
-def standalone(config: ConfigLike, run_dir: str | Path, *, resume: bool = False, progress: bool = False
-               ) -> RunResult:
+def standalone(config: ConfigLike, run_dir: str | Path, *, resume: bool = False, progress: bool = False) -> RunResult:
     """The comparison arm (``ecg-transfer standalone``): the target task from random weights, with
     the same split, preprocessing and evaluation as a fine-tuned run of the same config."""
     return train(_from_scratch("standalone", config), run_dir, resume=resume, progress=progress)
 
 
-def finetune(config: ConfigLike, run_dir: str | Path, from_run: str | Path, *, resume: bool = False,
-             progress: bool = False) -> RunResult:
+def finetune(
+    config: ConfigLike, run_dir: str | Path, from_run: str | Path, *, resume: bool = False, progress: bool = False
+) -> RunResult:
     """Fine-tune a finished run (``ecg-transfer finetune CONFIG --from RUN``): its body, a new head
     for the config's labels, then the ``[finetune]`` policy's stages (``head-then-all`` when the
     config names none -- its preset epochs, so the config must not set a top-level ``epochs``)."""
@@ -115,9 +134,17 @@ def finetune(config: ConfigLike, run_dir: str | Path, from_run: str | Path, *, r
     return train(config, run_dir, init_from=from_run, resume=resume, progress=progress)
 
 
-def predict(run_dir: str | Path, inputs: Sequence[str | Path], *, fs: float | None = None,
-            calibrate: str | None = None, threshold: str | float | None = "fmax", out: str | Path | None = None,
-            batch_size: int = 128, device: str = "cpu") -> PredictionResult:
+def predict(
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    fs: float | None = None,
+    calibrate: str | None = None,
+    threshold: str | float | None = "fmax",
+    out: str | Path | None = None,
+    batch_size: int = 128,
+    device: str = "cpu",
+) -> PredictionResult:
     """Probabilities and decisions of a run for WFDB / CinC records, folders of them or ``.npy``
     arrays (``ecg-transfer predict``). ``calibrate``: a calibrator fitted by
     :func:`~ecg_transfer.evaluation.evaluate_run`; ``threshold``: ``"fmax"``, ``"sensitivity:0.9"``,
@@ -125,8 +152,9 @@ def predict(run_dir: str | Path, inputs: Sequence[str | Path], *, fs: float | No
     with what is wrong. ``out``: also write the CSV and its sidecars (as the command does)."""
     from .inference.predict import Predictor, write_outputs
 
-    predictor = Predictor.from_run(run_dir, calibrate=calibrate, threshold=threshold, batch_size=batch_size,
-                                   device=device)
+    predictor = Predictor.from_run(
+        run_dir, calibrate=calibrate, threshold=threshold, batch_size=batch_size, device=device
+    )
     result = predictor.predict_paths(inputs, fs=fs)
     if out is not None and result.record_ids:
         write_outputs(out, result, predictor)
@@ -143,9 +171,18 @@ class Explained:
     files: dict[str, list[Path]] = field(default_factory=dict)
 
 
-def explain(run_dir: str | Path, inputs: Sequence[str | Path], *, labels: Sequence[str] | None = None,
-            method: str = "ig", steps: int = 50, top: int = 3, fs: float | None = None,
-            out: str | Path | None = None, on_error: Callable[[RecordProblem], None] | None = None) -> Explained:
+def explain(
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    labels: Sequence[str] | None = None,
+    method: str = "ig",
+    steps: int = 50,
+    top: int = 3,
+    fs: float | None = None,
+    out: str | Path | None = None,
+    on_error: Callable[[RecordProblem], None] | None = None,
+) -> Explained:
     """Per-lead, per-time attributions of a run's record probabilities (``ecg-transfer explain``):
     ``method`` ``"ig"`` (integrated gradients, ``steps`` points) or ``"gradcam"``, for ``labels``
     (default: each record's ``top`` most probable). ``out``: also write a JSON per record and a
@@ -168,11 +205,13 @@ def explain(run_dir: str | Path, inputs: Sequence[str | Path], *, labels: Sequen
             if on_error is not None:
                 on_error(found.errors[-1])
             continue
-        found.explanations[rec.record_id] = explain_record(predictor.loaded, x, labels, method=method, steps=steps,
-                                                           top=top)
+        found.explanations[rec.record_id] = explain_record(
+            predictor.loaded, x, labels, method=method, steps=steps, top=top
+        )
         if out is not None:
-            found.files[rec.record_id] = write_explanation(out, rec.record_id, x, predictor.fs, leads,
-                                                           found.explanations[rec.record_id])
+            found.files[rec.record_id] = write_explanation(
+                out, rec.record_id, x, predictor.fs, leads, found.explanations[rec.record_id]
+            )
     return found
 
 

@@ -1,13 +1,13 @@
 """The ``ecg-transfer`` command line: one subcommand per step of the pipeline.
 
-    ecg-transfer download ptbxl|g12ec --root DIR       fetch a dataset from PhysioNet (checksummed)
-    ecg-transfer data summary --dataset D --root DIR   what a dataset holds and what is wrong in it
-    ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
-    ecg-transfer data audit ROOT [ROOT ...]            duplicate signals within and across datasets
-    ecg-transfer train CONFIG --run-dir DIR            one run (pretrain, finetune, standalone are
-                                                       the same with the transfer checks on)
-    ecg-transfer study run SPEC [--profile laptop]     the whole transfer study, resumable
-    ecg-transfer report STUDY_DIR                      the study's HTML + Markdown report
+ecg-transfer download ptbxl|g12ec --root DIR       fetch a dataset from PhysioNet (checksummed)
+ecg-transfer data summary --dataset D --root DIR   what a dataset holds and what is wrong in it
+ecg-transfer data cache --dataset D --root DIR     build the memory-mapped signal cache
+ecg-transfer data audit ROOT [ROOT ...]            duplicate signals within and across datasets
+ecg-transfer train CONFIG --run-dir DIR            one run (pretrain, finetune, standalone are
+                                                   the same with the transfer checks on)
+ecg-transfer study run SPEC [--profile laptop]     the whole transfer study, resumable
+ecg-transfer report STUDY_DIR                      the study's HTML + Markdown report
 """
 
 from __future__ import annotations
@@ -27,26 +27,50 @@ if TYPE_CHECKING:  # the CLI imports its machinery lazily, per command
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=["ptbxl", "cinc", "g12ec"],
-                   help="ptbxl: a PTB-XL tree (ptbxl_database.csv, records100/...); "
-                        "cinc (alias g12ec): a folder of CinC 2020/2021-format records (*.hea + *.mat)")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=["ptbxl", "cinc", "g12ec"],
+        help="ptbxl: a PTB-XL tree (ptbxl_database.csv, records100/...); "
+        "cinc (alias g12ec): a folder of CinC 2020/2021-format records (*.hea + *.mat)",
+    )
     p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
-    p.add_argument("--fs", type=int, default=None,
-                   help="PTB-XL: which records to read, 100 (records100, default) or 500 (records500)")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="PTB-XL at 500 Hz: use the records present when some are missing (says how many)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="where signal caches live (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)")
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first bad record instead of skipping it and listing it")
+    p.add_argument(
+        "--fs",
+        type=int,
+        default=None,
+        help="PTB-XL: which records to read, 100 (records100, default) or 500 (records500)",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="PTB-XL at 500 Hz: use the records present when some are missing (says how many)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where signal caches live (default $ECG_TRANSFER_CACHE or ~/.cache/ecg-transfer)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first bad record instead of skipping it and listing it"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _cmd_data_summary(args: argparse.Namespace) -> int:
     from .datasets.summary import format_summary, summarise
 
-    s = summarise(args.dataset, args.root, fs=args.fs, cache_dir=args.cache_dir, allow_missing=args.allow_missing,
-                  strict=args.strict, progress=not args.no_progress, signals=args.signals)
+    s = summarise(
+        args.dataset,
+        args.root,
+        fs=args.fs,
+        cache_dir=args.cache_dir,
+        allow_missing=args.allow_missing,
+        strict=args.strict,
+        progress=not args.no_progress,
+        signals=args.signals,
+    )
     print(json.dumps(s, indent=2) if args.json else format_summary(s))
     return 0
 
@@ -56,13 +80,23 @@ def _cmd_data_cache(args: argparse.Namespace) -> int:
     from .datasets.registry import open_dataset
 
     adapter = open_dataset(args.dataset, args.root, fs=args.fs, allow_missing=args.allow_missing, strict=args.strict)
-    cached = load_or_build(adapter, fs=args.to_fs, seconds=args.seconds, cache_dir=args.cache_dir,
-                           strict=args.strict, progress=not args.no_progress, rebuild=args.rebuild, verify=args.verify)
+    cached = load_or_build(
+        adapter,
+        fs=args.to_fs,
+        seconds=args.seconds,
+        cache_dir=args.cache_dir,
+        strict=args.strict,
+        progress=not args.no_progress,
+        rebuild=args.rebuild,
+        verify=args.verify,
+    )
     meta = cached.meta
     checked = "every byte verified" if args.verify or cached.built else "sizes and sampled checksum verified"
-    print(f"{cached.path}: {len(cached.table)} records, {cached.signals.n_leads} leads, "
-          f"{meta['samples_per_lead']} samples per lead at {cached.fs:g} Hz ({meta['store']['bytes'] / 2**20:.1f} MiB; "
-          f"{'built' if cached.built else checked}), {len(cached.problems)} problem(s)")
+    print(
+        f"{cached.path}: {len(cached.table)} records, {cached.signals.n_leads} leads, "
+        f"{meta['samples_per_lead']} samples per lead at {cached.fs:g} Hz ({meta['store']['bytes'] / 2**20:.1f} MiB; "
+        f"{'built' if cached.built else checked}), {len(cached.problems)} problem(s)"
+    )
     return 0
 
 
@@ -84,15 +118,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.command == "finetune" and config.finetune.policy == "none":
         config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
     if config.task is None:
-        raise ConfigError(f"{args.config} has no [task] table: it must name the data to train on "
-                          "(see docs/configuration.md)")
+        raise ConfigError(
+            f"{args.config} has no [task] table: it must name the data to train on (see docs/configuration.md)"
+        )
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
         data = load_task(config.task, config.fs, progress=not args.no_progress and is_main_process())
     if is_main_process():
-        print(f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
-              f"test {len(data.splits['test'])} records at {config.fs:g} Hz", file=sys.stderr)
-    result = train_run(config, data.X, data.Y, data.record_ids, data.splits, data.label_names, args.run_dir,
-                       resume=args.resume, init_from=init, lengths=data.lengths, progress=not args.no_progress)
+        print(
+            f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
+            f"test {len(data.splits['test'])} records at {config.fs:g} Hz",
+            file=sys.stderr,
+        )
+    result = train_run(
+        config,
+        data.X,
+        data.Y,
+        data.record_ids,
+        data.splits,
+        data.label_names,
+        args.run_dir,
+        resume=args.resume,
+        init_from=init,
+        lengths=data.lengths,
+        progress=not args.no_progress,
+    )
+
     def fmt(auc: float | None) -> str:
         return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
 
@@ -100,7 +150,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .inference.modelcard import write_model_card_after_run
 
         write_model_card_after_run(result.run_dir)
-        print(f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}")
+        print(
+            f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}"
+        )
     return 0
 
 
@@ -112,8 +164,10 @@ def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
     from .training.ssl import load_ssl_data
 
     if args.command not in ("pretrain", "train"):
-        raise ConfigError(f"{args.config} has an [ssl] table: self-supervised pre-training runs with "
-                          f"`ecg-transfer pretrain`, not `{args.command}`; fine-tune its result with --from")
+        raise ConfigError(
+            f"{args.config} has an [ssl] table: self-supervised pre-training runs with "
+            f"`ecg-transfer pretrain`, not `{args.command}`; fine-tune its result with --from"
+        )
     if args.init_from is not None:
         raise ConfigError(f"{args.config} has an [ssl] table, which pre-trains from random weights: drop --from")
     assert config.ssl is not None  # the caller's condition; says so to the type checker
@@ -121,11 +175,22 @@ def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
         data = load_ssl_data(config, progress=not args.no_progress and is_main_process())
     if is_main_process():
         for src in data.sources:
-            print(f"[ssl] {src['dataset']} {src['root']}: train {src['train']}, val {src['val']} records; "
-                  f"{src['left_out']} never read (test folds {src['test_folds']}, folds not listed, unreadable)",
-                  file=sys.stderr)
-    result = train_run(config, data.X, data.Y, data.record_ids, data.splits, [], args.run_dir,
-                       resume=args.resume, progress=not args.no_progress)
+            print(
+                f"[ssl] {src['dataset']} {src['root']}: train {src['train']}, val {src['val']} records; "
+                f"{src['left_out']} never read (test folds {src['test_folds']}, folds not listed, unreadable)",
+                file=sys.stderr,
+            )
+    result = train_run(
+        config,
+        data.X,
+        data.Y,
+        data.record_ids,
+        data.splits,
+        [],
+        args.run_dir,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
     if is_main_process():  # the post-run step, as for a supervised run: RUN_DIR/MODEL_CARD.md
         from .inference.modelcard import write_model_card_after_run
 
@@ -133,9 +198,11 @@ def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
     if is_main_process() and result.history:
         last = result.history[-1]
         val = "n/a" if last["val_loss"] is None else f"{last['val_loss']:.4f}"
-        print(f"{result.run_dir}: {config.ssl.method} SSL loss after epoch {last['epoch']}: train "
-              f"{last['train_loss']:.4f}, val {val}; fine-tune it with `ecg-transfer finetune CONFIG --from "
-              f"{result.run_dir}`")
+        print(
+            f"{result.run_dir}: {config.ssl.method} SSL loss after epoch {last['epoch']}: train "
+            f"{last['train_loss']:.4f}, val {val}; fine-tune it with `ecg-transfer finetune CONFIG --from "
+            f"{result.run_dir}`"
+        )
     return 0
 
 
@@ -177,32 +244,46 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(raw)
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
-    print(json.dumps({**config.to_dict(), "# stages (what runs)": [st.to_dict() for st in config.stages()]},
-                     indent=2))
+    print(json.dumps({**config.to_dict(), "# stages (what runs)": [st.to_dict() for st in config.stages()]}, indent=2))
     return 0
 
 
 def _add_config_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="check a run config or study spec: its JSON Schema, its resolved settings",
-                       description="Run configs and study specs are validated by one settings layer; these "
-                                   "commands show what it accepts and what it makes of a file.")
+    p = sub.add_parser(
+        "config",
+        help="check a run config or study spec: its JSON Schema, its resolved settings",
+        description="Run configs and study specs are validated by one settings layer; these "
+        "commands show what it accepts and what it makes of a file.",
+    )
     csub = p.add_subparsers(dest="config_command", metavar="CONFIG_COMMAND", required=True)
-    q = csub.add_parser("schema", help="JSON Schemas of run configs and study specs, for editors",
-                        description="Print (or write to --out DIR as run-config.schema.json and "
-                                    "study-spec.schema.json) the JSON Schemas of run configs and study specs. "
-                                    "Point a TOML editor at them (e.g. a `#:schema ./run-config.schema.json` "
-                                    "first line with Taplo / Even Better TOML) to check files as you type.")
+    q = csub.add_parser(
+        "schema",
+        help="JSON Schemas of run configs and study specs, for editors",
+        description="Print (or write to --out DIR as run-config.schema.json and "
+        "study-spec.schema.json) the JSON Schemas of run configs and study specs. "
+        "Point a TOML editor at them (e.g. a `#:schema ./run-config.schema.json` "
+        "first line with Taplo / Even Better TOML) to check files as you type.",
+    )
     q.add_argument("--out", type=Path, default=None, metavar="DIR", help="write the two schema files into DIR")
     q.set_defaults(func=_cmd_config_schema)
-    q = csub.add_parser("reference", help="the configuration reference (Markdown), every key with its default",
-                        description="Print the configuration reference generated from the settings layer "
-                                    "(the source of docs/configuration.md).")
-    q.set_defaults(func=lambda args: print(__import__("ecg_transfer.settings.reference",
-                                                      fromlist=["x"]).reference_markdown(), end="") or 0)
-    q = csub.add_parser("show", help="the resolved settings of a run config or study spec, defaults filled in",
-                        description="Validate CONFIG (a run config or a study spec, .toml or .json) and print "
-                                    "every setting with its default filled in. For a run config, the stages it "
-                                    "trains (fine-tuning presets resolved) are listed too.")
+    q = csub.add_parser(
+        "reference",
+        help="the configuration reference (Markdown), every key with its default",
+        description="Print the configuration reference generated from the settings layer "
+        "(the source of docs/configuration.md).",
+    )
+    q.set_defaults(
+        func=lambda args: (
+            print(__import__("ecg_transfer.settings.reference", fromlist=["x"]).reference_markdown(), end="") or 0
+        )
+    )
+    q = csub.add_parser(
+        "show",
+        help="the resolved settings of a run config or study spec, defaults filled in",
+        description="Validate CONFIG (a run config or a study spec, .toml or .json) and print "
+        "every setting with its default filled in. For a run config, the stages it "
+        "trains (fine-tuning presets resolved) are listed too.",
+    )
     q.add_argument("config", type=Path, help="a run config or a study spec (.toml or .json)")
     q.add_argument("--profile", default=None, help="study specs: merge this [profiles.NAME] table first")
     q.set_defaults(func=_cmd_config_show)
@@ -211,23 +292,28 @@ def _add_config_parser(sub: argparse._SubParsersAction) -> None:
 _TRAIN_HELP = {
     "train": "train one model as the config says (pre-training, fine-tuning or standalone)",
     "pretrain": "train from random weights on the source dataset (e.g. PTB-XL); with an [ssl] table, "
-                "self-supervised on its unlabelled signals",
+    "self-supervised on its unlabelled signals",
     "finetune": "fine-tune a pre-trained run on the target: new head, then the policy's stages",
     "standalone": "train from random weights on the target, same split and evaluation as finetune",
 }
-_TRAIN_DESCRIPTION = ("CONFIG is a TOML or JSON run config: every key is validated and defaults to the "
-                      "PTB-XL benchmark recipe; its [task] table says which data, labels and folds. Every key, "
-                      "its default and what is allowed: `ecg-transfer config reference` (docs/configuration.md); "
-                      "the resolved settings of a file: `ecg-transfer config show CONFIG`.")
+_TRAIN_DESCRIPTION = (
+    "CONFIG is a TOML or JSON run config: every key is validated and defaults to the "
+    "PTB-XL benchmark recipe; its [task] table says which data, labels and folds. Every key, "
+    "its default and what is allowed: `ecg-transfer config reference` (docs/configuration.md); "
+    "the resolved settings of a file: `ecg-transfer config show CONFIG`."
+)
 
 
 def _add_download_parser(sub: argparse._SubParsersAction) -> None:
     """``download``: its options live beside the downloader, which also runs it."""
     from .datasets.download import add_download_arguments, run_download
 
-    p = sub.add_parser("download", help="download PTB-XL or G12EC from PhysioNet, resumable, checksummed",
-                       description="Download a dataset from PhysioNet into ROOT/<dataset>/, resuming partial "
-                                   "files, retrying failures and verifying SHA256SUMS where published.")
+    p = sub.add_parser(
+        "download",
+        help="download PTB-XL or G12EC from PhysioNet, resumable, checksummed",
+        description="Download a dataset from PhysioNet into ROOT/<dataset>/, resuming partial "
+        "files, retrying failures and verifying SHA256SUMS where published.",
+    )
     add_download_arguments(p)
     p.set_defaults(func=run_download)
 
@@ -236,11 +322,14 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     """``evaluate``: its options live in evaluation/cli.py, next to the code that reads them."""
     from .evaluation.cli import add_evaluate_arguments, run_evaluate
 
-    p = sub.add_parser("evaluate", help="metrics with bootstrap CIs, calibration and paired comparisons of runs",
-                       description="Evaluate a run from its saved predictions: macro/per-class AUC, AUPRC, "
-                                   "F-max, Brier, ECE and the CinC 2020 challenge metric with bootstrap CIs; "
-                                   "calibrators fitted on validation predictions; reliability diagrams; paired "
-                                   "bootstrap against another run. Writes RUN_DIR/evaluation/.")
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics with bootstrap CIs, calibration and paired comparisons of runs",
+        description="Evaluate a run from its saved predictions: macro/per-class AUC, AUPRC, "
+        "F-max, Brier, ECE and the CinC 2020 challenge metric with bootstrap CIs; "
+        "calibrators fitted on validation predictions; reliability diagrams; paired "
+        "bootstrap against another run. Writes RUN_DIR/evaluation/.",
+    )
     add_evaluate_arguments(p)
     p.set_defaults(func=run_evaluate)
 
@@ -248,33 +337,53 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     """``predict``, ``export``, ``model-card`` and ``explain``: the commands that use a trained run,
     whose options live in inference/cli.py."""
-    from .inference.cli import (add_explain_arguments, add_export_arguments, add_model_card_arguments,
-                                add_predict_arguments, run_explain, run_export, run_model_card, run_predict)
+    from .inference.cli import (
+        add_explain_arguments,
+        add_export_arguments,
+        add_model_card_arguments,
+        add_predict_arguments,
+        run_explain,
+        run_export,
+        run_model_card,
+        run_predict,
+    )
 
-    p = sub.add_parser("predict", help="predict new records (WFDB, CinC, folders, .npy) with a trained run",
-                       description="Predict WFDB / CinC-format records, folders of them or .npy arrays with a "
-                                   "run: resampled to its rate, its standardisation, windows and aggregation, "
-                                   "optionally its calibrator, thresholds chosen on its validation split. Exit "
-                                   "code 0: all predicted; 3: some records failed (listed); 2: none predicted.")
+    p = sub.add_parser(
+        "predict",
+        help="predict new records (WFDB, CinC, folders, .npy) with a trained run",
+        description="Predict WFDB / CinC-format records, folders of them or .npy arrays with a "
+        "run: resampled to its rate, its standardisation, windows and aggregation, "
+        "optionally its calibrator, thresholds chosen on its validation split. Exit "
+        "code 0: all predicted; 3: some records failed (listed); 2: none predicted.",
+    )
     add_predict_arguments(p)
     p.set_defaults(func=run_predict)
-    p = sub.add_parser("export", help="export a run's network to ONNX or TorchScript",
-                       description="Export the window-level network with the standardisation inside (raw mV "
-                                   "windows in, per-window probabilities out, dynamic batch), checked against "
-                                   "PyTorch; a JSON beside it says how to window, aggregate and threshold.")
+    p = sub.add_parser(
+        "export",
+        help="export a run's network to ONNX or TorchScript",
+        description="Export the window-level network with the standardisation inside (raw mV "
+        "windows in, per-window probabilities out, dynamic batch), checked against "
+        "PyTorch; a JSON beside it says how to window, aggregate and threshold.",
+    )
     add_export_arguments(p)
     p.set_defaults(func=run_export)
-    p = sub.add_parser("model-card", help="write RUN_DIR/MODEL_CARD.md (data, labels, metrics with CIs, limits)",
-                       description="Write the run's model card from its files; quotes evaluation/metrics.json "
-                                   "when `ecg-transfer evaluate` has been run.")
+    p = sub.add_parser(
+        "model-card",
+        help="write RUN_DIR/MODEL_CARD.md (data, labels, metrics with CIs, limits)",
+        description="Write the run's model card from its files; quotes evaluation/metrics.json "
+        "when `ecg-transfer evaluate` has been run.",
+    )
     add_model_card_arguments(p)
     p.set_defaults(func=run_model_card)
-    p = sub.add_parser("explain", help="why a run decided: per-lead, per-time attributions of records (PNG + JSON)",
-                       description="Attribute a run's record probabilities (its windows and aggregation) to the "
-                                   "leads and samples of each record: integrated gradients (captum; baseline a "
-                                   "flat 0 mV line) or Grad-CAM; writes OUT/RECORD__LABEL.png (the leads with the "
-                                   "attribution shaded) and OUT/RECORD.json. Exit code 0: all explained; 3: some "
-                                   "records failed; 2: none.")
+    p = sub.add_parser(
+        "explain",
+        help="why a run decided: per-lead, per-time attributions of records (PNG + JSON)",
+        description="Attribute a run's record probabilities (its windows and aggregation) to the "
+        "leads and samples of each record: integrated gradients (captum; baseline a "
+        "flat 0 mV line) or Grad-CAM; writes OUT/RECORD__LABEL.png (the leads with the "
+        "attribution shaded) and OUT/RECORD.json. Exit code 0: all explained; 3: some "
+        "records failed; 2: none.",
+    )
     add_explain_arguments(p)
     p.set_defaults(func=run_explain)
 
@@ -292,33 +401,49 @@ def _add_study_and_report_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _add_data_summary_parser(dsub: argparse._SubParsersAction) -> None:
     """``data summary``: what a dataset holds and what is wrong in it, before anything is trained."""
-    p = dsub.add_parser("summary", help="records, rates, folds, class counts and every problem found",
-                        description="Read the headers and index files and print what the dataset holds: "
-                                    "records, sampling rates, lengths, folds, class counts per PTB-XL task and "
-                                    "per label protocol, and every problem found. With --signals every signal is "
-                                    "read too (through the cache: a full cache build the first time). Bad records "
-                                    "are skipped and listed unless --strict.")
+    p = dsub.add_parser(
+        "summary",
+        help="records, rates, folds, class counts and every problem found",
+        description="Read the headers and index files and print what the dataset holds: "
+        "records, sampling rates, lengths, folds, class counts per PTB-XL task and "
+        "per label protocol, and every problem found. With --signals every signal is "
+        "read too (through the cache: a full cache build the first time). Bad records "
+        "are skipped and listed unless --strict.",
+    )
     _add_dataset_args(p)
     p.add_argument("--json", action="store_true", help="print JSON (keys: records, tasks, problems, ...)")
-    p.add_argument("--signals", action="store_true",
-                   help="also read every signal (through the cache): signal problems and amplitude statistics")
+    p.add_argument(
+        "--signals",
+        action="store_true",
+        help="also read every signal (through the cache): signal problems and amplitude statistics",
+    )
     p.set_defaults(func=_cmd_data_summary)
 
 
 def _add_data_cache_parser(dsub: argparse._SubParsersAction) -> None:
     """``data cache``: build the signal cache ahead of training (a cluster's login node, say)."""
-    p = dsub.add_parser("cache", help="build (or reuse) the memory-mapped signal cache",
-                        description="Build the float32 signal cache for a dataset at a sampling rate, "
-                                    "resampling with scipy.signal.resample_poly; every record is stored at its "
-                                    "own length. Reused while inputs and settings are unchanged; checked on every "
-                                    "open (sizes, sampled checksum) and rebuilt with a warning when damaged.")
+    p = dsub.add_parser(
+        "cache",
+        help="build (or reuse) the memory-mapped signal cache",
+        description="Build the float32 signal cache for a dataset at a sampling rate, "
+        "resampling with scipy.signal.resample_poly; every record is stored at its "
+        "own length. Reused while inputs and settings are unchanged; checked on every "
+        "open (sizes, sampled checksum) and rebuilt with a warning when damaged.",
+    )
     _add_dataset_args(p)
     p.add_argument("--to-fs", type=float, default=None, help="resample to this rate in Hz (default: native)")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="keep only the first SECONDS of each record (default: whole records)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="keep only the first SECONDS of each record (default: whole records)",
+    )
     p.add_argument("--rebuild", action="store_true", help="build again even if a matching cache exists")
-    p.add_argument("--verify", action="store_true",
-                   help="check every byte of an existing cache against its checksums (rebuilt if damaged)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every byte of an existing cache against its checksums (rebuilt if damaged)",
+    )
     p.set_defaults(func=_cmd_data_cache)
 
 
@@ -326,13 +451,19 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     """``data summary|cache|audit``: the dataset commands, grouped so that ``--help`` stays short."""
     from .datasets.audit_cli import DESCRIPTION as AUDIT_DESCRIPTION, add_audit_arguments, run_audit
 
-    data = sub.add_parser("data", help="inspect datasets and build signal caches",
-                          description="Inspect datasets and build their memory-mapped signal caches.")
+    data = sub.add_parser(
+        "data",
+        help="inspect datasets and build signal caches",
+        description="Inspect datasets and build their memory-mapped signal caches.",
+    )
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     _add_data_summary_parser(dsub)
     _add_data_cache_parser(dsub)
-    p = dsub.add_parser("audit", help="exact and near-duplicate signals within and across datasets (leakage)",
-                        description=AUDIT_DESCRIPTION)
+    p = dsub.add_parser(
+        "audit",
+        help="exact and near-duplicate signals within and across datasets (leakage)",
+        description=AUDIT_DESCRIPTION,
+    )
     add_audit_arguments(p)
     p.set_defaults(func=run_audit)
 
@@ -343,17 +474,28 @@ def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
     (``finetune`` needs a pre-trained run; ``pretrain`` and ``standalone`` start from random
     weights, so they have no ``--from``)."""
     for name, help_text in _TRAIN_HELP.items():
-        p = sub.add_parser(name, help=help_text,
-                           description=help_text[0].upper() + help_text[1:] + ". " + _TRAIN_DESCRIPTION)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + ". " + _TRAIN_DESCRIPTION
+        )
         p.add_argument("config", type=Path, help="run config (.toml or .json)")
-        p.add_argument("--run-dir", type=Path, required=True,
-                       help="where the run is written: config, environment, checkpoint, metrics, model.pt, "
-                            "predictions_val.csv and predictions_test.csv")
-        p.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run in --run-dir from its last checkpoint")
+        p.add_argument(
+            "--run-dir",
+            type=Path,
+            required=True,
+            help="where the run is written: config, environment, checkpoint, metrics, model.pt, "
+            "predictions_val.csv and predictions_test.csv",
+        )
+        p.add_argument(
+            "--resume", action="store_true", help="continue an interrupted run in --run-dir from its last checkpoint"
+        )
         if name in ("train", "finetune"):
-            p.add_argument("--from", dest="init_from", type=Path, default=None,
-                           help="a pre-trained run directory (or its model.pt) to start from")
+            p.add_argument(
+                "--from",
+                dest="init_from",
+                type=Path,
+                default=None,
+                help="a pre-trained run directory (or its model.pt) to start from",
+            )
         else:
             p.set_defaults(init_from=None)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -366,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecg-transfer",
         description="Transfer learning on 12-lead ECGs: read PTB-XL and CinC-format sets (G12EC), "
-                    "pre-train, fine-tune, evaluate with confidence intervals.",
+        "pre-train, fine-tune, evaluate with confidence intervals.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -38,11 +38,7 @@ def _fmt(x: float, dtype: np.dtype) -> str:
 
 
 def save_predictions(
-    path: str | Path,
-    record_ids: Sequence[str],
-    labels: Sequence[str],
-    y_true: np.ndarray,
-    probs: np.ndarray,
+    path: str | Path, record_ids: Sequence[str], labels: Sequence[str], y_true: np.ndarray, probs: np.ndarray
 ) -> Path:
     """Write one split's predictions in the format described in this module's docstring."""
     labels = [str(l) for l in labels]
@@ -76,13 +72,17 @@ def load_predictions(path: str | Path) -> tuple[list[str], list[str], np.ndarray
     if not rows or not rows[0] or rows[0][0] != "record_id":
         raise ValueError(f"{path}: not a predictions file (first column must be 'record_id')")
     header = rows[0]
-    true_cols = {h[len(TRUE_PREFIX):]: i for i, h in enumerate(header) if h.startswith(TRUE_PREFIX)}
-    prob_cols = {h[len(PROB_PREFIX):]: i for i, h in enumerate(header) if h.startswith(PROB_PREFIX)}
+    true_cols = {h[len(TRUE_PREFIX) :]: i for i, h in enumerate(header) if h.startswith(TRUE_PREFIX)}
+    prob_cols = {h[len(PROB_PREFIX) :]: i for i, h in enumerate(header) if h.startswith(PROB_PREFIX)}
     labels = list(true_cols)
     if labels != list(prob_cols) or len(true_cols) + len(prob_cols) + 1 != len(header):
         raise ValueError(f"{path}: header must hold record_id, then true:<label> and prob:<label> for the same labels")
     body = rows[1:]
     ids = [r[0] for r in body]
-    y_true = np.array([[int(r[true_cols[l]]) for l in labels] for r in body], dtype=np.uint8).reshape(len(body), len(labels))
-    probs = np.array([[float(r[prob_cols[l]]) for l in labels] for r in body], dtype=np.float64).reshape(len(body), len(labels))
+    y_true = np.array([[int(r[true_cols[l]]) for l in labels] for r in body], dtype=np.uint8).reshape(
+        len(body), len(labels)
+    )
+    probs = np.array([[float(r[prob_cols[l]]) for l in labels] for r in body], dtype=np.float64).reshape(
+        len(body), len(labels)
+    )
     return ids, labels, y_true, probs

@@ -126,8 +126,9 @@ class RaggedSignals:
 
     # -- views -------------------------------------------------------------------------------------------
     def _view(self, starts: np.ndarray, lengths: np.ndarray) -> "RaggedSignals":
-        return RaggedSignals(self._keep, self.offsets, lengths, self.n_leads, pitch=self.pitch, starts=starts,
-                             leads=self.leads)
+        return RaggedSignals(
+            self._keep, self.offsets, lengths, self.n_leads, pitch=self.pitch, starts=starts, leads=self.leads
+        )
 
     def limit(self, max_samples: int | None, where: str = "first") -> "RaggedSignals":
         """Each record narrowed to at most ``max_samples``: its ``first`` ones or its ``centre``
@@ -152,8 +153,10 @@ class RaggedSignals:
         return self._view(self.starts, np.minimum(lens, self.lengths))
 
     def __repr__(self) -> str:
-        return (f"RaggedSignals({len(self)} records, {self.n_leads} leads, {self.total_samples} samples per lead, "
-                f"longest {self.shape[2]})")
+        return (
+            f"RaggedSignals({len(self)} records, {self.n_leads} leads, {self.total_samples} samples per lead, "
+            f"longest {self.shape[2]})"
+        )
 
 
 def as_signals(X: "np.ndarray | RaggedSignals", lengths: Sequence[int] | np.ndarray | None = None) -> RaggedSignals:

@@ -20,8 +20,7 @@ def study_run_info(run_dir: str | Path) -> dict[str, Any] | None:
     """``{"study_dir", "key", "name"}`` when ``run_dir`` is a run of a study's store
     (``STUDY_DIR/runs/<key>/definition.json`` beside ``STUDY_DIR/study.json``), else None."""
     d = Path(run_dir)
-    if not (d / DEFINITION_FILE).is_file() or d.parent.name != "runs" or \
-            not (d.parent.parent / STUDY_FILE).is_file():
+    if not (d / DEFINITION_FILE).is_file() or d.parent.name != "runs" or not (d.parent.parent / STUDY_FILE).is_file():
         return None
     try:
         definition = json.loads((d / DEFINITION_FILE).read_text(encoding="utf-8"))

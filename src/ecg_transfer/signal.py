@@ -124,8 +124,10 @@ def stft_geometry(fs: float) -> tuple[int, int]:
     rounded to whole samples; a window of at least 4 and a hop of at least 1 sample."""
     nperseg, hop = int(round(STFT_WINDOW_SECONDS * fs)), int(round(STFT_HOP_SECONDS * fs))
     if nperseg < 4 or hop < 1:
-        raise ConfigError(f"config key 'fs': {fs} Hz is too low for input='stft' (a {STFT_WINDOW_SECONDS} s window "
-                          f"is {STFT_WINDOW_SECONDS * fs:g} samples; needs at least 4)")
+        raise ConfigError(
+            f"config key 'fs': {fs} Hz is too low for input='stft' (a {STFT_WINDOW_SECONDS} s window "
+            f"is {STFT_WINDOW_SECONDS * fs:g} samples; needs at least 4)"
+        )
     return nperseg, hop
 
 
@@ -144,7 +146,7 @@ def stft_frames(fs: float, n_samples: int) -> int:
 def _short_time_fft(fs: float) -> ShortTimeFFT:
     nperseg, hop = stft_geometry(fs)
     win = get_window("hann", nperseg)  # periodic
-    return ShortTimeFFT(win / np.sqrt(np.sum(win ** 2)), hop=hop, fs=fs, fft_mode="onesided", mfft=nperseg)
+    return ShortTimeFFT(win / np.sqrt(np.sum(win**2)), hop=hop, fs=fs, fft_mode="onesided", mfft=nperseg)
 
 
 def stft_spectrogram(x: np.ndarray, fs: float) -> np.ndarray:
@@ -208,8 +210,10 @@ def transformed_shape(kind: str, fs: float, channels: int, crop_len: int) -> tup
         return channels, crop_len // 2 + 1
     nperseg, _ = stft_geometry(fs)
     if crop_len < nperseg:
-        raise ConfigError(f"config key 'crop_seconds': a {crop_len}-sample window is shorter than the "
-                          f"{nperseg}-sample STFT window of input='stft' ({STFT_WINDOW_SECONDS} s)")
+        raise ConfigError(
+            f"config key 'crop_seconds': a {crop_len}-sample window is shorter than the "
+            f"{nperseg}-sample STFT window of input='stft' ({STFT_WINDOW_SECONDS} s)"
+        )
     return channels * stft_bins(fs), stft_frames(fs, crop_len)
 
 
@@ -220,8 +224,10 @@ def input_leads(kind: str, fs: float, network_channels: int) -> int:
         return network_channels
     f = stft_bins(fs)
     if network_channels % f:
-        raise ConfigError(f"a network with {network_channels} input channels cannot take input='stft' at {fs:g} Hz "
-                          f"({f} bins per lead)")
+        raise ConfigError(
+            f"a network with {network_channels} input channels cannot take input='stft' at {fs:g} Hz "
+            f"({f} bins per lead)"
+        )
     return network_channels // f
 
 
@@ -235,6 +241,8 @@ def describe_input(kind: str, fs: float) -> str:
     if kind == "log-spectrum":
         return f"log(|rfft| + {LOG_FLOOR:g}) of each standardised window per lead (norm='ortho')"
     nperseg, hop = stft_geometry(fs)
-    return (f"log(|STFT| + {LOG_FLOOR:g}) of each standardised window per lead: periodic Hann window of {nperseg} "
-            f"samples ({nperseg / fs:g} s, unit energy), hop {hop} ({hop / fs:g} s), {stft_bins(fs)} bins per lead, channels "
-            "lead-major (lead * bins + bin)")
+    return (
+        f"log(|STFT| + {LOG_FLOOR:g}) of each standardised window per lead: periodic Hann window of {nperseg} "
+        f"samples ({nperseg / fs:g} s, unit energy), hop {hop} ({hop / fs:g} s), {stft_bins(fs)} bins per lead, channels "
+        "lead-major (lead * bins + bin)"
+    )

@@ -117,10 +117,18 @@ class AuditResult:
 
     def summary(self) -> dict:
         kinds = {(p.kind, p.across) for p in self.pairs}
-        count = {f"{k}_{'across' if a else 'within'}": sum(p.kind == k and p.across == a for p in self.pairs)
-                 for k, a in sorted(kinds)}
-        return {"records_audited": sum(s["audited"] for s in self.sets), "pairs": len(self.pairs),
-                "groups": len(self.groups), **count, "flat": len(self.flat), "skipped": len(self.skipped)}
+        count = {
+            f"{k}_{'across' if a else 'within'}": sum(p.kind == k and p.across == a for p in self.pairs)
+            for k, a in sorted(kinds)
+        }
+        return {
+            "records_audited": sum(s["audited"] for s in self.sets),
+            "pairs": len(self.pairs),
+            "groups": len(self.groups),
+            **count,
+            "flat": len(self.flat),
+            "skipped": len(self.skipped),
+        }
 
     def write(self, path: str | os.PathLike) -> None:
         """JSON (everything), or CSV (one row per pair) when ``path`` ends in ``.csv``; atomic."""
@@ -140,9 +148,15 @@ def load_audit(path: str | os.PathLike) -> AuditResult:
     data = json.loads(Path(path).read_text())
     s = data["settings"]
     settings = AuditSettings(s["rate"], tuple(s["window"]), s["tolerance"], s["relative"], s["flat_mv"], s["seed"])
-    return AuditResult(settings, data["sets"], [DuplicatePair(**p) for p in data["pairs"]],
-                       [[tuple(k) for k in g] for g in data["groups"]], data["skipped"],
-                       [tuple(k) for k in data["flat"]], data.get("seconds", {}))
+    return AuditResult(
+        settings,
+        data["sets"],
+        [DuplicatePair(**p) for p in data["pairs"]],
+        [[tuple(k) for k in g] for g in data["groups"]],
+        data["skipped"],
+        [tuple(k) for k in data["flat"]],
+        data.get("seconds", {}),
+    )
 
 
 # -- opening the sets ---------------------------------------------------------------------------------
@@ -187,8 +201,15 @@ class Fingerprints:
 
     @classmethod
     def empty(cls, n: int, store: np.ndarray) -> "Fingerprints":
-        return cls(store, np.zeros(n), np.zeros((n, len(AUDIT_LEADS))), np.zeros((n, SKETCH_DIMS), np.float32),
-                   np.zeros(n, bool), np.zeros(n, "S16"), np.zeros(n, bool))
+        return cls(
+            store,
+            np.zeros(n),
+            np.zeros((n, len(AUDIT_LEADS))),
+            np.zeros((n, SKETCH_DIMS), np.float32),
+            np.zeros(n, bool),
+            np.zeros(n, "S16"),
+            np.zeros(n, bool),
+        )
 
 
 def fingerprint(signal: np.ndarray, fs: float, settings: AuditSettings, proj: np.ndarray) -> tuple:
@@ -198,10 +219,15 @@ def fingerprint(signal: np.ndarray, fs: float, settings: AuditSettings, proj: np
         raise RecordError("", f"signal has shape {signal.shape}, expected (samples, {len(AUDIT_LEADS)} leads)")
     seconds = signal.shape[0] / fs
     if seconds < settings.min_seconds:
-        raise RecordError("", f"{seconds:g} s is shorter than the audit's {settings.min_seconds:g} s "
-                              "(window plus filter margins): not audited")
+        raise RecordError(
+            "",
+            f"{seconds:g} s is shorter than the audit's {settings.min_seconds:g} s "
+            "(window plus filter margins): not audited",
+        )
     # float32: what both reading paths (record by record, PTB-XL's block reader) give exactly
-    digest = hashlib.sha256(np.ascontiguousarray(signal, dtype="<f4").tobytes() + repr(float(fs)).encode()).digest()[:16]
+    digest = hashlib.sha256(np.ascontiguousarray(signal, dtype="<f4").tobytes() + repr(float(fs)).encode()).digest()[
+        :16
+    ]
     head = signal[: int(np.ceil((settings.window[1] + settings.window[0]) * fs)) + 1]
     lo, hi = settings.samples
     up, down = resample_ratio(fs, settings.rate)
@@ -269,8 +295,9 @@ def _jobs(indexes: list, offsets: list[int]) -> Iterator[tuple[int, int, list[st
 def _run_pool(adapters: list[DatasetAdapter], jobs: list, settings: AuditSettings, workers: int) -> Iterator:
     if workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods():
         ctx = mp.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(adapters, settings, os.getpid())) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(adapters, settings, os.getpid())
+        ) as pool:
             try:
                 yield from pool.map(_work, jobs)
             except BaseException:
@@ -281,8 +308,14 @@ def _run_pool(adapters: list[DatasetAdapter], jobs: list, settings: AuditSetting
         yield from map(_work, jobs)
 
 
-def _fingerprint_all(adapters: list[DatasetAdapter], indexes: list, settings: AuditSettings, workers: int,
-                     store_path: Path, progress: bool) -> tuple[Fingerprints, list[tuple[int, str]]]:
+def _fingerprint_all(
+    adapters: list[DatasetAdapter],
+    indexes: list,
+    settings: AuditSettings,
+    workers: int,
+    store_path: Path,
+    progress: bool,
+) -> tuple[Fingerprints, list[tuple[int, str]]]:
     """Fingerprint every indexed record (each read once); the windows go to a float16 memmap."""
     from tqdm.auto import tqdm
 
@@ -290,8 +323,11 @@ def _fingerprint_all(adapters: list[DatasetAdapter], indexes: list, settings: Au
     n = offsets[-1]
     lo, hi = settings.samples
     shape = (n, hi - lo, len(AUDIT_LEADS))
-    store = (np.lib.format.open_memmap(store_path, mode="w+", dtype=np.float16, shape=shape) if n
-             else np.zeros(shape, np.float16))  # a memmap cannot be empty
+    store = (
+        np.lib.format.open_memmap(store_path, mode="w+", dtype=np.float16, shape=shape)
+        if n
+        else np.zeros(shape, np.float16)
+    )  # a memmap cannot be empty
     fp = Fingerprints.empty(n, store)
     problems: list[tuple[int, str]] = []
     bar = tqdm(total=n, desc="audit: fingerprints", unit="rec", disable=not progress)
@@ -316,8 +352,7 @@ def exact_groups(digest: np.ndarray, usable: np.ndarray) -> dict[int, list[int]]
     return {g[0]: g[1:] for g in groups.values() if len(g) > 1}
 
 
-def candidate_pairs(r: np.ndarray, sketch: np.ndarray, settings: AuditSettings,
-                    block: int = BLOCK) -> np.ndarray:
+def candidate_pairs(r: np.ndarray, sketch: np.ndarray, settings: AuditSettings, block: int = BLOCK) -> np.ndarray:
     """Pairs (i, j) of positions whose sketches are within reach (see the module docstring), i < j.
 
     Per row the reach is taken at the largest partner ``r`` the sorted window allows (a little
@@ -407,8 +442,7 @@ def _open_sets(roots: Sequence) -> tuple[list[str], list[DatasetAdapter], list, 
     return names, adapters, indexes, skipped
 
 
-def _pairs(fp: Fingerprints, keys: list[RecordKey], rates: np.ndarray,
-           settings: AuditSettings) -> list[DuplicatePair]:
+def _pairs(fp: Fingerprints, keys: list[RecordKey], rates: np.ndarray, settings: AuditSettings) -> list[DuplicatePair]:
     """Exact copies (by hash) and verified near pairs among the representatives."""
     usable = fp.ok & ~fp.flat
     groups = exact_groups(fp.digest, usable)
@@ -427,8 +461,18 @@ def _pair(keys: list[RecordKey], rates: np.ndarray, a: int, b: int, kind: str, s
     if keys[b] < keys[a]:
         a, b = b, a
     rel = float(st[1] / st[2]) if st[2] > 0 else 0.0
-    return DuplicatePair(keys[a][0], keys[a][1], keys[b][0], keys[b][1], kind, round(float(st[0]), 5),
-                         round(rel, 5), round(float(st[3]), 5), float(rates[a]), float(rates[b]))
+    return DuplicatePair(
+        keys[a][0],
+        keys[a][1],
+        keys[b][0],
+        keys[b][1],
+        kind,
+        round(float(st[0]), 5),
+        round(rel, 5),
+        round(float(st[3]), 5),
+        float(rates[a]),
+        float(rates[b]),
+    )
 
 
 def find_duplicates(
@@ -453,8 +497,9 @@ def find_duplicates(
     rates = np.concatenate([ix["fs"].to_numpy(dtype=float) for ix in indexes]) if keys else np.zeros(0)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ecg-audit-", dir=work_dir) as tmp:
-        fp, problems = _fingerprint_all(adapters, indexes, settings, workers or min(2, os.cpu_count() or 1),
-                                        Path(tmp) / "windows.npy", progress)
+        fp, problems = _fingerprint_all(
+            adapters, indexes, settings, workers or min(2, os.cpu_count() or 1), Path(tmp) / "windows.npy", progress
+        )
         t2 = time.perf_counter()
         pairs = _pairs(fp, keys, rates, settings)
         del fp.store
@@ -463,12 +508,24 @@ def find_duplicates(
     position = {k: i for i, k in enumerate(keys)}
     groups = _components(len(keys), [(position[(p.set_a, p.record_a)], position[(p.set_b, p.record_b)]) for p in pairs])
     bounds = np.cumsum([0] + [len(ix) for ix in indexes])
-    sets = [{"set": name, "kind": a.name, "records": len(ix), "audited": int(fp.ok[bounds[k]:bounds[k + 1]].sum())}
-            for k, (name, a, ix) in enumerate(zip(names, adapters, indexes))]
-    return AuditResult(settings, sets, pairs, [[keys[i] for i in g] for g in groups], skipped,
-                       [keys[i] for i in np.flatnonzero(fp.ok & fp.flat)],
-                       {"index": round(t1 - t0, 2), "fingerprints": round(t2 - t1, 2), "matching": round(t3 - t2, 2),
-                        "total": round(t3 - t0, 2)})
+    sets = [
+        {"set": name, "kind": a.name, "records": len(ix), "audited": int(fp.ok[bounds[k] : bounds[k + 1]].sum())}
+        for k, (name, a, ix) in enumerate(zip(names, adapters, indexes))
+    ]
+    return AuditResult(
+        settings,
+        sets,
+        pairs,
+        [[keys[i] for i in g] for g in groups],
+        skipped,
+        [keys[i] for i in np.flatnonzero(fp.ok & fp.flat)],
+        {
+            "index": round(t1 - t0, 2),
+            "fingerprints": round(t2 - t1, 2),
+            "matching": round(t3 - t2, 2),
+            "total": round(t3 - t0, 2),
+        },
+    )
 
 
 def _normalise(keys: Iterable[tuple[str | os.PathLike, str]]) -> set[RecordKey]:

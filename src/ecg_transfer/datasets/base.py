@@ -9,9 +9,7 @@ from typing import Iterator, Protocol, Sequence, runtime_checkable
 import numpy as np
 import pandas as pd
 
-STANDARD_LEADS: tuple[str, ...] = (
-    "I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6",
-)
+STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 #: Sampling rates a header may state. ECGs are recorded at 100 Hz to a few kHz; a rate outside
 #: these bounds is a broken header (1 Hz once made a 1.7 GB cache for 75 records).

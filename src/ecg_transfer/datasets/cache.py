@@ -58,12 +58,30 @@ from ..ragged import RaggedSignals, chunk_by_size
 from ..signal import resample
 from .base import BlockReader, DatasetAdapter, RecordProblem
 from .cache_files import (
-    CacheDamagedError, CacheWarning, cache_lock, clean_stale, die_with_parent, pid_alive, pwrite_all,
-    read_table, sample_digest, sha256_file, temp_name, verify_chunks, write_table,
+    CacheDamagedError,
+    CacheWarning,
+    cache_lock,
+    clean_stale,
+    die_with_parent,
+    pid_alive,
+    pwrite_all,
+    read_table,
+    sample_digest,
+    sha256_file,
+    temp_name,
+    verify_chunks,
+    write_table,
 )
 
-__all__ = ["CacheDamagedError", "CacheWarning", "CachedSignals", "default_cache_dir", "load_or_build",
-           "open_cache", "pid_alive"]
+__all__ = [
+    "CacheDamagedError",
+    "CacheWarning",
+    "CachedSignals",
+    "default_cache_dir",
+    "load_or_build",
+    "open_cache",
+    "pid_alive",
+]
 
 CACHE_FORMAT = 2
 SIGNALS, SLOTS, TABLE, META = "signals.f32", "slots.npy", "table.parquet", "meta.json"
@@ -121,8 +139,9 @@ def _folder_name(adapter: DatasetAdapter, settings: dict, key: str) -> str:
 
 
 # -- reading one chunk of records ----------------------------------------------------------------
-def _fast_block(adapter: BlockReader, ids: Sequence[str], fs_in: float, settings: dict
-                ) -> tuple[list[np.ndarray | None], list[tuple[str, str]], np.ndarray]:
+def _fast_block(
+    adapter: BlockReader, ids: Sequence[str], fs_in: float, settings: dict
+) -> tuple[list[np.ndarray | None], list[tuple[str, str]], np.ndarray]:
     """Adapters with ``read_block(ids)`` (PTB-XL: records of one shape) read a chunk at once;
     also returns the block itself (records, leads, samples)."""
     native, problems = adapter.read_block(ids)
@@ -155,8 +174,9 @@ def _one_record(rid: str, sig: np.ndarray | Exception, fs_in: float, settings: d
     return x
 
 
-def _read_chunk(adapter: DatasetAdapter, ids: Sequence[str], fs_in: np.ndarray, settings: dict
-                ) -> tuple[list[np.ndarray | None], list[tuple[str, str]], np.ndarray | None]:
+def _read_chunk(
+    adapter: DatasetAdapter, ids: Sequence[str], fs_in: np.ndarray, settings: dict
+) -> tuple[list[np.ndarray | None], list[tuple[str, str]], np.ndarray | None]:
     """Read and resample ``ids``: per record a float32 ``(leads, samples)`` array or None, the
     problems, and -- when every record is good and they are the rows of one contiguous block --
     that block (written as it is, without a copy). Signals are float32 before resampling on both
@@ -238,8 +258,9 @@ def _run_jobs(adapter: DatasetAdapter, jobs: list[tuple], workers: int, collect)
     cursor = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None).Value("q", 0)
     if workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods():
         ctx = mp.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(adapter, cursor, os.getpid())) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(adapter, cursor, os.getpid())
+        ) as pool:
             try:
                 for result in pool.map(_work, jobs):
                     collect(result)
@@ -288,13 +309,14 @@ def _written_back(path: Path, every: float = 0.25) -> Iterator[None]:
         finally:
             os.close(fd)
     if failed:  # only when the body succeeded: its own error says more
-        raise DatasetError(f"{path} could not be written to the disk ({failed[0]}); the cache was not "
-                           "built. Check the disk (or use another --cache-dir).") from failed[0]
+        raise DatasetError(
+            f"{path} could not be written to the disk ({failed[0]}); the cache was not "
+            "built. Check the disk (or use another --cache-dir)."
+        ) from failed[0]
 
 
 def _build(
-    adapter: DatasetAdapter, index: pd.DataFrame, settings: dict, tmp: Path, workers: int,
-    progress: bool, strict: bool,
+    adapter: DatasetAdapter, index: pd.DataFrame, settings: dict, tmp: Path, workers: int, progress: bool, strict: bool
 ) -> tuple[pd.DataFrame, np.ndarray, list, list[RecordProblem]]:
     """Write ``tmp/signals.f32``; return the good records' table, the slots, the chunks, the problems."""
     ids = index["record_id"].astype(str).tolist()
@@ -342,8 +364,10 @@ def _check_lead_order(adapter: DatasetAdapter, index: pd.DataFrame) -> None:
         return
     orders = {tuple(str(x) for x in leads) for leads in index["leads"]}
     if len(orders) > 1:
-        raise DatasetError(f"{adapter.name}: records come with different lead orders {sorted(orders)[:3]}; "
-                           "an adapter must read every record in one order (by name, see datasets.leads)")
+        raise DatasetError(
+            f"{adapter.name}: records come with different lead orders {sorted(orders)[:3]}; "
+            "an adapter must read every record in one order (by name, see datasets.leads)"
+        )
 
 
 # -- opening and checking -------------------------------------------------------------------------
@@ -384,8 +408,9 @@ def check_cache(path: Path, meta: dict, *, verify: bool = False) -> None:
 
 
 def _open_signals(path: Path, meta: dict, slots: np.ndarray) -> RaggedSignals:
-    data: np.ndarray = (np.memmap(path / SIGNALS, dtype="<f4", mode="r") if meta["store"]["bytes"]
-                        else np.zeros(0, dtype=np.float32))
+    data: np.ndarray = (
+        np.memmap(path / SIGNALS, dtype="<f4", mode="r") if meta["store"]["bytes"] else np.zeros(0, dtype=np.float32)
+    )
     try:
         return RaggedSignals(data, slots[:, 0], slots[:, 1], meta["settings"]["n_leads"], leads=meta.get("leads"))
     except ValueError as exc:
@@ -404,8 +429,13 @@ def open_cache(path: str | os.PathLike, *, verify: bool = False) -> CachedSignal
         raise CacheDamagedError(f"{path}: {exc}") from None
     if slots.ndim != 2 or slots.shape[1] != 2 or slots.dtype != np.int64:
         raise CacheDamagedError(f"{path / SLOTS} has shape {slots.shape} / {slots.dtype}, expected (n, 2) int64")
-    return CachedSignals(path=path, signals=_open_signals(path, meta, slots), table=table,
-                         problems=[RecordProblem(**p) for p in meta["problems"]], meta=meta)
+    return CachedSignals(
+        path=path,
+        signals=_open_signals(path, meta, slots),
+        table=table,
+        problems=[RecordProblem(**p) for p in meta["problems"]],
+        meta=meta,
+    )
 
 
 def _try_open(path: Path, verify: bool, warn: bool) -> CachedSignals | None:
@@ -421,8 +451,17 @@ def _try_open(path: Path, verify: bool, warn: bool) -> CachedSignals | None:
 
 
 # -- building a cache folder ---------------------------------------------------------------------
-def _write_folder(tmp: Path, adapter: DatasetAdapter, index: pd.DataFrame, settings: dict, key: str,
-                  fingerprint: dict, workers: int, progress: bool, strict: bool) -> None:
+def _write_folder(
+    tmp: Path,
+    adapter: DatasetAdapter,
+    index: pd.DataFrame,
+    settings: dict,
+    key: str,
+    fingerprint: dict,
+    workers: int,
+    progress: bool,
+    strict: bool,
+) -> None:
     """Everything of a cache folder into ``tmp``; ``meta.json`` (with the checksums) last."""
     t0 = time.perf_counter()
     index_problems = [RecordProblem(p.record, p.problem) for p in getattr(adapter, "problems", [])]
@@ -435,19 +474,36 @@ def _write_folder(tmp: Path, adapter: DatasetAdapter, index: pd.DataFrame, setti
         np.save(fh, slots, allow_pickle=False)
     size = (tmp / SIGNALS).stat().st_size
     leads = [str(x) for x in index["leads"].iloc[0]] if "leads" in index.columns and len(index) else None
-    atomic_write_json(tmp / META, {
-        "dataset": adapter.name, "key": key, "fingerprint": fingerprint, "settings": settings,
-        "records": int(len(table)), "slots_count": int(len(slots)), "leads": leads,
-        "samples_per_lead": int(slots[:, 1].sum()),
-        "problems": [p.to_dict() for p in index_problems + problems],
-        "store": {"file": SIGNALS, "bytes": size, "sample_sha256": sample_digest(tmp / SIGNALS, size),
-                  "chunks": chunks},
-        "slots": {"file": SLOTS, "bytes": (tmp / SLOTS).stat().st_size, "sha256": sha256_file(tmp / SLOTS)},
-        "table": {"file": TABLE, "bytes": (tmp / TABLE).stat().st_size, "sha256": sha256_file(tmp / TABLE),
-                  "json_columns": json_columns},
-        "build_id": uuid.uuid4().hex, "build_seconds": round(time.perf_counter() - t0, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    atomic_write_json(
+        tmp / META,
+        {
+            "dataset": adapter.name,
+            "key": key,
+            "fingerprint": fingerprint,
+            "settings": settings,
+            "records": int(len(table)),
+            "slots_count": int(len(slots)),
+            "leads": leads,
+            "samples_per_lead": int(slots[:, 1].sum()),
+            "problems": [p.to_dict() for p in index_problems + problems],
+            "store": {
+                "file": SIGNALS,
+                "bytes": size,
+                "sample_sha256": sample_digest(tmp / SIGNALS, size),
+                "chunks": chunks,
+            },
+            "slots": {"file": SLOTS, "bytes": (tmp / SLOTS).stat().st_size, "sha256": sha256_file(tmp / SLOTS)},
+            "table": {
+                "file": TABLE,
+                "bytes": (tmp / TABLE).stat().st_size,
+                "sha256": sha256_file(tmp / TABLE),
+                "json_columns": json_columns,
+            },
+            "build_id": uuid.uuid4().hex,
+            "build_seconds": round(time.perf_counter() - t0, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
 
 
 def _swap_in(tmp: Path, final: Path) -> None:
@@ -500,8 +556,17 @@ def load_or_build(
         tmp = cache_dir / temp_name(final.name, "building")
         tmp.mkdir(parents=True)
         try:
-            _write_folder(tmp, adapter, index, settings, key, fingerprint,
-                          workers or min(2, os.cpu_count() or 1), progress, strict)
+            _write_folder(
+                tmp,
+                adapter,
+                index,
+                settings,
+                key,
+                fingerprint,
+                workers or min(2, os.cpu_count() or 1),
+                progress,
+                strict,
+            )
             _swap_in(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -81,9 +81,11 @@ def _disk_full(path: Path, offset: int, written: int, wanted: int) -> str:
         free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
     except OSError:
         free = "free space unknown"
-    return (f"the disk is full: wrote {written} of {wanted} bytes to {path} at offset {offset} ({free} on the "
-            f"disk holding {path.parent}); free space there or put the cache elsewhere with --cache-dir or "
-            "$ECG_TRANSFER_CACHE")
+    return (
+        f"the disk is full: wrote {written} of {wanted} bytes to {path} at offset {offset} ({free} on the "
+        f"disk holding {path.parent}); free space there or put the cache elsewhere with --cache-dir or "
+        "$ECG_TRANSFER_CACHE"
+    )
 
 
 # -- checksums ------------------------------------------------------------------------------------

@@ -105,9 +105,7 @@ def decode_header_bytes(data: bytes, path: Path | str) -> str:
 def _parse_record_line(line: str, path: Path) -> tuple[str, int, float, int]:
     tokens = line.split()
     if len(tokens) < 4:
-        raise RecordError(
-            str(path), f"record line {line!r} needs name, signal count, sampling rate and sample count"
-        )
+        raise RecordError(str(path), f"record line {line!r} needs name, signal count, sampling rate and sample count")
     name, n_sig_s, fs_s, n_samp_s = tokens[:4]
     if "/" in name:
         raise RecordError(str(path), f"multi-segment record {name!r} is not a CinC-format record")
@@ -153,7 +151,13 @@ def _parse_signal_line(line: str, path: Path, index: int) -> tuple[str, str, flo
     scale = _UNIT_TO_MV.get(units.lower())
     if scale is None:
         raise RecordError(str(path), f"{where}: unit {units!r} is not a voltage (mV, uV or V)")
-    for pos, label in ((3, "ADC resolution"), (4, "ADC zero"), (5, "initial value"), (6, "checksum"), (7, "block size")):
+    for pos, label in (
+        (3, "ADC resolution"),
+        (4, "ADC zero"),
+        (5, "initial value"),
+        (6, "checksum"),
+        (7, "block size"),
+    ):
         if len(tokens) > pos and not _RX_INT.match(tokens[pos]):
             raise RecordError(str(path), f"{where}: {label} {tokens[pos]!r} is not an integer")
     adc_zero = int(tokens[4]) if len(tokens) > 4 else 0
@@ -395,8 +399,11 @@ class CinCDataset:
                 flag(rec, "empty #Dx", "record kept, no labels")
             bad = [c for c in h.dx if c in unknown]
             if bad:
-                flag(rec, f"Dx code(s) {', '.join(bad)} not in the CinC 2020/2021 SNOMED mappings",
-                     "record kept, codes ignored by labels")
+                flag(
+                    rec,
+                    f"Dx code(s) {', '.join(bad)} not in the CinC 2020/2021 SNOMED mappings",
+                    "record kept, codes ignored by labels",
+                )
 
     def index(self) -> pd.DataFrame:
         """One row per usable record; problems listed in ``self.problems``.
@@ -465,5 +472,10 @@ class CinCDataset:
                 continue
             entries.append(f"{p.relative_to(self.root).as_posix()}\t{st.st_mode:o}\t{st.st_size}\t{st.st_mtime_ns}")
         digest = hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()[:16]
-        return {"adapter": self.name, "version": ADAPTER_VERSION, "n_files": len(entries), "files_sha256": digest,
-                "leads": list(self.leads)}
+        return {
+            "adapter": self.name,
+            "version": ADAPTER_VERSION,
+            "n_files": len(entries),
+            "files_sha256": digest,
+            "leads": list(self.leads),
+        }

@@ -79,11 +79,7 @@ class DatasetSource:
     def with_base_url(self, base_url: str) -> "DatasetSource":
         """The same dataset served from a mirror (or a test server) with the same layout."""
         base = base_url if base_url.endswith("/") else base_url + "/"
-        sums_rel = (
-            self.sums_url[len(self.base_url):]
-            if self.sums_url.startswith(self.base_url)
-            else "SHA256SUMS.txt"
-        )
+        sums_rel = self.sums_url[len(self.base_url) :] if self.sums_url.startswith(self.base_url) else "SHA256SUMS.txt"
         return replace(self, base_url=base, sums_url=base + sums_rel)
 
 
@@ -234,14 +230,14 @@ def parse_sha256sums(text: str, source: DatasetSource) -> tuple[list[_Entry], di
             path = path[2:]
         reason = unsafe_path_reason(path)
         if reason is None and source.prefix and path.startswith(source.prefix):
-            reason = unsafe_path_reason(path[len(source.prefix):])
+            reason = unsafe_path_reason(path[len(source.prefix) :])
         if reason is not None:
             refused[path] = f"refused: {reason}"
             continue
         if not path.startswith(source.prefix):
             continue
         url = source.base_url + urllib.parse.quote(path)
-        entries.append(_Entry(rel=path[len(source.prefix):], url=url, sha256=digest))
+        entries.append(_Entry(rel=path[len(source.prefix) :], url=url, sha256=digest))
     if n_valid == 0 and text.strip():
         raise DatasetError(
             f"{source.sums_url} does not look like a SHA256SUMS list "
@@ -286,15 +282,12 @@ def crawl_listing(start_url: str, fetch: Callable[[str], bytes]) -> list[tuple[s
                     queue.append(target)
             else:
                 path = urllib.parse.urlsplit(target).path
-                files[urllib.parse.unquote(path[len(start_path):])] = target
+                files[urllib.parse.unquote(path[len(start_path) :])] = target
     return sorted(files.items())
 
 
 def _select(
-    entries: Sequence[_Entry],
-    include: Sequence[str] | None,
-    rates: Sequence[int] | None,
-    source: DatasetSource,
+    entries: Sequence[_Entry], include: Sequence[str] | None, rates: Sequence[int] | None, source: DatasetSource
 ) -> list[_Entry]:
     """The entries ``include`` and ``rates`` select. A filter that selects nothing from a non-empty
     list is a typo, not a request for nothing: it raises, showing what listed paths look like."""
@@ -472,9 +465,7 @@ class _Fetcher:
             if not err.retryable:
                 return _Outcome("failed", entry.rel, f"{err} ({entry.url})")
             if attempt > self.retries:
-                return _Outcome(
-                    "failed", entry.rel, f"{err} (gave up after {attempt} attempts; {entry.url})"
-                )
+                return _Outcome("failed", entry.rel, f"{err} (gave up after {attempt} attempts; {entry.url})")
             log.debug("%s: attempt %d failed: %s", entry.rel, attempt, err)
             self.stop.wait(_delay(attempt, self.backoff, err.retry_after))
 
@@ -535,8 +526,7 @@ class _Fetcher:
                     self.on_bytes(len(chunk))
         if expected is not None and received < expected:
             raise _TransferError(
-                f"connection closed after {received} of {expected} bytes "
-                f"(will resume at byte {offset + received})"
+                f"connection closed after {received} of {expected} bytes (will resume at byte {offset + received})"
             )
 
 
@@ -603,8 +593,9 @@ def _list_files(
     except urllib.error.HTTPError as exc:  # only 404 reaches here
         exc.close()
         log.warning(
-            "no checksum list at %s (HTTP 404): listing %s instead; files will NOT be "
-            "checksum-verified", source.sums_url, source.listing_url,
+            "no checksum list at %s (HTTP 404): listing %s instead; files will NOT be checksum-verified",
+            source.sums_url,
+            source.listing_url,
         )
 
         def fetch(url: str) -> bytes:
@@ -632,8 +623,10 @@ def _check_not_parent(root: Path, source: DatasetSource) -> None:
     folder above an existing copy, where files would land beside it instead of in it."""
     inner = root / source.dest
     if root.name != source.dest and inner.is_dir() and any(inner.iterdir()):
-        raise ConfigError(f"--root {root} holds {inner}: --root is the dataset's own folder (as for `ecg-transfer "
-                          f"data` and a study spec's root); use --root {inner}")
+        raise ConfigError(
+            f"--root {root} holds {inner}: --root is the dataset's own folder (as for `ecg-transfer "
+            f"data` and a study spec's root); use --root {inner}"
+        )
 
 
 def _check_download_args(name: str, *, retries: int, workers: int, timeout: float, backoff: float) -> None:
@@ -695,8 +688,7 @@ def _fetch_all(
             counted[0] += n
 
     stop = threading.Event()
-    fetcher = _Fetcher(report.dest, retries=retries, backoff=backoff, timeout=timeout, stop=stop,
-                       on_bytes=on_bytes)
+    fetcher = _Fetcher(report.dest, retries=retries, backoff=backoff, timeout=timeout, stop=stop, on_bytes=on_bytes)
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
     try:
         pending = {pool.submit(fetcher.process, e) for e in todo}
@@ -744,22 +736,24 @@ def download(
     dest_root = Path(root)
     _check_not_parent(dest_root, source)
 
-    entries, refused, verified, list_url = _list_files(
-        source, timeout=timeout, retries=retries, backoff=backoff
-    )
+    entries, refused, verified, list_url = _list_files(source, timeout=timeout, retries=retries, backoff=backoff)
     selected = _select(entries, include, rates, source)
-    report = DownloadReport(dataset=name, dest=dest_root, verified=verified, list_url=list_url,
-                            refused=refused)
+    report = DownloadReport(dataset=name, dest=dest_root, verified=verified, list_url=list_url, refused=refused)
     state = _State(dest_root / STATE_FILE)
     todo = _entries_to_fetch(selected, state, dest_root, report)
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(selected), initial=len(report.skipped), unit="file", desc=name,
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(selected),
+        initial=len(report.skipped),
+        unit="file",
+        desc=name,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
-        _fetch_all(todo, report, state, bar, workers=workers, retries=retries, backoff=backoff,
-                   timeout=timeout)
+        _fetch_all(todo, report, state, bar, workers=workers, retries=retries, backoff=backoff, timeout=timeout)
     finally:
         bar.close()
     for lst in (report.downloaded, report.skipped):
@@ -768,58 +762,94 @@ def download(
     return report
 
 
+def _download_description() -> str:
+    """What ``ecg-transfer download --help`` says first: what it does, and each source with its URL."""
+    intro = (
+        "Download a dataset from PhysioNet into ROOT/<dataset>/, verifying every file against "
+        "the release's SHA256SUMS.txt. Interrupted runs resume where they stopped: verified "
+        "files are skipped and partial files continue with HTTP Range requests. Exits 1 if any "
+        "file could not be fetched intact (they are listed), 2 for bad arguments or an "
+        "unreachable file list."
+    )
+    sources = [
+        textwrap.fill(f"{n}: {src.description} ({src.listing_url})", 78, initial_indent="  ", subsequent_indent="    ")
+        for n, src in DATASETS.items()
+    ]
+    return textwrap.fill(intro, 78) + "\n\n" + "\n".join(sources)
+
+
 def add_download_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``ecg-transfer download``; pair with :func:`run_download`."""
     if parser.description is None:  # leave a description the caller chose alone
-        intro = (
-            "Download a dataset from PhysioNet into ROOT/<dataset>/, verifying every file against "
-            "the release's SHA256SUMS.txt. Interrupted runs resume where they stopped: verified "
-            "files are skipped and partial files continue with HTTP Range requests. Exits 1 if any "
-            "file could not be fetched intact (they are listed), 2 for bad arguments or an "
-            "unreachable file list."
-        )
-        sources = [
-            textwrap.fill(f"{n}: {src.description} ({src.listing_url})", 78,
-                          initial_indent="  ", subsequent_indent="    ")
-            for n, src in DATASETS.items()
-        ]
-        parser.description = textwrap.fill(intro, 78) + "\n\n" + "\n".join(sources)
+        parser.description = _download_description()
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("dataset", choices=sorted(DATASETS), help="which dataset to fetch")
     parser.add_argument(
-        "--root", type=Path, default=None, metavar="DIR",
+        "--root",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="the dataset's own folder, as for `ecg-transfer data` and a study spec: files go to "
-             "DIR/ptbxl_database.csv, DIR/records100/... or DIR/g1/E00001.hea ... "
-             "(default: data/ptbxl or data/g12ec)",
+        "DIR/ptbxl_database.csv, DIR/records100/... or DIR/g1/E00001.hea ... "
+        "(default: data/ptbxl or data/g12ec)",
     )
     parser.add_argument(
-        "--base-url", metavar="URL", default=None,
+        "--base-url",
+        metavar="URL",
+        default=None,
         help="fetch from this mirror instead of PhysioNet; it must have the same layout as the "
-             "release root (SHA256SUMS.txt directly under it)",
+        "release root (SHA256SUMS.txt directly under it)",
     )
     parser.add_argument(
-        "--include", metavar="GLOB", action="append", default=None,
+        "--include",
+        metavar="GLOB",
+        action="append",
+        default=None,
         help="only files whose path under DIR/<dataset>/ matches this glob; a plain folder name "
-             "selects everything below it (e.g. --include records100 --include '*.csv' for "
-             "PTB-XL, --include g1 for G12EC). Repeatable; default: every file",
+        "selects everything below it (e.g. --include records100 --include '*.csv' for "
+        "PTB-XL, --include g1 for G12EC). Repeatable; default: every file",
     )
     parser.add_argument(
-        "--rates", metavar="HZ", type=int, nargs="+", default=None,
+        "--rates",
+        metavar="HZ",
+        type=int,
+        nargs="+",
+        default=None,
         help="PTB-XL only: sampling rates to fetch, 100 and/or 500 (records100/ ~0.5 GB, "
-             "records500/ ~2.6 GB). Default: both",
+        "records500/ ~2.6 GB). Default: both",
     )
-    parser.add_argument("--workers", type=int, default=4, metavar="N",
-                        help="parallel downloads (default: %(default)s; keep it small, PhysioNet is a shared server)")
-    parser.add_argument("--retries", type=int, default=5, metavar="N",
-                        help="extra attempts per file after a network error, truncated transfer or "
-                             "checksum mismatch (default: %(default)s)")
-    parser.add_argument("--backoff", type=float, default=1.0, metavar="SECONDS",
-                        help="wait before the first retry, doubled each time up to 60 s "
-                             "(default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="network timeout per connection or read (default: %(default)s)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar (for logs and CI)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="parallel downloads (default: %(default)s; keep it small, PhysioNet is a shared server)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="extra attempts per file after a network error, truncated transfer or "
+        "checksum mismatch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backoff",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="wait before the first retry, doubled each time up to 60 s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="network timeout per connection or read (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar (for logs and CI)"
+    )
     return parser
 
 
@@ -827,9 +857,16 @@ def run_download(args: argparse.Namespace) -> int:
     """Run the download from parsed arguments; print the summary; 0 ok, 1 failures, 2 error."""
     try:
         report = download(
-            args.dataset, args.root if args.root is not None else Path("data") / DATASETS[args.dataset].dest, base_url=args.base_url, include=args.include, rates=args.rates,
-            retries=args.retries, backoff=args.backoff, workers=args.workers,
-            progress=args.progress, timeout=args.timeout,
+            args.dataset,
+            args.root if args.root is not None else Path("data") / DATASETS[args.dataset].dest,
+            base_url=args.base_url,
+            include=args.include,
+            rates=args.rates,
+            retries=args.retries,
+            backoff=args.backoff,
+            workers=args.workers,
+            progress=args.progress,
+            timeout=args.timeout,
         )
     except EcgTransferError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -843,12 +880,10 @@ def run_download(args: argparse.Namespace) -> int:
     failed_list = report.dest / FAILED_FILE
     if len(problems) > _PRINT_FAILED_MAX:
         atomic_write_text(failed_list, "".join(f"{r}\t{why}\n" for r, why in problems))
-        print(f"... and {len(problems) - _PRINT_FAILED_MAX} more; full list in {failed_list}",
-              file=sys.stderr)
+        print(f"... and {len(problems) - _PRINT_FAILED_MAX} more; full list in {failed_list}", file=sys.stderr)
     elif not problems:
         failed_list.unlink(missing_ok=True)
     print(report.summary())
     if problems:
-        print(f"{len(problems)} file(s) not in place; run the same command again to retry them",
-              file=sys.stderr)
+        print(f"{len(problems)} file(s) not in place; run the same command again to retry them", file=sys.stderr)
     return 0 if report.ok else 1

@@ -26,8 +26,11 @@ from ..errors import RecordError
 MAX_HEADER_BYTES = 1 << 20
 
 _KINDS = (
-    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
 )
 
 
@@ -102,8 +105,11 @@ def sibling_file(header: Path, file_name: str) -> Path:
     """The signal file ``file_name`` beside ``header``; RecordError when the name has a directory part."""
     name = str(file_name)
     if not name or name in (".", "..") or "/" in name or "\\" in name or os.path.isabs(name):
-        raise RecordError(str(header), f"signal file {name!r} is not a file name beside the header "
-                                       "(a path outside the record's folder is refused)")
+        raise RecordError(
+            str(header),
+            f"signal file {name!r} is not a file name beside the header "
+            "(a path outside the record's folder is refused)",
+        )
     return header.parent / name
 
 

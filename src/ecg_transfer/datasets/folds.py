@@ -70,10 +70,7 @@ def duplicate_signal_groups(signal_hashes: Sequence[str], patient_ids: Sequence 
 
 
 def stratified_folds(
-    labels: np.ndarray,
-    n_folds: int = 10,
-    seed: int = 0,
-    groups: np.ndarray | None = None,
+    labels: np.ndarray, n_folds: int = 10, seed: int = 0, groups: np.ndarray | None = None
 ) -> np.ndarray:
     """Fold number (1..n_folds) per record, label-balanced by iterative stratification.
 

@@ -74,13 +74,19 @@ def _columns(names: tuple[str, ...], wanted: tuple[str, ...], record: str) -> tu
         if lead is None:
             continue
         if lead in position:
-            raise RecordError(record, f"leads {names[position[lead]]!r} and {name!r} both name lead "
-                                      f"{DISPLAY_NAMES[lead]}; which one to use is ambiguous")
+            raise RecordError(
+                record,
+                f"leads {names[position[lead]]!r} and {name!r} both name lead "
+                f"{DISPLAY_NAMES[lead]}; which one to use is ambiguous",
+            )
         position[lead] = i
     missing = [lead for lead in wanted if lead not in position]
     if missing:
-        raise RecordError(record, f"missing lead(s) {display(missing)} (the record has {', '.join(names)}); "
-                                  "record skipped (configure [task] leads to train on a subset)")
+        raise RecordError(
+            record,
+            f"missing lead(s) {display(missing)} (the record has {', '.join(names)}); "
+            "record skipped (configure [task] leads to train on a subset)",
+        )
     return tuple(position[lead] for lead in wanted)
 
 
@@ -92,7 +98,7 @@ def parse_leads(value: object, key: str = "task.leads") -> tuple[str, ...]:
     if value is None:
         return STANDARD_LEADS
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{key}: must be a non-empty list of lead names such as [\"I\", \"II\"], got {value!r}")
+        raise ConfigError(f'{key}: must be a non-empty list of lead names such as ["I", "II"], got {value!r}')
     chosen: list[str] = []
     for name in value:
         lead = canonical_lead(name) if isinstance(name, str) else None

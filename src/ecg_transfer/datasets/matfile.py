@@ -31,8 +31,16 @@ from .files import open_regular
 
 _V4_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
 _V5_CLASSES = {
-    "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
-    "int64": "i8", "uint64": "u8", "single": "f4", "double": "f8",
+    "int8": "i1",
+    "uint8": "u1",
+    "int16": "i2",
+    "uint16": "u2",
+    "int32": "i4",
+    "uint32": "u4",
+    "int64": "i8",
+    "uint64": "u8",
+    "single": "f4",
+    "double": "f8",
 }
 _ZLIB_MAX_RATIO = 1032  # deflate cannot expand more than this
 _MAX_V4_MATRICES = 64
@@ -82,8 +90,11 @@ def _inspect_v4(fh: BinaryIO, path: Path, record: str, size: int) -> ValInfo:
         nbytes = rows * cols * itemsize * (2 if imagf else 1)
         start = pos + 20 + namlen
         if start + nbytes > size:
-            raise RecordError(record, f"{path.name} holds {size:,} bytes but its matrix {name!r} claims "
-                                      f"{rows} x {cols} ({start + nbytes:,} bytes): truncated or corrupt")
+            raise RecordError(
+                record,
+                f"{path.name} holds {size:,} bytes but its matrix {name!r} claims "
+                f"{rows} x {cols} ({start + nbytes:,} bytes): truncated or corrupt",
+            )
         if name == "val":
             if kind != 0 or mopt % 10 != 0 or prec not in _V4_TYPES:
                 raise RecordError(record, f"'val' in {path.name} is not a numeric matrix (MATLAB v4 type {mopt})")
@@ -129,17 +140,23 @@ def _inspect_v5(head: bytes, path: Path, record: str, size: int) -> ValInfo:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     limit = size * (_ZLIB_MAX_RATIO if _v5_compressed(head) else 1)
     if nbytes > limit:
-        raise RecordError(record, f"{path.name} holds {size:,} bytes but 'val' claims {shape[0]} x {shape[1]} "
-                                  f"{cls} ({nbytes:,} bytes): truncated or corrupt")
+        raise RecordError(
+            record,
+            f"{path.name} holds {size:,} bytes but 'val' claims {shape[0]} x {shape[1]} "
+            f"{cls} ({nbytes:,} bytes): truncated or corrupt",
+        )
     return ValInfo(path, 5, (int(shape[0]), int(shape[1])), dtype)
 
 
 def _check_type(info: ValInfo, record: str) -> ValInfo:
     kind, name = info.dtype.kind, info.dtype.name
     if kind == "f":
-        raise RecordError(record, f"'val' in {info.path.name} is {name}, not integer ADC units (CinC signals are "
-                                  "int16); a float matrix may already be in mV, and scaling it by the header's "
-                                  "gain would give a wrong signal: refused")
+        raise RecordError(
+            record,
+            f"'val' in {info.path.name} is {name}, not integer ADC units (CinC signals are "
+            "int16); a float matrix may already be in mV, and scaling it by the header's "
+            "gain would give a wrong signal: refused",
+        )
     if kind not in "iu":
         raise RecordError(record, f"'val' in {info.path.name} has type {name}: refused")
     if name == "int16":
@@ -160,8 +177,9 @@ def inspect_val(path: Path, record: str) -> ValInfo:
         elif head.startswith(b"MATLAB 5.0") and len(head) >= 128:
             info = _inspect_v5(head, path, record, size)
         else:
-            raise RecordError(record, f"cannot read MATLAB file {path.name} (truncated or corrupt?): "
-                                      "no MATLAB v4 or v5 header")
+            raise RecordError(
+                record, f"cannot read MATLAB file {path.name} (truncated or corrupt?): no MATLAB v4 or v5 header"
+            )
     return _check_type(info, record)
 
 
@@ -180,12 +198,20 @@ def read_val(info: ValInfo, record: str) -> np.ndarray:
         try:
             val = np.asarray(scipy.io.loadmat(str(info.path), variable_names=["val"])["val"])
         except Exception as exc:
-            raise RecordError(record, f"cannot read MATLAB file {info.path.name} (truncated or corrupt?): {exc}") from None
+            raise RecordError(
+                record, f"cannot read MATLAB file {info.path.name} (truncated or corrupt?): {exc}"
+            ) from None
         if val.dtype.kind not in "iu" or val.shape != info.shape:
-            raise RecordError(record, f"'val' in {info.path.name} is {val.dtype} {val.shape}, its header said "
-                                      f"{info.dtype} {info.shape}: corrupt")
+            raise RecordError(
+                record,
+                f"'val' in {info.path.name} is {val.dtype} {val.shape}, its header said "
+                f"{info.dtype} {info.shape}: corrupt",
+            )
         val = val.T
     if val.dtype.itemsize == 8 and val.size and int(np.abs(val).max()) > _EXACT_INT:
-        raise RecordError(record, f"'val' in {info.path.name} holds integers beyond 2^53 that no float64 "
-                                  "millivolt value can represent exactly: refused")
+        raise RecordError(
+            record,
+            f"'val' in {info.path.name} holds integers beyond 2^53 that no float64 "
+            "millivolt value can represent exactly: refused",
+        )
     return val.astype(val.dtype.newbyteorder("="), copy=False)

@@ -42,8 +42,9 @@ def _row_problem(csv: Path, row: int, ecg_id: object, column: str, problem: str,
     return RecordProblem(f"{csv} row {row}{ident}", f"column {column}: {problem} [{outcome}]")
 
 
-def _flag_invalid(csv: Path, db: pd.DataFrame, column: str, bad: np.ndarray, what: str,
-                  outcome: str, problems: list[RecordProblem]) -> None:
+def _flag_invalid(
+    csv: Path, db: pd.DataFrame, column: str, bad: np.ndarray, what: str, outcome: str, problems: list[RecordProblem]
+) -> None:
     for i in np.flatnonzero(bad):
         value = db[column].iloc[i]
         problems.append(_row_problem(csv, int(i) + 1, db["ecg_id"].iloc[i], column, f"{value!r} {what}", outcome))
@@ -72,14 +73,22 @@ def _not_utf8(csv: Path, db: pd.DataFrame, needed: tuple[str, ...], problems: li
             shown = db[column].iloc[i].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             used = column in needed
             bad_rows[i] |= used
-            problems.append(_row_problem(csv, int(i) + 1, db["ecg_id"].iloc[i], column,
-                                         f"bytes that are not UTF-8 in {shown!r}",
-                                         "record skipped" if used else "record kept: column not used"))
+            problems.append(
+                _row_problem(
+                    csv,
+                    int(i) + 1,
+                    db["ecg_id"].iloc[i],
+                    column,
+                    f"bytes that are not UTF-8 in {shown!r}",
+                    "record skipped" if used else "record kept: column not used",
+                )
+            )
     return bad_rows
 
 
-def _parse_codes(csv: Path, db: pd.DataFrame, skip: np.ndarray,
-                 problems: list[RecordProblem]) -> tuple[list, np.ndarray]:
+def _parse_codes(
+    csv: Path, db: pd.DataFrame, skip: np.ndarray, problems: list[RecordProblem]
+) -> tuple[list, np.ndarray]:
     """Each row's ``scp_codes`` dict (rows in ``skip`` are already listed and left empty)."""
     from ..labels import parse_scp_codes
 
@@ -104,8 +113,13 @@ def _duplicates(csv: Path, ids: np.ndarray, usable: np.ndarray, problems: list[R
     dup = series.duplicated(keep=False).to_numpy() & usable
     for ecg_id, rows in series[dup].groupby(series[dup]).groups.items():
         where = ", ".join(str(r + 1) for r in rows)
-        problems.append(RecordProblem(f"{csv} rows {where}", f"column ecg_id: ecg_id {int(ecg_id)} appears "
-                                      f"{len(rows)} times [all skipped: which row is right is unknown]"))
+        problems.append(
+            RecordProblem(
+                f"{csv} rows {where}",
+                f"column ecg_id: ecg_id {int(ecg_id)} appears "
+                f"{len(rows)} times [all skipped: which row is right is unknown]",
+            )
+        )
     return dup
 
 
@@ -138,8 +152,9 @@ def read_database(csv: Path, root: Path, rate_column: str) -> tuple[pd.DataFrame
     codes, bad_codes = _parse_codes(csv, db, bad_text, problems)
     paths = db[rate_column]
     bad_path = np.array([not isinstance(v, str) or not inside(root, v) for v in paths], dtype=bool)
-    _flag_invalid(csv, db, rate_column, bad_path, "is not a path inside the dataset folder: refused",
-                  "record skipped", problems)
+    _flag_invalid(
+        csv, db, rate_column, bad_path, "is not a path inside the dataset folder: refused", "record skipped", problems
+    )
     for column in ("age", "sex"):
         num = pd.to_numeric(db[column], errors="coerce")
         bad = (num.isna() & db[column].notna()).to_numpy().copy()
@@ -166,8 +181,9 @@ class PTBXL:
 
     name = "ptbxl"
 
-    def __init__(self, root: str | os.PathLike, fs: int = 100, allow_missing: bool = False,
-                 leads: Sequence[str] = STANDARD_LEADS):
+    def __init__(
+        self, root: str | os.PathLike, fs: int = 100, allow_missing: bool = False, leads: Sequence[str] = STANDARD_LEADS
+    ):
         self.root = Path(root)
         if fs not in RATES:
             raise DatasetError(f"PTB-XL comes at {sorted(RATES)} Hz, not {fs} Hz (resample in the cache)")
@@ -217,8 +233,11 @@ class PTBXL:
             if stat.S_ISREG(mode):
                 present[i] = True
             else:
-                self.problems.append(RecordProblem(hea, "header is not a regular file (a FIFO, device or "
-                                                             "directory): refused [record skipped]"))
+                self.problems.append(
+                    RecordProblem(
+                        hea, "header is not a regular file (a FIFO, device or directory): refused [record skipped]"
+                    )
+                )
         return present
 
     def index(self) -> pd.DataFrame:
@@ -233,8 +252,11 @@ class PTBXL:
             paths = db[RATES[self.fs]].astype(str)
             present = self._present(paths)
             listed = {p.record for p in self.problems}
-            self.missing = [f"{i:05d}" for i, p in zip(db.index[~present], paths[~present])
-                            if os.path.join(str(self.root), f"{p}.hea") not in listed]
+            self.missing = [
+                f"{i:05d}"
+                for i, p in zip(db.index[~present], paths[~present])
+                if os.path.join(str(self.root), f"{p}.hea") not in listed
+            ]
             if self.missing and not self.allow_missing:
                 raise DatasetError(
                     f"{len(self.missing)} of {len(db)} PTB-XL records are missing at {self.fs} Hz under "

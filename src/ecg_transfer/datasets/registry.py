@@ -18,8 +18,10 @@ def check_dataset_root(name: str, root: str | os.PathLike) -> Path:
     or the CinC records)."""
     path = Path(root)
     if path.is_symlink() and not path.exists():
-        raise DatasetError(f"{name} root {path} is a broken symbolic link to {os.readlink(path)} "
-                           f"(resolved: {path.parent / os.readlink(path)}), which does not exist")
+        raise DatasetError(
+            f"{name} root {path} is a broken symbolic link to {os.readlink(path)} "
+            f"(resolved: {path.parent / os.readlink(path)}), which does not exist"
+        )
     if not path.exists():
         raise DatasetError(f"{name} root {path} does not exist (absolute: {path.absolute()})")
     if not path.is_dir():
@@ -27,20 +29,30 @@ def check_dataset_root(name: str, root: str | os.PathLike) -> Path:
     if name == "ptbxl" and not (path / "ptbxl_database.csv").is_file():
         inner = [p.parent for p in path.glob("*/ptbxl_database.csv")]
         if inner:
-            raise DatasetError(f"ptbxl root {path} holds the dataset one level down: use {inner[0]} "
-                               "(--root is the folder holding ptbxl_database.csv)")
+            raise DatasetError(
+                f"ptbxl root {path} holds the dataset one level down: use {inner[0]} "
+                "(--root is the folder holding ptbxl_database.csv)"
+            )
     if name in ("cinc", "g12ec"):
         inner = [p.parent for p in path.glob("*/ptbxl_database.csv")] + (
-            [path] if (path / "ptbxl_database.csv").is_file() else [])
+            [path] if (path / "ptbxl_database.csv").is_file() else []
+        )
         if inner:
-            raise DatasetError(f"CinC root {path} holds a PTB-XL tree ({inner[0]}): point the CinC root at the "
-                               "folder of the CinC records themselves (e.g. data/g12ec)")
+            raise DatasetError(
+                f"CinC root {path} holds a PTB-XL tree ({inner[0]}): point the CinC root at the "
+                "folder of the CinC records themselves (e.g. data/g12ec)"
+            )
     return path
 
 
 def open_dataset(
-    name: str, root: str | os.PathLike, *, fs: int | None = None, allow_missing: bool = False,
-    strict: bool = False, leads: Sequence[str] | None = None,
+    name: str,
+    root: str | os.PathLike,
+    *,
+    fs: int | None = None,
+    allow_missing: bool = False,
+    strict: bool = False,
+    leads: Sequence[str] | None = None,
 ) -> DatasetAdapter:
     """``ptbxl`` (``fs`` picks records100 or records500) or ``cinc`` (G12EC and any CinC-format set).
 

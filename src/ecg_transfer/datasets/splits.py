@@ -14,9 +14,7 @@ from .cache import CachedSignals
 from .folds import duplicate_signal_groups, signal_hash, stratified_folds
 
 
-def record_folds(
-    cached: CachedSignals, *, protocol: str = "cinc2020", n_folds: int = 10, seed: int = 0
-) -> pd.Series:
+def record_folds(cached: CachedSignals, *, protocol: str = "cinc2020", n_folds: int = 10, seed: int = 0) -> pd.Series:
     """Fold number (1..n_folds) per record id for the good records of ``cached``."""
     table = cached.table
     if "fold" in table.columns:

@@ -59,10 +59,14 @@ def signal_statistics(cached: CachedSignals) -> dict:
         flat += int(x.size > 0 and float(x.std()) == 0.0)
     mean = total / count if count else float("nan")
     std = float(np.sqrt(max(sq / count - mean * mean, 0.0))) if count else float("nan")
-    return {"records_read": len(peaks), "mean_mv": round(mean, 6), "std_mv": round(std, 6),
-            "max_abs_mv_median": round(float(np.median(peaks)), 4) if peaks else None,
-            "max_abs_mv_p99": round(float(np.percentile(peaks, 99)), 4) if peaks else None,
-            "flat_records": flat}
+    return {
+        "records_read": len(peaks),
+        "mean_mv": round(mean, 6),
+        "std_mv": round(std, 6),
+        "max_abs_mv_median": round(float(np.median(peaks)), 4) if peaks else None,
+        "max_abs_mv_p99": round(float(np.percentile(peaks, 99)), 4) if peaks else None,
+        "flat_records": flat,
+    }
 
 
 def _folds(cached: CachedSignals | None, table: pd.DataFrame) -> tuple[dict[int, int], str]:
@@ -71,8 +75,10 @@ def _folds(cached: CachedSignals | None, table: pd.DataFrame) -> tuple[dict[int,
     if cached is None:
         return {}, "made from the signals (identical records kept together): add --signals"
     fold_of = record_folds(cached, n_folds=min(10, len(table)) or 1)
-    return ({int(k): int(v) for k, v in sorted(Counter(fold_of).items())},
-            "iterative stratification on cinc2020, seed 0")
+    return (
+        {int(k): int(v) for k, v in sorted(Counter(fold_of).items())},
+        "iterative stratification on cinc2020, seed 0",
+    )
 
 
 def summarise(
@@ -102,9 +108,15 @@ def summarise(
         "records_indexed": int(len(cached.signals) if cached is not None else len(index)),
         "signals_read": cached is not None,
         "sampling_rates_hz": sorted({float(f) for f in table["fs"]}),
-        "cache": None if cached is None else {
-            "path": str(cached.path), "fs": cached.fs, "seconds": cached.meta["settings"]["seconds"],
-            "bytes": cached.meta["store"]["bytes"], "samples_per_lead": cached.meta["samples_per_lead"]},
+        "cache": None
+        if cached is None
+        else {
+            "path": str(cached.path),
+            "fs": cached.fs,
+            "seconds": cached.meta["settings"]["seconds"],
+            "bytes": cached.meta["store"]["bytes"],
+            "samples_per_lead": cached.meta["samples_per_lead"],
+        },
         "leads": sorted({int(n) for n in table["n_leads"]}) if len(table) else [],
         "seconds": sorted({round(float(n) / float(f), 3) for n, f in zip(table["n_samples"], table["fs"])}),
         "folds": folds,
@@ -123,7 +135,9 @@ def summarise(
 def format_summary(s: dict) -> str:
     """The human-readable version of :func:`summarise`'s dict."""
     secs = s["seconds"]
-    lengths = ", ".join(f"{x:g}" for x in secs) if len(secs) <= 5 else f"{secs[0]:g} to {secs[-1]:g} ({len(secs)} lengths)"
+    lengths = (
+        ", ".join(f"{x:g}" for x in secs) if len(secs) <= 5 else f"{secs[0]:g} to {secs[-1]:g} ({len(secs)} lengths)"
+    )
     lines = [
         f"{s['dataset']} at {s['root']}",
         f"  records: {s['records']} usable of {s['records_indexed']} indexed; "
@@ -135,12 +149,16 @@ def format_summary(s: dict) -> str:
     else:
         c, st = s["cache"], s["signals"]
         lines.append(f"  cache: {c['path']} ({c['fs']:g} Hz, {c['bytes'] / 2**20:.1f} MiB)")
-        lines.append(f"  signals: {st['records_read']} read; mean {st['mean_mv']:g} mV, std {st['std_mv']:g} mV; "
-                     f"max |x| median {st['max_abs_mv_median']} mV, p99 {st['max_abs_mv_p99']} mV; "
-                     f"flat records {st['flat_records']}")
+        lines.append(
+            f"  signals: {st['records_read']} read; mean {st['mean_mv']:g} mV, std {st['std_mv']:g} mV; "
+            f"max |x| median {st['max_abs_mv_median']} mV, p99 {st['max_abs_mv_p99']} mV; "
+            f"flat records {st['flat_records']}"
+        )
     if s.get("missing_records"):
         m = s["missing_records"]
-        lines.append(f"  missing at this rate: {m['count']} records (e.g. {', '.join(m['first'][:3])}); using those present")
+        lines.append(
+            f"  missing at this rate: {m['count']} records (e.g. {', '.join(m['first'][:3])}); using those present"
+        )
     if s["folds"]:
         lines.append(f"  folds ({s['fold_source']}): " + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()))
     else:

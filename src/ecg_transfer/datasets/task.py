@@ -139,19 +139,25 @@ def _pool_groups(cached: CachedSignals, table: pd.DataFrame, pool: np.ndarray) -
 def _split_pool(s: dict[str, Any], cached: CachedSignals, y: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """The chosen-for-training mask over ``pool`` (table positions), with errors that say why not."""
     f, parts = float(s["train_fraction"]), int(s["fraction_parts"])
-    where = (f"task.train_fraction = {f:g}: the {s['dataset']} pool at {s['root']} (labelled records of "
-             f"train_folds {list(s['train_folds'])})")
+    where = (
+        f"task.train_fraction = {f:g}: the {s['dataset']} pool at {s['root']} (labelled records of "
+        f"train_folds {list(s['train_folds'])})"
+    )
     groups = _pool_groups(cached, cached.table, pool)
     n_groups = len(np.unique(groups))
     if n_groups < parts:
-        raise ConfigError(f"{where} has {pool.size} records in {n_groups} group(s) (patients / identical "
-                          f"signals), fewer than task.fraction_parts = {parts}: some parts would be empty; "
-                          "lower fraction_parts or add train_folds")
+        raise ConfigError(
+            f"{where} has {pool.size} records in {n_groups} group(s) (patients / identical "
+            f"signals), fewer than task.fraction_parts = {parts}: some parts would be empty; "
+            "lower fraction_parts or add train_folds"
+        )
     # with at least `parts` groups, stratified_folds makes every part non-empty
     chosen = fraction_subset(y[pool], groups, fraction=f, parts=parts, seed=int(s["fraction_seed"]))
     if chosen.sum() < 2:
-        raise ConfigError(f"{where} has {pool.size} records; the fraction leaves {int(chosen.sum())} for "
-                          "training, at least 2 are needed: raise train_fraction or lower fraction_parts")
+        raise ConfigError(
+            f"{where} has {pool.size} records; the fraction leaves {int(chosen.sum())} for "
+            "training, at least 2 are needed: raise train_fraction or lower fraction_parts"
+        )
     return chosen
 
 
@@ -177,7 +183,9 @@ def _labels(
         names, y = dx_labels(table)
     elif labels in PTBXL_TASKS:
         if adapter.name != "ptbxl":
-            raise ConfigError(f"task.labels: {labels!r} is a PTB-XL task; for {adapter.name} use protocol:seed18 or protocol:cinc2020")
+            raise ConfigError(
+                f"task.labels: {labels!r} is a PTB-XL task; for {adapter.name} use protocol:seed18 or protocol:cinc2020"
+            )
         db = adapter.database.loc[table["ecg_id"].to_numpy()]
         names, y = task_labels(db, adapter.statements, labels, min_likelihood=min_likelihood)
     else:
@@ -194,8 +202,9 @@ def _labels(
 def load_task(task: Mapping[str, Any] | TaskSettings, fs: float, *, progress: bool = True) -> TaskData:
     """Open, cache, label and split the data a run's ``[task]`` describes, at ``fs`` Hz."""
     s = task_settings(task)
-    adapter = open_dataset(s["dataset"], Path(s["root"]), fs=s["source_fs"], allow_missing=s["allow_missing"],
-                           leads=s.get("leads"))
+    adapter = open_dataset(
+        s["dataset"], Path(s["root"]), fs=s["source_fs"], allow_missing=s["allow_missing"], leads=s.get("leads")
+    )
     cached = load_or_build(adapter, fs=fs, seconds=s["seconds"], cache_dir=s["cache_dir"], progress=progress)
     table = cached.table
     names, y = _labels(adapter, table, s["labels"], s["min_count"], s["min_likelihood"])

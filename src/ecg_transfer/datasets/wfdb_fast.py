@@ -124,11 +124,14 @@ def parse_gain_field(text: str) -> tuple[float, int | None, str]:
     if not math.isfinite(gain):
         raise ValueError(f"gain field {text!r}: gain is not finite")
     if gain == 0:
-        raise ValueError(f"gain field {text!r}: gain 0 means the signal is uncalibrated (WFDB then assumes "
-                         f"{WFDB_DEFAULT_GAIN:g} adu per unit, so its amplitude in mV is unknown): refused")
+        raise ValueError(
+            f"gain field {text!r}: gain 0 means the signal is uncalibrated (WFDB then assumes "
+            f"{WFDB_DEFAULT_GAIN:g} adu per unit, so its amplitude in mV is unknown): refused"
+        )
     if gain < 0:
-        raise ValueError(f"gain field {text!r}: gain {gain:g} is negative (the lead would be read "
-                         "upside down): refused")
+        raise ValueError(
+            f"gain field {text!r}: gain {gain:g} is negative (the lead would be read upside down): refused"
+        )
     baseline = int(m.group("baseline")) if m.group("baseline") is not None else None
     units = m.group("units") or "mV"
     return gain, baseline, units
@@ -183,16 +186,20 @@ def _check_general_header(base: Path, hea: Path, text: str) -> None:
         fmt = str(head.fmt[j])
         per = BYTES_PER_SAMPLE.get(fmt, 0)
         if not per:
-            raise RecordError(str(hea), f"signal format {fmt} is not supported (its size cannot be checked "
-                                        "against the file)")
+            raise RecordError(
+                str(hea), f"signal format {fmt} is not supported (its size cannot be checked against the file)"
+            )
         spf = head.samps_per_frame[j] if head.samps_per_frame else 1
         offset = head.byte_offset[j] if head.byte_offset and head.byte_offset[j] else 0
         need[name] = max(need.get(name, offset), offset) + per * (spf or 1) * (head.sig_len or 0)
     for name, n_bytes in need.items():
         size = regular_file_size(sibling_file(hea, name), "signal file")
         if size < math.ceil(n_bytes):
-            raise RecordError(str(hea.parent / name), f"holds {size:,} bytes but the header's {head.sig_len} "
-                                                      f"samples need {math.ceil(n_bytes):,} (truncated or wrong header)")
+            raise RecordError(
+                str(hea.parent / name),
+                f"holds {size:,} bytes but the header's {head.sig_len} "
+                f"samples need {math.ceil(n_bytes):,} (truncated or wrong header)",
+            )
 
 
 def _read_general(base: Path, hea: Path, text: str) -> wfdb.Record:
@@ -342,7 +349,12 @@ def read_block(
             if leads is not None:
                 cols[i] = lead_columns(header.sig_name, leads, base)
             _read_dat(base.with_name(base.name + ".hea"), header, digital[i])
-            gain[i], baseline[i], checksum[i], init[i] = header.gain, header.baseline, header.checksum, header.init_value
+            gain[i], baseline[i], checksum[i], init[i] = (
+                header.gain,
+                header.baseline,
+                header.checksum,
+                header.init_value,
+            )
             plain[i] = True
         except RecordError as exc:
             problems.append((i, f"{exc.record}: {exc.problem}" if exc.record != str(base) else exc.problem))
@@ -363,8 +375,10 @@ def _block_integrity(
     problems = []
     for i in np.nonzero(bad_sum | bad_init | bad_nan)[0]:
         what = (
-            "checksum mismatch: the signal file is corrupt" if bad_sum[i]
-            else "first samples differ from the header's initial values: the file is corrupt" if bad_init[i]
+            "checksum mismatch: the signal file is corrupt"
+            if bad_sum[i]
+            else "first samples differ from the header's initial values: the file is corrupt"
+            if bad_init[i]
             else "signal has missing samples (WFDB NaN marker)"
         )
         problems.append((int(i), what))
@@ -373,7 +387,11 @@ def _block_integrity(
 
 
 def _block_to_mv(
-    digital: np.ndarray, cols: np.ndarray, gain: np.ndarray, baseline: np.ndarray, plain: np.ndarray,
+    digital: np.ndarray,
+    cols: np.ndarray,
+    gain: np.ndarray,
+    baseline: np.ndarray,
+    plain: np.ndarray,
     general: dict[int, np.ndarray],
 ) -> np.ndarray:
     """float32 mV ``(n, n_out, n_samples)``: each record's ``cols`` of the int16 block, converted."""

@@ -46,8 +46,15 @@ from .challenge import ChallengeMapping, challenge_terms, normalise
 #: The headline metrics, in report order.
 HEADLINE: tuple[str, ...] = ("macro_auc", "macro_auprc", "f_max", "brier", "ece", "ece_macro", "challenge")
 #: Metrics where larger is better (the others are errors).
-HIGHER_IS_BETTER = {"macro_auc": True, "macro_auprc": True, "f_max": True, "brier": False, "ece": False,
-                    "ece_macro": False, "challenge": True}
+HIGHER_IS_BETTER = {
+    "macro_auc": True,
+    "macro_auprc": True,
+    "f_max": True,
+    "brier": False,
+    "ece": False,
+    "ece_macro": False,
+    "challenge": True,
+}
 #: At most this many draws per resample kept before the redraw rule gives up (acceptance below 1 %).
 MAX_DRAWS_PER_RESAMPLE = 100
 #: The redraw rule is used only when its resamples keep at least this share of the plain bootstrap's
@@ -55,10 +62,12 @@ MAX_DRAWS_PER_RESAMPLE = 100
 MIN_VARIATION_KEPT = 0.9
 #: How the interval and the p-value are made, as written into every result.
 INTERVAL_METHOD = "percentile"
-P_VALUE_METHOD = ("two-sided, by inverting the percentile interval of the resampled differences: the smallest "
-                  "1 - level at which that interval excludes 0, so p < 0.05 exactly when the 95 % interval "
-                  "excludes 0; a resample whose difference is exactly 0 (a tie) keeps 0 inside the interval on "
-                  "both sides (ties count fully against a difference); never below 1 / (B + 1)")
+P_VALUE_METHOD = (
+    "two-sided, by inverting the percentile interval of the resampled differences: the smallest "
+    "1 - level at which that interval excludes 0, so p < 0.05 exactly when the 95 % interval "
+    "excludes 0; a resample whose difference is exactly 0 (a tie) keeps 0 inside the interval on "
+    "both sides (ties count fully against a difference); never below 1 / (B + 1)"
+)
 #: Differences this close to 0 are ties (the same metric computed twice in floating point).
 TIE_TOLERANCE = 1e-12
 
@@ -97,16 +106,26 @@ class Resamples:
 
     def describe(self) -> dict:
         """What ``settings.resampling`` of a result holds."""
-        text = {"redraw": ("a resample in which a class scored on the test set (>= 1 positive and >= 1 negative "
-                           "record) has no positive or no negative record is drawn again (the PTB-XL "
-                           "benchmark's rule), so every resample averages the same classes as the test set"),
-                "plain": "plain resampling of records (no class has both a positive and a negative record)",
-                "plain-fallback": "plain resampling of records: the redraw rule was not applied (see note)",
-                "given": "resamples given by the caller"}
-        return {"rule": self.rule, "description": text.get(self.rule, self.rule), "classes_required": self.n_required,
-                "draws": self.n_drawn, "max_draws_per_resample": MAX_DRAWS_PER_RESAMPLE,
-                "variation_kept": None if self.variation_kept is None else round(self.variation_kept, 4),
-                "reason": self.reason, "note": self.note}
+        text = {
+            "redraw": (
+                "a resample in which a class scored on the test set (>= 1 positive and >= 1 negative "
+                "record) has no positive or no negative record is drawn again (the PTB-XL "
+                "benchmark's rule), so every resample averages the same classes as the test set"
+            ),
+            "plain": "plain resampling of records (no class has both a positive and a negative record)",
+            "plain-fallback": "plain resampling of records: the redraw rule was not applied (see note)",
+            "given": "resamples given by the caller",
+        }
+        return {
+            "rule": self.rule,
+            "description": text.get(self.rule, self.rule),
+            "classes_required": self.n_required,
+            "draws": self.n_drawn,
+            "max_draws_per_resample": MAX_DRAWS_PER_RESAMPLE,
+            "variation_kept": None if self.variation_kept is None else round(self.variation_kept, 4),
+            "reason": self.reason,
+            "note": self.note,
+        }
 
 
 def _keeps_every_class(counts: np.ndarray, Y: np.ndarray, n_records: int) -> np.ndarray:
@@ -144,8 +163,9 @@ def variation_kept(counts: np.ndarray) -> float:
     return float(counts.var(axis=0, ddof=1).mean() / (1.0 - 1.0 / n))
 
 
-def draw_resamples(y_true: np.ndarray, n_resamples: int = 1000, seed: int = 0, *,
-                   max_draws_per_resample: int = MAX_DRAWS_PER_RESAMPLE) -> Resamples:
+def draw_resamples(
+    y_true: np.ndarray, n_resamples: int = 1000, seed: int = 0, *, max_draws_per_resample: int = MAX_DRAWS_PER_RESAMPLE
+) -> Resamples:
     """Resamples of the test records under the PTB-XL benchmark's rule (see the module docstring).
 
     Draws come in blocks of ``n_resamples`` rows, ``rng.integers(0, N, (n_resamples, N))`` of
@@ -171,19 +191,34 @@ def draw_resamples(y_true: np.ndarray, n_resamples: int = 1000, seed: int = 0, *
     k = int(scored.sum())
     counts, drawn = _redraw(rng, first, y[:, scored].astype(np.float64), max_draws_per_resample * n_resamples)
     rare = int(((n_pos[scored] <= 2) | (n - n_pos[scored] <= 2)).sum())
-    why = (f"{k} scored classes, {rare} of them with <= 2 positive or negative records among {n} test records; "
-           "plain resampling instead, where a resample that lacks a class leaves it out of the macro means, which "
-           "pulls macro AUC / AUPRC intervals towards the common classes")
+    why = (
+        f"{k} scored classes, {rare} of them with <= 2 positive or negative records among {n} test records; "
+        "plain resampling instead, where a resample that lacks a class leaves it out of the macro means, which "
+        "pulls macro AUC / AUPRC intervals towards the common classes"
+    )
     if counts is None:
-        return Resamples(first, "plain-fallback", drawn, k,
-                         f"the redraw rule was impossible: fewer than {n_resamples} of {drawn} draws kept a positive "
-                         f"and a negative record of every scored class ({why})", reason="impossible")
+        return Resamples(
+            first,
+            "plain-fallback",
+            drawn,
+            k,
+            f"the redraw rule was impossible: fewer than {n_resamples} of {drawn} draws kept a positive "
+            f"and a negative record of every scored class ({why})",
+            reason="impossible",
+        )
     kept = variation_kept(counts)
     if kept < MIN_VARIATION_KEPT:
-        return Resamples(first, "plain-fallback", drawn, k,
-                         f"the redraw rule would pin the test set: its resamples keep only {100 * kept:.0f} % of the "
-                         f"plain bootstrap's variation in how often each record is drawn, so its interval would be "
-                         f"too narrow ({why})", variation_kept=kept, reason="pinned")
+        return Resamples(
+            first,
+            "plain-fallback",
+            drawn,
+            k,
+            f"the redraw rule would pin the test set: its resamples keep only {100 * kept:.0f} % of the "
+            f"plain bootstrap's variation in how often each record is drawn, so its interval would be "
+            f"too narrow ({why})",
+            variation_kept=kept,
+            reason="pinned",
+        )
     return Resamples(counts, "redraw", drawn, k, variation_kept=kept)
 
 
@@ -266,8 +301,15 @@ def _interval(point: float, samples: np.ndarray, level: float) -> dict:
 
 
 def _settings(res: Resamples, seed: int, level: float, n_bins: int, threshold: float) -> dict:
-    return {"n_resamples": int(res.counts.shape[0]), "seed": seed, "level": level, "n_bins": n_bins,
-            "threshold": threshold, "interval": INTERVAL_METHOD, "resampling": res.describe()}
+    return {
+        "n_resamples": int(res.counts.shape[0]),
+        "seed": seed,
+        "level": level,
+        "n_bins": n_bins,
+        "threshold": threshold,
+        "interval": INTERVAL_METHOD,
+        "resampling": res.describe(),
+    }
 
 
 def bootstrap_metrics(
@@ -297,14 +339,18 @@ def bootstrap_metrics(
         out["headline"][name] = _interval(point.headline[name][0], samples, level)
     if "macro_auc" in boot.headline:
         out["headline"]["macro_auc"]["classes_used"] = {
-            "test_set": int(point.classes_used[0]), "resamples_min": int(boot.classes_used.min()),
-            "resamples_mean": float(boot.classes_used.mean()), "of": int(y.shape[1])}
+            "test_set": int(point.classes_used[0]),
+            "resamples_min": int(boot.classes_used.min()),
+            "resamples_mean": float(boot.classes_used.mean()),
+            "of": int(y.shape[1]),
+        }
     if "f_max" in boot.headline:
         out["headline"]["f_max"]["threshold"] = _num(point.fmax_threshold[0])
     for name in ("auc", "auprc"):
         if name in boot.per_class:
-            out["per_class"][name] = [_interval(point.per_class[name][0, k], boot.per_class[name][:, k], level)
-                                      for k in range(y.shape[1])]
+            out["per_class"][name] = [
+                _interval(point.per_class[name][0, k], boot.per_class[name][:, k], level) for k in range(y.shape[1])
+            ]
     for name in ("brier", "ece"):
         if name in point.per_class:
             out["per_class"][name] = [_num(v) for v in point.per_class[name][0]]
@@ -374,14 +420,18 @@ def _arm_values(y: np.ndarray, arm: Sequence[np.ndarray], W: np.ndarray | None, 
     return {k: np.mean([s[k] for s in per_seed], axis=0) for k in per_seed[0]}
 
 
-def difference_samples(y: np.ndarray, arm_a: Sequence[np.ndarray], arm_b: Sequence[np.ndarray], counts: np.ndarray,
-                       **kw) -> tuple[dict[str, float], dict[str, float], dict[str, np.ndarray]]:
+def difference_samples(
+    y: np.ndarray, arm_a: Sequence[np.ndarray], arm_b: Sequence[np.ndarray], counts: np.ndarray, **kw
+) -> tuple[dict[str, float], dict[str, float], dict[str, np.ndarray]]:
     """Point values of both arms (seed means) and the resampled differences A - B ``(B,)`` of each
     metric, both arms on the same ``counts``; ``kw`` as :func:`metric_values`."""
     pa, pb = _arm_values(y, arm_a, None, **kw), _arm_values(y, arm_b, None, **kw)
     ba, bb = _arm_values(y, arm_a, counts, **kw), _arm_values(y, arm_b, counts, **kw)
-    return ({k: float(v[0]) for k, v in pa.items()}, {k: float(v[0]) for k, v in pb.items()},
-            {k: ba[k] - bb[k] for k in ba})
+    return (
+        {k: float(v[0]) for k, v in pa.items()},
+        {k: float(v[0]) for k, v in pb.items()},
+        {k: ba[k] - bb[k] for k in ba},
+    )
 
 
 def _arm_class_auc(y: np.ndarray, arm: Sequence[np.ndarray], W: np.ndarray | None) -> np.ndarray:
@@ -422,8 +472,14 @@ def paired_bootstrap(
         entry = difference_entry(pa[name] - pb[name], d, level)
         entry.update({"a": _num(pa[name]), "b": _num(pb[name]), "higher_is_better": HIGHER_IS_BETTER[name]})
         out[name] = entry
-    result = {"difference": out, "settings": {**_settings(res, seed, level, n_bins, threshold),
-                                              "p_value": P_VALUE_METHOD, "seeds": [len(arm_a), len(arm_b)]}}
+    result = {
+        "difference": out,
+        "settings": {
+            **_settings(res, seed, level, n_bins, threshold),
+            "p_value": P_VALUE_METHOD,
+            "seeds": [len(arm_a), len(arm_b)],
+        },
+    }
     if per_class:
         point = _arm_class_auc(y, arm_a, None)[0] - _arm_class_auc(y, arm_b, None)[0]
         boot = _arm_class_auc(y, arm_a, res.counts) - _arm_class_auc(y, arm_b, res.counts)
@@ -456,10 +512,13 @@ def seed_summary(
         values = np.array([s[name][0] for s in per_seed])
         lo, hi, undefined = percentile_ci(pooled[name], level)
         ok = values[~np.isnan(values)]
-        out[name] = {"values": [_num(v) for v in values],
-                     "mean": _num(ok.mean()) if ok.size else None,
-                     "sd": _num(ok.std(ddof=1)) if ok.size > 1 else None,
-                     "pooled_ci": [lo, hi], "n_undefined": undefined}
+        out[name] = {
+            "values": [_num(v) for v in values],
+            "mean": _num(ok.mean()) if ok.size else None,
+            "sd": _num(ok.std(ddof=1)) if ok.size > 1 else None,
+            "pooled_ci": [lo, hi],
+            "n_undefined": undefined,
+        }
     return {"metrics": out, "n_seeds": len(runs), "settings": _settings(res, seed, level, n_bins, threshold)}
 
 

@@ -95,8 +95,9 @@ def _nll(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def _fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
-    res = minimize_scalar(lambda lt: _nll(z / np.exp(lt), y), bounds=np.log(T_BOUNDS), method="bounded",
-                          options={"xatol": 1e-6})
+    res = minimize_scalar(
+        lambda lt: _nll(z / np.exp(lt), y), bounds=np.log(T_BOUNDS), method="bounded", options={"xatol": 1e-6}
+    )
     return float(np.exp(res.x))
 
 
@@ -134,8 +135,13 @@ class Calibrator:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.name, "n_classes": self.n_classes, "notes": list(self.notes or []),
-                "rank_eps": RANK_EPS, **self.params()}
+        return {
+            "method": self.name,
+            "n_classes": self.n_classes,
+            "notes": list(self.notes or []),
+            "rank_eps": RANK_EPS,
+            **self.params(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Calibrator":
@@ -230,11 +236,12 @@ class PlattScaling(Calibrator):
                 a, b = 0.0, _prevalence_logit(y[:, k])
             else:
                 # C = 1e6: effectively unpenalised, on every scikit-learn version we support
-                lr = LogisticRegression(C=1e6, max_iter=1000).fit(z[:, k:k + 1], y[:, k].astype(int))
+                lr = LogisticRegression(C=1e6, max_iter=1000).fit(z[:, k : k + 1], y[:, k].astype(int))
                 a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
                 if a <= 0:
-                    self.notes.append(f"class {k}: fitted slope {a:.3g} <= 0 (would reverse the ranking); "
-                                      "constant at its prevalence")
+                    self.notes.append(
+                        f"class {k}: fitted slope {a:.3g} <= 0 (would reverse the ranking); constant at its prevalence"
+                    )
                     a, b = 0.0, _prevalence_logit(y[:, k])
             self.slopes.append(a)
             self.intercepts.append(b)
@@ -322,8 +329,7 @@ class ReliabilityBins:
         return dict(self.__dict__)
 
 
-def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10, strategy: str = "equal-width"
-                     ) -> ReliabilityBins:
+def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10, strategy: str = "equal-width") -> ReliabilityBins:
     """Reliability bins of one class.
 
     ``equal-width``: [0, 0.1), ..., [0.9, 1.0] (the ECE's bins; empty bins kept, count 0).

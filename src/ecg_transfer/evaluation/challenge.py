@@ -65,27 +65,29 @@ def inactive_outputs(n_records: int, n_classes: int, normal_index: int | None) -
 
 def normalise(observed: np.ndarray | float, correct: np.ndarray | float, inactive: np.ndarray | float) -> np.ndarray:
     """``(observed - inactive) / (correct - inactive)``, 0.0 where the denominator is 0 (official rule)."""
-    observed, correct, inactive = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64)
-                                                         for a in (observed, correct, inactive)))
+    observed, correct, inactive = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (observed, correct, inactive))
+    )
     den = correct - inactive
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den != 0, (observed - inactive) / np.where(den != 0, den, 1.0), 0.0)
 
 
-def challenge_score(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray,
-                    normal_index: int | None) -> float:
+def challenge_score(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray, normal_index: int | None) -> float:
     """The normalised challenge metric of binary ``outputs`` against ``labels`` (both ``(N, M)``)."""
     labels = np.asarray(labels).astype(bool)
     outputs = np.asarray(outputs).astype(bool)
     if labels.shape != outputs.shape or labels.ndim != 2:
-        raise ValueError(f"labels and outputs must be the same (records, classes) shape, got "
-                         f"{labels.shape} and {outputs.shape}")
+        raise ValueError(
+            f"labels and outputs must be the same (records, classes) shape, got {labels.shape} and {outputs.shape}"
+        )
     W = np.asarray(weights, dtype=np.float64)
     observed = float(np.sum(W * modified_confusion_matrix(labels, outputs)))
     correct = float(np.sum(W * modified_confusion_matrix(labels, labels)))
     n_records, n_classes = labels.shape
-    inactive = float(np.sum(W * modified_confusion_matrix(
-        labels, inactive_outputs(n_records, n_classes, normal_index))))
+    inactive = float(
+        np.sum(W * modified_confusion_matrix(labels, inactive_outputs(n_records, n_classes, normal_index)))
+    )
     return float(normalise(observed, correct, inactive))
 
 
@@ -114,9 +116,13 @@ class ChallengeMapping:
         return labels, outputs
 
     def to_dict(self) -> dict:
-        return {"classes": ["|".join(c) for c in self.classes], "complete": self.complete,
-                "sinus_rhythm_scored": self.normal_index is not None, "note": self.note,
-                "unmatched_labels": list(self.unmatched_labels)}
+        return {
+            "classes": ["|".join(c) for c in self.classes],
+            "complete": self.complete,
+            "sinus_rhythm_scored": self.normal_index is not None,
+            "note": self.note,
+            "unmatched_labels": list(self.unmatched_labels),
+        }
 
 
 def _label_codes(label_names: list[str], labels_spec: str | None) -> list[set[str]]:
@@ -160,8 +166,12 @@ def challenge_mapping(label_names: list[str], labels_spec: str | None = None) ->
         for m in hits:
             cols.setdefault(m, []).append(j)
     keep = sorted(cols)
-    complete = (len(keep) == len(all_classes) and len(label_names) == len(all_classes)
-                and all(len(cols[m]) == 1 for m in keep) and not unmatched)
+    complete = (
+        len(keep) == len(all_classes)
+        and len(label_names) == len(all_classes)
+        and all(len(cols[m]) == 1 for m in keep)
+        and not unmatched
+    )
     normal_m = index[NORMAL_CLASS]
     normal_index = keep.index(normal_m) if normal_m in keep else None
     if complete:
@@ -169,20 +179,29 @@ def challenge_mapping(label_names: list[str], labels_spec: str | None = None) ->
     elif not keep:
         note = "no label of this run is among the challenge's 24 scored classes: not computed"
     else:
-        note = (f"not the official challenge metric: computed over the {len(keep)} of the 24 scored "
-                f"classes that this run's labels map to ({len(unmatched)} run label(s) not among them)"
-                + ("" if normal_index is not None else
-                   "; sinus rhythm is not among them, so the reference classifier outputs nothing"))
+        note = (
+            f"not the official challenge metric: computed over the {len(keep)} of the 24 scored "
+            f"classes that this run's labels map to ({len(unmatched)} run label(s) not among them)"
+            + (
+                ""
+                if normal_index is not None
+                else "; sinus rhythm is not among them, so the reference classifier outputs nothing"
+            )
+        )
     return ChallengeMapping(
         classes=tuple(all_classes[m] for m in keep),
         weights=all_weights[np.ix_(keep, keep)],
         columns=tuple(tuple(cols[m]) for m in keep),
-        normal_index=normal_index, complete=complete, note=note, unmatched_labels=tuple(unmatched),
+        normal_index=normal_index,
+        complete=complete,
+        note=note,
+        unmatched_labels=tuple(unmatched),
     )
 
 
-def challenge_terms(mapping: ChallengeMapping, y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def challenge_terms(
+    mapping: ChallengeMapping, y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-record observed, correct and inactive terms ``(N,)`` each; outputs are ``probs >= threshold``.
 
     ``normalise(w @ observed, w @ correct, w @ inactive)`` is the score under record weights ``w``.
@@ -194,5 +213,13 @@ def challenge_terms(mapping: ChallengeMapping, y_true: np.ndarray, probs: np.nda
     return record_terms(labels, outputs, W), record_terms(labels, labels, W), record_terms(labels, inactive, W)
 
 
-__all__ = ["NORMAL_CLASS", "ChallengeMapping", "challenge_mapping", "challenge_score", "challenge_terms",
-           "modified_confusion_matrix", "normalise", "record_terms"]
+__all__ = [
+    "NORMAL_CLASS",
+    "ChallengeMapping",
+    "challenge_mapping",
+    "challenge_score",
+    "challenge_terms",
+    "modified_confusion_matrix",
+    "normalise",
+    "record_terms",
+]

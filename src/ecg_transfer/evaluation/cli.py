@@ -10,41 +10,73 @@ from typing import Any
 # not import scipy and scikit-learn (tests check that the two lists agree).
 METHODS: tuple[str, ...] = ("temperature", "class-temperature", "platt", "isotonic")
 
-_NAMES = {"macro_auc": "macro AUC", "macro_auprc": "macro AUPRC", "f_max": "F-max", "brier": "Brier",
-          "ece": "ECE (pooled)", "ece_macro": "ECE (macro)", "challenge": "challenge metric"}
+_NAMES = {
+    "macro_auc": "macro AUC",
+    "macro_auprc": "macro AUPRC",
+    "f_max": "F-max",
+    "brier": "Brier",
+    "ece": "ECE (pooled)",
+    "ece_macro": "ECE (macro)",
+    "challenge": "challenge metric",
+}
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, nargs="+",
-                   help="a run directory (predictions_test.csv, predictions_val.csv, config.json); "
-                        "several: seeds of one arm, each evaluated, then summarised (mean +- sd, pooled CI)")
-    p.add_argument("--compare", type=Path, nargs="+", default=None, metavar="OTHER_RUN_DIR",
-                   help="paired bootstrap of RUN_DIR minus OTHER_RUN_DIR (e.g. fine-tuned minus standalone) on "
-                        "the same test records; several: seeds of the other arm")
-    p.add_argument("--calibrate", action="append", default=None, metavar="METHOD",
-                   choices=[*METHODS, "all"],
-                   help=f"fit on validation predictions, apply to test: {', '.join(METHODS)}, or all "
-                        "(repeatable)")
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        nargs="+",
+        help="a run directory (predictions_test.csv, predictions_val.csv, config.json); "
+        "several: seeds of one arm, each evaluated, then summarised (mean +- sd, pooled CI)",
+    )
+    p.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="OTHER_RUN_DIR",
+        help="paired bootstrap of RUN_DIR minus OTHER_RUN_DIR (e.g. fine-tuned minus standalone) on "
+        "the same test records; several: seeds of the other arm",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="append",
+        default=None,
+        metavar="METHOD",
+        choices=[*METHODS, "all"],
+        help=f"fit on validation predictions, apply to test: {', '.join(METHODS)}, or all (repeatable)",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--bins", type=int, default=10, help="calibration bins for ECE and the diagrams (default 10)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="probability at which a label counts as predicted, for the challenge metric (default 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="probability at which a label counts as predicted, for the challenge metric (default 0.5)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the reliability diagrams")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="write the evaluation here instead of RUN_DIR/evaluation/ (several runs: DIR/<run>/, with "
-                        "seeds.json and comparison_<other>.json in DIR); required for a run of a study, whose "
-                        "evaluation/ holds the study's results")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the evaluation here instead of RUN_DIR/evaluation/ (several runs: DIR/<run>/, with "
+        "seeds.json and comparison_<other>.json in DIR); required for a run of a study, whose "
+        "evaluation/ holds the study's results",
+    )
 
 
 def _print_run(res: dict[str, Any]) -> None:
     from .bootstrap import HEADLINE, format_interval
 
     n_pos = sum(1 for c in res["per_class"].values() if c["status"] == "ok")
-    print(f"{res['run_dir']}: {res['n_records']} test records, {len(res['labels'])} labels "
-          f"({n_pos} with positives and negatives); {res['settings']['n_resamples']} resamples, "
-          f"{res['settings']['level']:.0%} CI, bootstrap {res['bootstrap_seconds']:.1f} s")
+    print(
+        f"{res['run_dir']}: {res['n_records']} test records, {len(res['labels'])} labels "
+        f"({n_pos} with positives and negatives); {res['settings']['n_resamples']} resamples, "
+        f"{res['settings']['level']:.0%} CI, bootstrap {res['bootstrap_seconds']:.1f} s"
+    )
     for name in HEADLINE:
         if name in res["headline"]:
             extra = ""
@@ -63,8 +95,10 @@ def _print_run(res: dict[str, Any]) -> None:
             if not isinstance(e, dict):
                 continue
             dauc = e.get("max_auc_change")
-            print(f"    {state:<18} {format_interval(e['brier'], 4):<24} {format_interval(e['ece'], 4):<24} "
-                  f"{'' if dauc is None else f'{dauc:.2g}'}")
+            print(
+                f"    {state:<18} {format_interval(e['brier'], 4):<24} {format_interval(e['ece'], 4):<24} "
+                f"{'' if dauc is None else f'{dauc:.2g}'}"
+            )
     print(f"  written: {res['written']}")
 
 
@@ -79,7 +113,8 @@ def refuse_study_runs(run_dirs: list[Path]) -> None:
             raise EvaluationError(
                 f"{run_dir} is run {info['name']} of the study {info['study_dir']}: its evaluation/ holds the "
                 f"study's results (bootstrap and calibration as the study's spec says), which this command would "
-                f"overwrite. Write this evaluation elsewhere with --out DIR")
+                f"overwrite. Write this evaluation elsewhere with --out DIR"
+            )
 
 
 def _out_dirs(args: argparse.Namespace) -> tuple[list[Path | None], Path | None]:
@@ -101,11 +136,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     methods: list[str] = []
     for m in args.calibrate or []:
-        for name in (METHODS if m == "all" else [m]):
+        for name in METHODS if m == "all" else [m]:
             if name not in methods:
                 methods.append(name)
-    kw = dict(n_resamples=args.resamples, seed=args.seed, level=args.level, n_bins=args.bins,
-              threshold=args.threshold)
+    kw = dict(n_resamples=args.resamples, seed=args.seed, level=args.level, n_bins=args.bins, threshold=args.threshold)
     outs, shared = _out_dirs(args)
     for run_dir, out in zip(args.run_dir, outs):
         res = evaluate_run(run_dir, calibrate=methods, plots=not args.no_plots, out=out, **kw)
@@ -122,8 +156,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  written: {s['path']}")
     if args.compare:
         c = compare_runs(args.run_dir, args.compare, out=shared, **kw)
-        print(f"paired bootstrap, A - B on {c['n_records']} common test records "
-              f"(A: {', '.join(c['a'])}; B: {', '.join(c['b'])})")
+        print(
+            f"paired bootstrap, A - B on {c['n_records']} common test records "
+            f"(A: {', '.join(c['a'])}; B: {', '.join(c['b'])})"
+        )
         print(f"  {'metric':<18} {'A':>7} {'B':>7}  {'A - B [CI]':<28} p")
         for name, e in c["difference"].items():
             a = "n/a" if e["a"] is None else f"{e['a']:.3f}"

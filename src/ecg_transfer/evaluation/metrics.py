@@ -84,8 +84,11 @@ def labels_scored(y_true: np.ndarray) -> dict[str, int]:
     that averaged 3 of 18 classes must be read as such; reports print these beside it."""
     y = np.asarray(y_true).astype(bool)
     n_pos = y.sum(axis=0)
-    return {"auc": int(((n_pos > 0) & (n_pos < y.shape[0])).sum()), "auprc": int((n_pos > 0).sum()),
-            "total": int(y.shape[1])}
+    return {
+        "auc": int(((n_pos > 0) & (n_pos < y.shape[0])).sum()),
+        "auprc": int((n_pos > 0).sum()),
+        "total": int(y.shape[1]),
+    }
 
 
 def nanmean_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +137,7 @@ def roc_auc(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | None = None) 
         start, end = start[pos], end[pos]
         neg_mask = ~yk
         for b0 in range(0, W.shape[0], _CHUNK):
-            Wo = W[b0:b0 + _CHUNK, order]
+            Wo = W[b0 : b0 + _CHUNK, order]
             C = np.zeros((Wo.shape[0], N + 1))
             np.cumsum(Wo * neg_mask, axis=1, out=C[:, 1:])
             below = C[:, start]
@@ -143,7 +146,7 @@ def roc_auc(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | None = None) 
             num = (wpos * (below + 0.5 * tied)).sum(axis=1)
             P, Q = wpos.sum(axis=1), C[:, -1]
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[b0:b0 + _CHUNK, k] = np.where((P > 0) & (Q > 0), num / (P * Q), np.nan)
+                out[b0 : b0 + _CHUNK, k] = np.where((P > 0) & (Q > 0), num / (P * Q), np.nan)
     return out
 
 
@@ -163,7 +166,7 @@ def average_precision(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | Non
         last = end[pos] - 1  # each positive's threshold: the last index of its tie group
         upto = np.searchsorted(pos, last, side="right") - 1  # the last positive at or above it
         for b0 in range(0, W.shape[0], _CHUNK):
-            Wo = W[b0:b0 + _CHUNK, order]
+            Wo = W[b0 : b0 + _CHUNK, order]
             seen = np.cumsum(Wo, axis=1)[:, last]
             wpos = Wo[:, pos]
             tp_cum = np.cumsum(wpos, axis=1)
@@ -171,7 +174,7 @@ def average_precision(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | Non
             P = tp_cum[:, -1]
             with np.errstate(invalid="ignore", divide="ignore"):
                 precision = np.where(seen > 0, tp / np.where(seen > 0, seen, 1.0), 0.0)
-                out[b0:b0 + _CHUNK, k] = np.where(P > 0, (wpos * precision).sum(axis=1) / P, np.nan)
+                out[b0 : b0 + _CHUNK, k] = np.where(P > 0, (wpos * precision).sum(axis=1) / P, np.nan)
     return out
 
 
@@ -200,8 +203,9 @@ def _calibration_gaps(y: np.ndarray, p: np.ndarray, W: np.ndarray, n_bins: int) 
     return (W @ diff).reshape(W.shape[0], K, n_bins)
 
 
-def ece(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | None = None, n_bins: int = 10
-        ) -> tuple[np.ndarray, np.ndarray]:
+def ece(
+    y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | None = None, n_bins: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Expected calibration error: per class ``(B, K)`` and pooled over all (record, class) pairs ``(B,)``."""
     y, p = check_inputs(y_true, probs)
     W = as_weights(W, y.shape[0])
@@ -216,8 +220,12 @@ def ece(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | None = None, n_bi
 FMAX_THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 2)
 
 
-def f_max(y_true: np.ndarray, probs: np.ndarray, W: np.ndarray | None = None,
-          thresholds: Sequence[float] | np.ndarray = FMAX_THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
+def f_max(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    W: np.ndarray | None = None,
+    thresholds: Sequence[float] | np.ndarray = FMAX_THRESHOLDS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample-centric F-max ``(B,)`` and the threshold that reaches it ``(B,)`` (see module docstring).
 
     NaN when no threshold has both a record with a predicted label and a record with a true label.

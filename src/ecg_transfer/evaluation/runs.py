@@ -59,8 +59,9 @@ class Predictions:
         cpos = {c: j for j, c in enumerate(self.label_names)}
         rows = [rpos[r] for r in record_ids]
         cols = [cpos[c] for c in label_names]
-        return Predictions(list(record_ids), list(label_names), self.y_true[np.ix_(rows, cols)],
-                           self.probs[np.ix_(rows, cols)])
+        return Predictions(
+            list(record_ids), list(label_names), self.y_true[np.ix_(rows, cols)], self.probs[np.ix_(rows, cols)]
+        )
 
 
 @dataclass
@@ -123,16 +124,21 @@ def align_runs(runs: Sequence[RunPredictions], split: str = "test") -> tuple[np.
             raise EvaluationError(
                 f"{ref_run.run_dir} and {r.run_dir} were tested on different records "
                 f"({len(only_a)} only in the first, e.g. {only_a[:3]}; {len(only_b)} only in the second, "
-                f"e.g. {only_b[:3]}); a paired comparison needs the same test set for both")
+                f"e.g. {only_b[:3]}); a paired comparison needs the same test set for both"
+            )
         if set(p.label_names) != set(ref.label_names):
             diff = sorted(set(ref.label_names) ^ set(p.label_names))
-            raise EvaluationError(f"{ref_run.run_dir} and {r.run_dir} have different label sets "
-                                  f"(differing: {diff[:10]}); compare runs of the same task")
+            raise EvaluationError(
+                f"{ref_run.run_dir} and {r.run_dir} have different label sets "
+                f"(differing: {diff[:10]}); compare runs of the same task"
+            )
         q = p.reorder(ref.record_ids, ref.label_names)
         if not np.array_equal(q.y_true, ref.y_true):
             bad = np.flatnonzero((q.y_true != ref.y_true).any(axis=1))
-            raise EvaluationError(f"{ref_run.run_dir} and {r.run_dir} disagree on the reference labels of "
-                                  f"{bad.size} record(s), e.g. {[ref.record_ids[i] for i in bad[:3]]}")
+            raise EvaluationError(
+                f"{ref_run.run_dir} and {r.run_dir} disagree on the reference labels of "
+                f"{bad.size} record(s), e.g. {[ref.record_ids[i] for i in bad[:3]]}"
+            )
         out.append(q)
     return ref.y_true, [q.probs for q in out], ref
 
@@ -150,8 +156,9 @@ def _calibration_entry(y: np.ndarray, p: np.ndarray, counts: Resamples, n_bins: 
     return {**b["headline"], "per_class": {"brier": b["per_class"]["brier"], "ece": b["per_class"]["ece"]}}
 
 
-def _reliability(out: Path, states: dict[str, np.ndarray], y: np.ndarray, labels: list[str], n_bins: int,
-                 plots: bool) -> list[str]:
+def _reliability(
+    out: Path, states: dict[str, np.ndarray], y: np.ndarray, labels: list[str], n_bins: int, plots: bool
+) -> list[str]:
     """Reliability bins of every state, strategy and class into reliability.json; the figures if asked."""
     if plots:
         from .plots import reliability_grid
@@ -186,29 +193,37 @@ def _per_class(y: np.ndarray, labels: list[str], status: list[str | None], boot:
     per_class = {}
     for k, name in enumerate(labels):
         per_class[name] = {
-            "n_pos": int(y[:, k].sum()), "n_neg": int(y.shape[0] - y[:, k].sum()), "status": status[k] or "ok",
-            "auc": boot["per_class"]["auc"][k], "auprc": boot["per_class"]["auprc"][k],
-            "brier": boot["per_class"]["brier"][k], "ece": boot["per_class"]["ece"][k],
+            "n_pos": int(y[:, k].sum()),
+            "n_neg": int(y.shape[0] - y[:, k].sum()),
+            "status": status[k] or "ok",
+            "auc": boot["per_class"]["auc"][k],
+            "auprc": boot["per_class"]["auprc"][k],
+            "brier": boot["per_class"]["brier"][k],
+            "ece": boot["per_class"]["ece"][k],
         }
     return per_class
 
 
-def _test_metrics(run: RunPredictions, boot: dict, mapping: ChallengeMapping, threshold: float,
-                  seconds: float) -> dict[str, Any]:
+def _test_metrics(
+    run: RunPredictions, boot: dict, mapping: ChallengeMapping, threshold: float, seconds: float
+) -> dict[str, Any]:
     """The body of ``metrics.json`` before calibration: headline and per-class metrics, the classes
     left out and why, and how the challenge metric applies to this label set (its score dropped
     from the headline when none of its classes is among the run's labels)."""
     y, labels = run.test.y_true, run.test.label_names
     status = M.class_status(y)
     result: dict[str, Any] = {
-        "run_dir": str(run.run_dir), "split": "test", "n_records": len(run.test.record_ids), "labels": labels,
-        "labels_spec": run.labels_spec, "config_seed": run.config.get("seed"),
+        "run_dir": str(run.run_dir),
+        "split": "test",
+        "n_records": len(run.test.record_ids),
+        "labels": labels,
+        "labels_spec": run.labels_spec,
+        "config_seed": run.config.get("seed"),
         "settings": boot["settings"],
         "headline": boot["headline"],
         "classes_left_out": {labels[k]: s for k, s in enumerate(status) if s},
         "per_class": _per_class(y, labels, status, boot),
-        "challenge": {**mapping.to_dict(), "threshold": threshold,
-                      "score": boot["headline"].get("challenge")},
+        "challenge": {**mapping.to_dict(), "threshold": threshold, "score": boot["headline"].get("challenge")},
         "bootstrap_seconds": round(seconds, 3),
         "files": [],
     }
@@ -220,30 +235,43 @@ def _test_metrics(run: RunPredictions, boot: dict, mapping: ChallengeMapping, th
 def _check_validation(run: RunPredictions) -> Predictions:
     """The validation predictions calibrators are fitted on; never the test set's."""
     if run.val is None:
-        raise EvaluationError(f"{run.run_dir}: calibration needs predictions_val.csv (calibrators are fitted "
-                              "on validation predictions, never on the test set)")
+        raise EvaluationError(
+            f"{run.run_dir}: calibration needs predictions_val.csv (calibrators are fitted "
+            "on validation predictions, never on the test set)"
+        )
     if run.val.label_names != run.test.label_names:
         raise EvaluationError(f"{run.run_dir}: validation and test predictions have different labels")
     return run.val
 
 
-def _calibrated_entry(c: Calibrator, y: np.ndarray, pc: np.ndarray, auc_before: np.ndarray, labels: list[str],
-                      counts: Resamples, n_bins: int, level: float) -> dict[str, Any]:
+def _calibrated_entry(
+    c: Calibrator,
+    y: np.ndarray,
+    pc: np.ndarray,
+    auc_before: np.ndarray,
+    labels: list[str],
+    counts: Resamples,
+    n_bins: int,
+    level: float,
+) -> dict[str, Any]:
     """One fitted calibrator's ``calibration`` entry: Brier and ECE with CIs on the same resamples
     as before calibration, the largest change of a class's AUC (a monotone map per class should
     leave it unchanged), its parameters, and its notes with class numbers replaced by names."""
     change = np.abs(M.roc_auc(y, pc)[0] - auc_before)
     entry = _calibration_entry(y, pc, counts, n_bins, level)
     entry["max_auc_change"] = float(np.nanmax(change)) if np.isfinite(change).any() else 0.0
-    entry["params"] = {k: v for k, v in c.to_dict().items() if k in ("temperature", "temperatures", "slopes",
-                                                                      "intercepts")}
-    entry["notes"] = [re.sub(r"^class (\d+)", lambda m: f"class {labels[int(m.group(1))]}", note)
-                      for note in c.notes or []]
+    entry["params"] = {
+        k: v for k, v in c.to_dict().items() if k in ("temperature", "temperatures", "slopes", "intercepts")
+    }
+    entry["notes"] = [
+        re.sub(r"^class (\d+)", lambda m: f"class {labels[int(m.group(1))]}", note) for note in c.notes or []
+    ]
     return entry
 
 
-def _calibrate(run: RunPredictions, calibrate: Sequence[str], counts: Resamples, n_bins: int, level: float,
-               out: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+def _calibrate(
+    run: RunPredictions, calibrate: Sequence[str], counts: Resamples, n_bins: int, level: float, out: Path
+) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
     """Fit each calibrator on the validation predictions and apply it to the test predictions.
 
     Returns the ``calibration`` section of ``metrics.json``, the calibrated test probabilities by
@@ -253,8 +281,11 @@ def _calibrate(run: RunPredictions, calibrate: Sequence[str], counts: Resamples,
     val = _check_validation(run)
     test = run.test
     y, p, labels = test.y_true, test.probs, test.label_names
-    cal: dict[str, Any] = {"fitted_on": "validation", "n_val_records": len(val.record_ids),
-                           "uncalibrated": _calibration_entry(y, p, counts, n_bins, level)}
+    cal: dict[str, Any] = {
+        "fitted_on": "validation",
+        "n_val_records": len(val.record_ids),
+        "uncalibrated": _calibration_entry(y, p, counts, n_bins, level),
+    }
     auc_before = M.roc_auc(y, p)[0]
     states: dict[str, np.ndarray] = {}
     files: list[str] = []
@@ -292,8 +323,9 @@ def evaluate_run(
 
     t0 = time.perf_counter()
     counts = draw_resamples(y, n_resamples, seed)  # the rare-class rule: every scored class in every resample
-    boot = bootstrap_metrics(y, p, counts=counts, level=level, n_bins=n_bins, challenge=mapping,
-                             threshold=threshold, seed=seed)
+    boot = bootstrap_metrics(
+        y, p, counts=counts, level=level, n_bins=n_bins, challenge=mapping, threshold=threshold, seed=seed
+    )
     result = _test_metrics(run, boot, mapping, threshold, time.perf_counter() - t0)
 
     states = {"uncalibrated": p}
@@ -334,10 +366,21 @@ def compare_runs(
         raise EvaluationError("a comparison needs at least one run on each side")
     y, probs, ref = align_runs([*a, *b])
     mapping = _mapping_for(a[0])
-    res = paired_bootstrap(y, probs[:len(a)], probs[len(a):], challenge=mapping if mapping.classes else None,
-                           **_settings_kw(n_resamples, seed, level, n_bins, threshold))
-    res.update({"a": [str(r.run_dir) for r in a], "b": [str(r.run_dir) for r in b], "n_records": len(ref.record_ids),
-                "challenge": mapping.to_dict()})
+    res = paired_bootstrap(
+        y,
+        probs[: len(a)],
+        probs[len(a) :],
+        challenge=mapping if mapping.classes else None,
+        **_settings_kw(n_resamples, seed, level, n_bins, threshold),
+    )
+    res.update(
+        {
+            "a": [str(r.run_dir) for r in a],
+            "b": [str(r.run_dir) for r in b],
+            "n_records": len(ref.record_ids),
+            "challenge": mapping.to_dict(),
+        }
+    )
     if write:
         path = (a[0].run_dir / EVAL_DIR if out is None else Path(out)) / f"comparison_{_safe(b[0].name)}.json"
         atomic_write_json(path, res)
@@ -364,8 +407,12 @@ def summarise_seeds(
         raise EvaluationError("a seed summary needs at least two runs")
     y, probs, _ = align_runs(runs)
     mapping = _mapping_for(runs[0])
-    res = seed_summary(y, probs, challenge=mapping if mapping.classes else None,
-                       **_settings_kw(n_resamples, seed, level, n_bins, threshold))
+    res = seed_summary(
+        y,
+        probs,
+        challenge=mapping if mapping.classes else None,
+        **_settings_kw(n_resamples, seed, level, n_bins, threshold),
+    )
     res["runs"] = [str(r.run_dir) for r in runs]
     res["config_seeds"] = [r.config.get("seed") for r in runs]
     path = Path(out) if out is not None else runs[0].run_dir / EVAL_DIR / "seeds.json"
@@ -374,5 +421,14 @@ def summarise_seeds(
     return res
 
 
-__all__ = ["EVAL_DIR", "EvaluationError", "Predictions", "RunPredictions", "align_runs", "compare_runs",
-           "evaluate_run", "load_run", "summarise_seeds"]
+__all__ = [
+    "EVAL_DIR",
+    "EvaluationError",
+    "Predictions",
+    "RunPredictions",
+    "align_runs",
+    "compare_runs",
+    "evaluate_run",
+    "load_run",
+    "summarise_seeds",
+]

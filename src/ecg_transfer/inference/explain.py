@@ -116,14 +116,22 @@ def _captum():
 def _label_indices(label_names: Sequence[str], labels: Sequence[str]) -> list[int]:
     unknown = [l for l in labels if l not in label_names]
     if unknown:
-        raise ConfigError(f"unknown label(s) {', '.join(map(str, unknown))}; the model's labels: {', '.join(label_names)}")
+        raise ConfigError(
+            f"unknown label(s) {', '.join(map(str, unknown))}; the model's labels: {', '.join(label_names)}"
+        )
     return [list(label_names).index(l) for l in labels]
 
 
 def _integrated_gradients(f: RecordProbabilities, x: torch.Tensor, k: int, steps: int) -> tuple[np.ndarray, float]:
     ig = _captum().IntegratedGradients(f)
-    attr, delta = ig.attribute(x, baselines=torch.zeros_like(x), target=k, n_steps=steps,
-                               internal_batch_size=max(1, steps // 5), return_convergence_delta=True)
+    attr, delta = ig.attribute(
+        x,
+        baselines=torch.zeros_like(x),
+        target=k,
+        n_steps=steps,
+        internal_batch_size=max(1, steps // 5),
+        return_convergence_delta=True,
+    )
     return attr[0].detach().numpy(), float(delta.abs().max())
 
 
@@ -133,17 +141,26 @@ def _gradcam(f: RecordProbabilities, x: torch.Tensor, k: int) -> np.ndarray:
     layer = f.window_probs.model.body[-1]
     cam = attr_mod.LayerGradCam(f, layer).attribute(x, target=k, relu_attributions=True)  # (W, 1, T')
     if cam.dim() != 3:
-        raise ConfigError(f"Grad-CAM needs a body whose last layer outputs (windows, channels, time); "
-                          f"got shape {tuple(cam.shape)}; use --method ig")
+        raise ConfigError(
+            f"Grad-CAM needs a body whose last layer outputs (windows, channels, time); "
+            f"got shape {tuple(cam.shape)}; use --method ig"
+        )
     cam = torch.nn.functional.interpolate(cam.detach(), size=f.crop_len, mode="linear", align_corners=False)
     out = np.zeros(x.shape[-1], dtype=np.float64)
     for w, row in enumerate(cam[:, 0].numpy()):
-        out[w * f.stride: w * f.stride + f.crop_len] += row
+        out[w * f.stride : w * f.stride + f.crop_len] += row
     return out
 
 
-def explain_record(model: Any, signal: np.ndarray, labels: Sequence[str] | None = None, *, method: str = "ig",
-                   steps: int = DEFAULT_STEPS, top: int = 3) -> list[Explanation]:
+def explain_record(
+    model: Any,
+    signal: np.ndarray,
+    labels: Sequence[str] | None = None,
+    *,
+    method: str = "ig",
+    steps: int = DEFAULT_STEPS,
+    top: int = 3,
+) -> list[Explanation]:
     """Attributions of one record for ``labels`` (default: its ``top`` most probable labels).
 
     ``model``: a run directory, its ``model.pt``, or a :class:`~ecg_transfer.training.modelfile.LoadedModel`.
@@ -157,14 +174,18 @@ def explain_record(model: Any, signal: np.ndarray, labels: Sequence[str] | None 
     loaded = model if isinstance(model, LoadedModel) else load_model_file(model)
     x = np.asarray(signal, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != loaded.n_leads or x.shape[1] < loaded.crop_len:
-        raise ValueError(f"signal must be ({loaded.n_leads}, >= {loaded.crop_len}) mV at {loaded.fs:g} Hz, "
-                         f"got shape {x.shape}")
+        raise ValueError(
+            f"signal must be ({loaded.n_leads}, >= {loaded.crop_len}) mV at {loaded.fs:g} Hz, got shape {x.shape}"
+        )
     f = record_probability_module(loaded)
     xt = torch.from_numpy(np.ascontiguousarray(x))[None]
     with torch.no_grad():
         probs = f(xt)[0].numpy()
-    idx = (_label_indices(loaded.label_names, labels) if labels
-           else [int(i) for i in np.argsort(-probs, kind="stable")[:top]])
+    idx = (
+        _label_indices(loaded.label_names, labels)
+        if labels
+        else [int(i) for i in np.argsort(-probs, kind="stable")[:top]]
+    )
     out = []
     for k in idx:
         delta = None
@@ -177,6 +198,7 @@ def explain_record(model: Any, signal: np.ndarray, labels: Sequence[str] | None 
 
 
 # ----- writing ----------------------------------------------------------------------------------
+
 
 def _g(v: float) -> float:
     return float(f"{v:.6g}")
@@ -200,15 +222,21 @@ def explanation_json(record_id: str, leads: Sequence[str], fs: float, explanatio
             d["convergence_delta"] = _g(e.convergence_delta)
         labels[e.label] = d
     method = explanations[0].method if explanations else None
-    return {"record": record_id, "fs": fs, "leads": list(leads), "method": method,
-            "attribution_shape": "leads x samples" if method == "ig" else "samples (all leads)",
-            "baseline": "0 mV flat line" if method == "ig" else None,
-            "probability": "the run's record probability (its windows and aggregation), uncalibrated",
-            "labels": labels}
+    return {
+        "record": record_id,
+        "fs": fs,
+        "leads": list(leads),
+        "method": method,
+        "attribution_shape": "leads x samples" if method == "ig" else "samples (all leads)",
+        "baseline": "0 mV flat line" if method == "ig" else None,
+        "probability": "the run's record probability (its windows and aggregation), uncalibrated",
+        "labels": labels,
+    }
 
 
-def plot_explanation(path: str | Path, signal: np.ndarray, fs: float, leads: Sequence[str], e: Explanation,
-                     title: str) -> Path:
+def plot_explanation(
+    path: str | Path, signal: np.ndarray, fs: float, leads: Sequence[str], e: Explanation, title: str
+) -> Path:
     """A PNG of every lead with the attribution shaded behind its trace (red for, blue against the label;
     one colour scale for all leads)."""
     import matplotlib
@@ -226,14 +254,27 @@ def plot_explanation(path: str | Path, signal: np.ndarray, fs: float, leads: Seq
     for i, ax in enumerate(axes[:, 0]):
         lo, hi = float(signal[i].min()), float(signal[i].max())
         pad = 0.1 * (hi - lo) + 1e-3
-        ax.imshow(a[i][None, :], aspect="auto", extent=(0, t_end, lo - pad, hi + pad), origin="lower",
-                  cmap="RdBu_r" if signed else "Reds", vmin=-vmax if signed else 0, vmax=vmax, alpha=0.75,
-                  interpolation="nearest")
+        ax.imshow(
+            a[i][None, :],
+            aspect="auto",
+            extent=(0, t_end, lo - pad, hi + pad),
+            origin="lower",
+            cmap="RdBu_r" if signed else "Reds",
+            vmin=-vmax if signed else 0,
+            vmax=vmax,
+            alpha=0.75,
+            interpolation="nearest",
+        )
         ax.plot(np.arange(T) / fs, signal[i], color="k", lw=0.6)
         ax.set_ylim(lo - pad, hi + pad)
         name = leads[i] if i < len(leads) else str(i)
-        ax.set_ylabel(name + (f"\n{100 * share[i]:.0f}%" if share is not None else ""), fontsize=7, rotation=0,
-                      ha="right", va="center")
+        ax.set_ylabel(
+            name + (f"\n{100 * share[i]:.0f}%" if share is not None else ""),
+            fontsize=7,
+            rotation=0,
+            ha="right",
+            va="center",
+        )
         ax.tick_params(labelsize=6, length=2)
         ax.set_yticks([])
     axes[-1, 0].set_xlabel("time (s)", fontsize=7)
@@ -245,15 +286,24 @@ def plot_explanation(path: str | Path, signal: np.ndarray, fs: float, leads: Seq
     return Path(path)
 
 
-def write_explanation(out_dir: str | Path, record_id: str, signal: np.ndarray, fs: float, leads: Sequence[str],
-                      explanations: Sequence[Explanation]) -> list[Path]:
+def write_explanation(
+    out_dir: str | Path,
+    record_id: str,
+    signal: np.ndarray,
+    fs: float,
+    leads: Sequence[str],
+    explanations: Sequence[Explanation],
+) -> list[Path]:
     """``OUT/<record>.json`` (every label's numbers) and ``OUT/<record>__<label>.png`` per label."""
     out_dir = Path(out_dir)
     stem = _safe(record_id)
     paths = []
     for e in explanations:
-        how = (f"integrated gradients (baseline 0 mV, |delta| {e.convergence_delta:.2g})" if e.method == "ig"
-               else "Grad-CAM (last body layer, over time)")
+        how = (
+            f"integrated gradients (baseline 0 mV, |delta| {e.convergence_delta:.2g})"
+            if e.method == "ig"
+            else "Grad-CAM (last body layer, over time)"
+        )
         title = f"{record_id}: {e.label}, p = {e.probability:.3f}; {how}"
         paths.append(plot_explanation(out_dir / f"{stem}__{_safe(e.label)}.png", signal, fs, leads, e, title))
     json_path = out_dir / f"{stem}.json"
@@ -261,5 +311,14 @@ def write_explanation(out_dir: str | Path, record_id: str, signal: np.ndarray, f
     return [json_path, *paths]
 
 
-__all__ = ["DEFAULT_STEPS", "METHODS", "Explanation", "RecordProbabilities", "explain_record", "explanation_json",
-           "plot_explanation", "record_probability_module", "write_explanation"]
+__all__ = [
+    "DEFAULT_STEPS",
+    "METHODS",
+    "Explanation",
+    "RecordProbabilities",
+    "explain_record",
+    "explanation_json",
+    "plot_explanation",
+    "record_probability_module",
+    "write_explanation",
+]

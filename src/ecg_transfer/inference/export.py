@@ -37,7 +37,15 @@ from torch import nn
 from ..atomic import atomic_path, atomic_write_json
 from ..models.base import EcgClassifier
 from ..errors import ConfigError
-from ..signal import LOG_FLOOR, describe_input, input_transform, stft_bins, stft_frames, stft_geometry, transformed_shape
+from ..signal import (
+    LOG_FLOOR,
+    describe_input,
+    input_transform,
+    stft_bins,
+    stft_frames,
+    stft_geometry,
+    transformed_shape,
+)
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "dynamo", "legacy")
@@ -76,7 +84,7 @@ class InputTransform(nn.Module):
 
             win = get_window("hann", nperseg)
             ang = 2 * np.pi * np.outer(np.arange(n_bins), np.arange(nperseg)) / nperseg  # (F, m)
-            kernels = np.concatenate([win * np.cos(ang), win * np.sin(ang)]) / np.sqrt(np.sum(win ** 2))  # (2F, m)
+            kernels = np.concatenate([win * np.cos(ang), win * np.sin(ang)]) / np.sqrt(np.sum(win**2))  # (2F, m)
             self.register_buffer("kernels", torch.from_numpy(kernels[:, None, :].astype(np.float32)))
             self.hop, self.n_bins, self.frames = hop, n_bins, frames
 
@@ -88,7 +96,7 @@ class InputTransform(nn.Module):
             mag = torch.sqrt(re * re + im * im)
             return torch.log(mag + LOG_FLOOR) if self.kind == "log-spectrum" else mag
         z = torch.nn.functional.conv1d(x.reshape(-1, 1, self.crop_len), self.kernels, stride=self.hop)  # (B*C, 2F, N)
-        re, im = z[:, : self.n_bins], z[:, self.n_bins:]
+        re, im = z[:, : self.n_bins], z[:, self.n_bins :]
         out = torch.log(torch.sqrt(re * re + im * im) + LOG_FLOOR)
         return out.reshape(-1, self.channels * self.n_bins, self.frames)
 
@@ -158,15 +166,17 @@ def _pick_exporter(exporter: str) -> str:
     if exporter == "auto":
         return "dynamo" if has_onnxscript else "legacy"
     if exporter == "dynamo" and not has_onnxscript:
-        raise ConfigError("the dynamo ONNX exporter needs onnxscript: pip install 'ecg-transfer[export]', "
-                          "or use --exporter legacy")
+        raise ConfigError(
+            "the dynamo ONNX exporter needs onnxscript: pip install 'ecg-transfer[export]', or use --exporter legacy"
+        )
     return exporter
 
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, tmp: Path, exporter: str, opset: int | None) -> None:
     if importlib.util.find_spec("onnx") is None:
-        raise ConfigError("ONNX export needs the onnx package: pip install 'ecg-transfer[export]' "
-                          "(onnx, onnxruntime, onnxscript)")
+        raise ConfigError(
+            "ONNX export needs the onnx package: pip install 'ecg-transfer[export]' (onnx, onnxruntime, onnxscript)"
+        )
     kw: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
     # torch's exporter logs a warning per torchvision operator it cannot register: noise for an ECG model
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -176,11 +186,25 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, tmp: Path, exporter: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
-                torch.onnx.export(module, (example,), str(tmp), dynamo=True, external_data=False, verbose=False,
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},), **kw)
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(tmp),
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                    dynamic_shapes=({0: torch.export.Dim("batch")},),
+                    **kw,
+                )
             else:
-                torch.onnx.export(module, (example,), str(tmp), dynamo=False,
-                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **kw)
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(tmp),
+                    dynamo=False,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    **kw,
+                )
     finally:
         registration.setLevel(level)
 
@@ -210,6 +234,7 @@ def load_exported(path: str | Path, fmt: str | None = None) -> Callable[[np.ndar
 
         def run_onnx(windows: np.ndarray) -> np.ndarray:
             return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(windows, dtype=np.float32)})[0]
+
         return run_onnx
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -219,11 +244,13 @@ def load_exported(path: str | Path, fmt: str | None = None) -> Callable[[np.ndar
     @torch.no_grad()
     def run_script(windows: np.ndarray) -> np.ndarray:
         return script(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))).numpy()
+
     return run_script
 
 
-def exported_record_probs(path: str | Path, X: np.ndarray, lengths: np.ndarray | None = None,
-                          batch_size: int = 256) -> np.ndarray:
+def exported_record_probs(
+    path: str | Path, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256
+) -> np.ndarray:
     """Record probabilities ``(n, K)`` from an exported file and its JSON, for ``X`` ``(n, leads, T)``
     mV already at the model's rate with leads in its order: windows and aggregation as the JSON says."""
     from ..training.windows import aggregate_windows, sliding_windows
@@ -232,7 +259,7 @@ def exported_record_probs(path: str | Path, X: np.ndarray, lengths: np.ndarray |
     run = load_exported(path)
     rows = np.arange(X.shape[0])
     windows, counts = sliding_windows(X, rows, meta["crop_len"], meta["stride"], lengths=lengths)
-    probs = np.concatenate([run(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)])
+    probs = np.concatenate([run(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)])
     return aggregate_windows(probs, counts, meta["aggregate"])
 
 
@@ -246,9 +273,103 @@ def _onnx_opset(path: Path) -> int | None:
         return None
 
 
-def export_model(run_dir: str | Path, fmt: str, out: str | Path | None = None, *, threshold: str | float | None = None,
-                 calibrate: str | None = None, exporter: str = "auto", opset: int | None = None,
-                 verify: bool = True, verify_windows: int = 8) -> ExportResult:
+def _verify_export(loaded: Any, module: torch.nn.Module, out: Path, fmt: str, verify_windows: int) -> dict[str, Any]:
+    """The exported file run by its runtime on fresh windows, against the PyTorch module (and, for a
+    transformed input, against the package's own numpy/scipy transform)."""
+    windows = _example_windows(loaded, verify_windows, seed=2)
+    with torch.no_grad():
+        ref = module(windows).numpy()
+    try:
+        got = load_exported(out, fmt)(windows.numpy())
+        check = {
+            "max_abs_diff": float(np.abs(got - ref).max()),
+            "windows": verify_windows,
+            "against": "PyTorch, the same module",
+            "runtime": "onnxruntime" if fmt == "onnx" else "torch.jit",
+        }
+        if loaded.input != "time":  # the graph's transform against the numpy/scipy one the run used
+            check["max_abs_diff_package"] = float(np.abs(got - package_window_probs(loaded, windows.numpy())).max())
+    except ConfigError as exc:
+        check = {"skipped": str(exc)}
+    return check
+
+
+def _export_metadata(
+    loaded: Any, out: Path, fmt: str, used: str, run_dir: Path, cal: Any, thr: Any, check: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``<out>.json``: everything a user of the file needs (input, output, the steps around the graph)."""
+    C, L = int(loaded.n_leads), loaded.crop_len
+    from .predict import expected_leads
+
+    leads = expected_leads(C)
+    meta: dict[str, Any] = {
+        "format": fmt,
+        "file": out.name,
+        "exporter": used,
+        "torch": torch.__version__,
+        "opset": _onnx_opset(out) if fmt == "onnx" else None,
+        "source_run": str(run_dir),
+        "model": loaded.spec.get("name"),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", C, L],
+            "dtype": "float32",
+            "units": "mV",
+            "leads": list(leads) if leads else None,
+            "note": "raw millivolts: the run's standardisation is inside the graph"
+            + (f", and its input transform ({loaded.input})" if loaded.input != "time" else ""),
+        },
+        "network_input": {
+            "kind": loaded.input,
+            "description": describe_input(loaded.input, loaded.fs),
+            "shape": ["batch", *transformed_shape(loaded.input, loaded.fs, C, L)],
+            "in_graph": True,
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(loaded.label_names)],
+            "meaning": "per-window sigmoid probabilities, one column per label",
+        },
+        "labels": list(loaded.label_names),
+        "fs": loaded.fs,
+        "crop_len": L,
+        "crop_seconds": L / loaded.fs,
+        "stride": loaded.stride,
+        "stride_seconds": loaded.stride / loaded.fs,
+        "aggregate": loaded.aggregate,
+        "scaler": {"mean": loaded.scaler.mean_, "std": loaded.scaler.std_, "applied_in_graph": True},
+        "calibration": cal.to_dict() if cal is not None else None,
+        "thresholds": thr.to_dict() if thr is not None else None,
+        "steps": [
+            f"resample each record to {loaded.fs:g} Hz (scipy.signal.resample_poly, polyphase anti-aliased)",
+            f"put its leads in this order: {', '.join(leads) if leads else f'the training order ({C} leads)'}",
+            f"cut windows of {L} samples starting at 0, {loaded.stride}, {2 * loaded.stride}, ... while a whole "
+            f"window fits (records shorter than {L} samples cannot be predicted)",
+            "run the windows through the graph (any batch size)"
+            + (f"; it standardises and transforms them ({loaded.input}) itself" if loaded.input != "time" else ""),
+            f"aggregate the windows of a record by their {loaded.aggregate}, per label",
+            "calibration: apply 'calibration' (ecg_transfer.evaluation.calibration) to the record probabilities"
+            if cal is not None
+            else "calibration: none",
+            "decision: probability >= the label's threshold" if thr is not None else "thresholds: none exported",
+        ],
+        "verification": check,
+    }
+    return meta
+
+
+def export_model(
+    run_dir: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    threshold: str | float | None = None,
+    calibrate: str | None = None,
+    exporter: str = "auto",
+    opset: int | None = None,
+    verify: bool = True,
+    verify_windows: int = 8,
+) -> ExportResult:
     """Export ``RUN_DIR/model.pt`` as ``fmt`` (onnx | torchscript) to ``out`` (default
     ``RUN_DIR/export/model.onnx`` or ``model.torchscript.pt``) and write ``<out>.json`` beside it."""
     from ..training.modelfile import load_model_file, resolve_model_path
@@ -273,61 +394,24 @@ def export_model(run_dir: str | Path, fmt: str, out: str | Path | None = None, *
         else:
             _export_torchscript(module, example, tmp)
 
-    check = None
-    if verify:
-        windows = _example_windows(loaded, verify_windows, seed=2)
-        with torch.no_grad():
-            ref = module(windows).numpy()
-        try:
-            got = load_exported(out, fmt)(windows.numpy())
-            check = {"max_abs_diff": float(np.abs(got - ref).max()), "windows": verify_windows,
-                     "against": "PyTorch, the same module", "runtime": "onnxruntime" if fmt == "onnx" else "torch.jit"}
-            if loaded.input != "time":  # the graph's transform against the numpy/scipy one the run used
-                check["max_abs_diff_package"] = float(np.abs(got - package_window_probs(loaded, windows.numpy())).max())
-        except ConfigError as exc:
-            check = {"skipped": str(exc)}
-
-    C, L = int(loaded.n_leads), loaded.crop_len
-    from .predict import expected_leads
-
-    leads = expected_leads(C)
-    meta: dict[str, Any] = {
-        "format": fmt, "file": out.name, "exporter": used, "torch": torch.__version__,
-        "opset": _onnx_opset(out) if fmt == "onnx" else None,
-        "source_run": str(run_dir), "model": loaded.spec.get("name"),
-        "input": {"name": INPUT_NAME, "shape": ["batch", C, L], "dtype": "float32", "units": "mV",
-                  "leads": list(leads) if leads else None,
-                  "note": "raw millivolts: the run's standardisation is inside the graph"
-                          + (f", and its input transform ({loaded.input})" if loaded.input != "time" else "")},
-        "network_input": {"kind": loaded.input, "description": describe_input(loaded.input, loaded.fs),
-                          "shape": ["batch", *transformed_shape(loaded.input, loaded.fs, C, L)],
-                          "in_graph": True},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(loaded.label_names)],
-                   "meaning": "per-window sigmoid probabilities, one column per label"},
-        "labels": list(loaded.label_names), "fs": loaded.fs, "crop_len": L, "crop_seconds": L / loaded.fs,
-        "stride": loaded.stride, "stride_seconds": loaded.stride / loaded.fs, "aggregate": loaded.aggregate,
-        "scaler": {"mean": loaded.scaler.mean_, "std": loaded.scaler.std_, "applied_in_graph": True},
-        "calibration": cal.to_dict() if cal is not None else None,
-        "thresholds": thr.to_dict() if thr is not None else None,
-        "steps": [
-            f"resample each record to {loaded.fs:g} Hz (scipy.signal.resample_poly, polyphase anti-aliased)",
-            f"put its leads in this order: {', '.join(leads) if leads else f'the training order ({C} leads)'}",
-            f"cut windows of {L} samples starting at 0, {loaded.stride}, {2 * loaded.stride}, ... while a whole "
-            f"window fits (records shorter than {L} samples cannot be predicted)",
-            "run the windows through the graph (any batch size)" + (
-                f"; it standardises and transforms them ({loaded.input}) itself" if loaded.input != "time" else ""),
-            f"aggregate the windows of a record by their {loaded.aggregate}, per label",
-            "calibration: apply 'calibration' (ecg_transfer.evaluation.calibration) to the record probabilities"
-            if cal is not None else "calibration: none",
-            "decision: probability >= the label's threshold" if thr is not None else "thresholds: none exported",
-        ],
-        "verification": check,
-    }
+    check = _verify_export(loaded, module, out, fmt, verify_windows) if verify else None
+    meta = _export_metadata(loaded, out, fmt, used, run_dir, cal, thr, check)
     meta_path = metadata_path(out)
     atomic_write_json(meta_path, meta)
     return ExportResult(out, meta_path, meta)
 
 
-__all__ = ["DEFAULT_FILES", "EXPORTERS", "FORMATS", "ExportResult", "InputTransform", "WindowProbabilities",
-           "export_model", "exported_record_probs", "load_exported", "metadata_path", "package_window_probs",
-           "window_module"]
+__all__ = [
+    "DEFAULT_FILES",
+    "EXPORTERS",
+    "FORMATS",
+    "ExportResult",
+    "InputTransform",
+    "WindowProbabilities",
+    "export_model",
+    "exported_record_probs",
+    "load_exported",
+    "metadata_path",
+    "package_window_probs",
+    "window_module",
+]

@@ -92,21 +92,33 @@ def _npy_layout(shape: tuple[int, ...], n_leads: int, name: str) -> str:
     if len(shape) == 2:
         a, b = shape
         if a == n_leads and b == n_leads:
-            raise RecordError(name, f"array of shape {shape} is ambiguous: both axes have {n_leads} entries; "
-                                    f"a record needs (leads, samples) with more than {n_leads} samples")
+            raise RecordError(
+                name,
+                f"array of shape {shape} is ambiguous: both axes have {n_leads} entries; "
+                f"a record needs (leads, samples) with more than {n_leads} samples",
+            )
         if a == n_leads:
             return "CT"
         if b == n_leads:
             return "TC"
-        raise RecordError(name, f"array of shape {shape}: neither axis has the model's {n_leads} leads; "
-                                "expected (leads, samples), (samples, leads) or (records, leads, samples)")
+        raise RecordError(
+            name,
+            f"array of shape {shape}: neither axis has the model's {n_leads} leads; "
+            "expected (leads, samples), (samples, leads) or (records, leads, samples)",
+        )
     if len(shape) == 3:
         if shape[1] == n_leads:
             return "NCT"
-        hint = ("; it looks like (records, samples, leads): save np.transpose(x, (0, 2, 1)) instead"
-                if shape[2] == n_leads else "")
-        raise RecordError(name, f"array of shape {shape}: a 3-D array must be (records, leads, samples) with "
-                                f"{n_leads} leads on axis 1{hint}")
+        hint = (
+            "; it looks like (records, samples, leads): save np.transpose(x, (0, 2, 1)) instead"
+            if shape[2] == n_leads
+            else ""
+        )
+        raise RecordError(
+            name,
+            f"array of shape {shape}: a 3-D array must be (records, leads, samples) with "
+            f"{n_leads} leads on axis 1{hint}",
+        )
     raise RecordError(name, f"array of shape {shape}: expected 2-D (one record) or 3-D (records, leads, samples)")
 
 
@@ -153,12 +165,10 @@ def _expand(inputs: Iterable[str | Path]) -> Iterator[Path | RecordProblem]:
         elif p.is_file() or p.with_name(p.name + ".hea").is_file():
             yield p
         else:
-            yield RecordProblem(str(p), "no such file, folder or record (looked for it and for "
-                                        f"{p.name}.hea)")
+            yield RecordProblem(str(p), f"no such file, folder or record (looked for it and for {p.name}.hea)")
 
 
-def iter_inputs(inputs: Sequence[str | Path], *, fs: float | None, n_leads: int
-                ) -> Iterator[RawRecord | RecordProblem]:
+def iter_inputs(inputs: Sequence[str | Path], *, fs: float | None, n_leads: int) -> Iterator[RawRecord | RecordProblem]:
     """Every record of every input, in order, read lazily; unreadable ones as problems."""
     for p in _expand(inputs):
         if isinstance(p, RecordProblem):
@@ -184,6 +194,6 @@ def unique_ids(record_ids: Sequence[str], sources: Sequence[str]) -> list[str]:
             out.append(rid)
             continue
         stem = Path(src).stem
-        row = rid[len(stem):] if rid.startswith(stem) else ""
+        row = rid[len(stem) :] if rid.startswith(stem) else ""
         out.append(str(Path(src).with_suffix("")) + row)
     return out

@@ -26,26 +26,33 @@ MODEL_CARD = "MODEL_CARD.md"
 QUICK_RESAMPLES = 200
 FEW_POSITIVES = 10  # fewer test positives than this: the class's metrics are flagged as unreliable
 
-_NAMES = {"macro_auc": "macro AUC", "macro_auprc": "macro AUPRC", "f_max": "F-max", "brier": "Brier score",
-          "ece": "ECE (pooled)", "ece_macro": "ECE (macro)", "challenge": "challenge metric"}
+_NAMES = {
+    "macro_auc": "macro AUC",
+    "macro_auprc": "macro AUPRC",
+    "f_max": "F-max",
+    "brier": "Brier score",
+    "ece": "ECE (pooled)",
+    "ece_macro": "ECE (macro)",
+    "challenge": "challenge metric",
+}
 
 # Who the training data come from (the label-quality facts are in _LABELS).
 _POPULATION = {
     "ptbxl": "PTB-XL: 21,837 clinical 10 s 12-lead ECGs of 18,885 patients, recorded 1989-1996 with Schiller "
-             "devices at the Physikalisch-Technische Bundesanstalt (Germany); ages 0-95 (median 62), "
-             "52 % male.",
+    "devices at the Physikalisch-Technische Bundesanstalt (Germany); ages 0-95 (median 62), "
+    "52 % male.",
     "cinc": "a CinC 2020/2021-format set; for G12EC: 10 s 12-lead ECGs at 500 Hz from Emory University "
-            "(Atlanta, Georgia, USA), a population from the south-eastern United States.",
+    "(Atlanta, Georgia, USA), a population from the south-eastern United States.",
 }
 _POPULATION["g12ec"] = _POPULATION["cinc"]
 _LABELS = {
     "ptbxl": "PTB-XL statements were written by up to two cardiologists (some first made automatically, then "
-             "validated); "
-             "every statement is used whatever its likelihood, so some labels are uncertain, and a missing "
-             "statement does not prove a finding absent.",
+    "validated); "
+    "every statement is used whatever its likelihood, so some labels are uncertain, and a missing "
+    "statement does not prove a finding absent.",
     "cinc": "CinC labels are SNOMED-CT codes from the sites' own reports (not adjudicated for the challenge); "
-            "they were mapped to the label protocol by code, equivalent codes merged as the challenge scorer "
-            "does. Missing codes are common: a missing label does not prove a finding absent.",
+    "they were mapped to the label protocol by code, equivalent codes merged as the challenge scorer "
+    "does. Missing codes are common: a missing label does not prove a finding absent.",
 }
 _LABELS["g12ec"] = _LABELS["cinc"]
 
@@ -82,10 +89,19 @@ def _model_facts(run_dir: Path) -> dict[str, Any] | None:
     if not (run_dir / MODEL_FILE).exists():
         return None
     lm = load_model_file(run_dir / MODEL_FILE, encoder_ok=True)  # a self-supervised encoder has a card too
-    return {"name": lm.spec.get("name"), "in_channels": lm.n_leads, "input": lm.input,
-            "network_channels": lm.spec.get("in_channels"), "labels": lm.label_names,
-            "n_params": int(sum(p.numel() for p in lm.model.parameters())), "fs": lm.fs, "crop_len": lm.crop_len,
-            "stride": lm.stride, "aggregate": lm.aggregate, "scaler": lm.scaler.to_dict()}
+    return {
+        "name": lm.spec.get("name"),
+        "in_channels": lm.n_leads,
+        "input": lm.input,
+        "network_channels": lm.spec.get("in_channels"),
+        "labels": lm.label_names,
+        "n_params": int(sum(p.numel() for p in lm.model.parameters())),
+        "fs": lm.fs,
+        "crop_len": lm.crop_len,
+        "stride": lm.stride,
+        "aggregate": lm.aggregate,
+        "scaler": lm.scaler.to_dict(),
+    }
 
 
 def quick_test_metrics(run_dir: Path, n_resamples: int = QUICK_RESAMPLES, seed: int = 0) -> dict[str, Any] | None:
@@ -100,8 +116,13 @@ def quick_test_metrics(run_dir: Path, n_resamples: int = QUICK_RESAMPLES, seed: 
     if y.shape[0] == 0:
         return None
     b = bootstrap_metrics(y, p, n_resamples=n_resamples, seed=seed, include=("macro_auc",))
-    return {"labels": labels, "y": y, "headline": b["headline"], "per_class_auc": b["per_class"]["auc"],
-            "settings": b["settings"]}
+    return {
+        "labels": labels,
+        "y": y,
+        "headline": b["headline"],
+        "per_class_auc": b["per_class"]["auc"],
+        "settings": b["settings"],
+    }
 
 
 def _model_context(model: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -116,14 +137,23 @@ def _model_context(model: dict[str, Any] | None) -> dict[str, Any] | None:
         c, t = transformed_shape(model["input"], model["fs"], model["in_channels"], model["crop_len"])
         network_input = {"description": describe_input(model["input"], model["fs"]), "channels": c, "length": t}
     sc = model["scaler"]
-    return {"name": model["name"], "n_params": f"{model['n_params']:,}", "in_channels": model["in_channels"],
-            "crop_len": model["crop_len"], "seconds": f"{model['crop_len'] / model['fs']:g}", "fs": f"{model['fs']:g}",
-            "input": model["input"], "network_input": network_input, "stride": model["stride"],
-            "aggregate": model["aggregate"], "mean": f"{sc['mean']:.6g}", "std": f"{sc['std']:.6g}"}
+    return {
+        "name": model["name"],
+        "n_params": f"{model['n_params']:,}",
+        "in_channels": model["in_channels"],
+        "crop_len": model["crop_len"],
+        "seconds": f"{model['crop_len'] / model['fs']:g}",
+        "fs": f"{model['fs']:g}",
+        "input": model["input"],
+        "network_input": network_input,
+        "stride": model["stride"],
+        "aggregate": model["aggregate"],
+        "mean": f"{sc['mean']:.6g}",
+        "std": f"{sc['std']:.6g}",
+    }
 
 
-def _training_context(config: dict[str, Any], history: list[dict[str, Any]], env: dict[str, Any]
-                      ) -> dict[str, Any]:
+def _training_context(config: dict[str, Any], history: list[dict[str, Any]], env: dict[str, Any]) -> dict[str, Any]:
     """How the run was trained -- from scratch or fine-tuned, the recipe, its last epoch and the
     code -- each None when the file that records it is missing (the card then leaves it out)."""
     ft = config.get("finetune") or {}
@@ -132,14 +162,34 @@ def _training_context(config: dict[str, Any], history: list[dict[str, Any]], env
     if history:
         row = history[-1]
         val = row.get("val_macro_auc")
-        last = {"epoch": row.get("epoch"), "train_loss": f"{row.get('train_loss', float('nan')):.4f}",
-                "val_macro_auc": None if val is None else f"{val:.4f}"}
+        last = {
+            "epoch": row.get("epoch"),
+            "train_loss": f"{row.get('train_loss', float('nan')):.4f}",
+            "val_macro_auc": None if val is None else f"{val:.4f}",
+        }
     git, pk = env.get("git") or {}, env.get("packages") or {}
-    code = None if not env else {"commit": git.get("commit") or "unknown", "dirty": bool(git.get("dirty")),
-                                 "torch": pk.get("torch"), "python": env.get("python"), "device": env.get("device")}
-    return {"recorded": bool(config), "pretrained_run": ft.get("pretrained_run"), "policy": ft.get("policy"),
-            "epochs": config.get("epochs"), "batch_size": config.get("batch_size"), "max_lr": sched.get("max_lr"),
-            "seed": config.get("seed"), "last_epoch": last, "code": code}
+    code = (
+        None
+        if not env
+        else {
+            "commit": git.get("commit") or "unknown",
+            "dirty": bool(git.get("dirty")),
+            "torch": pk.get("torch"),
+            "python": env.get("python"),
+            "device": env.get("device"),
+        }
+    )
+    return {
+        "recorded": bool(config),
+        "pretrained_run": ft.get("pretrained_run"),
+        "policy": ft.get("policy"),
+        "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "max_lr": sched.get("max_lr"),
+        "seed": config.get("seed"),
+        "last_epoch": last,
+        "code": code,
+    }
 
 
 def _task_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -163,10 +213,17 @@ def _data_context(task: dict[str, Any], splits: dict[str, Any], fs: float | None
     folds = None
     if any(k in task for k in ("train_folds", "val_folds", "test_folds")):
         folds = {k: task.get(f"{k}_folds") for k in ("train", "val", "test")}
-    order = [k for k in ("train", "val", "test") if k in splits] + [k for k in splits if k not in ("train", "val", "test")]
-    return {"recorded": bool(task), "dataset": task.get("dataset"), "root": task.get("root"),
-            "fs": f"{fs:g}" if fs else None, "folds": folds,
-            "split_sizes": [(k, f"{len(splits[k]):,}") for k in order]}
+    order = [k for k in ("train", "val", "test") if k in splits] + [
+        k for k in splits if k not in ("train", "val", "test")
+    ]
+    return {
+        "recorded": bool(task),
+        "dataset": task.get("dataset"),
+        "root": task.get("root"),
+        "fs": f"{fs:g}" if fs else None,
+        "folds": folds,
+        "split_sizes": [(k, f"{len(splits[k]):,}") for k in order],
+    }
 
 
 def _full_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -177,13 +234,20 @@ def _full_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     s = metrics.get("settings", {})
     head = metrics.get("headline", {})
     keys = [k for k in HEADLINE if k in head] + [k for k in head if k not in HEADLINE]
-    per_class = [{"name": name, "n_pos": e.get("n_pos"), "auc": _fmt(e.get("auc")), "auprc": _fmt(e.get("auprc"))}
-                 for name, e in (metrics.get("per_class") or {}).items()]
-    return {"n_records": metrics.get("n_records"), "level": f"{s.get('level', 0.95):.0%}",
-            "n_resamples": s.get("n_resamples"), "seed": s.get("seed"),
-            "headline": [(_NAMES.get(k, k), _fmt(head[k], 4 if k in ("brier", "ece", "ece_macro") else 3)) for k in keys],
-            "left_out": list((metrics.get("classes_left_out") or {}).items()), "per_class": per_class,
-            "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_POSITIVES]}
+    per_class = [
+        {"name": name, "n_pos": e.get("n_pos"), "auc": _fmt(e.get("auc")), "auprc": _fmt(e.get("auprc"))}
+        for name, e in (metrics.get("per_class") or {}).items()
+    ]
+    return {
+        "n_records": metrics.get("n_records"),
+        "level": f"{s.get('level', 0.95):.0%}",
+        "n_resamples": s.get("n_resamples"),
+        "seed": s.get("seed"),
+        "headline": [(_NAMES.get(k, k), _fmt(head[k], 4 if k in ("brier", "ece", "ece_macro") else 3)) for k in keys],
+        "left_out": list((metrics.get("classes_left_out") or {}).items()),
+        "per_class": per_class,
+        "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_POSITIVES],
+    }
 
 
 def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any] | None:
@@ -193,11 +257,19 @@ def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any]
     if quick is None:
         return None
     s = quick["settings"]
-    per_class = [{"name": name, "n_pos": int(quick["y"][:, k].sum()), "auc": _fmt(quick["per_class_auc"][k])}
-                 for k, name in enumerate(quick["labels"])]
-    return {"n_records": quick["y"].shape[0], "level": f"{s['level']:.0%}", "n_resamples": s["n_resamples"],
-            "seed": s["seed"], "macro_auc": _fmt(quick["headline"]["macro_auc"]), "per_class": per_class,
-            "few": [r["name"] for r in per_class if r["n_pos"] < FEW_POSITIVES]}
+    per_class = [
+        {"name": name, "n_pos": int(quick["y"][:, k].sum()), "auc": _fmt(quick["per_class_auc"][k])}
+        for k, name in enumerate(quick["labels"])
+    ]
+    return {
+        "n_records": quick["y"].shape[0],
+        "level": f"{s['level']:.0%}",
+        "n_resamples": s["n_resamples"],
+        "seed": s["seed"],
+        "macro_auc": _fmt(quick["headline"]["macro_auc"]),
+        "per_class": per_class,
+        "few": [r["name"] for r in per_class if r["n_pos"] < FEW_POSITIVES],
+    }
 
 
 def _calibration_context(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -210,8 +282,14 @@ def _calibration_context(metrics: dict[str, Any] | None) -> dict[str, Any] | Non
         e = cal.get(state)
         if isinstance(e, dict):
             d = e.get("max_auc_change")
-            rows.append({"state": state, "brier": _fmt(e.get("brier"), 4), "ece": _fmt(e.get("ece"), 4),
-                         "max_auc_change": "" if d is None else f"{d:.2g}"})
+            rows.append(
+                {
+                    "state": state,
+                    "brier": _fmt(e.get("brier"), 4),
+                    "ece": _fmt(e.get("ece"), 4),
+                    "max_auc_change": "" if d is None else f"{d:.2g}",
+                }
+            )
     return {"n_val_records": cal.get("n_val_records"), "rows": rows}
 
 
@@ -230,16 +308,24 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
     labels = (model or {}).get("labels") or (metrics or {}).get("labels") or []
     ssl = config.get("ssl") or {}
     return {
-        "run": {"name": run_dir.resolve().name, "dir": str(run_dir), "version": __version__,
-                "generated": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        "model": _model_context(model), "ssl_method": str(ssl.get("method")) if ssl else None,
+        "run": {
+            "name": run_dir.resolve().name,
+            "dir": str(run_dir),
+            "version": __version__,
+            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        "model": _model_context(model),
+        "ssl_method": str(ssl.get("method")) if ssl else None,
         "training": _training_context(config, _history(run_dir), _read_json(run_dir / "environment.json") or {}),
         "data": _data_context(task, _read_json(run_dir / "splits.json") or {}, fs),
-        "population": _POPULATION.get(dataset or ""), "label_quality": _LABELS.get(dataset or ""),
-        "label_set": task.get("labels", "unknown"), "labels": labels,
+        "population": _POPULATION.get(dataset or ""),
+        "label_quality": _LABELS.get(dataset or ""),
+        "label_set": task.get("labels", "unknown"),
+        "labels": labels,
         "metrics": _full_metrics(metrics) if metrics else None,
         "quick": None if metrics else _quick_metrics(run_dir, n_resamples, seed),
-        "few_positives": FEW_POSITIVES, "calibration": _calibration_context(metrics),
+        "few_positives": FEW_POSITIVES,
+        "calibration": _calibration_context(metrics),
         "min_seconds": f"{(model or {}).get('crop_len', 0) / (fs or 1):g}",
         "n_leads": (model or {}).get("in_channels", 12),
     }
@@ -266,10 +352,23 @@ def write_model_card_after_run(run_dir: str | Path) -> Path | None:
     try:
         return write_model_card(run_dir)
     except Exception as exc:  # the run's outputs are already safely written
-        log.warning("could not write %s in %s: %s (regenerate it with `ecg-transfer model-card %s`)",
-                    MODEL_CARD, run_dir, exc, run_dir, exc_info=True)
+        log.warning(
+            "could not write %s in %s: %s (regenerate it with `ecg-transfer model-card %s`)",
+            MODEL_CARD,
+            run_dir,
+            exc,
+            run_dir,
+            exc_info=True,
+        )
         return None
 
 
-__all__ = ["MODEL_CARD", "QUICK_RESAMPLES", "card_context", "model_card_text", "quick_test_metrics", "write_model_card",
-           "write_model_card_after_run"]
+__all__ = [
+    "MODEL_CARD",
+    "QUICK_RESAMPLES",
+    "card_context",
+    "model_card_text",
+    "quick_test_metrics",
+    "write_model_card",
+    "write_model_card_after_run",
+]

@@ -58,8 +58,10 @@ def load_run_calibrator(run_dir: str | Path, method: str, n_classes: int):
         raise ConfigError(f"unknown calibration method {method!r}; allowed: {', '.join(CALIBRATORS)}")
     path = calibrator_path(run_dir, method)
     if not path.exists():
-        raise ConfigError(f"{run_dir} has no fitted {method} calibrator ({path} is missing); fit it on the "
-                          f"validation predictions first: ecg-transfer evaluate {run_dir} --calibrate {method}")
+        raise ConfigError(
+            f"{run_dir} has no fitted {method} calibrator ({path} is missing); fit it on the "
+            f"validation predictions first: ecg-transfer evaluate {run_dir} --calibrate {method}"
+        )
     try:
         cal = load_calibrator(path)
     except (ValueError, KeyError) as exc:
@@ -89,8 +91,11 @@ def lead_order(names: Sequence[str], expected: Sequence[str], record: str) -> np
             parts.append(f"missing lead(s) {missing}")
         if extra:
             parts.append(f"unknown lead(s) {extra}")
-        raise RecordError(record, f"leads {list(names)} do not match the model's {list(expected)} "
-                                  f"({'; '.join(parts)}); names are matched case-insensitively")
+        raise RecordError(
+            record,
+            f"leads {list(names)} do not match the model's {list(expected)} "
+            f"({'; '.join(parts)}); names are matched case-insensitively",
+        )
     return np.array([pos[e.upper()] for e in expected], dtype=np.int64)
 
 
@@ -108,9 +113,17 @@ class PredictionResult:
 class Predictor:
     """A run ready to predict: the model, its preprocessing, an optional calibrator and thresholds."""
 
-    def __init__(self, loaded: Any, *, run_dir: str | Path | None = None, calibrator: Any = None,
-                 calibration: str | None = None, thresholds: Thresholds | None = None,
-                 batch_size: int = 128, device: str = "cpu"):
+    def __init__(
+        self,
+        loaded: Any,
+        *,
+        run_dir: str | Path | None = None,
+        calibrator: Any = None,
+        calibration: str | None = None,
+        thresholds: Thresholds | None = None,
+        batch_size: int = 128,
+        device: str = "cpu",
+    ):
         self.loaded = loaded
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.calibrator = calibrator
@@ -123,8 +136,15 @@ class Predictor:
         self.device = device
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, calibrate: str | None = None, threshold: str | float | None = "fmax",
-                 batch_size: int = 128, device: str = "cpu") -> "Predictor":
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        *,
+        calibrate: str | None = None,
+        threshold: str | float | None = "fmax",
+        batch_size: int = 128,
+        device: str = "cpu",
+    ) -> "Predictor":
         """Load ``RUN_DIR/model.pt``, the calibrator ``calibrate`` fitted by ``evaluate`` (if given)
         and thresholds by ``threshold`` (:mod:`.thresholds`; None: probabilities only, decisions at 0.5)."""
         from ..training.modelfile import load_model_file, resolve_model_path
@@ -135,8 +155,15 @@ class Predictor:
         k = len(loaded.label_names)
         cal = load_run_calibrator(run_dir, calibrate, k) if calibrate else None
         thr = None if threshold is None else run_thresholds(run_dir, threshold, loaded.label_names, cal, calibrate)
-        return cls(loaded, run_dir=run_dir, calibrator=cal, calibration=calibrate, thresholds=thr,
-                   batch_size=batch_size, device=device)
+        return cls(
+            loaded,
+            run_dir=run_dir,
+            calibrator=cal,
+            calibration=calibrate,
+            thresholds=thr,
+            batch_size=batch_size,
+            device=device,
+        )
 
     # -- preprocessing ---------------------------------------------------------------------
     @property
@@ -160,15 +187,20 @@ class Predictor:
         x = np.asarray(x, dtype=np.float64)
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
-            raise RecordError(name, f"{int((~np.isfinite(x)).sum())} NaN or infinite value(s), first in lead "
-                                    f"{bad[0]} at sample {bad[1]}")
+            raise RecordError(
+                name,
+                f"{int((~np.isfinite(x)).sum())} NaN or infinite value(s), first in lead {bad[0]} at sample {bad[1]}",
+            )
         try:
             x = resample(x, rec.fs, self.fs, axis=-1)
         except ValueError as exc:
             raise RecordError(name, f"cannot resample to the model's {self.fs:g} Hz: {exc}") from None
         if x.shape[1] < self.crop_len:
-            raise RecordError(name, f"{x.shape[1]} samples at {self.fs:g} Hz ({x.shape[1] / self.fs:g} s) is shorter "
-                                    f"than one window of {self.crop_len} samples ({self.crop_len / self.fs:g} s)")
+            raise RecordError(
+                name,
+                f"{x.shape[1]} samples at {self.fs:g} Hz ({x.shape[1] / self.fs:g} s) is shorter "
+                f"than one window of {self.crop_len} samples ({self.crop_len / self.fs:g} s)",
+            )
         return x.astype(np.float32)
 
     # -- prediction ------------------------------------------------------------------------
@@ -201,8 +233,9 @@ class Predictor:
             raise ValueError(f"{Xr.shape[2]} samples at {self.fs:g} Hz is shorter than one window of {self.crop_len}")
         return self.finish(self.loaded.predict(Xr, batch_size=self.batch_size, device=self.device))
 
-    def predict_records(self, records: Iterable[RawRecord | RecordProblem], *, chunk: int = CHUNK_RECORDS,
-                        on_error: Any = None) -> PredictionResult:
+    def predict_records(
+        self, records: Iterable[RawRecord | RecordProblem], *, chunk: int = CHUNK_RECORDS, on_error: Any = None
+    ) -> PredictionResult:
         """Predict a stream of records (see :func:`.inputs.iter_inputs`); problems are collected, and
         ``on_error(problem)`` is called for each as it happens (e.g. to print it)."""
         ids: list[str] = []
@@ -240,8 +273,9 @@ class Predictor:
         probs, decisions = self.finish(raw)
         return PredictionResult(unique_ids(ids, sources), probs, decisions, errors, sources)
 
-    def predict_paths(self, inputs: Sequence[str | Path], *, fs: float | None = None, on_error: Any = None
-                      ) -> PredictionResult:
+    def predict_paths(
+        self, inputs: Sequence[str | Path], *, fs: float | None = None, on_error: Any = None
+    ) -> PredictionResult:
         """Predict WFDB / CinC records, folders of them and ``.npy`` arrays (:mod:`.inputs`)."""
         return self.predict_records(iter_inputs(inputs, fs=fs, n_leads=self.n_leads), on_error=on_error)
 
@@ -251,11 +285,17 @@ class Predictor:
         lm = self.loaded
         return {
             "run_dir": None if self.run_dir is None else str(self.run_dir),
-            "model": lm.spec.get("name"), "labels": self.label_names, "fs": lm.fs, "crop_len": lm.crop_len,
-            "stride": lm.stride, "aggregate": lm.aggregate, "leads": list(self.leads) if self.leads else None,
+            "model": lm.spec.get("name"),
+            "labels": self.label_names,
+            "fs": lm.fs,
+            "crop_len": lm.crop_len,
+            "stride": lm.stride,
+            "aggregate": lm.aggregate,
+            "leads": list(self.leads) if self.leads else None,
             "calibration": self.calibration,
-            "thresholds": self.thresholds.to_dict() if self.thresholds is not None else
-            {"rule": "0.5 (default, no rule given)", "values": {l: 0.5 for l in self.label_names}},
+            "thresholds": self.thresholds.to_dict()
+            if self.thresholds is not None
+            else {"rule": "0.5 (default, no rule given)", "values": {l: 0.5 for l in self.label_names}},
         }
 
 
@@ -283,8 +323,9 @@ def predictions_csv(result: PredictionResult, labels: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def write_outputs(out: str | Path, result: PredictionResult, predictor: Predictor,
-                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_outputs(
+    out: str | Path, result: PredictionResult, predictor: Predictor, extra: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Write the predictions CSV, its JSON sidecar and the errors CSV (see the module docstring).
     Refuses a result without a predicted record: empty output files would pass for results."""
     if not result.record_ids:
@@ -298,9 +339,15 @@ def write_outputs(out: str | Path, result: PredictionResult, predictor: Predicto
     for e in result.errors:
         w.writerow([e.record, e.problem])
     atomic_write_text(err_path, buf.getvalue())
-    meta = {**predictor.describe(), "n_predicted": len(result.record_ids), "n_failed": len(result.errors),
-            "predictions": out.name, "errors_file": err_path.name,
-            "errors": [e.to_dict() for e in result.errors], **(extra or {})}
+    meta = {
+        **predictor.describe(),
+        "n_predicted": len(result.record_ids),
+        "n_failed": len(result.errors),
+        "predictions": out.name,
+        "errors_file": err_path.name,
+        "errors": [e.to_dict() for e in result.errors],
+        **(extra or {}),
+    }
     atomic_write_json(meta_path, meta)
     return {"predictions": out, "metadata": meta_path, "errors": err_path}
 
@@ -316,6 +363,18 @@ def print_problem(problem: RecordProblem, stream: Any = None) -> None:
     print(f"ecg-transfer predict: skipped {problem.record}: {problem.problem}", file=stream or sys.stderr)
 
 
-__all__ = ["CHUNK_RECORDS", "DECISION_PREFIX", "PROB_PREFIX", "PredictionResult", "Predictor", "calibrator_path",
-           "exit_code", "expected_leads", "lead_order", "load_run_calibrator", "predictions_csv", "sidecar_paths",
-           "write_outputs"]
+__all__ = [
+    "CHUNK_RECORDS",
+    "DECISION_PREFIX",
+    "PROB_PREFIX",
+    "PredictionResult",
+    "Predictor",
+    "calibrator_path",
+    "exit_code",
+    "expected_leads",
+    "lead_order",
+    "load_run_calibrator",
+    "predictions_csv",
+    "sidecar_paths",
+    "write_outputs",
+]

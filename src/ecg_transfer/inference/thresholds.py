@@ -41,9 +41,13 @@ class Thresholds:
     validation: dict[str, dict[str, Any]] | None = None  # per label: n_pos, sensitivity, specificity, f1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "fitted_on": self.fitted_on, "notes": list(self.notes),
-                "values": {l: float(v) for l, v in zip(self.label_names, self.values)},
-                "validation": self.validation}
+        return {
+            "rule": self.rule,
+            "fitted_on": self.fitted_on,
+            "notes": list(self.notes),
+            "values": {l: float(v) for l, v in zip(self.label_names, self.values)},
+            "validation": self.validation,
+        }
 
 
 def parse_rule(text: str | float) -> tuple[str, float | None]:
@@ -77,7 +81,7 @@ def fmax_thresholds(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for k in range(K):
         if not y[:, k].any():
             continue
-        best, at = f_max(y[:, k:k + 1], p[:, k:k + 1])
+        best, at = f_max(y[:, k : k + 1], p[:, k : k + 1])
         f[k], t[k] = best[0], at[0]
     return t, f
 
@@ -95,8 +99,9 @@ def sensitivity_thresholds(y: np.ndarray, p: np.ndarray, target: float) -> np.nd
     return out
 
 
-def decision_stats(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, labels: Sequence[str]
-                   ) -> dict[str, dict[str, Any]]:
+def decision_stats(
+    y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, labels: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """What the thresholds do on the data they were chosen on, per class."""
     pred = p >= thresholds[None, :]
     y = y.astype(bool)
@@ -106,7 +111,8 @@ def decision_stats(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, labels:
         fp = int((pred[:, k] & ~y[:, k]).sum())
         n_pos, n_neg = int(y[:, k].sum()), int((~y[:, k]).sum())
         out[name] = {
-            "n_pos": n_pos, "n_neg": n_neg,
+            "n_pos": n_pos,
+            "n_neg": n_neg,
             "sensitivity": tp / n_pos if n_pos else None,
             "specificity": (n_neg - fp) / n_neg if n_neg else None,
             "f1": 2 * tp / (2 * tp + fp + (n_pos - tp)) if (2 * tp + fp + n_pos - tp) else None,
@@ -114,8 +120,14 @@ def decision_stats(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, labels:
     return out
 
 
-def choose_thresholds(rule: str | float, label_names: Sequence[str], y_val: np.ndarray | None = None,
-                      p_val: np.ndarray | None = None, *, fitted_on: str | None = None) -> Thresholds:
+def choose_thresholds(
+    rule: str | float,
+    label_names: Sequence[str],
+    y_val: np.ndarray | None = None,
+    p_val: np.ndarray | None = None,
+    *,
+    fitted_on: str | None = None,
+) -> Thresholds:
     """Thresholds by ``rule`` from validation labels and (already calibrated, if so wanted) probabilities."""
     kind, param = parse_rule(rule)
     labels = [str(l) for l in label_names]
@@ -126,8 +138,10 @@ def choose_thresholds(rule: str | float, label_names: Sequence[str], y_val: np.n
         values = np.full(K, number)
     else:
         if y_val is None or p_val is None:
-            raise ConfigError(f"threshold rule {rule!r} needs the run's validation predictions "
-                              "(predictions_val.csv); pass a fixed number instead")
+            raise ConfigError(
+                f"threshold rule {rule!r} needs the run's validation predictions "
+                "(predictions_val.csv); pass a fixed number instead"
+            )
         if y_val.shape != (y_val.shape[0], K) or p_val.shape != y_val.shape:
             raise ValueError(f"validation labels/probabilities must be (records, {K})")
         values = fmax_thresholds(y_val, p_val)[0] if kind == "fmax" else sensitivity_thresholds(y_val, p_val, number)
@@ -139,8 +153,13 @@ def choose_thresholds(rule: str | float, label_names: Sequence[str], y_val: np.n
     return Thresholds(rule_text, labels, values.astype(np.float64), fitted_on if stats else None, notes, stats)
 
 
-def run_thresholds(run_dir: str | Path, rule: str | float, label_names: Sequence[str],
-                   calibrator: Any | None = None, calibrator_name: str | None = None) -> Thresholds:
+def run_thresholds(
+    run_dir: str | Path,
+    rule: str | float,
+    label_names: Sequence[str],
+    calibrator: Any | None = None,
+    calibrator_name: str | None = None,
+) -> Thresholds:
     """:func:`choose_thresholds` on ``RUN_DIR/predictions_val.csv`` (when present), columns put in
     ``label_names`` order and probabilities passed through ``calibrator`` when given."""
     from ..predictions import load_predictions

@@ -57,9 +57,7 @@ def _rows(source: str | None) -> pd.DataFrame:
     if source is None:
         return table
     if source not in SOURCES:
-        raise ConfigError(
-            f"unknown mapping source {source!r}; allowed: {', '.join(SOURCES)} or None"
-        )
+        raise ConfigError(f"unknown mapping source {source!r}; allowed: {', '.join(SOURCES)} or None")
     return table[table["source"] == source]
 
 

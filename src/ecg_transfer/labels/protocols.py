@@ -34,12 +34,24 @@ PROTOCOLS: tuple[str, ...] = ("seed18", "cinc2020")
 
 #: The original study's 18 classes: PTB-XL SCP code -> G12EC SNOMED code (REFERENCE.md).
 SEED18_PAIRS: tuple[tuple[str, str], ...] = (
-    ("1AVB", "270492004"), ("2AVB", "195042002"), ("CLBBB", "164909002"),
-    ("CRBBB", "713427006"), ("ILBBB", "251120003"), ("IRBBB", "713426002"),
-    ("ISCAN", "426434006"), ("ISCIN", "425419005"), ("ISCLA", "425623009"),
-    ("IVCD", "698252002"), ("LAFB", "445118002"), ("LAO/LAE", "67741000119109"),
-    ("LNGQT", "111975006"), ("LPFB", "445211001"), ("LVH", "164873001"),
-    ("NDT", "428750005"), ("RVH", "89792004"), ("SEHYP", "266249003"),
+    ("1AVB", "270492004"),
+    ("2AVB", "195042002"),
+    ("CLBBB", "164909002"),
+    ("CRBBB", "713427006"),
+    ("ILBBB", "251120003"),
+    ("IRBBB", "713426002"),
+    ("ISCAN", "426434006"),
+    ("ISCIN", "425419005"),
+    ("ISCLA", "425623009"),
+    ("IVCD", "698252002"),
+    ("LAFB", "445118002"),
+    ("LAO/LAE", "67741000119109"),
+    ("LNGQT", "111975006"),
+    ("LPFB", "445211001"),
+    ("LVH", "164873001"),
+    ("NDT", "428750005"),
+    ("RVH", "89792004"),
+    ("SEHYP", "266249003"),
 )
 
 
@@ -85,8 +97,7 @@ class LabelProtocol:
         for i, codes in enumerate(dx_lists):
             if isinstance(codes, str):
                 raise ValueError(
-                    f"record {i}: Dx codes must be a list of codes, got the string {codes!r} "
-                    "(split it on commas first)"
+                    f"record {i}: Dx codes must be a list of codes, got the string {codes!r} (split it on commas first)"
                 )
             for code in codes:
                 for j in index.get(str(code).strip(), ()):
@@ -94,9 +105,7 @@ class LabelProtocol:
         return y
 
     def encode_scp(
-        self,
-        scp_dicts: Sequence[Mapping[str, float] | str],
-        min_likelihood: float | None = None,
+        self, scp_dicts: Sequence[Mapping[str, float] | str], min_likelihood: float | None = None
     ) -> np.ndarray:
         """``(N, C)`` uint8 multi-hot from PTB-XL ``scp_codes`` (dicts or their string form).
 
@@ -116,7 +125,6 @@ class LabelProtocol:
                     y[i, j] = 1
         return y
 
-
     def encode_table(self, table: pd.DataFrame) -> np.ndarray:
         """Labels for a dataset adapter's index table, whichever dataset it comes from.
 
@@ -134,11 +142,11 @@ class LabelProtocol:
 
 def _seed18() -> LabelProtocol:
     classes = tuple(
-        LabelClass(scp, frozenset(equivalent_codes(snomed)), frozenset({scp}))
-        for scp, snomed in SEED18_PAIRS
+        LabelClass(scp, frozenset(equivalent_codes(snomed)), frozenset({scp})) for scp, snomed in SEED18_PAIRS
     )
     return LabelProtocol(
-        "seed18", classes,
+        "seed18",
+        classes,
         "Original study's 18 G12EC classes (PTB-XL diagnostic statements with a SNOMED "
         "counterpart), RBBB 59118001 merged into CRBBB.",
     )
@@ -153,7 +161,8 @@ def _cinc2020() -> LabelProtocol:
         name = "|".join(lookup[code].abbreviation for code in codes)
         classes.append(LabelClass(name, frozenset(codes), scp))
     return LabelProtocol(
-        "cinc2020", tuple(classes),
+        "cinc2020",
+        tuple(classes),
         "The 24 scored PhysioNet/CinC 2020 classes (equivalent codes merged); PTB-XL side from the "
         "challenge's SCP->SNOMED conversion.",
     )

@@ -95,10 +95,7 @@ def task_classes(statements: pd.DataFrame, task: str) -> dict[str, str]:
         raise ConfigError(f"unknown PTB-XL task {task!r}; allowed: {', '.join(PTBXL_TASKS)}")
     missing = [c for c in _STATEMENT_COLUMNS if c not in statements.columns]
     if missing:
-        raise DatasetError(
-            f"scp_statements table lacks column(s) {missing}; "
-            "read scp_statements.csv with index_col=0"
-        )
+        raise DatasetError(f"scp_statements table lacks column(s) {missing}; read scp_statements.csv with index_col=0")
     if task == "all":
         return {code: code for code in statements.index}
     if task in ("form", "rhythm"):
@@ -112,11 +109,7 @@ def task_classes(statements: pd.DataFrame, task: str) -> dict[str, str]:
 
 
 def task_labels(
-    database: pd.DataFrame,
-    statements: pd.DataFrame,
-    task: str,
-    min_likelihood: float | None = None,
-    min_count: int = 0,
+    database: pd.DataFrame, statements: pd.DataFrame, task: str, min_likelihood: float | None = None, min_count: int = 0
 ) -> tuple[list[str], np.ndarray]:
     """Multi-hot labels of one benchmark task, one row per ``database`` row (same order).
 

@@ -34,9 +34,9 @@ from ..errors import DatasetError
 
 #: Pairs the CinC 2020 scorer scores as the same diagnosis; the first code represents the pair.
 EQUIVALENT_CODES: tuple[tuple[str, ...], ...] = (
-    ("713427006", "59118001"),   # CRBBB = RBBB
-    ("284470004", "63593006"),   # PAC = SVPB
-    ("427172004", "17338001"),   # PVC = VPB
+    ("713427006", "59118001"),  # CRBBB = RBBB
+    ("284470004", "63593006"),  # PAC = SVPB
+    ("427172004", "17338001"),  # PVC = VPB
 )
 #: The 2021 scorer's pairs: the 2020 ones and CLBBB = LBBB (its weights.csv joins them first-code first).
 EQUIVALENT_CODES_2021: tuple[tuple[str, ...], ...] = EQUIVALENT_CODES + (
@@ -44,12 +44,18 @@ EQUIVALENT_CODES_2021: tuple[tuple[str, ...], ...] = EQUIVALENT_CODES + (
 )
 
 #: The record-count columns of the dx mapping files (how many records of each source carry a code).
-SOURCE_COLUMNS: tuple[str, ...] = (
-    "CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Total",
-)
+SOURCE_COLUMNS: tuple[str, ...] = ("CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Total")
 #: The 2021 files' columns, spelled as the 2020 ones (the files write CPSC_Extra, PTB_XL, ...).
 SOURCE_COLUMNS_2021: tuple[str, ...] = (
-    "CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "Total",
+    "CPSC",
+    "CPSC-Extra",
+    "StPetersburg",
+    "PTB",
+    "PTB-XL",
+    "Georgia",
+    "Chapman-Shaoxing",
+    "Ningbo",
+    "Total",
 )
 YEARS: tuple[int, ...] = (2020, 2021)
 
@@ -70,10 +76,18 @@ class SnomedConcept:
 def _read_mapping(name: str, scored: bool) -> pd.DataFrame:
     with resources.as_file(_DATA / name) as path:
         table = pd.read_csv(path, dtype={"SNOMED CT Code": str, "SNOMEDCTCode": str})
-    table = table.rename(columns={"Dx": "description", "SNOMED CT Code": "code", "SNOMEDCTCode": "code",
-                                  "Abbreviation": "abbreviation", "Notes": "notes",
-                                  "CPSC_Extra": "CPSC-Extra", "PTB_XL": "PTB-XL",
-                                  "Chapman_Shaoxing": "Chapman-Shaoxing"})
+    table = table.rename(
+        columns={
+            "Dx": "description",
+            "SNOMED CT Code": "code",
+            "SNOMEDCTCode": "code",
+            "Abbreviation": "abbreviation",
+            "Notes": "notes",
+            "CPSC_Extra": "CPSC-Extra",
+            "PTB_XL": "PTB-XL",
+            "Chapman_Shaoxing": "Chapman-Shaoxing",
+        }
+    )
     table["scored"] = scored
     return table
 
@@ -83,8 +97,10 @@ def _mapping(year: int = 2020) -> pd.DataFrame:
     if year not in YEARS:
         raise ValueError(f"no CinC dx mapping for {year}; known: {YEARS}")
     table = pd.concat(
-        [_read_mapping(f"cinc{year}_dx_mapping_scored.csv", True),
-         _read_mapping(f"cinc{year}_dx_mapping_unscored.csv", False)],
+        [
+            _read_mapping(f"cinc{year}_dx_mapping_scored.csv", True),
+            _read_mapping(f"cinc{year}_dx_mapping_unscored.csv", False),
+        ],
         ignore_index=True,
     )
     table["code"] = table["code"].str.strip()
@@ -110,8 +126,9 @@ def snomed_lookup() -> dict[str, SnomedConcept]:
         for row in _mapping(year).itertuples(index=False):
             if row.code not in lookup:
                 scored = bool(row.scored) and year == 2020
-                lookup[row.code] = SnomedConcept(row.code, row.abbreviation, row.description, scored,
-                                                 bool(scored_2021.get(row.code, False)))
+                lookup[row.code] = SnomedConcept(
+                    row.code, row.abbreviation, row.description, scored, bool(scored_2021.get(row.code, False))
+                )
     return lookup
 
 
@@ -162,10 +179,7 @@ def unknown_codes(dx_codes: Iterable[str]) -> list[str]:
 
 
 def load_weights(
-    path: str | Path | None = None,
-    equivalences: Sequence[Sequence[str]] = EQUIVALENT_CODES,
-    *,
-    year: int = 2020,
+    path: str | Path | None = None, equivalences: Sequence[Sequence[str]] = EQUIVALENT_CODES, *, year: int = 2020
 ) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """Read a challenge ``weights.csv`` as ``(classes, weights)`` with equivalent codes merged.
 
@@ -212,12 +226,10 @@ def load_weights(
             keep.append(j)
             classes.append(tuple(header[j].split("|")))
             continue
-        same = (np.array_equal(values[j], values[first])
-                and np.array_equal(values[:, j], values[:, first]))
+        same = np.array_equal(values[j], values[first]) and np.array_equal(values[:, j], values[:, first])
         if not same:
             raise DatasetError(
-                f"{path}: {header[j]} is declared equivalent to {header[first]} "
-                "but their weights differ"
+                f"{path}: {header[j]} is declared equivalent to {header[first]} but their weights differ"
             )
         k = keep.index(first)
         classes[k] = classes[k] + tuple(c for c in header[j].split("|") if c not in classes[k])

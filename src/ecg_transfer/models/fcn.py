@@ -29,11 +29,9 @@ def fcn_wang(
     if len(filters) != len(kernel_sizes) or len(filters) < 2:
         raise ValueError("fcn_wang needs as many kernel_sizes as filters, at least two")
     widths = [in_channels, *filters]
-    parts = [(f"conv{i + 1}", ConvBnAct(widths[i], widths[i + 1], k))
-             for i, k in enumerate(kernel_sizes)]
+    parts = [(f"conv{i + 1}", ConvBnAct(widths[i], widths[i + 1], k)) for i, k in enumerate(kernel_sizes)]
     body = nn.Sequential(OrderedDict(parts))
-    head = ClassifierHead(ConcatPool1d(), 2 * filters[-1], n_classes, hidden=head_hidden,
-                          dropout=head_dropout)
+    head = ClassifierHead(ConcatPool1d(), 2 * filters[-1], n_classes, hidden=head_hidden, dropout=head_dropout)
     names = [n for n, _ in parts]
     model = EcgClassifier(body, head, [tuple(names[:-1]), (names[-1],)])
     return init_weights_(model)

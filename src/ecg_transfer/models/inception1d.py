@@ -24,19 +24,16 @@ from .heads import ClassifierHead, ConcatPool1d
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv1d:
-    return nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2,
-                     bias=False)
+    return nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
 
 
 class InceptionBlock1d(nn.Module):
-    def __init__(self, in_channels: int, n_filters: int, kernel_sizes: Sequence[int],
-                 bottleneck: int = 32):
+    def __init__(self, in_channels: int, n_filters: int, kernel_sizes: Sequence[int], bottleneck: int = 32):
         super().__init__()
         self.bottleneck = _conv(in_channels, bottleneck, 1) if bottleneck > 0 else nn.Identity()
         branch_in = bottleneck if bottleneck > 0 else in_channels
         self.convs = nn.ModuleList([_conv(branch_in, n_filters, k) for k in kernel_sizes])
-        self.pool_branch = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1),
-                                         _conv(in_channels, n_filters, 1))
+        self.pool_branch = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1), _conv(in_channels, n_filters, 1))
         self.bn = nn.BatchNorm1d(n_filters * (len(kernel_sizes) + 1))
         self.act = nn.ReLU(inplace=True)
 
@@ -49,18 +46,25 @@ class InceptionBlock1d(nn.Module):
 class InceptionStage(nn.Module):
     """Three inception blocks and, optionally, the residual shortcut around them."""
 
-    def __init__(self, in_channels: int, n_filters: int, kernel_sizes: Sequence[int],
-                 bottleneck: int, n_blocks: int = 3, use_residual: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        n_filters: int,
+        kernel_sizes: Sequence[int],
+        bottleneck: int,
+        n_blocks: int = 3,
+        use_residual: bool = True,
+    ):
         super().__init__()
         out_channels = n_filters * (len(kernel_sizes) + 1)
-        self.blocks = nn.Sequential(*[
-            InceptionBlock1d(in_channels if i == 0 else out_channels, n_filters, kernel_sizes,
-                             bottleneck)
-            for i in range(n_blocks)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                InceptionBlock1d(in_channels if i == 0 else out_channels, n_filters, kernel_sizes, bottleneck)
+                for i in range(n_blocks)
+            ]
+        )
         self.shortcut = (
-            nn.Sequential(_conv(in_channels, out_channels, 1), nn.BatchNorm1d(out_channels))
-            if use_residual else None
+            nn.Sequential(_conv(in_channels, out_channels, 1), nn.BatchNorm1d(out_channels)) if use_residual else None
         )
         self.act = nn.ReLU(inplace=True)
 
@@ -87,17 +91,19 @@ def inception1d(
         raise ValueError(f"inception1d needs kernel_size >= 40 (the benchmark's), got {kernel_size}")
     if depth % 3 != 0:
         raise ValueError(f"inception1d depth must be a multiple of 3, got {depth}")
-    kernel_sizes = [k - 1 if k % 2 == 0 else k for k in (kernel_size, kernel_size // 2,
-                                                          kernel_size // 4)]
+    kernel_sizes = [k - 1 if k % 2 == 0 else k for k in (kernel_size, kernel_size // 2, kernel_size // 4)]
     out_channels = n_filters * (len(kernel_sizes) + 1)
     stages = [
-        (f"stage{i + 1}", InceptionStage(in_channels if i == 0 else out_channels, n_filters,
-                                         kernel_sizes, bottleneck, 3, use_residual))
+        (
+            f"stage{i + 1}",
+            InceptionStage(
+                in_channels if i == 0 else out_channels, n_filters, kernel_sizes, bottleneck, 3, use_residual
+            ),
+        )
         for i in range(depth // 3)
     ]
     body = nn.Sequential(OrderedDict(stages))
-    head = ClassifierHead(ConcatPool1d(), 2 * out_channels, n_classes, hidden=head_hidden,
-                          dropout=head_dropout)
+    head = ClassifierHead(ConcatPool1d(), 2 * out_channels, n_classes, hidden=head_hidden, dropout=head_dropout)
     names = [n for n, _ in stages]
     groups = [tuple(names[:1]), tuple(names[1:])] if len(names) > 1 else [tuple(names)]
     model = EcgClassifier(body, head, groups)

@@ -17,11 +17,14 @@ class ConvBnAct(nn.Sequential):
     conv: nn.Conv1d
     bn: nn.BatchNorm1d
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 act: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, act: bool = True):
         layers: list[tuple[str, nn.Module]] = [
-            ("conv", nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=(kernel_size - 1) // 2, bias=False)),
+            (
+                "conv",
+                nn.Conv1d(
+                    in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, bias=False
+                ),
+            ),
             ("bn", nn.BatchNorm1d(out_channels)),
         ]
         if act:

@@ -44,9 +44,13 @@ if set(_BUILDERS) != set(MODEL_NAMES):  # pragma: no cover - a model added in on
 # (fastai_configs.py / fastai_model.py): max learning rate and gradient-norm clipping. s4: the S4
 # ECG work's AdamW learning rate (1e-3; AI4HealthUOL/ecg-fm-benchmarking's defaults), no clipping.
 TRAINING_HINTS: dict[str, dict[str, Any]] = {
-    name: ({"lr": 1e-3, "grad_clip": 0.25} if name.startswith("lstm")
-           else {"lr": 1e-3, "grad_clip": None} if name == "s4"
-           else {"lr": 1e-2, "grad_clip": None})
+    name: (
+        {"lr": 1e-3, "grad_clip": 0.25}
+        if name.startswith("lstm")
+        else {"lr": 1e-3, "grad_clip": None}
+        if name == "s4"
+        else {"lr": 1e-2, "grad_clip": None}
+    )
     for name in MODEL_NAMES
 }
 
@@ -58,7 +62,8 @@ def model_kwargs(name: str) -> dict[str, Any]:
     return {
         p.name: p.default
         for p in inspect.signature(builder).parameters.values()
-        if p.name not in ("in_channels", "n_classes") and p.name not in bound
+        if p.name not in ("in_channels", "n_classes")
+        and p.name not in bound
         and p.default is not inspect.Parameter.empty
     }
 
@@ -79,9 +84,7 @@ def build(name: str, in_channels: int = 12, n_classes: int = 71, **kwargs: Any) 
     allowed = model_kwargs(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
-        raise ConfigError(
-            f"model {name}: unknown argument(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
-        )
+        raise ConfigError(f"model {name}: unknown argument(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     try:
         model = builder(in_channels=in_channels, n_classes=n_classes, **kwargs)
     except ValueError as exc:

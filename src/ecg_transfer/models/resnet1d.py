@@ -22,8 +22,7 @@ from .layers import ConvBnAct
 
 
 class BasicBlock1d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 kernel_sizes: Sequence[int] = (5, 3)):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel_sizes: Sequence[int] = (5, 3)):
         super().__init__()
         k1, k2 = kernel_sizes
         self.convs = nn.Sequential(
@@ -31,9 +30,11 @@ class BasicBlock1d(nn.Module):
             ConvBnAct(out_channels, out_channels, k2, act=False),
         )
         self.shortcut = (
-            nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, stride=stride, bias=False),
-                          nn.BatchNorm1d(out_channels))
-            if stride != 1 or in_channels != out_channels else nn.Identity()
+            nn.Sequential(
+                nn.Conv1d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm1d(out_channels)
+            )
+            if stride != 1 or in_channels != out_channels
+            else nn.Identity()
         )
         self.act = nn.ReLU(inplace=True)
 
@@ -61,7 +62,6 @@ def resnet1d_wang(
         ]
         parts.append((f"stage{i + 1}", nn.Sequential(*blocks)))
     body = nn.Sequential(OrderedDict(parts))
-    head = ClassifierHead(ConcatPool1d(), 2 * width, n_classes, hidden=head_hidden,
-                          dropout=head_dropout)
+    head = ClassifierHead(ConcatPool1d(), 2 * width, n_classes, hidden=head_hidden, dropout=head_dropout)
     model = EcgClassifier(body, head, [tuple(n for n, _ in parts)])
     return init_weights_(model)

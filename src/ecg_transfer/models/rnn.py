@@ -23,12 +23,16 @@ from .heads import ClassifierHead, RnnConcatPool
 class RnnEncoder(nn.Module):
     """``(B, C, T) -> (B, D*H, T)``: a recurrent layer behind the channels-first convention."""
 
-    def __init__(self, in_channels: int, hidden: int, num_layers: int, bidirectional: bool,
-                 cell: str = "lstm"):
+    def __init__(self, in_channels: int, hidden: int, num_layers: int, bidirectional: bool, cell: str = "lstm"):
         super().__init__()
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn_cls(input_size=in_channels, hidden_size=hidden, num_layers=num_layers,
-                           bidirectional=bidirectional, batch_first=True)
+        self.rnn = rnn_cls(
+            input_size=in_channels,
+            hidden_size=hidden,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            batch_first=True,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x.transpose(1, 2))
@@ -49,12 +53,15 @@ def rnn1d(
     """Stacked LSTM (or GRU) classifier; ``benchmark_pooling`` see :class:`heads.RnnConcatPool`."""
     if cell not in ("lstm", "gru"):
         raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
-    body = nn.Sequential(OrderedDict(
-        rnn=RnnEncoder(in_channels, hidden, num_layers, bidirectional, cell)
-    ))
+    body = nn.Sequential(OrderedDict(rnn=RnnEncoder(in_channels, hidden, num_layers, bidirectional, cell)))
     n_dir = 2 if bidirectional else 1
-    head = ClassifierHead(RnnConcatPool(bidirectional, benchmark_pooling), 3 * n_dir * hidden,
-                          n_classes, hidden=head_hidden, dropout=head_dropout)
+    head = ClassifierHead(
+        RnnConcatPool(bidirectional, benchmark_pooling),
+        3 * n_dir * hidden,
+        n_classes,
+        hidden=head_hidden,
+        dropout=head_dropout,
+    )
     init_weights_(head)  # the recurrent layer keeps PyTorch's init, as in the benchmark
     return EcgClassifier(body, head, [("rnn",)])
 

@@ -71,8 +71,16 @@ def s4d_imag_init(init: str, n_modes: int) -> torch.Tensor:
 class S4DKernel(nn.Module):
     """Generates the convolution kernels ``(directions, d_model, L)`` of diagonal SSMs, for any ``L``."""
 
-    def __init__(self, d_model: int, d_state: int = 8, directions: int = 2, init: str = "inv",
-                 discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 8,
+        directions: int = 2,
+        init: str = "inv",
+        discretization: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+    ):
         super().__init__()
         if d_state < 2 or d_state % 2:
             raise ValueError(f"d_state must be an even number >= 2 (complex-conjugate pairs), got {d_state}")
@@ -125,8 +133,9 @@ def _length(u: torch.Tensor) -> int:
     return int(L) if torch.jit.is_tracing() else L
 
 
-def bidirectional_conv(u: torch.Tensor, k_fwd: torch.Tensor, k_bwd: torch.Tensor | None,
-                       mode: str = "fft") -> torch.Tensor:
+def bidirectional_conv(
+    u: torch.Tensor, k_fwd: torch.Tensor, k_bwd: torch.Tensor | None, mode: str = "fft"
+) -> torch.Tensor:
     """``y[t] = sum_{j>=0} k_fwd[j] u[t-j] + sum_{m>=1} k_bwd[m-1] u[t+m]`` per channel (zero outside).
 
     ``u`` is ``(B, H, L)``, kernels ``(H, L)``. ``mode="fft"``: one real FFT of length ``2L`` (the
@@ -188,8 +197,9 @@ class ChannelNorm(nn.Module):
 class S4Block(nn.Module):
     """Residual block: S4D -> GELU -> dropout -> 1x1 conv -> GLU -> channel dropout, with a norm."""
 
-    def __init__(self, d_model: int, d_state: int, dropout: float, prenorm: bool, norm: str,
-                 bidirectional: bool, **kernel_args):
+    def __init__(
+        self, d_model: int, d_state: int, dropout: float, prenorm: bool, norm: str, bidirectional: bool, **kernel_args
+    ):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
@@ -246,9 +256,25 @@ def s4(
         raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
     parts: list[tuple[str, nn.Module]] = [("encoder", nn.Conv1d(in_channels, d_model, 1))]
     for i in range(n_layers):
-        parts.append((f"block{i + 1}", S4Block(d_model, d_state, dropout, prenorm, norm, bidirectional, init=init,
-                                               discretization=discretization, dt_min=dt_min, dt_max=dt_max)))
+        parts.append(
+            (
+                f"block{i + 1}",
+                S4Block(
+                    d_model,
+                    d_state,
+                    dropout,
+                    prenorm,
+                    norm,
+                    bidirectional,
+                    init=init,
+                    discretization=discretization,
+                    dt_min=dt_min,
+                    dt_max=dt_max,
+                ),
+            )
+        )
     body = nn.Sequential(OrderedDict(parts))
-    head = ClassifierHead(MeanPool1d(), d_model, n_classes, hidden=head_hidden, dropout=head_dropout,
-                          bn=bool(head_hidden))
+    head = ClassifierHead(
+        MeanPool1d(), d_model, n_classes, hidden=head_hidden, dropout=head_dropout, bn=bool(head_hidden)
+    )
     return EcgClassifier(body, head, [(name,) for name, _ in parts])

@@ -18,9 +18,7 @@ from .heads import ClassifierHead
 
 def _check(model: nn.Module) -> EcgClassifier:
     if not isinstance(model, EcgClassifier) or not isinstance(model.head, ClassifierHead):
-        raise TypeError(
-            f"expected a model built by ecg_transfer.models.build, got {type(model).__name__}"
-        )
+        raise TypeError(f"expected a model built by ecg_transfer.models.build, got {type(model).__name__}")
     return model
 
 

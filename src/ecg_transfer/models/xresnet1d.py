@@ -65,11 +65,9 @@ class XResBlock(nn.Module):
         return self.act(self.convs(x) + self.shortcut(x))
 
 
-def _stage(in_channels: int, width: int, expansion: int, n_blocks: int, stride: int,
-           kernel_size: int) -> nn.Sequential:
+def _stage(in_channels: int, width: int, expansion: int, n_blocks: int, stride: int, kernel_size: int) -> nn.Sequential:
     blocks = [
-        XResBlock(in_channels if i == 0 else width * expansion, width, expansion,
-                  stride if i == 0 else 1, kernel_size)
+        XResBlock(in_channels if i == 0 else width * expansion, width, expansion, stride if i == 0 else 1, kernel_size)
         for i in range(n_blocks)
     ]
     return nn.Sequential(*blocks)
@@ -95,22 +93,19 @@ def xresnet1d(
     after construction, overwriting the zero init of the model definition).
     """
     widths = [in_channels, *stem_widths]
-    stem = nn.Sequential(*[
-        ConvBnAct(widths[i], widths[i + 1], kernel_size_stem, stride=2 if i == 0 else 1)
-        for i in range(len(stem_widths))
-    ])
-    parts: list[tuple[str, nn.Module]] = [
-        ("stem", stem),
-        ("pool", nn.MaxPool1d(kernel_size=3, stride=2, padding=1)),
-    ]
+    stem = nn.Sequential(
+        *[
+            ConvBnAct(widths[i], widths[i + 1], kernel_size_stem, stride=2 if i == 0 else 1)
+            for i in range(len(stem_widths))
+        ]
+    )
+    parts: list[tuple[str, nn.Module]] = [("stem", stem), ("pool", nn.MaxPool1d(kernel_size=3, stride=2, padding=1))]
     channels = stem_widths[-1]
     for i, n_blocks in enumerate(layers):
-        parts.append((f"stage{i + 1}", _stage(channels, width, expansion, n_blocks,
-                                              1 if i == 0 else 2, kernel_size)))
+        parts.append((f"stage{i + 1}", _stage(channels, width, expansion, n_blocks, 1 if i == 0 else 2, kernel_size)))
         channels = width * expansion
     body = nn.Sequential(OrderedDict(parts))
-    head = ClassifierHead(ConcatPool1d(), 2 * channels, n_classes, hidden=head_hidden,
-                          dropout=head_dropout)
+    head = ClassifierHead(ConcatPool1d(), 2 * channels, n_classes, hidden=head_hidden, dropout=head_dropout)
     groups = [("stem",), tuple(name for name, _ in parts[1:])]
     model = EcgClassifier(body, head, groups)
     init_weights_(model)
@@ -119,4 +114,3 @@ def xresnet1d(
             if isinstance(m, XResBlock):
                 nn.init.zeros_(m.last_bn.weight)
     return model
-

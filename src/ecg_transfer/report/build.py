@@ -27,8 +27,11 @@ def gallery_figures(results: dict, study_dir: Path) -> dict[str, Figure]:
     figs: dict[str, Figure] = {}
     for i, e in enumerate(rows((section(results, "gallery") or {}).get("entries"))):
         p = num(e.get("probability"))
-        caption = (f"{e.get('example', '?')}: {e.get('kind', '?')}, record {e.get('record', '?')}, "
-                   f"p = {p:.3f}" if p is not None else f"{e.get('example', '?')}: record {e.get('record', '?')}")
+        caption = (
+            f"{e.get('example', '?')}: {e.get('kind', '?')}, record {e.get('record', '?')}, p = {p:.3f}"
+            if p is not None
+            else f"{e.get('example', '?')}: record {e.get('record', '?')}"
+        )
         try:
             png = (study_dir / str(e.get("png"))).read_bytes()
             figs[f"gallery_{i}"] = Figure(f"gallery_{i}", caption, png, group=str(e.get("label", "?")))

@@ -12,7 +12,8 @@ DESCRIPTION = (
     "PNG files beside it): the headline table with confidence intervals and the paired difference per label "
     "protocol beside the original study's numbers, the experiment curves and charts, calibration before and "
     "after, per-label AUC, run status and study metadata. Works on a study still running: missing results read "
-    "'not run', 'pending' or 'failed'.")
+    "'not run', 'pending' or 'failed'."
+)
 
 
 def add_report_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -20,9 +21,12 @@ def add_report_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentPar
     p = sub.add_parser("report", help=HELP, description=DESCRIPTION)
     p.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="a study directory holding results.json")
     p.add_argument("--open", action="store_true", help="open index.html in the default web browser afterwards")
-    p.add_argument("--no-refresh", action="store_true",
-                   help="use results.json as it is (default: recompute it first from the runs' saved predictions "
-                        "when STUDY_DIR is a study directory, so a study still running shows what is done)")
+    p.add_argument(
+        "--no-refresh",
+        action="store_true",
+        help="use results.json as it is (default: recompute it first from the runs' saved predictions "
+        "when STUDY_DIR is a study directory, so a study still running shows what is done)",
+    )
     p.set_defaults(func=run_report)
     return p
 

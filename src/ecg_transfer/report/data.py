@@ -20,9 +20,19 @@ from ..study.resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_c
 
 #: Top-level sections and the JSON type each must have when present (null counts as absent).
 SECTION_TYPES: dict[str, type] = {
-    "study": dict, "status": dict, "statistics": dict, "reference": dict, "headline": list, "pretrain": dict,
-    "exp1": dict, "exp2": list, "exp3": list, "exp4": list, "exp5": list,
-    "exp6": list, "gallery": dict,
+    "study": dict,
+    "status": dict,
+    "statistics": dict,
+    "reference": dict,
+    "headline": list,
+    "pretrain": dict,
+    "exp1": dict,
+    "exp2": list,
+    "exp3": list,
+    "exp4": list,
+    "exp5": list,
+    "exp6": list,
+    "gallery": dict,
 }
 #: The label protocol of the original study's numbers when results.json does not say (its 18 classes).
 REFERENCE_PROTOCOL = "seed18"
@@ -52,8 +62,9 @@ def load_results(study_dir: str | Path) -> dict[str, Any]:
     if not study_dir.is_dir():
         raise ReportError(f"{study_dir}: not a directory (expected a study directory holding {RESULTS_FILE})")
     if not path.is_file():
-        raise ReportError(f"{path}: not found; is {study_dir} a study directory? "
-                          "(`ecg-transfer study` writes results.json there)")
+        raise ReportError(
+            f"{path}: not found; is {study_dir} a study directory? (`ecg-transfer study` writes results.json there)"
+        )
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -64,12 +75,14 @@ def load_results(study_dir: str | Path) -> dict[str, Any]:
         raise ReportError(f"{path}: expected a JSON object, found {type(results).__name__}")
     fmt = results.get("format")
     if fmt != FORMAT:
-        raise ReportError(f"{path}: \"format\" is {fmt!r}; this report reads {FORMAT!r}")
+        raise ReportError(f'{path}: "format" is {fmt!r}; this report reads {FORMAT!r}')
     for key, kind in SECTION_TYPES.items():
         value = results.get(key)
         if value is not None and not isinstance(value, kind):
-            raise ReportError(f"{path}: section \"{key}\" must be a JSON {'object' if kind is dict else 'array'} "
-                              f"or null, found {type(value).__name__}")
+            raise ReportError(
+                f'{path}: section "{key}" must be a JSON {"object" if kind is dict else "array"} '
+                f"or null, found {type(value).__name__}"
+            )
     return results
 
 
@@ -143,10 +156,20 @@ def interval(x: Any) -> Interval:
             lo, hi = num(ci[0]), num(ci[1])
         vals = x.get("values")
         values = [v for v in (num(v) for v in vals) if v is not None] if isinstance(vals, list) else []
-        ints = {k: _int_or_none(x.get(k)) for k in ("n", "n_planned", "n_test", "n_test_min", "labels_scored",
-                                                    "labels_scored_max", "n_labels")}
-        return Interval(num(x.get("value")), lo, hi, num(x.get("sd")), values, num(x.get("p")),
-                        ties=num(x.get("ties_at_zero")), **ints)
+        ints = {
+            k: _int_or_none(x.get(k))
+            for k in ("n", "n_planned", "n_test", "n_test_min", "labels_scored", "labels_scored_max", "n_labels")
+        }
+        return Interval(
+            num(x.get("value")),
+            lo,
+            hi,
+            num(x.get("sd")),
+            values,
+            num(x.get("p")),
+            ties=num(x.get("ties_at_zero")),
+            **ints,
+        )
     return Interval(num(x))
 
 

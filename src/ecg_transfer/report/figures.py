@@ -22,26 +22,61 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from .data import (Interval, experiment_protocol, interval, method_order, missing_word, num, plural,  # noqa: E402
-                   ref_value, reference_protocol, rows, section, share_key)
+from .data import (
+    Interval,
+    experiment_protocol,
+    interval,
+    method_order,
+    missing_word,
+    num,
+    plural,  # noqa: E402
+    ref_value,
+    reference_protocol,
+    rows,
+    section,
+    share_key,
+)
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 COLORS = {"finetuned": "#2563eb", "standalone": "#ea580c", "pretrain": "#059669"}
 ARM_NAMES = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "PTB-XL pre-training"}
-METHOD_COLORS = {"uncalibrated": "#111827", "temperature": "#2563eb", "class-temperature": "#7c3aed",
-                 "platt": "#db2777", "isotonic": "#059669"}
+METHOD_COLORS = {
+    "uncalibrated": "#111827",
+    "temperature": "#2563eb",
+    "class-temperature": "#7c3aed",
+    "platt": "#db2777",
+    "isotonic": "#059669",
+}
 REF_STYLE: dict[str, Any] = dict(ls=(0, (4, 3)), lw=1.3, alpha=0.75)
 DPI = 144
 
 _RC: dict[RcKeyType, Any] = {
-    "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10.5, "axes.titleweight": "bold",
-    "axes.titlelocation": "left", "axes.titlepad": 8, "axes.labelsize": 9, "axes.labelcolor": "#374151",
-    "axes.edgecolor": "#9ca3af", "axes.linewidth": 0.8, "axes.spines.top": False, "axes.spines.right": False,
-    "axes.grid": True, "axes.axisbelow": True, "grid.color": "#e5e7eb", "grid.linewidth": 0.8,
-    "xtick.color": "#4b5563", "ytick.color": "#4b5563", "xtick.labelsize": 8.5, "ytick.labelsize": 8.5,
-    "legend.frameon": False, "legend.fontsize": 8.5, "figure.facecolor": "white", "axes.facecolor": "white",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10.5,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.titlepad": 8,
+    "axes.labelsize": 9,
+    "axes.labelcolor": "#374151",
+    "axes.edgecolor": "#9ca3af",
+    "axes.linewidth": 0.8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e5e7eb",
+    "grid.linewidth": 0.8,
+    "xtick.color": "#4b5563",
+    "ytick.color": "#4b5563",
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "legend.frameon": False,
+    "legend.fontsize": 8.5,
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
     "text.color": "#111827",
 }
 
@@ -67,8 +102,9 @@ def _png(fig: plt.Figure) -> bytes:
 
 
 def _not_run(ax, text: str = "not run") -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="#9ca3af",
-            style="italic")
+    ax.text(
+        0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="#9ca3af", style="italic"
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -107,8 +143,17 @@ def _far_end(value: float, iv: Interval, *others: float | None, seeds: bool = Tr
 def _value_label(ax, text: str, x: float, y: float, color: str, size: float = 8.5) -> None:
     """A value written to the right of ``x`` (the right end of everything drawn on that line), so it
     never sits on a marker."""
-    ax.annotate(text, (x, y), xytext=(7, 0), textcoords="offset points", ha="left", va="center", fontsize=size,
-                color=color, weight="bold")
+    ax.annotate(
+        text,
+        (x, y),
+        xytext=(7, 0),
+        textcoords="offset points",
+        ha="left",
+        va="center",
+        fontsize=size,
+        color=color,
+        weight="bold",
+    )
 
 
 def _headline_arm(ax, iv: Interval, y: float, color: str, ref: float | None) -> None:
@@ -161,12 +206,23 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
         bx.set_xlabel("paired difference, fine-tuned − standalone")
         bx.set_title("Gain from PTB-XL pre-training")
         bx.set_yticklabels([])
-        handles = [Line2D([], [], color=COLORS["finetuned"], marker="o", ls="none", label="fine-tuned"),
-                   Line2D([], [], color=COLORS["standalone"], marker="o", ls="none", label="standalone"),
-                   Line2D([], [], color="#6b7280", marker="o", ls="none", ms=3, alpha=0.5, label="single seeds")]
+        handles = [
+            Line2D([], [], color=COLORS["finetuned"], marker="o", ls="none", label="fine-tuned"),
+            Line2D([], [], color=COLORS["standalone"], marker="o", ls="none", label="standalone"),
+            Line2D([], [], color="#6b7280", marker="o", ls="none", ms=3, alpha=0.5, label="single seeds"),
+        ]
         if any_ref:
-            handles.append(Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none",
-                                  label=f"original study ({reference_protocol(results)} only)"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="#6b7280",
+                    marker="D",
+                    mfc="white",
+                    ls="none",
+                    label=f"original study ({reference_protocol(results)} only)",
+                )
+            )
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.02 - 0.06 / n))
         fig.tight_layout(rect=(0, 0.1 / max(1, n) + 0.04, 1, 1))
         return _png(fig)
@@ -187,8 +243,9 @@ def _curve(ax, points: Sequence[tuple[float | None, Interval]], color: str, labe
     ax.plot(x, v, "-o", color=color, lw=2, ms=5, label=label, zorder=4)
     ci = [(xx, iv) for xx, iv in pts if iv.has_ci]
     if ci:
-        ax.fill_between([c[0] for c in ci], [c[1].lo for c in ci], [c[1].hi for c in ci], color=color,
-                        alpha=0.16, lw=0, zorder=2)
+        ax.fill_between(
+            [c[0] for c in ci], [c[1].lo for c in ci], [c[1].hi for c in ci], color=color, alpha=0.16, lw=0, zorder=2
+        )
     for xx, iv in pts:
         if len(iv.values) > 1:
             ax.scatter([xx] * len(iv.values), iv.values, s=8, color=color, alpha=0.4, lw=0, zorder=3)
@@ -199,8 +256,17 @@ def _mark_missing(ax, pts: list[tuple[float | None, Interval]], word: str) -> No
     """Write ``word`` (pending / failed) at the foot of the axis where a point has no value."""
     xs = sorted({x for x, iv in pts if x is not None and not iv.ok})
     for x in xs:
-        ax.annotate(word, (x, 0.03), xycoords=("data", "axes fraction"), rotation=90, ha="center", va="bottom",
-                    fontsize=7.5, color="#9ca3af", style="italic")
+        ax.annotate(
+            word,
+            (x, 0.03),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color="#9ca3af",
+            style="italic",
+        )
 
 
 def _ref_points(results: Mapping[str, Any], exp: str, key: str, protocol: Any = None) -> list[tuple[float, float]]:
@@ -215,8 +281,17 @@ def _ref_points(results: Mapping[str, Any], exp: str, key: str, protocol: Any = 
 def _ref_curve(ax, pts: list[tuple[float, float]], color: str) -> bool:
     if not pts:
         return False
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="D", mfc="white", mec=color, ms=5, color=color,
-            zorder=3, **REF_STYLE)
+    ax.plot(
+        [p[0] for p in pts],
+        [p[1] for p in pts],
+        marker="D",
+        mfc="white",
+        mec=color,
+        ms=5,
+        color=color,
+        zorder=3,
+        **REF_STYLE,
+    )
     return True
 
 
@@ -236,20 +311,31 @@ def exp1_figure(results: Mapping[str, Any]) -> bytes | None:
             for arm in ("finetuned", "standalone"):
                 pts = [(share_key(r.get("share")), interval(r)) for r in vrows if r.get("arm") == arm]
                 drawn |= _curve(ax, pts, COLORS[arm], ARM_NAMES[arm])
-                any_ref |= _ref_curve(ax, _ref_points(results, "exp1", arm, experiment_protocol(results, e1)),
-                                      COLORS[arm])
+                any_ref |= _ref_curve(
+                    ax, _ref_points(results, "exp1", arm, experiment_protocol(results, e1)), COLORS[arm]
+                )
             _mark_missing(ax, [(share_key(r.get("share")), interval(r)) for r in vrows], word)
             ax.set_title(titles[variant])
             if not drawn:
-                ax.text(0.5, 0.5, "not run" if not vrows else word, transform=ax.transAxes, ha="center",
-                        va="center", fontsize=11, color="#9ca3af", style="italic")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "not run" if not vrows else word,
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                    fontsize=11,
+                    color="#9ca3af",
+                    style="italic",
+                )
             shares = sorted({s for s in (share_key(r.get("share")) for r in vrows) if s is not None})
             if shares:
                 ax.set_xticks(shares, [f"{s:g} %" for s in shares])
             ax.set_xlabel("share of G12EC used for training")
         axes[0].set_ylabel("macro AUC (95 % CI band)")
-        handles = [Line2D([], [], color=COLORS[a], marker="o", lw=2, label=ARM_NAMES[a]) for a in
-                   ("finetuned", "standalone")]
+        handles = [
+            Line2D([], [], color=COLORS[a], marker="o", lw=2, label=ARM_NAMES[a]) for a in ("finetuned", "standalone")
+        ]
         if any_ref:
             handles.append(_ref_handle())
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
@@ -285,8 +371,9 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
             _not_run(ax, word)
         if not _curve(bx, _on(pos, pts_ft), COLORS["finetuned"], "fine-tuned"):
             _not_run(bx, word)
-        drew_ref = _ref_curve(ax, _on(pos, ref_pre), COLORS["pretrain"]) | _ref_curve(bx, _on(pos, ref_ft),
-                                                                                         COLORS["finetuned"])
+        drew_ref = _ref_curve(ax, _on(pos, ref_pre), COLORS["pretrain"]) | _ref_curve(
+            bx, _on(pos, ref_ft), COLORS["finetuned"]
+        )
         _mark_missing(ax, _on(pos, pts_pre), word)
         _mark_missing(bx, _on(pos, pts_ft), word)
         sa = next((iv for iv in (interval(r.get("standalone_reference")) for r in e2) if iv.ok), None)
@@ -294,8 +381,14 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
             bx.axhline(sa.value, color=COLORS["standalone"], lw=1.6, zorder=3)
             if sa.has_ci:
                 bx.axhspan(sa.lo, sa.hi, color=COLORS["standalone"], alpha=0.12, lw=0)
-            bx.text(0, sa.value, f"  standalone (same G12EC split) {sa.value:.3f}", va="bottom",
-                    fontsize=8, color=COLORS["standalone"])
+            bx.text(
+                0,
+                sa.value,
+                f"  standalone (same G12EC split) {sa.value:.3f}",
+                va="bottom",
+                fontsize=8,
+                color=COLORS["standalone"],
+            )
         for a in (ax, bx):
             if shares:
                 a.set_xticks(range(len(shares)), [f"{s:g} %" for s in shares])
@@ -304,8 +397,10 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
         ax.set_title("PTB-XL test fold")
         ax.set_ylabel("macro AUC (95 % CI band)")
         bx.set_title("G12EC after fine-tuning")
-        handles = [Line2D([], [], color=COLORS["pretrain"], marker="o", lw=2, label="pre-training (PTB-XL test)"),
-                   Line2D([], [], color=COLORS["finetuned"], marker="o", lw=2, label="fine-tuned (G12EC test)")]
+        handles = [
+            Line2D([], [], color=COLORS["pretrain"], marker="o", lw=2, label="pre-training (PTB-XL test)"),
+            Line2D([], [], color=COLORS["finetuned"], marker="o", lw=2, label="fine-tuned (G12EC test)"),
+        ]
         if sa is not None:
             handles.append(Line2D([], [], color=COLORS["standalone"], lw=1.6, label="standalone"))
         if drew_ref:
@@ -319,8 +414,15 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
 # experiments 3 and 5: grouped point ranges
 
 
-def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_label: Callable[[dict], str],
-             exp: str, title: str, xlabel: str) -> bytes | None:
+def _grouped(
+    results: Mapping[str, Any],
+    data: list[dict],
+    cat_key: str,
+    cat_label: Callable[[dict], str],
+    exp: str,
+    title: str,
+    xlabel: str,
+) -> bytes | None:
     series = [s for s in ("pretrain", "finetuned", "standalone") if any(interval(r.get(s)).ok for r in data)]
     if not series:
         return None
@@ -336,15 +438,24 @@ def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_lab
                 ref = ref_value(results, exp, cats[j], s, protocol=prot)
                 if ref is not None:
                     any_ref = True
-                    ax.plot([x + 0.07], [ref], marker="D", mfc="white", mec=COLORS[s], ms=6.5, mew=1.4, ls="none",
-                            zorder=5)
+                    ax.plot(
+                        [x + 0.07], [ref], marker="D", mfc="white", mec=COLORS[s], ms=6.5, mew=1.4, ls="none", zorder=5
+                    )
                 if iv.value is not None:
-                    ax.errorbar([x], [iv.value], yerr=_ci_err([iv]), fmt="o", color=COLORS[s], ms=7, capsize=4,
-                                lw=2, zorder=4)
+                    ax.errorbar(
+                        [x], [iv.value], yerr=_ci_err([iv]), fmt="o", color=COLORS[s], ms=7, capsize=4, lw=2, zorder=4
+                    )
                     ax.scatter([x] * len(iv.values), iv.values, s=9, color=COLORS[s], alpha=0.45, lw=0, zorder=3)
                     top = _far_end(iv.value, iv, ref)  # above everything drawn at this x
-                    ax.annotate(f"{iv.value:.3f}", (x, top), xytext=(0, 6), textcoords="offset points", ha="center",
-                                fontsize=7.5, color=COLORS[s])
+                    ax.annotate(
+                        f"{iv.value:.3f}",
+                        (x, top),
+                        xytext=(0, 6),
+                        textcoords="offset points",
+                        ha="center",
+                        fontsize=7.5,
+                        color=COLORS[s],
+                    )
         ax.set_xticks(range(len(data)), [cat_label(r) for r in data])
         ax.set_xlim(-0.6, len(data) - 0.4)
         ax.grid(axis="x", visible=False)
@@ -352,12 +463,30 @@ def _grouped(results: Mapping[str, Any], data: list[dict], cat_key: str, cat_lab
         ax.set_ylabel("macro AUC (95 % CI)")
         ax.set_xlabel(xlabel)
         ax.set_title(title)
-        handles = [Line2D([], [], color=COLORS[s], marker="o", ls="none", ms=7,
-                          label="pre-training (PTB-XL test)" if s == "pretrain" else ARM_NAMES[s] + " (G12EC test)")
-                   for s in series]
+        handles = [
+            Line2D(
+                [],
+                [],
+                color=COLORS[s],
+                marker="o",
+                ls="none",
+                ms=7,
+                label="pre-training (PTB-XL test)" if s == "pretrain" else ARM_NAMES[s] + " (G12EC test)",
+            )
+            for s in series
+        ]
         if any_ref:
-            handles.append(Line2D([], [], color="#6b7280", marker="D", mfc="white", ls="none",
-                                  label=f"original study (flawed protocol; {reference_protocol(results)} only)"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="#6b7280",
+                    marker="D",
+                    mfc="white",
+                    ls="none",
+                    label=f"original study (flawed protocol; {reference_protocol(results)} only)",
+                )
+            )
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         return _png(fig)
@@ -369,8 +498,9 @@ def _rate_label(row: Mapping[str, Any]) -> str:
     fs = share_key(row.get("fs"))
     lines = [f"{fs:g} Hz" if fs is not None else str(row.get("fs"))]
     n_pre = interval(row.get("pretrain")).n_test
-    n_tgt = next((iv.n_test for iv in (interval(row.get(k)) for k in ("finetuned", "standalone"))
-                  if iv.n_test is not None), None)
+    n_tgt = next(
+        (iv.n_test for iv in (interval(row.get(k)) for k in ("finetuned", "standalone")) if iv.n_test is not None), None
+    )
     if n_pre is not None:
         lines.append(f"PTB-XL test {n_pre:,}")
     if n_tgt is not None:
@@ -386,8 +516,15 @@ def exp3_figure(results: Mapping[str, Any]) -> bytes | None:
 
 def exp5_figure(results: Mapping[str, Any]) -> bytes | None:
     """Input representation: pre-training, fine-tuned and standalone AUC per input kind."""
-    return _grouped(results, rows(section(results, "exp5")), "input", lambda r: str(r.get("input")), "exp5",
-                    "Input representation", "network input")
+    return _grouped(
+        results,
+        rows(section(results, "exp5")),
+        "input",
+        lambda r: str(r.get("input")),
+        "exp5",
+        "Input representation",
+        "network input",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,18 +629,24 @@ def reliability_figure(entries: Sequence[Mapping[str, Any]], k: int = 4) -> byte
                 _reliability_panel(ax, e["reliability"], name, methods, j == len(labels) - 1)
                 ax.set_title(f"{name} · {plural(npos, 'positive')}", color="#111827")
                 if j == 0:
-                    ax.set_ylabel(f"{ARM_NAMES.get(arm, arm)}{seed}\nobserved frequency", fontsize=9, weight="bold",
-                                  color=COLORS.get(arm, "#111827"))
+                    ax.set_ylabel(
+                        f"{ARM_NAMES.get(arm, arm)}{seed}\nobserved frequency",
+                        fontsize=9,
+                        weight="bold",
+                        color=COLORS.get(arm, "#111827"),
+                    )
                 if i == len(entries) - 1:
                     ax.set_xlabel("mean predicted probability", fontsize=8.5)
                 else:
                     ax.tick_params(labelbottom=False)
-        handles = [Line2D([], [], color=METHOD_COLORS.get(m, "#6b7280"), marker="o", ms=3, label=m, **_method_style(m))
-                   for m in methods]
-        handles += [Line2D([], [], color="#fbbf24", alpha=0.6, lw=6,
-                           label="records per bin (uncalibrated, right axis)")]
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
-                   fontsize=8)
+        handles = [
+            Line2D([], [], color=METHOD_COLORS.get(m, "#6b7280"), marker="o", ms=3, label=m, **_method_style(m))
+            for m in methods
+        ]
+        handles += [
+            Line2D([], [], color="#fbbf24", alpha=0.6, lw=6, label="records per bin (uncalibrated, right axis)")
+        ]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01), fontsize=8)
         fig.tight_layout(rect=(0, 0.06, 1, 1), h_pad=1.6, w_pad=1.8)
         return _png(fig)
 
@@ -527,17 +670,29 @@ def calibration_metrics_figure(results: Mapping[str, Any]) -> bytes | None:
                 for j, m in enumerate(methods):
                     iv = interval((e["methods"].get(m) or {}).get(metric))
                     if iv.ok:
-                        ax.errorbar([iv.value], [len(methods) - 1 - j + dy], xerr=_ci_err([iv]), fmt=mk,
-                                    color=COLORS.get(arm, "#6b7280"), ms=5.5, capsize=2.5, lw=1.5)
+                        ax.errorbar(
+                            [iv.value],
+                            [len(methods) - 1 - j + dy],
+                            xerr=_ci_err([iv]),
+                            fmt=mk,
+                            color=COLORS.get(arm, "#6b7280"),
+                            ms=5.5,
+                            capsize=2.5,
+                            lw=1.5,
+                        )
             ax.set_title(title + " — lower is better")
             ax.set_yticks(range(len(methods)), list(reversed(methods)))
             ax.grid(axis="y", visible=False)
             ax.tick_params(axis="y", length=0, labelsize=9)
-        handles = [Line2D([], [], color=COLORS.get(a, "#6b7280"), marker="o", ls="none", label=ARM_NAMES.get(a, a))
-                   for a in dict.fromkeys(str(e.get("arm")) for e in e4)]
+        handles = [
+            Line2D([], [], color=COLORS.get(a, "#6b7280"), marker="o", ls="none", label=ARM_NAMES.get(a, a))
+            for a in dict.fromkeys(str(e.get("arm")) for e in e4)
+        ]
         if len(protocols) > 1:
-            handles += [Line2D([], [], color="#4b5563", marker=markers[i % len(markers)], ls="none", label=p)
-                        for i, p in enumerate(protocols)]
+            handles += [
+                Line2D([], [], color="#4b5563", marker=markers[i % len(markers)], ls="none", label=p)
+                for i, p in enumerate(protocols)
+            ]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01))
         fig.tight_layout(rect=(0, 0.1, 1, 1))
         return _png(fig)
@@ -574,8 +729,10 @@ def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
         ax.axvline(0.5, color="#e5e7eb", lw=1)
         ax.set_xlabel("AUC on the G12EC test split")
         ax.set_title(f"Per label, {row.get('protocol', '?')} (positives in test)", fontsize=9.5)
-        handles = [Line2D([], [], color=COLORS[a], marker="o", ls="none", label=ARM_NAMES[a])
-                   for a in ("finetuned", "standalone")]
+        handles = [
+            Line2D([], [], color=COLORS[a], marker="o", ls="none", label=ARM_NAMES[a])
+            for a in ("finetuned", "standalone")
+        ]
         # below the figure, outside the axis: a legend inside would cover points
         fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0.32 / fig.get_figheight(), 1, 1))
@@ -618,8 +775,14 @@ def exp6_figure(results: Mapping[str, Any]) -> bytes | None:
             ax.set_xlabel("share of G12EC used for training")
         axes[0][0].set_ylabel("macro AUC (95 % CI band)")
         handles = [Line2D([], [], color=colors[s], marker="o", lw=2, label=strategy_name(s)) for s in strategies]
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, -0.01),
-                   fontsize=8, frameon=False)
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(len(handles), 4),
+            bbox_to_anchor=(0.5, -0.01),
+            fontsize=8,
+            frameon=False,
+        )
         rows_of_legend = math.ceil(len(handles) / 4)
         fig.tight_layout(rect=(0, 0.07 * rows_of_legend, 1, 1))
         return _png(fig)
@@ -635,25 +798,25 @@ def safe_name(name: str) -> str:
 
 CAPTIONS = {
     "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds); hollow "
-                "diamonds: the original study (beside its own label protocol only). Right: the paired difference "
-                "fine-tuned − standalone with its "
-                "95 % CI, green when the CI excludes zero.",
+    "diamonds: the original study (beside its own label protocol only). Right: the paired difference "
+    "fine-tuned − standalone with its "
+    "95 % CI, green when the CI excludes zero.",
     "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds); dashed lines with "
-            "hollow diamonds: the original study (single runs, tested on the rest).",
+    "hollow diamonds: the original study (single runs, tested on the rest).",
     "exp2": "Left: pre-training on a share of PTB-XL, scored on the same PTB-XL test fold for every share. Right: "
-            "those networks fine-tuned on G12EC; orange line and band: the standalone network trained from scratch "
-            "on the same G12EC records. Dashed, hollow diamonds: the original study.",
+    "those networks fine-tuned on G12EC; orange line and band: the standalone network trained from scratch "
+    "on the same G12EC records. Dashed, hollow diamonds: the original study.",
     "exp3": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
     "exp5": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
     "exp6": "One line per pre-training strategy: mean over runs with its 95 % CI band (small dots: single runs); "
-            "grey: no pre-training (random weights), the reference of every paired difference in the table.",
+    "grey: no pre-training (random weights), the reference of every paired difference in the table.",
     "exp4_metrics": "Expected calibration error and Brier score on the test split, before (uncalibrated) and after "
-                    "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
+    "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
     "exp4_reliability": "Observed frequency of the label against the mean predicted probability in 10 equal-width "
-                        "bins (test split) of one run per arm (its first seed); a calibrated model follows the dotted "
-                        "diagonal. Solid black: uncalibrated; dashed: each calibrator. Bars: records per bin "
-                        "(uncalibrated), on their own axis at the right. Rows: arms; columns: the labels with most "
-                        "positives.",
+    "bins (test split) of one run per arm (its first seed); a calibrated model follows the dotted "
+    "diagonal. Solid black: uncalibrated; dashed: each calibrator. Bars: records per bin "
+    "(uncalibrated), on their own axis at the right. Rows: arms; columns: the labels with most "
+    "positives.",
     "per_class": "Labels sorted by positives in the test split (in brackets).",
 }
 
@@ -672,10 +835,18 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
     ]
     e4 = rows(section(results, "exp4"))
     for protocol in dict.fromkeys(str(e.get("protocol", "?")) for e in e4):
-        group = sorted((e for e in e4 if str(e.get("protocol", "?")) == protocol),
-                       key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))))
-        jobs.append((f"exp4_reliability_{safe_name(protocol)}", CAPTIONS["exp4_reliability"],
-                     partial(reliability_figure, group), protocol))
+        group = sorted(
+            (e for e in e4 if str(e.get("protocol", "?")) == protocol),
+            key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))),
+        )
+        jobs.append(
+            (
+                f"exp4_reliability_{safe_name(protocol)}",
+                CAPTIONS["exp4_reliability"],
+                partial(reliability_figure, group),
+                protocol,
+            )
+        )
     for row in rows(section(results, "headline")):
         p = str(row.get("protocol", "?"))
         jobs.append((f"per_class_{safe_name(p)}", CAPTIONS["per_class"], partial(per_class_figure, row), p))
@@ -689,6 +860,18 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
     return out
 
 
-__all__ = ["Figure", "make_figures", "headline_figure", "exp1_figure", "exp2_figure", "exp3_figure",
-           "exp5_figure", "exp6_figure", "reliability_figure", "calibration_metrics_figure", "per_class_figure", "top_labels",
-           "safe_name"]
+__all__ = [
+    "Figure",
+    "make_figures",
+    "headline_figure",
+    "exp1_figure",
+    "exp2_figure",
+    "exp3_figure",
+    "exp5_figure",
+    "exp6_figure",
+    "reliability_figure",
+    "calibration_metrics_figure",
+    "per_class_figure",
+    "top_labels",
+    "safe_name",
+]

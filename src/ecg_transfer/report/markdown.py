@@ -9,8 +9,17 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from . import tables as T
-from .data import (ORIGINAL_FLAWS, fmt, fmt_ci, fmt_p, json_object, machinery_check, missing_word, reference_protocol,
-                   section)
+from .data import (
+    ORIGINAL_FLAWS,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    json_object,
+    machinery_check,
+    missing_word,
+    reference_protocol,
+    section,
+)
 from .figures import Figure
 
 
@@ -68,13 +77,17 @@ def _header(results: Mapping[str, Any]) -> list[str]:
     if machinery_check(results):
         head, rest = T.machinery_text(results)
         out += [f"> ## ⚠ {head.upper()}", ">", f"> **{rest}**", ""]
-    meta = [f"model {st['model']}" if st.get("model") else None,
-            f"profile {st['profile']}" if st.get("profile") else "full study",
-            f"generated {st['generated']}" if st.get("generated") else None]
+    meta = [
+        f"model {st['model']}" if st.get("model") else None,
+        f"profile {st['profile']}" if st.get("profile") else "full study",
+        f"generated {st['generated']}" if st.get("generated") else None,
+    ]
     stat = T.status_summary(results)
     if stat:
-        meta.append(f"{stat['done']} of {stat['total']} runs done, {stat['failed']} failed, "
-                    f"{stat['running']} running, {stat['left']} left")
+        meta.append(
+            f"{stat['done']} of {stat['total']} runs done, {stat['failed']} failed, "
+            f"{stat['running']} running, {stat['left']} left"
+        )
     return out + ["> " + " · ".join(m for m in meta if m), ""]
 
 
@@ -87,12 +100,15 @@ def _headline_lines(results: Mapping[str, Any]) -> list[str]:
         def v(iv, sign: bool = False, m: str = c["missing"]) -> str:
             return f"{fmt(iv.value, 3, sign)} {fmt_ci(iv, 3, sign)}".strip() if iv.ok else f"*{m}*"
 
-        scope = " · ".join(x for x in (c["labels"], f"{int(c['n_test']):,} test records"
-                                       if c["n_test"] is not None else "") if x)
+        scope = " · ".join(
+            x for x in (c["labels"], f"{int(c['n_test']):,} test records" if c["n_test"] is not None else "") if x
+        )
         warn = f" **{c['warn']}**" if c["warn"] else ""
-        out.append(f"- **{c['protocol']}** (macro AUC over {scope}): fine-tuned {v(ft)} vs standalone {v(sa)}; "
-                   f"difference {v(d, True)}{', ' + fmt_p(d.p, d.ties) if d.p is not None else ''} → "
-                   f"{c['verdict']}{warn}")
+        out.append(
+            f"- **{c['protocol']}** (macro AUC over {scope}): fine-tuned {v(ft)} vs standalone {v(sa)}; "
+            f"difference {v(d, True)}{', ' + fmt_p(d.p, d.ties) if d.p is not None else ''} → "
+            f"{c['verdict']}{warn}"
+        )
     return out
 
 
@@ -108,8 +124,7 @@ def _pretrain_lines(results: Mapping[str, Any]) -> list[str]:
     return [f"**PTB-XL pre-training** ({p['labels']} labels, {p['fs']}): test macro AUC {val}{scope}{ref}{warn}", ""]
 
 
-def _headline(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str], miss: str
-              ) -> list[str]:
+def _headline(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str], miss: str) -> list[str]:
     out = ["## Headline: fine-tuned vs standalone", ""]
     if not section(results, "headline"):
         out += ["*not run*", ""]
@@ -120,25 +135,37 @@ def _headline(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Map
     out += ["**How the numbers are made**", ""]
     out += [f"- **{k}**: {v}" for k, v in T.method_items(results)]
     out.append("")
-    out += ["> **The original study's numbers are not directly comparable**: single runs of a flawed protocol on "
-            f"its 18 classes, shown only beside that label protocol ({reference_protocol(results)}).", ">"]
+    out += [
+        "> **The original study's numbers are not directly comparable**: single runs of a flawed protocol on "
+        f"its 18 classes, shown only beside that label protocol ({reference_protocol(results)}).",
+        ">",
+    ]
     out += [f"> {i}. {f}" for i, f in enumerate(ORIGINAL_FLAWS, 1)]
     out.append("")
     if section(results, "headline"):
-        out += ["### Other metrics: AUPRC, challenge metric, Brier, ECE", "",
-                render_table(T.secondary_table(results), "not recorded")]
+        out += [
+            "### Other metrics: AUPRC, challenge metric, Brier, ECE",
+            "",
+            render_table(T.secondary_table(results), "not recorded"),
+        ]
     return out
 
 
-def _experiments(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str], miss: str
-                 ) -> list[str]:
+def _experiments(
+    results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str], miss: str
+) -> list[str]:
     out: list[str] = []
-    for key, title, table in (("exp1", "Experiment 1: share of G12EC for training", T.exp1_table),
-                              ("exp2", "Experiment 2: share of PTB-XL for pre-training", T.exp2_table),
-                              ("exp3", "Experiment 3: sampling rate", T.exp3_table)):
+    for key, title, table in (
+        ("exp1", "Experiment 1: share of G12EC for training", T.exp1_table),
+        ("exp2", "Experiment 2: share of PTB-XL for pre-training", T.exp2_table),
+        ("exp3", "Experiment 3: sampling rate", T.exp3_table),
+    ):
         out += [f"## {title}", ""]
-        out += ([_fig(figs.get(key), files, miss), render_table(table(results))] if section(results, key)
-                else ["*not run*", ""])
+        out += (
+            [_fig(figs.get(key), files, miss), render_table(table(results))]
+            if section(results, key)
+            else ["*not run*", ""]
+        )
     out += ["## Experiment 4: calibration", ""]
     if not section(results, "exp4"):
         out += ["*not run*", ""]
@@ -150,16 +177,23 @@ def _experiments(results: Mapping[str, Any], figs: Mapping[str, Figure], files: 
         for t in T.exp4_tables(results):
             out.append(render_table(t))
     out += ["## Experiment 5: input representation", ""]
-    out += ([_fig(figs.get("exp5"), files, miss), render_table(T.exp5_table(results))] if section(results, "exp5")
-            else ["*not run*", ""])
+    out += (
+        [_fig(figs.get("exp5"), files, miss), render_table(T.exp5_table(results))]
+        if section(results, "exp5")
+        else ["*not run*", ""]
+    )
     out += ["## Experiment 6: pre-training strategy", ""]
-    out += ([_fig(figs.get("exp6"), files, miss), render_table(T.exp6_table(results))] if section(results, "exp6")
-            else ["*not run*", ""])
+    out += (
+        [_fig(figs.get("exp6"), files, miss), render_table(T.exp6_table(results))]
+        if section(results, "exp6")
+        else ["*not run*", ""]
+    )
     return out
 
 
-def _per_class(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str], miss: str
-               ) -> list[str]:
+def _per_class(
+    results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str], miss: str
+) -> list[str]:
     out = ["## Per-label AUC", ""]
     tabs = T.per_class_tables(results)
     if not tabs:
@@ -193,8 +227,10 @@ def _status_and_metadata(results: Mapping[str, Any]) -> list[str]:
     if stat is None:
         out += ["*not recorded*", ""]
     else:
-        out += [f"- total {stat['total']}, done {stat['done']}, failed {stat['failed']}, running {stat['running']}, "
-                f"left {stat['left']}"]
+        out += [
+            f"- total {stat['total']}, done {stat['done']}, failed {stat['failed']}, running {stat['running']}, "
+            f"left {stat['left']}"
+        ]
         if stat["left"] or stat["running"] or stat["failed"]:
             out.append(f"- values not there yet read *{missing_word(results)}*")
         out.append("")
@@ -209,8 +245,14 @@ def _status_and_metadata(results: Mapping[str, Any]) -> list[str]:
 def render_markdown(results: Mapping[str, Any], figs: Mapping[str, Figure], files: Mapping[str, str]) -> str:
     """The Markdown report; ``files`` maps a figure name to its file name beside report.md."""
     miss = missing_word(results)
-    out = (_header(results) + _headline(results, figs, files, miss) + _experiments(results, figs, files, miss)
-           + _per_class(results, figs, files, miss) + _gallery(results, figs, files) + _status_and_metadata(results))
+    out = (
+        _header(results)
+        + _headline(results, figs, files, miss)
+        + _experiments(results, figs, files, miss)
+        + _per_class(results, figs, files, miss)
+        + _gallery(results, figs, files)
+        + _status_and_metadata(results)
+    )
     return "\n".join(out)
 
 

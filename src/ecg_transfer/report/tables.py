@@ -13,15 +13,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .data import (SMALL_TEST, Interval, experiment_protocol, fmt, fmt_ci, fmt_p, fmt_seconds, interval, json_object,
-                   labels_text,
-                   method_order, missing_word, num, plural, ref_value, reference_protocol, row_missing, rows, scope_text, section,
-                   seeds_note, share_key, small_test_text)
+from .data import (
+    SMALL_TEST,
+    Interval,
+    experiment_protocol,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    fmt_seconds,
+    interval,
+    json_object,
+    labels_text,
+    method_order,
+    missing_word,
+    num,
+    plural,
+    ref_value,
+    reference_protocol,
+    row_missing,
+    rows,
+    scope_text,
+    section,
+    seeds_note,
+    share_key,
+    small_test_text,
+)
 
 ARM = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "pre-training"}
 #: secondary metrics of the headline: name, lower is better
-SECONDARY = {"macro_auprc": ("macro AUPRC", False), "challenge": ("challenge metric", False),
-             "brier": ("Brier", True), "ece": ("ECE", True)}
+SECONDARY = {
+    "macro_auprc": ("macro AUPRC", False),
+    "challenge": ("challenge metric", False),
+    "brier": ("Brier", True),
+    "ece": ("ECE", True),
+}
 WINNER_RULE = "highlighted: the better arm, only where the paired 95 % CI of the difference excludes 0"
 
 
@@ -47,8 +72,16 @@ class Table:
     warn: str = ""
 
 
-def value_cell(iv: Interval, missing: str, *, digits: int = 3, sign: bool = False, seeds: bool = True,
-               ref: float | None = None, labels: bool = True) -> Cell:
+def value_cell(
+    iv: Interval,
+    missing: str,
+    *,
+    digits: int = 3,
+    sign: bool = False,
+    seeds: bool = True,
+    ref: float | None = None,
+    labels: bool = True,
+) -> Cell:
     """A value with its CI below it (and the spread over runs), its scope and the small-test warning,
     or the missing word; ``ref``: the original study's number, shown beneath."""
     r = f"original {fmt(ref, 3, sign)}" if ref is not None else ""
@@ -106,12 +139,14 @@ def headline_table(results: Mapping[str, Any]) -> Table | None:
     if not hl:
         return None
     miss = missing_word(results)
-    t = Table(["protocol", "records train / val / test", "fine-tuned", "standalone", "difference (paired)"],
-              numeric=(2, 3, 4),
-              caption="Macro AUC on the G12EC test split: value, 95 % bootstrap CI below (multi-seed arms: mean over "
-                      "seeds, pooled CI, sd over seeds), then what it was computed on; difference: paired bootstrap on "
-                      f"the same test records; {WINNER_RULE}; grey: the original study's single-run numbers "
-                      f"({reference_protocol(results)} only).")
+    t = Table(
+        ["protocol", "records train / val / test", "fine-tuned", "standalone", "difference (paired)"],
+        numeric=(2, 3, 4),
+        caption="Macro AUC on the G12EC test split: value, 95 % bootstrap CI below (multi-seed arms: mean over "
+        "seeds, pooled CI, sd over seeds), then what it was computed on; difference: paired bootstrap on "
+        f"the same test records; {WINNER_RULE}; grey: the original study's single-run numbers "
+        f"({reference_protocol(results)} only).",
+    )
     for row in hl:
         m = row_missing(row, miss)
         prot = row.get("protocol", "?")
@@ -121,8 +156,15 @@ def headline_table(results: Mapping[str, Any]) -> Table | None:
         cf, cs = value_cell(ft, m, ref=rf), value_cell(sa, m, ref=rs)
         mark_better(cf, cs, d)
         n = [row.get(k) for k in ("n_train", "n_val", "n_test")]
-        t.rows.append([Cell(str(prot), labels_text(_row_scope(row)), kind="label"),
-                       Cell(" / ".join(_int(x) for x in n), kind="nowrap"), cf, cs, diff_cell(d, m, rd)])
+        t.rows.append(
+            [
+                Cell(str(prot), labels_text(_row_scope(row)), kind="label"),
+                Cell(" / ".join(_int(x) for x in n), kind="nowrap"),
+                cf,
+                cs,
+                diff_cell(d, m, rd),
+            ]
+        )
     return t
 
 
@@ -147,24 +189,39 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         m = row_missing(row, miss)
         ft, sa, d = (interval(row.get(k)) for k in ("finetuned", "standalone", "difference"))
         if d.ok and d.has_ci:
-            verdict, tone = ((f"pre-training helps: {fmt(d.value, 3, True)} AUC", "good") if d.above_zero else
-                             (f"pre-training hurts: {fmt(d.value, 3, True)} AUC", "bad") if d.below_zero else
-                             ("no clear difference (CI includes 0)", "neutral"))
+            verdict, tone = (
+                (f"pre-training helps: {fmt(d.value, 3, True)} AUC", "good")
+                if d.above_zero
+                else (f"pre-training hurts: {fmt(d.value, 3, True)} AUC", "bad")
+                if d.below_zero
+                else ("no clear difference (CI includes 0)", "neutral")
+            )
         elif d.ok:
             verdict, tone = f"difference {fmt(d.value, 3, True)} (no CI)", "neutral"
         else:
             verdict, tone = f"difference {m}", "missing"
         scope = _row_scope(row)
-        out.append({"protocol": str(row.get("protocol", "?")), "n_labels": scope.n_labels,
-                    "labels": labels_text(scope) or (f"{scope.n_labels} labels" if scope.n_labels else ""),
-                    "n_test": num(row.get("n_test")), "finetuned": ft, "standalone": sa, "difference": d,
-                    "verdict": verdict, "tone": tone, "missing": m,
-                    "warn": small_test_text(scope.n_test)})
+        out.append(
+            {
+                "protocol": str(row.get("protocol", "?")),
+                "n_labels": scope.n_labels,
+                "labels": labels_text(scope) or (f"{scope.n_labels} labels" if scope.n_labels else ""),
+                "n_test": num(row.get("n_test")),
+                "finetuned": ft,
+                "standalone": sa,
+                "difference": d,
+                "verdict": verdict,
+                "tone": tone,
+                "missing": m,
+                "warn": small_test_text(scope.n_test),
+            }
+        )
     return out
 
 
-def _secondary_row(prot: str, key: str, met: Mapping[str, Any], diffs: Mapping[str, Any], m: str,
-                   note: str) -> list[Cell]:
+def _secondary_row(
+    prot: str, key: str, met: Mapping[str, Any], diffs: Mapping[str, Any], m: str, note: str
+) -> list[Cell]:
     name, lower = SECONDARY[key]
     a = interval((met.get("finetuned") or {}).get(key))
     b = interval((met.get("standalone") or {}).get(key))
@@ -172,8 +229,13 @@ def _secondary_row(prot: str, key: str, met: Mapping[str, Any], diffs: Mapping[s
     digits = 4 if lower else 3
     if not a.ok and not b.ok and key == "challenge":
         why = f"not computed: {note}" if note else "not recorded"
-        return [Cell(prot, kind="label"), Cell(name + " ↑"), Cell(why, kind="num missing"),
-                Cell(why, kind="num missing"), Cell("—", kind="num")]
+        return [
+            Cell(prot, kind="label"),
+            Cell(name + " ↑"),
+            Cell(why, kind="num missing"),
+            Cell(why, kind="num missing"),
+            Cell("—", kind="num"),
+        ]
     ca = value_cell(a, m, seeds=False, digits=digits)
     cb = value_cell(b, m, seeds=False, digits=digits)
     mark_better(ca, cb, d, lower)
@@ -186,15 +248,19 @@ def secondary_table(results: Mapping[str, Any]) -> Table | None:
     if not hl:
         return None
     miss = missing_word(results)
-    t = Table(["protocol", "metric", "fine-tuned", "standalone", "difference (paired)"], numeric=(2, 3, 4),
-              caption="Other metrics of the same test predictions (95 % CI). AUPRC and the challenge metric: "
-                      f"higher is better (↑); Brier score and ECE: lower is better (↓); {WINNER_RULE}.")
+    t = Table(
+        ["protocol", "metric", "fine-tuned", "standalone", "difference (paired)"],
+        numeric=(2, 3, 4),
+        caption="Other metrics of the same test predictions (95 % CI). AUPRC and the challenge metric: "
+        f"higher is better (↑); Brier score and ECE: lower is better (↓); {WINNER_RULE}.",
+    )
     for row in hl:
         diffs = json_object(row.get("metric_differences"))
         note = str(row.get("challenge_note") or "")
         for key in SECONDARY:
-            t.rows.append(_secondary_row(str(row.get("protocol", "?")), key, row["metrics"], diffs,
-                                         row_missing(row, miss), note))
+            t.rows.append(
+                _secondary_row(str(row.get("protocol", "?")), key, row["metrics"], diffs, row_missing(row, miss), note)
+            )
     return t
 
 
@@ -204,11 +270,18 @@ def pretrain_summary(results: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     fs = num(pre.get("fs"))
     test = interval(pre.get("test_macro_auc"))
-    return {"labels": str(pre.get("labels", "?")), "fs": f"{fs:g} Hz" if fs else "?",
-            "test": test, "val": num(pre.get("val_macro_auc")), "scope": scope_text(test),
-            "warn": small_test_text(test.n_test),
-            "ref": ref_value(results, "headline", "pretrain"), "run": pre.get("run"),
-            "n_train": num(pre.get("n_train")), "missing": row_missing(pre, missing_word(results))}
+    return {
+        "labels": str(pre.get("labels", "?")),
+        "fs": f"{fs:g} Hz" if fs else "?",
+        "test": test,
+        "val": num(pre.get("val_macro_auc")),
+        "scope": scope_text(test),
+        "warn": small_test_text(test.n_test),
+        "ref": ref_value(results, "headline", "pretrain"),
+        "run": pre.get("run"),
+        "n_train": num(pre.get("n_train")),
+        "missing": row_missing(pre, missing_word(results)),
+    }
 
 
 def pretrain_per_class_table(results: Mapping[str, Any]) -> Table | None:
@@ -217,14 +290,19 @@ def pretrain_per_class_table(results: Mapping[str, Any]) -> Table | None:
     if not pcs:
         return None
     miss = missing_word(results)
-    t = Table(["label", "positives (test)", "AUC"], numeric=(1, 2),
-              caption="PTB-XL pre-training, test fold, per label.")
+    t = Table(
+        ["label", "positives (test)", "AUC"], numeric=(1, 2), caption="PTB-XL pre-training, test fold, per label."
+    )
     t.warn = small_test_text(interval(pre.get("test_macro_auc")).n_test)
     for p in sorted(pcs, key=lambda p: -(num(p.get("n_pos")) or 0)):
         auc = num(p.get("auc"))
-        t.rows.append([Cell(str(p.get("label", "?")), kind="label"), Cell(_int(p.get("n_pos")), kind="num"),
-                       Cell(fmt(auc), kind="num") if auc is not None
-                       else Cell(row_missing(p, miss), kind="num missing")])
+        t.rows.append(
+            [
+                Cell(str(p.get("label", "?")), kind="label"),
+                Cell(_int(p.get("n_pos")), kind="num"),
+                Cell(fmt(auc), kind="num") if auc is not None else Cell(row_missing(p, miss), kind="num missing"),
+            ]
+        )
     return t
 
 
@@ -232,8 +310,13 @@ def pretrain_per_class_table(results: Mapping[str, Any]) -> Table | None:
 # experiments
 
 
-def _pair_cells(a_row: Mapping[str, Any], b_row: Mapping[str, Any],
-                d_row: Mapping[str, Any] | None, miss: str, refs: tuple[float | None, float | None]) -> list[Cell]:
+def _pair_cells(
+    a_row: Mapping[str, Any],
+    b_row: Mapping[str, Any],
+    d_row: Mapping[str, Any] | None,
+    miss: str,
+    refs: tuple[float | None, float | None],
+) -> list[Cell]:
     """Both arms and their paired difference, the winner highlighted by the difference's CI."""
     a, b = interval(a_row), interval(b_row)
     d = interval(d_row) if d_row else Interval(None)
@@ -252,11 +335,13 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
         return None
     miss = missing_word(results)
     prot = experiment_protocol(results, e1)
-    t = Table(["test split", "share of G12EC", "fine-tuned", "standalone", "difference (paired)"],
-              numeric=(1, 2, 3, 4),
-              caption="Macro AUC (95 % CI) per share of G12EC used for training: mean over runs (repeats / seeds), "
-                      "sd over runs; difference: paired on each repeat's test records, mean over repeats; "
-                      f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only).")
+    t = Table(
+        ["test split", "share of G12EC", "fine-tuned", "standalone", "difference (paired)"],
+        numeric=(1, 2, 3, 4),
+        caption="Macro AUC (95 % CI) per share of G12EC used for training: mean over runs (repeats / seeds), "
+        "sd over runs; difference: paired on each repeat's test records, mean over repeats; "
+        f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only).",
+    )
     names = {"rest": "the rest", "fixed_test": "fixed test fold"}
     diffs = json_object(e1.get("difference"))
     for variant in ("rest", "fixed_test"):
@@ -266,8 +351,13 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
             at = {r.get("arm"): r for r in vrows if share_key(r.get("share")) == s}
             d = next((r for r in rows(diffs.get(variant)) if share_key(r.get("share")) == s), None)
             refs = (_ref(results, prot, "exp1", s, "finetuned"), _ref(results, prot, "exp1", s, "standalone"))
-            t.rows.append([Cell(names[variant], kind="label"), Cell(f"{s:g} %", kind="num"),
-                           *_pair_cells(at.get("finetuned", {}), at.get("standalone", {}), d, miss, refs)])
+            t.rows.append(
+                [
+                    Cell(names[variant], kind="label"),
+                    Cell(f"{s:g} %", kind="num"),
+                    *_pair_cells(at.get("finetuned", {}), at.get("standalone", {}), d, miss, refs),
+                ]
+            )
     return t if t.rows else None
 
 
@@ -278,37 +368,65 @@ def exp2_table(results: Mapping[str, Any]) -> Table | None:
     miss = missing_word(results)
     ts = next((share_key(r.get("target_share")) for r in e2 if share_key(r.get("target_share")) is not None), None)
     on = f"{ts:g} % of G12EC" if ts is not None else "a small G12EC share"
-    t = Table(["share of PTB-XL", "pre-training records", "PTB-XL test AUC", "G12EC fine-tuned AUC",
-               "G12EC standalone AUC", "difference (paired)"], numeric=(1, 2, 3, 4, 5),
-              caption=f"Macro AUC (95 % CI). PTB-XL: the same test fold for every share. G12EC: fine-tuned on {on}; "
-                      "standalone: trained from scratch on the same records (does not depend on the PTB-XL share); "
-                      f"{WINNER_RULE}.")
+    t = Table(
+        [
+            "share of PTB-XL",
+            "pre-training records",
+            "PTB-XL test AUC",
+            "G12EC fine-tuned AUC",
+            "G12EC standalone AUC",
+            "difference (paired)",
+        ],
+        numeric=(1, 2, 3, 4, 5),
+        caption=f"Macro AUC (95 % CI). PTB-XL: the same test fold for every share. G12EC: fine-tuned on {on}; "
+        "standalone: trained from scratch on the same records (does not depend on the PTB-XL share); "
+        f"{WINNER_RULE}.",
+    )
     for r in sorted(e2, key=lambda r: share_key(r.get("share")) or 0):
         m = row_missing(r, miss)
         s = share_key(r.get("share"))
         prot = experiment_protocol(results, r)
-        pair = _pair_cells(r.get("finetuned") or {}, r.get("standalone_reference") or {},
-                           r.get("difference"), m, (_ref(results, prot, "exp2", s, "target"), None))
-        t.rows.append([Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="label"),
-                       Cell(_int(r.get("n_pretrain_records")), kind="num"),
-                       value_cell(interval(r.get("pretrain_test_auc")), m,
-                                  ref=ref_value(results, "exp2", s, "pretrain")), *pair])
+        pair = _pair_cells(
+            r.get("finetuned") or {},
+            r.get("standalone_reference") or {},
+            r.get("difference"),
+            m,
+            (_ref(results, prot, "exp2", s, "target"), None),
+        )
+        t.rows.append(
+            [
+                Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="label"),
+                Cell(_int(r.get("n_pretrain_records")), kind="num"),
+                value_cell(interval(r.get("pretrain_test_auc")), m, ref=ref_value(results, "exp2", s, "pretrain")),
+                *pair,
+            ]
+        )
     return t
 
 
-def _grouped_table(results: Mapping[str, Any], data: list[dict], key: str, label, exp: str, first: str,
-                   sub) -> Table:
+def _grouped_table(results: Mapping[str, Any], data: list[dict], key: str, label, exp: str, first: str, sub) -> Table:
     miss = missing_word(results)
-    t = Table([first, "pre-training (PTB-XL test)", "fine-tuned (G12EC test)", "standalone (G12EC test)",
-               "difference (paired)"], numeric=(1, 2, 3, 4))
+    t = Table(
+        [
+            first,
+            "pre-training (PTB-XL test)",
+            "fine-tuned (G12EC test)",
+            "standalone (G12EC test)",
+            "difference (paired)",
+        ],
+        numeric=(1, 2, 3, 4),
+    )
     for r in data:
         m = row_missing(r, miss)
         cat, prot = r.get(key), experiment_protocol(results, r)
         refs = (_ref(results, prot, exp, cat, "finetuned"), _ref(results, prot, exp, cat, "standalone"))
-        t.rows.append([Cell(label(cat), sub(r), kind="label"),
-                       value_cell(interval(r.get("pretrain")), m, ref=ref_value(results, exp, cat, "pretrain")),
-                       *_pair_cells(r.get("finetuned") or {}, r.get("standalone") or {}, r.get("difference"),
-                                    m, refs)])
+        t.rows.append(
+            [
+                Cell(label(cat), sub(r), kind="label"),
+                value_cell(interval(r.get("pretrain")), m, ref=ref_value(results, exp, cat, "pretrain")),
+                *_pair_cells(r.get("finetuned") or {}, r.get("standalone") or {}, r.get("difference"), m, refs),
+            ]
+        )
     return t
 
 
@@ -328,8 +446,10 @@ def coverage_text(results: Mapping[str, Any]) -> str:
         return ""
     text = f"PTB-XL above 100 Hz is read from its 500 Hz records: {_int(at500.get('test'))} test records"
     if num(at100.get("test")) is not None:
-        text += (f" of the {_int(at100.get('test'))} at 100 Hz ({_int(missing.get('test'))} test and "
-                 f"{_int(missing.get('val'))} validation records missing at 500 Hz here)")
+        text += (
+            f" of the {_int(at100.get('test'))} at 100 Hz ({_int(missing.get('test'))} test and "
+            f"{_int(missing.get('val'))} validation records missing at 500 Hz here)"
+        )
     return text + "."
 
 
@@ -347,9 +467,11 @@ def exp3_table(results: Mapping[str, Any]) -> Table | None:
         return " · ".join(parts)
 
     t = _grouped_table(results, data, "fs", _hz, "exp3", "sampling rate", sub)
-    t.caption = ("Macro AUC (95 % CI) with every arm at one sampling rate (resampled polyphase, anti-aliased); "
-                 f"the test records of each value are below it; {WINNER_RULE}; grey: the original study "
-                 "(its 100 Hz G12EC records were mis-ordered).")
+    t.caption = (
+        "Macro AUC (95 % CI) with every arm at one sampling rate (resampled polyphase, anti-aliased); "
+        f"the test records of each value are below it; {WINNER_RULE}; grey: the original study "
+        "(its 100 Hz G12EC records were mis-ordered)."
+    )
     t.note = coverage_text(results)
     return t
 
@@ -359,13 +481,15 @@ def exp5_table(results: Mapping[str, Any]) -> Table | None:
     if not data:
         return None
     t = _grouped_table(results, data, "input", str, "exp5", "input", lambda r: "")
-    t.caption = (f"Macro AUC (95 % CI) per input representation; {WINNER_RULE}; grey: the original study, which "
-                 "cropped 2.5 s out of an unshifted whole-record spectrum.")
+    t.caption = (
+        f"Macro AUC (95 % CI) per input representation; {WINNER_RULE}; grey: the original study, which "
+        "cropped 2.5 s out of an unshifted whole-record spectrum."
+    )
     return t
 
 
 def strategy_name(strategy: Any) -> str:
-    """"supervised:rhythm" -> "supervised (rhythm)"; "none" -> "none (random weights)"."""
+    """ "supervised:rhythm" -> "supervised (rhythm)"; "none" -> "none (random weights)"."""
     text = str(strategy)
     if text == "none":
         return "none (random weights)"
@@ -379,25 +503,41 @@ def exp6_table(results: Mapping[str, Any]) -> Table | None:
         return None
     miss = missing_word(results)
     several = len({r.get("model") for r in data}) > 1
-    t = Table(["backbone", "strategy", "share of G12EC", "pre-training (PTB-XL test, its task)", "G12EC macro AUC",
-               "difference to none (paired)"], numeric=(2, 3, 4, 5),
-              caption="Macro AUC (95 % CI) of the target network per pre-training strategy and share of G12EC used "
-                      "for training (tested on the rest): fine-tuned from the strategy's pre-training, or trained from "
-                      "random weights (none), on the same records; difference: paired on the same test records; "
-                      "green / red: the difference's 95 % CI excludes 0. A supervised pre-training's own PTB-XL AUC is on its task's labels.")
+    t = Table(
+        [
+            "backbone",
+            "strategy",
+            "share of G12EC",
+            "pre-training (PTB-XL test, its task)",
+            "G12EC macro AUC",
+            "difference to none (paired)",
+        ],
+        numeric=(2, 3, 4, 5),
+        caption="Macro AUC (95 % CI) of the target network per pre-training strategy and share of G12EC used "
+        "for training (tested on the rest): fine-tuned from the strategy's pre-training, or trained from "
+        "random weights (none), on the same records; difference: paired on the same test records; "
+        "green / red: the difference's 95 % CI excludes 0. A supervised pre-training's own PTB-XL AUC is on its task's labels.",
+    )
     order = {s: i for i, s in enumerate(dict.fromkeys(str(r.get("strategy")) for r in data))}
-    for r in sorted(data, key=lambda r: (str(r.get("model")), order[str(r.get("strategy"))],
-                                         share_key(r.get("share")) or 0.0)):
+    for r in sorted(
+        data, key=lambda r: (str(r.get("model")), order[str(r.get("strategy"))], share_key(r.get("share")) or 0.0)
+    ):
         m = row_missing(r, miss)
         s = share_key(r.get("share"))
         d = interval(r.get("difference_to_none"))
         diff = diff_cell(d, m) if r.get("strategy") != "none" else Cell("reference", kind="num")
-        t.rows.append([Cell(str(r.get("model")) if several or not t.rows else "", kind="label"),
-                       Cell(strategy_name(r.get("strategy")), kind="label"),
-                       Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="num"),
-                       value_cell(interval(r.get("pretrain")), "—" if not str(r.get("strategy")).startswith(
-                           "supervised") else m),
-                       value_cell(interval(r), m), diff])
+        t.rows.append(
+            [
+                Cell(str(r.get("model")) if several or not t.rows else "", kind="label"),
+                Cell(strategy_name(r.get("strategy")), kind="label"),
+                Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="num"),
+                value_cell(
+                    interval(r.get("pretrain")), "—" if not str(r.get("strategy")).startswith("supervised") else m
+                ),
+                value_cell(interval(r), m),
+                diff,
+            ]
+        )
     return t
 
 
@@ -409,11 +549,13 @@ def gallery_lead(results: Mapping[str, Any]) -> str:
     n = num(g.get("n_test"))
     size = f" of its {int(n):,} test records" if n is not None else ""
     warn = f" {small_test_text(int(n))}" if n is not None and small_test_text(int(n)) else ""
-    return (f"Why the network decided: for the labels with most test positives, the positive record the headline's "
-            f"fine-tuned run ({g.get('protocol')}, seed {g.get('seed')}; {g.get('run')}) is most sure of, and one it "
-            f"gets wrong at p = {g.get('threshold', 0.5)} (a missed positive, else a false alarm){size}. Shading: "
-            f"{g.get('method', 'integrated gradients')} attribution of the label's probability per lead and "
-            f"sample (red: evidence for the label, blue: against). Uncalibrated probabilities.{warn}")
+    return (
+        f"Why the network decided: for the labels with most test positives, the positive record the headline's "
+        f"fine-tuned run ({g.get('protocol')}, seed {g.get('seed')}; {g.get('run')}) is most sure of, and one it "
+        f"gets wrong at p = {g.get('threshold', 0.5)} (a missed positive, else a false alarm){size}. Shading: "
+        f"{g.get('method', 'integrated gradients')} attribution of the label's probability per lead and "
+        f"sample (red: evidence for the label, blue: against). Uncalibrated probabilities.{warn}"
+    )
 
 
 CAL_METRICS = (("ece", "ECE"), ("ece_macro", "ECE (macro)"), ("brier", "Brier"))
@@ -437,10 +579,15 @@ def _exp4_caption(protocol: str, arms: list) -> str:
     fitted = {str(e.get("fitted_on")) for e, _ in arms if e.get("fitted_on")}
     fit = f", calibrators fitted on the {'/'.join(sorted(fitted))} split" if fitted else ""
     seeds = {int(num(e.get("n_seeds")) or 0) for e, _ in arms if num(e.get("n_seeds"))}
-    pooled = (f"; mean over {'/'.join(str(s) for s in sorted(seeds))} seeds with the pooled CI, as the headline"
-              if seeds else "")
-    return (f"{protocol}: test split{fit}{pooled}; lower is better; Δ: calibrated − uncalibrated, paired on the "
-            "same test records (95 % CI); highlighted: a calibrator whose Δ CI lies below 0.")
+    pooled = (
+        f"; mean over {'/'.join(str(s) for s in sorted(seeds))} seeds with the pooled CI, as the headline"
+        if seeds
+        else ""
+    )
+    return (
+        f"{protocol}: test split{fit}{pooled}; lower is better; Δ: calibrated − uncalibrated, paired on the "
+        "same test records (95 % CI); highlighted: a calibrator whose Δ CI lies below 0."
+    )
 
 
 def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
@@ -452,24 +599,37 @@ def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
     e4 = rows(section(results, "exp4"))
     out = []
     for protocol in dict.fromkeys(str(e.get("protocol", "?")) for e in e4):
-        group = sorted((e for e in e4 if str(e.get("protocol", "?")) == protocol),
-                       key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))))
+        group = sorted(
+            (e for e in e4 if str(e.get("protocol", "?")) == protocol),
+            key=lambda e: (str(e.get("arm")) != "finetuned", str(e.get("arm"))),
+        )
         arms = [(e, json_object(e.get("methods"))) for e in group]
-        t = Table(["arm", "calibration", *[name for _, name in CAL_METRICS]],
-                  numeric=tuple(range(2, 2 + len(CAL_METRICS))))
+        t = Table(
+            ["arm", "calibration", *[name for _, name in CAL_METRICS]], numeric=tuple(range(2, 2 + len(CAL_METRICS)))
+        )
         for e, ms in arms:
             arm = ARM.get(str(e.get("arm")), str(e.get("arm")))
             for i, m in enumerate(method_order(ms) or ["uncalibrated"]):
-                t.rows.append([Cell(arm if i == 0 else "", kind="label"), Cell(m, kind="label"),
-                               *[_cal_cell(e, ms, m, key, miss) for key, _ in CAL_METRICS]])
-        changes = [c for c in (num(json_object(ms.get(m)).get("max_auc_change")) for _, ms in arms for m in ms)
-                   if c is not None]
+                t.rows.append(
+                    [
+                        Cell(arm if i == 0 else "", kind="label"),
+                        Cell(m, kind="label"),
+                        *[_cal_cell(e, ms, m, key, miss) for key, _ in CAL_METRICS],
+                    ]
+                )
+        changes = [
+            c
+            for c in (num(json_object(ms.get(m)).get("max_auc_change")) for _, ms in arms for m in ms)
+            if c is not None
+        ]
         t.caption = _exp4_caption(protocol, arms)
         n_test = next((int(n) for n in (num(e.get("n_test")) for e, _ in arms) if n is not None), None)
         t.warn = small_test_text(n_test)
         if changes:
-            t.note = (f"Largest change of any label's AUC through calibration: {max(changes):.4f} (calibrators keep "
-                      "the ranking up to ties).")
+            t.note = (
+                f"Largest change of any label's AUC through calibration: {max(changes):.4f} (calibrators keep "
+                "the ranking up to ties)."
+            )
         out.append(t)
     return out
 
@@ -501,15 +661,18 @@ def per_class_tables(results: Mapping[str, Any]) -> list[tuple[str, Table]]:
         if not pcs:
             continue
         m = row_missing(row, miss)
-        t = Table(["label", "positives (test)", "fine-tuned", "standalone", "difference (paired)"],
-                  numeric=(1, 2, 3, 4))
+        t = Table(
+            ["label", "positives (test)", "fine-tuned", "standalone", "difference (paired)"], numeric=(1, 2, 3, 4)
+        )
         wins = [0, 0, 0]
         for p in sorted(pcs, key=lambda p: (-(num(p.get("n_pos")) or 0), str(p.get("label")))):
             t.rows.append(_per_class_row(p, m, wins))
-        t.caption = (f"AUC per label on the test split; paired difference with its 95 % CI: fine-tuned better on "
-                     f"{plural(wins[0], 'label')}, standalone better on {plural(wins[1], 'label')}, no clear "
-                     f"difference on {plural(wins[2], 'label')} (CI includes 0); labels without a positive test "
-                     "record have no AUC.")
+        t.caption = (
+            f"AUC per label on the test split; paired difference with its 95 % CI: fine-tuned better on "
+            f"{plural(wins[0], 'label')}, standalone better on {plural(wins[1], 'label')}, no clear "
+            f"difference on {plural(wins[2], 'label')} (CI includes 0); labels without a positive test "
+            "record have no AUC."
+        )
         t.warn = small_test_text(_row_scope(row).n_test)
         out.append((str(row.get("protocol", "?")), t))
     return out
@@ -523,16 +686,18 @@ def machinery_text(results: Mapping[str, Any]) -> tuple[str, str]:
     """The header banner of a machinery-check study: a headline and the sentence under it."""
     st = json_object(results.get("study"))
     prof = f" (profile {st['profile']})" if st.get("profile") else ""
-    return ("Machinery check — not an answer",
-            f"This study{prof} checks that every step runs end to end, on small data and short training. Its "
-            "numbers say nothing about whether pre-training helps: do not read, quote or compare them. Run the "
-            "full study (or a profile that is not a machinery check) for results.")
+    return (
+        "Machinery check — not an answer",
+        f"This study{prof} checks that every step runs end to end, on small data and short training. Its "
+        "numbers say nothing about whether pre-training helps: do not read, quote or compare them. Run the "
+        "full study (or a profile that is not a machinery check) for results.",
+    )
 
 
 DEFAULT_METHOD = {
     "interval": "95 % percentile bootstrap interval over resampled test records",
     "resampling": "not recorded (results written before the rare-class rule: an interval of a macro metric may sit "
-                  "off-centre when test labels are rare)",
+    "off-centre when test labels are rare)",
     "p_value": "two-sided paired bootstrap",
 }
 
@@ -542,31 +707,50 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     and where the resampling rule could not be applied."""
     st = section(results, "statistics")
     st = st if isinstance(st, dict) else {}
-    items = [(name, str(st.get(key) or DEFAULT_METHOD[key])) for key, name in
-             (("interval", "intervals"), ("resampling", "resampling"), ("p_value", "p-values"))]
+    items = [
+        (name, str(st.get(key) or DEFAULT_METHOD[key]))
+        for key, name in (("interval", "intervals"), ("resampling", "resampling"), ("p_value", "p-values"))
+    ]
     items.append(("winners", WINNER_RULE))
-    items.append(("scope", "beside every macro value: its test records and how many labels it averaged (labels "
-                           "with a positive and a negative test record); ⚠ marks fewer than "
-                           f"{int(num(st.get('small_test')) or SMALL_TEST)} test records"))
+    items.append(
+        (
+            "scope",
+            "beside every macro value: its test records and how many labels it averaged (labels "
+            "with a positive and a negative test record); ⚠ marks fewer than "
+            f"{int(num(st.get('small_test')) or SMALL_TEST)} test records",
+        )
+    )
     fallbacks = rows(st.get("fallbacks"))
     if fallbacks:
-        items.append((f"rule not applied to {plural(len(fallbacks), 'test set')}", FALLBACK_TEXT + "; ".join(
-            _fallback_text(f) for f in fallbacks) + "."))
+        items.append(
+            (
+                f"rule not applied to {plural(len(fallbacks), 'test set')}",
+                FALLBACK_TEXT + "; ".join(_fallback_text(f) for f in fallbacks) + ".",
+            )
+        )
     return items
 
 
-FALLBACK_TEXT = ("where it would pin the test set (every resample it keeps nearly the test set itself, so the interval "
-                 "would shrink towards the point) or could not be met; their intervals come from plain resampling, "
-                 "where a resample that lacks a label leaves it out of the macro means: ")
+FALLBACK_TEXT = (
+    "where it would pin the test set (every resample it keeps nearly the test set itself, so the interval "
+    "would shrink towards the point) or could not be met; their intervals come from plain resampling, "
+    "where a resample that lacks a label leaves it out of the macro means: "
+)
 
 
 def _fallback_text(f: Mapping[str, Any]) -> str:
     """``headline seed18 (3 records, 35 values): the rule would keep 32 % of the variation``."""
     n, used, kept = num(f.get("n_test")), int(num(f.get("values")) or 1), num(f.get("variation_kept"))
-    size = ", ".join(x for x in (f"{int(n):,} records" if n is not None else "",
-                                 plural(used, "value") if used > 1 else "") if x)
-    why = (f"the rule would keep {100 * kept:.0f} % of the variation" if f.get("reason") == "pinned" and kept is not None
-           else "the rule could not be met" if f.get("reason") == "impossible" else str(f.get("note") or "not applied"))
+    size = ", ".join(
+        x for x in (f"{int(n):,} records" if n is not None else "", plural(used, "value") if used > 1 else "") if x
+    )
+    why = (
+        f"the rule would keep {100 * kept:.0f} % of the variation"
+        if f.get("reason") == "pinned" and kept is not None
+        else "the rule could not be met"
+        if f.get("reason") == "impossible"
+        else str(f.get("note") or "not applied")
+    )
     return f"{f.get('where', '?')}{f' ({size})' if size else ''}: {why}"
 
 
@@ -590,8 +774,13 @@ def failed_runs_table(results: Mapping[str, Any]) -> Table | None:
         return None
     t = Table(["run", "key", "error"], caption="Failed runs (their log is in the run directory).")
     for r in st["failed_runs"]:
-        t.rows.append([Cell(str(r.get("name", "?")), kind="label"), Cell(str(r.get("key", "—")), kind="mono"),
-                       Cell(str(r.get("error", "—")), kind="mono bad")])
+        t.rows.append(
+            [
+                Cell(str(r.get("name", "?")), kind="label"),
+                Cell(str(r.get("key", "—")), kind="mono"),
+                Cell(str(r.get("error", "—")), kind="mono bad"),
+            ]
+        )
     return t
 
 
@@ -600,9 +789,12 @@ def metadata_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     environment, wall time."""
     st = json_object(results.get("study"))
     items: list[tuple[str, str]] = [
-        ("study", str(st.get("name", "—"))), ("spec", str(st.get("spec", "—"))),
-        ("profile", str(st.get("profile") or "full (no profile)")), ("spec digest", str(st.get("spec_digest", "—"))),
-        ("generated", str(st.get("generated", "—"))), ("model", str(st.get("model", "—"))),
+        ("study", str(st.get("name", "—"))),
+        ("spec", str(st.get("spec", "—"))),
+        ("profile", str(st.get("profile") or "full (no profile)")),
+        ("spec digest", str(st.get("spec_digest", "—"))),
+        ("generated", str(st.get("generated", "—"))),
+        ("model", str(st.get("model", "—"))),
     ]
     src = json_object(st.get("source"))
     if src:

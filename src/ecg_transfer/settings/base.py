@@ -61,12 +61,24 @@ def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | N
 
 
 _TYPE_WORDS = {
-    "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number", "bool_type": "true/false",
-    "string_type": "a string", "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
-    "list_type": "a list", "tuple_type": "a list", "int_from_float": "an integer",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "bool_type": "true/false",
+    "string_type": "a string",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "int_from_float": "an integer",
 }
-_BOUND_WORDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<"),
-                "less_than_equal": ("le", "<=")}
+_BOUND_WORDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
 
 
 def _describe_error(cls: type[BaseModel], err: Mapping[str, Any], prefix: str) -> str:
@@ -118,8 +130,9 @@ class Settings(BaseModel):
     """Strict, frozen, unknown keys refused; ``from_dict`` / ``to_dict`` / direct construction all
     validate and raise :class:`ConfigError`."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=True,
-                              use_attribute_docstrings=True)  # a field's docstring is its schema description
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+    )  # a field's docstring is its schema description
     #: how the model's keys are named in messages when it is validated on its own ("finetune")
     SECTION: ClassVar[str] = ""
 
@@ -197,6 +210,7 @@ ListedTuple = Annotated[tuple[_Item, ...], Listed]
 
 def _sized(n: int) -> BeforeValidator:
     """:data:`Listed` that also refuses a list of another length than ``n``, saying so."""
+
     def sized(value: Any) -> Any:
         value = _listish_to_tuple(value)
         if isinstance(value, tuple) and len(value) != n:
@@ -221,4 +235,15 @@ def is_plain(value: Any) -> bool:
     return False
 
 
-__all__ = ["KeyedValueError", "Listed", "ListedPair", "ListedTuple", "Settings", "TopSettings", "non_default", "config_error", "dotted", "is_plain"]
+__all__ = [
+    "KeyedValueError",
+    "Listed",
+    "ListedPair",
+    "ListedTuple",
+    "Settings",
+    "TopSettings",
+    "non_default",
+    "config_error",
+    "dotted",
+    "is_plain",
+]

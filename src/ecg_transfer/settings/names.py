@@ -10,8 +10,17 @@ from __future__ import annotations
 
 #: Networks in ``ecg_transfer.models`` (the PTB-XL benchmark's, plus the S4 backbone).
 MODEL_NAMES: tuple[str, ...] = (
-    "xresnet1d18", "xresnet1d34", "xresnet1d50", "xresnet1d101", "xresnet1d152",
-    "inception1d", "resnet1d_wang", "fcn_wang", "lstm", "lstm_bidir", "s4",
+    "xresnet1d18",
+    "xresnet1d34",
+    "xresnet1d50",
+    "xresnet1d101",
+    "xresnet1d152",
+    "inception1d",
+    "resnet1d_wang",
+    "fcn_wang",
+    "lstm",
+    "lstm_bidir",
+    "s4",
 )
 #: Dataset adapters; ``g12ec`` is an alias of ``cinc`` (any PhysioNet/CinC-format folder).
 DATASET_NAMES: tuple[str, ...] = ("ptbxl", "cinc")
@@ -34,8 +43,14 @@ AGGREGATES: tuple[str, ...] = ("max", "mean")
 #: Self-supervised objectives (``[ssl] method``, ``training.ssl``).
 SSL_METHODS: tuple[str, ...] = ("contrastive", "masked")
 #: ECG augmentations of the contrastive objective (``[ssl] augmentations``), applied in this order.
-SSL_AUGMENTATIONS: tuple[str, ...] = ("random-resized-crop", "time-out", "baseline-wander", "gaussian-noise",
-                                      "powerline-noise", "lead-dropout")
+SSL_AUGMENTATIONS: tuple[str, ...] = (
+    "random-resized-crop",
+    "time-out",
+    "baseline-wander",
+    "gaussian-noise",
+    "powerline-noise",
+    "lead-dropout",
+)
 # Speed settings (training.speed): how fast a run goes, never its maths beyond float rounding.
 MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "max-autotune-no-cudagraphs")
@@ -55,12 +70,39 @@ STFT_HOP_SECONDS = 0.05
 #: its run keys: they do not change the maths (with several processes, ``sync_batchnorm = true`` is
 #: the one-process maths; each session's choice is recorded in environment.json; ``tracking`` only
 #: says where the metrics are also logged).
-RESUMABLE_KEYS: tuple[str, ...] = ("device", "num_threads", "dist_backend", "sync_batchnorm", "validate_every",
-                                   "memory_format", "compile", "optimizer_impl", "tracking")
+RESUMABLE_KEYS: tuple[str, ...] = (
+    "device",
+    "num_threads",
+    "dist_backend",
+    "sync_batchnorm",
+    "validate_every",
+    "memory_format",
+    "compile",
+    "optimizer_impl",
+    "tracking",
+)
 
 __all__ = [
-    "AGGREGATES", "CALIBRATORS", "COMPILE_MODES", "DATASET_ALIASES", "DATASET_NAMES", "DIST_BACKENDS",
-    "DX_LABEL_SET", "INPUT_KINDS", "MEMORY_FORMATS", "MODEL_NAMES", "OPTIMIZER_IMPLS", "POLICIES", "PRECISIONS", "PROTOCOLS",
-    "PTBXL_TASKS", "RESUMABLE_KEYS", "SSL_AUGMENTATIONS", "SSL_METHODS", "STAGED_POLICIES", "STANDARD_LEADS",
-    "STFT_HOP_SECONDS", "STFT_WINDOW_SECONDS",
+    "AGGREGATES",
+    "CALIBRATORS",
+    "COMPILE_MODES",
+    "DATASET_ALIASES",
+    "DATASET_NAMES",
+    "DIST_BACKENDS",
+    "DX_LABEL_SET",
+    "INPUT_KINDS",
+    "MEMORY_FORMATS",
+    "MODEL_NAMES",
+    "OPTIMIZER_IMPLS",
+    "POLICIES",
+    "PRECISIONS",
+    "PROTOCOLS",
+    "PTBXL_TASKS",
+    "RESUMABLE_KEYS",
+    "SSL_AUGMENTATIONS",
+    "SSL_METHODS",
+    "STAGED_POLICIES",
+    "STANDARD_LEADS",
+    "STFT_HOP_SECONDS",
+    "STFT_WINDOW_SECONDS",
 ]

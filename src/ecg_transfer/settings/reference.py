@@ -13,25 +13,50 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .run import (
-    FinetuneConfig, OptimizerConfig, RunConfig, ScheduleConfig, SslConfig, SslSource, StageSpec, TrackingConfig,
+    FinetuneConfig,
+    OptimizerConfig,
+    RunConfig,
+    ScheduleConfig,
+    SslConfig,
+    SslSource,
+    StageSpec,
+    TrackingConfig,
 )
 from .study import (
-    CalibrationExperiment, FrequencyExperiment, SamplingRateExperiment, SourceSection, SourceShareExperiment,
-    StandaloneSection, StudySection, TargetSection, TargetShareExperiment,
+    CalibrationExperiment,
+    FrequencyExperiment,
+    SamplingRateExperiment,
+    SourceSection,
+    SourceShareExperiment,
+    StandaloneSection,
+    StudySection,
+    TargetSection,
+    TargetShareExperiment,
 )
 from .task import TaskSettings
 
 #: (heading, model) in the order a reader meets them.
 RUN_TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
-    ("top level", RunConfig), ("[task]", TaskSettings), ("[optimizer]", OptimizerConfig),
-    ("[schedule]", ScheduleConfig), ("[finetune]", FinetuneConfig), ("[[finetune.stages]]", StageSpec),
-    ("[ssl]", SslConfig), ("[[ssl.extra_tasks]]", SslSource), ("[tracking]", TrackingConfig),
+    ("top level", RunConfig),
+    ("[task]", TaskSettings),
+    ("[optimizer]", OptimizerConfig),
+    ("[schedule]", ScheduleConfig),
+    ("[finetune]", FinetuneConfig),
+    ("[[finetune.stages]]", StageSpec),
+    ("[ssl]", SslConfig),
+    ("[[ssl.extra_tasks]]", SslSource),
+    ("[tracking]", TrackingConfig),
 )
 STUDY_TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
-    ("[study]", StudySection), ("[source]", SourceSection), ("[target]", TargetSection),
-    ("[finetune]", FinetuneConfig), ("[standalone]", StandaloneSection),
-    ("[experiments.target_share]", TargetShareExperiment), ("[experiments.source_share]", SourceShareExperiment),
-    ("[experiments.sampling_rate]", SamplingRateExperiment), ("[experiments.calibration]", CalibrationExperiment),
+    ("[study]", StudySection),
+    ("[source]", SourceSection),
+    ("[target]", TargetSection),
+    ("[finetune]", FinetuneConfig),
+    ("[standalone]", StandaloneSection),
+    ("[experiments.target_share]", TargetShareExperiment),
+    ("[experiments.source_share]", SourceShareExperiment),
+    ("[experiments.sampling_rate]", SamplingRateExperiment),
+    ("[experiments.calibration]", CalibrationExperiment),
     ("[experiments.frequency]", FrequencyExperiment),
 )
 
@@ -86,18 +111,27 @@ def model_table(model: type[BaseModel]) -> list[str]:
 
 def reference_markdown() -> str:
     """The whole reference as Markdown."""
-    out = ["# Configuration reference", "",
-           "Generated from the settings layer (`ecg_transfer.settings`) by `ecg-transfer config reference`; "
-           "do not edit by hand. Every key is validated strictly (unknown keys and wrong types are refused, "
-           "naming the dotted key); `ecg-transfer config show FILE` prints a file's resolved settings and "
-           "`ecg-transfer config schema` writes JSON Schemas for editors.", "",
-           "## Run configs (`ecg-transfer train|pretrain|finetune|standalone CONFIG`)", ""]
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from the settings layer (`ecg_transfer.settings`) by `ecg-transfer config reference`; "
+        "do not edit by hand. Every key is validated strictly (unknown keys and wrong types are refused, "
+        "naming the dotted key); `ecg-transfer config show FILE` prints a file's resolved settings and "
+        "`ecg-transfer config schema` writes JSON Schemas for editors.",
+        "",
+        "## Run configs (`ecg-transfer train|pretrain|finetune|standalone CONFIG`)",
+        "",
+    ]
     for heading, model in RUN_TABLES:
         doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         out += [f"### {heading}", "", doc, "", *model_table(model), ""]
-    out += ["## Study specs (`ecg-transfer study plan|run|status SPEC [--profile NAME]`)", "",
-            "`[profiles.NAME]` tables hold any of the tables below and are merged over the spec with "
-            "`--profile NAME` (`run` and `model_kwargs` tables are replaced whole).", ""]
+    out += [
+        "## Study specs (`ecg-transfer study plan|run|status SPEC [--profile NAME]`)",
+        "",
+        "`[profiles.NAME]` tables hold any of the tables below and are merged over the spec with "
+        "`--profile NAME` (`run` and `model_kwargs` tables are replaced whole).",
+        "",
+    ]
     for heading, model in STUDY_TABLES:
         out += [f"### {heading}", "", *model_table(model), ""]
     return "\n".join(out).rstrip() + "\n"

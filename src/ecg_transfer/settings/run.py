@@ -53,8 +53,20 @@ from ..atomic import atomic_write_json
 from ..errors import ConfigError
 from .base import KeyedValueError, ListedPair, ListedTuple, Settings, TopSettings, is_plain
 from .names import (
-    AGGREGATES, COMPILE_MODES, DATASET_ALIASES, DIST_BACKENDS, INPUT_KINDS, MEMORY_FORMATS, MODEL_NAMES,
-    OPTIMIZER_IMPLS, POLICIES, PRECISIONS, SSL_AUGMENTATIONS, SSL_METHODS, STAGED_POLICIES, STFT_WINDOW_SECONDS,
+    AGGREGATES,
+    COMPILE_MODES,
+    DATASET_ALIASES,
+    DIST_BACKENDS,
+    INPUT_KINDS,
+    MEMORY_FORMATS,
+    MODEL_NAMES,
+    OPTIMIZER_IMPLS,
+    POLICIES,
+    PRECISIONS,
+    SSL_AUGMENTATIONS,
+    SSL_METHODS,
+    STAGED_POLICIES,
+    STFT_WINDOW_SECONDS,
 )
 from .task import FoldList, TaskSettings, _non_empty, empty_as_none
 
@@ -66,6 +78,7 @@ UnitInterval = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 def _lr(value: Any) -> Any:
     """One peak lr, or ``[low, high]`` (geometric from the first layer group to the head)."""
+
     def number(v: Any, where: str) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v or v in (float("inf"), float("-inf")):
             raise KeyedValueError(where, f"expected a number, got {v!r}")
@@ -80,9 +93,18 @@ def _lr(value: Any) -> Any:
     return number(value, "")
 
 
-LearningRate = Annotated[Any, BeforeValidator(_lr), WithJsonSchema({
-    "anyOf": [{"type": "number", "exclusiveMinimum": 0},
-              {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2}]})]
+LearningRate = Annotated[
+    Any,
+    BeforeValidator(_lr),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+            ]
+        }
+    ),
+]
 
 
 def _stage_train(value: str) -> str:
@@ -163,16 +185,21 @@ class ScheduleConfig(Settings):
     @model_validator(mode="after")
     def _momentum_order(self) -> "ScheduleConfig":
         if self.base_momentum > self.max_momentum:
-            raise KeyedValueError("base_momentum", f"must be <= schedule.max_momentum ({self.max_momentum}), "
-                                  f"got {self.base_momentum}")
+            raise KeyedValueError(
+                "base_momentum", f"must be <= schedule.max_momentum ({self.max_momentum}), got {self.base_momentum}"
+            )
         return self
 
 
 #: Which finetune keys each policy reads (any other set key is refused, never ignored).
-_POLICY_KNOBS = {"lr": ("head-then-all", "all", "linear-probe"), "epochs": ("all", "linear-probe"),
-                 "head_epochs": ("head-then-all",), "all_epochs": ("head-then-all",),
-                 "frozen_bn": ("head-then-all", "gradual", "linear-probe"),
-                 "stages": ("head-then-all", "gradual", "all", "linear-probe")}
+_POLICY_KNOBS = {
+    "lr": ("head-then-all", "all", "linear-probe"),
+    "epochs": ("all", "linear-probe"),
+    "head_epochs": ("head-then-all",),
+    "all_epochs": ("head-then-all",),
+    "frozen_bn": ("head-then-all", "gradual", "linear-probe"),
+    "stages": ("head-then-all", "gradual", "all", "linear-probe"),
+}
 
 
 class FinetuneConfig(Settings):
@@ -206,18 +233,23 @@ class FinetuneConfig(Settings):
         p = self.policy
         for key, policies in _POLICY_KNOBS.items():
             if getattr(self, key) is not None and p not in policies:
-                raise KeyedValueError(key, f"does not apply to finetune.policy={p!r}; it applies to: "
-                                      f"{', '.join(policies)}")
+                raise KeyedValueError(
+                    key, f"does not apply to finetune.policy={p!r}; it applies to: {', '.join(policies)}"
+                )
         if self.stages is not None:
             if not self.stages:
                 raise KeyedValueError("stages", "needs at least one stage")
             for key in ("lr", "epochs", "head_epochs", "all_epochs"):
                 if getattr(self, key) is not None:
-                    raise KeyedValueError(key, "set it inside finetune.stages instead (explicit stages replace "
-                                          "the policy's preset)")
+                    raise KeyedValueError(
+                        key, "set it inside finetune.stages instead (explicit stages replace the policy's preset)"
+                    )
         if p == "none" and self.pretrained_run is not None:
-            raise KeyedValueError("pretrained_run", f"is set but finetune.policy='none'; allowed policies for a "
-                                  f"pre-trained start: {', '.join(POLICIES[1:])}")
+            raise KeyedValueError(
+                "pretrained_run",
+                f"is set but finetune.policy='none'; allowed policies for a "
+                f"pre-trained start: {', '.join(POLICIES[1:])}",
+            )
         return self
 
     @property
@@ -226,8 +258,12 @@ class FinetuneConfig(Settings):
         return self.stages is not None or self.policy in STAGED_POLICIES
 
 
-_GRADUAL = (("head-1", 10, "head", 1e-2), ("head-2", 10, "head", 1e-2),
-            ("last-two", 10, "last:2", 1e-3), ("all", 10, "all", (1e-6, 1e-4)))
+_GRADUAL = (
+    ("head-1", 10, "head", 1e-2),
+    ("head-2", 10, "head", 1e-2),
+    ("last-two", 10, "last:2", 1e-3),
+    ("all", 10, "all", (1e-6, 1e-4)),
+)
 
 
 def preset_stages(ft: FinetuneConfig, epochs: int, max_lr: float) -> tuple[StageSpec, ...]:
@@ -237,8 +273,12 @@ def preset_stages(ft: FinetuneConfig, epochs: int, max_lr: float) -> tuple[Stage
     """
     bn = ft.frozen_bn or ("frozen" if ft.policy == "linear-probe" else "train")
     if ft.stages is not None:
-        return tuple(StageSpec(name=s.name or f"stage-{i + 1}", epochs=s.epochs, train=s.train, lr=s.lr,
-                               frozen_bn=s.frozen_bn or bn) for i, s in enumerate(ft.stages))
+        return tuple(
+            StageSpec(
+                name=s.name or f"stage-{i + 1}", epochs=s.epochs, train=s.train, lr=s.lr, frozen_bn=s.frozen_bn or bn
+            )
+            for i, s in enumerate(ft.stages)
+        )
     if ft.policy == "none":
         return (StageSpec(name="train", epochs=epochs, train="all", lr=max_lr, frozen_bn=bn),)
     if ft.policy in ("all", "linear-probe"):
@@ -246,8 +286,10 @@ def preset_stages(ft: FinetuneConfig, epochs: int, max_lr: float) -> tuple[Stage
         return (StageSpec(name=train, epochs=ft.epochs or epochs, train=train, lr=ft.lr or max_lr, frozen_bn=bn),)
     if ft.policy == "head-then-all":
         lr = ft.lr or 1e-2
-        return (StageSpec(name="head", epochs=ft.head_epochs or 30, train="head", lr=lr, frozen_bn=bn),
-                StageSpec(name="all", epochs=ft.all_epochs or 30, train="all", lr=(lr / 1000, lr / 10), frozen_bn=bn))
+        return (
+            StageSpec(name="head", epochs=ft.head_epochs or 30, train="head", lr=lr, frozen_bn=bn),
+            StageSpec(name="all", epochs=ft.all_epochs or 30, train="all", lr=(lr / 1000, lr / 10), frozen_bn=bn),
+        )
     return tuple(StageSpec(name=n, epochs=e, train=t, lr=lr, frozen_bn=bn) for n, e, t, lr in _GRADUAL)
 
 
@@ -304,8 +346,11 @@ class SslSource(Settings):
         if not train:
             raise KeyedValueError("train_folds", "needs at least one fold to pre-train on")
         if (train | val) & test or train & val:
-            raise KeyedValueError("train_folds", "train_folds / val_folds / test_folds must not overlap, got "
-                                  f"{list(self.train_folds)} / {list(self.val_folds)} / {list(self.test_folds)}")
+            raise KeyedValueError(
+                "train_folds",
+                "train_folds / val_folds / test_folds must not overlap, got "
+                f"{list(self.train_folds)} / {list(self.val_folds)} / {list(self.test_folds)}",
+            )
         beyond = sorted(f for f in train | val | test if f > self.n_folds) if self.adapter == "cinc" else []
         if beyond:
             raise KeyedValueError("train_folds", f"fold(s) {beyond} beyond n_folds = {self.n_folds}")
@@ -388,8 +433,11 @@ class SslConfig(Settings):
             if value is not None and method != self.method:
                 raise KeyedValueError(key, f"applies to ssl.method = {method!r}, not {self.method!r}")
             if value is not None and augmentation is not None and augmentation not in augs:
-                raise KeyedValueError(key, f"sets the {augmentation!r} augmentation, which ssl.augmentations "
-                                      f"does not list ({', '.join(augs)})")
+                raise KeyedValueError(
+                    key,
+                    f"sets the {augmentation!r} augmentation, which ssl.augmentations "
+                    f"does not list ({', '.join(augs)})",
+                )
             if value is None and method == self.method and (augmentation is None or augmentation in augs):
                 object.__setattr__(self, key, default)  # resolved: config.json says what ran
         for key in ("crop_scale", "time_out"):
@@ -512,14 +560,22 @@ class RunConfig(TopSettings):
         for key in ("crop_seconds", "stride_seconds"):
             n = getattr(self, key) * self.fs
             if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
-                raise KeyedValueError(key, f"{getattr(self, key)} s at fs={self.fs} Hz is {n:g} samples; must be "
-                                      "a positive whole number of samples")
+                raise KeyedValueError(
+                    key,
+                    f"{getattr(self, key)} s at fs={self.fs} Hz is {n:g} samples; must be "
+                    "a positive whole number of samples",
+                )
         if self.stride_seconds > self.crop_seconds:
-            raise KeyedValueError("stride_seconds", f"must be <= crop_seconds ({self.crop_seconds}), got "
-                                  f"{self.stride_seconds}; windows would skip signal")
+            raise KeyedValueError(
+                "stride_seconds",
+                f"must be <= crop_seconds ({self.crop_seconds}), got {self.stride_seconds}; windows would skip signal",
+            )
         if self.input == "stft" and self.crop_len < round(STFT_WINDOW_SECONDS * self.fs):
-            raise KeyedValueError("crop_seconds", f"a {self.crop_len}-sample window is shorter than the "
-                                  f"{STFT_WINDOW_SECONDS} s STFT window of input='stft'")
+            raise KeyedValueError(
+                "crop_seconds",
+                f"a {self.crop_len}-sample window is shorter than the "
+                f"{STFT_WINDOW_SECONDS} s STFT window of input='stft'",
+            )
         self._resolve_epochs()
         if self.ssl is not None:
             self._check_ssl(self.ssl)
@@ -529,41 +585,62 @@ class RunConfig(TopSettings):
         """What a self-supervised run cannot combine with: it starts from random weights, learns
         from raw time signals, and uses every record of the train folds."""
         if self.finetune.policy != "none":
-            raise KeyedValueError("finetune.policy", f"{self.finetune.policy!r}, but an [ssl] run pre-trains from "
-                                  "random weights (policy 'none'); fine-tune its result in a second run")
+            raise KeyedValueError(
+                "finetune.policy",
+                f"{self.finetune.policy!r}, but an [ssl] run pre-trains from "
+                "random weights (policy 'none'); fine-tune its result in a second run",
+            )
         if self.input != "time":
-            raise KeyedValueError("input", f"{self.input!r}, but [ssl] augments and reconstructs time signals; "
-                                  "use input = 'time'")
+            raise KeyedValueError(
+                "input", f"{self.input!r}, but [ssl] augments and reconstructs time signals; use input = 'time'"
+            )
         if self.task is not None and (self.task.train_fraction < 1 or self.task.test_on_rest):
-            raise KeyedValueError("task.train_fraction", "an [ssl] run learns from every record of "
-                                  "task.train_folds (no labels needed): leave train_fraction and test_on_rest out")
+            raise KeyedValueError(
+                "task.train_fraction",
+                "an [ssl] run learns from every record of "
+                "task.train_folds (no labels needed): leave train_fraction and test_on_rest out",
+            )
         if ssl.mask_seconds is not None:
             span = round(ssl.mask_seconds * self.fs)
             if not 1 <= span < self.crop_len:
-                raise KeyedValueError("ssl.mask_seconds", f"{ssl.mask_seconds} s at fs={self.fs} Hz is {span} "
-                                      f"sample(s); must be >= 1 sample and shorter than the {self.crop_len}-sample crop")
+                raise KeyedValueError(
+                    "ssl.mask_seconds",
+                    f"{ssl.mask_seconds} s at fs={self.fs} Hz is {span} "
+                    f"sample(s); must be >= 1 sample and shorter than the {self.crop_len}-sample crop",
+                )
 
     def _resolve_epochs(self) -> None:
         ft, given = self.finetune, self.epochs
         if ft.staged:
             sched_given = "max_lr" in self.schedule.model_fields_set
             if sched_given and self.schedule.max_lr != ScheduleConfig().max_lr:
-                raise KeyedValueError("schedule.max_lr", f"is not used by finetune.policy={ft.policy!r}"
-                                      f"{' with explicit stages' if ft.stages is not None else ''}: its learning "
-                                      f"rates come from {_preset_keys(ft)}")
+                raise KeyedValueError(
+                    "schedule.max_lr",
+                    f"is not used by finetune.policy={ft.policy!r}"
+                    f"{' with explicit stages' if ft.stages is not None else ''}: its learning "
+                    f"rates come from {_preset_keys(ft)}",
+                )
             total = sum(s.epochs for s in preset_stages(ft, 1, 1.0))
             if given is not None and given != total:
-                raise KeyedValueError("epochs", f"{given}, but finetune.policy={ft.policy!r} trains {total} epochs "
-                                      f"as its stages say; set {_preset_keys(ft)} to change them, or leave "
-                                      "epochs out")
+                raise KeyedValueError(
+                    "epochs",
+                    f"{given}, but finetune.policy={ft.policy!r} trains {total} epochs "
+                    f"as its stages say; set {_preset_keys(ft)} to change them, or leave "
+                    "epochs out",
+                )
             object.__setattr__(self, "epochs", total)
             return
         if ft.policy in ("all", "linear-probe") and ft.epochs is not None and given is not None and given != ft.epochs:
-            raise KeyedValueError("epochs", f"{given}, but finetune.epochs = {ft.epochs} decides how long "
-                                  f"policy {ft.policy!r} trains; set one of them")
+            raise KeyedValueError(
+                "epochs",
+                f"{given}, but finetune.epochs = {ft.epochs} decides how long "
+                f"policy {ft.policy!r} trains; set one of them",
+            )
         if ft.lr is not None and self.schedule.max_lr != ScheduleConfig().max_lr:
-            raise KeyedValueError("schedule.max_lr", f"is not used: finetune.lr = {ft.lr} is the policy's peak "
-                                  "learning rate; set one of them")
+            raise KeyedValueError(
+                "schedule.max_lr",
+                f"is not used: finetune.lr = {ft.lr} is the policy's peak learning rate; set one of them",
+            )
         object.__setattr__(self, "epochs", ft.epochs or given or 50)
 
     @property
@@ -618,5 +695,17 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     atomic_write_json(path, config.to_dict())
 
 
-__all__ = ["FinetuneConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "SslConfig", "SslSource", "StageSpec",
-           "TrackingConfig", "load_config", "preset_stages", "read_settings_file", "save_config"]
+__all__ = [
+    "FinetuneConfig",
+    "OptimizerConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "SslConfig",
+    "SslSource",
+    "StageSpec",
+    "TrackingConfig",
+    "load_config",
+    "preset_stages",
+    "read_settings_file",
+    "save_config",
+]

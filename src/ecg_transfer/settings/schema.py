@@ -13,8 +13,10 @@ def _study_schema() -> dict[str, Any]:
     schema = StudySettings.model_json_schema()
     # profiles.NAME: any subset of the spec's tables, merged over it by --profile NAME
     schema.setdefault("properties", {})["profiles"] = {
-        "type": "object", "description": "named profiles: tables merged over the spec with --profile NAME",
-        "additionalProperties": {"type": "object"}}
+        "type": "object",
+        "description": "named profiles: tables merged over the spec with --profile NAME",
+        "additionalProperties": {"type": "object"},
+    }
     return schema
 
 

@@ -147,7 +147,9 @@ class TargetSection(Settings):
                 raise KeyedValueError(key, f"a non-empty list of fold numbers 1..{self.n_folds}, got {list(folds)}")
         sets = [set(v) for v in named.values()]
         if sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2]:
-            raise KeyedValueError("*_folds", f"must be disjoint fold lists, got {({k: list(v) for k, v in named.items()})}")
+            raise KeyedValueError(
+                "*_folds", f"must be disjoint fold lists, got { ({k: list(v) for k, v in named.items()}) }"
+            )
         return self
 
 
@@ -174,8 +176,9 @@ class SourceShareExperiment(Settings):
     """Run experiment 2."""
     source_epochs: Annotated[int, Field(ge=1)] | None = None
     """Pre-training epochs of this experiment's source runs (default: source.epochs); a reduced experiment compares its points among themselves."""
-    shares: Annotated[ListedTuple[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]],
-                      AfterValidator(_distinct)] = (25, 50, 75, 100)
+    shares: Annotated[
+        ListedTuple[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]], AfterValidator(_distinct)
+    ] = (25, 50, 75, 100)
     """PTB-XL pre-training shares in percent (patients kept together), tested on fold 10."""
     target_share: Percent = 10
     """Each fine-tuned on this target share, tested on the rest."""
@@ -218,7 +221,9 @@ def _strategy(value: str) -> str:
 class StrategyExperiment(Settings):
     enabled: bool = False
     """Run experiment 6 (off unless a spec turns it on)."""
-    strategies: Annotated[ListedTuple[Annotated[str, AfterValidator(_strategy)]], AfterValidator(_distinct)] = STRATEGIES
+    strategies: Annotated[ListedTuple[Annotated[str, AfterValidator(_strategy)]], AfterValidator(_distinct)] = (
+        STRATEGIES
+    )
     """none (random weights), supervised:TASK (pre-trained on a PTB-XL task), self-supervised (the [ssl] table below)."""
     models: Annotated[ListedTuple[Literal[MODEL_NAMES]], AfterValidator(_distinct)] | None = None  # type: ignore[valid-type]
     """Backbones compared (default: study.model)."""
@@ -261,8 +266,9 @@ class Experiments(Settings):
 
 def _transfer_policy(ft: FinetuneConfig) -> FinetuneConfig:
     if ft.policy == "none":
-        raise KeyedValueError("policy", "a transfer policy (head-then-all, gradual, all, linear-probe); "
-                              "'none' is the standalone arm")
+        raise KeyedValueError(
+            "policy", "a transfer policy (head-then-all, gradual, all, linear-probe); 'none' is the standalone arm"
+        )
     return ft
 
 
@@ -276,7 +282,8 @@ class StudySettings(TopSettings):
     target: TargetSection
     """The target data and its folds."""
     finetune: Annotated[FinetuneConfig, AfterValidator(_transfer_policy)] = Field(
-        default_factory=lambda: FinetuneConfig(policy="gradual"))
+        default_factory=lambda: FinetuneConfig(policy="gradual")
+    )
     """The fine-tuned arm's transfer policy (a run config's [finetune] table)."""
     standalone: StandaloneSection = Field(default_factory=StandaloneSection)
     """The arm trained from random weights."""
@@ -304,7 +311,9 @@ def _unknown_key(model: type[BaseModel], table: Mapping[str, Any], prefix: str) 
         where = f"{prefix}.{key}" if prefix else key
         info = model.model_fields.get(key)
         if info is None:
-            raise ConfigError(f"unknown config key {where!r}; allowed keys here: {', '.join(sorted(model.model_fields))}")
+            raise ConfigError(
+                f"unknown config key {where!r}; allowed keys here: {', '.join(sorted(model.model_fields))}"
+            )
         sub = info.annotation
         sub = getattr(sub, "__origin__", sub)
         if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, BaseModel):

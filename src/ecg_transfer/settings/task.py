@@ -46,13 +46,17 @@ def label_set_error(labels: str, dataset: str) -> str | None:
         return None if name in PROTOCOLS else f"unknown protocol {name!r}; allowed: {', '.join(PROTOCOLS)}"
     if labels in PTBXL_TASKS:
         if dataset != "ptbxl":
-            return (f"{labels!r} is a PTB-XL task; for a {dataset} set use protocol:seed18, protocol:cinc2020 "
-                    f"or {DX_LABEL_SET}")
+            return (
+                f"{labels!r} is a PTB-XL task; for a {dataset} set use protocol:seed18, protocol:cinc2020 "
+                f"or {DX_LABEL_SET}"
+            )
         return None
     if labels == DX_LABEL_SET:
         return None if dataset == "cinc" else f"{DX_LABEL_SET!r} (every SNOMED code of the set) is for CinC-format sets"
-    return (f"{labels!r} is neither a PTB-XL task ({', '.join(PTBXL_TASKS)}), a protocol "
-            f"({', '.join('protocol:' + p for p in PROTOCOLS)}) nor {DX_LABEL_SET!r}")
+    return (
+        f"{labels!r} is neither a PTB-XL task ({', '.join(PTBXL_TASKS)}), a protocol "
+        f"({', '.join('protocol:' + p for p in PROTOCOLS)}) nor {DX_LABEL_SET!r}"
+    )
 
 
 def _standard_leads(leads: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -139,19 +143,25 @@ class TaskSettings(Settings):
             raise KeyedValueError("min_likelihood", "only PTB-XL statements carry a likelihood")
         folds = [set(self.train_folds), set(self.val_folds), set(self.test_folds)]
         if folds[0] & folds[1] or folds[0] & folds[2] or folds[1] & folds[2]:
-            raise KeyedValueError("train_folds", "train_folds / val_folds / test_folds must not overlap, got "
-                                  f"{list(self.train_folds)} / {list(self.val_folds)} / {list(self.test_folds)}")
+            raise KeyedValueError(
+                "train_folds",
+                "train_folds / val_folds / test_folds must not overlap, got "
+                f"{list(self.train_folds)} / {list(self.val_folds)} / {list(self.test_folds)}",
+            )
         if self.adapter == "cinc":
             beyond = sorted(f for f in set().union(*folds) if f > self.n_folds)
             if beyond:
                 raise KeyedValueError("train_folds", f"fold(s) {beyond} beyond n_folds = {self.n_folds}")
         self._check_fraction()
         if self.long_records == "whole" and self.max_seconds is not None:
-            raise KeyedValueError("max_seconds", 'needs task.long_records = "first" or "centre" ("whole", the '
-                                  "default, uses every record entirely)")
+            raise KeyedValueError(
+                "max_seconds",
+                'needs task.long_records = "first" or "centre" ("whole", the default, uses every record entirely)',
+            )
         if self.long_records != "whole" and self.max_seconds is None:
-            raise KeyedValueError("long_records", f"{self.long_records!r} needs task.max_seconds (the seconds "
-                                  "of each record to use)")
+            raise KeyedValueError(
+                "long_records", f"{self.long_records!r} needs task.max_seconds (the seconds of each record to use)"
+            )
         return self
 
     def _check_fraction(self) -> None:
@@ -162,11 +172,17 @@ class TaskSettings(Settings):
                 raise KeyedValueError("train_fraction", _fraction_hint(f, parts))
         if self.test_on_rest:
             if f >= 1:
-                raise KeyedValueError("test_on_rest", "true needs task.train_fraction < 1 (the rest of the "
-                                      f"train_folds records is the test set), got train_fraction = {f!r}")
+                raise KeyedValueError(
+                    "test_on_rest",
+                    "true needs task.train_fraction < 1 (the rest of the "
+                    f"train_folds records is the test set), got train_fraction = {f!r}",
+                )
             if self.test_folds:
-                raise KeyedValueError("test_on_rest", "true needs task.test_folds = [] (the test set is the rest "
-                                      f"of the train_folds records), got test_folds = {list(self.test_folds)!r}")
+                raise KeyedValueError(
+                    "test_on_rest",
+                    "true needs task.test_folds = [] (the test set is the rest "
+                    f"of the train_folds records), got test_folds = {list(self.test_folds)!r}",
+                )
 
 
 def _fraction_hint(f: float, parts: int) -> str:
@@ -177,8 +193,10 @@ def _fraction_hint(f: float, parts: int) -> str:
     exact = Fraction(f).limit_denominator(10_000)
     if exact.denominator >= 2 and abs(float(exact) - f) <= _FRACTION_TOL:
         hint = f"for {f:g} set task.fraction_parts = {exact.denominator} (or a multiple of it)"
-    return (f"{f!r} is not a multiple of 1/{parts} (task.fraction_parts = {parts}); possible values: "
-            f"{', '.join(shown)} (k/{parts}, k = 1..{parts}); {hint}")
+    return (
+        f"{f!r} is not a multiple of 1/{parts} (task.fraction_parts = {parts}); possible values: "
+        f"{', '.join(shown)} (k/{parts}, k = 1..{parts}); {hint}"
+    )
 
 
 def empty_as_none(value: Any) -> Any:

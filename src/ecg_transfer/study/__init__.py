@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
-    from .plan import (RunDef as RunDef, plan_study as plan_study, run_key as run_key)
-    from .spec import (StudySpec as StudySpec, load_spec as load_spec, spec_from_dict as spec_from_dict)
+    from .plan import RunDef as RunDef, plan_study as plan_study, run_key as run_key
+    from .spec import StudySpec as StudySpec, load_spec as load_spec, spec_from_dict as spec_from_dict
 else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
-    __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-        "plan": ("RunDef", "plan_study", "run_key"),
-        "spec": ("StudySpec", "load_spec", "spec_from_dict"),
-    })
+    __getattr__, __dir__, __all__ = lazy_exports(
+        __name__, {"plan": ("RunDef", "plan_study", "run_key"), "spec": ("StudySpec", "load_spec", "spec_from_dict")}
+    )

@@ -17,54 +17,78 @@ from .store import RunStore
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", type=Path, help="the study spec (TOML), e.g. studies/ptbxl_to_g12ec.toml")
-    p.add_argument("--profile", default=None,
-                   help="a [profiles.NAME] table of the spec merged over it, e.g. laptop (a real answer on a 2-core CPU; `study plan` estimates its time) or smoke (a machinery check)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="the study directory (default: the spec's study.out, else studies/out/<name>[-<profile>])")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="a [profiles.NAME] table of the spec merged over it, e.g. laptop (a real answer on a 2-core CPU; `study plan` estimates its time) or smoke (a machinery check)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the study directory (default: the spec's study.out, else studies/out/<name>[-<profile>])",
+    )
 
 
-def add_study_parser(sub: argparse._SubParsersAction,
-                     write_report: Callable[[Path], Path] | None = None) -> None:
+def add_study_parser(sub: argparse._SubParsersAction, write_report: Callable[[Path], Path] | None = None) -> None:
     """``study run|status|plan``. ``write_report`` (study dir -> report path) serves ``--report``:
     the report is a layer above the study, so the command line that holds both passes it in."""
     study = sub.add_parser(
-        "study", help="run the whole transfer study from a spec file, resumably; see its status",
+        "study",
+        help="run the whole transfer study from a spec file, resumably; see its status",
         description="The PTB-XL -> G12EC transfer study (or your own) from one TOML spec: pre-training, fine-tuned "
-                    "and standalone arms on identical splits, experiments 1-5, bootstrap CIs. Every run is keyed by "
-                    "what defines it, so running again skips what is done and resumes what was interrupted.")
+        "and standalone arms on identical splits, experiments 1-5, bootstrap CIs. Every run is keyed by "
+        "what defines it, so running again skips what is done and resumes what was interrupted.",
+    )
     ssub = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND", required=True)
-    p = ssub.add_parser("run", help="train and evaluate every run that is missing, then write results.json",
-                        description="Train and evaluate what is missing; skip what is done; resume interrupted runs "
-                                    "from their checkpoint; record a failed run (state.json) and go on. Split the "
-                                    "work over machines sharing the study folder with --shard i/n, or submit one "
-                                    "SLURM job a run with --executor slurm. Then make the report with "
-                                    "`ecg-transfer report STUDY_DIR`.")
+    p = ssub.add_parser(
+        "run",
+        help="train and evaluate every run that is missing, then write results.json",
+        description="Train and evaluate what is missing; skip what is done; resume interrupted runs "
+        "from their checkpoint; record a failed run (state.json) and go on. Split the "
+        "work over machines sharing the study folder with --shard i/n, or submit one "
+        "SLURM job a run with --executor slurm. Then make the report with "
+        "`ecg-transfer report STUDY_DIR`.",
+    )
     _common(p)
-    p.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th run, starting at the I-th (1-based)")
+    p.add_argument(
+        "--shard", default=None, metavar="I/N", help="run only every N-th run, starting at the I-th (1-based)"
+    )
     p.add_argument("--retry-failed", action="store_true", help="try failed runs again (default: leave them failed)")
     p.add_argument("--report", action="store_true", help="write the report when done (same as `ecg-transfer report`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_slurm_arguments(p)
     p.set_defaults(func=run_study_command, write_report=write_report)
-    p = ssub.add_parser("status", help="what is done, running, failed and left",
-                        description="Count the runs of the study by state (done, running, interrupted, failed, "
-                                    "missing) and list the failed and running ones; --all lists every run.")
+    p = ssub.add_parser(
+        "status",
+        help="what is done, running, failed and left",
+        description="Count the runs of the study by state (done, running, interrupted, failed, "
+        "missing) and list the failed and running ones; --all lists every run.",
+    )
     _common(p)
     p.add_argument("--all", action="store_true", help="list every run with its state")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=status_command)
-    p = ssub.add_parser("plan", help="list the runs the spec needs and how long they will take, running nothing",
-                        description="Validate the spec and the complete settings of every run, check that every "
-                                    "data root exists, list every run (key, kind, name, uses) and estimate the wall "
-                                    "time on this machine: epochs x records of every run times this machine's "
-                                    "measured cost per training sample and per evaluation window (measured once per "
-                                    "network and window size, a few seconds each, and kept in the cache folder).")
+    p = ssub.add_parser(
+        "plan",
+        help="list the runs the spec needs and how long they will take, running nothing",
+        description="Validate the spec and the complete settings of every run, check that every "
+        "data root exists, list every run (key, kind, name, uses) and estimate the wall "
+        "time on this machine: epochs x records of every run times this machine's "
+        "measured cost per training sample and per evaluation window (measured once per "
+        "network and window size, a few seconds each, and kept in the cache folder).",
+    )
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-estimate", action="store_true", help="list the runs only (no measurement, no timing)")
-    p.add_argument("--assume-records", action="append", metavar="NAME=COUNT", default=None,
-                   help="estimate for a dataset that is not here, e.g. target=10344 (the full G12EC); NAME is "
-                        "source, target or a dataset root. Repeatable")
+    p.add_argument(
+        "--assume-records",
+        action="append",
+        metavar="NAME=COUNT",
+        default=None,
+        help="estimate for a dataset that is not here, e.g. target=10344 (the full G12EC); NAME is "
+        "source, target or a dataset root. Repeatable",
+    )
     p.set_defaults(func=plan_command)
 
 
@@ -85,11 +109,14 @@ def run_study_command(args: argparse.Namespace) -> int:
         from .executors.slurm import run_study_on_slurm
 
         return run_study_on_slurm(args, spec, study_dir)
-    runner = StudyRunner(spec, study_dir, shard=parse_shard(args.shard), retry_failed=args.retry_failed,
-                         progress=not args.no_progress)
+    runner = StudyRunner(
+        spec, study_dir, shard=parse_shard(args.shard), retry_failed=args.retry_failed, progress=not args.no_progress
+    )
     s = runner.run()
-    print(f"trained {len(s.trained)}, already done or failed before {len(s.skipped)}, failed now {len(s.failed)}, "
-          f"held by another process {len(s.busy)}; {s.seconds / 60:.1f} min")
+    print(
+        f"trained {len(s.trained)}, already done or failed before {len(s.skipped)}, failed now {len(s.failed)}, "
+        f"held by another process {len(s.busy)}; {s.seconds / 60:.1f} min"
+    )
     if args.report and args.write_report is not None:
         print(f"report: {args.write_report(study_dir)}")
     return 3 if s.failed else 0
@@ -104,24 +131,43 @@ def status_command(args: argparse.Namespace) -> int:
     counts = Counter(s["state"] for s in states.values())
     jobs, jobs_note = status_jobs(store, [r.key for r in runs])  # SLURM jobs (--executor slurm), if any
     if args.json:
-        print(json.dumps({"study_dir": str(study_dir), "counts": dict(counts), "slurm_note": jobs_note,
-                          "runs": [{"key": r.key, "name": r.name, "kind": r.kind, **states[r.key],
-                                    "slurm_job": jobs.get(r.key)} for r in runs]},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "study_dir": str(study_dir),
+                    "counts": dict(counts),
+                    "slurm_note": jobs_note,
+                    "runs": [
+                        {"key": r.key, "name": r.name, "kind": r.kind, **states[r.key], "slurm_job": jobs.get(r.key)}
+                        for r in runs
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     print(f"{spec.name}{' (' + spec.profile + ')' if spec.profile else ''}: {study_dir}")
-    print(f"  {len(runs)} runs: {counts.get('done', 0)} done, {counts.get('running', 0)} running, "
-          f"{counts.get('interrupted', 0)} interrupted, {counts.get('failed', 0)} failed, "
-          f"{counts.get('missing', 0)} not started")
+    print(
+        f"  {len(runs)} runs: {counts.get('done', 0)} done, {counts.get('running', 0)} running, "
+        f"{counts.get('interrupted', 0)} interrupted, {counts.get('failed', 0)} failed, "
+        f"{counts.get('missing', 0)} not started"
+    )
     if jobs:
         job_counts = Counter(j["state"] for j in jobs.values())
-        print("  SLURM, last job of each run: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(job_counts.items()))
-              + (f" ({jobs_note})" if jobs_note else ""))
+        print(
+            "  SLURM, last job of each run: "
+            + ", ".join(f"{n} {s.lower()}" for s, n in sorted(job_counts.items()))
+            + (f" ({jobs_note})" if jobs_note else "")
+        )
     for r in runs:
         st, job = states[r.key], jobs.get(r.key)
         if args.all or st["state"] in ("failed", "running", "interrupted") or (job and job["state"] in LIVE_STATES):
-            extra = st.get("error") or st.get("problem") or (
-                f"pid {st.get('pid')} on {st.get('host')}" if st["state"] == "running" else "")
+            extra = (
+                st.get("error")
+                or st.get("problem")
+                or (f"pid {st.get('pid')} on {st.get('host')}" if st["state"] == "running" else "")
+            )
             if job:
                 extra = f"job {job['job_id']} {job['state']}, log {job['log']}" + (f"; {extra}" if extra else "")
             print(f"  {st['state']:<12} {r.key}  {r.name}  {extra}")
@@ -138,15 +184,26 @@ def plan_command(args: argparse.Namespace) -> int:
     est = None
     if not args.no_estimate:
         cache_dir = Path(spec.settings.study.cache_dir) if spec.settings.study.cache_dir else None
-        est = estimate_study(runs, assumed=assumed, cache_dir=cache_dir, n_resamples=spec.settings.study.bootstrap,
-                             echo=lambda m: print(m, file=sys.stderr, flush=True))
+        est = estimate_study(
+            runs,
+            assumed=assumed,
+            cache_dir=cache_dir,
+            n_resamples=spec.settings.study.bootstrap,
+            echo=lambda m: print(m, file=sys.stderr, flush=True),
+        )
     if args.json:
-        print(json.dumps({"runs": [r.to_dict() for r in runs], "roots": roots,
-                          "estimate": est.to_dict() if est else None}, indent=2))
+        print(
+            json.dumps(
+                {"runs": [r.to_dict() for r in runs], "roots": roots, "estimate": est.to_dict() if est else None},
+                indent=2,
+            )
+        )
         return 0
     kinds = Counter(r.kind for r in runs)
-    print(f"{spec.name}{' (' + spec.profile + ')' if spec.profile else ''}: {len(runs)} runs "
-          f"({', '.join(f'{n} {k}' for k, n in kinds.items())}) -> {spec.out_dir(args.out)}")
+    print(
+        f"{spec.name}{' (' + spec.profile + ')' if spec.profile else ''}: {len(runs)} runs "
+        f"({', '.join(f'{n} {k}' for k, n in kinds.items())}) -> {spec.out_dir(args.out)}"
+    )
     print("data: " + "; ".join(f"{d} at {r}" for d, r in roots))
     for r in runs:
         print(f"  {r.key}  {r.kind:<10} {r.name}" + (f"  (+{len(r.uses) - 1} more uses)" if len(r.uses) > 1 else ""))
@@ -172,9 +229,11 @@ def missing_records_lines(runs: list) -> list[str]:
         assert isinstance(adapter, PTBXL)  # what open_dataset("ptbxl") opens
         present = len(adapter.index())
         if adapter.missing:
-            lines.append(f"PTB-XL at {task.get('source_fs')} Hz: {len(adapter.missing)} of "
-                         f"{len(adapter.missing) + present} records are missing under {task['root']}; the runs "
-                         f"that read this rate (pre-training above 100 Hz) train and test on the {present} present")
+            lines.append(
+                f"PTB-XL at {task.get('source_fs')} Hz: {len(adapter.missing)} of "
+                f"{len(adapter.missing) + present} records are missing under {task['root']}; the runs "
+                f"that read this rate (pre-training above 100 Hz) train and test on the {present} present"
+            )
     return lines
 
 

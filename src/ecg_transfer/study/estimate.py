@@ -47,8 +47,7 @@ CACHE_SECONDS_PER_RECORD = {"ptbxl": 0.001, "cinc": 0.02}
 EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
 #: Labels scored per PTB-XL task, for the evaluation's cost (the PTB-XL benchmark's counts: the
 #: statements file is not read to plan); a protocol's come from its class list.
-LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19,
-                   "rhythm": 12}
+LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
 THROUGHPUT_FILE = "throughput.json"
 
 
@@ -92,10 +91,15 @@ class StudyEstimate:
         return sum(r.seconds for r in self.runs) + self.cache_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seconds": round(self.seconds, 1), "cache_seconds": round(self.cache_seconds, 1),
-                "train_samples": round(sum(r.train_samples for r in self.runs)),
-                "windows": round(sum(r.windows for r in self.runs)), "throughput": self.throughput,
-                "notes": self.notes, "runs": [vars(r) for r in self.runs]}
+        return {
+            "seconds": round(self.seconds, 1),
+            "cache_seconds": round(self.cache_seconds, 1),
+            "train_samples": round(sum(r.train_samples for r in self.runs)),
+            "windows": round(sum(r.windows for r in self.runs)),
+            "throughput": self.throughput,
+            "notes": self.notes,
+            "runs": [vars(r) for r in self.runs],
+        }
 
 
 def data_size(task: Mapping[str, Any], assumed: Mapping[str, int]) -> DataSize:
@@ -175,9 +179,21 @@ def _signature(cfg: RunConfig) -> str:
     except OSError:
         pass
     threads = cfg.num_threads or torch.get_num_threads()
-    return json.dumps({"cpu": cpu, "torch": torch.__version__, "threads": threads, "model": cfg.model,
-                       "model_kwargs": cfg.model_kwargs, "crop_len": cfg.crop_len, "fs": cfg.fs, "input": cfg.input,
-                       "batch_size": cfg.batch_size, "memory_format": cfg.memory_format}, sort_keys=True)
+    return json.dumps(
+        {
+            "cpu": cpu,
+            "torch": torch.__version__,
+            "threads": threads,
+            "model": cfg.model,
+            "model_kwargs": cfg.model_kwargs,
+            "crop_len": cfg.crop_len,
+            "fs": cfg.fs,
+            "input": cfg.input,
+            "batch_size": cfg.batch_size,
+            "memory_format": cfg.memory_format,
+        },
+        sort_keys=True,
+    )
 
 
 def measure_throughput(cfg: RunConfig, n_leads: int = 12, n_classes: int = 20, steps: int = 3) -> dict[str, float]:
@@ -226,25 +242,38 @@ def _load_table(path: Path) -> dict[str, Any]:
         return {}
 
 
-def throughput(cfg: RunConfig, table_path: Path, *, measure: Callable[[RunConfig], dict[str, float]] | None = None,
-               echo: Callable[[str], None] = lambda m: None) -> dict[str, float]:
+def throughput(
+    cfg: RunConfig,
+    table_path: Path,
+    *,
+    measure: Callable[[RunConfig], dict[str, float]] | None = None,
+    echo: Callable[[str], None] = lambda m: None,
+) -> dict[str, float]:
     """The measured costs of ``cfg``'s network here, from the table or measured now (and kept)."""
     from ..atomic import atomic_write_json
 
     sig = _signature(cfg)
     table = _load_table(table_path)
     if sig not in table:
-        echo(f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}) on this "
-             "machine ...")
+        echo(
+            f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}) on this "
+            "machine ..."
+        )
         table[sig] = {**(measure or measure_throughput)(cfg), "measured": time.strftime("%Y-%m-%d %H:%M")}
         table_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(table_path, {**_load_table(table_path), sig: table[sig]})
     return table[sig]
 
 
-def estimate_study(runs: list[RunDef], *, assumed: Mapping[str, int] | None = None, cache_dir: Path | None = None,
-                   measure: Callable[[RunConfig], dict[str, float]] | None = None,
-                   echo: Callable[[str], None] = lambda m: None, n_resamples: int = 0) -> StudyEstimate:
+def estimate_study(
+    runs: list[RunDef],
+    *,
+    assumed: Mapping[str, int] | None = None,
+    cache_dir: Path | None = None,
+    measure: Callable[[RunConfig], dict[str, float]] | None = None,
+    echo: Callable[[str], None] = lambda m: None,
+    n_resamples: int = 0,
+) -> StudyEstimate:
     """Expected wall time of ``runs`` on this machine (see the module docstring)."""
     from ..datasets.cache import default_cache_dir
 
@@ -263,20 +292,40 @@ def estimate_study(runs: list[RunDef], *, assumed: Mapping[str, int] | None = No
         if ident not in sizes:
             sizes[ident] = data_size(task, assumed)
         size = sizes[ident]
-        caches[(ident, cfg.fs)] = size.records * CACHE_SECONDS_PER_RECORD.get(task["dataset"],
-                                                                             CACHE_SECONDS_PER_RECORD["cinc"])
+        caches[(ident, cfg.fs)] = size.records * CACHE_SECONDS_PER_RECORD.get(
+            task["dataset"], CACHE_SECONDS_PER_RECORD["cinc"]
+        )
         cost = throughput(cfg, table_path, measure=measure or measure_throughput, echo=echo)
         costs[f"{cfg.model}@{cfg.fs:g}Hz/{cfg.input}"] = {k: v for k, v in cost.items() if k != "measured"}
         train_records, samples, windows = run_work(cfg, size)
-        seconds = (samples * cost["train_s_per_sample"] + windows * cost["predict_s_per_window"]
-                   + RUN_OVERHEAD_SECONDS + evaluation_seconds(cfg, size, n_resamples))
-        out.append(RunEstimate(run.key, run.name, run.kind, int(cfg.epochs or 0), round(train_records, 1),
-                               round(samples), round(windows), round(seconds, 1)))
-    notes = ["every record counted as labelled (records without a label in the task are dropped when run)",
-             "records without folds (CinC) split into equal folds",
-             f"evaluation: {n_resamples} bootstrap resamples per run; calibration's extra metrics not counted"]
-    notes += [f"{json.loads(k)[0]} at {json.loads(k)[1]}: {v.records} records assumed (--assume-records)"
-              for k, v in sizes.items() if v.assumed]
+        seconds = (
+            samples * cost["train_s_per_sample"]
+            + windows * cost["predict_s_per_window"]
+            + RUN_OVERHEAD_SECONDS
+            + evaluation_seconds(cfg, size, n_resamples)
+        )
+        out.append(
+            RunEstimate(
+                run.key,
+                run.name,
+                run.kind,
+                int(cfg.epochs or 0),
+                round(train_records, 1),
+                round(samples),
+                round(windows),
+                round(seconds, 1),
+            )
+        )
+    notes = [
+        "every record counted as labelled (records without a label in the task are dropped when run)",
+        "records without folds (CinC) split into equal folds",
+        f"evaluation: {n_resamples} bootstrap resamples per run; calibration's extra metrics not counted",
+    ]
+    notes += [
+        f"{json.loads(k)[0]} at {json.loads(k)[1]}: {v.records} records assumed (--assume-records)"
+        for k, v in sizes.items()
+        if v.assumed
+    ]
     return StudyEstimate(out, sum(caches.values()), costs, notes)
 
 
@@ -286,8 +335,9 @@ def parse_assumptions(items: list[str] | None) -> dict[str, int]:
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not value.strip().isdigit() or int(value) < 1:
-            raise ConfigError(f"--assume-records: expected NAME=COUNT (NAME: source, target or a dataset root), "
-                              f"got {item!r}")
+            raise ConfigError(
+                f"--assume-records: expected NAME=COUNT (NAME: source, target or a dataset root), got {item!r}"
+            )
         out[name.strip()] = int(value)
     return out
 
@@ -302,20 +352,36 @@ def format_estimate(est: StudyEstimate) -> list[str]:
     by_kind: dict[str, list[RunEstimate]] = {}
     for r in est.runs:
         by_kind.setdefault(r.kind, []).append(r)
-    lines = [f"estimate on this machine ({os.cpu_count()} CPU(s)): {format_duration(est.seconds)} "
-             f"({sum(r.train_samples for r in est.runs) / 1e6:.2f} M training samples = epochs x records, "
-             f"{sum(r.windows for r in est.runs) / 1e6:.2f} M evaluation windows, caches "
-             f"{format_duration(est.cache_seconds)})"]
+    lines = [
+        f"estimate on this machine ({os.cpu_count()} CPU(s)): {format_duration(est.seconds)} "
+        f"({sum(r.train_samples for r in est.runs) / 1e6:.2f} M training samples = epochs x records, "
+        f"{sum(r.windows for r in est.runs) / 1e6:.2f} M evaluation windows, caches "
+        f"{format_duration(est.cache_seconds)})"
+    ]
     for kind, rs in by_kind.items():
-        lines.append(f"  {kind:<11} {len(rs):>4} runs  {sum(r.seconds for r in rs) / 60:7.1f} min  "
-                     f"(epochs x records: {sum(r.train_samples for r in rs):,.0f})")
+        lines.append(
+            f"  {kind:<11} {len(rs):>4} runs  {sum(r.seconds for r in rs) / 60:7.1f} min  "
+            f"(epochs x records: {sum(r.train_samples for r in rs):,.0f})"
+        )
     for name, c in est.throughput.items():
-        lines.append(f"  measured here: {name}: {1 / c['train_s_per_sample']:.0f} training samples/s, "
-                     f"{1 / c['predict_s_per_window']:.0f} windows/s")
+        lines.append(
+            f"  measured here: {name}: {1 / c['train_s_per_sample']:.0f} training samples/s, "
+            f"{1 / c['predict_s_per_window']:.0f} windows/s"
+        )
     lines += [f"  approximated: {n}" for n in est.notes]
     return lines
 
 
-__all__ = ["DataSize", "RunEstimate", "StudyEstimate", "data_size", "estimate_study", "evaluation_seconds",
-           "format_estimate",
-           "measure_throughput", "parse_assumptions", "run_work", "throughput"]
+__all__ = [
+    "DataSize",
+    "RunEstimate",
+    "StudyEstimate",
+    "data_size",
+    "estimate_study",
+    "evaluation_seconds",
+    "format_estimate",
+    "measure_throughput",
+    "parse_assumptions",
+    "run_work",
+    "throughput",
+]

@@ -38,17 +38,40 @@ def pick_examples(y_true: np.ndarray, probs: np.ndarray, labels: list[str], k_la
     for k in order:
         pos, neg = np.flatnonzero(y_true[:, k] == 1), np.flatnonzero(y_true[:, k] == 0)
         best = int(pos[np.argmax(probs[pos, k])])
-        out.append({"label": labels[k], "n_pos": int(n_pos[k]), "row": best, "probability": float(probs[best, k]),
-                    "kind": "true positive" if probs[best, k] >= THRESHOLD else "positive (most probable, missed)",
-                    "example": "correct"})
+        out.append(
+            {
+                "label": labels[k],
+                "n_pos": int(n_pos[k]),
+                "row": best,
+                "probability": float(probs[best, k]),
+                "kind": "true positive" if probs[best, k] >= THRESHOLD else "positive (most probable, missed)",
+                "example": "correct",
+            }
+        )
         worst = int(pos[np.argmin(probs[pos, k])])
         alarm = int(neg[np.argmax(probs[neg, k])]) if neg.size else None
         if probs[worst, k] < THRESHOLD and worst != best:
-            out.append({"label": labels[k], "n_pos": int(n_pos[k]), "row": worst, "example": "wrong",
-                        "probability": float(probs[worst, k]), "kind": "missed positive"})
+            out.append(
+                {
+                    "label": labels[k],
+                    "n_pos": int(n_pos[k]),
+                    "row": worst,
+                    "example": "wrong",
+                    "probability": float(probs[worst, k]),
+                    "kind": "missed positive",
+                }
+            )
         elif alarm is not None and probs[alarm, k] >= THRESHOLD:
-            out.append({"label": labels[k], "n_pos": int(n_pos[k]), "row": alarm, "example": "wrong",
-                        "probability": float(probs[alarm, k]), "kind": "false alarm"})
+            out.append(
+                {
+                    "label": labels[k],
+                    "n_pos": int(n_pos[k]),
+                    "row": alarm,
+                    "example": "wrong",
+                    "probability": float(probs[alarm, k]),
+                    "kind": "false alarm",
+                }
+            )
     return out
 
 
@@ -57,7 +80,11 @@ def gallery_run(plan_runs: list[dict[str, Any]], protocol: str, seed: int) -> st
     for r in plan_runs:
         for u in r["uses"]:
             if (u.get("experiment"), u.get("arm"), u.get("protocol"), u.get("seed")) == (
-                    "headline", "finetuned", protocol, seed):
+                "headline",
+                "finetuned",
+                protocol,
+                seed,
+            ):
                 return str(r["key"])
     return None
 
@@ -82,8 +109,10 @@ def gallery_needed(study_dir: str | Path) -> bool:
         made = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return True
-    return (made.get("run") != f"runs/{run_dir.name}"
-            or path.stat().st_mtime_ns < (run_dir / "predictions_test.csv").stat().st_mtime_ns)
+    return (
+        made.get("run") != f"runs/{run_dir.name}"
+        or path.stat().st_mtime_ns < (run_dir / "predictions_test.csv").stat().st_mtime_ns
+    )
 
 
 def write_gallery(study_dir: str | Path, *, k_labels: int = 3, steps: int = 32) -> Path | None:
@@ -118,16 +147,38 @@ def write_gallery(study_dir: str | Path, *, k_labels: int = 3, steps: int = 32) 
         explained = explain_record(loaded, signal, [p["label"] for p in its_picks], method="ig", steps=steps)
         json_path, *pngs = write_explanation(out, record, signal, loaded.fs, leads, explained)
         for pick, e, png in zip(its_picks, explained, pngs):
-            entries.append({**{k: v for k, v in pick.items() if k != "row"}, "record": record,
-                            "png": str(png.relative_to(study_dir)), "json": str(json_path.relative_to(study_dir)),
-                            "convergence_delta": e.convergence_delta})
+            entries.append(
+                {
+                    **{k: v for k, v in pick.items() if k != "row"},
+                    "record": record,
+                    "png": str(png.relative_to(study_dir)),
+                    "json": str(json_path.relative_to(study_dir)),
+                    "convergence_delta": e.convergence_delta,
+                }
+            )
     entries.sort(key=lambda e: e.pop("order"))  # the picks' order: label by label, correct first
     path = out / GALLERY_FILE
-    atomic_write_json(path, {"run": f"runs/{run_dir.name}", "protocol": protocol, "seed": seed,
-                             "method": "integrated gradients", "threshold": THRESHOLD,
-                             "n_test": int(len(record_ids)), "entries": entries})
+    atomic_write_json(
+        path,
+        {
+            "run": f"runs/{run_dir.name}",
+            "protocol": protocol,
+            "seed": seed,
+            "method": "integrated gradients",
+            "threshold": THRESHOLD,
+            "n_test": int(len(record_ids)),
+            "entries": entries,
+        },
+    )
     return path
 
 
-__all__ = ["GALLERY_DIR", "GALLERY_FILE", "THRESHOLD", "gallery_needed", "gallery_run", "pick_examples",
-           "write_gallery"]
+__all__ = [
+    "GALLERY_DIR",
+    "GALLERY_FILE",
+    "THRESHOLD",
+    "gallery_needed",
+    "gallery_run",
+    "pick_examples",
+    "write_gallery",
+]

@@ -28,8 +28,10 @@ def _audit(spec: StudySpec, study_dir: Path, echo: Callable[[str], None]):
 
     src, tgt = spec.settings.source, spec.settings.target
     adapters = [open_dataset(src.dataset, src.root), open_dataset(tgt.dataset, tgt.root)]
-    inputs = {"roots": [str(Path(src.root).resolve()), str(Path(tgt.root).resolve())],
-              "fingerprints": [a.fingerprint() for a in adapters]}
+    inputs = {
+        "roots": [str(Path(src.root).resolve()), str(Path(tgt.root).resolve())],
+        "fingerprints": [a.fingerprint() for a in adapters],
+    }
     folder = study_dir / AUDIT_DIR
     try:
         if json.loads((folder / "inputs.json").read_text()) == json.loads(json.dumps(inputs, default=str)):
@@ -56,17 +58,20 @@ def check_leakage(spec: StudySpec, study_dir: str | Path, echo: Callable[[str], 
     result, (source, target) = _audit(spec, Path(study_dir), echo)
     source_index = source.index()
     pretraining = source_index[source_index["fold"].isin(range(1, 9))]  # folds 1-8: every share's pool
-    leaks = leaked_records([(src.root, r) for r in pretraining["record_id"]],
-                           [(tgt.root, r) for r in target.index()["record_id"]], result)
+    leaks = leaked_records(
+        [(src.root, r) for r in pretraining["record_id"]], [(tgt.root, r) for r in target.index()["record_id"]], result
+    )
     if not leaks:
         echo(f"leakage audit: no {tgt.name} record duplicates a PTB-XL pre-training record")
         return leaks
     shown = ", ".join(f"{t[1]} = PTB-XL {s[1]}" for s, t in leaks[:5])
     n = len({t for _, t in leaks})
-    message = (f"{n} {tgt.name} record(s) are copies of PTB-XL pre-training records ({shown}"
-               f"{', ...' if len(leaks) > 5 else ''}; all in {Path(study_dir) / AUDIT_DIR / 'audit.json'}): a test set "
-               "holding them measures memory, not transfer. Remove them from the target folder, or set "
-               "[study] leakage = \"off\" to go on knowingly")
+    message = (
+        f"{n} {tgt.name} record(s) are copies of PTB-XL pre-training records ({shown}"
+        f"{', ...' if len(leaks) > 5 else ''}; all in {Path(study_dir) / AUDIT_DIR / 'audit.json'}): a test set "
+        "holding them measures memory, not transfer. Remove them from the target folder, or set "
+        '[study] leakage = "off" to go on knowingly'
+    )
     if mode == "strict":
         raise DatasetError(message)
     echo(f"WARNING: {message}")

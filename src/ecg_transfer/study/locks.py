@@ -125,8 +125,9 @@ class Lease:
         self._identity = _identity(os.fstat(fd))
         self.lost: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(heartbeat_seconds,), daemon=True,
-                                        name=f"ecg-transfer heartbeat {path.parent.name}")
+        self._thread = threading.Thread(
+            target=self._beat, args=(heartbeat_seconds,), daemon=True, name=f"ecg-transfer heartbeat {path.parent.name}"
+        )
         self._thread.start()
 
     def _beat(self, seconds: float) -> None:
@@ -170,8 +171,7 @@ class Lease:
             if self.owned():
                 os.unlink(self.path)  # while still holding the flock: no one can be taking it now
             else:
-                log.warning("not removing %s: it is no longer this process's lock (now: %s)", self.path,
-                            self.holder())
+                log.warning("not removing %s: it is no longer this process's lock (now: %s)", self.path, self.holder())
         except OSError as exc:  # the run's outcome is recorded already; a stale lock is taken over later
             log.warning("could not remove %s: %s", self.path, exc)
         finally:
@@ -249,8 +249,11 @@ class RunLocks:
         if mode == "flock":
             held_now = self._probe(path)
             other_host = rec["info"].get("host") not in (None, socket.gethostname())
-            alive = bool(held_now) or (other_host and rec["age"] < STALE_SECONDS) or \
-                (held_now is None and self._alive_by_record(rec))
+            alive = (
+                bool(held_now)
+                or (other_host and rec["age"] < STALE_SECONDS)
+                or (held_now is None and self._alive_by_record(rec))
+            )
         else:
             alive = self._alive_by_record(rec)
         info = {k: v for k, v in rec["info"].items() if k != "token"}
@@ -270,8 +273,13 @@ class RunLocks:
         return None
 
     def _new_lease(self, path: Path, fd: int, mode: str) -> Lease:
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "token": uuid.uuid4().hex,
-                "mode": mode}
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": _now(),
+            "token": uuid.uuid4().hex,
+            "mode": mode,
+        }
         data = json.dumps(info).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
@@ -344,8 +352,12 @@ class RunLocks:
             return False
         try:
             now = self._lock_record(path)
-            if now is not None and now["id"] == judged["id"] and now["info"] == judged["info"] \
-                    and not self._alive_by_record(now):
+            if (
+                now is not None
+                and now["id"] == judged["id"]
+                and now["info"] == judged["info"]
+                and not self._alive_by_record(now)
+            ):
                 path.unlink()  # still the very file judged stale, and still stale
             return True
         finally:
@@ -368,4 +380,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["CLAIM_STALE_SECONDS", "HEARTBEAT_SECONDS", "LOCK_FILE", "Lease", "LockLostError", "RunLocks", "STALE_SECONDS"]
+__all__ = [
+    "CLAIM_STALE_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "LOCK_FILE",
+    "Lease",
+    "LockLostError",
+    "RunLocks",
+    "STALE_SECONDS",
+]

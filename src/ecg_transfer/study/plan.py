@@ -46,9 +46,9 @@ class RunDef:
     """One training run of the study: its config, the run it starts from, and every use of it."""
 
     key: str
-    kind: str                      # "pretrain" | "finetuned" | "standalone"
-    config: dict[str, Any]         # a RunConfig dict; finetune.pretrained_run is filled in when it runs
-    depends: str | None            # key of the pre-training run (fine-tuned runs)
+    kind: str  # "pretrain" | "finetuned" | "standalone"
+    config: dict[str, Any]  # a RunConfig dict; finetune.pretrained_run is filled in when it runs
+    depends: str | None  # key of the pre-training run (fine-tuned runs)
     uses: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -56,8 +56,14 @@ class RunDef:
         return self.uses[0]["name"] if self.uses else self.key
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "name": self.name, "depends": self.depends,
-                "config": self.config, "uses": self.uses}
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "name": self.name,
+            "depends": self.depends,
+            "config": self.config,
+            "uses": self.uses,
+        }
 
 
 def resolve_config(config: dict[str, Any], name: str = "") -> dict[str, Any]:
@@ -82,8 +88,7 @@ def run_key(config: dict[str, Any], depends: str | None) -> str:
     resolved = {k: v for k, v in resolve_config(config).items() if k not in NON_DEFINING}
     resolved["finetune"] = {k: v for k, v in resolved["finetune"].items() if k != "pretrained_run"}
     defining = non_default(RunConfig, resolved)
-    blob = json.dumps({"config": defining, "depends": depends, "recipe": RECIPE_VERSION}, sort_keys=True,
-                      default=str)
+    blob = json.dumps({"config": defining, "depends": depends, "recipe": RECIPE_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -119,8 +124,14 @@ class _Planner:
     def _common(self, fs: float, seed: int, inp: str, model: str | None = None) -> dict[str, Any]:
         st = self.d["study"]
         kwargs = dict(st["model_kwargs"]) if model in (None, st["model"]) else {}  # other backbones: their defaults
-        cfg: dict[str, Any] = {"model": model or st["model"], "model_kwargs": kwargs, "fs": float(fs),
-                               "seed": int(seed), "num_threads": st["threads"], "device": st["device"]}
+        cfg: dict[str, Any] = {
+            "model": model or st["model"],
+            "model_kwargs": kwargs,
+            "fs": float(fs),
+            "seed": int(seed),
+            "num_threads": st["threads"],
+            "device": st["device"],
+        }
         if inp != "time":
             cfg["input"] = inp
         half = math.floor(2.5 * fs / 2)  # windows at half a crop: 1.25 s where that is whole samples
@@ -128,9 +139,18 @@ class _Planner:
             cfg["stride_seconds"] = half / fs  # 250 Hz: 312 samples, 50 Hz: 62
         return cfg
 
-    def pretrain(self, *, share: float | None = None, fs: float | None = None, inp: str = "time",
-                 epochs: int | None = None, model: str | None = None, labels: str | None = None,
-                 ssl: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> str:
+    def pretrain(
+        self,
+        *,
+        share: float | None = None,
+        fs: float | None = None,
+        inp: str = "time",
+        epochs: int | None = None,
+        model: str | None = None,
+        labels: str | None = None,
+        ssl: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         """A source run: supervised on ``labels`` (default source.labels), or self-supervised with
         the ``ssl`` table; ``extra``: run-config keys of this backbone (experiment 6)."""
         src, st = self.d["source"], self.d["study"]
@@ -141,15 +161,26 @@ class _Planner:
         if ssl:  # self-supervised: every signal of the training folds, labelled or not (no label subset)
             fraction = 1.0
         source_fs = 500 if fs > 100 else 100
-        task: dict[str, Any] = {"dataset": src["dataset"], "root": src["root"], "labels": labels,
-                                "source_fs": source_fs, "allow_missing": bool(src["allow_missing"] and source_fs == 500)}
+        task: dict[str, Any] = {
+            "dataset": src["dataset"],
+            "root": src["root"],
+            "labels": labels,
+            "source_fs": source_fs,
+            "allow_missing": bool(src["allow_missing"] and source_fs == 500),
+        }
         if st["cache_dir"]:
             task["cache_dir"] = st["cache_dir"]
         if fraction < 1:
             task.update(train_fraction=float(fraction), fraction_parts=self.source_parts, fraction_seed=0)
-        cfg = {**self._common(fs, self.seeds[0], inp, model), "epochs": epochs, "batch_size": src["batch_size"],
-               "validate_every": min(src["validate_every"], epochs), "task": task, **copy.deepcopy(src["run"]),
-               **copy.deepcopy(extra or {})}
+        cfg = {
+            **self._common(fs, self.seeds[0], inp, model),
+            "epochs": epochs,
+            "batch_size": src["batch_size"],
+            "validate_every": min(src["validate_every"], epochs),
+            "task": task,
+            **copy.deepcopy(src["run"]),
+            **copy.deepcopy(extra or {}),
+        }
         if ssl:
             cfg["ssl"] = copy.deepcopy(ssl)
         name = f"pretrain/{'ssl' if ssl else labels}/fs{_num(fs)}/share{_num(100 * fraction)}/{inp}"
@@ -157,24 +188,57 @@ class _Planner:
             name += f"/{epochs}ep"
         if model not in (None, st["model"]):
             name += f"/{model}"
-        return self._add("pretrain", cfg, None, {"name": name, "experiment": "pretrain", "arm": "pretrain",
-                                                  "fs": fs, "share": 100 * fraction, "input": inp})
+        return self._add(
+            "pretrain",
+            cfg,
+            None,
+            {
+                "name": name,
+                "experiment": "pretrain",
+                "arm": "pretrain",
+                "fs": fs,
+                "share": 100 * fraction,
+                "input": inp,
+            },
+        )
 
-    def target(self, arm: str, *, protocol: str, seed: int, fs: float | None = None, inp: str = "time",
-               pretrain: str | None = None, split: dict[str, Any] | None = None, use: dict[str, Any],
-               model: str | None = None, extra: dict[str, Any] | None = None) -> str:
+    def target(
+        self,
+        arm: str,
+        *,
+        protocol: str,
+        seed: int,
+        fs: float | None = None,
+        inp: str = "time",
+        pretrain: str | None = None,
+        split: dict[str, Any] | None = None,
+        use: dict[str, Any],
+        model: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         tgt, st = self.d["target"], self.d["study"]
         fs = float(st["fs"] if fs is None else fs)
-        task: dict[str, Any] = {"dataset": tgt["dataset"], "root": tgt["root"], "labels": f"protocol:{protocol}",
-                                "n_folds": tgt["n_folds"], "fold_seed": tgt["fold_seed"],
-                                "train_folds": list(tgt["train_folds"]), "val_folds": list(tgt["val_folds"]),
-                                "test_folds": list(tgt["test_folds"])}
+        task: dict[str, Any] = {
+            "dataset": tgt["dataset"],
+            "root": tgt["root"],
+            "labels": f"protocol:{protocol}",
+            "n_folds": tgt["n_folds"],
+            "fold_seed": tgt["fold_seed"],
+            "train_folds": list(tgt["train_folds"]),
+            "val_folds": list(tgt["val_folds"]),
+            "test_folds": list(tgt["test_folds"]),
+        }
         if st["cache_dir"]:
             task["cache_dir"] = st["cache_dir"]
         task.update(split or {})
-        cfg = {**self._common(fs, seed, inp, model), "batch_size": tgt["batch_size"],
-               "validate_every": tgt["validate_every"], "short_records": "pad", "task": task,
-               **copy.deepcopy(tgt["run"])}
+        cfg = {
+            **self._common(fs, seed, inp, model),
+            "batch_size": tgt["batch_size"],
+            "validate_every": tgt["validate_every"],
+            "short_records": "pad",
+            "task": task,
+            **copy.deepcopy(tgt["run"]),
+        }
         if arm == "finetuned":  # the policy's stages decide its epochs
             cfg["finetune"] = {k: v for k, v in self.d["finetune"].items() if v is not None}
             depends = pretrain
@@ -183,8 +247,9 @@ class _Planner:
             cfg.update(copy.deepcopy(self.d["standalone"]["run"]))
             cfg.update(copy.deepcopy(extra or {}))
             depends = None
-        return self._add(arm, cfg, depends, {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs,
-                                             "input": inp})
+        return self._add(
+            arm, cfg, depends, {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs, "input": inp}
+        )
 
     def _add(self, kind: str, cfg: dict[str, Any], depends: str | None, use: dict[str, Any]) -> str:
         resolved = resolve_config(cfg, use.get("name") or f"{use.get('experiment')}/{use.get('arm', kind)}")
@@ -211,8 +276,15 @@ class _Planner:
     def rest_split(self, share: float, repeat: int) -> dict[str, Any]:
         tgt = self.d["target"]
         pool = sorted(set(tgt["train_folds"]) | set(tgt["test_folds"]))
-        return {"train_folds": pool, "test_folds": [], "test_on_rest": True, "train_fraction": share / 100,
-                "fraction_parts": self.target_parts, "fraction_seed": repeat, "fold_seed": tgt["fold_seed"] + repeat}
+        return {
+            "train_folds": pool,
+            "test_folds": [],
+            "test_on_rest": True,
+            "train_fraction": share / 100,
+            "fraction_parts": self.target_parts,
+            "fraction_seed": repeat,
+            "fold_seed": tgt["fold_seed"] + repeat,
+        }
 
     def build(self) -> list[RunDef]:
         st, ex = self.d["study"], self.d["experiments"]
@@ -226,40 +298,61 @@ class _Planner:
             for share in e1["shares"]:
                 for r in range(e1["repeats"]):
                     seed = self.seeds[r % len(self.seeds)]
-                    self.both_arms(pretrain=base, protocol=primary, seed=seed, split=self.rest_split(share, r),
-                                   use={"experiment": "exp1-rest", "share": share, "repeat": r})
+                    self.both_arms(
+                        pretrain=base,
+                        protocol=primary,
+                        seed=seed,
+                        split=self.rest_split(share, r),
+                        use={"experiment": "exp1-rest", "share": share, "repeat": r},
+                    )
                     if e1["fixed_test"]:
-                        split = {"train_fraction": share / 100, "fraction_parts": self.target_parts,
-                                 "fraction_seed": r}
-                        self.both_arms(pretrain=base, protocol=primary, seed=seed, split=split,
-                                       use={"experiment": "exp1-fixed", "share": share, "repeat": r})
+                        split = {"train_fraction": share / 100, "fraction_parts": self.target_parts, "fraction_seed": r}
+                        self.both_arms(
+                            pretrain=base,
+                            protocol=primary,
+                            seed=seed,
+                            split=split,
+                            use={"experiment": "exp1-fixed", "share": share, "repeat": r},
+                        )
         e2 = ex["source_share"]
         if e2["enabled"]:
             repeats = e1["repeats"] if e1["enabled"] else len(self.seeds)
             for share in e2["shares"]:
                 pre = self.pretrain(share=share, epochs=e2["source_epochs"])
-                self.runs[pre].uses.append({"name": f"exp2/pretrain/share{_num(share)}", "experiment": "exp2",
-                                            "arm": "pretrain", "share": share})
+                self.runs[pre].uses.append(
+                    {
+                        "name": f"exp2/pretrain/share{_num(share)}",
+                        "experiment": "exp2",
+                        "arm": "pretrain",
+                        "share": share,
+                    }
+                )
                 for r in range(repeats):
                     seed = self.seeds[r % len(self.seeds)]
-                    self.target("finetuned", pretrain=pre, protocol=primary, seed=seed,
-                                split=self.rest_split(e2["target_share"], r),
-                                use={"experiment": "exp2", "share": share, "repeat": r,
-                                     "target_share": e2["target_share"]})
+                    self.target(
+                        "finetuned",
+                        pretrain=pre,
+                        protocol=primary,
+                        seed=seed,
+                        split=self.rest_split(e2["target_share"], r),
+                        use={"experiment": "exp2", "share": share, "repeat": r, "target_share": e2["target_share"]},
+                    )
         e3 = ex["sampling_rate"]
         if e3["enabled"]:
             for fs in e3["rates"]:
                 pre = self.pretrain(fs=fs, epochs=e3["source_epochs"])
-                self.runs[pre].uses.append({"name": f"exp3/pretrain/fs{_num(fs)}", "experiment": "exp3",
-                                            "arm": "pretrain", "fs": float(fs)})
+                self.runs[pre].uses.append(
+                    {"name": f"exp3/pretrain/fs{_num(fs)}", "experiment": "exp3", "arm": "pretrain", "fs": float(fs)}
+                )
                 for seed in self.seeds:
                     self.both_arms(pretrain=pre, protocol=primary, seed=seed, fs=fs, use={"experiment": "exp3"})
         e5 = ex["frequency"]
         if e5["enabled"]:
             for inp in ["time", *e5["inputs"]]:
                 pre = self.pretrain(inp=inp, epochs=e5["source_epochs"])
-                self.runs[pre].uses.append({"name": f"exp5/pretrain/{inp}", "experiment": "exp5", "arm": "pretrain",
-                                            "input": inp})
+                self.runs[pre].uses.append(
+                    {"name": f"exp5/pretrain/{inp}", "experiment": "exp5", "arm": "pretrain", "input": inp}
+                )
                 for seed in self.seeds:
                     self.both_arms(pretrain=pre, protocol=primary, seed=seed, inp=inp, use={"experiment": "exp5"})
         if ex["strategy"]["enabled"]:
@@ -267,7 +360,6 @@ class _Planner:
         # pre-training runs first (everything else waits for them), then in the order planned
         runs = list(self.runs.values())
         return [r for r in runs if r.kind == "pretrain"] + [r for r in runs if r.kind != "pretrain"]
-
 
     def strategies(self, e6: dict[str, Any], default_shares: list[float], protocol: str) -> None:
         """Experiment 6: per backbone and strategy, a source run (none for "none"), then the target
@@ -278,22 +370,43 @@ class _Planner:
             for strategy in e6["strategies"]:
                 pre = None
                 if strategy.startswith("supervised:"):
-                    pre = self.pretrain(model=model, labels=strategy.split(":", 1)[1], epochs=e6["source_epochs"],
-                                        extra=extra)
+                    pre = self.pretrain(
+                        model=model, labels=strategy.split(":", 1)[1], epochs=e6["source_epochs"], extra=extra
+                    )
                 elif strategy == "self-supervised":
                     pre = self.pretrain(model=model, ssl=e6["ssl"], epochs=e6["source_epochs"], extra=extra)
                 if pre is not None:
-                    self.runs[pre].uses.append({"name": f"exp6/{model}/{strategy}/pretrain", "experiment": "exp6",
-                                                "arm": "pretrain", "strategy": strategy, "model": model})
+                    self.runs[pre].uses.append(
+                        {
+                            "name": f"exp6/{model}/{strategy}/pretrain",
+                            "experiment": "exp6",
+                            "arm": "pretrain",
+                            "strategy": strategy,
+                            "model": model,
+                        }
+                    )
                 for share in e6["shares"] or default_shares:
                     for r in range(e6["repeats"]):
                         seed = self.seeds[r % len(self.seeds)]
                         arm = "standalone" if pre is None else "finetuned"
                         name = f"exp6/{model}/{strategy}/share{_num(share)}/repeat{r}/{protocol}/{arm}/s{seed}"
-                        self.target(arm, pretrain=pre, protocol=protocol, seed=seed, split=self.rest_split(share, r),
-                                    model=model, extra=extra if pre is None else None,
-                                    use={"name": name, "experiment": "exp6", "strategy": strategy, "model": model,
-                                         "share": share, "repeat": r})
+                        self.target(
+                            arm,
+                            pretrain=pre,
+                            protocol=protocol,
+                            seed=seed,
+                            split=self.rest_split(share, r),
+                            model=model,
+                            extra=extra if pre is None else None,
+                            use={
+                                "name": name,
+                                "experiment": "exp6",
+                                "strategy": strategy,
+                                "model": model,
+                                "share": share,
+                                "repeat": r,
+                            },
+                        )
 
 
 def _num(x: float) -> str:
@@ -311,8 +424,9 @@ def check_data_roots(runs: list[RunDef]) -> list[tuple[str, str]]:
     first that is not. Returns the (dataset, root) pairs checked."""
     from ..datasets.registry import check_dataset_root
 
-    roots = sorted({(str(r.config["task"]["dataset"]), str(r.config["task"]["root"])) for r in runs
-                    if r.config.get("task")})
+    roots = sorted(
+        {(str(r.config["task"]["dataset"]), str(r.config["task"]["root"])) for r in runs if r.config.get("task")}
+    )
     for dataset, root in roots:
         check_dataset_root(dataset, root)
     return roots
@@ -326,4 +440,14 @@ def select_shard(runs: list[RunDef], shard: tuple[int, int]) -> list[RunDef]:
     return [r for j, r in enumerate(runs) if j % n == i - 1]
 
 
-__all__ = ["ARMS", "NON_DEFINING", "RunDef", "check_data_roots", "resolve_config", "fraction_parts", "plan_study", "run_key", "select_shard"]
+__all__ = [
+    "ARMS",
+    "NON_DEFINING",
+    "RunDef",
+    "check_data_roots",
+    "resolve_config",
+    "fraction_parts",
+    "plan_study",
+    "run_key",
+    "select_shard",
+]

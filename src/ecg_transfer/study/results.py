@@ -39,9 +39,21 @@ import numpy as np
 from ..atomic import atomic_write_json
 from ..errors import EcgTransferError
 from ..evaluation import metrics as M
-from ..evaluation.bootstrap import (HEADLINE, INTERVAL_METHOD, MAX_DRAWS_PER_RESAMPLE, MIN_VARIATION_KEPT,
-                                    P_VALUE_METHOD, Resamples, difference_entry, difference_samples, draw_resamples, metric_values,
-                                    paired_bootstrap, percentile_ci, seed_summary)
+from ..evaluation.bootstrap import (
+    HEADLINE,
+    INTERVAL_METHOD,
+    MAX_DRAWS_PER_RESAMPLE,
+    MIN_VARIATION_KEPT,
+    P_VALUE_METHOD,
+    Resamples,
+    difference_entry,
+    difference_samples,
+    draw_resamples,
+    metric_values,
+    paired_bootstrap,
+    percentile_ci,
+    seed_summary,
+)
 from ..evaluation.challenge import challenge_mapping
 from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
 from ..predictions import load_predictions
@@ -55,21 +67,34 @@ from .store import RunStore
 REFERENCE: dict[str, Any] = {
     "protocol": "seed18",
     "headline": {"finetuned": 0.919, "standalone": 0.843, "pretrain": 0.947},
-    "exp1": {"10": {"standalone": 0.655, "finetuned": 0.840}, "20": {"standalone": 0.736, "finetuned": 0.875},
-             "30": {"standalone": 0.794, "finetuned": 0.890}, "50": {"standalone": 0.806, "finetuned": 0.902},
-             "70": {"standalone": 0.831, "finetuned": 0.912}, "80": {"standalone": 0.838, "finetuned": 0.915},
-             "90": {"standalone": 0.848, "finetuned": 0.918}},
-    "exp2": {"25": {"pretrain": 0.907, "target": 0.832}, "50": {"pretrain": 0.929, "target": 0.843},
-             "75": {"pretrain": 0.936, "target": 0.844}, "100": {"pretrain": 0.947, "target": 0.840}},
-    "exp3": {"100": {"pretrain": 0.930, "finetuned": 0.49, "standalone": 0.48},
-             "500": {"pretrain": 0.947, "finetuned": 0.92, "standalone": 0.84}},
+    "exp1": {
+        "10": {"standalone": 0.655, "finetuned": 0.840},
+        "20": {"standalone": 0.736, "finetuned": 0.875},
+        "30": {"standalone": 0.794, "finetuned": 0.890},
+        "50": {"standalone": 0.806, "finetuned": 0.902},
+        "70": {"standalone": 0.831, "finetuned": 0.912},
+        "80": {"standalone": 0.838, "finetuned": 0.915},
+        "90": {"standalone": 0.848, "finetuned": 0.918},
+    },
+    "exp2": {
+        "25": {"pretrain": 0.907, "target": 0.832},
+        "50": {"pretrain": 0.929, "target": 0.843},
+        "75": {"pretrain": 0.936, "target": 0.844},
+        "100": {"pretrain": 0.947, "target": 0.840},
+    },
+    "exp3": {
+        "100": {"pretrain": 0.930, "finetuned": 0.49, "standalone": 0.48},
+        "500": {"pretrain": 0.947, "finetuned": 0.92, "standalone": 0.84},
+    },
     "exp5": {"spectrum": {"pretrain": 0.668, "finetuned": 0.555}},
-    "note": ("The original study's protocol had errors (REFERENCE.md): the standalone arm got unstandardised, "
-             "lead-scrambled input and another test fold; RBBB was not merged into CRBBB; the test fold also "
-             "served for validation and temperature fitting; PTB-XL used random folds and a different test set "
-             "per share; centre crops only; a broken 100 Hz conversion; an FFT cropped from an unshifted "
-             "spectrum; single runs. Its numbers are context, not directly comparable; they belong to its 18 "
-             "classes (protocol seed18) and are shown only beside that protocol."),
+    "note": (
+        "The original study's protocol had errors (REFERENCE.md): the standalone arm got unstandardised, "
+        "lead-scrambled input and another test fold; RBBB was not merged into CRBBB; the test fold also "
+        "served for validation and temperature fitting; PTB-XL used random folds and a different test set "
+        "per share; centre crops only; a broken 100 Hz conversion; an FFT cropped from an unshifted "
+        "spectrum; single runs. Its numbers are context, not directly comparable; they belong to its 18 "
+        "classes (protocol seed18) and are shown only beside that protocol."
+    ),
 }
 
 
@@ -124,9 +149,17 @@ class _Ctx:
     def note_fallback(self, test_id: str, where: str, n_test: int | None, rule: dict[str, Any]) -> None:
         """Record that a test set's intervals use plain resampling (once per test set; ``rule``: the
         ``settings.resampling`` of a result)."""
-        entry = self._fallbacks.setdefault(test_id, {
-            "where": where, "n_test": n_test, "reason": rule.get("reason"),
-            "variation_kept": rule.get("variation_kept"), "note": rule.get("note"), "values": 0})
+        entry = self._fallbacks.setdefault(
+            test_id,
+            {
+                "where": where,
+                "n_test": n_test,
+                "reason": rule.get("reason"),
+                "variation_kept": rule.get("variation_kept"),
+                "note": rule.get("note"),
+                "values": 0,
+            },
+        )
         entry["values"] += 1
 
     @property
@@ -163,9 +196,12 @@ def _scope(ys: Sequence[np.ndarray], metric: str = "macro_auc") -> dict[str, Any
     """What a macro value averaged: test records and labels scored (min / max over test sets)."""
     kind = "auprc" if metric == "macro_auprc" else "auc"
     scored = [M.labels_scored(y)[kind] for y in ys]
-    out: dict[str, Any] = {"n_test": int(round(np.mean([y.shape[0] for y in ys]))),
-                           "n_test_min": int(min(y.shape[0] for y in ys)),
-                           "labels_scored": int(min(scored)), "n_labels": int(ys[0].shape[1])}
+    out: dict[str, Any] = {
+        "n_test": int(round(np.mean([y.shape[0] for y in ys]))),
+        "n_test_min": int(min(y.shape[0] for y in ys)),
+        "labels_scored": int(min(scored)),
+        "n_labels": int(ys[0].shape[1]),
+    }
     if max(scored) != min(scored):
         out["labels_scored_max"] = int(max(scored))
     return out
@@ -210,13 +246,19 @@ def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> d
         mean_samples = np.nanmean(np.vstack(samples), axis=0)
     lo, hi, _ = percentile_ci(mean_samples)
     ok = points_arr[~np.isnan(points_arr)]
-    return _interval(float(ok.mean()) if ok.size else None, [lo, hi],
-                     sd=_num(ok.std(ddof=1)) if ok.size > 1 else None, values=[_num(v) for v in points_arr],
-                     **_scope(ys, metric), **out)
+    return _interval(
+        float(ok.mean()) if ok.size else None,
+        [lo, hi],
+        sd=_num(ok.std(ddof=1)) if ok.size > 1 else None,
+        values=[_num(v) for v in points_arr],
+        **_scope(ys, metric),
+        **out,
+    )
 
 
-def paired_interval(ctx: _Ctx, keys_a: Sequence[str], keys_b: Sequence[str], metric: str = "macro_auc"
-                    ) -> dict[str, Any]:
+def paired_interval(
+    ctx: _Ctx, keys_a: Sequence[str], keys_b: Sequence[str], metric: str = "macro_auc"
+) -> dict[str, Any]:
     """A - B of ``metric`` over the finished runs, paired on each test set (both arms on the same
     resamples); several test sets (repeats): the mean of their differences, each resampled
     independently. Test sets with only one arm finished are left out (``n_pairs`` says how many
@@ -242,8 +284,9 @@ def paired_interval(ctx: _Ctx, keys_a: Sequence[str], keys_b: Sequence[str], met
         mean_samples = np.nanmean(np.vstack(samples), axis=0)
         point = float(np.nanmean(points))
     e = difference_entry(point, mean_samples)
-    return _interval(e["value"], e["ci"], p=e["p_value"], ties_at_zero=e["ties_at_zero"], n_pairs=len(groups),
-                     **_scope(ys, metric))
+    return _interval(
+        e["value"], e["ci"], p=e["p_value"], ties_at_zero=e["ties_at_zero"], n_pairs=len(groups), **_scope(ys, metric)
+    )
 
 
 def _metrics_file(ctx: _Ctx, key: str) -> dict[str, Any] | None:
@@ -266,12 +309,18 @@ def _run_metric(ctx: _Ctx, key: str) -> dict[str, Any]:
     auc = m["headline"]["macro_auc"]
     used = auc.get("classes_used") or {}
     labels = m.get("labels") or []
-    rule = ((m.get("settings") or {}).get("resampling") or {})
+    rule = (m.get("settings") or {}).get("resampling") or {}
     if rule.get("note"):
         ctx.note_fallback(f"run:{key}", ctx.name(key), m.get("n_records"), rule)
-    return _interval(auc["value"], auc["ci"], n_test=m.get("n_records"), n_test_min=m.get("n_records"),
-                     labels_scored=used.get("test_set"), n_labels=len(labels) or None,
-                     resampling=rule.get("rule", "plain (evaluated before the rare-class rule)"))
+    return _interval(
+        auc["value"],
+        auc["ci"],
+        n_test=m.get("n_records"),
+        n_test_min=m.get("n_records"),
+        labels_scored=used.get("test_set"),
+        n_labels=len(labels) or None,
+        resampling=rule.get("rule", "plain (evaluated before the rare-class rule)"),
+    )
 
 
 def _split_sizes(ctx: _Ctx, key: str) -> dict[str, int] | None:
@@ -296,20 +345,33 @@ def _keys(pairs: list[tuple[RunDef, dict[str, Any]]]) -> list[str]:
 
 def _arm_entry(y: np.ndarray, s: dict[str, Any], n: int, n_planned: int) -> dict[str, Any]:
     auc = s["macro_auc"]
-    return _interval(auc["mean"], auc["pooled_ci"], sd=auc["sd"], values=auc["values"], n=n, n_planned=n_planned,
-                     **_scope([y]))
+    return _interval(
+        auc["mean"], auc["pooled_ci"], sd=auc["sd"], values=auc["values"], n=n, n_planned=n_planned, **_scope([y])
+    )
 
 
-def _headline_pair(ctx: _Ctx, row: dict[str, Any], y: np.ndarray, ft: list[np.ndarray], sa: list[np.ndarray],
-                   labels: Sequence[str], mapping: Any, metrics_all: Sequence[str]) -> None:
+def _headline_pair(
+    ctx: _Ctx,
+    row: dict[str, Any],
+    y: np.ndarray,
+    ft: list[np.ndarray],
+    sa: list[np.ndarray],
+    labels: Sequence[str],
+    mapping: Any,
+    metrics_all: Sequence[str],
+) -> None:
     """The paired differences of every headline metric and of each label's AUC, into ``row``."""
     d = paired_bootstrap(y, ft, sa, n_resamples=ctx.B, include=metrics_all, challenge=mapping, per_class=True)
     diff = d["difference"]
     dm = diff["macro_auc"]
-    row["difference"] = _interval(dm["value"], dm["ci"], p=dm["p_value"], ties_at_zero=dm["ties_at_zero"],
-                                  **_scope([y]))
-    row["metric_differences"] = {k: _interval(v["value"], v["ci"], p=v["p_value"], ties_at_zero=v["ties_at_zero"])
-                                 for k, v in diff.items() if k != "macro_auc"}
+    row["difference"] = _interval(
+        dm["value"], dm["ci"], p=dm["p_value"], ties_at_zero=dm["ties_at_zero"], **_scope([y])
+    )
+    row["metric_differences"] = {
+        k: _interval(v["value"], v["ci"], p=v["p_value"], ties_at_zero=v["ties_at_zero"])
+        for k, v in diff.items()
+        if k != "macro_auc"
+    }
     per_class = []
     for k, label in enumerate(labels):
         entry = {"label": label, "n_pos": int(y[:, k].sum()), "status": M.class_status(y[:, [k]])[0] or "ok"}
@@ -323,8 +385,9 @@ def _headline_pair(ctx: _Ctx, row: dict[str, Any], y: np.ndarray, ft: list[np.nd
 
 
 def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str, Any]:
-    arms = {arm: _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm))
-            for arm in ("finetuned", "standalone")}
+    arms = {
+        arm: _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm)) for arm in ("finetuned", "standalone")
+    }
     row: dict[str, Any] = {"protocol": protocol, "runs": {a: [ctx.rel(k) for k in ks] for a, ks in arms.items()}}
     preds = {a: [p for _, p in ctx.finished(ks)] for a, ks in arms.items()}
     row["metrics"] = {}
@@ -333,10 +396,14 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
     if ref is not None:
         sizes = _split_sizes(ctx, (arms["finetuned"] or arms["standalone"])[0]) or {}
         mapping = challenge_mapping(list(ref.test.label_names), ref.labels_spec)
-        row.update(labels=list(ref.test.label_names), n_test=len(ref.test.record_ids),
-                   n_val=len(ref.val.record_ids) if ref.val is not None else None, n_train=sizes.get("train"),
-                   challenge_note=mapping.note, **{k: v for k, v in _scope([ref.test.y_true]).items()
-                                                   if k in ("labels_scored", "n_labels")})
+        row.update(
+            labels=list(ref.test.label_names),
+            n_test=len(ref.test.record_ids),
+            n_val=len(ref.val.record_ids) if ref.val is not None else None,
+            n_train=sizes.get("train"),
+            challenge_note=mapping.note,
+            **{k: v for k, v in _scope([ref.test.y_true]).items() if k in ("labels_scored", "n_labels")},
+        )
         mapping = mapping if mapping.classes else None
     for arm, ps in preds.items():  # one bootstrap per arm for every headline metric
         if not ps:
@@ -346,8 +413,11 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
         ctx.resamples(ps[0], y, 0, f"headline {protocol}")
         s = seed_summary(y, probs, n_resamples=ctx.B, include=metrics_all, challenge=mapping)["metrics"]
         row[arm] = _arm_entry(y, s, len(ps), len(arms[arm]))
-        row["metrics"][arm] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"], **(
-            _scope([y], k) if k == "macro_auprc" else {})) for k, v in s.items() if k != "macro_auc"}
+        row["metrics"][arm] = {
+            k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"], **(_scope([y], k) if k == "macro_auprc" else {}))
+            for k, v in s.items()
+            if k != "macro_auc"
+        }
     if ref is not None and preds["finetuned"] and preds["standalone"]:
         y, probs, _ = align_runs(preds["finetuned"] + preds["standalone"])
         nf = len(preds["finetuned"])
@@ -362,16 +432,31 @@ def _pretrain(ctx: _Ctx) -> dict[str, Any] | None:
     pairs = ctx.find(experiment="pretrain")
     if not pairs:
         return None
-    base = next((r for r, u in pairs if u["name"].endswith("/time")
-                 and abs(u["share"] - 100 * ctx.spec_source["train_fraction"]) < 1e-9
-                 and u["fs"] == float(ctx.spec_study["fs"])), pairs[0][0])
-    out = {"labels": ctx.spec_source["labels"], "fs": float(ctx.spec_study["fs"]), "run": ctx.rel(base.key),
-           "test_macro_auc": _run_metric(ctx, base.key), "val_macro_auc": None, "per_class": [],
-           "n_train": _n_train(ctx, base.key)}
+    base = next(
+        (
+            r
+            for r, u in pairs
+            if u["name"].endswith("/time")
+            and abs(u["share"] - 100 * ctx.spec_source["train_fraction"]) < 1e-9
+            and u["fs"] == float(ctx.spec_study["fs"])
+        ),
+        pairs[0][0],
+    )
+    out = {
+        "labels": ctx.spec_source["labels"],
+        "fs": float(ctx.spec_study["fs"]),
+        "run": ctx.rel(base.key),
+        "test_macro_auc": _run_metric(ctx, base.key),
+        "val_macro_auc": None,
+        "per_class": [],
+        "n_train": _n_train(ctx, base.key),
+    }
     m = _metrics_file(ctx, base.key)
     if m is not None:
-        out["per_class"] = [{"label": k, "n_pos": v["n_pos"], "auc": (v.get("auc") or {}).get("value")}
-                            for k, v in m["per_class"].items()]
+        out["per_class"] = [
+            {"label": k, "n_pos": v["n_pos"], "auc": (v.get("auc") or {}).get("value")}
+            for k, v in m["per_class"].items()
+        ]
     return out
 
 
@@ -382,8 +467,12 @@ def _arms(ctx: _Ctx, **match: Any) -> tuple[list[str], list[str]]:
 def _exp1(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> dict[str, Any] | None:
     if not spec_ex["target_share"]["enabled"]:
         return None
-    out: dict[str, Any] = {"protocol": protocol, "rest": [], "fixed_test": [],
-                           "difference": {"rest": [], "fixed_test": []}}
+    out: dict[str, Any] = {
+        "protocol": protocol,
+        "rest": [],
+        "fixed_test": [],
+        "difference": {"rest": [], "fixed_test": []},
+    }
     for variant, exp in (("rest", "exp1-rest"), ("fixed_test", "exp1-fixed")):
         for share in spec_ex["target_share"]["shares"]:
             ft, sa = _arms(ctx, experiment=exp, share=share)
@@ -404,13 +493,19 @@ def _exp2(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
     for share in e2["shares"]:
         pre = _keys(ctx.find(experiment="exp2", arm="pretrain", share=share))
         fine = _keys(ctx.find(experiment="exp2", arm="finetuned", share=share))
-        rows.append({"share": share, "target_share": e2["target_share"], "protocol": protocol,
-                     "pretrain_test_auc": _run_metric(ctx, pre[0]) if pre else _empty(),
-                     "n_pretrain_records": _n_train(ctx, pre[0]) if pre else None,
-                     "finetuned": arm_interval(ctx, fine),
-                     "standalone_reference": arm_interval(ctx, standalone) if standalone else None,
-                     "difference": paired_interval(ctx, fine, standalone) if standalone else _empty(p=None),
-                     "runs": {"pretrain": [ctx.rel(k) for k in pre], "finetuned": [ctx.rel(k) for k in fine]}})
+        rows.append(
+            {
+                "share": share,
+                "target_share": e2["target_share"],
+                "protocol": protocol,
+                "pretrain_test_auc": _run_metric(ctx, pre[0]) if pre else _empty(),
+                "n_pretrain_records": _n_train(ctx, pre[0]) if pre else None,
+                "finetuned": arm_interval(ctx, fine),
+                "standalone_reference": arm_interval(ctx, standalone) if standalone else None,
+                "difference": paired_interval(ctx, fine, standalone) if standalone else _empty(p=None),
+                "runs": {"pretrain": [ctx.rel(k) for k in pre], "finetuned": [ctx.rel(k) for k in fine]},
+            }
+        )
     return rows
 
 
@@ -421,9 +516,14 @@ def _exp3(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
     for fs in spec_ex["sampling_rate"]["rates"]:
         pre = _keys(ctx.find(experiment="exp3", arm="pretrain", fs=float(fs)))
         sizes = (_split_sizes(ctx, pre[0]) if pre else None) or {}
-        row: dict[str, Any] = {"fs": float(fs), "source_fs": 500 if fs > 100 else 100, "protocol": protocol,
-                               "pretrain": _run_metric(ctx, pre[0]) if pre else _empty(),
-                               "n_pretrain_records": sizes.get("train"), "pretrain_split_sizes": sizes or None}
+        row: dict[str, Any] = {
+            "fs": float(fs),
+            "source_fs": 500 if fs > 100 else 100,
+            "protocol": protocol,
+            "pretrain": _run_metric(ctx, pre[0]) if pre else _empty(),
+            "n_pretrain_records": sizes.get("train"),
+            "pretrain_split_sizes": sizes or None,
+        }
         ft, sa = _arms(ctx, experiment="exp3", fs=float(fs))
         row["finetuned"], row["standalone"] = arm_interval(ctx, ft), arm_interval(ctx, sa)
         row["difference"] = paired_interval(ctx, ft, sa)
@@ -434,15 +534,15 @@ def _exp3(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
 def source_coverage(exp3: Sequence[dict[str, Any]] | None) -> dict[str, Any] | None:
     """How many PTB-XL records the 500 Hz reads lack, from experiment 3's pre-training splits:
     validation and test folds are read whole at both rates, so their difference is exact."""
-    by_fs: dict[Any, dict[str, int]] = {r["source_fs"]: r["pretrain_split_sizes"] for r in exp3 or []
-                                        if r.get("pretrain_split_sizes")}
+    by_fs: dict[Any, dict[str, int]] = {
+        r["source_fs"]: r["pretrain_split_sizes"] for r in exp3 or [] if r.get("pretrain_split_sizes")
+    }
     if 500 not in by_fs:
         return None
     out: dict[str, Any] = {"records_at_500hz": by_fs[500]}
     if 100 in by_fs:
         out["records_at_100hz"] = by_fs[100]
-        out["missing_at_500hz"] = {k: by_fs[100][k] - by_fs[500].get(k, 0) for k in ("val", "test")
-                                   if k in by_fs[100]}
+        out["missing_at_500hz"] = {k: by_fs[100][k] - by_fs[500].get(k, 0) for k in ("val", "test") if k in by_fs[100]}
     return out
 
 
@@ -452,8 +552,11 @@ def _exp5(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
     rows = []
     for inp in ["time", *spec_ex["frequency"]["inputs"]]:
         pre = _keys(ctx.find(experiment="exp5", arm="pretrain", input=inp))
-        row: dict[str, Any] = {"input": inp, "protocol": protocol,
-                               "pretrain": _run_metric(ctx, pre[0]) if pre else _empty()}
+        row: dict[str, Any] = {
+            "input": inp,
+            "protocol": protocol,
+            "pretrain": _run_metric(ctx, pre[0]) if pre else _empty(),
+        }
         ft, sa = _arms(ctx, experiment="exp5", input=inp)
         row["finetuned"], row["standalone"] = arm_interval(ctx, ft), arm_interval(ctx, sa)
         row["difference"] = paired_interval(ctx, ft, sa)
@@ -475,13 +578,23 @@ def _exp6(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str, model: str) -> list
             for share in e6["shares"] or spec_ex["target_share"]["shares"]:
                 keys = _keys(ctx.find(experiment="exp6", strategy=strategy, model=backbone, share=share))
                 none = _keys(ctx.find(experiment="exp6", strategy="none", model=backbone, share=share))
-                rows.append({
-                    "model": backbone, "strategy": strategy, "share": share, "protocol": protocol,
-                    "arm": "standalone" if strategy == "none" else "finetuned", **arm_interval(ctx, keys),
-                    "pretrain": _run_metric(ctx, pre[0]) if pre and strategy.startswith("supervised:") else _empty(),
-                    "difference_to_none": (paired_interval(ctx, keys, none) if strategy != "none" and none
-                                           else _empty(p=None)),
-                    "runs": {"pretrain": [ctx.rel(k) for k in pre], "target": [ctx.rel(k) for k in keys]}})
+                rows.append(
+                    {
+                        "model": backbone,
+                        "strategy": strategy,
+                        "share": share,
+                        "protocol": protocol,
+                        "arm": "standalone" if strategy == "none" else "finetuned",
+                        **arm_interval(ctx, keys),
+                        "pretrain": _run_metric(ctx, pre[0])
+                        if pre and strategy.startswith("supervised:")
+                        else _empty(),
+                        "difference_to_none": (
+                            paired_interval(ctx, keys, none) if strategy != "none" and none else _empty(p=None)
+                        ),
+                        "runs": {"pretrain": [ctx.rel(k) for k in pre], "target": [ctx.rel(k) for k in keys]},
+                    }
+                )
     return rows
 
 
@@ -517,8 +630,7 @@ def _exp4_methods(ctx: _Ctx, keys: list[str], methods: Sequence[str]) -> dict[st
         s = seed_summary(y, ps, n_resamples=ctx.B, include=CAL_METRICS)["metrics"]
         out[m] = {k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"]) for k, v in s.items()}
         auc_change = [np.abs(M.roc_auc(y, p)[0] - M.roc_auc(y, u)[0]) for p, u in zip(ps, probs)]
-        out[m]["max_auc_change"] = float(max((np.nanmax(c) for c in auc_change if np.isfinite(c).any()),
-                                             default=0.0))
+        out[m]["max_auc_change"] = float(max((np.nanmax(c) for c in auc_change if np.isfinite(c).any()), default=0.0))
         if m != "uncalibrated":
             d = paired_bootstrap(y, ps, probs, n_resamples=ctx.B, include=CAL_METRICS)["difference"]
             out[m]["vs_uncalibrated"] = {k: _interval(v["value"], v["ci"], p=v["p_value"]) for k, v in d.items()}
@@ -533,15 +645,25 @@ def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     for protocol in spec["study"]["protocols"]:
         for arm in ("finetuned", "standalone"):
             keys = _keys(ctx.find(experiment="headline", protocol=protocol, arm=arm))
-            row: dict[str, Any] = {"protocol": protocol, "arm": arm, "methods": {}, "reliability": {},
-                                   "fitted_on": "validation", "pooled": "mean over seeds, as the headline"}
+            row: dict[str, Any] = {
+                "protocol": protocol,
+                "arm": arm,
+                "methods": {},
+                "reliability": {},
+                "fitted_on": "validation",
+                "pooled": "mean over seeds, as the headline",
+            }
             rows.append(row)
             finished = ctx.finished(keys)
             if not finished:
                 continue
             done, first = [k for k, _ in finished], finished[0][1]
-            row.update(runs=[ctx.rel(k) for k in done], n_seeds=len(done), n_planned=len(keys),
-                       n_test=len(first.test.record_ids))
+            row.update(
+                runs=[ctx.rel(k) for k in done],
+                n_seeds=len(done),
+                n_planned=len(keys),
+                n_test=len(first.test.record_ids),
+            )
             val = first.val
             row["n_val"] = len(val.record_ids) if val is not None else None
             row["methods"] = _exp4_methods(ctx, done, cal["methods"])
@@ -562,9 +684,15 @@ def _status(ctx: _Ctx) -> dict[str, Any]:
         counts[st["state"]] += 1
         if st["state"] == "failed":
             failed.append({"key": r.key, "name": r.name, "error": str(st.get("error", ""))[-500:]})
-    return {"total": len(ctx.runs), "done": counts["done"], "failed": counts["failed"], "running": counts["running"],
-            "left": counts["missing"] + counts["interrupted"], "interrupted": counts["interrupted"],
-            "failed_runs": failed}
+    return {
+        "total": len(ctx.runs),
+        "done": counts["done"],
+        "failed": counts["failed"],
+        "running": counts["running"],
+        "left": counts["missing"] + counts["interrupted"],
+        "interrupted": counts["interrupted"],
+        "failed_runs": failed,
+    }
 
 
 def _environment(threads: int) -> dict[str, Any]:
@@ -576,43 +704,76 @@ def _environment(threads: int) -> dict[str, Any]:
         except md.PackageNotFoundError:
             return None
 
-    return {"python": platform.python_version(), "torch": ver("torch"), "numpy": ver("numpy"),
-            "ecg_transfer": ver("ecg-transfer"), "host": socket.gethostname(), "platform": platform.platform(),
-            "threads": threads}
+    return {
+        "python": platform.python_version(),
+        "torch": ver("torch"),
+        "numpy": ver("numpy"),
+        "ecg_transfer": ver("ecg-transfer"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "threads": threads,
+    }
 
 
-def _study_section(study: dict[str, Any], spec: dict[str, Any], pre: dict[str, Any] | None,
-                   seconds: Sequence[float | None], exp3: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
-    return {"name": study["name"], "profile": study["profile"], "spec": study["spec"],
-            "machinery_check": is_machinery_check(study["profile"], spec["study"]),
-            "spec_digest": study["spec_digest"], "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": spec["study"]["model"], "seeds": spec["study"]["seeds"],
-            "source": {"dataset": spec["source"]["dataset"], "labels": spec["source"]["labels"],
-                       "fs": float(spec["study"]["fs"]), "train_fraction": spec["source"]["train_fraction"],
-                       "epochs": spec["source"]["epochs"], "n_train": pre["n_train"] if pre else None,
-                       "coverage": source_coverage(exp3)},
-            "target": {"dataset": spec["target"]["dataset"], "name": spec["target"]["name"],
-                       "protocols": spec["study"]["protocols"], "finetune": spec["finetune"],
-                       "standalone_epochs": spec["standalone"]["epochs"]},
-            "bootstrap": spec["study"]["bootstrap"],
-            "wall_seconds": float(sum(s for s in seconds if s)) if seconds else None,
-            "wall_seconds_note": "sum of the finished runs' training + evaluation times",
-            "environment": _environment(int(spec["study"]["threads"]))}
+def _study_section(
+    study: dict[str, Any],
+    spec: dict[str, Any],
+    pre: dict[str, Any] | None,
+    seconds: Sequence[float | None],
+    exp3: Sequence[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    return {
+        "name": study["name"],
+        "profile": study["profile"],
+        "spec": study["spec"],
+        "machinery_check": is_machinery_check(study["profile"], spec["study"]),
+        "spec_digest": study["spec_digest"],
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": spec["study"]["model"],
+        "seeds": spec["study"]["seeds"],
+        "source": {
+            "dataset": spec["source"]["dataset"],
+            "labels": spec["source"]["labels"],
+            "fs": float(spec["study"]["fs"]),
+            "train_fraction": spec["source"]["train_fraction"],
+            "epochs": spec["source"]["epochs"],
+            "n_train": pre["n_train"] if pre else None,
+            "coverage": source_coverage(exp3),
+        },
+        "target": {
+            "dataset": spec["target"]["dataset"],
+            "name": spec["target"]["name"],
+            "protocols": spec["study"]["protocols"],
+            "finetune": spec["finetune"],
+            "standalone_epochs": spec["standalone"]["epochs"],
+        },
+        "bootstrap": spec["study"]["bootstrap"],
+        "wall_seconds": float(sum(s for s in seconds if s)) if seconds else None,
+        "wall_seconds_note": "sum of the finished runs' training + evaluation times",
+        "environment": _environment(int(spec["study"]["threads"])),
+    }
 
 
 def _statistics(ctx: _Ctx) -> dict[str, Any]:
     """How every interval and p-value of the file was made, and where the resampling rule failed."""
-    return {"interval": f"95 % {INTERVAL_METHOD} bootstrap interval, {ctx.B} resamples of the test records "
-                        "(seeded: the same resamples for every arm and metric on one test set)",
-            "level": 0.95, "n_resamples": ctx.B,
-            "resampling": ("PTB-XL benchmark rule: a resample in which a label scored on the test set (with a "
-                           "positive and a negative record) has no positive or no negative record is drawn again, "
-                           "so every resample averages the same labels as the value it surrounds; at most "
-                           f"{MAX_DRAWS_PER_RESAMPLE} draws per resample, and only where its resamples keep "
-                           f"{100 * MIN_VARIATION_KEPT:.0f} % of the plain bootstrap's variation (on a small test set "
-                           "it would pin every resample to the test set itself); else plain resampling (listed in "
-                           "fallbacks)"),
-            "p_value": P_VALUE_METHOD, "small_test": SMALL_TEST, "fallbacks": ctx.fallbacks}
+    return {
+        "interval": f"95 % {INTERVAL_METHOD} bootstrap interval, {ctx.B} resamples of the test records "
+        "(seeded: the same resamples for every arm and metric on one test set)",
+        "level": 0.95,
+        "n_resamples": ctx.B,
+        "resampling": (
+            "PTB-XL benchmark rule: a resample in which a label scored on the test set (with a "
+            "positive and a negative record) has no positive or no negative record is drawn again, "
+            "so every resample averages the same labels as the value it surrounds; at most "
+            f"{MAX_DRAWS_PER_RESAMPLE} draws per resample, and only where its resamples keep "
+            f"{100 * MIN_VARIATION_KEPT:.0f} % of the plain bootstrap's variation (on a small test set "
+            "it would pin every resample to the test set itself); else plain resampling (listed in "
+            "fallbacks)"
+        ),
+        "p_value": P_VALUE_METHOD,
+        "small_test": SMALL_TEST,
+        "fallbacks": ctx.fallbacks,
+    }
 
 
 def collect_results(study_dir: str | Path) -> dict[str, Any]:
@@ -620,24 +781,39 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
     study_dir = Path(study_dir)
     for name in ("study.json", "plan.json"):
         if not (study_dir / name).exists():
-            raise EcgTransferError(f"{study_dir / name} is missing: is {study_dir} a study directory "
-                                   "(made by `ecg-transfer study run`)?")
+            raise EcgTransferError(
+                f"{study_dir / name} is missing: is {study_dir} a study directory (made by `ecg-transfer study run`)?"
+            )
     study = json.loads((study_dir / "study.json").read_text())
     plan = json.loads((study_dir / "plan.json").read_text())
-    runs = [RunDef(key=r["key"], kind=r["kind"], config=r["config"], depends=r["depends"], uses=r["uses"])
-            for r in plan["runs"]]
+    runs = [
+        RunDef(key=r["key"], kind=r["kind"], config=r["config"], depends=r["depends"], uses=r["uses"])
+        for r in plan["runs"]
+    ]
     spec = study["resolved"]
     ctx = _Ctx(study_dir, runs, spec)
     seconds = [ctx.states[r.key].get("seconds") for r in runs if ctx.states[r.key]["state"] == "done"]
     primary, ex = spec["study"]["protocols"][0], spec["experiments"]
     pre = _pretrain(ctx)
-    sections: dict[str, Any] = {"headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]], "pretrain": pre,
-                "exp1": _exp1(ctx, ex, primary), "exp2": _exp2(ctx, ex, primary), "exp3": _exp3(ctx, ex, primary),
-                "exp4": _exp4(ctx, spec), "exp5": _exp5(ctx, ex, primary),
-                "exp6": _exp6(ctx, ex, primary, spec["study"]["model"])}
+    sections: dict[str, Any] = {
+        "headline": [_headline(ctx, p, HEADLINE) for p in spec["study"]["protocols"]],
+        "pretrain": pre,
+        "exp1": _exp1(ctx, ex, primary),
+        "exp2": _exp2(ctx, ex, primary),
+        "exp3": _exp3(ctx, ex, primary),
+        "exp4": _exp4(ctx, spec),
+        "exp5": _exp5(ctx, ex, primary),
+        "exp6": _exp6(ctx, ex, primary, spec["study"]["model"]),
+    }
     sections["gallery"] = _gallery(study_dir)
-    return {"format": FORMAT, "study": _study_section(study, spec, pre, seconds, sections["exp3"]),
-            "status": _status(ctx), "statistics": _statistics(ctx), "reference": REFERENCE, **sections}
+    return {
+        "format": FORMAT,
+        "study": _study_section(study, spec, pre, seconds, sections["exp3"]),
+        "status": _status(ctx),
+        "statistics": _statistics(ctx),
+        "reference": REFERENCE,
+        **sections,
+    }
 
 
 def _gallery(study_dir: Path) -> dict[str, Any] | None:
@@ -658,5 +834,12 @@ def write_results(study_dir: str | Path) -> Path:
     return path
 
 
-__all__ = ["FORMAT", "REFERENCE", "arm_interval", "collect_results", "paired_interval", "source_coverage",
-           "write_results"]
+__all__ = [
+    "FORMAT",
+    "REFERENCE",
+    "arm_interval",
+    "collect_results",
+    "paired_interval",
+    "source_coverage",
+    "write_results",
+]

@@ -51,7 +51,7 @@ class StudyRunSummary:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)   # held by another process
+    busy: list[str] = field(default_factory=list)  # held by another process
     seconds: float = 0.0
 
 
@@ -78,20 +78,36 @@ def write_study_files(spec: StudySpec, study_dir: Path, runs: list[RunDef]) -> N
         target = study_dir / f"spec{spec.path.suffix}"  # .toml or .json, readable as the spec it is
         if not target.exists() or target.read_text(encoding="utf-8") != src:
             from ..atomic import atomic_write_text
+
             atomic_write_text(target, src)
-    atomic_write_json(study_dir / "study.json", {
-        "name": spec.name, "profile": spec.profile, "spec": str(spec.path), "spec_digest": spec.digest,
-        "resolved": spec.data})
+    atomic_write_json(
+        study_dir / "study.json",
+        {
+            "name": spec.name,
+            "profile": spec.profile,
+            "spec": str(spec.path),
+            "spec_digest": spec.digest,
+            "resolved": spec.data,
+        },
+    )
     atomic_write_json(study_dir / "plan.json", {"runs": [r.to_dict() for r in runs]})
 
 
 class StudyRunner:
     """Runs the plan of one spec into one study directory (one shard of it)."""
 
-    def __init__(self, spec: StudySpec, study_dir: str | Path, *, shard: tuple[int, int] = (1, 1),
-                 retry_failed: bool = False, progress: bool = True, echo: Callable[[str], None] = print,
-                 execute: Callable[["StudyRunner", RunDef], None] | None = None,
-                 attempt_info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        spec: StudySpec,
+        study_dir: str | Path,
+        *,
+        shard: tuple[int, int] = (1, 1),
+        retry_failed: bool = False,
+        progress: bool = True,
+        echo: Callable[[str], None] = print,
+        execute: Callable[["StudyRunner", RunDef], None] | None = None,
+        attempt_info: dict[str, Any] | None = None,
+    ):
         self.spec = spec
         self.study_dir = Path(study_dir)
         self.store = RunStore(self.study_dir)
@@ -112,14 +128,18 @@ class StudyRunner:
             write_study_files(self.spec, self.study_dir, self.runs)
         except OSError as exc:
             if no_space(exc):
-                raise DiskFullError(f"disk full on {disk_of(self.study_dir)}: cannot write the study's files in "
-                                    f"{self.study_dir}; free space and run the study again") from None
+                raise DiskFullError(
+                    f"disk full on {disk_of(self.study_dir)}: cannot write the study's files in "
+                    f"{self.study_dir}; free space and run the study again"
+                ) from None
             raise
         mine = select_shard(self.runs, self.shard)
         self.summary.selected = len(mine)
         shard = "" if self.shard == (1, 1) else f" (shard {self.shard[0]}/{self.shard[1]})"
-        self.echo(f"study {self.spec.name}: {len(self.runs)} runs planned, {len(mine)} in this process{shard}; "
-                  f"writing to {self.study_dir}")
+        self.echo(
+            f"study {self.spec.name}: {len(self.runs)} runs planned, {len(mine)} in this process{shard}; "
+            f"writing to {self.study_dir}"
+        )
         disk_full = False
         try:
             for i, run in enumerate(mine, 1):
@@ -178,8 +198,10 @@ class StudyRunner:
             lease = self.store.acquire(run.key)
         except OSError as exc:
             if no_space(exc):
-                raise DiskFullError(f"disk full on {disk_of(self.study_dir)}: cannot start run {run.name} "
-                                    f"({run.key}); free space and run the study again") from None
+                raise DiskFullError(
+                    f"disk full on {disk_of(self.study_dir)}: cannot start run {run.name} "
+                    f"({run.key}); free space and run the study again"
+                ) from None
             raise
         if lease is None:
             if waiting_child is None:
@@ -237,15 +259,17 @@ class StudyRunner:
     def _failed(self, run: RunDef, where: str, exc: Exception) -> str:
         """Record a failed attempt; on a full disk, stop the study with one line naming disk and run."""
         error = f"{type(exc).__name__}: {exc}"
-        recorded = self.store.mark_failed(run.key, error=error, name=run.name, traceback=traceback.format_exc(),
-                                          **self.attempt_info)
+        recorded = self.store.mark_failed(
+            run.key, error=error, name=run.name, traceback=traceback.format_exc(), **self.attempt_info
+        )
         self.summary.failed.append(run.key)
         if no_space(exc) or (not recorded and no_space_now(self.study_dir)):
             state = self.store.run_dir(run.key) / "state.json"
             where_recorded = f"recorded as failed in {state}" if recorded else "not recorded (no room even for that)"
             raise DiskFullError(
                 f"disk full on {disk_of(self.study_dir)} while running {run.name} ({run.key}): {error.splitlines()[0]}; "
-                f"the run is {where_recorded}. Free space, then run the study again with --retry-failed") from None
+                f"the run is {where_recorded}. Free space, then run the study again with --retry-failed"
+            ) from None
         self.echo(f"{where} {run.name}: FAILED: {error}" + ("" if recorded else " (could not record it in state.json)"))
         return "failed"
 
@@ -259,7 +283,6 @@ class StudyRunner:
         except Exception as exc:  # the report data must never stop the training
             log.warning("could not update results.json: %s", exc)
             self.echo(f"warning: could not update results.json: {type(exc).__name__}: {exc}")
-
 
     def _write_gallery(self) -> None:
         """The report's explained test records, once the headline's first fine-tuned run is done
@@ -350,13 +373,34 @@ def train_in_process(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_
 
         unlabelled = load_ssl_data(RunConfig.from_dict(cfg), progress=runner.progress)
         runner.check_lock(run.key)
-        train_run(cfg, unlabelled.X, unlabelled.Y, unlabelled.record_ids, unlabelled.splits, [], run_dir,
-                  resume=resume, progress=runner.progress, callbacks=check)
+        train_run(
+            cfg,
+            unlabelled.X,
+            unlabelled.Y,
+            unlabelled.record_ids,
+            unlabelled.splits,
+            [],
+            run_dir,
+            resume=resume,
+            progress=runner.progress,
+            callbacks=check,
+        )
         return
     data = load_task(cfg["task"], cfg["fs"], progress=runner.progress)
     runner.check_lock(run.key)
-    train_run(cfg, data.X, data.Y, data.record_ids, data.splits, data.label_names, run_dir, resume=resume,
-              lengths=data.lengths, progress=runner.progress, callbacks=check)
+    train_run(
+        cfg,
+        data.X,
+        data.Y,
+        data.record_ids,
+        data.splits,
+        data.label_names,
+        run_dir,
+        resume=resume,
+        lengths=data.lengths,
+        progress=runner.progress,
+        callbacks=check,
+    )
 
 
 def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -> StudyRunSummary:
@@ -364,5 +408,15 @@ def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -
     return StudyRunner(spec, spec.out_dir(study_dir), **kw).run()
 
 
-__all__ = ["KEPT_ON_RESTART", "StudyRunSummary", "StudyRunner", "TrainFn", "execute_run", "no_space_now", "parse_shard",
-           "run_study", "train_in_process", "write_study_files"]
+__all__ = [
+    "KEPT_ON_RESTART",
+    "StudyRunSummary",
+    "StudyRunner",
+    "TrainFn",
+    "execute_run",
+    "no_space_now",
+    "parse_shard",
+    "run_study",
+    "train_in_process",
+    "write_study_files",
+]

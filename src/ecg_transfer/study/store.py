@@ -142,13 +142,19 @@ class RunStore:
         """The fingerprints of the run's outputs that exist now (what a ``done`` marker lists)."""
         d = self.run_dir(key)
         out: dict[str, dict[str, Any]] = {}
-        ev = sorted(p for p in (d / "evaluation").glob("*") if p.suffix in (".json", ".csv")) \
-            if (d / "evaluation").is_dir() else []
+        ev = (
+            sorted(p for p in (d / "evaluation").glob("*") if p.suffix in (".json", ".csv"))
+            if (d / "evaluation").is_dir()
+            else []
+        )
         for p in [d / n for n in HASHED_OUTPUTS] + ev:
             if p.is_file():
                 st = p.stat()
-                out[p.relative_to(d).as_posix()] = {"sha256": _sha256(p), "size": st.st_size,
-                                                    "mtime_ns": st.st_mtime_ns}
+                out[p.relative_to(d).as_posix()] = {
+                    "sha256": _sha256(p),
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                }
         for n in SIZED_OUTPUTS:
             if (d / n).is_file():
                 out[n] = {"size": (d / n).stat().st_size}
@@ -183,8 +189,9 @@ class RunStore:
             except OSError:
                 out.append((rel, "is missing"))
             else:
-                if ("size" in want and st.st_size != want["size"]) or \
-                        ("sha256" in want and st.st_mtime_ns != want.get("mtime_ns") and _sha256(p) != want["sha256"]):
+                if ("size" in want and st.st_size != want["size"]) or (
+                    "sha256" in want and st.st_mtime_ns != want.get("mtime_ns") and _sha256(p) != want["sha256"]
+                ):
                     out.append((rel, "changed since the run was completed"))
             if out and first:
                 break
@@ -245,6 +252,7 @@ class RunStore:
         if lease is not None:
             lease.release()
 
+
 def _sha256(path: Path) -> str:
     from ..datasets.download import sha256_file
 
@@ -279,5 +287,15 @@ def _overwrite_in_place(path: Path, record: dict[str, Any]) -> bool:
         os.close(fd)
 
 
-__all__ = ["DiskFullError", "Lease", "LockLostError", "RunStore", "STALE_SECONDS", "STATES", "STATE_BYTES",
-           "disk_of", "no_space", "study_run_info"]
+__all__ = [
+    "DiskFullError",
+    "Lease",
+    "LockLostError",
+    "RunStore",
+    "STALE_SECONDS",
+    "STATES",
+    "STATE_BYTES",
+    "disk_of",
+    "no_space",
+    "study_run_info",
+]

@@ -57,9 +57,14 @@ def environment() -> jinja2.Environment:
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("ecg_transfer", "templates"),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"),
-                                            disabled_extensions=("md.j2", "md"), default=True),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html.j2", "html"), disabled_extensions=("md.j2", "md"), default=True
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["code"] = md_code
     env.filters["cell"] = md_cell
     return env

@@ -8,8 +8,26 @@ from __future__ import annotations
 
 from ..settings.names import COMPILE_MODES, MEMORY_FORMATS, OPTIMIZER_IMPLS, POLICIES, RESUMABLE_KEYS
 from ..settings.run import (
-    FinetuneConfig, OptimizerConfig, RunConfig, ScheduleConfig, StageSpec, load_config, save_config,
+    FinetuneConfig,
+    OptimizerConfig,
+    RunConfig,
+    ScheduleConfig,
+    StageSpec,
+    load_config,
+    save_config,
 )
 
-__all__ = ["COMPILE_MODES", "FinetuneConfig", "MEMORY_FORMATS", "OPTIMIZER_IMPLS", "OptimizerConfig", "POLICIES",
-           "RESUMABLE_KEYS", "RunConfig", "ScheduleConfig", "StageSpec", "load_config", "save_config"]
+__all__ = [
+    "COMPILE_MODES",
+    "FinetuneConfig",
+    "MEMORY_FORMATS",
+    "OPTIMIZER_IMPLS",
+    "OptimizerConfig",
+    "POLICIES",
+    "RESUMABLE_KEYS",
+    "RunConfig",
+    "ScheduleConfig",
+    "StageSpec",
+    "load_config",
+    "save_config",
+]

@@ -201,16 +201,22 @@ def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) ->
     if name == "cuda":
         n = torch.cuda.device_count()
         if local_rank >= n:
-            raise ConfigError(f"LOCAL_RANK {local_rank} but this machine has {n} CUDA device(s); start at most "
-                              f"{n} processes per node (torchrun --nproc_per_node={n})")
+            raise ConfigError(
+                f"LOCAL_RANK {local_rank} but this machine has {n} CUDA device(s); start at most "
+                f"{n} processes per node (torchrun --nproc_per_node={n})"
+            )
         return torch.device("cuda", local_rank)
-    raise ConfigError(f"config key 'device': {name!r} cannot be used by several processes; allowed under torchrun: "
-                      "auto, cuda (each process takes cuda:LOCAL_RANK), cpu")
+    raise ConfigError(
+        f"config key 'device': {name!r} cannot be used by several processes; allowed under torchrun: "
+        "auto, cuda (each process takes cuda:LOCAL_RANK), cpu"
+    )
 
 
 def _backend(requested: str, device: torch.device) -> str:
     if requested not in BACKENDS:
-        raise ConfigError(f"config key 'dist_backend': {requested!r} is not allowed; allowed values: {', '.join(BACKENDS)}")
+        raise ConfigError(
+            f"config key 'dist_backend': {requested!r} is not allowed; allowed values: {', '.join(BACKENDS)}"
+        )
     if requested == "auto":
         return "nccl" if device.type == "cuda" else "gloo"
     if requested == "nccl" and device.type != "cuda":
@@ -280,6 +286,7 @@ def is_main_process() -> bool:
 
 # ----- BatchNorm over the global batch -----------------------------------------------------------
 
+
 class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks whose gradient is the sum over ranks of the incoming gradients."""
 
@@ -318,8 +325,7 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         shape = [1, c] + [1] * (input.dim() - 2)
         n_local = input.numel() // c if c else 0
-        local = torch.cat([input.sum(dims, dtype=torch.float64),
-                           torch.tensor([float(n_local)], dtype=torch.float64)])
+        local = torch.cat([input.sum(dims, dtype=torch.float64), torch.tensor([float(n_local)], dtype=torch.float64)])
         total = _AllReduceSum.apply(local, group)
         n = float(total[-1].detach())
         if n < 2:
@@ -368,6 +374,7 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device | str = "cpu")
         new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
         object.__setattr__(new, "_plain_class", type(bn))  # a plain attribute: neither a tensor nor a module
         return new
+
     return _swap_bn(model, make)
 
 
@@ -377,6 +384,7 @@ def revert_sync_batchnorm(model: nn.Module) -> nn.Module:
         if cls is None:
             return None
         return cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+
     return _swap_bn(model, make)
 
 
@@ -387,9 +395,16 @@ def rank_batches(slices: Sequence[slice], ctx: DistContext, min_rows: int) -> li
     """
     keep = [sl for sl in slices if (sl.stop - sl.start) >= min_rows * ctx.world_size]
     if len(keep) < len(slices) and ctx.is_main:
-        log.warning("dropping %d batch(es) smaller than %d rows (%d per rank on %d ranks)",
-                    len(slices) - len(keep), min_rows * ctx.world_size, min_rows, ctx.world_size)
+        log.warning(
+            "dropping %d batch(es) smaller than %d rows (%d per rank on %d ranks)",
+            len(slices) - len(keep),
+            min_rows * ctx.world_size,
+            min_rows,
+            ctx.world_size,
+        )
     if not keep:
-        raise ConfigError(f"config key 'batch_size': a global batch must hold at least {min_rows} row(s) per "
-                          f"process ({min_rows * ctx.world_size} on {ctx.world_size} processes)")
+        raise ConfigError(
+            f"config key 'batch_size': a global batch must hold at least {min_rows} row(s) per "
+            f"process ({min_rows * ctx.world_size} on {ctx.world_size} processes)"
+        )
     return keep

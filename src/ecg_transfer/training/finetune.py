@@ -54,6 +54,7 @@ from .config import RunConfig
 from .loop import Stage
 from .modelfile import LoadedModel, load_model_file
 
+
 def _plain(v: object) -> object:
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
@@ -61,8 +62,10 @@ def _plain(v: object) -> object:
 def resolve_stages(config: RunConfig) -> list[Stage]:
     """The concrete stages a config trains (presets filled in, frozen_bn resolved): the settings
     layer's :meth:`RunConfig.stages` as the loop's :class:`Stage` records."""
-    return [Stage(name=s.name, epochs=s.epochs, train=s.train, lr=s.lr, frozen_bn=s.frozen_bn or "train")
-            for s in config.stages()]
+    return [
+        Stage(name=s.name, epochs=s.epochs, train=s.train, lr=s.lr, frozen_bn=s.frozen_bn or "train")
+        for s in config.stages()
+    ]
 
 
 def check_policy(config: RunConfig, pretrained: bool) -> None:
@@ -70,13 +73,17 @@ def check_policy(config: RunConfig, pretrained: bool) -> None:
     pre-trained start under ``policy = "none"``."""
     policy = config.finetune.policy
     if pretrained and policy == "none":
-        raise ConfigError("a pre-trained start was given but config key 'finetune.policy' is 'none'; "
-                          "allowed values: head-then-all, gradual, all, linear-probe")
+        raise ConfigError(
+            "a pre-trained start was given but config key 'finetune.policy' is 'none'; "
+            "allowed values: head-then-all, gradual, all, linear-probe"
+        )
     if not pretrained:
         partial = [s.name for s in resolve_stages(config) if s.train != "all"]
         if partial:
-            raise ConfigError(f"finetune.policy={policy!r} freezes layers (stages {', '.join(partial)}) but no "
-                              "pre-trained run was given (finetune.pretrained_run or init_from)")
+            raise ConfigError(
+                f"finetune.policy={policy!r} freezes layers (stages {', '.join(partial)}) but no "
+                "pre-trained run was given (finetune.pretrained_run or init_from)"
+            )
 
 
 def init_model(
@@ -94,23 +101,31 @@ def init_model(
         return models.build(config.model, channels, n_classes, **config.model_kwargs), None
     pre = load_model_file(init_from, encoder_ok=True)  # a self-supervised run's encoder is a start too
     if pre.input != config.input:
-        raise ConfigError(f"config key 'input': {config.input!r}, but the pre-trained run {init_from} was trained on "
-                          f"input={pre.input!r}; fine-tune with input = {pre.input!r} (the network's first layer "
-                          "only knows that input)")
+        raise ConfigError(
+            f"config key 'input': {config.input!r}, but the pre-trained run {init_from} was trained on "
+            f"input={pre.input!r}; fine-tune with input = {pre.input!r} (the network's first layer "
+            "only knows that input)"
+        )
     name = pre.spec["name"]
     if name != config.model:
         raise ConfigError(f"config key 'model': {config.model!r}, but the pre-trained run {init_from} is a {name!r}")
     if abs(pre.fs - config.fs) > 1e-9:
-        raise ConfigError(f"config key 'fs': {config.fs} Hz, but the pre-trained run {init_from} was trained at "
-                          f"{pre.fs} Hz; resample the target data to the pre-training rate")
+        raise ConfigError(
+            f"config key 'fs': {config.fs} Hz, but the pre-trained run {init_from} was trained at "
+            f"{pre.fs} Hz; resample the target data to the pre-training rate"
+        )
     if pre.n_leads != in_channels or int(pre.spec["in_channels"]) != channels:
         raise ConfigError(f"the pre-trained run {init_from} takes {pre.n_leads} leads; the data has {in_channels}")
-    pre_kwargs = {**models.model_kwargs(name),
-                  **{k: v for k, v in pre.spec.items() if k not in ("name", "in_channels", "n_classes")}}
+    pre_kwargs = {
+        **models.model_kwargs(name),
+        **{k: v for k, v in pre.spec.items() if k not in ("name", "in_channels", "n_classes")},
+    }
     differing = sorted(k for k, v in config.model_kwargs.items() if _plain(v) != _plain(pre_kwargs.get(k)))
     if differing:
-        raise ConfigError(f"config key 'model_kwargs.{differing[0]}': {config.model_kwargs[differing[0]]!r} differs "
-                          f"from the pre-trained model's {pre_kwargs.get(differing[0])!r}; leave model_kwargs "
-                          "empty to use the pre-trained architecture")
+        raise ConfigError(
+            f"config key 'model_kwargs.{differing[0]}': {config.model_kwargs[differing[0]]!r} differs "
+            f"from the pre-trained model's {pre_kwargs.get(differing[0])!r}; leave model_kwargs "
+            "empty to use the pre-trained architecture"
+        )
     model = models.replace_head(pre.model, n_classes, keep_hidden=config.finetune.new_head == "output")
     return model, pre

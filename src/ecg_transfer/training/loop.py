@@ -73,9 +73,9 @@ class Stage:
 
     name: str
     epochs: int
-    train: str = "all"                     # "all" | "head" | "last:N"
+    train: str = "all"  # "all" | "head" | "last:N"
     lr: float | tuple[float, float] = 1e-2  # one peak lr, or (first group, head) geometric
-    frozen_bn: str = "train"               # "train" (fastai train_bn) | "frozen"
+    frozen_bn: str = "train"  # "train" (fastai train_bn) | "frozen"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -142,14 +142,25 @@ def configure_stage(
     if not param_groups:
         raise ConfigError(f"stage {stage.name!r} trains no parameters")
     opt_cfg, sch = config.optimizer, config.schedule
-    opt = torch.optim.AdamW(param_groups, lr=lrs[-1], betas=opt_cfg.betas, eps=opt_cfg.eps,
-                            weight_decay=opt_cfg.weight_decay,
-                            **optimizer_kernel(config.optimizer_impl, [p for g in param_groups for p in g["params"]]))
+    opt = torch.optim.AdamW(
+        param_groups,
+        lr=lrs[-1],
+        betas=opt_cfg.betas,
+        eps=opt_cfg.eps,
+        weight_decay=opt_cfg.weight_decay,
+        **optimizer_kernel(config.optimizer_impl, [p for g in param_groups for p in g["params"]]),
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in param_groups], total_steps=stage.epochs * steps_per_epoch,
-        pct_start=sch.pct_start, anneal_strategy="cos", cycle_momentum=True,
-        base_momentum=sch.base_momentum, max_momentum=sch.max_momentum,
-        div_factor=sch.div_factor, final_div_factor=sch.final_div_factor,
+        opt,
+        max_lr=[g["lr"] for g in param_groups],
+        total_steps=stage.epochs * steps_per_epoch,
+        pct_start=sch.pct_start,
+        anneal_strategy="cos",
+        cycle_momentum=True,
+        base_momentum=sch.base_momentum,
+        max_momentum=sch.max_momentum,
+        div_factor=sch.div_factor,
+        final_div_factor=sch.final_div_factor,
     )
     return opt, sched
 
@@ -168,8 +179,12 @@ def batch_slices(n: int, batch_size: int, drop_last: bool) -> list[slice]:
 
 
 def epoch_plan(
-    train_idx: np.ndarray, lengths: np.ndarray, crop_len: int,
-    order_gen: torch.Generator, crop_gen: torch.Generator, short: str,
+    train_idx: np.ndarray,
+    lengths: np.ndarray,
+    crop_len: int,
+    order_gen: torch.Generator,
+    crop_gen: torch.Generator,
+    short: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """This epoch's record order and crop starts (aligned), drawn from the loop's own generators."""
     perm = torch.randperm(len(train_idx), generator=order_gen).numpy()
@@ -183,17 +198,18 @@ def macro_auc(y_true: np.ndarray, probs: np.ndarray) -> tuple[float | None, int]
     from sklearn.metrics import roc_auc_score
 
     y_true = np.asarray(y_true)
-    aucs = [roc_auc_score(y_true[:, k], probs[:, k]) for k in range(y_true.shape[1])
-            if 0 < y_true[:, k].sum() < len(y_true)]
+    aucs = [
+        roc_auc_score(y_true[:, k], probs[:, k]) for k in range(y_true.shape[1]) if 0 < y_true[:, k].sum() < len(y_true)
+    ]
     return (float(np.mean(aucs)) if aucs else None), len(aucs)
 
 
 # ----- random state -----------------------------------------------------------------------
 
+
 def make_generators(seed: int) -> dict[str, torch.Generator]:
     """The loop's own generators, seeded apart from the global one (which dropout uses)."""
-    return {"order": torch.Generator().manual_seed(seed * 2 + 1),
-            "crop": torch.Generator().manual_seed(seed * 2 + 2)}
+    return {"order": torch.Generator().manual_seed(seed * 2 + 1), "crop": torch.Generator().manual_seed(seed * 2 + 2)}
 
 
 def capture_rng(gens: dict[str, torch.Generator]) -> dict[str, Any]:
@@ -202,8 +218,13 @@ def capture_rng(gens: dict[str, torch.Generator]) -> dict[str, Any]:
     py_version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
         "generators": {k: g.get_state() for k, g in gens.items()},
     }
@@ -215,7 +236,9 @@ def capture_rng(gens: dict[str, torch.Generator]) -> dict[str, Any]:
 def restore_rng(state: dict[str, Any], gens: dict[str, torch.Generator]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     for k, g in gens.items():
@@ -227,6 +250,7 @@ def restore_rng(state: dict[str, Any], gens: dict[str, torch.Generator]) -> None
 
 
 # ----- checkpoints ------------------------------------------------------------------------
+
 
 def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
@@ -300,9 +324,24 @@ def fit(
     if synced_bn:
         convert_sync_batchnorm(model, device)
     try:
-        return _fit(model, X, Y, train_idx, val_idx, config=config, stages=stages, scaler=scaler, run_dir=run_dir,
-                    resume=resume, meta=meta, lengths=lengths, device=device, progress=progress,
-                    callbacks=callbacks, ctx=ctx)
+        return _fit(
+            model,
+            X,
+            Y,
+            train_idx,
+            val_idx,
+            config=config,
+            stages=stages,
+            scaler=scaler,
+            run_dir=run_dir,
+            resume=resume,
+            meta=meta,
+            lengths=lengths,
+            device=device,
+            progress=progress,
+            callbacks=callbacks,
+            ctx=ctx,
+        )
     finally:
         if synced_bn:
             revert_sync_batchnorm(model)
@@ -340,10 +379,20 @@ class _Setup:
 
 
 def _setup(
-    model: nn.Module, X: np.ndarray | RaggedSignals, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
-    val_idx: Sequence[int] | np.ndarray, *, config: RunConfig, stages: Sequence[Stage],
-    scaler: GlobalStandardScaler, run_dir: str | Path | None, meta: dict[str, Any] | None,
-    lengths: np.ndarray | None, device: torch.device | str, ctx: DistContext,
+    model: nn.Module,
+    X: np.ndarray | RaggedSignals,
+    Y: np.ndarray,
+    train_idx: Sequence[int] | np.ndarray,
+    val_idx: Sequence[int] | np.ndarray,
+    *,
+    config: RunConfig,
+    stages: Sequence[Stage],
+    scaler: GlobalStandardScaler,
+    run_dir: str | Path | None,
+    meta: dict[str, Any] | None,
+    lengths: np.ndarray | None,
+    device: torch.device | str,
+    ctx: DistContext,
 ) -> _Setup:
     """Resolve the inputs once: index arrays, records at their lengths, the batches of an epoch
     (this rank's share of them) and the ``meta`` a checkpoint must match to be resumed."""
@@ -359,16 +408,28 @@ def _setup(
     if ctx.active:  # per-rank BatchNorm needs two rows per rank; synchronised BN one
         slices = rank_batches(slices, ctx, min_rows=1 if config.sync_batchnorm else 2)
     return _Setup(
-        model=model, X=as_signals(X, lengths),  # a RaggedSignals or a padded array: records at their own lengths
-        Y=Y, train_idx=train_idx, val_idx=np.asarray(val_idx, dtype=np.int64), config=config, stages=stages,
-        scaler=scaler, device=device, precision=precision, transform=input_transform(config.input, config.fs),
-        slices=slices, total=sum(s.epochs for s in stages), ctx=ctx,
-        run_dir=None if run_dir is None else Path(run_dir), meta=meta,
+        model=model,
+        X=as_signals(X, lengths),  # a RaggedSignals or a padded array: records at their own lengths
+        Y=Y,
+        train_idx=train_idx,
+        val_idx=np.asarray(val_idx, dtype=np.int64),
+        config=config,
+        stages=stages,
+        scaler=scaler,
+        device=device,
+        precision=precision,
+        transform=input_transform(config.input, config.fs),
+        slices=slices,
+        total=sum(s.epochs for s in stages),
+        ctx=ctx,
+        run_dir=None if run_dir is None else Path(run_dir),
+        meta=meta,
     )
 
 
-def _resume_checkpoint(s: _Setup, resume: bool, gens: dict[str, torch.Generator]
-                       ) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
+def _resume_checkpoint(
+    s: _Setup, resume: bool, gens: dict[str, torch.Generator]
+) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
     """(epochs done, metrics history, the checkpoint or None): restores the model and every random
     state from ``run_dir``'s checkpoint when resuming, refusing one written with other settings;
     (re)writes metrics.jsonl so it holds exactly the checkpoint's epochs."""
@@ -399,8 +460,9 @@ def _resume_checkpoint(s: _Setup, resume: bool, gens: dict[str, torch.Generator]
     return start_epoch, history, ck
 
 
-def _begin_stage(s: _Setup, stage: Stage, ck: dict[str, Any] | None = None
-                 ) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+def _begin_stage(
+    s: _Setup, stage: Stage, ck: dict[str, Any] | None = None
+) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
     """(what the batches go through, optimizer, scheduler) for ``stage``: a fresh AdamW and
     one-cycle, or the checkpoint's state when resuming within the stage; DDP wraps the model on
     several processes."""
@@ -423,8 +485,15 @@ def _batch(s: _Setup, rows: np.ndarray, starts: np.ndarray) -> tuple[torch.Tenso
     return xb, yb, len(rows)
 
 
-def _train_epoch(s: _Setup, net: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.OneCycleLR,
-                 epoch: int, gens: dict[str, torch.Generator], progress: bool) -> tuple[float, list[float]]:
+def _train_epoch(
+    s: _Setup,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.OneCycleLR,
+    epoch: int,
+    gens: dict[str, torch.Generator],
+    progress: bool,
+) -> tuple[float, list[float]]:
     """One epoch of training steps; (mean training loss, the last step's lr per param group).
 
     The whole step reads top to bottom here: forward (autocast as ``precision`` says), loss in fp32
@@ -432,8 +501,9 @@ def _train_epoch(s: _Setup, net: nn.Module, opt: torch.optim.Optimizer, sched: t
     backward, optional gradient clipping, optimizer step, scheduler step."""
     config, ctx = s.config, s.ctx
     loss_fn = nn.BCEWithLogitsLoss()
-    order, starts = epoch_plan(s.train_idx, s.X.lengths, config.crop_len, gens["order"], gens["crop"],
-                               config.short_records)
+    order, starts = epoch_plan(
+        s.train_idx, s.X.lengths, config.crop_len, gens["order"], gens["crop"], config.short_records
+    )
     loss_sum, n_seen, step_lrs = 0.0, 0, []
     for sl in tqdm(s.slices, leave=False, disable=not progress, unit="batch", desc=f"epoch {epoch + 1}"):
         n_batch = len(order[sl])
@@ -451,8 +521,9 @@ def _train_epoch(s: _Setup, net: nn.Module, opt: torch.optim.Optimizer, sched: t
         else:
             batch_loss = loss.item()
         if not np.isfinite(batch_loss):
-            raise TrainingDivergedError(f"training loss is {batch_loss} in epoch {epoch + 1}; "
-                                        "lower the learning rate or check the inputs")
+            raise TrainingDivergedError(
+                f"training loss is {batch_loss} in epoch {epoch + 1}; lower the learning rate or check the inputs"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
@@ -477,12 +548,34 @@ def _validate(s: _Setup, epoch: int) -> tuple[float | None, float | None, int, n
 
     def validate() -> tuple[float | None, float | None, int]:
         if config.ssl is not None:
-            return ssl_validation_loss(cast(SslModel, s.model), s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len,
-                                       batch_size=config.batch_size, device=s.device, seed=config.seed), None, 0
+            return (
+                ssl_validation_loss(
+                    cast(SslModel, s.model),
+                    s.X,
+                    s.val_idx,
+                    scaler=s.scaler,
+                    crop_len=config.crop_len,
+                    batch_size=config.batch_size,
+                    device=s.device,
+                    seed=config.seed,
+                ),
+                None,
+                0,
+            )
         held["probs"], v_loss = predict_records(
-            s.model, s.X, s.val_idx, scaler=s.scaler, crop_len=config.crop_len, stride=config.stride,
-            aggregate=config.aggregate, batch_size=config.batch_size, device=s.device,
-            short=config.short_records, Y=s.Y, transform=s.transform, precision=s.precision,
+            s.model,
+            s.X,
+            s.val_idx,
+            scaler=s.scaler,
+            crop_len=config.crop_len,
+            stride=config.stride,
+            aggregate=config.aggregate,
+            batch_size=config.batch_size,
+            device=s.device,
+            short=config.short_records,
+            Y=s.Y,
+            transform=s.transform,
+            precision=s.precision,
         )
         return (v_loss, *macro_auc(np.asarray(s.Y[s.val_idx]), held["probs"]))
 
@@ -490,31 +583,98 @@ def _validate(s: _Setup, epoch: int) -> tuple[float | None, float | None, int, n
     return val_loss, val_auc, n_cls, held.get("probs")
 
 
-def _record_epoch(s: _Setup, row: dict[str, Any], history: list[dict[str, Any]], stage_i: int,
-                  opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.OneCycleLR,
-                  gens: dict[str, torch.Generator]) -> None:
+def _record_epoch(
+    s: _Setup,
+    row: dict[str, Any],
+    history: list[dict[str, Any]],
+    stage_i: int,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.OneCycleLR,
+    gens: dict[str, torch.Generator],
+) -> None:
     """Rank 0: the checkpoint (atomically), then the epoch's line of metrics.jsonl."""
     history.append(row)
     if s.ckpt_path is None or s.metrics_path is None or not s.ctx.is_main:
         return
-    save_checkpoint(s.ckpt_path, {
-        "format": "ecg_transfer.checkpoint/1", "epoch": row["epoch"], "stage": stage_i,
-        "model": s.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "rng": capture_rng(gens), "history": history, "meta": s.meta,
-    })
+    save_checkpoint(
+        s.ckpt_path,
+        {
+            "format": "ecg_transfer.checkpoint/1",
+            "epoch": row["epoch"],
+            "stage": stage_i,
+            "model": s.model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": capture_rng(gens),
+            "history": history,
+            "meta": s.meta,
+        },
+    )
     with open(s.metrics_path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
 
 
+def _epoch_row(
+    epoch: int,
+    stage: Stage,
+    done_in_stage: int,
+    train_loss: float,
+    step_lrs: list[float],
+    val: tuple[float | None, float | None, int],
+    t0: float,
+    t_val: float,
+) -> dict[str, Any]:
+    """One line of ``metrics.jsonl`` (the record of truth; trackers and callbacks get the same dict)."""
+    val_loss, val_auc, n_cls = val
+    return {
+        "epoch": epoch + 1,
+        "stage": stage.name,
+        "stage_epoch": done_in_stage + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_macro_auc": val_auc,
+        "val_auc_classes": n_cls,
+        "lr": step_lrs[-1],
+        "lrs": step_lrs,
+        "seconds": round(time.perf_counter() - t0, 3),  # the epoch: training + validation
+        "val_seconds": round(time.perf_counter() - t_val, 3),
+    }
+
+
 def _fit(
-    model: nn.Module, X: np.ndarray | RaggedSignals, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
-    val_idx: Sequence[int] | np.ndarray, *, config: RunConfig, stages: Sequence[Stage],
-    scaler: GlobalStandardScaler, run_dir: str | Path | None, resume: bool, meta: dict[str, Any] | None,
-    lengths: np.ndarray | None, device: torch.device | str, progress: bool,
-    callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]], ctx: DistContext,
+    model: nn.Module,
+    X: np.ndarray | RaggedSignals,
+    Y: np.ndarray,
+    train_idx: Sequence[int] | np.ndarray,
+    val_idx: Sequence[int] | np.ndarray,
+    *,
+    config: RunConfig,
+    stages: Sequence[Stage],
+    scaler: GlobalStandardScaler,
+    run_dir: str | Path | None,
+    resume: bool,
+    meta: dict[str, Any] | None,
+    lengths: np.ndarray | None,
+    device: torch.device | str,
+    progress: bool,
+    callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]],
+    ctx: DistContext,
 ) -> FitResult:
-    s = _setup(model, X, Y, train_idx, val_idx, config=config, stages=stages, scaler=scaler, run_dir=run_dir,
-               meta=meta, lengths=lengths, device=device, ctx=ctx)
+    s = _setup(
+        model,
+        X,
+        Y,
+        train_idx,
+        val_idx,
+        config=config,
+        stages=stages,
+        scaler=scaler,
+        run_dir=run_dir,
+        meta=meta,
+        lengths=lengths,
+        device=device,
+        ctx=ctx,
+    )
     gens = make_generators(config.seed)
     model.to(s.device)
     start_epoch, history, ck = _resume_checkpoint(s, resume, gens)
@@ -542,13 +702,7 @@ def _fit(
             val_loss, val_auc, n_cls, probs = _validate(s, epoch)
             if epoch + 1 == s.total:
                 final_val_probs = probs
-            row = {
-                "epoch": epoch + 1, "stage": stage.name, "stage_epoch": done_in_stage + 1,
-                "train_loss": train_loss, "val_loss": val_loss, "val_macro_auc": val_auc,
-                "val_auc_classes": n_cls, "lr": step_lrs[-1], "lrs": step_lrs,
-                "seconds": round(time.perf_counter() - t0, 3),  # the epoch: training + validation
-                "val_seconds": round(time.perf_counter() - t_val, 3),
-            }
+            row = _epoch_row(epoch, stage, done_in_stage, train_loss, step_lrs, (val_loss, val_auc, n_cls), t0, t_val)
             _record_epoch(s, row, history, stage_i, opt, sched, gens)
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_auc="n/a" if val_auc is None else f"{val_auc:.4f}")

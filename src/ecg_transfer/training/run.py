@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, cast
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, cast
 
 import numpy as np
 import torch
@@ -108,30 +108,56 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def environment_info(config: RunConfig, device: torch.device, ranks: Sequence[dict[str, Any]] | None = None,
-                     backend: str | None = None) -> dict[str, Any]:
+def environment_info(
+    config: RunConfig, device: torch.device, ranks: Sequence[dict[str, Any]] | None = None, backend: str | None = None
+) -> dict[str, Any]:
     """What a reader needs to reproduce the numbers: versions, commit, machine, threads, seed."""
     from .. import __version__
 
     info: dict[str, Any] = {
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0], "platform": platform.platform(), "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
         "argv": list(sys.argv),
-        "packages": {"ecg-transfer": __version__, **{d: _version(d) for d in (
-            "torch", "numpy", "scipy", "scikit-learn", "pandas", "wfdb", "tqdm", "iterative-stratification")}},
+        "packages": {
+            "ecg-transfer": __version__,
+            **{
+                d: _version(d)
+                for d in (
+                    "torch",
+                    "numpy",
+                    "scipy",
+                    "scikit-learn",
+                    "pandas",
+                    "wfdb",
+                    "tqdm",
+                    "iterative-stratification",
+                )
+            },
+        },
         "git": _git_info(),
-        "seed": config.seed, "deterministic": config.deterministic,
-        "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-        "cpu_count": os.cpu_count(), "device": str(device),
-        "precision": resolve_precision(config.precision, device), "cpu_native_bf16": cpu_has_native_bf16(),
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "seed": config.seed,
+        "deterministic": config.deterministic,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "device": str(device),
+        "precision": resolve_precision(config.precision, device),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     if ranks is not None and len(ranks) > 1:
-        info["distributed"] = {"world_size": len(ranks), "backend": backend,
-                               "sync_batchnorm": config.sync_batchnorm, "global_batch_size": config.batch_size,
-                               "ranks": list(ranks)}
+        info["distributed"] = {
+            "world_size": len(ranks),
+            "backend": backend,
+            "sync_batchnorm": config.sync_batchnorm,
+            "global_batch_size": config.batch_size,
+            "ranks": list(ranks),
+        }
     return info
 
 
@@ -148,8 +174,12 @@ def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
     CPU kernels are already deterministic (same machine, same thread count); on CUDA, cuDNN's
     autotuner and atomics-based kernels are switched off.
     """
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     if enabled and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -168,7 +198,10 @@ def seed_everything(seed: int) -> None:
 
 
 def _check_inputs(
-    X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str], split_indices: Mapping[str, Sequence[int] | np.ndarray],
+    X: RaggedSignals,
+    Y: np.ndarray,
+    record_ids: Sequence[str],
+    split_indices: Mapping[str, Sequence[int] | np.ndarray],
     label_names: Sequence[str],
 ) -> dict[str, np.ndarray]:
     n = len(X)
@@ -184,7 +217,9 @@ def _check_inputs(
         raise DatasetError(f"{len(record_ids)} record ids for {n} rows of X")
     unknown = sorted(set(split_indices) - set(SPLITS))
     if unknown or "train" not in split_indices:
-        raise DatasetError(f"split_indices needs 'train' (and optionally 'val', 'test'); got keys {sorted(split_indices)}")
+        raise DatasetError(
+            f"split_indices needs 'train' (and optionally 'val', 'test'); got keys {sorted(split_indices)}"
+        )
     splits = {}
     for name in SPLITS:
         idx = np.asarray(split_indices.get(name, ()), dtype=np.int64).ravel()
@@ -197,8 +232,10 @@ def _check_inputs(
         both = np.intersect1d(splits[a], splits[b])
         if both.size:
             ids = [str(record_ids[i]) for i in both[:5]]
-            raise DatasetError(f"splits {a!r} and {b!r} share {both.size} record(s), e.g. {ids}; a test or "
-                               "validation record must never be trained on")
+            raise DatasetError(
+                f"splits {a!r} and {b!r} share {both.size} record(s), e.g. {ids}; a test or "
+                "validation record must never be trained on"
+            )
     used = np.concatenate(list(splits.values()))
     if len({str(record_ids[i]) for i in used}) != used.size:
         raise DatasetError("record ids are not unique across the rows used by the splits")
@@ -245,7 +282,9 @@ def _existing_run(run_dir: Path, resume: bool, ctx: Any) -> tuple[bool, bool, di
     def look() -> tuple[bool, dict[str, Any] | None]:  # rank 0: what run_dir holds
         found = resume and ckpt_path.exists()
         if not found and (ckpt_path.exists() or (run_dir / MODEL_FILE).exists()):
-            raise RunExistsError(f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory")
+            raise RunExistsError(
+                f"{run_dir} already holds a run; pass resume=True to continue it, or use a new directory"
+            )
         return found, (load_checkpoint(ckpt_path)["meta"]["scaler"] if found else None)
 
     finishing = ctx.from_main(lambda: resume and (run_dir / MODEL_FILE).exists())
@@ -253,8 +292,9 @@ def _existing_run(run_dir: Path, resume: bool, ctx: Any) -> tuple[bool, bool, di
     return finishing, resuming, resumed_scaler
 
 
-def _check_short_records(config: RunConfig, X: RaggedSignals, record_ids: Sequence[str],
-                         splits: Mapping[str, np.ndarray]) -> None:
+def _check_short_records(
+    config: RunConfig, X: RaggedSignals, record_ids: Sequence[str], splits: Mapping[str, np.ndarray]
+) -> None:
     """With ``short_records = "error"``: a DatasetError naming the used records shorter than one crop."""
     if config.short_records != "error":
         return
@@ -262,12 +302,20 @@ def _check_short_records(config: RunConfig, X: RaggedSignals, record_ids: Sequen
     short = used[X.lengths[used] < config.crop_len]
     if short.size:
         ids = [str(record_ids[i]) for i in short[:5]]
-        raise DatasetError(f"{short.size} record(s) are shorter than one {config.crop_seconds} s crop "
-                           f"({config.crop_len} samples), e.g. {ids}; set short_records = \"pad\" to zero-pad them")
+        raise DatasetError(
+            f"{short.size} record(s) are shorter than one {config.crop_seconds} s crop "
+            f'({config.crop_len} samples), e.g. {ids}; set short_records = "pad" to zero-pad them'
+        )
 
 
-def _run_scaler(config: RunConfig, X: RaggedSignals, train_rows: np.ndarray, resumed: dict[str, Any] | None,
-                pretrained: Any, ctx: Any) -> GlobalStandardScaler:
+def _run_scaler(
+    config: RunConfig,
+    X: RaggedSignals,
+    train_rows: np.ndarray,
+    resumed: dict[str, Any] | None,
+    pretrained: Any,
+    ctx: Any,
+) -> GlobalStandardScaler:
     """The standardisation of the run: the checkpoint's when resuming, the pre-trained model's with
     ``finetune.scaler = "pretrained"``, else fitted on the training rows only (one pass, rank 0)."""
     if resumed is not None:
@@ -277,14 +325,23 @@ def _run_scaler(config: RunConfig, X: RaggedSignals, train_rows: np.ndarray, res
     return GlobalStandardScaler.from_dict(ctx.from_main(lambda: GlobalStandardScaler().fit(X, train_rows).to_dict()))
 
 
-def _run_meta(config: RunConfig, X: RaggedSignals, record_ids: Sequence[str], splits: Mapping[str, np.ndarray],
-              label_names: Sequence[str], scaler: GlobalStandardScaler) -> dict[str, Any]:
+def _run_meta(
+    config: RunConfig,
+    X: RaggedSignals,
+    record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray],
+    label_names: Sequence[str],
+    scaler: GlobalStandardScaler,
+) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the defining settings, labels, scaler, the
     splits' record digests and the data's shape."""
     return {
-        "config": _meta_config(config), "label_names": list(label_names), "scaler": scaler.to_dict(),
+        "config": _meta_config(config),
+        "label_names": list(label_names),
+        "scaler": scaler.to_dict(),
         "splits": {k: _split_digest(record_ids, v) for k, v in splits.items()},
-        "n_rows": int(X.shape[0]), "input_shape": [int(X.shape[1]), int(X.shape[2])],
+        "n_rows": int(X.shape[0]),
+        "input_shape": [int(X.shape[1]), int(X.shape[2])],
     }
 
 
@@ -296,6 +353,74 @@ def _with_init(config: RunConfig, init_from: str | Path | None) -> tuple[RunConf
         return config, None
     path = resolve_model_path(init).resolve()
     return config.replace(finetune={**config.finetune.to_dict(), "pretrained_run": str(path)}), path
+
+
+def _trainable(config: RunConfig, model: nn.Module, scaler: Any) -> nn.Module:
+    """What trains: the classifier itself, or (with [ssl]) its encoder inside the SSL objective."""
+    if config.ssl is None:
+        return model
+    encoder = cast(EcgClassifier, model)
+    return SslModel(encoder, config.ssl, fs=config.fs, crop_len=config.crop_len, unit=cast(float, scaler.std_))
+
+
+class _RunData(NamedTuple):
+    """The checked inputs of one run (rows of X, labels, ids, split rows, label names)."""
+
+    X: RaggedSignals
+    Y: np.ndarray
+    record_ids: list[str]
+    splits: dict[str, np.ndarray]
+    label_names: list[str]
+
+
+def _train_and_write(
+    config: RunConfig,
+    run_dir: Path,
+    model: nn.Module,
+    data: _RunData,
+    stages: Any,
+    scaler: Any,
+    resuming: bool,
+    progress: bool,
+    ctx: Any,
+    callbacks: Sequence[Callable[..., None]],
+) -> tuple[Any, dict[str, float | None], dict[str, Path]]:
+    """Fit, then (rank 0) predict and write the outputs, all inside the run's tracker, so that
+    ``[tracking]`` closes the run as failed when either step fails."""
+    X, Y, record_ids, splits, label_names = data
+    meta = _run_meta(config, X, record_ids, splits, label_names, scaler)
+    trained = _trainable(config, model, scaler)
+    with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
+        epoch_callbacks = [lambda row, _: tracker.log_epoch(row), *callbacks]  # after checkpoint + metrics line
+        try:
+            result = fit(
+                trained,
+                X,
+                Y,
+                splits["train"],
+                splits["val"],
+                config=config,
+                stages=stages,
+                scaler=scaler,
+                run_dir=run_dir,
+                resume=resuming,
+                meta=meta,
+                device=ctx.device,
+                progress=progress,
+                dist=ctx,
+                callbacks=epoch_callbacks,
+            )
+        except ShortRecordError as exc:  # pragma: no cover - caught before training, with record ids
+            raise DatasetError(str(exc)) from None
+
+        def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
+            known = {"val": result.final_val_probs}
+            return _write_outputs(
+                config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, ctx.device, known=known
+            )
+
+        aucs, predictions = ctx.from_main(finish)
+    return result, aucs, predictions
 
 
 def train_run(
@@ -345,38 +470,37 @@ def train_run(
         model, pretrained = init_model(config, X.shape[1], Y.shape[1] if config.ssl is None else 1, init)
         _check_short_records(config, X, record_ids, splits)
         scaler = _run_scaler(config, X, splits["train"], resumed_scaler, pretrained, ctx)
-        # what trains: the classifier itself, or (with [ssl]) its encoder inside the SSL objective
-        trained = model if config.ssl is None else SslModel(cast(EcgClassifier, model), config.ssl, fs=config.fs,
-                                                            crop_len=config.crop_len, unit=cast(float, scaler.std_))
         ranks = ctx.all_gather({"rank": ctx.rank, "host": socket.gethostname(), "device": str(device)})
         if ctx.is_main:
-            _write_start(config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend),
-                         record_ids, splits)
-        # [tracking]: rank 0 mirrors each epoch's metrics (after its checkpoint and metrics line)
-        with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
-            try:
-                result = fit(trained, X, Y, splits["train"], splits["val"], config=config, stages=stages,
-                             scaler=scaler, run_dir=run_dir, resume=resuming,
-                             meta=_run_meta(config, X, record_ids, splits, label_names, scaler), device=device,
-                             progress=progress and ctx.is_main, dist=ctx,
-                             callbacks=[lambda row, _: tracker.log_epoch(row), *callbacks])
-            except ShortRecordError as exc:  # pragma: no cover - caught above with record ids
-                raise DatasetError(str(exc)) from None
+            _write_start(
+                config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend), record_ids, splits
+            )
+        data = _RunData(X, Y, record_ids, splits, label_names)
+        result, aucs, predictions = _train_and_write(
+            config, run_dir, model, data, stages, scaler, resuming, progress and ctx.is_main, ctx, callbacks
+        )
 
-            def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
-                return _write_outputs(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler,
-                                      device, known={"val": result.final_val_probs})
-
-            aucs, predictions = ctx.from_main(finish)
-
-    return RunResult(run_dir=run_dir, config=config, history=result.history, val_macro_auc=aucs["val"],
-                     test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
-                     resumed_from_epoch=result.resumed_from_epoch if resuming else None,
-                     world_size=ctx.world_size)
+    return RunResult(
+        run_dir=run_dir,
+        config=config,
+        history=result.history,
+        val_macro_auc=aucs["val"],
+        test_macro_auc=aucs["test"],
+        model_path=run_dir / MODEL_FILE,
+        predictions=predictions,
+        resumed_from_epoch=result.resumed_from_epoch if resuming else None,
+        world_size=ctx.world_size,
+    )
 
 
-def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str, Any],
-                 record_ids: Sequence[str], splits: Mapping[str, np.ndarray]) -> None:
+def _write_start(
+    config: RunConfig,
+    run_dir: Path,
+    resuming: bool,
+    env: dict[str, Any],
+    record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray],
+) -> None:
     """config.json, environment.json, splits.json (rank 0)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if resuming:
@@ -387,28 +511,50 @@ def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str
     else:
         save_config(config, run_dir / "config.json")
         atomic_write_json(run_dir / "environment.json", env)
-        atomic_write_json(run_dir / "splits.json",
-                          {k: [str(record_ids[i]) for i in v] for k, v in splits.items()})
+        atomic_write_json(run_dir / "splits.json", {k: [str(record_ids[i]) for i in v] for k, v in splits.items()})
 
 
 def _write_outputs(
-    config: RunConfig, run_dir: Path, model: nn.Module, X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str],
-    splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
-    device: torch.device, known: Mapping[str, np.ndarray | None] | None = None,
+    config: RunConfig,
+    run_dir: Path,
+    model: nn.Module,
+    X: RaggedSignals,
+    Y: np.ndarray,
+    record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray],
+    label_names: Sequence[str],
+    scaler: GlobalStandardScaler,
+    device: torch.device,
+    known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
     with the final weights (the last epoch's validation), used instead of predicting again."""
     save_model_file(
-        run_dir / MODEL_FILE, model, label_names=label_names, scaler=scaler, fs=config.fs,
-        crop_len=config.crop_len, stride=config.stride, aggregate=config.aggregate, config=config.to_dict(),
+        run_dir / MODEL_FILE,
+        model,
+        label_names=label_names,
+        scaler=scaler,
+        fs=config.fs,
+        crop_len=config.crop_len,
+        stride=config.stride,
+        aggregate=config.aggregate,
+        config=config.to_dict(),
     )
     return _write_predictions(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, device, known)
 
 
 def _write_predictions(
-    config: RunConfig, run_dir: Path, model: nn.Module, X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str],
-    splits: Mapping[str, np.ndarray], label_names: Sequence[str], scaler: GlobalStandardScaler,
-    device: torch.device, known: Mapping[str, np.ndarray | None] | None = None,
+    config: RunConfig,
+    run_dir: Path,
+    model: nn.Module,
+    X: RaggedSignals,
+    Y: np.ndarray,
+    record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray],
+    label_names: Sequence[str],
+    scaler: GlobalStandardScaler,
+    device: torch.device,
+    known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs
     (none for an [ssl] run: it predicts no labels)."""
@@ -423,14 +569,24 @@ def _write_predictions(
             continue
         probs = (known or {}).get(name)
         if probs is None:
-            probs, _ = predict_records(model, X, idx, scaler=scaler, crop_len=crop_len, stride=config.stride,
-                                       aggregate=config.aggregate, batch_size=config.batch_size, device=device,
-                                       short=config.short_records,
-                                       transform=input_transform(config.input, config.fs),
-                                       precision=resolve_precision(config.precision, device))
+            probs, _ = predict_records(
+                model,
+                X,
+                idx,
+                scaler=scaler,
+                crop_len=crop_len,
+                stride=config.stride,
+                aggregate=config.aggregate,
+                batch_size=config.batch_size,
+                device=device,
+                short=config.short_records,
+                transform=input_transform(config.input, config.fs),
+                precision=resolve_precision(config.precision, device),
+            )
         y_true = np.asarray(Y[idx])
-        predictions[name] = save_predictions(run_dir / f"predictions_{name}.csv",
-                                             [str(record_ids[i]) for i in idx], label_names, y_true, probs)
+        predictions[name] = save_predictions(
+            run_dir / f"predictions_{name}.csv", [str(record_ids[i]) for i in idx], label_names, y_true, probs
+        )
         aucs[name] = macro_auc(y_true, probs)[0]
     return aucs, predictions
 
@@ -457,8 +613,16 @@ def missing_outputs(run_dir: str | Path) -> list[str]:
     return [n for n in names if not (run_dir / n).is_file()]
 
 
-def _finish_run(config: RunConfig, run_dir: Path, X: RaggedSignals, Y: np.ndarray, record_ids: Sequence[str],
-                splits: Mapping[str, np.ndarray], label_names: Sequence[str], ctx: Any) -> RunResult:
+def _finish_run(
+    config: RunConfig,
+    run_dir: Path,
+    X: RaggedSignals,
+    Y: np.ndarray,
+    record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray],
+    label_names: Sequence[str],
+    ctx: Any,
+) -> RunResult:
     """``resume=True`` on a run that has its ``model.pt``: predict with it (a kill between
     ``model.pt`` and the predictions left them missing); nothing is trained. The model must be
     this run's: same defining settings, labels and splits, else :class:`ConfigError`."""
@@ -467,35 +631,56 @@ def _finish_run(config: RunConfig, run_dir: Path, X: RaggedSignals, Y: np.ndarra
     def finish() -> tuple[dict[str, float | None], dict[str, Path]]:
         lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device, encoder_ok=True)
         _check_same_run(config, run_dir, lm.config, lm.label_names, label_names, record_ids, splits)
-        return _write_predictions(config, run_dir, lm.model, X, Y, record_ids, splits, label_names, lm.scaler,
-                                  ctx.device)
+        return _write_predictions(
+            config, run_dir, lm.model, X, Y, record_ids, splits, label_names, lm.scaler, ctx.device
+        )
 
     aucs, predictions = ctx.from_main(finish)
     history = []
     if (run_dir / "metrics.jsonl").exists():
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return RunResult(run_dir=run_dir, config=config, history=history, val_macro_auc=aucs["val"],
-                     test_macro_auc=aucs["test"], model_path=run_dir / MODEL_FILE, predictions=predictions,
-                     resumed_from_epoch=len(history), world_size=ctx.world_size)
+    return RunResult(
+        run_dir=run_dir,
+        config=config,
+        history=history,
+        val_macro_auc=aucs["val"],
+        test_macro_auc=aucs["test"],
+        model_path=run_dir / MODEL_FILE,
+        predictions=predictions,
+        resumed_from_epoch=len(history),
+        world_size=ctx.world_size,
+    )
 
 
-def _check_same_run(config: RunConfig, run_dir: Path, saved_config: Mapping[str, Any], saved_labels: Sequence[str],
-                    label_names: Sequence[str], record_ids: Sequence[str], splits: Mapping[str, np.ndarray]) -> None:
+def _check_same_run(
+    config: RunConfig,
+    run_dir: Path,
+    saved_config: Mapping[str, Any],
+    saved_labels: Sequence[str],
+    label_names: Sequence[str],
+    record_ids: Sequence[str],
+    splits: Mapping[str, np.ndarray],
+) -> None:
     from ..errors import ConfigError
     from .loop import _diff_keys
 
     if list(saved_labels) != list(label_names):
-        raise ConfigError(f"cannot finish {run_dir}: its model.pt predicts {list(saved_labels)}, the data has "
-                          f"{list(label_names)}")
+        raise ConfigError(
+            f"cannot finish {run_dir}: its model.pt predicts {list(saved_labels)}, the data has {list(label_names)}"
+        )
     current = json.loads(json.dumps(_meta_config(config), default=str))
-    saved = {k: v for k, v in json.loads(json.dumps(dict(saved_config), default=str)).items() if k not in RESUMABLE_KEYS}
+    saved = {
+        k: v for k, v in json.loads(json.dumps(dict(saved_config), default=str)).items() if k not in RESUMABLE_KEYS
+    }
     defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
     for key in current.keys() - saved.keys():  # keys added after model.pt was written: it ran with their defaults
         if key in defaults:
             saved[key] = defaults[key]
     diff = _diff_keys(saved, current)
     if diff:
-        raise ConfigError(f"cannot finish {run_dir}: its model.pt was trained with different settings: {', '.join(diff)}")
+        raise ConfigError(
+            f"cannot finish {run_dir}: its model.pt was trained with different settings: {', '.join(diff)}"
+        )
     split_ids = {k: [str(record_ids[i]) for i in v] for k, v in splits.items()}
     saved_splits = json.loads((run_dir / "splits.json").read_text()) if (run_dir / "splits.json").exists() else None
     if saved_splits is not None and saved_splits != split_ids:

@@ -61,8 +61,18 @@ def _layout_agnostic() -> tuple[type, ...]:
     from ..models.resnet1d import BasicBlock1d
     from ..models.xresnet1d import XResBlock
 
-    return (nn.Sequential, nn.ModuleList, nn.ReLU, nn.Dropout, nn.Identity, ConvBnAct, XResBlock,
-            BasicBlock1d, InceptionBlock1d, InceptionStage)
+    return (
+        nn.Sequential,
+        nn.ModuleList,
+        nn.ReLU,
+        nn.Dropout,
+        nn.Identity,
+        ConvBnAct,
+        XResBlock,
+        BasicBlock1d,
+        InceptionBlock1d,
+        InceptionStage,
+    )
 
 
 def channels_last_unsupported(model: nn.Module) -> str | None:
@@ -94,16 +104,31 @@ def _twin(m: nn.Module) -> nn.Module | None:
     """The 2-D layer computing what the 1-D layer ``m`` computes on ``(N, C, 1, T)`` (None: keep m)."""
     if isinstance(m, nn.Conv1d):
         pad = m.padding if isinstance(m.padding, str) else (0, m.padding[0])
-        return nn.Conv2d(m.in_channels, m.out_channels, (1, m.kernel_size[0]), (1, m.stride[0]), pad,
-                         (1, m.dilation[0]), m.groups, m.bias is not None, device="meta")
+        return nn.Conv2d(
+            m.in_channels,
+            m.out_channels,
+            (1, m.kernel_size[0]),
+            (1, m.stride[0]),
+            pad,
+            (1, m.dilation[0]),
+            m.groups,
+            m.bias is not None,
+            device="meta",
+        )
     if type(m) is nn.BatchNorm1d:  # SyncBatchNorm takes any rank as it is
         return nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, device="meta")
     if isinstance(m, nn.MaxPool1d):
-        return nn.MaxPool2d((1, _first(m.kernel_size)), (1, _first(m.stride)), (0, _first(m.padding)),
-                            (1, _first(m.dilation)), ceil_mode=m.ceil_mode)
+        return nn.MaxPool2d(
+            (1, _first(m.kernel_size)),
+            (1, _first(m.stride)),
+            (0, _first(m.padding)),
+            (1, _first(m.dilation)),
+            ceil_mode=m.ceil_mode,
+        )
     if isinstance(m, nn.AvgPool1d):
-        return nn.AvgPool2d((1, _first(m.kernel_size)), (1, _first(m.stride)), (0, _first(m.padding)), m.ceil_mode,
-                            m.count_include_pad)
+        return nn.AvgPool2d(
+            (1, _first(m.kernel_size)), (1, _first(m.stride)), (0, _first(m.padding)), m.ceil_mode, m.count_include_pad
+        )
     return None
 
 
@@ -141,8 +166,7 @@ class ChannelsLast2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for orig, t in self._pairs:
             t.training = orig.training
-        tensors = {n: (p.unsqueeze(2) if n in self._conv_weights else p)
-                   for n, p in self.model.named_parameters()}
+        tensors = {n: (p.unsqueeze(2) if n in self._conv_weights else p) for n, p in self.model.named_parameters()}
         tensors.update(self.model.named_buffers())
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         return torch.func.functional_call(self._twin, tensors, (x,), strict=True)
@@ -157,19 +181,23 @@ def prepare_for_training(model: nn.Module, memory_format: str = "auto", compile:
     Wrap the result in DDP, not the other way round; keep optimizing and saving ``model``.
     """
     if memory_format not in MEMORY_FORMATS:
-        raise ConfigError(f"config key 'memory_format': {memory_format!r} is not allowed; allowed values: "
-                          f"{', '.join(MEMORY_FORMATS)}")
+        raise ConfigError(
+            f"config key 'memory_format': {memory_format!r} is not allowed; allowed values: {', '.join(MEMORY_FORMATS)}"
+        )
     if compile not in COMPILE_MODES:
-        raise ConfigError(f"config key 'compile': {compile!r} is not allowed; allowed values: "
-                          f"{', '.join(COMPILE_MODES)}")
+        raise ConfigError(
+            f"config key 'compile': {compile!r} is not allowed; allowed values: {', '.join(COMPILE_MODES)}"
+        )
     net = model
     if memory_format != "contiguous":
         why = channels_last_unsupported(model)
         if why is None:
             net = ChannelsLast2d(model)
         elif memory_format == "channels_last":
-            raise ConfigError(f"config key 'memory_format': 'channels_last' cannot be used with this model: {why}; "
-                              "use 'auto' or 'contiguous'")
+            raise ConfigError(
+                f"config key 'memory_format': 'channels_last' cannot be used with this model: {why}; "
+                "use 'auto' or 'contiguous'"
+            )
         else:
             log.info("memory_format 'auto': training in the default layout (%s)", why)
     if compile != "none":  # compiling a module returns a module (torch types it as any callable)
@@ -193,26 +221,31 @@ def optimizer_kernel(impl: str, params: Sequence[torch.Tensor]) -> KernelArgs:
     dtype (CPU, CUDA, MPS; floating point), else foreach.
     """
     if impl not in OPTIMIZER_IMPLS:
-        raise ConfigError(f"config key 'optimizer_impl': {impl!r} is not allowed; allowed values: "
-                          f"{', '.join(OPTIMIZER_IMPLS)}")
+        raise ConfigError(
+            f"config key 'optimizer_impl': {impl!r} is not allowed; allowed values: {', '.join(OPTIMIZER_IMPLS)}"
+        )
     if impl == "for-loop":
         return {"foreach": False}
     if impl == "foreach":
         return {"foreach": True}
     try:
         from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
         devices = set(_get_fused_kernels_supported_devices())
     except ImportError:  # a torch without the helper: the devices every recent torch fuses on
         devices = {"cuda"}
     ok = bool(params) and all(p.is_floating_point() and p.device.type in devices for p in params)
     if impl == "fused" and not ok:
         where = sorted({f"{p.device.type} {p.dtype}" for p in params})
-        raise ConfigError(f"config key 'optimizer_impl': 'fused' is not available for parameters on "
-                          f"{', '.join(where)}; use 'auto' or 'foreach'")
+        raise ConfigError(
+            f"config key 'optimizer_impl': 'fused' is not available for parameters on "
+            f"{', '.join(where)}; use 'auto' or 'foreach'"
+        )
     return {"fused": True} if ok else {"foreach": True}
 
 
 # ----- precision ----------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
@@ -232,8 +265,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     only where the hardware runs it natively (see :func:`cpu_has_native_bf16`; CUDA devices that
     report bf16 support)."""
     if precision not in PRECISIONS:
-        raise ConfigError(f"config key 'precision': {precision!r} is not allowed; allowed values: "
-                          f"{', '.join(PRECISIONS)}")
+        raise ConfigError(
+            f"config key 'precision': {precision!r} is not allowed; allowed values: {', '.join(PRECISIONS)}"
+        )
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -83,8 +83,7 @@ def epoch_scalars(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _missing(package: str, backend: str) -> ConfigError:
-    return ConfigError(f"tracking.backend = {backend!r} needs the {package} package, which is not installed: "
-                       f"{_EXTRA}")
+    return ConfigError(f"tracking.backend = {backend!r} needs the {package} package, which is not installed: {_EXTRA}")
 
 
 class TensorBoardTracker:
@@ -146,7 +145,7 @@ class MlflowTracker:
 
         items = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params in one batch
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -175,8 +174,9 @@ def _open_mlflow(config: TrackingConfig, run_dir: Path, resuming: bool) -> Mlflo
     if resuming and (run_dir / TRACKING_FILE).is_file():
         previous = json.loads((run_dir / TRACKING_FILE).read_text(encoding="utf-8"))
     same = previous.get("backend") == "mlflow" and previous.get("uri") == uri
-    tracker = MlflowTracker(uri, config.experiment or DEFAULT_EXPERIMENT, run_dir.name,
-                            run_id=previous.get("run_id") if same else None)
+    tracker = MlflowTracker(
+        uri, config.experiment or DEFAULT_EXPERIMENT, run_dir.name, run_id=previous.get("run_id") if same else None
+    )
     if tracker.created:
         atomic_write_json(run_dir / TRACKING_FILE, {"backend": "mlflow", "uri": uri, "run_id": tracker.run_id})
     return tracker
@@ -195,8 +195,14 @@ def open_tracker(config: TrackingConfig, run_dir: str | Path, *, resuming: bool 
 
 
 @contextmanager
-def tracking(config: TrackingConfig, run_dir: str | Path, params: Mapping[str, Any], *, resuming: bool = False,
-             dist: DistContext | None = None) -> Iterator[Tracker]:
+def tracking(
+    config: TrackingConfig,
+    run_dir: str | Path,
+    params: Mapping[str, Any],
+    *,
+    resuming: bool = False,
+    dist: DistContext | None = None,
+) -> Iterator[Tracker]:
     """Open the run's tracker, log ``params`` (a new MLflow run, or a run that is not resumed) and
     close it when the block ends: FINISHED, KILLED (KeyboardInterrupt) or FAILED (any other error,
     which is raised on).
@@ -229,5 +235,16 @@ def tracking(config: TrackingConfig, run_dir: str | Path, params: Mapping[str, A
     tracker.close("FINISHED")
 
 
-__all__ = ["DEFAULT_EXPERIMENT", "MlflowTracker", "NullTracker", "TRACKED", "TRACKING_FILE", "TensorBoardTracker",
-           "Tracker", "epoch_scalars", "flat_params", "open_tracker", "tracking"]
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "MlflowTracker",
+    "NullTracker",
+    "TRACKED",
+    "TRACKING_FILE",
+    "TensorBoardTracker",
+    "Tracker",
+    "epoch_scalars",
+    "flat_params",
+    "open_tracker",
+    "tracking",
+]

@@ -55,15 +55,12 @@ def _check_short(lengths: np.ndarray, crop_len: int, short: str) -> None:
         raise ShortRecordError(
             f"{bad.size} record(s) shorter than one crop of {crop_len} samples "
             f"(positions {bad[:5].tolist()}, lengths {lengths[bad[:5]].tolist()}); "
-            "set short_records = \"pad\" to zero-pad them"
+            'set short_records = "pad" to zero-pad them'
         )
 
 
 def random_crop_starts(
-    lengths: Sequence[int] | np.ndarray,
-    crop_len: int,
-    generator: torch.Generator,
-    short: str = "error",
+    lengths: Sequence[int] | np.ndarray, crop_len: int, generator: torch.Generator, short: str = "error"
 ) -> np.ndarray:
     """One uniformly random start in ``[0, length - crop_len]`` per record (0 for padded ones).
 
@@ -77,9 +74,7 @@ def random_crop_starts(
     return np.minimum((u * span).astype(np.int64), span - 1)
 
 
-def window_starts(
-    length: int, crop_len: int, stride: int, short: str = "error", cover_end: bool = False
-) -> np.ndarray:
+def window_starts(length: int, crop_len: int, stride: int, short: str = "error", cover_end: bool = False) -> np.ndarray:
     """Starts of the evaluation windows of one record of ``length`` samples."""
     if stride < 1 or crop_len < 1:
         raise ValueError(f"crop_len and stride must be >= 1, got {crop_len}, {stride}")

@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING
 from ..._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
-    from .job import (RunJob as RunJob, RunNotDoneError as RunNotDoneError)
-    from .slurm import (SlurmError as SlurmError, SlurmOptions as SlurmOptions,
-        run_study_on_slurm as run_study_on_slurm)
+    from .job import RunJob as RunJob, RunNotDoneError as RunNotDoneError
+    from .slurm import SlurmError as SlurmError, SlurmOptions as SlurmOptions, run_study_on_slurm as run_study_on_slurm
 else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
-    __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-        "job": ("RunJob", "RunNotDoneError"),
-        "slurm": ("SlurmError", "SlurmOptions", "run_study_on_slurm"),
-    })
+    __getattr__, __dir__, __all__ = lazy_exports(
+        __name__, {"job": ("RunJob", "RunNotDoneError"), "slurm": ("SlurmError", "SlurmOptions", "run_study_on_slurm")}
+    )

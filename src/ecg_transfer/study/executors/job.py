@@ -52,8 +52,14 @@ def cluster_attempt_info() -> dict[str, Any]:
         paths = env.paths
     except (ImportError, RuntimeError, KeyError):
         return {}
-    return {"slurm": {"job_id": str(env.job_id), "host": env.hostname, "log": str(paths.stderr),
-                      "stdout": str(paths.stdout)}}
+    return {
+        "slurm": {
+            "job_id": str(env.job_id),
+            "host": env.hostname,
+            "log": str(paths.stderr),
+            "stdout": str(paths.stdout),
+        }
+    }
 
 
 @dataclass
@@ -65,8 +71,20 @@ class TorchrunTrain:
     nproc: int
 
     def command(self, config_file: Path, run_dir: Path, resume: bool) -> list[str]:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}",
-               "-m", "ecg_transfer", "train", str(config_file), "--run-dir", str(run_dir), "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={self.nproc}",
+            "-m",
+            "ecg_transfer",
+            "train",
+            str(config_file),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ]
         return cmd + (["--resume"] if resume else [])
 
     def __call__(self, runner: Any, run: RunDef, cfg: dict[str, Any], run_dir: Path, resume: bool) -> None:
@@ -88,8 +106,10 @@ class TorchrunTrain:
                     proc.terminate()
                     proc.wait()
         if code != 0:
-            raise RuntimeError(f"torchrun with {self.nproc} processes exited with status {code} while training "
-                               f"{run.name} ({run.key}); its output is in this job's log")
+            raise RuntimeError(
+                f"torchrun with {self.nproc} processes exited with status {code} while training "
+                f"{run.name} ({run.key}); its output is in this job's log"
+            )
 
 
 @dataclass
@@ -119,12 +139,20 @@ class RunJob:
 
         spec = load_spec(self.spec_file, self.profile)
         train = TorchrunTrain(self.nproc) if self.nproc > 1 else None
-        runner = StudyRunner(spec, self.study_dir, retry_failed=True, progress=False,
-                             echo=lambda m: print(m, flush=True), execute=partial(execute_run, train=train),
-                             attempt_info=cluster_attempt_info())
+        runner = StudyRunner(
+            spec,
+            self.study_dir,
+            retry_failed=True,
+            progress=False,
+            echo=lambda m: print(m, flush=True),
+            execute=partial(execute_run, train=train),
+            attempt_info=cluster_attempt_info(),
+        )
         if self.key not in runner.by_key:
-            raise RunNotDoneError(f"run {self.key} is not in the plan of {self.spec_file} (profile {self.profile}) "
-                                  "any more: the spec changed after the job was submitted")
+            raise RunNotDoneError(
+                f"run {self.key} is not in the plan of {self.spec_file} (profile {self.profile}) "
+                "any more: the spec changed after the job was submitted"
+            )
         state = runner.run_one(self.key)
         if state != "done":
             run = runner.by_key[self.key]
@@ -153,5 +181,11 @@ def write_results_job(study_dir: str, report: bool = False) -> str:
     return str(path)
 
 
-__all__ = ["LOCK_CHECK_SECONDS", "RunJob", "RunNotDoneError", "TorchrunTrain", "cluster_attempt_info",
-           "write_results_job"]
+__all__ = [
+    "LOCK_CHECK_SECONDS",
+    "RunJob",
+    "RunNotDoneError",
+    "TorchrunTrain",
+    "cluster_attempt_info",
+    "write_results_job",
+]

@@ -42,13 +42,41 @@ from .job import RunJob, write_results_job
 JOBS_FILE = "slurm.json"
 SLURM_DIR = "slurm"
 #: SLURM job states in which a job may still run the run (not ended).
-LIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-                         "COMPLETING", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"})
+LIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "COMPLETING",
+        "RESIZING",
+        "SUSPENDED",
+        "SIGNALING",
+        "STAGE_OUT",
+        "RESV_DEL_HOLD",
+    }
+)
 #: sbatch options the executor sets itself (or that break one-run-one-job): refused in --slurm-opt.
-OWN_OPTIONS = {"output": None, "error": None, "open-mode": None, "signal": None, "dependency": None,
-               "kill-on-invalid-dep": None, "array": None, "nodes": None, "ntasks": None, "ntasks-per-node": None,
-               "partition": "--partition", "account": "--account", "time": "--time", "gpus-per-node": "--gpus-per-run",
-               "gpus": "--gpus-per-run", "cpus-per-task": "--cpus-per-run"}
+OWN_OPTIONS = {
+    "output": None,
+    "error": None,
+    "open-mode": None,
+    "signal": None,
+    "dependency": None,
+    "kill-on-invalid-dep": None,
+    "array": None,
+    "nodes": None,
+    "ntasks": None,
+    "ntasks-per-node": None,
+    "partition": "--partition",
+    "account": "--account",
+    "time": "--time",
+    "gpus-per-node": "--gpus-per-run",
+    "gpus": "--gpus-per-run",
+    "cpus-per-task": "--cpus-per-run",
+}
 DEFAULT_TIME = "24:00:00"
 RESULTS_TIME_MIN = 60
 WAIT_POLL_SECONDS = 30.0
@@ -59,6 +87,7 @@ class SlurmError(EcgTransferError):
 
 
 # ----- options ------------------------------------------------------------------------------------
+
 
 def parse_time(text: str) -> int:
     """A SLURM time limit -> whole minutes: ``MIN``, ``HH:MM:SS`` or ``D-HH:MM:SS`` (seconds rounded up)."""
@@ -82,8 +111,9 @@ def parse_slurm_opts(items: Iterable[str] | None) -> dict[str, str | bool]:
         key, sep, value = item.partition("=")
         key = key.strip().lstrip("-").replace("_", "-")
         if not re.fullmatch(r"[a-z][a-z0-9-]*", key) or (sep and not value):
-            raise ConfigError(f"--slurm-opt: expected KEY=VALUE (an sbatch long option, e.g. qos=high) or KEY, "
-                              f"got {item!r}")
+            raise ConfigError(
+                f"--slurm-opt: expected KEY=VALUE (an sbatch long option, e.g. qos=high) or KEY, got {item!r}"
+            )
         if key in OWN_OPTIONS:
             instead = f"use {OWN_OPTIONS[key]}" if OWN_OPTIONS[key] else "the executor sets it itself"
             raise ConfigError(f"--slurm-opt {item!r}: {instead}")
@@ -116,8 +146,12 @@ class SlurmOptions:
     def parameters(self, name: str, gpus: int, time_min: int, dependency: str | None = None) -> dict[str, Any]:
         """submitit ``SlurmExecutor.update_parameters`` keywords of one job."""
         p: dict[str, Any] = {"job_name": name, "time": time_min, "nodes": 1, "ntasks_per_node": 1}
-        for key, value in (("partition", self.partition), ("account", self.account),
-                           ("cpus_per_task", self.cpus_per_run), ("gpus_per_node", gpus or None)):
+        for key, value in (
+            ("partition", self.partition),
+            ("account", self.account),
+            ("cpus_per_task", self.cpus_per_run),
+            ("gpus_per_node", gpus or None),
+        ):
             if value is not None:
                 p[key] = value
         extra = dict(self.extra)
@@ -129,49 +163,88 @@ class SlurmOptions:
 
 
 def options_from_args(args: argparse.Namespace) -> SlurmOptions:
-    return SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                        time_min=parse_time(args.time), account=args.account, extra=parse_slurm_opts(args.slurm_opt))
+    return SlurmOptions(
+        partition=args.partition,
+        gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run,
+        time_min=parse_time(args.time),
+        account=args.account,
+        extra=parse_slurm_opts(args.slurm_opt),
+    )
 
 
 def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
     """The ``study run`` options of the SLURM executor."""
-    p.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="local: run here, one run after the other (default); slurm: one SLURM job a run, fine-tuned "
-                        "runs after their pre-training (afterok), submitted through submitit")
+    p.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: run here, one run after the other (default); slurm: one SLURM job a run, fine-tuned "
+        "runs after their pre-training (afterok), submitted through submitit",
+    )
     p.add_argument("--partition", default=None, help="slurm: the partition of every job")
-    p.add_argument("--gpus-per-run", type=int, default=0, metavar="N",
-                   help="slurm: GPUs of a pre-training job (under torchrun when N > 1); the other runs take one GPU "
-                        "when N >= 1 (default 0: CPU jobs)")
+    p.add_argument(
+        "--gpus-per-run",
+        type=int,
+        default=0,
+        metavar="N",
+        help="slurm: GPUs of a pre-training job (under torchrun when N > 1); the other runs take one GPU "
+        "when N >= 1 (default 0: CPU jobs)",
+    )
     p.add_argument("--cpus-per-run", type=int, default=None, metavar="N", help="slurm: CPUs of every job")
-    p.add_argument("--time", default=DEFAULT_TIME, metavar="MIN|HH:MM:SS",
-                   help=f"slurm: time limit of every job (default {DEFAULT_TIME}); a job that reaches it is requeued "
-                        "and resumes from its last epoch (up to 3 times)")
+    p.add_argument(
+        "--time",
+        default=DEFAULT_TIME,
+        metavar="MIN|HH:MM:SS",
+        help=f"slurm: time limit of every job (default {DEFAULT_TIME}); a job that reaches it is requeued "
+        "and resumes from its last epoch (up to 3 times)",
+    )
     p.add_argument("--account", default=None, help="slurm: the account jobs are charged to")
-    p.add_argument("--slurm-opt", action="append", default=None, metavar="KEY=VALUE",
-                   help="slurm: any other sbatch option of every job, e.g. qos=high, mem=32G, constraint=a100; "
-                        "repeatable")
-    p.add_argument("--wait", action="store_true",
-                   help="slurm: wait until every job has ended, then say what is done and what failed")
+    p.add_argument(
+        "--slurm-opt",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="slurm: any other sbatch option of every job, e.g. qos=high, mem=32G, constraint=a100; repeatable",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="slurm: wait until every job has ended, then say what is done and what failed",
+    )
 
 
 def check_executor_args(args: argparse.Namespace) -> None:
     """SLURM options only with ``--executor slurm``; ``--shard`` only without (SLURM spreads the runs)."""
     if args.executor == "slurm":
         if args.shard is not None:
-            raise ConfigError("--shard splits a study over machines by hand; with --executor slurm, SLURM spreads "
-                              "the runs: drop --shard")
+            raise ConfigError(
+                "--shard splits a study over machines by hand; with --executor slurm, SLURM spreads "
+                "the runs: drop --shard"
+            )
         return
-    given = [flag for flag, value, default in (
-        ("--partition", args.partition, None), ("--gpus-per-run", args.gpus_per_run, 0),
-        ("--cpus-per-run", args.cpus_per_run, None), ("--time", args.time, DEFAULT_TIME),
-        ("--account", args.account, None), ("--slurm-opt", args.slurm_opt, None), ("--wait", args.wait, False))
-        if value != default]
+    given = [
+        flag
+        for flag, value, default in (
+            ("--partition", args.partition, None),
+            ("--gpus-per-run", args.gpus_per_run, 0),
+            ("--cpus-per-run", args.cpus_per_run, None),
+            ("--time", args.time, DEFAULT_TIME),
+            ("--account", args.account, None),
+            ("--slurm-opt", args.slurm_opt, None),
+            ("--wait", args.wait, False),
+        )
+        if value != default
+    ]
     if given:
-        raise ConfigError(f"{', '.join(given)}: {'options' if len(given) > 1 else 'an option'} of --executor slurm "
-                          f"(add --executor slurm, or drop {'them' if len(given) > 1 else 'it'})")
+        raise ConfigError(
+            f"{', '.join(given)}: {'options' if len(given) > 1 else 'an option'} of --executor slurm "
+            f"(add --executor slurm, or drop {'them' if len(given) > 1 else 'it'})"
+        )
 
 
 # ----- job records and states ---------------------------------------------------------------------
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -184,8 +257,9 @@ def job_records(run_dir: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     except ValueError as exc:
-        raise SlurmError(f"{run_dir / JOBS_FILE} is not readable JSON ({exc}); move it away to submit the run "
-                         "again") from None
+        raise SlurmError(
+            f"{run_dir / JOBS_FILE} is not readable JSON ({exc}); move it away to submit the run again"
+        ) from None
     return list(data.get("jobs", []))
 
 
@@ -213,7 +287,7 @@ def slurm_job_states(job_ids: Iterable[str]) -> dict[str, str]:
         return {}
     states: dict[str, str] = {}
     for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
+        chunk = ids[i : i + 500]
         res = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(chunk)])
         if res.returncode != 0 and "Invalid job id" not in res.stderr:
             raise SlurmError(f"squeue failed (status {res.returncode}): {res.stderr.strip()}")
@@ -242,6 +316,7 @@ def last_jobs(store: RunStore, keys: Iterable[str]) -> dict[str, dict[str, Any]]
 
 # ----- submitting ---------------------------------------------------------------------------------
 
+
 def submitit_executor(folder: Path) -> Any:
     """The submitit executor of one run's jobs (its files and logs in ``folder``)."""
     try:
@@ -254,12 +329,12 @@ def submitit_executor(folder: Path) -> Any:
 @dataclass
 class SubmitSummary:
     submitted: list[str] = field(default_factory=list)
-    queued: list[str] = field(default_factory=list)     # a job of an earlier submission is pending / running
+    queued: list[str] = field(default_factory=list)  # a job of an earlier submission is pending / running
     done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)     # failed before (left alone)
+    failed: list[str] = field(default_factory=list)  # failed before (left alone)
     failed_now: list[str] = field(default_factory=list)  # recorded as failed by this submission
-    busy: list[str] = field(default_factory=list)       # held by a process outside SLURM
-    left: list[str] = field(default_factory=list)       # would be submitted (a pass that submits nothing)
+    busy: list[str] = field(default_factory=list)  # held by a process outside SLURM
+    left: list[str] = field(default_factory=list)  # would be submitted (a pass that submits nothing)
     results_job: str | None = None
     jobs: dict[str, str] = field(default_factory=dict)  # run key (or "results") -> job id in flight
 
@@ -267,10 +342,18 @@ class SubmitSummary:
 class SlurmStudy:
     """Submits the runs of one spec to SLURM, one job a run, and follows them."""
 
-    def __init__(self, spec: StudySpec, study_dir: str | Path, options: SlurmOptions, *, retry_failed: bool = False,
-                 report: bool = False, echo: Callable[[str], None] = print,
-                 executor: Callable[[Path], Any] = submitit_executor,
-                 states: Callable[[Iterable[str]], dict[str, str]] = slurm_job_states):
+    def __init__(
+        self,
+        spec: StudySpec,
+        study_dir: str | Path,
+        options: SlurmOptions,
+        *,
+        retry_failed: bool = False,
+        report: bool = False,
+        echo: Callable[[str], None] = print,
+        executor: Callable[[Path], Any] = submitit_executor,
+        states: Callable[[Iterable[str]], dict[str, str]] = slurm_job_states,
+    ):
         self.runner = StudyRunner(spec, study_dir, retry_failed=retry_failed, progress=False, echo=echo)
         self.spec, self.study_dir, self.store = spec, self.runner.study_dir, self.runner.store
         self.options, self.retry_failed, self.report, self.echo = options, retry_failed, report, echo
@@ -308,8 +391,9 @@ class SlurmStudy:
             getattr(s, outcome).append(run.key)
         return s
 
-    def _one(self, run: RunDef, job: dict[str, Any] | None, job_state: str | None, inflight: dict[str, str],
-             submit: bool) -> str:
+    def _one(
+        self, run: RunDef, job: dict[str, Any] | None, job_state: str | None, inflight: dict[str, str], submit: bool
+    ) -> str:
         """Decide about one run: done, queued, failed, failed_now, busy, left or submitted."""
         st = self.store.state(run.key)["state"]
         if st == "done":
@@ -330,8 +414,10 @@ class SlurmStudy:
         if st == "failed" and not self.retry_failed:
             return "failed"
         if parent is not None and parent_st not in (None, "done"):
-            self.echo(f"{run.name}: its pre-training {parent.name} is {parent_st} (held by another process); "
-                      "submit again when it is done")
+            self.echo(
+                f"{run.name}: its pre-training {parent.name} is {parent_st} (held by another process); "
+                "submit again when it is done"
+            )
             return "busy"
         if not submit:
             return "left"
@@ -354,11 +440,18 @@ class SlurmStudy:
             rec = self.store.recorded(run.key)
             if rec["state"] in ("done", "failed") or rec.get("completed_at"):
                 return rec["state"]
-            error = (f"SLURM job {job['job_id']} ended ({job_state}) before the run was finished; its log: "
-                     f"{job['log']}")
-            self.store.mark_failed(run.key, error=error, name=run.name,
-                                   slurm={"job_id": str(job["job_id"]), "state": job_state, "log": job["log"],
-                                          "stdout": job.get("stdout")})
+            error = f"SLURM job {job['job_id']} ended ({job_state}) before the run was finished; its log: {job['log']}"
+            self.store.mark_failed(
+                run.key,
+                error=error,
+                name=run.name,
+                slurm={
+                    "job_id": str(job["job_id"]),
+                    "state": job_state,
+                    "log": job["log"],
+                    "stdout": job.get("stdout"),
+                },
+            )
             self.echo(f"{run.name}: FAILED: {error}")
             return "failed"
         finally:
@@ -367,25 +460,38 @@ class SlurmStudy:
     def _submit_run(self, run: RunDef, after: str | None) -> str:
         gpus = self.options.gpus(run.kind)
         folder = self.study_dir / SLURM_DIR / run.key
-        params = self.options.parameters(f"{self.spec.name}:{run.name}", gpus, self.options.time_min,
-                                         f"afterok:{after}" if after else None)
+        params = self.options.parameters(
+            f"{self.spec.name}:{run.name}", gpus, self.options.time_min, f"afterok:{after}" if after else None
+        )
         job = self._submit(folder, params, RunJob.of(self.spec, self.study_dir, run.key, nproc=max(gpus, 1)))
-        add_job_record(self.store.run_dir(run.key), {
-            "job_id": str(job.job_id), "submitted_at": _now(), "name": run.name, "kind": run.kind,
-            "after": after, "gpus": gpus, "log": str(job.paths.stderr), "stdout": str(job.paths.stdout),
-            "folder": str(folder)})
+        add_job_record(
+            self.store.run_dir(run.key),
+            {
+                "job_id": str(job.job_id),
+                "submitted_at": _now(),
+                "name": run.name,
+                "kind": run.kind,
+                "after": after,
+                "gpus": gpus,
+                "log": str(job.paths.stderr),
+                "stdout": str(job.paths.stdout),
+                "folder": str(folder),
+            },
+        )
         self.echo(f"submitted {run.name} ({run.key}): job {job.job_id}" + (f", after job {after}" if after else ""))
         return str(job.job_id)
 
     def _submit_results(self, job_ids: list[str]) -> str:
         folder = self.study_dir / SLURM_DIR / "results"
-        params = self.options.parameters(f"{self.spec.name}:results", 0, RESULTS_TIME_MIN,
-                                         "afterany:" + ":".join(job_ids))
+        params = self.options.parameters(
+            f"{self.spec.name}:results", 0, RESULTS_TIME_MIN, "afterany:" + ":".join(job_ids)
+        )
         params.pop("cpus_per_task", None)
         params["additional_parameters"].pop("kill-on-invalid-dep", None)
         job = self._submit(folder, params, partial(write_results_job, str(self.study_dir), self.report))
-        self.echo(f"submitted results.json{' and the report' if self.report else ''}: job {job.job_id}, after "
-                  f"every run's job")
+        self.echo(
+            f"submitted results.json{' and the report' if self.report else ''}: job {job.job_id}, after every run's job"
+        )
         return str(job.job_id)
 
     def _submit(self, folder: Path, params: dict[str, Any], fn: Callable[[], Any]) -> Any:
@@ -418,21 +524,30 @@ def run_study_on_slurm(args: argparse.Namespace, spec: StudySpec, study_dir: Pat
     study = SlurmStudy(spec, study_dir, options_from_args(args), retry_failed=args.retry_failed, report=args.report)
     s = study.submit()
     failed = len(s.failed) + len(s.failed_now)
-    print(f"submitted {len(s.submitted)} runs, {len(s.queued)} already queued or running, {len(s.done)} done, "
-          f"{failed} failed{' (--retry-failed submits them again)' if failed else ''}, {len(s.busy)} held by "
-          f"another process; job files and logs in {study_dir / SLURM_DIR}")
+    print(
+        f"submitted {len(s.submitted)} runs, {len(s.queued)} already queued or running, {len(s.done)} done, "
+        f"{failed} failed{' (--retry-failed submits them again)' if failed else ''}, {len(s.busy)} held by "
+        f"another process; job files and logs in {study_dir / SLURM_DIR}"
+    )
     if not args.wait:
         if s.jobs:
-            where = " ".join([str(args.spec)] + ([f"--profile {args.profile}"] if args.profile else [])
-                             + ([f"--out {args.out}"] if args.out else []))
-            print(f"follow them with `ecg-transfer study status {where}`; results.json is written by job "
-                  f"{s.results_job} when they have ended")
+            where = " ".join(
+                [str(args.spec)]
+                + ([f"--profile {args.profile}"] if args.profile else [])
+                + ([f"--out {args.out}"] if args.out else [])
+            )
+            print(
+                f"follow them with `ecg-transfer study status {where}`; results.json is written by job "
+                f"{s.results_job} when they have ended"
+            )
         return 3 if s.failed_now else 0
     study.wait(s.jobs)
     failed_runs = study.settle()
     done = sum(1 for r in study.runner.runs if study.store.state(r.key)["state"] == "done")
-    print(f"{done} of {len(study.runner.runs)} runs done, {len(failed_runs)} failed; results: "
-          f"{study_dir / 'results.json'}")
+    print(
+        f"{done} of {len(study.runner.runs)} runs done, {len(failed_runs)} failed; results: "
+        f"{study_dir / 'results.json'}"
+    )
     return 3 if failed_runs else 0
 
 
@@ -448,7 +563,23 @@ def status_jobs(store: RunStore, keys: Iterable[str]) -> tuple[dict[str, dict[st
     return {k: {**r, "state": now.get(str(r["job_id"]), "?")} for k, r in last.items()}, note
 
 
-__all__ = ["DEFAULT_TIME", "JOBS_FILE", "LIVE_STATES", "SlurmError", "SlurmOptions", "SlurmStudy", "SubmitSummary",
-           "add_job_record", "add_slurm_arguments", "check_executor_args", "job_records", "last_jobs",
-           "options_from_args", "parse_slurm_opts", "parse_time", "run_study_on_slurm", "slurm_job_states",
-           "status_jobs"]
+__all__ = [
+    "DEFAULT_TIME",
+    "JOBS_FILE",
+    "LIVE_STATES",
+    "SlurmError",
+    "SlurmOptions",
+    "SlurmStudy",
+    "SubmitSummary",
+    "add_job_record",
+    "add_slurm_arguments",
+    "check_executor_args",
+    "job_records",
+    "last_jobs",
+    "options_from_args",
+    "parse_slurm_opts",
+    "parse_time",
+    "run_study_on_slurm",
+    "slurm_job_states",
+    "status_jobs",
+]

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 from ..._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
-    from .augment import (make_augmenter as make_augmenter)
-    from .data import (SslData as SslData, load_ssl_data as load_ssl_data)
-    from .model import (SslModel as SslModel, nt_xent as nt_xent, ssl_validation_loss as ssl_validation_loss)
+    from .augment import make_augmenter as make_augmenter
+    from .data import SslData as SslData, load_ssl_data as load_ssl_data
+    from .model import SslModel as SslModel, nt_xent as nt_xent, ssl_validation_loss as ssl_validation_loss
 else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
-    __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-        "augment": ("make_augmenter",),
-        "data": ("SslData", "load_ssl_data"),
-        "model": ("SslModel", "nt_xent", "ssl_validation_loss"),
-    })
+    __getattr__, __dir__, __all__ = lazy_exports(
+        __name__,
+        {
+            "augment": ("make_augmenter",),
+            "data": ("SslData", "load_ssl_data"),
+            "model": ("SslModel", "nt_xent", "ssl_validation_loss"),
+        },
+    )

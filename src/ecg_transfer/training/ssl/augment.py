@@ -132,5 +132,14 @@ def make_augmenter(ssl: Any, fs: float, unit: float) -> Callable[[torch.Tensor],
     return augment
 
 
-__all__ = ["MAINS_HZ", "WANDER_HZ", "baseline_wander", "gaussian_noise", "lead_dropout", "make_augmenter",
-           "powerline_noise", "random_resized_crop", "time_out"]
+__all__ = [
+    "MAINS_HZ",
+    "WANDER_HZ",
+    "baseline_wander",
+    "gaussian_noise",
+    "lead_dropout",
+    "make_augmenter",
+    "powerline_noise",
+    "random_resized_crop",
+    "time_out",
+]

@@ -57,22 +57,39 @@ def _task(config: RunConfig) -> TaskSettings:
 def task_source(config: RunConfig) -> SslSource:
     """The ``[task]`` table as a source of unlabelled records."""
     t = _task(config)
-    return SslSource(dataset=t.dataset, root=t.root, source_fs=t.source_fs, allow_missing=t.allow_missing,
-                     cache_dir=t.cache_dir, train_folds=t.train_folds, val_folds=t.val_folds,
-                     test_folds=t.test_folds, n_folds=t.n_folds, fold_seed=t.fold_seed)
+    return SslSource(
+        dataset=t.dataset,
+        root=t.root,
+        source_fs=t.source_fs,
+        allow_missing=t.allow_missing,
+        cache_dir=t.cache_dir,
+        train_folds=t.train_folds,
+        val_folds=t.val_folds,
+        test_folds=t.test_folds,
+        n_folds=t.n_folds,
+        fold_seed=t.fold_seed,
+    )
 
 
 def _subset(signals: RaggedSignals, rows: np.ndarray) -> RaggedSignals:
     """The records ``rows`` of ``signals`` as a view of the same buffer (no copy)."""
-    return RaggedSignals(signals.data, signals.offsets[rows], signals.lengths[rows], signals.n_leads,
-                         pitch=signals.pitch[rows], starts=signals.starts[rows], leads=signals.leads)
+    return RaggedSignals(
+        signals.data,
+        signals.offsets[rows],
+        signals.lengths[rows],
+        signals.n_leads,
+        pitch=signals.pitch[rows],
+        starts=signals.starts[rows],
+        leads=signals.leads,
+    )
 
 
 def _open_source(src: SslSource, config: RunConfig, progress: bool) -> tuple[RaggedSignals, list[str], dict]:
     """One set's train and val records (train first), and its entry for the run's log."""
     task = _task(config)
-    adapter = open_dataset(src.adapter, Path(src.root), fs=src.source_fs, allow_missing=src.allow_missing,
-                           leads=task.leads)
+    adapter = open_dataset(
+        src.adapter, Path(src.root), fs=src.source_fs, allow_missing=src.allow_missing, leads=task.leads
+    )
     cached = load_or_build(adapter, fs=config.fs, seconds=task.seconds, cache_dir=src.cache_dir, progress=progress)
     signals = long_record_view(cached.signals, task.long_records, task.max_seconds, config.fs)
     table = cached.table
@@ -82,12 +99,20 @@ def _open_source(src: SslSource, config: RunConfig, progress: bool) -> tuple[Rag
     train = rows[np.isin(folds, src.train_folds) & readable]
     val = rows[np.isin(folds, src.val_folds) & readable]
     if train.size < 2:
-        raise ConfigError(f"[ssl]: {src.dataset} at {src.root} has {train.size} readable record(s) in train_folds "
-                          f"{list(src.train_folds)}; at least 2 are needed")
+        raise ConfigError(
+            f"[ssl]: {src.dataset} at {src.root} has {train.size} readable record(s) in train_folds "
+            f"{list(src.train_folds)}; at least 2 are needed"
+        )
     ids = dict(zip(rows.tolist(), table["record_id"].astype(str)))
     used = np.concatenate([train, val])
-    entry = {"dataset": src.dataset, "root": str(src.root), "train": int(train.size), "val": int(val.size),
-             "left_out": int(rows.size - used.size), "test_folds": list(src.test_folds)}
+    entry = {
+        "dataset": src.dataset,
+        "root": str(src.root),
+        "train": int(train.size),
+        "val": int(val.size),
+        "left_out": int(rows.size - used.size),
+        "test_folds": list(src.test_folds),
+    }
     return _subset(signals, used), [ids[int(r)] for r in used], entry
 
 
@@ -117,8 +142,11 @@ def load_ssl_data(config: RunConfig, *, progress: bool = True) -> SslData:
         offset += len(signals)
     if len({p.n_leads for p in parts}) > 1:
         raise ConfigError(f"[ssl]: the sets have different lead counts {[p.n_leads for p in parts]}")
-    X = parts[0] if len(parts) == 1 else RaggedSignals.from_records(
-        [p.record(i) for p in parts for i in range(len(p))], leads=parts[0].leads)
+    X = (
+        parts[0]
+        if len(parts) == 1
+        else RaggedSignals.from_records([p.record(i) for p in parts for i in range(len(p))], leads=parts[0].leads)
+    )
     return SslData(X, ids, {k: np.concatenate(v).astype(np.int64) for k, v in splits.items()}, entries)
 
 

@@ -117,7 +117,7 @@ class SslModel(nn.Module):
     def contrastive_loss(self, x: torch.Tensor) -> torch.Tensor:
         views = torch.cat([self.augment(x), self.augment(x)])  # one pass: BatchNorm sees both views
         z = self.head(self.body(views))
-        return nt_xent(z[: len(x)], z[len(x):], self.temperature)
+        return nt_xent(z[: len(x)], z[len(x) :], self.temperature)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's estimate of every sample ``(B, leads, T)`` from the encoder's steps."""
@@ -134,8 +134,15 @@ class SslModel(nn.Module):
 
 
 def ssl_validation_loss(
-    model: SslModel, X: Any, rows: np.ndarray, *, scaler: Any, crop_len: int, batch_size: int,
-    device: torch.device, seed: int,
+    model: SslModel,
+    X: Any,
+    rows: np.ndarray,
+    *,
+    scaler: Any,
+    crop_len: int,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
 ) -> float:
     """Mean SSL loss over the centre crop of each record of ``rows`` (``X`` a RaggedSignals),
     with the model in eval mode and the random draws (views, masks) seeded by ``seed``: the same
