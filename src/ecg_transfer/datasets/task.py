@@ -167,10 +167,11 @@ def _labels(
     """Class names and multi-hot labels; ``min_likelihood`` (PTB-XL only) keeps statements whose
     likelihood is at least that (None: every statement, the benchmark's way)."""
     from ..labels import PTBXL_TASKS, get_protocol, task_labels
+    from .ptbxl import PTBXL
 
     if labels.startswith("protocol:"):
         proto = get_protocol(labels.split(":", 1)[1])
-        if min_likelihood is not None and adapter.name == "ptbxl":
+        if min_likelihood is not None and isinstance(adapter, PTBXL):
             from ..labels import with_heart_axis
 
             codes = [with_heart_axis(c, a) for c, a in zip(table["scp_codes"], table["heart_axis"])]
@@ -182,7 +183,7 @@ def _labels(
 
         names, y = dx_labels(table)
     elif labels in PTBXL_TASKS:
-        if adapter.name != "ptbxl":
+        if not isinstance(adapter, PTBXL):  # the PTB-XL tasks are sets of SCP statements, which it alone carries
             raise ConfigError(
                 f"task.labels: {labels!r} is a PTB-XL task; for {adapter.name} use protocol:seed18 or protocol:cinc2020"
             )
