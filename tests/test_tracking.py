@@ -143,7 +143,7 @@ def test_other_ranks_and_backend_none_log_nothing(tmp_path, monkeypatch):
         t.log_epoch({"epoch": 1, "train_loss": 1.0})
     with tracking(TrackingConfig(), tmp_path / "run", {}) as t2:
         t2.log_epoch({"epoch": 1, "train_loss": 1.0})
-    assert isinstance(t, NullTracker) and isinstance(t2, NullTracker)
+    assert isinstance(t.inner, NullTracker) and isinstance(t2.inner, NullTracker)
     assert not (tmp_path / "tb").exists() and not (tmp_path / "run").exists()
 
 
@@ -174,3 +174,29 @@ def test_flat_params_are_dotted_scalars():
     assert flat["optimizer.betas"] == "[0.9, 0.99]" and flat["grad_clip"] == "none"
     assert all(isinstance(v, (str, int, float, bool)) for v in flat.values())
     assert not any(k.startswith("tracking") for k in flat)
+
+
+class _FailingTracker(NullTracker):
+    def __init__(self):
+        self.epochs, self.closed = [], []
+
+    def log_epoch(self, row):
+        self.epochs.append(row["epoch"])
+        raise ConnectionError("tracking server unreachable")
+
+    def close(self, status):
+        self.closed.append(status)
+        raise ConnectionError("still unreachable")
+
+
+def test_a_tracker_that_fails_mid_run_warns_and_never_stops_the_training(tmp_path, monkeypatch):
+    """metrics.jsonl is the record of truth: a server that goes away costs the mirror, not the run."""
+    failing = _FailingTracker()
+    monkeypatch.setattr("ecg_transfer.training.tracking.open_tracker", lambda *a, **k: failing)
+    rows = [{"epoch": e, "train_loss": 0.5} for e in (1, 2, 3)]
+    with pytest.warns(RuntimeWarning, match=r"tracking \(tensorboard\) failed at epoch 1.*training goes on"):
+        with tracking(TrackingConfig(backend="tensorboard"), tmp_path / "run", {"seed": 0}) as t:
+            for row in rows:
+                t.log_epoch(row)
+    assert failing.epochs == [1]  # tried once, then left alone
+    assert failing.closed == ["FINISHED"]  # closed with the outcome; its error a warning, not a failure

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
@@ -194,6 +195,44 @@ def open_tracker(config: TrackingConfig, run_dir: str | Path, *, resuming: bool 
     return NullTracker()
 
 
+class GuardedTracker:
+    """A tracker whose epoch logging and closing never stop a training: ``metrics.jsonl`` is the
+    record of truth, so a tracking server that goes away mid-run costs the mirror, not hours of
+    training. The first error is a warning naming the backend; later epochs are not sent. Other
+    attributes are the wrapped tracker's."""
+
+    def __init__(self, inner: Tracker, backend: str):
+        self.inner, self.backend, self.failed = inner, backend, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.inner.log_params(params)
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        if self.failed:
+            return
+        try:
+            self.inner.log_epoch(row)
+        except Exception as exc:
+            self.failed = True
+            warnings.warn(
+                f"tracking ({self.backend}) failed at epoch {row.get('epoch')}: {exc}; training goes on, later "
+                "epochs are not sent (metrics.jsonl in the run directory has every epoch)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def close(self, status: str) -> None:
+        try:
+            self.inner.close(status)
+        except Exception as exc:
+            warnings.warn(
+                f"tracking ({self.backend}) could not be closed as {status}: {exc}", RuntimeWarning, stacklevel=2
+            )
+
+
 @contextmanager
 def tracking(
     config: TrackingConfig,
@@ -223,7 +262,7 @@ def tracking(
         opened["tracker"] = tracker
 
     ctx.from_main(open_on_main)
-    tracker = opened.get("tracker", NullTracker())
+    tracker = GuardedTracker(opened.get("tracker", NullTracker()), config.backend)
     try:
         yield tracker
     except KeyboardInterrupt:
@@ -237,6 +276,7 @@ def tracking(
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "GuardedTracker",
     "MlflowTracker",
     "NullTracker",
     "TRACKED",
