@@ -415,9 +415,7 @@ def _train_and_write(
 
         def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
             known = {"val": result.final_val_probs}
-            return _write_outputs(
-                config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, ctx.device, known=known
-            )
+            return _write_outputs(config, run_dir, model, data, scaler, ctx.device, known=known)
 
         aucs, predictions = ctx.from_main(finish)
     return result, aucs, predictions
@@ -452,6 +450,7 @@ def train_run(
     record_ids = [str(r) for r in record_ids]  # positional, even for a pandas Series
     X = _as_signals(X, lengths)
     splits = _check_inputs(X, Y, record_ids, split_indices, label_names)
+    data = _RunData(X, Y, record_ids, splits, label_names)
     ctx = init_from_env(config.device, config.dist_backend)
     finishing, resuming, resumed_scaler = _existing_run(run_dir, resume, ctx)
 
@@ -459,7 +458,7 @@ def train_run(
     check_policy(config, pretrained=init is not None)
     stages = resolve_stages(config)
     if finishing:  # trained already: write what the run lacks from its model.pt
-        return _finish_run(config, run_dir, X, Y, record_ids, splits, label_names, ctx)
+        return _finish_run(config, run_dir, data, ctx)
 
     device = ctx.device
     if config.num_threads:
@@ -475,7 +474,6 @@ def train_run(
             _write_start(
                 config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend), record_ids, splits
             )
-        data = _RunData(X, Y, record_ids, splits, label_names)
         result, aucs, predictions = _train_and_write(
             config, run_dir, model, data, stages, scaler, resuming, progress and ctx.is_main, ctx, callbacks
         )
@@ -518,17 +516,14 @@ def _write_outputs(
     config: RunConfig,
     run_dir: Path,
     model: nn.Module,
-    X: RaggedSignals,
-    Y: np.ndarray,
-    record_ids: Sequence[str],
-    splits: Mapping[str, np.ndarray],
-    label_names: Sequence[str],
+    data: _RunData,
     scaler: GlobalStandardScaler,
     device: torch.device,
     known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
     with the final weights (the last epoch's validation), used instead of predicting again."""
+    label_names = data.label_names
     save_model_file(
         run_dir / MODEL_FILE,
         model,
@@ -540,24 +535,21 @@ def _write_outputs(
         aggregate=config.aggregate,
         config=config.to_dict(),
     )
-    return _write_predictions(config, run_dir, model, X, Y, record_ids, splits, label_names, scaler, device, known)
+    return _write_predictions(config, run_dir, model, data, scaler, device, known)
 
 
 def _write_predictions(
     config: RunConfig,
     run_dir: Path,
     model: nn.Module,
-    X: RaggedSignals,
-    Y: np.ndarray,
-    record_ids: Sequence[str],
-    splits: Mapping[str, np.ndarray],
-    label_names: Sequence[str],
+    data: _RunData,
     scaler: GlobalStandardScaler,
     device: torch.device,
     known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs
     (none for an [ssl] run: it predicts no labels)."""
+    X, Y, record_ids, splits, label_names = data
     crop_len = config.crop_len
     aucs: dict[str, float | None] = {"val": None, "test": None}
     predictions: dict[str, Path] = {}
@@ -613,16 +605,7 @@ def missing_outputs(run_dir: str | Path) -> list[str]:
     return [n for n in names if not (run_dir / n).is_file()]
 
 
-def _finish_run(
-    config: RunConfig,
-    run_dir: Path,
-    X: RaggedSignals,
-    Y: np.ndarray,
-    record_ids: Sequence[str],
-    splits: Mapping[str, np.ndarray],
-    label_names: Sequence[str],
-    ctx: Any,
-) -> RunResult:
+def _finish_run(config: RunConfig, run_dir: Path, data: _RunData, ctx: Any) -> RunResult:
     """``resume=True`` on a run that has its ``model.pt``: predict with it (a kill between
     ``model.pt`` and the predictions left them missing); nothing is trained. The model must be
     this run's: same defining settings, labels and splits, else :class:`ConfigError`."""
@@ -630,10 +613,8 @@ def _finish_run(
 
     def finish() -> tuple[dict[str, float | None], dict[str, Path]]:
         lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device, encoder_ok=True)
-        _check_same_run(config, run_dir, lm.config, lm.label_names, label_names, record_ids, splits)
-        return _write_predictions(
-            config, run_dir, lm.model, X, Y, record_ids, splits, label_names, lm.scaler, ctx.device
-        )
+        _check_same_run(config, run_dir, lm.config, lm.label_names, data.label_names, data.record_ids, data.splits)
+        return _write_predictions(config, run_dir, lm.model, data, lm.scaler, ctx.device)
 
     aucs, predictions = ctx.from_main(finish)
     history = []
