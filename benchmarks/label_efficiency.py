@@ -44,12 +44,13 @@ from typing import Any
 
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
 from ecg_transfer.evaluation.runs import align_runs, load_run
+from ecg_transfer.settings.run import ScheduleConfig
 from ecg_transfer.training.run import missing_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
 FRACTION_PARTS = 100
-DEFAULT_LR = 1e-2  # the toolkit's schedule.max_lr: run names carry the rate only when it differs
+DEFAULT_LR = ScheduleConfig().max_lr  # the toolkit's default peak rate: run names carry a rate only when it differs
 QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
 
 
