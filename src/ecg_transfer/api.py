@@ -46,6 +46,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
     model_card: bool = True,
+    on_data: Callable[[Any], None] | None = None,
 ) -> RunResult:
     """Train one run as the config says (``ecg-transfer train``): from random weights, from
     ``init_from`` (a finished run directory or its ``model.pt``) or ``finetune.pretrained_run``, or
@@ -55,6 +56,7 @@ def train(
     interrupted one) and, with ``model_card``, its ``MODEL_CARD.md``. Returns the
     :class:`~ecg_transfer.training.RunResult` (validation and test macro AUC, paths). Under
     ``torchrun`` every process calls it; rank 0 builds the signal cache first and writes the run.
+    ``on_data`` (rank 0) is given the loaded data before training, e.g. to say what it holds.
     """
     from .training.distributed import init_from_env, is_main_process, main_process_first
     from .training.run import train_run
@@ -64,6 +66,8 @@ def train(
         raise ConfigError("a config with an [ssl] table pre-trains from random weights: drop init_from")
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
         data, labels = _training_data(config, progress=progress and is_main_process())
+    if on_data is not None and is_main_process():
+        on_data(data)
     result = train_run(
         config,
         data.X,

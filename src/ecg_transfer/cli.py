@@ -23,7 +23,10 @@ from . import __version__
 from .errors import ConfigError, EcgTransferError
 
 if TYPE_CHECKING:  # the CLI imports its machinery lazily, per command
+    from .datasets.task import TaskData
     from .settings import RunConfig
+    from .training.run import RunResult
+    from .training.ssl import SslData
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -101,109 +104,89 @@ def _cmd_data_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .datasets.task import load_task
+    """train / pretrain / standalone / finetune: the command's own checks, then :func:`api.train`
+    (which loads the data, trains and writes the model card), then one line of results."""
+    from .api import train
     from .training.config import load_config
-    from .training.distributed import init_from_env, is_main_process, main_process_first
-    from .training.run import train_run
+    from .training.distributed import is_main_process
 
     config = load_config(args.config)
-    init = args.init_from
-    pretrained = init is not None or config.finetune.pretrained_run is not None
+    _check_command(config, args)
+    if args.command == "finetune" and config.finetune.policy == "none":
+        config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
+    result = train(
+        config,
+        args.run_dir,
+        init_from=args.init_from,
+        resume=args.resume,
+        progress=not args.no_progress,
+        on_data=lambda data: _announce(config, data),
+    )
+    line = _result_line(config, result)
+    if line and is_main_process():
+        print(line)
+    return 0
+
+
+def _check_command(config: RunConfig, args: argparse.Namespace) -> None:
+    """What the four training commands promise: finetune starts from a run, the others from random
+    weights; an ``[ssl]`` table only with pretrain/train; a config names its data."""
+    pretrained = args.init_from is not None or config.finetune.pretrained_run is not None
     if args.command == "finetune" and not pretrained:
         raise ConfigError("finetune needs a pre-trained run: --from RUN_DIR or finetune.pretrained_run in the config")
     if args.command in ("standalone", "pretrain") and pretrained:
         raise ConfigError(f"{args.command} starts from random weights: drop --from / finetune.pretrained_run")
-    if config.ssl is not None:
-        return _pretrain_ssl(config, args)
-    if args.command == "finetune" and config.finetune.policy == "none":
-        config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
-    if config.task is None:
-        raise ConfigError(
-            f"{args.config} has no [task] table: it must name the data to train on (see docs/configuration.md)"
-        )
-    with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
-        data = load_task(config.task, config.fs, progress=not args.no_progress and is_main_process())
-    if is_main_process():
-        print(
-            f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
-            f"test {len(data.splits['test'])} records at {config.fs:g} Hz",
-            file=sys.stderr,
-        )
-    result = train_run(
-        config,
-        data.X,
-        data.Y,
-        data.record_ids,
-        data.splits,
-        data.label_names,
-        args.run_dir,
-        resume=args.resume,
-        init_from=init,
-        lengths=data.lengths,
-        progress=not args.no_progress,
-    )
-
-    def fmt(auc: float | None) -> str:
-        return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
-
-    if is_main_process():  # the post-run step: RUN_DIR/MODEL_CARD.md (regenerate with `ecg-transfer model-card`)
-        from .inference.modelcard import write_model_card_after_run
-
-        write_model_card_after_run(result.run_dir)
-        print(
-            f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}"
-        )
-    return 0
-
-
-def _pretrain_ssl(config: RunConfig, args: argparse.Namespace) -> int:
-    """``pretrain`` (or ``train``) with an ``[ssl]`` table: the unlabelled train/val records of the
-    [task] set and ``extra_tasks`` (test folds never read), the SSL objective instead of BCE."""
-    from .training.distributed import init_from_env, is_main_process, main_process_first
-    from .training.run import train_run
-    from .training.ssl import load_ssl_data
-
-    if args.command not in ("pretrain", "train"):
+    if config.ssl is not None and args.command not in ("pretrain", "train"):
         raise ConfigError(
             f"{args.config} has an [ssl] table: self-supervised pre-training runs with "
             f"`ecg-transfer pretrain`, not `{args.command}`; fine-tune its result with --from"
         )
-    if args.init_from is not None:
+    if config.ssl is not None and args.init_from is not None:
         raise ConfigError(f"{args.config} has an [ssl] table, which pre-trains from random weights: drop --from")
-    assert config.ssl is not None  # the caller's condition; says so to the type checker
-    with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the caches
-        data = load_ssl_data(config, progress=not args.no_progress and is_main_process())
-    if is_main_process():
+    if config.task is None:
+        raise ConfigError(
+            f"{args.config} has no [task] table: it must name the data to train on (see docs/configuration.md)"
+        )
+
+
+def _announce(config: RunConfig, data: TaskData | SslData) -> None:
+    """What the run trains on, to stderr: the [ssl] sets' records, or the labels and split sizes."""
+    from .training import ssl
+
+    if isinstance(data, ssl.SslData):
         for src in data.sources:
             print(
                 f"[ssl] {src['dataset']} {src['root']}: train {src['train']}, val {src['val']} records; "
                 f"{src['left_out']} never read (test folds {src['test_folds']}, folds not listed, unreadable)",
                 file=sys.stderr,
             )
-    result = train_run(
-        config,
-        data.X,
-        data.Y,
-        data.record_ids,
-        data.splits,
-        [],
-        args.run_dir,
-        resume=args.resume,
-        progress=not args.no_progress,
+        return
+    print(
+        f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
+        f"test {len(data.splits['test'])} records at {config.fs:g} Hz",
+        file=sys.stderr,
     )
-    if is_main_process():  # the post-run step, as for a supervised run: RUN_DIR/MODEL_CARD.md
-        from .inference.modelcard import write_model_card_after_run
 
-        write_model_card_after_run(result.run_dir)
-    if is_main_process() and result.history:
-        last = result.history[-1]
-        val = "n/a" if last["val_loss"] is None else f"{last['val_loss']:.4f}"
-        print(
-            f"{result.run_dir}: {config.ssl.method} SSL loss after epoch {last['epoch']}: train "
-            f"{last['train_loss']:.4f}, val {val}; fine-tune it with `ecg-transfer finetune CONFIG --from "
-            f"{result.run_dir}`"
+
+def _result_line(config: RunConfig, result: RunResult) -> str | None:
+    """The run's last word: macro AUCs, or for an [ssl] run its loss and how to fine-tune it."""
+    if config.ssl is None:
+
+        def fmt(auc: float | None) -> str:
+            return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
+
+        return (
+            f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}"
         )
-    return 0
+    if not result.history:
+        return None
+    last = result.history[-1]
+    val = "n/a" if last["val_loss"] is None else f"{last['val_loss']:.4f}"
+    return (
+        f"{result.run_dir}: {config.ssl.method} SSL loss after epoch {last['epoch']}: train "
+        f"{last['train_loss']:.4f}, val {val}; fine-tune it with `ecg-transfer finetune CONFIG --from "
+        f"{result.run_dir}`"
+    )
 
 
 def _write_report(study_dir: Path) -> Path:
