@@ -12,6 +12,8 @@ together; nested subsets: ``fraction_parts = 100``, one ``fraction_seed``):
     epochs and one-cycle schedule as (a), so only the initial weights differ), where SSL_RUN is one
     ``ecg-transfer pretrain`` run with an ``[ssl]`` table on the signals of all of folds 1-8
     (fold 9 for its validation loss; fold 10 never read), ``--ssl-epochs`` at max_lr 1e-3.
+``--ssl-only`` trains that run and stops (a GPU can do the long pre-training; the fine-tunes, cheap
+at 1 % and 10 %, then run anywhere from the same ``--out``: a finished run is reused).
 
 Reported: fold-10 macro AUC of each arm with a 95 % bootstrap CI (1,000 resamples) and the paired
 difference (b) - (a) with its CI, from the saved predictions (``ecg_transfer.evaluation``), plus
@@ -268,7 +270,13 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from ecg_transfer.atomic import atomic_write_json, atomic_write_text
 
     name = (
-        "method_choice" if args.choose_method else f"lr_choice_{args.finetune_policy}" if args.choose_lr else "results"
+        "ssl_run"
+        if args.ssl_only
+        else "method_choice"
+        if args.choose_method
+        else f"lr_choice_{args.finetune_policy}"
+        if args.choose_lr
+        else "results"
     )
     path = args.out / f"{name}.json"
     atomic_write_json(path, results)
@@ -276,7 +284,7 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     for fraction, r in results.get("fractions", {}).items():
         t = r["test"]
         lines.append(f"| {float(fraction) * 100:g} % | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['b_minus_a'])} |")
-    if not (args.choose_method or args.choose_lr):
+    if not (args.ssl_only or args.choose_method or args.choose_lr):
         atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
     print(f"\nwritten: {path}")
 
@@ -302,6 +310,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--finetune-policy", default="all", choices=["all", "head-then-all"], help="arm (b)'s policy")
     ap.add_argument("--choose-lr", action="store_true", help="pick each arm's learning rate on fold 9 (--lrs)")
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 3e-3, 1e-3], help="with --choose-lr")
+    ap.add_argument(
+        "--ssl-only",
+        action="store_true",
+        help="train the self-supervised run and stop (e.g. on a GPU); a later call with the same --out, "
+        "--method and --ssl-epochs fine-tunes from it",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
     args = ap.parse_args(argv)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -319,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     log: dict[str, Any] = {}
-    if args.choose_method:
+    if args.ssl_only:
+        body = {"ssl_run": str(ssl_run(args, args.method, log))}
+    elif args.choose_method:
         body = choose_method(args, log)
     elif args.choose_lr:
         body = choose_lr(args, log)

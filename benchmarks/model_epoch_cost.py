@@ -2,6 +2,7 @@
 
     python benchmarks/model_epoch_cost.py [--models xresnet1d101 s4] [--steps 20] [--val-records 64]
                                           [--train-records 17441] [--all-val-records 2193] [--out FILE.json]
+                                          [--device cuda] [--batch-size 64] [--ssl contrastive]
 
 Each model runs, one after the other in this process, :func:`ecg_transfer.training.loop.fit` for one
 epoch of ``--steps`` batches of 128 random 2.5 s crops at 100 Hz (the run config's defaults: the
@@ -12,6 +13,11 @@ step (allocations) is left out: a step is the time between two optimizer steps. 
 last one dropped as in training -- plus the validation of ``all-val-records`` records, and a run is
 50 of those. Defaults: task ``all`` (folds 1-8: 17,441 records; fold 9: 2,193); ``diagnostic`` has
 17,111 / 2,156.
+
+``--device cuda`` times on a GPU (each step ends with a synchronisation, so a step's time is its
+kernels' time); ``--batch-size`` sets the batch (the epoch is then ``train // batch`` steps);
+``--ssl METHOD`` wraps each model in the self-supervised objective (``[ssl] method``) instead of BCE,
+as ``ecg-transfer pretrain`` with an ``[ssl]`` table trains it (its validation is the SSL loss).
 """
 
 from __future__ import annotations
@@ -28,19 +34,22 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
-def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int = 0) -> dict:
+def _measure(name: str, steps: int, val_records: int, n_classes: int, args: argparse.Namespace, seed: int = 0) -> dict:
     from ecg_transfer import models
     from ecg_transfer.training import RunConfig, resolve_stages
     from ecg_transfer.training.loop import fit
+    from ecg_transfer.training.run import _deterministic, _trainable
     from ecg_transfer.training.scaler import GlobalStandardScaler
 
     cfg = RunConfig.from_dict(
         {
             "model": name,
             "epochs": 1,
-            "device": "cpu",
+            "device": args.device,
+            "batch_size": args.batch_size,
             "validate_every": 1,
             "schedule": {"max_lr": models.TRAINING_HINTS[name]["lr"]},
+            **({"ssl": {"method": args.ssl}} if args.ssl else {}),
         }
     )
     n_train = (steps + 1) * cfg.batch_size  # one warm-up step, then `steps` timed ones
@@ -48,23 +57,27 @@ def _measure(name: str, steps: int, val_records: int, n_classes: int, seed: int 
     X = rng.normal(0.0, 0.3, size=(n_train + val_records, 12, 1000)).astype(np.float32)
     Y = (rng.random((len(X), n_classes)) < 0.05).astype(np.float32)
     torch.manual_seed(seed)
-    model = models.build(name, 12, n_classes)
+    scaler = GlobalStandardScaler(0.0, 0.3)
+    model = _trainable(cfg, models.build(name, 12, n_classes), scaler)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     step_times: list[float] = []  # after every optimizer step: consecutive differences are whole steps
     cpu_times: list[float] = []  # the same in this process's CPU time (all its threads)
     handle = register_optimizer_step_post_hook(
-        lambda *_: (step_times.append(time.perf_counter()), cpu_times.append(time.process_time()))
+        lambda *_: (sync(), step_times.append(time.perf_counter()), cpu_times.append(time.process_time()))
     )
-    res = fit(
-        model,
-        X,
-        Y,
-        np.arange(n_train),
-        np.arange(n_train, len(X)),
-        config=cfg,
-        stages=resolve_stages(cfg),
-        scaler=GlobalStandardScaler(0.0, 0.3),
-        progress=False,
-    )
+    with _deterministic(cfg.deterministic, torch.device(args.device)):  # as train_run trains
+        res = fit(
+            model,
+            X,
+            Y,
+            np.arange(n_train),
+            np.arange(n_train, len(X)),
+            config=cfg,
+            stages=resolve_stages(cfg),
+            scaler=scaler,
+            device=args.device,
+            progress=False,
+        )
     handle.remove()
     row = res.history[0]
     train_s = row["seconds"] - row["val_seconds"]
@@ -101,21 +114,24 @@ def main() -> int:
         help="torch threads (0: torch's default). On a shared machine 1 thread and the CPU seconds "
         "per step are the robust figure: oversubscribed threads wait on each other",
     )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (a GPU: steps end with a synchronisation)")
+    ap.add_argument("--batch-size", type=int, default=128, help="records per training step")
+    ap.add_argument("--ssl", help="time the [ssl] objective of this method (contrastive, masked) instead of BCE")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for name in args.models:
-        r = _measure(name, args.steps, args.val_records, args.classes)
-        steps_per_epoch = args.train_records // 128
+        r = _measure(name, args.steps, args.val_records, args.classes, args)
+        steps_per_epoch = args.train_records // args.batch_size
         r["epoch_seconds"] = (
             steps_per_epoch * r["seconds_per_step_median"] + args.all_val_records * r["val_seconds_per_record"]
         )
         r[f"run_hours_{args.epochs}_epochs"] = args.epochs * r["epoch_seconds"] / 3600
         rows.append(r)
         print(
-            f"{name}: {r['params']:,} parameters; {r['seconds_per_step_median']:.2f} s per step of 128 "
+            f"{name}: {r['params']:,} parameters; {r['seconds_per_step_median']:.3f} s per step of {args.batch_size} "
             f"(median of {args.steps}; CPU {r['cpu_seconds_per_step_median']:.2f} s); validation {r['val_seconds_per_record'] * 1000:.0f} ms per record; "
             f"epoch ≈ {r['epoch_seconds'] / 60:.1f} min; {args.epochs} epochs ≈ "
             f"{r[f'run_hours_{args.epochs}_epochs']:.1f} h",

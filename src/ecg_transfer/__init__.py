@@ -30,7 +30,6 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
 
 if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
     from .api import (
-        Explained as Explained,
         explain as explain,
         finetune as finetune,
         predict as predict,
@@ -47,11 +46,12 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
     from .inference.predict import Predictor as Predictor
     from .inference.modelcard import write_model_card as write_model_card
     from .inference.export import export_model as export_model
+    from .inference.explain import Explained as Explained
 else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(
         __name__,
         {
-            "api": ("Explained", "explain", "finetune", "predict", "pretrain", "standalone", "train"),
+            "api": ("explain", "finetune", "predict", "pretrain", "standalone", "train"),
             "settings": ("RunConfig", "load_config"),
             "datasets.registry": ("open_dataset",),
             "datasets.summary": ("format_summary", "summarise"),
@@ -61,5 +61,6 @@ else:  # what runs: the same names, imported on first use (tests/test_lazy_impor
             "inference.predict": ("Predictor",),
             "inference.modelcard": ("write_model_card",),
             "inference.export": ("export_model",),
+            "inference.explain": ("Explained",),
         },
     )

@@ -15,16 +15,15 @@ post-run step.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, RecordError
+from .errors import ConfigError
 from .settings import RunConfig, load_config
 
 if TYPE_CHECKING:
     from .datasets.base import RecordProblem
-    from .inference.explain import Explanation
+    from .inference.explain import Explained
     from .inference.predict import PredictionResult
     from .training.run import RunResult
 
@@ -58,6 +57,7 @@ def train(
     ``torchrun`` every process calls it; rank 0 builds the signal cache first and writes the run.
     ``on_data`` (rank 0) is given the loaded data before training, e.g. to say what it holds.
     """
+    from .training.data import load_training_data
     from .training.distributed import init_from_env, is_main_process, main_process_first
     from .training.run import train_run
 
@@ -65,7 +65,7 @@ def train(
     if config.ssl is not None and init_from is not None:
         raise ConfigError("a config with an [ssl] table pre-trains from random weights: drop init_from")
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
-        data, labels = _training_data(config, progress=progress and is_main_process())
+        data, labels = load_training_data(config, progress=progress and is_main_process())
     if on_data is not None and is_main_process():
         on_data(data)
     result = train_run(
@@ -86,23 +86,6 @@ def train(
 
         write_model_card_after_run(result.run_dir)
     return result
-
-
-def _training_data(config: RunConfig, *, progress: bool) -> tuple[Any, list[str]]:
-    """The arrays ``train_run`` needs: the ``[ssl]`` sets' unlabelled train/val records, or the
-    ``[task]`` table's labelled, split records; and the label names (none for ``[ssl]``)."""
-    if config.ssl is not None:
-        from .training.ssl import load_ssl_data
-
-        return load_ssl_data(config, progress=progress), []
-    if config.task is None:
-        raise ConfigError(
-            "the config has no [task] table: it must name the data to train on (see docs/configuration.md)"
-        )
-    from .datasets.task import load_task
-
-    data = load_task(config.task, config.fs, progress=progress)
-    return data, data.label_names
 
 
 def _from_scratch(command: str, config: ConfigLike) -> RunConfig:
@@ -165,16 +148,6 @@ def predict(
     return result
 
 
-@dataclass
-class Explained:
-    """What :func:`explain` found: per record, one :class:`~ecg_transfer.inference.Explanation` per
-    label; the records that could not be used, named with why; the files written (with ``out``)."""
-
-    explanations: dict[str, list[Explanation]] = field(default_factory=dict)
-    errors: list[RecordProblem] = field(default_factory=list)
-    files: dict[str, list[Path]] = field(default_factory=dict)
-
-
 def explain(
     run_dir: str | Path,
     inputs: Sequence[str | Path],
@@ -191,32 +164,11 @@ def explain(
     ``method`` ``"ig"`` (integrated gradients, ``steps`` points) or ``"gradcam"``, for ``labels``
     (default: each record's ``top`` most probable). ``out``: also write a JSON per record and a
     PNG per record and label. Needs captum (``pip install 'ecg-transfer[explain]'``)."""
-    from .datasets.base import RecordProblem
-    from .inference.explain import explain_record, write_explanation
-    from .inference.inputs import iter_inputs
-    from .inference.predict import Predictor
+    from .inference.explain import explain_inputs
 
-    predictor = Predictor.from_run(run_dir, threshold=None)
-    leads = predictor.leads or tuple(f"lead {i + 1}" for i in range(predictor.n_leads))
-    found = Explained()
-    for rec in iter_inputs(inputs, fs=fs, n_leads=predictor.n_leads):
-        try:
-            if isinstance(rec, RecordProblem):
-                raise RecordError(rec.record, rec.problem)
-            x = predictor.prepare(rec)
-        except RecordError as exc:
-            found.errors.append(RecordProblem(exc.record, exc.problem))
-            if on_error is not None:
-                on_error(found.errors[-1])
-            continue
-        found.explanations[rec.record_id] = explain_record(
-            predictor.loaded, x, labels, method=method, steps=steps, top=top
-        )
-        if out is not None:
-            found.files[rec.record_id] = write_explanation(
-                out, rec.record_id, x, predictor.fs, leads, found.explanations[rec.record_id]
-            )
-    return found
+    return explain_inputs(
+        run_dir, inputs, labels=labels, method=method, steps=steps, top=top, fs=fs, out=out, on_error=on_error
+    )
 
 
-__all__ = ["ConfigLike", "Explained", "explain", "finetune", "predict", "pretrain", "standalone", "train"]
+__all__ = ["ConfigLike", "explain", "finetune", "predict", "pretrain", "standalone", "train"]

@@ -33,7 +33,9 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
         load_exported as load_exported,
     )
     from .explain import (
+        Explained as Explained,
         Explanation as Explanation,
+        explain_inputs as explain_inputs,
         explain_record as explain_record,
         write_explanation as write_explanation,
     )
@@ -46,7 +48,7 @@ else:  # what runs: the same names, imported on first use (tests/test_lazy_impor
             "inputs": ("RawRecord", "iter_inputs", "read_record"),
             "thresholds": ("Thresholds", "choose_thresholds", "run_thresholds"),
             "export": ("export_model", "exported_record_probs", "load_exported"),
-            "explain": ("Explanation", "explain_record", "write_explanation"),
+            "explain": ("Explained", "Explanation", "explain_inputs", "explain_record", "write_explanation"),
             "modelcard": ("model_card_text", "write_model_card"),
         },
     )

@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..evaluation.cli import METHODS
+
+if TYPE_CHECKING:
+    from ..datasets.base import RecordProblem
+    from .explain import Explanation
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -195,35 +200,27 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from ..datasets.base import RecordProblem
-    from ..errors import ConfigError, RecordError
-    from .explain import explain_record, write_explanation
-    from .inputs import iter_inputs
-    from .predict import Predictor
+    from .explain import explain_inputs
 
-    if args.steps < 2 or args.top < 1:
-        raise ConfigError("--steps must be >= 2 and --top >= 1")
-    predictor = Predictor.from_run(args.run_dir, threshold=None)
-    leads = predictor.leads or tuple(f"lead {i + 1}" for i in range(predictor.n_leads))
-    done, failed = 0, 0
-    for rec in iter_inputs(args.inputs, fs=args.fs, n_leads=predictor.n_leads):
-        try:
-            if isinstance(rec, RecordProblem):
-                raise RecordError(rec.record, rec.problem)
-            x = predictor.prepare(rec)
-        except RecordError as exc:
-            print(f"ecg-transfer explain: skipped {exc.record}: {exc.problem}", file=sys.stderr)
-            failed += 1
-            continue
-        explanations = explain_record(
-            predictor.loaded, x, args.labels, method=args.method, steps=args.steps, top=args.top
-        )
-        paths = write_explanation(args.out, rec.record_id, x, predictor.fs, leads, explanations)
-        print(
-            f"{rec.record_id}: "
-            + ", ".join(f"{e.label} p={e.probability:.3f}" for e in explanations)
-            + f" -> {paths[0]}"
-        )
-        done += 1
+    def skipped(problem: RecordProblem) -> None:
+        print(f"ecg-transfer explain: skipped {problem.record}: {problem.problem}", file=sys.stderr)
+
+    def explained(record_id: str, explanations: list[Explanation], paths: list[Path]) -> None:
+        labels = ", ".join(f"{e.label} p={e.probability:.3f}" for e in explanations)
+        print(f"{record_id}: {labels} -> {paths[0]}")
+
+    found = explain_inputs(
+        args.run_dir,
+        args.inputs,
+        labels=args.labels,
+        method=args.method,
+        steps=args.steps,
+        top=args.top,
+        fs=args.fs,
+        out=args.out,
+        on_error=skipped,
+        on_record=explained,
+    )
+    done, failed = len(found.explanations), len(found.errors)
     print(f"{done} record(s) explained, {failed} failed; written to {args.out}")
     return 2 if not done else (3 if failed else 0)

@@ -21,13 +21,15 @@ Methods (captum, the field's library for this; ``pip install 'ecg-transfer[expla
 
 :func:`explain_record` returns the arrays (reusable, e.g. for the report's gallery);
 :func:`write_explanation` writes a PNG of the leads with the attribution shaded on each trace and
-the numbers as JSON.
+the numbers as JSON; :func:`explain_inputs` is the loop over a run's input records that both
+``ecg-transfer explain`` and :func:`ecg_transfer.explain` run.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -36,7 +38,8 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, atomic_write_json
-from ..errors import ConfigError
+from ..datasets.base import RecordProblem
+from ..errors import ConfigError, RecordError
 
 if TYPE_CHECKING:
     from .export import WindowProbabilities
@@ -311,11 +314,68 @@ def write_explanation(
     return [json_path, *paths]
 
 
+@dataclass
+class Explained:
+    """What :func:`explain_inputs` found: per record, one :class:`Explanation` per label; the records
+    that could not be used, named with why; the files written (with ``out``)."""
+
+    explanations: dict[str, list[Explanation]] = field(default_factory=dict)
+    errors: list[RecordProblem] = field(default_factory=list)
+    files: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def explain_inputs(
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    labels: Sequence[str] | None = None,
+    method: str = "ig",
+    steps: int = DEFAULT_STEPS,
+    top: int = 3,
+    fs: float | None = None,
+    out: str | Path | None = None,
+    on_error: Callable[[RecordProblem], None] | None = None,
+    on_record: Callable[[str, list[Explanation], list[Path]], None] | None = None,
+) -> Explained:
+    """Explain every record of ``inputs`` (files or folders, as ``ecg-transfer predict`` reads them)
+    with the run in ``run_dir``; a record that cannot be read or used is kept in ``errors`` (and
+    passed to ``on_error``) and the others go on. ``out``: also write each record's JSON and PNGs.
+    ``on_record(record_id, explanations, files)`` after each record: progress for a caller that
+    prints as it goes (the CLI)."""
+    from .inputs import iter_inputs
+    from .predict import Predictor
+
+    if steps < 2 or top < 1:
+        raise ConfigError("--steps must be >= 2 and --top >= 1")
+    predictor = Predictor.from_run(run_dir, threshold=None)
+    leads = predictor.leads or tuple(f"lead {i + 1}" for i in range(predictor.n_leads))
+    found = Explained()
+    for rec in iter_inputs(inputs, fs=fs, n_leads=predictor.n_leads):
+        try:
+            if isinstance(rec, RecordProblem):
+                raise RecordError(rec.record, rec.problem)
+            x = predictor.prepare(rec)
+        except RecordError as exc:
+            found.errors.append(RecordProblem(exc.record, exc.problem))
+            if on_error is not None:
+                on_error(found.errors[-1])
+            continue
+        explanations = explain_record(predictor.loaded, x, labels, method=method, steps=steps, top=top)
+        found.explanations[rec.record_id] = explanations
+        if out is not None:
+            found.files[rec.record_id] = write_explanation(out, rec.record_id, x, predictor.fs, leads, explanations)
+        if on_record is not None:
+            on_record(rec.record_id, explanations, found.files.get(rec.record_id, []))
+    return found
+
+
 __all__ = [
     "DEFAULT_STEPS",
     "METHODS",
+    "Explained",
     "Explanation",
     "RecordProbabilities",
+    "explain_inputs",
     "explain_record",
     "explanation_json",
     "plot_explanation",

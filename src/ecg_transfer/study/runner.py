@@ -363,30 +363,11 @@ def train_in_process(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_
     """:func:`train_run` in this process, checking the run's lock after every epoch. A
     self-supervised source run (experiment 6) reads the unlabelled train/val records of its set
     (:func:`~ecg_transfer.training.ssl.load_ssl_data`: labelled or not, the test fold never)."""
-    from ..datasets.task import load_task
+    from ..settings import RunConfig
+    from ..training.data import load_training_data
     from ..training.run import train_run
 
-    check = [lambda row, model: runner.check_lock(run.key)]
-    if cfg.get("ssl") is not None:
-        from ..settings import RunConfig
-        from ..training.ssl import load_ssl_data
-
-        unlabelled = load_ssl_data(RunConfig.from_dict(cfg), progress=runner.progress)
-        runner.check_lock(run.key)
-        train_run(
-            cfg,
-            unlabelled.X,
-            unlabelled.Y,
-            unlabelled.record_ids,
-            unlabelled.splits,
-            [],
-            run_dir,
-            resume=resume,
-            progress=runner.progress,
-            callbacks=check,
-        )
-        return
-    data = load_task(cfg["task"], cfg["fs"], progress=runner.progress)
+    data, labels = load_training_data(RunConfig.from_dict(cfg), progress=runner.progress)
     runner.check_lock(run.key)
     train_run(
         cfg,
@@ -394,12 +375,12 @@ def train_in_process(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_
         data.Y,
         data.record_ids,
         data.splits,
-        data.label_names,
+        labels,
         run_dir,
         resume=resume,
-        lengths=data.lengths,
+        lengths=getattr(data, "lengths", None),
         progress=runner.progress,
-        callbacks=check,
+        callbacks=[lambda row, model: runner.check_lock(run.key)],
     )
 
 

@@ -1,0 +1,97 @@
+"""The benchmark scripts that GPU leases depend on: a lease is 15 minutes, so what they plan and
+measure must be right before the machine is asked for (benchmarks/ is not a package: loaded by path)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(model: str, step: float, val_per_record: float, batch: int) -> dict:
+    return {"model": model, "seconds_per_step_median": step, "val_seconds_per_record": val_per_record, "batch": batch}
+
+
+@pytest.mark.parametrize("left", [30.0, 300.0, 528.0, 900.0, 3000.0, 20000.0])
+@pytest.mark.parametrize("s4_step", [0.005, 0.02, 0.08])
+def test_gpu_plan_never_plans_more_than_the_safe_share_of_the_time_left(left: float, s4_step: float) -> None:
+    plan = _load("gpu_issue14_plan")
+    s4, ssl = _row("s4", s4_step, 0.003, 64), _row("xresnet1d18", 0.07, 0.0001, 128)
+    diagnostic, epochs = plan.plan(s4, ssl, left)
+    s4_run = plan.run_seconds(s4, plan.S4_EPOCHS, plan.S4_VALIDATIONS)
+    planned = (1 + diagnostic) * s4_run + epochs * plan.run_seconds(ssl, 1, 0)
+    assert diagnostic in (0, 1) and 0 <= epochs <= plan.MAX_SSL
+    assert epochs == 0 or epochs >= plan.MIN_SSL
+    if diagnostic or epochs:  # the S4 "all" run always goes; anything beside it must fit
+        assert planned <= plan.SAFETY * left + 1e-9
+
+
+def test_gpu_plan_priorities() -> None:
+    plan = _load("gpu_issue14_plan")
+    s4, ssl = _row("s4", 0.02, 0.003, 64), _row("xresnet1d18", 0.07, 0.0001, 128)
+    s4_run, ssl_epoch = plan.run_seconds(s4, 50, 12), plan.run_seconds(ssl, 1, 0)
+    # S4 all alone barely fits: nothing else
+    assert plan.plan(s4, ssl, 1.05 * s4_run / plan.SAFETY) == (0, 0)
+    # room for 30 SSL epochs but not for the diagnostic run: SSL gets it
+    assert plan.plan(s4, ssl, (s4_run + 30.5 * ssl_epoch) / plan.SAFETY) == (0, 30)
+    # room for both S4 runs and 50 SSL epochs: all three
+    assert plan.plan(s4, ssl, (2 * s4_run + 50.5 * ssl_epoch) / plan.SAFETY) == (1, 50)
+    # a long lease: the SSL run is capped
+    assert plan.plan(s4, ssl, 1e6) == (1, plan.MAX_SSL)
+
+
+def test_model_epoch_cost_times_the_ssl_objective_at_the_batch_asked(tmp_path: Path) -> None:
+    out = tmp_path / "cost.json"
+    args = ["--models", "xresnet1d18", "--ssl", "contrastive", "--batch-size", "8", "--steps", "2"]
+    args += ["--val-records", "2", "--train-records", "80", "--all-val-records", "10", "--out", str(out)]
+    proc = subprocess.run([sys.executable, str(BENCH / "model_epoch_cost.py"), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(out.read_text())
+    row = meta["rows"][0]
+    assert meta["args"]["batch_size"] == 8 and meta["args"]["ssl"] == "contrastive"
+    assert len(row["step_seconds"]) == 2  # the two timed steps, the warm-up left out
+    assert row["params"] > 300_000  # the encoder plus the SSL projection head, not the classifier alone
+    expected = 80 // 8 * row["seconds_per_step_median"] + 10 * row["val_seconds_per_record"]
+    assert row["epoch_seconds"] == pytest.approx(expected)
+    assert "per step of 8" in proc.stdout
+
+
+def test_label_efficiency_ssl_only_trains_the_ssl_run_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    le = _load("label_efficiency")
+    calls: list[tuple[str, dict, Path]] = []
+
+    def fake_run(command: str, config: dict, run_dir: Path, log: dict) -> Path:
+        calls.append((command, config, run_dir))
+        return run_dir
+
+    monkeypatch.setattr(le, "run", fake_run)
+    assert le.main(["--ssl-only", "--ssl-epochs", "7", "--out", str(tmp_path)]) == 0
+    assert [c[0] for c in calls] == ["pretrain"]
+    command, config, run_dir = calls[0]
+    assert config["epochs"] == 7 and config["ssl"] == {"method": "contrastive"}
+    assert config["task"]["test_folds"] == [10] and 10 not in config["task"]["train_folds"]
+    written = json.loads((tmp_path / "xresnet1d18" / "ssl_run.json").read_text())
+    assert written["ssl_run"] == str(run_dir) and run_dir == tmp_path / "xresnet1d18" / "ssl-contrastive"
+    assert not (tmp_path / "xresnet1d18" / "results.md").exists()
+
+
+def test_gpu_lease_script_parses() -> None:
+    proc = subprocess.run(["bash", "-n", str(BENCH / "gpu_issue14.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
