@@ -175,9 +175,14 @@ def _result_line(config: RunConfig, result: RunResult) -> str | None:
         def fmt(auc: float | None) -> str:
             return "n/a (no class with both positives and negatives)" if auc is None else f"{auc:.4f}"
 
-        return (
+        line = (
             f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}"
         )
+        scored = [r for r in result.history if r.get("val_macro_auc") is not None]
+        if config.keep == "best-val" and scored:  # the first of equal AUCs, as the loop keeps it
+            kept = max(scored, key=lambda r: (r["val_macro_auc"], -r["epoch"]))["epoch"]
+            line += f" (the weights of epoch {kept} of {len(result.history)}: best validation macro AUC)"
+        return line
     if not result.history:
         return None
     last = result.history[-1]

@@ -14,6 +14,7 @@ what is allowed. Example (every key optional)::
     batch_size = 128
     epochs = 50                   # policy none / all / linear-probe; staged policies derive it
     validate_every = 1            # validation AUC every N epochs (always after the last)
+    keep = "last"                 # or "best-val": the validated epoch of the best validation macro AUC
     seed = 0
     memory_format = "auto"        # speed only: channels-last 2-D convolutions where possible
     compile = "none"              # speed only: or default | max-autotune-no-cudagraphs (torch.compile)
@@ -506,7 +507,9 @@ class RunConfig(TopSettings):
     epochs: Annotated[int, Field(ge=1)] | None = None
     """Epochs (policy none / all / linear-probe); staged policies derive it from their stages. Always resolved to what trains."""
     validate_every: Annotated[int, Field(ge=1)] = 1
-    """Validation AUC every N epochs and after the last (no early stopping: it only feeds progress and metrics.jsonl)."""
+    """Validation AUC every N epochs and after the last (no early stopping: it feeds progress, metrics.jsonl and, with keep = best-val, the choice of epoch)."""
+    keep: Literal["last", "best-val"] = "last"
+    """Which weights the run keeps: the last epoch's (the benchmark protocol), or best-val: those of the validated epoch with the best validation macro AUC (selection on the validation folds, never the test folds; the S4 ECG work's protocol). Part of the run's definition."""
     loss: Literal["bce-with-logits"] = "bce-with-logits"
     """The loss (binary cross-entropy on logits, multi-label)."""
     grad_clip: PositiveFloat | None = None
@@ -553,6 +556,8 @@ class RunConfig(TopSettings):
             data.pop("ssl", None)
         if self.tracking.backend == "none":  # likewise for runs that track nothing
             data.pop("tracking", None)
+        if self.keep == "last":  # and for runs that keep the last epoch, as every run did before `keep`
+            data.pop("keep", None)
         return data
 
     @model_validator(mode="after")
@@ -584,6 +589,8 @@ class RunConfig(TopSettings):
     def _check_ssl(self, ssl: SslConfig) -> None:
         """What a self-supervised run cannot combine with: it starts from random weights, learns
         from raw time signals, and uses every record of the train folds."""
+        if self.keep != "last":
+            raise KeyedValueError("keep", f"{self.keep!r}, but an [ssl] run has no validation AUC to choose by")
         if self.finetune.policy != "none":
             raise KeyedValueError(
                 "finetune.policy",

@@ -283,9 +283,46 @@ def locate(epoch: int, stages: Sequence[Stage]) -> tuple[int, int]:
 class FitResult:
     history: list[dict[str, Any]]
     resumed_from_epoch: int  # 0 for a fresh start
-    # validation probabilities after the last epoch (rank 0; None if that epoch ran in an earlier
+    # validation probabilities of the kept weights (rank 0; None if their epoch ran in an earlier
     # session): the run's predictions_val.csv, so they need not be predicted twice
     final_val_probs: np.ndarray | None = None
+    kept_epoch: int | None = None  # whose weights the model holds (keep = "best-val": the best validated one)
+
+
+@dataclass
+class BestEpoch:
+    """``keep = "best-val"``: the best validated epoch so far -- its number, validation macro AUC,
+    weights (a CPU copy) and validation probabilities. It travels in the checkpoint, so a resumed
+    run still chooses among all its epochs; the first of equal AUCs is kept."""
+
+    epoch: int = 0
+    auc: float = float("-inf")
+    state: dict[str, torch.Tensor] | None = None
+    probs: np.ndarray | None = None
+
+    def offer(self, model: nn.Module, epoch: int, auc: float | None, probs: np.ndarray | None) -> None:
+        if auc is not None and auc > self.auc:
+            self.epoch, self.auc, self.probs = epoch, auc, probs
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        probs = None if self.probs is None else torch.from_numpy(np.asarray(self.probs))
+        return {"epoch": self.epoch, "auc": self.auc, "state": self.state, "probs": probs}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> "BestEpoch":
+        probs = saved.get("probs")
+        return cls(int(saved["epoch"]), float(saved["auc"]), saved["state"], None if probs is None else probs.numpy())
+
+    def restore_into(self, model: nn.Module, last_epoch: int) -> int:
+        """Load the best weights into ``model``; the epoch kept (the last one, with a warning, when no
+        validated epoch had an AUC: e.g. no validation class with positives and negatives)."""
+        if self.state is None:
+            log.warning("keep = 'best-val': no validated epoch had a macro AUC; keeping the last epoch's weights")
+            return last_epoch
+        model.load_state_dict(self.state)
+        log.info("keeping epoch %d: best validation macro AUC %.4f", self.epoch, self.auc)
+        return self.epoch
 
 
 def fit(
@@ -591,6 +628,7 @@ def _record_epoch(
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.OneCycleLR,
     gens: dict[str, torch.Generator],
+    best: BestEpoch | None = None,
 ) -> None:
     """Rank 0: the checkpoint (atomically), then the epoch's line of metrics.jsonl."""
     history.append(row)
@@ -608,6 +646,7 @@ def _record_epoch(
             "rng": capture_rng(gens),
             "history": history,
             "meta": s.meta,
+            **({} if best is None else {"best": best.to_checkpoint()}),
         },
     )
     with open(s.metrics_path, "a", encoding="utf-8") as fh:
@@ -678,6 +717,7 @@ def _fit(
     gens = make_generators(config.seed)
     model.to(s.device)
     start_epoch, history, ck = _resume_checkpoint(s, resume, gens)
+    best = _best_epoch(s, ck)
     stage_i, done_in_stage = locate(start_epoch, stages)
     net, opt, sched = model, None, None  # net: what the batches go through (DDP around the model on several processes)
     if stage_i < len(stages):
@@ -702,12 +742,29 @@ def _fit(
             val_loss, val_auc, n_cls, probs = _validate(s, epoch)
             if epoch + 1 == s.total:
                 final_val_probs = probs
+            if best is not None:
+                best.offer(model, epoch + 1, val_auc, probs)
             row = _epoch_row(epoch, stage, done_in_stage, train_loss, step_lrs, (val_loss, val_auc, n_cls), t0, t_val)
-            _record_epoch(s, row, history, stage_i, opt, sched, gens)
+            _record_epoch(s, row, history, stage_i, opt, sched, gens, best)
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_auc="n/a" if val_auc is None else f"{val_auc:.4f}")
             for cb in callbacks:
                 cb(row, model)
     finally:
         bar.close()
-    return FitResult(history=history, resumed_from_epoch=start_epoch, final_val_probs=final_val_probs)
+    kept = s.total
+    if best is not None:
+        kept, final_val_probs = (
+            best.restore_into(model, s.total),
+            best.probs if best.state is not None else final_val_probs,
+        )
+    return FitResult(history, start_epoch, final_val_probs, kept)
+
+
+def _best_epoch(s: _Setup, ck: dict[str, Any] | None) -> BestEpoch | None:
+    """The ``keep = "best-val"`` tracker (restored from a resumed run's checkpoint), or None."""
+    if s.config.keep != "best-val":
+        return None
+    if not s.val_idx.size:
+        raise ConfigError("keep = 'best-val' chooses the epoch on the validation folds, but this run has none")
+    return BestEpoch.from_checkpoint(ck["best"]) if ck is not None and "best" in ck else BestEpoch()
