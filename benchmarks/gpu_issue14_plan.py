@@ -17,7 +17,7 @@ import json
 import math
 import sys
 
-S4_EPOCHS, S4_VALIDATIONS = 50, 10 + 2  # validate_every 5, plus the final val/test predictions
+S4_EPOCHS, S4_VALIDATIONS = 50, 10 + 2  # validate_every 5, plus the test predictions and one spare (an over-estimate)
 TRAIN_RECORDS, VAL_RECORDS = 17_441, 2_193  # PTB-XL folds 1-8 and 9 (task all)
 SAFETY, MIN_SSL, FOR_DIAG_SSL, MAX_SSL = 0.8, 20, 50, 200
 

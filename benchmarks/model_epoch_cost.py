@@ -5,7 +5,7 @@
                                           [--device cuda] [--batch-size 64] [--ssl contrastive]
 
 Each model runs, one after the other in this process, :func:`ecg_transfer.training.loop.fit` for one
-epoch of ``--steps`` batches of 128 random 2.5 s crops at 100 Hz (the run config's defaults: the
+epoch of ``--steps`` batches of ``--batch-size`` (128) random 2.5 s crops at 100 Hz (the run config's defaults: the
 speed path each model gets, fused AdamW) and validates ``--val-records`` 10 s records with 2.5 s
 windows at 1.25 s stride (7 windows each), on synthetic signals of PTB-XL's shape (the arithmetic
 does not depend on the values; reading the real cache adds ~1 %, see BENCHMARKS.md). The first

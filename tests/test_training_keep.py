@@ -104,13 +104,49 @@ def test_best_val_needs_validation_records_and_labels(tmp_path, data):
         RunConfig.from_dict({"keep": "best-test"})
 
 
-def test_the_cli_says_which_epoch_a_best_val_run_kept():
-    from types import SimpleNamespace
-
+def test_the_kept_epoch_is_named_by_the_cli_and_the_model_card(tmp_path, data, scripted_auc):
     from ecg_transfer.cli import _result_line
+    from ecg_transfer.inference.modelcard import write_model_card
 
-    history = [{"epoch": e, "val_macro_auc": a} for e, a in zip(range(1, 5), [0.6, 0.9, None, 0.9])]
-    result = SimpleNamespace(run_dir="runs/x", val_macro_auc=0.9, test_macro_auc=0.8, history=history)
-    line = _result_line(RunConfig(keep="best-val"), result)
-    assert line.endswith("(the weights of epoch 2 of 4: best validation macro AUC)")  # the first of equal AUCs
-    assert "weights of epoch" not in _result_line(RunConfig(), result)
+    X, Y, ids, splits = data
+    cfg = tiny_config(epochs=4, keep="best-val")
+    result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "run", progress=False)
+    assert result.kept_epoch == 2
+    line = _result_line(RunConfig.from_dict(cfg), result)
+    assert line.endswith("(the weights of epoch 2 of 4: best validation macro AUC)")
+    card = write_model_card(tmp_path / "run", n_resamples=20).read_text()
+    assert "Kept epoch (2 of 4: best validation macro AUC)" in card and "Last epoch" not in card
+
+
+def test_kept_epoch_from_a_history():
+    from ecg_transfer.training.history import kept_epoch
+
+    history = [{"epoch": e, "val_macro_auc": a} for e, a in zip(range(1, 6), [0.6, 0.9, None, 0.9, 0.7])]
+    assert kept_epoch(history, "best-val") == 2  # the first of equal AUCs, as the loop keeps it
+    assert kept_epoch(history, "last") == 5
+    assert kept_epoch([{"epoch": 1, "val_macro_auc": None}], "best-val") == 1  # no AUC: the last
+    assert kept_epoch([], "best-val") is None
+
+
+def test_best_val_after_the_last_epoch_ran_but_before_model_pt(tmp_path, data, scripted_auc):
+    """Killed after the last epoch's checkpoint: the resume trains nothing and still keeps epoch 2."""
+    X, Y, ids, splits = data
+    cfg = tiny_config(epochs=4, keep="best-val")
+    states, snapshot = _snapshots()
+    with pytest.raises(Killed):
+        train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "run", progress=False, callbacks=[snapshot, kill_after(4)])
+    result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "run", resume=True, progress=False)
+    assert result.resumed_from_epoch == 4 and result.kept_epoch == 2
+    assert_same_state(load_state(result.model_path)["state_dict"], states[2])
+    np.testing.assert_allclose(_val_probs(tmp_path / "run"), scripted_auc[1], rtol=1e-5, atol=1e-7)
+
+
+def test_best_val_chooses_among_the_validated_epochs_only(tmp_path, data, monkeypatch):
+    script = iter([0.9, 0.7])  # epochs 2 and 4 are validated (validate_every 2)
+    monkeypatch.setattr(loop, "macro_auc", lambda y, p: (next(script), y.shape[1]))
+    X, Y, ids, splits = data
+    states, snapshot = _snapshots()
+    cfg = tiny_config(epochs=4, validate_every=2, keep="best-val")
+    result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "run", progress=False, callbacks=[snapshot])
+    assert result.kept_epoch == 2
+    assert_same_state(load_state(result.model_path)["state_dict"], states[2])

@@ -171,4 +171,14 @@ def explain(
     )
 
 
-__all__ = ["ConfigLike", "explain", "finetune", "predict", "pretrain", "standalone", "train"]
+def __getattr__(name: str) -> Any:
+    """``ecg_transfer.api.Explained`` (now :class:`ecg_transfer.inference.explain.Explained`),
+    imported on first use so that importing this module does not load torch."""
+    if name == "Explained":
+        from .inference.explain import Explained
+
+        return Explained
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ConfigLike", "Explained", "explain", "finetune", "predict", "pretrain", "standalone", "train"]

@@ -178,10 +178,8 @@ def _result_line(config: RunConfig, result: RunResult) -> str | None:
         line = (
             f"{result.run_dir}: val macro AUC {fmt(result.val_macro_auc)}, test macro AUC {fmt(result.test_macro_auc)}"
         )
-        scored = [r for r in result.history if r.get("val_macro_auc") is not None]
-        if config.keep == "best-val" and scored:  # the first of equal AUCs, as the loop keeps it
-            kept = max(scored, key=lambda r: (r["val_macro_auc"], -r["epoch"]))["epoch"]
-            line += f" (the weights of epoch {kept} of {len(result.history)}: best validation macro AUC)"
+        if config.keep == "best-val" and result.kept_epoch is not None:
+            line += f" (the weights of epoch {result.kept_epoch} of {len(result.history)}: best validation macro AUC)"
         return line
     if not result.history:
         return None

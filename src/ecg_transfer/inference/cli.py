@@ -205,7 +205,11 @@ def run_explain(args: argparse.Namespace) -> int:
     def skipped(problem: RecordProblem) -> None:
         print(f"ecg-transfer explain: skipped {problem.record}: {problem.problem}", file=sys.stderr)
 
+    done = 0  # records explained (counted as they come: two inputs may share a record id)
+
     def explained(record_id: str, explanations: list[Explanation], paths: list[Path]) -> None:
+        nonlocal done
+        done += 1
         labels = ", ".join(f"{e.label} p={e.probability:.3f}" for e in explanations)
         print(f"{record_id}: {labels} -> {paths[0]}")
 
@@ -221,6 +225,6 @@ def run_explain(args: argparse.Namespace) -> int:
         on_error=skipped,
         on_record=explained,
     )
-    done, failed = len(found.explanations), len(found.errors)
+    failed = len(found.errors)
     print(f"{done} record(s) explained, {failed} failed; written to {args.out}")
     return 2 if not done else (3 if failed else 0)

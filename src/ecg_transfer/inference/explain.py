@@ -346,7 +346,7 @@ def explain_inputs(
     from .predict import Predictor
 
     if steps < 2 or top < 1:
-        raise ConfigError("--steps must be >= 2 and --top >= 1")
+        raise ConfigError(f"explain needs steps >= 2 and top >= 1 (got steps {steps}, top {top})")
     predictor = Predictor.from_run(run_dir, threshold=None)
     leads = predictor.leads or tuple(f"lead {i + 1}" for i in range(predictor.n_leads))
     found = Explained()

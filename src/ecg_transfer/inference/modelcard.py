@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..training.history import kept_epoch
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +160,15 @@ def _training_context(config: dict[str, Any], history: list[dict[str, Any]], env
     ft = config.get("finetune") or {}
     sched = config.get("schedule") or {}
     last = None
-    if history:
-        row = history[-1]
+    if history:  # the epoch whose weights the run kept: the last, or (keep = best-val) the best validated
+        best = config.get("keep") == "best-val"
+        kept = kept_epoch(history, "best-val" if best else "last")
+        row = next((r for r in history if r.get("epoch") == kept), history[-1])
         val = row.get("val_macro_auc")
         last = {
             "epoch": row.get("epoch"),
+            "of": history[-1].get("epoch"),
+            "best_val": best,
             "train_loss": f"{row.get('train_loss', float('nan')):.4f}",
             "val_macro_auc": None if val is None else f"{val:.4f}",
         }

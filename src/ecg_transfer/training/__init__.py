@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
     )
     from .run import RunResult as RunResult, train_run as train_run
     from .data import load_training_data as load_training_data
+    from .history import kept_epoch as kept_epoch
     from .scaler import GlobalStandardScaler as GlobalStandardScaler
 else:  # what runs: the same names, imported on first use (tests/test_lazy_imports.py keeps both equal)
     __getattr__, __dir__, __all__ = lazy_exports(
@@ -56,6 +57,7 @@ else:  # what runs: the same names, imported on first use (tests/test_lazy_impor
             "predict": ("load_predictions", "predict_records", "save_predictions"),
             "run": ("RunResult", "train_run"),
             "data": ("load_training_data",),
+            "history": ("kept_epoch",),
             "scaler": ("GlobalStandardScaler",),
         },
     )

@@ -283,8 +283,8 @@ def locate(epoch: int, stages: Sequence[Stage]) -> tuple[int, int]:
 class FitResult:
     history: list[dict[str, Any]]
     resumed_from_epoch: int  # 0 for a fresh start
-    # validation probabilities of the kept weights (rank 0; None if their epoch ran in an earlier
-    # session): the run's predictions_val.csv, so they need not be predicted twice
+    # validation probabilities of the kept weights (rank 0; None when they were not predicted in this
+    # session, e.g. the last epoch ran before a resume): the run's predictions_val.csv, not predicted twice
     final_val_probs: np.ndarray | None = None
     kept_epoch: int | None = None  # whose weights the model holds (keep = "best-val": the best validated one)
 
@@ -761,10 +761,15 @@ def _fit(
     return FitResult(history, start_epoch, final_val_probs, kept)
 
 
+def check_keep(config: RunConfig, n_val: int) -> None:
+    """``keep = "best-val"`` needs validation records to choose by (refused before a run writes anything)."""
+    if config.keep == "best-val" and not n_val:
+        raise ConfigError("keep = 'best-val' chooses the epoch on the validation folds, but this run has none")
+
+
 def _best_epoch(s: _Setup, ck: dict[str, Any] | None) -> BestEpoch | None:
     """The ``keep = "best-val"`` tracker (restored from a resumed run's checkpoint), or None."""
     if s.config.keep != "best-val":
         return None
-    if not s.val_idx.size:
-        raise ConfigError("keep = 'best-val' chooses the epoch on the validation folds, but this run has none")
+    check_keep(s.config, int(s.val_idx.size))
     return BestEpoch.from_checkpoint(ck["best"]) if ck is not None and "best" in ck else BestEpoch()

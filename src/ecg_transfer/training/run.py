@@ -62,7 +62,8 @@ from ..signal import input_transform
 from .config import RESUMABLE_KEYS, RunConfig, load_config, save_config
 from .distributed import init_from_env, resolve_device
 from .finetune import check_policy, init_model, resolve_stages
-from .loop import CHECKPOINT, fit, load_checkpoint, macro_auc
+from .history import kept_epoch
+from .loop import CHECKPOINT, check_keep, fit, load_checkpoint, macro_auc
 from .modelfile import MODEL_FILE, resolve_model_path, save_model_file
 from .predict import predict_records, save_predictions
 from .scaler import GlobalStandardScaler
@@ -87,6 +88,7 @@ class RunResult:
     predictions: dict[str, Path]
     resumed_from_epoch: int | None  # None: started fresh
     world_size: int = 1  # processes that trained it; the paths exist on rank 0's machine
+    kept_epoch: int | None = None  # whose weights model.pt holds (the last, or the best validated: keep)
 
 
 def _git_info() -> dict[str, Any]:
@@ -456,6 +458,7 @@ def train_run(
 
     config, init = _with_init(config, init_from)
     check_policy(config, pretrained=init is not None)
+    check_keep(config, len(splits.get("val", ())))
     stages = resolve_stages(config)
     if finishing:  # trained already: write what the run lacks from its model.pt
         return _finish_run(config, run_dir, data, ctx)
@@ -488,6 +491,7 @@ def train_run(
         predictions=predictions,
         resumed_from_epoch=result.resumed_from_epoch if resuming else None,
         world_size=ctx.world_size,
+        kept_epoch=result.kept_epoch,
     )
 
 
@@ -522,7 +526,7 @@ def _write_outputs(
     known: Mapping[str, np.ndarray | None] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
-    with the final weights (the last epoch's validation), used instead of predicting again."""
+    with the kept weights (the validation of their epoch), used instead of predicting again."""
     label_names = data.label_names
     save_model_file(
         run_dir / MODEL_FILE,
@@ -630,6 +634,7 @@ def _finish_run(config: RunConfig, run_dir: Path, data: _RunData, ctx: Any) -> R
         predictions=predictions,
         resumed_from_epoch=len(history),
         world_size=ctx.world_size,
+        kept_epoch=kept_epoch(history, config.keep),
     )
 
 
