@@ -55,12 +55,12 @@ def test_gpu_plan_priorities() -> None:
     assert plan.plan(s4, ssl, 1e6) == (1, plan.MAX_SSL)
 
 
-def test_model_epoch_cost_times_the_ssl_objective_at_the_batch_asked(tmp_path: Path) -> None:
+def test_model_epoch_cost_times_the_ssl_objective_at_the_batch_asked(tmp_path: Path, monkeypatch, capsys) -> None:
     out = tmp_path / "cost.json"
     args = ["--models", "xresnet1d18", "--ssl", "contrastive", "--batch-size", "8", "--steps", "2"]
     args += ["--val-records", "2", "--train-records", "80", "--all-val-records", "10", "--out", str(out)]
-    proc = subprocess.run([sys.executable, str(BENCH / "model_epoch_cost.py"), *args], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setattr(sys, "argv", ["model_epoch_cost.py", *args])
+    assert _load("model_epoch_cost").main() == 0
     meta = json.loads(out.read_text())
     row = meta["rows"][0]
     assert meta["args"]["batch_size"] == 8 and meta["args"]["ssl"] == "contrastive"
@@ -68,7 +68,7 @@ def test_model_epoch_cost_times_the_ssl_objective_at_the_batch_asked(tmp_path: P
     assert row["params"] > 300_000  # the encoder plus the SSL projection head, not the classifier alone
     expected = 80 // 8 * row["seconds_per_step_median"] + 10 * row["val_seconds_per_record"]
     assert row["epoch_seconds"] == pytest.approx(expected)
-    assert "per step of 8" in proc.stdout
+    assert "per step of 8" in capsys.readouterr().out
 
 
 def test_label_efficiency_ssl_only_trains_the_ssl_run_and_nothing_else(
