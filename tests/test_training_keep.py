@@ -150,3 +150,25 @@ def test_best_val_chooses_among_the_validated_epochs_only(tmp_path, data, monkey
     result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "run", progress=False, callbacks=[snapshot])
     assert result.kept_epoch == 2
     assert_same_state(load_state(result.model_path)["state_dict"], states[2])
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A finished tiny run to fine-tune (module scope: trained before the AUCs are scripted)."""
+    from training_synth import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("source") / "run")
+
+
+def test_best_val_across_the_stages_of_a_fine_tuning_policy(tmp_path, data, pretrained, scripted_auc):
+    """head-then-all (2 + 2 epochs) from a pre-trained run: the best epoch (2) ends the head-only stage."""
+    X, Y, ids, splits = data
+    cfg = tiny_config(keep="best-val", finetune={"policy": "head-then-all", "head_epochs": 2, "all_epochs": 2})
+    states, snapshot = _snapshots()
+    result = train_run(
+        cfg, X, Y, ids, splits, LABELS, tmp_path / "run", init_from=pretrained, progress=False, callbacks=[snapshot]
+    )
+    assert len(result.history) == 4 and result.kept_epoch == 2
+    assert_same_state(load_state(result.model_path)["state_dict"], states[2])
+    with pytest.raises(AssertionError):
+        assert_same_state(states[2], states[4])  # the second stage moved the weights
