@@ -57,9 +57,8 @@ def train(
     ``torchrun`` every process calls it; rank 0 builds the signal cache first and writes the run.
     ``on_data`` (rank 0) is given the loaded data before training, e.g. to say what it holds.
     """
-    from .training.data import load_training_data
+    from .training.data import load_training_data, train_on_data
     from .training.distributed import init_from_env, is_main_process, main_process_first
-    from .training.run import train_run
 
     config = _config(config)
     if config.ssl is not None and init_from is not None:
@@ -68,19 +67,7 @@ def train(
         data, labels = load_training_data(config, progress=progress and is_main_process())
     if on_data is not None and is_main_process():
         on_data(data)
-    result = train_run(
-        config,
-        data.X,
-        data.Y,
-        data.record_ids,
-        data.splits,
-        labels,
-        run_dir,
-        resume=resume,
-        init_from=init_from,
-        lengths=getattr(data, "lengths", None),
-        progress=progress,
-    )
+    result = train_on_data(config, data, labels, run_dir, resume=resume, init_from=init_from, progress=progress)
     if model_card and is_main_process():
         from .inference.modelcard import write_model_card_after_run
 

@@ -40,6 +40,8 @@ from torch import nn
 from ..atomic import atomic_path, atomic_write_json
 from ..datasets.base import RecordProblem
 from ..errors import ConfigError, RecordError
+from .inputs import iter_inputs
+from .predict import Predictor
 
 if TYPE_CHECKING:
     from .export import WindowProbabilities
@@ -342,9 +344,6 @@ def explain_inputs(
     passed to ``on_error``) and the others go on. ``out``: also write each record's JSON and PNGs.
     ``on_record(record_id, explanations, files)`` after each record: progress for a caller that
     prints as it goes (the CLI)."""
-    from .inputs import iter_inputs
-    from .predict import Predictor
-
     if steps < 2 or top < 1:
         raise ConfigError(f"explain needs steps >= 2 and top >= 1 (got steps {steps}, top {top})")
     predictor = Predictor.from_run(run_dir, threshold=None)

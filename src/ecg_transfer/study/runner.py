@@ -364,24 +364,12 @@ def train_in_process(runner: StudyRunner, run: RunDef, cfg: dict[str, Any], run_
     self-supervised source run (experiment 6) reads the unlabelled train/val records of its set
     (:func:`~ecg_transfer.training.ssl.load_ssl_data`: labelled or not, the test fold never)."""
     from ..settings import RunConfig
-    from ..training.data import load_training_data
-    from ..training.run import train_run
+    from ..training.data import load_training_data, train_on_data
 
     data, labels = load_training_data(RunConfig.from_dict(cfg), progress=runner.progress)
     runner.check_lock(run.key)
-    train_run(
-        cfg,
-        data.X,
-        data.Y,
-        data.record_ids,
-        data.splits,
-        labels,
-        run_dir,
-        resume=resume,
-        lengths=getattr(data, "lengths", None),
-        progress=runner.progress,
-        callbacks=[lambda row, model: runner.check_lock(run.key)],
-    )
+    check = [lambda row, model: runner.check_lock(run.key)]
+    train_on_data(cfg, data, labels, run_dir, resume=resume, progress=runner.progress, callbacks=check)
 
 
 def run_study(spec: StudySpec, study_dir: str | Path | None = None, **kw: Any) -> StudyRunSummary:

@@ -7,10 +7,14 @@ study's runs), so they cannot drift apart in what a run reads.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ..datasets.task import load_task
 from ..errors import ConfigError
 from ..settings import RunConfig
+from .run import RunResult, train_run
+from .ssl.data import load_ssl_data
 
 
 def load_training_data(config: RunConfig, *, progress: bool = False) -> tuple[Any, list[str]]:
@@ -18,17 +22,22 @@ def load_training_data(config: RunConfig, *, progress: bool = False) -> tuple[An
     ``[task]``, ``lengths``) as :func:`~ecg_transfer.training.train_run` takes them; an ``[ssl]`` run
     has no labels (its test folds are never read: :func:`~ecg_transfer.training.ssl.load_ssl_data`)."""
     if config.ssl is not None:
-        from .ssl import load_ssl_data
-
         return load_ssl_data(config, progress=progress), []
     if config.task is None:
         raise ConfigError(
             "the config has no [task] table: it must name the data to train on (see docs/configuration.md)"
         )
-    from ..datasets.task import load_task
-
     data = load_task(config.task, config.fs, progress=progress)
     return data, data.label_names
 
 
-__all__ = ["load_training_data"]
+def train_on_data(
+    config: RunConfig | dict[str, Any], data: Any, label_names: list[str], run_dir: str | Path, **kw: Any
+) -> RunResult:
+    """:func:`~ecg_transfer.training.train_run` on what :func:`load_training_data` returned (``kw``:
+    ``resume``, ``init_from``, ``progress``, ``callbacks``)."""
+    X, Y, ids, splits, lengths = data.X, data.Y, data.record_ids, data.splits, getattr(data, "lengths", None)
+    return train_run(config, X, Y, ids, splits, label_names, run_dir, lengths=lengths, **kw)
+
+
+__all__ = ["load_training_data", "train_on_data"]

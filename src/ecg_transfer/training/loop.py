@@ -49,6 +49,7 @@ from .. import models
 from ..ragged import RaggedSignals, as_signals
 from ..signal import input_transform
 from .config import RunConfig
+from .history import kept_epoch
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
 from .scaler import GlobalStandardScaler
@@ -314,15 +315,15 @@ class BestEpoch:
         probs = saved.get("probs")
         return cls(int(saved["epoch"]), float(saved["auc"]), saved["state"], None if probs is None else probs.numpy())
 
-    def restore_into(self, model: nn.Module, last_epoch: int) -> int:
-        """Load the best weights into ``model``; the epoch kept (the last one, with a warning, when no
-        validated epoch had an AUC: e.g. no validation class with positives and negatives)."""
+    def restore_into(self, model: nn.Module) -> bool:
+        """Load the best weights into ``model``; False (the last epoch's weights stay, with a warning)
+        when no validated epoch had an AUC: e.g. no validation class with positives and negatives."""
         if self.state is None:
             log.warning("keep = 'best-val': no validated epoch had a macro AUC; keeping the last epoch's weights")
-            return last_epoch
+            return False
         model.load_state_dict(self.state)
         log.info("keeping epoch %d: best validation macro AUC %.4f", self.epoch, self.auc)
-        return self.epoch
+        return True
 
 
 def fit(
@@ -752,13 +753,9 @@ def _fit(
                 cb(row, model)
     finally:
         bar.close()
-    kept = s.total
-    if best is not None:
-        kept, final_val_probs = (
-            best.restore_into(model, s.total),
-            best.probs if best.state is not None else final_val_probs,
-        )
-    return FitResult(history, start_epoch, final_val_probs, kept)
+    if best is not None and best.restore_into(model):
+        final_val_probs = best.probs
+    return FitResult(history, start_epoch, final_val_probs, kept_epoch(history, config.keep))
 
 
 def check_keep(config: RunConfig, n_val: int) -> None:
