@@ -1,8 +1,9 @@
 """Data-parallel training: two CPU processes (gloo, launched by torchrun) against one process.
 
-One torchrun launch (this file doubles as the worker script) trains the tiny synthetic task four
+One torchrun launch (this file doubles as the worker script) trains the tiny synthetic task five
 ways on two ranks -- straight through, killed after epoch 2 and resumed, with per-rank BatchNorm,
-and a two-stage fine-tuning (head, then all: DDP is rebuilt when the trainable set changes) --
+a two-stage fine-tuning (head, then all: DDP is rebuilt when the trainable set changes), and
+``keep = "best-val"`` with scripted validation AUCs (every rank must keep rank 0's choice) --
 and the tests compare those runs with one-process runs of the same configs.
 
 Why the tolerance: with synchronised BatchNorm, no dropout, the same global batches and the loss
@@ -16,6 +17,7 @@ checked to land outside the tolerance, so the comparison can fail.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -44,6 +46,7 @@ from ecg_transfer.training.distributed import (
     resolve_device,
     revert_sync_batchnorm,
 )
+from ecg_transfer.training import loop
 from ecg_transfer.training.loop import batch_slices
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +75,12 @@ FINETUNE = {
     **{k: v for k, v in CONFIG.items() if k != "schedule"},
     "finetune": {"policy": "head-then-all", "head_epochs": 1, "all_epochs": 2},
 }
-RUNS = ("ddp", "ddp-resumed", "ddp-local-bn", "ddp-finetune")
+RUNS = ("ddp", "ddp-resumed", "ddp-local-bn", "ddp-finetune", "ddp-best")
+BEST = {**CONFIG, "keep": "best-val"}
+# Validation macro AUCs of epochs 1-3 by rank: rank 0's choose epoch 2 (not the last). Validation runs
+# on rank 0 alone and its AUC is broadcast, so rank 1's script is never read; a rank choosing by its
+# own AUC would keep epoch 1 and hold other weights than rank 0.
+BEST_SCRIPT = {0: [0.6, 0.9, 0.7], 1: [0.9, 0.1, 0.1]}
 # one run also mirrors its metrics to TensorBoard (tracking never changes the maths): only rank 0 may log
 HAS_TB = importlib.util.find_spec("tensorboard") is not None
 LOCAL_BN = {**CONFIG, "sync_batchnorm": False, **({"tracking": {"backend": "tensorboard"}} if HAS_TB else {})}
@@ -109,7 +117,36 @@ def worker(out: Path, pretrained: Path) -> None:
     report["ddp-finetune"] = _summary(
         train_run(FINETUNE, X, Y, ids, splits, LABELS, out / "ddp-finetune", init_from=pretrained, progress=False)
     )
+    report["ddp-best"] = _best_val_run(X, Y, ids, splits, out / "ddp-best", BEST_SCRIPT[rank])
     (out / f"rank{rank}.json").write_text(json.dumps(report))
+
+
+def _digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _best_val_run(X, Y, ids, splits, run_dir: Path, script: list[float]) -> dict:
+    """A keep = "best-val" run whose validation AUCs follow ``script``; also returns which epoch this
+    process restored and a digest of the weights it then held (run in the worker and in one process)."""
+    aucs, restored = iter(script), {}
+    restore_into = loop.BestEpoch.restore_into
+
+    def spy(best: loop.BestEpoch, model: nn.Module) -> bool:
+        done = restore_into(best, model)
+        restored.update(epoch=best.epoch, digest=_digest(model))
+        return done
+
+    saved_auc = loop.macro_auc
+    loop.macro_auc = lambda y_true, probs: (next(aucs), y_true.shape[1])
+    loop.BestEpoch.restore_into = spy  # type: ignore[method-assign]
+    try:
+        result = train_run(BEST, X, Y, ids, splits, LABELS, run_dir, progress=False)
+    finally:
+        loop.macro_auc, loop.BestEpoch.restore_into = saved_auc, restore_into  # type: ignore[method-assign]
+    return {**_summary(result), "kept_epoch": result.kept_epoch, "restored": restored, "run_dir": str(run_dir)}
 
 
 # ----- fixtures ------------------------------------------------------------------------------------
@@ -157,6 +194,7 @@ def single_runs(tmp_path_factory, pretrained):
             "finetune": train_run(
                 FINETUNE, X, Y, ids, splits, LABELS, root / "ft", init_from=pretrained, progress=False
             ),
+            "best": _best_val_run(X, Y, ids, splits, root / "best", BEST_SCRIPT[0]),
         }
     finally:
         torch.set_num_threads(threads)  # train_run sets the config's count for the process
@@ -213,6 +251,20 @@ def test_two_stage_finetuning_on_two_processes(ddp_out, single_runs):
     assert [r["stage"] for r in rows] == [r["stage"] for r in one.history] == ["head", "all", "all"]
     for r_ddp, r_one in zip(rows, one.history, strict=True):
         assert r_ddp["train_loss"] == pytest.approx(r_one["train_loss"], rel=1e-4)
+
+
+def test_best_val_on_two_processes_keeps_rank0s_choice_everywhere(ddp_out, single_runs):
+    r0, r1 = (json.loads((ddp_out / f"rank{r}.json").read_text())["ddp-best"] for r in (0, 1))
+    assert r0["kept_epoch"] == r1["kept_epoch"] == 2  # rank 0's script; rank 1's would give 1
+    assert r0["restored"]["epoch"] == r1["restored"]["epoch"] == 2
+    assert r0["restored"]["digest"] == r1["restored"]["digest"]  # the same weights on every rank
+    one = single_runs["best"]
+    assert one["kept_epoch"] == 2 and one["restored"]["epoch"] == 2
+    run_dir = ddp_out / "ddp-best"
+    diff = max(float(np.abs(_probs(run_dir, s) - _probs(Path(one["run_dir"]), s)).max()) for s in ("val", "test"))
+    assert diff < PROB_TOL, diff  # epoch 2 of two processes = epoch 2 of one
+    # and epoch 2 is not the last epoch the same config reached (run "ddp": keep = "last")
+    assert float(np.abs(_probs(run_dir, "test") - _probs(ddp_out / "ddp", "test")).max()) > 10 * PROB_TOL
 
 
 def test_per_rank_batchnorm_is_outside_the_tolerance(ddp_out, single):
