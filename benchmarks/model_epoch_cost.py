@@ -36,9 +36,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 def _measure(name: str, steps: int, val_records: int, n_classes: int, args: argparse.Namespace, seed: int = 0) -> dict:
     from ecg_transfer import models
-    from ecg_transfer.training import RunConfig, resolve_stages
-    from ecg_transfer.training.loop import fit
-    from ecg_transfer.training.run import _deterministic, _trainable
+    from ecg_transfer.training import RunConfig, deterministic_kernels, fit, resolve_stages, trainable_model
     from ecg_transfer.training.scaler import GlobalStandardScaler
 
     cfg = RunConfig.from_dict(
@@ -58,14 +56,14 @@ def _measure(name: str, steps: int, val_records: int, n_classes: int, args: argp
     Y = (rng.random((len(X), n_classes)) < 0.05).astype(np.float32)
     torch.manual_seed(seed)
     scaler = GlobalStandardScaler(0.0, 0.3)
-    model = _trainable(cfg, models.build(name, 12, n_classes), scaler)
+    model = trainable_model(cfg, models.build(name, 12, n_classes), scaler)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     step_times: list[float] = []  # after every optimizer step: consecutive differences are whole steps
     cpu_times: list[float] = []  # the same in this process's CPU time (all its threads)
     handle = register_optimizer_step_post_hook(
         lambda *_: (sync(), step_times.append(time.perf_counter()), cpu_times.append(time.process_time()))
     )
-    with _deterministic(cfg.deterministic, torch.device(args.device)):  # as train_run trains
+    with deterministic_kernels(cfg.deterministic, torch.device(args.device)):  # as train_run trains
         res = fit(
             model,
             X,

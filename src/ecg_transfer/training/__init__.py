@@ -3,7 +3,9 @@ final model, record-level predictions). Fine-tuning and training from scratch sh
 
 Entry point: :func:`train_run`. Building blocks: :class:`GlobalStandardScaler` (scaler),
 crops/windows (windows), :class:`RunConfig` (config), :func:`fit` (loop), predictions I/O
-(predict), transfer policies (finetune), ``model.pt`` I/O (modelfile).
+(predict), transfer policies (finetune), ``model.pt`` I/O (modelfile); what ``train_run`` trains
+and under which kernels (:func:`trainable_model`, :func:`deterministic_kernels`), for measurements
+that time the loop itself (benchmarks/model_epoch_cost.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name 
         predict_records as predict_records,
         save_predictions as save_predictions,
     )
-    from .run import RunResult as RunResult, train_run as train_run
+    from .run import (
+        RunResult as RunResult,
+        deterministic_kernels as deterministic_kernels,
+        train_run as train_run,
+        trainable_model as trainable_model,
+    )
     from .data import load_training_data as load_training_data
     from .history import kept_epoch as kept_epoch
     from .scaler import GlobalStandardScaler as GlobalStandardScaler
@@ -55,7 +62,7 @@ else:  # what runs: the same names, imported on first use (tests/test_lazy_impor
             "loop": ("Stage", "TrainingDivergedError", "fit", "macro_auc"),
             "modelfile": ("LoadedModel", "load_model_file", "save_model_file"),
             "predict": ("load_predictions", "predict_records", "save_predictions"),
-            "run": ("RunResult", "train_run"),
+            "run": ("RunResult", "deterministic_kernels", "train_run", "trainable_model"),
             "data": ("load_training_data",),
             "history": ("kept_epoch",),
             "scaler": ("GlobalStandardScaler",),

@@ -170,7 +170,7 @@ def pick_device(name: str) -> torch.device:
 
 
 @contextmanager
-def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+def deterministic_kernels(enabled: bool, device: torch.device) -> Iterator[None]:
     """Deterministic kernels for the run, the previous global settings restored afterwards.
 
     CPU kernels are already deterministic (same machine, same thread count); on CUDA, cuDNN's
@@ -357,7 +357,7 @@ def _with_init(config: RunConfig, init_from: str | Path | None) -> tuple[RunConf
     return config.replace(finetune={**config.finetune.to_dict(), "pretrained_run": str(path)}), path
 
 
-def _trainable(config: RunConfig, model: nn.Module, scaler: Any) -> nn.Module:
+def trainable_model(config: RunConfig, model: nn.Module, scaler: Any) -> nn.Module:
     """What trains: the classifier itself, or (with [ssl]) its encoder inside the SSL objective."""
     if config.ssl is None:
         return model
@@ -391,7 +391,7 @@ def _train_and_write(
     ``[tracking]`` closes the run as failed when either step fails."""
     X, Y, record_ids, splits, label_names = data
     meta = _run_meta(config, X, record_ids, splits, label_names, scaler)
-    trained = _trainable(config, model, scaler)
+    trained = trainable_model(config, model, scaler)
     with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
         epoch_callbacks = [lambda row, _: tracker.log_epoch(row), *callbacks]  # after checkpoint + metrics line
         try:
@@ -466,7 +466,7 @@ def train_run(
     device = ctx.device
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    with _deterministic(config.deterministic, device):
+    with deterministic_kernels(config.deterministic, device):
         seed_everything(config.seed)
         # an [ssl] run has no labels: its head is a one-output placeholder that fine-tuning replaces
         model, pretrained = init_model(config, X.shape[1], Y.shape[1] if config.ssl is None else 1, init)
