@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# Issue 14's GPU runs in one short lease of the `device` tool (one H200, 15 minutes in all):
-# S4 on PTB-XL at 100 Hz with the configs' own settings (configs/ptbxl_s4_all.toml and
-# configs/ptbxl_s4_diagnostic.toml: 50 epochs, fp32, the last epoch's model) and the long
-# self-supervised run of the label-efficiency benchmark (benchmarks/label_efficiency.py --ssl-only;
-# its fine-tunes, cheap at 1 % and 10 % of the labels, run afterwards on any machine).
+# Issue 14's GPU runs in one short lease of the `device` tool (one H200, 15 minutes in all).
 #
 # A lease call carries at most 64 MiB, and PTB-XL (packed as in ../shared/data) is 171 MB, so the
 # data travel in three parts, .xfer1/ .xfer2/ .xfer3/ (ignored by git), one named in `carry` per call, while
-# the machine stays warm; the last call restores the PhysioNet tree with ../shared/tools'
+# the machine stays warm; the "main" call restores the PhysioNet tree with ../shared/tools'
 # restore_ptbxl.py (every file checked against the original sha256) and runs the jobs:
 #
-#   bash benchmarks/gpu_issue14.sh pack          # here: .whl (packages the machine lacks) and .xfer_stage/part0{0,1,2}
-#   bash benchmarks/gpu_issue14.sh setup         # call 1 (carry .whl .xfer1): packages, part 1, GPU cost per step
-#   bash benchmarks/gpu_issue14.sh part          # call 2 (carry .xfer2): part 2
-#   BUDGET=S bash benchmarks/gpu_issue14.sh main # call 3 (carry .xfer3): part 3, restore, cache, the runs
+#   bash benchmarks/gpu_issue14.sh pack            # here: .whl (packages the machine lacks) and .xfer_stage/part0{0,1,2}
+#   bash benchmarks/gpu_issue14.sh setup           # call 1 (carry .whl .xfer1): packages, part 1 [MEASURE=1: GPU cost per step]
+#   bash benchmarks/gpu_issue14.sh part            # call 2 (carry .xfer2): part 2
+#   BUDGET=S bash benchmarks/gpu_issue14.sh main   # call 3 (carry .xfer3): part 3, restore, cache, the jobs
+#   BUDGET=S bash benchmarks/gpu_issue14.sh resume # call 4, at once (the machine stays warm 30 s): the jobs' rest
 #
-# "main" sizes the self-supervised run to the time left (from the per-step costs "setup" measured),
-# stops every job at its deadline (BUDGET seconds after the call began: keep it under the device time
-# left) and packs each run directory (no checkpoints) and its log into $OUT as soon as it ends.
+# JOBS (for main and resume; all run at once on the one GPU, each to the call's deadline):
+#   s4_all_best s4_diagnostic_best s4_all_const   benchmarks/s4_variants.py: the committed S4 configs
+#                                                 keeping the best fold-9 epoch; s4_all_const: constant lr
+#   s4_all s4_diagnostic                          the committed configs as they are (the first lease's runs)
+#   ssl                                           the label-efficiency SSL run (--ssl-only, SSL_EPOCHS epochs)
+#   auto                                          the first lease's plan: s4_all, then s4_diagnostic and ssl
+#                                                 as the costs "setup" measured (MEASURE=1) allow
+# default: JOBS="s4_all_best s4_diagnostic_best".
+#
+# Every job stops at the call's deadline (BUDGET seconds after the call began: keep it under the
+# device time left); a stopped run keeps its last checkpoint, and "resume" continues it (--resume)
+# in the next call. Each run directory (no checkpoints) and its log are packed into $OUT when the
+# job ends.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?stage: pack, setup, part or main}
@@ -50,6 +57,7 @@ setup)
   dev=${DRY_RUN:+cpu} steps=${DRY_RUN:+2}
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, pydantic, wfdb, ecg_transfer; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+  [ -n "${MEASURE:-}" ] || { say "setup done (no cost measurement: MEASURE unset)"; exit 0; }
   python3 benchmarks/model_epoch_cost.py --device ${dev:-cuda} --batch-size 64 --models s4 xresnet1d101 --steps ${steps:-20} \
     --val-records 256 --out /tmp/cost_s4.json || exit 1
   python3 benchmarks/model_epoch_cost.py --device ${dev:-cuda} --batch-size 128 --models xresnet1d18 --ssl contrastive \
@@ -60,37 +68,53 @@ setup)
 part)
   take_part
   ;;
-main)
-  take_part
+main | resume)
   budget=${BUDGET:-560} # seconds for this call; its limit is 600
-  cat $XFER/part0* >$XFER/bundle.tar && (cd $XFER && md5sum -c bundle.md5) || exit 1
-  rm $XFER/part0*
-  mkdir -p /tmp/restore && tar -xf $XFER/bundle.tar -C /tmp/restore && tar -xJf /tmp/restore/small.tar.xz -C /tmp/restore
-  mv /tmp/restore/ptbxl-records100.sig.xz /tmp/restore/shared/data/ptbxl/
-  python3 /tmp/restore/shared/tools/restore_ptbxl.py /tmp/ptbxl_root || exit 1
-  say "PTB-XL restored"
-  mkdir -p data runs/gpu && rm -rf data/ptbxl && ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
-  python3 -m ecg_transfer data cache --dataset ptbxl --root data/ptbxl --no-progress || exit 1
-  say "cache built"
+  if [ "$stage" = main ]; then
+    take_part
+    cat $XFER/part0* >$XFER/bundle.tar && (cd $XFER && md5sum -c bundle.md5) || exit 1
+    rm $XFER/part0*
+    mkdir -p /tmp/restore && tar -xf $XFER/bundle.tar -C /tmp/restore && tar -xJf /tmp/restore/small.tar.xz -C /tmp/restore
+    mv /tmp/restore/ptbxl-records100.sig.xz /tmp/restore/shared/data/ptbxl/
+    python3 /tmp/restore/shared/tools/restore_ptbxl.py /tmp/ptbxl_root || exit 1
+    say "PTB-XL restored"
+    mkdir -p data && rm -rf data/ptbxl && ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
+    python3 -m ecg_transfer data cache --dataset ptbxl --root data/ptbxl --no-progress || exit 1
+    say "cache built"
+  else # the working tree is fresh on every call: the runs live in /tmp/gpu_runs, kept while the machine is warm
+    [ -d /tmp/ptbxl_root/ptbxl ] && [ -d /tmp/gpu_runs ] || { say "nothing to resume: the machine was not kept warm"; exit 1; }
+    mkdir -p data && rm -rf data/ptbxl && ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
+  fi
+  mkdir -p /tmp/gpu_runs runs && { [ ! -L runs/gpu ] || rm runs/gpu; }
+  [ ! -e runs/gpu ] || { say "runs/gpu exists and is not this script's link: move it away first"; exit 1; }
+  ln -s /tmp/gpu_runs runs/gpu
+  python3 benchmarks/s4_variants.py /tmp/s4_variants >/dev/null || exit 1
   left=$((budget - ($(date +%s) - T0) - 25))
-  read -r diag ssl_epochs < <(python3 benchmarks/gpu_issue14_plan.py /tmp/cost_s4.json /tmp/cost_ssl.json $left)
-  say "left ${left} s: S4 diagnostic too: ${diag}; SSL epochs: ${ssl_epochs}"
-  export OMP_NUM_THREADS=5
+  jobs_wanted=${JOBS:-s4_all_best s4_diagnostic_best}
+  if [ "$jobs_wanted" = auto ]; then
+    read -r diag ssl_epochs < <(python3 benchmarks/gpu_issue14_plan.py /tmp/cost_s4.json /tmp/cost_ssl.json $left)
+    jobs_wanted="s4_all$([ "$diag" = 1 ] && echo " s4_diagnostic")$([ "$ssl_epochs" -gt 0 ] && echo " ssl")"
+    SSL_EPOCHS=$ssl_epochs
+  fi
+  say "left ${left} s: jobs ${jobs_wanted}"
+  export OMP_NUM_THREADS=$((16 / $(wc -w <<<"$jobs_wanted")))
+  resume=$([ "$stage" = resume ] && echo --resume)
   job() { # NAME COMMAND...: runs until the deadline, then packs its run directory into $OUT at once
     local name=$1 && shift
-    (timeout $left "$@" >"$OUT/$name.log" 2>&1; echo "exit $?" >>"$OUT/$name.log"
+    (timeout $left "$@" >>"$OUT/$name.log" 2>&1; echo "exit $?" >>"$OUT/$name.log"
       tar -czf "$OUT/$name.tar.gz" --exclude=checkpoint.pt --exclude='*.lock' "runs/gpu/$name") &
   }
-  job s4_all python3 -m ecg_transfer train configs/ptbxl_s4_all.toml --run-dir runs/gpu/s4_all --no-progress
-  if [ "$diag" = 1 ]; then
-    job s4_diagnostic python3 -m ecg_transfer train configs/ptbxl_s4_diagnostic.toml --run-dir runs/gpu/s4_diagnostic --no-progress
-  fi
-  if [ "$ssl_epochs" -gt 0 ]; then
-    job le python3 benchmarks/label_efficiency.py --root data/ptbxl --out runs/gpu/le --ssl-epochs "$ssl_epochs" --ssl-only
-  fi
+  for name in $jobs_wanted; do
+    case $name in
+    s4_all | s4_diagnostic) job $name python3 -m ecg_transfer train configs/ptbxl_$name.toml --run-dir runs/gpu/$name --no-progress $resume ;;
+    s4_*) job $name python3 -m ecg_transfer train /tmp/s4_variants/$name.json --run-dir runs/gpu/$name --no-progress $resume ;;
+    ssl) job ssl python3 benchmarks/label_efficiency.py --root data/ptbxl --out runs/gpu/ssl --ssl-epochs "${SSL_EPOCHS:?SSL_EPOCHS}" --ssl-only ;;
+    *) say "unknown job: $name" && exit 2 ;;
+    esac
+  done
   while [ -n "$(jobs -r)" ]; do
     sleep 5
-    [ $((SECONDS % 30)) -lt 5 ] && say "$(for f in runs/gpu/*/metrics.jsonl runs/gpu/le/*/*/metrics.jsonl; do [ -f "$f" ] && echo -n "$(dirname "$f" | xargs basename): $(wc -l <"$f") epochs; "; done)"
+    [ $((SECONDS % 30)) -lt 5 ] && say "$(for f in runs/gpu/*/metrics.jsonl runs/gpu/ssl/*/*/metrics.jsonl; do [ -f "$f" ] && echo -n "$(dirname "$f" | xargs basename): $(wc -l <"$f") epochs; "; done)"
   done
   say "jobs ended"
   tail -n 25 "$OUT"/*.log

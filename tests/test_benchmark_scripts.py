@@ -95,3 +95,38 @@ def test_label_efficiency_ssl_only_trains_the_ssl_run_and_nothing_else(
 def test_gpu_lease_script_parses() -> None:
     proc = subprocess.run(["bash", "-n", str(BENCH / "gpu_issue14.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_s4_variants_change_only_what_they_name(tmp_path: Path) -> None:
+    """The next lease's S4 configs: the committed recipe plus the keep/validation/schedule changes,
+    nothing else (a stray change would make the comparison with the first lease's runs meaningless)."""
+    variants = _load("s4_variants")
+    from ecg_transfer.settings.run import load_config
+
+    assert variants.main([str(tmp_path)]) == 0
+    for name, (base_file, changes, schedule) in variants.VARIANTS.items():
+        written = load_config(tmp_path / f"{name}.json").to_dict()
+        base = load_config(BENCH.parent / base_file).to_dict()
+        assert changes == {"keep": "best-val", "validate_every": 2}
+        assert {k: written.pop(k) for k in changes} == changes
+        assert {k: written["schedule"][k] for k in schedule} == schedule
+        for k in changes:
+            base.pop(k, None)
+        written["schedule"] = {k: v for k, v in written["schedule"].items() if k not in schedule}
+        base["schedule"] = {k: v for k, v in base["schedule"].items() if k not in schedule}
+        assert written == base, name
+    const = load_config(tmp_path / "s4_all_const.json")
+    import torch
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = const.schedule
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, s.max_lr, total_steps=50, pct_start=s.pct_start, div_factor=s.div_factor,
+        final_div_factor=s.final_div_factor, base_momentum=s.base_momentum, max_momentum=s.max_momentum,
+    )  # fmt: skip
+    seen = []
+    for _ in range(49):
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]))
+        opt.step()
+        sched.step()
+    assert {round(lr, 12) for lr, _ in seen} == {1e-3} and {b for _, b in seen} == {0.9}  # constant
