@@ -33,6 +33,11 @@ export CUBLAS_WORKSPACE_CONFIG=:4096:8 # deterministic cuBLAS (runs are determin
 XFER=/tmp/xfer
 T0=$(date +%s)
 say() { echo "[gpu_issue14 $(($(date +%s) - T0)) s] $*"; }
+link_data() { # data/ptbxl -> the restored tree (never over a real folder: this runs on a lease's copy)
+  mkdir -p data && { [ ! -L data/ptbxl ] || rm data/ptbxl; }
+  [ ! -e data/ptbxl ] || { say "data/ptbxl exists and is not a link: run this on the lease's copy"; return 1; }
+  ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
+}
 take_part() { mkdir -p $XFER && mv .xfer[0-9]/* $XFER/ && ls -l $XFER; } # the part this call carried
 
 case $stage in
@@ -78,12 +83,12 @@ main | resume)
     mv /tmp/restore/ptbxl-records100.sig.xz /tmp/restore/shared/data/ptbxl/
     python3 /tmp/restore/shared/tools/restore_ptbxl.py /tmp/ptbxl_root || exit 1
     say "PTB-XL restored"
-    mkdir -p data && rm -rf data/ptbxl && ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
+    link_data || exit 1
     python3 -m ecg_transfer data cache --dataset ptbxl --root data/ptbxl --no-progress || exit 1
     say "cache built"
   else # the working tree is fresh on every call: the runs live in /tmp/gpu_runs, kept while the machine is warm
     [ -d /tmp/ptbxl_root/ptbxl ] && [ -d /tmp/gpu_runs ] || { say "nothing to resume: the machine was not kept warm"; exit 1; }
-    mkdir -p data && rm -rf data/ptbxl && ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
+    link_data || exit 1
   fi
   mkdir -p /tmp/gpu_runs runs && { [ ! -L runs/gpu ] || rm runs/gpu; }
   [ ! -e runs/gpu ] || { say "runs/gpu exists and is not this script's link: move it away first"; exit 1; }

@@ -419,3 +419,32 @@ def test_experiment_6_plans_each_strategy_and_backbone_and_shares_runs():
         spec_from_dict(minimal(experiments={"strategy": {"strategies": ["none", "supervised:everything"]}}))
     with pytest.raises(ConfigError, match=r"experiments\.strategy\.ssl"):
         spec_from_dict(minimal(experiments={"strategy": {"enabled": True, "strategies": ["self-supervised"]}}))
+
+
+def test_a_study_keeps_the_best_validated_epoch_where_a_run_can():
+    """keep = "best-val" reaches a study's supervised pre-training and from-scratch runs through
+    [source] run and model_runs; the self-supervised pre-training (no validation AUC) keeps its last
+    epoch instead of refusing the whole plan."""
+    spec = spec_from_dict(
+        minimal(
+            study={"seeds": [0], "protocols": ["seed18"]},
+            source={"run": {"keep": "best-val"}},
+            experiments={
+                "target_share": {"shares": [10], "repeats": 1, "fixed_test": False},
+                "strategy": {
+                    "enabled": True,
+                    "strategies": ["none", "supervised:diagnostic", "self-supervised"],
+                    "models": ["s4"],
+                    "shares": [10],
+                    "ssl": {"method": "contrastive"},
+                    "model_runs": {"s4": {"keep": "best-val"}},
+                },
+            },
+        )
+    )
+    by_name = {u["name"]: r for r in plan_study(spec) for u in r.uses}
+    assert by_name["pretrain/diagnostic/fs500/share100/time"].config["keep"] == "best-val"
+    assert by_name["exp6/s4/supervised:diagnostic/pretrain"].config["keep"] == "best-val"
+    assert by_name["exp6/s4/none/share10/repeat0/seed18/standalone/s0"].config["keep"] == "best-val"
+    ssl = by_name["exp6/s4/self-supervised/pretrain"].config
+    assert ssl["ssl"]["method"] == "contrastive" and "keep" not in ssl  # the default, "last"

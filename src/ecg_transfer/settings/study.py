@@ -112,7 +112,7 @@ class SourceSection(Settings):
     batch_size: Annotated[int, Field(ge=2)] = 128
     """Records per batch."""
     run: PlainTable = Field(default_factory=dict)
-    """Extra run-config keys of every pre-training run (checked when the plan is built)."""
+    """Extra run-config keys of every pre-training run (checked when the plan is built), e.g. {keep = "best-val"} (which a self-supervised pre-training, with no validation AUC, leaves out: it keeps its last epoch)."""
 
 
 class TargetSection(Settings):
@@ -237,7 +237,8 @@ class StrategyExperiment(Settings):
     """The [ssl] table of the self-supervised pre-training (see the run config reference)."""
     model_runs: dict[str, PlainTable] = Field(default_factory=dict)
     """Extra run-config keys per backbone for its pre-training and from-scratch runs, e.g.
-    {s4 = {batch_size = 64, schedule = {max_lr = 0.001}}} (fine-tuned runs use [finetune])."""
+    {s4 = {batch_size = 64, schedule = {max_lr = 0.001}, keep = "best-val"}} (fine-tuned runs use
+    [finetune]; a self-supervised pre-training leaves keep out: it keeps its last epoch)."""
 
     @model_validator(mode="after")
     def _known_models(self) -> "StrategyExperiment":

@@ -181,8 +181,9 @@ class _Planner:
             **copy.deepcopy(src["run"]),
             **copy.deepcopy(extra or {}),
         }
-        if ssl:
-            cfg["ssl"] = copy.deepcopy(ssl)
+        if ssl:  # no validation AUC to choose an epoch by: a self-supervised run keeps its last epoch,
+            cfg["ssl"] = copy.deepcopy(ssl)  # whatever keep the supervised pre-training runs were given
+            cfg.pop("keep", None)
         name = f"pretrain/{'ssl' if ssl else labels}/fs{_num(fs)}/share{_num(100 * fraction)}/{inp}"
         if epochs != src["epochs"]:
             name += f"/{epochs}ep"
