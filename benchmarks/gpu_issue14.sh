@@ -3,31 +3,36 @@
 #
 # A lease call carries at most 64 MiB, and PTB-XL (packed as in ../shared/data) is 171 MB, so the
 # data travel in three parts, .xfer1/ .xfer2/ .xfer3/ (ignored by git), one named in `carry` per call, while
-# the machine stays warm; the "main" call restores the PhysioNet tree with ../shared/tools'
-# restore_ptbxl.py (every file checked against the original sha256) and runs the jobs:
+# the machine stays warm (30 s between calls; /tmp is kept only while it is):
 #
-#   bash benchmarks/gpu_issue14.sh pack            # here: .whl (packages the machine lacks) and .xfer_stage/part0{0,1,2}
-#   bash benchmarks/gpu_issue14.sh setup           # call 1 (carry .whl .xfer1): packages, part 1 [MEASURE=1: GPU cost per step]
-#   bash benchmarks/gpu_issue14.sh part            # call 2 (carry .xfer2): part 2
-#   BUDGET=S bash benchmarks/gpu_issue14.sh main   # call 3 (carry .xfer3): part 3, restore, cache, the jobs
-#   BUDGET=S bash benchmarks/gpu_issue14.sh resume # call 4, at once (the machine stays warm 30 s): the jobs' rest
+#   bash benchmarks/gpu_issue14.sh pack           # here, not on the device: .whl (packages the machine
+#                                                 # lacks) and .xfer_stage/part0{0,1,2}
+#   bash benchmarks/gpu_issue14.sh setup          # call 1 (carry .whl .xfer1): packages, part 1
+#                                                 #   [MEASURE=1: the GPU's cost per step, for JOBS=auto]
+#   bash benchmarks/gpu_issue14.sh part           # call 2 (carry .xfer2): part 2
+#   bash benchmarks/gpu_issue14.sh main           # call 3 (carry .xfer3): part 3, PTB-XL restored with
+#                                                 #   ../shared/tools' restore_ptbxl.py (every file checked
+#                                                 #   against its sha256), the cache [and JOBS, if given]
+#   BUDGET=S bash benchmarks/gpu_issue14.sh run   # call 4, at once: JOBS to the call's deadline
+#   BUDGET=S bash benchmarks/gpu_issue14.sh run   # any later call: continues what a deadline stopped
 #
-# JOBS (for main and resume; all run at once on the one GPU, each to the call's deadline):
+# JOBS (all at once on the one GPU; at most 4; checked by benchmarks/gpu_jobs.py before any starts):
 #   s4_all_best s4_diagnostic_best s4_all_const   benchmarks/s4_variants.py: the committed S4 configs
 #                                                 keeping the best fold-9 epoch; s4_all_const: constant lr
 #   s4_all s4_diagnostic                          the committed configs as they are (the first lease's runs)
-#   ssl                                           the label-efficiency SSL run (--ssl-only, SSL_EPOCHS epochs)
+#   ssl                                           the label-efficiency SSL run (--ssl-only; SSL_EPOCHS epochs)
 #   auto                                          the first lease's plan: s4_all, then s4_diagnostic and ssl
 #                                                 as the costs "setup" measured (MEASURE=1) allow
-# default: JOBS="s4_all_best s4_diagnostic_best".
+# default for "run": JOBS="s4_all_best s4_diagnostic_best".
 #
-# Every job stops at the call's deadline (BUDGET seconds after the call began: keep it under the
-# device time left); a stopped run keeps its last checkpoint, and "resume" continues it (--resume)
-# in the next call. Each run directory (no checkpoints) and its log are packed into $OUT when the
-# job ends.
+# Every job stops at the call's deadline (BUDGET seconds after the call began; keep it under the
+# device time left). The first job is protected: when, beside the others, it would not finish in
+# time, the others are stopped (their checkpoints stay for a later call). A stopped run keeps its last
+# checkpoint and "run" continues it (--resume). Each run directory (no checkpoints) and its log are
+# packed into $OUT when the job ends.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?stage: pack, setup, part or main}
+stage=${1:?stage: pack, setup, part, main or run}
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD/src ECG_TRANSFER_CACHE=/tmp/ecg-cache
 export CUBLAS_WORKSPACE_CONFIG=:4096:8 # deterministic cuBLAS (runs are deterministic = true)
 XFER=/tmp/xfer
@@ -37,6 +42,56 @@ link_data() { # data/ptbxl -> the restored tree (never over a real folder: this 
   mkdir -p data && { [ ! -L data/ptbxl ] || rm data/ptbxl; }
   [ ! -e data/ptbxl ] || { say "data/ptbxl exists and is not a link: run this on the lease's copy"; return 1; }
   ln -s /tmp/ptbxl_root/ptbxl data/ptbxl
+}
+link_runs() { # runs/gpu -> /tmp/gpu_runs, where the runs outlive a call while the machine is warm
+  mkdir -p /tmp/gpu_runs runs && { [ ! -L runs/gpu ] || rm runs/gpu; }
+  [ ! -e runs/gpu ] || { say "runs/gpu exists and is not this script's link: move it away first"; return 1; }
+  ln -s /tmp/gpu_runs runs/gpu
+}
+job() { # NAME DEADLINE COMMAND...: runs until the deadline, then packs its run directory into $OUT at once
+  local name=$1 deadline=$2 && shift 2
+  (timeout $deadline "$@" >>"$OUT/$name.log" 2>&1; echo "exit $?" >>"$OUT/$name.log"
+    [ ! -d "runs/gpu/$name" ] || tar -czf "$OUT/$name.tar.gz" --exclude=checkpoint.pt --exclude='*.lock' "runs/gpu/$name") &
+}
+progress() {
+  for f in runs/gpu/*/metrics.jsonl runs/gpu/ssl/*/*/metrics.jsonl; do
+    [ -f "$f" ] && echo -n "$(dirname "$f" | xargs basename): $(wc -l <"$f") epochs; "
+  done
+}
+run_jobs() { # JOB...: checked first, then all at once to this call's deadline; the first is protected
+  budget=${BUDGET:-560} # seconds for this call; its limit is 600
+  link_runs || exit 1
+  python3 benchmarks/s4_variants.py /tmp/s4_variants >/dev/null || exit 1
+  local left=$((budget - ($(date +%s) - T0) - 25))
+  [ "$left" -ge 60 ] || { say "only ${left} s left in this call: no job started"; exit 1; }
+  local plan ssl_epochs wanted
+  plan=$(python3 benchmarks/gpu_jobs.py resolve --left $left --state /tmp/gpu_runs/jobs.json \
+    --ssl-epochs "${SSL_EPOCHS:-0}" "$@") || exit 1
+  read -r ssl_epochs wanted <<<"$plan"
+  say "left ${left} s: jobs ${wanted}"
+  export OMP_NUM_THREADS=$((16 / $(wc -w <<<"$wanted")))
+  local t_start=$(date +%s) first=${wanted%% *} others= name
+  [ "$first" = "$wanted" ] || others=${wanted#* }
+  for name in $wanted; do
+    case $name in
+    s4_all | s4_diagnostic) job $name $left python3 -m ecg_transfer train configs/ptbxl_$name.toml --run-dir runs/gpu/$name --no-progress --resume ;;
+    s4_*) job $name $left python3 -m ecg_transfer train /tmp/s4_variants/$name.json --run-dir runs/gpu/$name --no-progress --resume ;;
+    ssl) job ssl $left python3 benchmarks/label_efficiency.py --root data/ptbxl --out runs/gpu/ssl --ssl-epochs "$ssl_epochs" --ssl-only ;;
+    esac
+  done
+  while [ -n "$(jobs -r)" ]; do
+    sleep 5
+    [ $((SECONDS % 30)) -lt 5 ] || continue
+    say "$(progress)"
+    if [ -n "$others" ] && ! python3 benchmarks/gpu_jobs.py fits runs/gpu/$first $((left - ($(date +%s) - t_start))); then
+      say "$first would not finish in time beside the others: stopping $others (checkpoints kept)"
+      for name in $others; do pkill -TERM -f -- "runs/gpu/$name " ; done
+      others=
+    fi
+  done
+  say "jobs ended"
+  tail -n 25 "$OUT"/*.log
+  ls -l "$OUT"
 }
 take_part() { mkdir -p $XFER && mv .xfer[0-9]/* $XFER/ && ls -l $XFER; } # the part this call carried
 
@@ -73,57 +128,23 @@ setup)
 part)
   take_part
   ;;
-main | resume)
-  budget=${BUDGET:-560} # seconds for this call; its limit is 600
-  if [ "$stage" = main ]; then
-    take_part
-    cat $XFER/part0* >$XFER/bundle.tar && (cd $XFER && md5sum -c bundle.md5) || exit 1
-    rm $XFER/part0*
-    mkdir -p /tmp/restore && tar -xf $XFER/bundle.tar -C /tmp/restore && tar -xJf /tmp/restore/small.tar.xz -C /tmp/restore
-    mv /tmp/restore/ptbxl-records100.sig.xz /tmp/restore/shared/data/ptbxl/
-    python3 /tmp/restore/shared/tools/restore_ptbxl.py /tmp/ptbxl_root || exit 1
-    say "PTB-XL restored"
-    link_data || exit 1
-    python3 -m ecg_transfer data cache --dataset ptbxl --root data/ptbxl --no-progress || exit 1
-    say "cache built"
-  else # the working tree is fresh on every call: the runs live in /tmp/gpu_runs, kept while the machine is warm
-    [ -d /tmp/ptbxl_root/ptbxl ] && [ -d /tmp/gpu_runs ] || { say "nothing to resume: the machine was not kept warm"; exit 1; }
-    link_data || exit 1
-  fi
-  mkdir -p /tmp/gpu_runs runs && { [ ! -L runs/gpu ] || rm runs/gpu; }
-  [ ! -e runs/gpu ] || { say "runs/gpu exists and is not this script's link: move it away first"; exit 1; }
-  ln -s /tmp/gpu_runs runs/gpu
-  python3 benchmarks/s4_variants.py /tmp/s4_variants >/dev/null || exit 1
-  left=$((budget - ($(date +%s) - T0) - 25))
-  jobs_wanted=${JOBS:-s4_all_best s4_diagnostic_best}
-  if [ "$jobs_wanted" = auto ]; then
-    read -r diag ssl_epochs < <(python3 benchmarks/gpu_issue14_plan.py /tmp/cost_s4.json /tmp/cost_ssl.json $left)
-    jobs_wanted="s4_all$([ "$diag" = 1 ] && echo " s4_diagnostic")$([ "$ssl_epochs" -gt 0 ] && echo " ssl")"
-    SSL_EPOCHS=$ssl_epochs
-  fi
-  say "left ${left} s: jobs ${jobs_wanted}"
-  export OMP_NUM_THREADS=$((16 / $(wc -w <<<"$jobs_wanted")))
-  resume=$([ "$stage" = resume ] && echo --resume)
-  job() { # NAME COMMAND...: runs until the deadline, then packs its run directory into $OUT at once
-    local name=$1 && shift
-    (timeout $left "$@" >>"$OUT/$name.log" 2>&1; echo "exit $?" >>"$OUT/$name.log"
-      tar -czf "$OUT/$name.tar.gz" --exclude=checkpoint.pt --exclude='*.lock' "runs/gpu/$name") &
-  }
-  for name in $jobs_wanted; do
-    case $name in
-    s4_all | s4_diagnostic) job $name python3 -m ecg_transfer train configs/ptbxl_$name.toml --run-dir runs/gpu/$name --no-progress $resume ;;
-    s4_*) job $name python3 -m ecg_transfer train /tmp/s4_variants/$name.json --run-dir runs/gpu/$name --no-progress $resume ;;
-    ssl) job ssl python3 benchmarks/label_efficiency.py --root data/ptbxl --out runs/gpu/ssl --ssl-epochs "${SSL_EPOCHS:?SSL_EPOCHS}" --ssl-only ;;
-    *) say "unknown job: $name" && exit 2 ;;
-    esac
-  done
-  while [ -n "$(jobs -r)" ]; do
-    sleep 5
-    [ $((SECONDS % 30)) -lt 5 ] && say "$(for f in runs/gpu/*/metrics.jsonl runs/gpu/ssl/*/*/metrics.jsonl; do [ -f "$f" ] && echo -n "$(dirname "$f" | xargs basename): $(wc -l <"$f") epochs; "; done)"
-  done
-  say "jobs ended"
-  tail -n 25 "$OUT"/*.log
-  ls -l "$OUT"
+main)
+  take_part
+  cat $XFER/part0* >$XFER/bundle.tar && (cd $XFER && md5sum -c bundle.md5) || exit 1
+  rm $XFER/part0*
+  mkdir -p /tmp/restore && tar -xf $XFER/bundle.tar -C /tmp/restore && tar -xJf /tmp/restore/small.tar.xz -C /tmp/restore
+  mv /tmp/restore/ptbxl-records100.sig.xz /tmp/restore/shared/data/ptbxl/
+  python3 /tmp/restore/shared/tools/restore_ptbxl.py /tmp/ptbxl_root || exit 1
+  say "PTB-XL restored"
+  link_data || exit 1
+  python3 -m ecg_transfer data cache --dataset ptbxl --root data/ptbxl --no-progress || exit 1
+  say "cache built"
+  [ -z "${JOBS:-}" ] || run_jobs $JOBS
+  ;;
+run)
+  [ -d /tmp/ptbxl_root/ptbxl ] || { say "no restored PTB-XL here: call main first (the machine keeps /tmp only while warm)"; exit 1; }
+  link_data || exit 1
+  run_jobs ${JOBS:-s4_all_best s4_diagnostic_best}
   ;;
 *)
   echo "unknown stage: $stage" >&2

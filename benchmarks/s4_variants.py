@@ -11,7 +11,7 @@ reported, never used):
 - ``*_best``: the same recipe, keeping the epoch with the best fold-9 macro AUC (``keep = "best-val"``),
   validated every 2nd epoch (a validation costs about a third of an epoch on the GPU; the fold-9 curve
   is flat within a few epochs of its peak);
-- ``all_const``: the S4 ECG code's schedule, a constant rate of 1e-3 (one-cycle with
+- ``s4_all_const``: the S4 ECG code's schedule, a constant rate of 1e-3 (one-cycle with
   ``div_factor = final_div_factor = 1`` and beta1 fixed at 0.9 is constant), also ``best-val``, for
   the same 50 epochs (that code trains 100).
 

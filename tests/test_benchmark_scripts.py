@@ -116,17 +116,73 @@ def test_s4_variants_change_only_what_they_name(tmp_path: Path) -> None:
         base["schedule"] = {k: v for k, v in base["schedule"].items() if k not in schedule}
         assert written == base, name
     const = load_config(tmp_path / "s4_all_const.json")
-    import torch
+    from ecg_transfer import models
+    from ecg_transfer.training import resolve_stages
+    from ecg_transfer.training.loop import configure_stage
 
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    s = const.schedule
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, s.max_lr, total_steps=50, pct_start=s.pct_start, div_factor=s.div_factor,
-        final_div_factor=s.final_div_factor, base_momentum=s.base_momentum, max_momentum=s.max_momentum,
-    )  # fmt: skip
-    seen = []
-    for _ in range(49):
-        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]))
+    stage = resolve_stages(const)[0]
+    assert stage.epochs == 50
+    opt, sched = configure_stage(models.build("xresnet1d18", 12, 3), stage, const, steps_per_epoch=2)
+    seen = set()
+    for _ in range(2 * stage.epochs):  # the schedule the loop builds for the run, step by step
+        seen |= {(round(g["lr"], 12), g["betas"][0]) for g in opt.param_groups}
         opt.step()
         sched.step()
-    assert {round(lr, 12) for lr, _ in seen} == {1e-3} and {b for _, b in seen} == {0.9}  # constant
+    assert seen == {(1e-3, 0.9)}  # a constant rate and beta1
+    base = load_config(tmp_path / "s4_all_best.json")
+    opt, _ = configure_stage(models.build("xresnet1d18", 12, 3), resolve_stages(base)[0], base, steps_per_epoch=2)
+    assert opt.param_groups[0]["lr"] < 1e-4  # one-cycle starts at max_lr / 25: the check above can fail
+
+
+def _metrics(run_dir: Path, epochs: int, seconds: list[float]) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({"epochs": epochs}))
+    rows = [{"epoch": i + 1, "seconds": s} for i, s in enumerate(seconds)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_dir
+
+
+def test_gpu_jobs_are_checked_before_any_starts(tmp_path: Path) -> None:
+    jobs = _load("gpu_jobs")
+    state, costs = tmp_path / "jobs.json", (tmp_path / "c1.json", tmp_path / "c2.json")
+    assert jobs.resolve(["s4_all_best", "s4_diagnostic_best"], 400, state, costs) == (
+        0,
+        ["s4_all_best", "s4_diagnostic_best"],
+    )
+    for bad, why in [
+        (["s4_all_bset"], "unknown job 's4_all_bset'"),
+        ([], "1 to 4 distinct jobs"),
+        (["s4_all", "s4_all"], "distinct"),
+        (["s4_all", "s4_diagnostic", "s4_all_best", "s4_diagnostic_best", "s4_all_const"], "1 to 4"),
+        (["ssl"], "SSL_EPOCHS"),
+        (["auto"], "MEASURE=1"),  # no cost files and no saved plan
+    ]:
+        state.unlink(missing_ok=True)
+        with pytest.raises(jobs.JobError, match=why):
+            jobs.resolve(bad, 400, state, costs)
+    assert jobs.resolve(["s4_all", "ssl"], 400, state, costs, ssl_epochs=30) == (30, ["s4_all", "ssl"])
+    assert jobs.main(["resolve", "--left", "400", "--state", str(state), "s4_nope"]) == 2
+
+
+def test_gpu_jobs_auto_plans_once_and_a_later_call_reuses_the_plan(tmp_path: Path) -> None:
+    jobs = _load("gpu_jobs")
+    costs = (tmp_path / "cost_s4.json", tmp_path / "cost_ssl.json")
+    for path, row in zip(costs, [_row("s4", 0.02, 0.003, 64), _row("xresnet1d18", 0.07, 0.0001, 128)]):
+        batch = row.pop("batch")
+        path.write_text(json.dumps({"args": {"batch_size": batch}, "rows": [row]}))
+    state = tmp_path / "gpu_runs" / "jobs.json"
+    ssl_epochs, planned = jobs.resolve(["auto"], 3000.0, state, costs)
+    assert planned[0] == "s4_all" and ("ssl" in planned) == (ssl_epochs > 0) and ssl_epochs > 0
+    # the next call has less time left: re-planning would shorten the SSL run, i.e. start another run
+    assert jobs.resolve(["auto"], 200.0, state, costs) == (ssl_epochs, planned)
+
+
+def test_gpu_jobs_fits_judges_a_run_by_its_last_epochs(tmp_path: Path) -> None:
+    jobs = _load("gpu_jobs")
+    run = _metrics(tmp_path / "run", 50, [30.0, 8.0, 8.0, 9.0])  # a slow first epoch, then ~8 s
+    assert jobs.seconds_to_finish(run) == pytest.approx(46 * 8.0)
+    assert jobs.main(["fits", str(run), "400"]) == 0
+    assert jobs.main(["fits", str(run), "300"]) == 1
+    assert jobs.seconds_to_finish(_metrics(tmp_path / "new", 50, [8.0])) is None  # too early to judge
+    assert jobs.main(["fits", str(tmp_path / "new"), "1"]) == 0
+    assert jobs.seconds_to_finish(_metrics(tmp_path / "done", 3, [5.0, 5.0, 5.0])) == 0
