@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "fits":
         need = seconds_to_finish(args.run_dir)
-        print("unknown" if need is None else f"{need:.0f} s needed, {args.seconds:.0f} s left", file=sys.stderr)
+        judged = "under 2 epochs: not judged yet" if need is None else f"{need:.0f} s needed, {args.seconds:.0f} s left"
+        print(f"{args.run_dir.name}: {judged}", file=sys.stderr)
         return 0 if need is None or need <= args.seconds else 1
     try:
         ssl_epochs, jobs = resolve(args.jobs, args.left, args.state, tuple(args.costs), args.ssl_epochs)
