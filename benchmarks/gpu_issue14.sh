@@ -59,12 +59,12 @@ progress() {
   done
 }
 run_jobs() { # JOB...: checked first, then all at once to this call's deadline; the first is protected
-  budget=${BUDGET:-560} # seconds for this call; its limit is 600
+  local budget=${BUDGET:-560} # seconds for this call; its limit is 600
   link_runs || exit 1
   python3 benchmarks/s4_variants.py /tmp/s4_variants >/dev/null || exit 1
   local left=$((budget - ($(date +%s) - T0) - 25))
   [ "$left" -ge 60 ] || { say "only ${left} s left in this call: no job started"; exit 1; }
-  local plan ssl_epochs wanted
+  local plan ssl_epochs wanted config
   plan=$(python3 benchmarks/gpu_jobs.py resolve --left $left --state /tmp/gpu_runs/jobs.json \
     --ssl-epochs "${SSL_EPOCHS:-0}" "$@") || exit 1
   read -r ssl_epochs wanted <<<"$plan"
@@ -74,8 +74,9 @@ run_jobs() { # JOB...: checked first, then all at once to this call's deadline; 
   [ "$first" = "$wanted" ] || others=${wanted#* }
   for name in $wanted; do
     case $name in
-    s4_all | s4_diagnostic) job $name $left python3 -m ecg_transfer train configs/ptbxl_$name.toml --run-dir runs/gpu/$name --no-progress --resume ;;
-    s4_*) job $name $left python3 -m ecg_transfer train /tmp/s4_variants/$name.json --run-dir runs/gpu/$name --no-progress --resume ;;
+    s4_*) # a variant of benchmarks/s4_variants.py, or a committed config (s4_all, s4_diagnostic)
+      config=/tmp/s4_variants/$name.json && [ -f $config ] || config=configs/ptbxl_$name.toml
+      job $name $left python3 -m ecg_transfer train $config --run-dir runs/gpu/$name --no-progress --resume ;;
     ssl) job ssl $left python3 benchmarks/label_efficiency.py --root data/ptbxl --out runs/gpu/ssl --ssl-epochs "$ssl_epochs" --ssl-only ;;
     esac
   done

@@ -6,10 +6,16 @@ jobs started costs the call).
     python benchmarks/gpu_jobs.py fits RUN_DIR SECONDS                  # exit 0: RUN_DIR can finish in time
 
 ``resolve``: every name must be a known job (:data:`JOBS`), at most :data:`MAX_JOBS` (each job brings
-back two files, and a call brings back a limited number); ``ssl`` needs ``--ssl-epochs``; ``auto`` is the first lease's plan
-(benchmarks/gpu_issue14_plan.py, from the per-step costs that ``setup`` measured with MEASURE=1).
-The resolved list is saved in ``--state``, and a later call given ``auto`` reuses it instead of
-planning again from less time (a re-planned SSL length would be another run).
+back two files, and a call brings back a limited number); ``ssl`` needs ``--ssl-epochs``; ``auto`` is
+the first lease's plan (:func:`plan`, from the per-step costs that ``setup`` measured with MEASURE=1,
+benchmarks/model_epoch_cost.py --device cuda). The resolved list is saved in ``--state``, and a later
+call given ``auto`` reuses it instead of planning again from less time (a re-planned SSL length
+would be another run).
+
+:func:`plan`'s priorities: S4 "all" (the issue's first target) always runs; then the diagnostic run
+if it leaves room for 50 SSL epochs; the rest goes to the SSL run (at most ``MAX_SSL`` epochs; below
+``MIN_SSL`` it is not worth a run). Its costs are added (serial time), and only ``SAFETY`` of the time
+left is planned: a job cut at the deadline leaves nothing usable (one-cycle schedule).
 
 ``fits``: whether the run in RUN_DIR finishes its remaining epochs in SECONDS, at the median speed
 of its last three epochs (``metrics.jsonl``); a run with fewer than two epochs cannot be judged yet
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -27,6 +34,9 @@ from pathlib import Path
 #: the jobs gpu_issue14.sh knows: committed configs, benchmarks/s4_variants.py's, the SSL run
 JOBS = ("s4_all", "s4_diagnostic", "s4_all_best", "s4_diagnostic_best", "s4_all_const", "ssl")
 MAX_JOBS = 4
+S4_EPOCHS, S4_VALIDATIONS = 50, 10 + 2  # validate_every 5, plus the test predictions and one spare (an over-estimate)
+TRAIN_RECORDS, VAL_RECORDS = 17_441, 2_193  # PTB-XL folds 1-8 and 9 (task all)
+SAFETY, MIN_SSL, FOR_DIAG_SSL, MAX_SSL = 0.8, 20, 50, 200
 
 
 class JobError(ValueError):
@@ -43,6 +53,27 @@ def check_jobs(names: list[str]) -> list[str]:
     return names
 
 
+def cost_row(path: str | Path, model: str) -> dict:
+    """``model``'s row of a benchmarks/model_epoch_cost.py output, with the batch it was timed at."""
+    meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    return next(r for r in meta["rows"] if r["model"] == model) | {"batch": meta["args"]["batch_size"]}
+
+
+def run_seconds(row: dict, epochs: int, validations: int) -> float:
+    steps = TRAIN_RECORDS // row["batch"]
+    return epochs * steps * row["seconds_per_step_median"] + validations * VAL_RECORDS * row["val_seconds_per_record"]
+
+
+def plan(s4: dict, ssl: dict, left: float) -> tuple[int, int]:
+    """(whether the S4 diagnostic run fits beside S4 "all": 1/0, the SSL run's epochs: 0 for none)."""
+    s4_run, ssl_epoch = run_seconds(s4, S4_EPOCHS, S4_VALIDATIONS), run_seconds(ssl, 1, 0)
+    room = SAFETY * left - s4_run
+    diagnostic = int(room - s4_run >= FOR_DIAG_SSL * ssl_epoch)
+    room -= diagnostic * s4_run
+    epochs = min(MAX_SSL, math.floor(max(room, 0) / ssl_epoch))
+    return diagnostic, epochs if epochs >= MIN_SSL else 0
+
+
 def resolve(
     names: list[str], left: float, state: Path, costs: tuple[Path, Path], ssl_epochs: int = 0
 ) -> tuple[int, list[str]]:
@@ -54,11 +85,7 @@ def resolve(
             return int(saved["ssl_epochs"]), check_jobs(saved["jobs"])
         if not all(p.exists() for p in costs):
             raise JobError(f"auto plans from {costs[0]} and {costs[1]}: run setup with MEASURE=1 first")
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import gpu_issue14_plan as plan
-
-        s4, ssl = plan._row(str(costs[0]), "s4"), plan._row(str(costs[1]), "xresnet1d18")
-        diagnostic, ssl_epochs = plan.plan(s4, ssl, left)
+        diagnostic, ssl_epochs = plan(cost_row(costs[0], "s4"), cost_row(costs[1], "xresnet1d18"), left)
         names = ["s4_all"] + ["s4_diagnostic"] * diagnostic + ["ssl"] * (ssl_epochs > 0)
     elif ("ssl" in names) != (ssl_epochs > 0):
         raise JobError("SSL_EPOCHS (> 0) goes with the ssl job, and only with it")

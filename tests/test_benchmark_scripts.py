@@ -30,7 +30,7 @@ def _row(model: str, step: float, val_per_record: float, batch: int) -> dict:
 @pytest.mark.parametrize("left", [30.0, 300.0, 528.0, 900.0, 3000.0, 20000.0])
 @pytest.mark.parametrize("s4_step", [0.005, 0.02, 0.08])
 def test_gpu_plan_never_plans_more_than_the_safe_share_of_the_time_left(left: float, s4_step: float) -> None:
-    plan = _load("gpu_issue14_plan")
+    plan = _load("gpu_jobs")
     s4, ssl = _row("s4", s4_step, 0.003, 64), _row("xresnet1d18", 0.07, 0.0001, 128)
     diagnostic, epochs = plan.plan(s4, ssl, left)
     s4_run = plan.run_seconds(s4, plan.S4_EPOCHS, plan.S4_VALIDATIONS)
@@ -42,7 +42,7 @@ def test_gpu_plan_never_plans_more_than_the_safe_share_of_the_time_left(left: fl
 
 
 def test_gpu_plan_priorities() -> None:
-    plan = _load("gpu_issue14_plan")
+    plan = _load("gpu_jobs")
     s4, ssl = _row("s4", 0.02, 0.003, 64), _row("xresnet1d18", 0.07, 0.0001, 128)
     s4_run, ssl_epoch = plan.run_seconds(s4, 50, 12), plan.run_seconds(ssl, 1, 0)
     # S4 all alone barely fits: nothing else

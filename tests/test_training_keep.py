@@ -53,17 +53,8 @@ def _val_probs(run_dir) -> np.ndarray:
 def test_best_val_keeps_the_best_validated_epoch_and_its_predictions(tmp_path, data, scripted_auc):
     X, Y, ids, splits = data
     states, snapshot = _snapshots()
-    result = train_run(
-        tiny_config(epochs=4, keep="best-val"),
-        X,
-        Y,
-        ids,
-        splits,
-        LABELS,
-        tmp_path / "run",
-        progress=False,
-        callbacks=[snapshot],
-    )
+    cfg = tiny_config(epochs=4, keep="best-val")
+    result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "run", progress=False, callbacks=[snapshot])
     kept = load_state(result.model_path)["state_dict"]
     assert_same_state(kept, states[2])
     with pytest.raises(AssertionError):

@@ -161,14 +161,14 @@ def _training_context(config: dict[str, Any], history: list[dict[str, Any]], env
     sched = config.get("schedule") or {}
     last = None
     if history:  # the epoch whose weights the run kept: the last, or (keep = best-val) the best validated
-        best = config.get("keep") == "best-val"
-        kept = kept_epoch(history, "best-val" if best else "last")
+        keep = config.get("keep", "last")  # absent from config.json: "last"
+        kept = kept_epoch(history, keep)
         row = next((r for r in history if r.get("epoch") == kept), history[-1])
         val = row.get("val_macro_auc")
         last = {
             "epoch": row.get("epoch"),
             "of": history[-1].get("epoch"),
-            "best_val": best,
+            "best_val": keep == "best-val",
             "train_loss": f"{row.get('train_loss', float('nan')):.4f}",
             "val_macro_auc": None if val is None else f"{val:.4f}",
         }
