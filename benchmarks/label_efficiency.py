@@ -27,6 +27,11 @@ fold-9 macro AUC (nothing of fold 10 is printed or used). Its runs are the label
 of that fraction. Invocations may run in parallel on one ``--out`` (one per method, say): each
 run is locked while it trains, and a finished run is reused.
 
+``--ssl-set KEY=JSON ...`` sets further keys of the SSL run's ``[ssl]`` table (augmentations,
+temperature, ...; checked before anything trains); give each setting its own ``--out``, since a
+finished run is reused by its name. ``--choose-method --methods contrastive --ssl-set ...`` is then
+the fold-9 measurement of one setting (its random-weights arm is the same run in every ``--out``).
+
 ``--quick`` is a smoke check of the machinery (minutes): folds 1-2 for training, 1 epoch each,
 a narrow network; its numbers mean nothing.
 """
@@ -46,6 +51,7 @@ from typing import Any
 
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
 from ecg_transfer.evaluation.runs import align_runs, load_run
+from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import ScheduleConfig
 from ecg_transfer.training.run import missing_outputs
 
@@ -78,14 +84,17 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    return {
+    config = {
         **_base(args),
         "epochs": args.ssl_epochs,
         "validate_every": args.ssl_epochs,
         "schedule": {"max_lr": args.ssl_lr},
         "task": _task(args),
-        "ssl": {"method": method},
+        "ssl": {"method": method, **args.ssl_set},
     }
+    if args.ssl_crop_seconds is not None:  # the fine-tuning runs keep the default crop
+        config["crop_seconds"] = args.ssl_crop_seconds
+    return config
 
 
 def finetune_config(
@@ -289,6 +298,33 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     print(f"\nwritten: {path}")
 
 
+def _key_values(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``["temperature=0.1", ...]`` -> ``{"temperature": 0.1}``; the values are JSON."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--ssl-set {item!r}: expected KEY=JSON")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            ap.error(f"--ssl-set {item!r}: the value is not JSON ({exc.msg})")
+    return out
+
+
+def _check_ssl_runs(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse an SSL run's setting (``--ssl-set``, ``--ssl-crop-seconds``) that the run would
+    refuse, before anything trains."""
+    from ecg_transfer.errors import ConfigError
+    from ecg_transfer.settings import RunConfig
+
+    for method in args.methods if args.choose_method else [args.method]:
+        try:
+            RunConfig.from_dict(ssl_config(args, method))
+        except ConfigError as exc:
+            ap.error(f"the SSL run of method {method!r}: {exc}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=REPO / "data" / "ptbxl", help="the PTB-XL folder")
@@ -298,12 +334,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of both arms")
     ap.add_argument("--ssl-epochs", type=int, default=4, help="self-supervised epochs")
     ap.add_argument("--ssl-lr", type=float, default=1e-3, help="peak learning rate of the SSL run")
-    ap.add_argument("--method", default="contrastive", choices=["contrastive", "masked"], help="[ssl] method")
+    ap.add_argument("--method", default="contrastive", choices=SSL_METHODS, help="[ssl] method")
+    ap.add_argument(
+        "--ssl-crop-seconds",
+        type=float,
+        default=None,
+        help="crop of the SSL run, s (default: the toolkit's 2.5 s; cpc predicts more patches of a longer one); "
+        "the fine-tuning runs keep 2.5 s",
+    )
+    ap.add_argument(
+        "--ssl-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=JSON",
+        help="further keys of the SSL run's [ssl] table, values in JSON, e.g. temperature=0.1 "
+        '\'augmentations=["random-resized-crop", "time-out"]\' (use a separate --out per setting: '
+        "a finished run is reused by name)",
+    )
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--choose-method", action="store_true", help="rank the candidate methods on fold 9")
-    ap.add_argument("--methods", nargs="+", default=["contrastive", "masked"], help="with --choose-method")
+    ap.add_argument(
+        "--methods", nargs="+", default=["contrastive", "masked"], choices=SSL_METHODS, help="with --choose-method"
+    )
     ap.add_argument("--choice-fraction", type=float, default=0.1, help="with --choose-method")
     ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (a), random weights")
     ap.add_argument("--finetune-lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (b)")
@@ -318,12 +372,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
     args = ap.parse_args(argv)
+    args.ssl_set = _key_values(ap, args.ssl_set)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
     if args.quick:
         args.train_folds, args.epochs, args.ssl_epochs, args.fractions = [1, 2], 1, 1, [0.1]
         if args.out == REPO / "runs" / "label_efficiency":
             args.out = REPO / "runs" / "label_efficiency_quick"
     args.out = args.out / args.model
+    _check_ssl_runs(ap, args)
     return args
 
 

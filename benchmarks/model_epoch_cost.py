@@ -114,7 +114,7 @@ def main() -> int:
     )
     ap.add_argument("--device", default="cpu", help="cpu or cuda (a GPU: steps end with a synchronisation)")
     ap.add_argument("--batch-size", type=int, default=128, help="records per training step")
-    ap.add_argument("--ssl", help="time the [ssl] objective of this method (contrastive, masked) instead of BCE")
+    ap.add_argument("--ssl", help="time the [ssl] objective of this method (contrastive, masked, cpc) instead of BCE")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.threads:

@@ -92,6 +92,42 @@ def test_label_efficiency_ssl_only_trains_the_ssl_run_and_nothing_else(
     assert not (tmp_path / "xresnet1d18" / "results.md").exists()
 
 
+def test_label_efficiency_ssl_set_reaches_the_ssl_table_and_is_checked_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    le = _load("label_efficiency")
+    calls: list[dict] = []
+    monkeypatch.setattr(le, "run", lambda command, config, run_dir, log: calls.append(config) or run_dir)
+    augs = '["random-resized-crop", "time-out"]'
+    argv = ["--ssl-only", "--out", str(tmp_path), "--ssl-set", "temperature=0.1", f"augmentations={augs}"]
+    assert le.main(argv) == 0
+    assert calls[0]["ssl"] == {
+        "method": "contrastive",
+        "temperature": 0.1,
+        "augmentations": ["random-resized-crop", "time-out"],
+    }
+    for bad, why in [
+        ("temperature", "expected KEY=JSON"),
+        ("temperature=x", "not JSON"),
+        ("mask_ratio=0.3", "applies to ssl.method = 'masked'"),
+        ("temperature=-1", "temperature"),
+    ]:
+        with pytest.raises(SystemExit):
+            le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-set", bad])
+        assert why in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # checked for every candidate of a method choice
+        le.main(["--choose-method", "--out", str(tmp_path), "--ssl-set", "mask_ratio=0.3"])
+    assert len(calls) == 1
+    cpc = ["--ssl-only", "--out", str(tmp_path), "--method", "cpc", "--ssl-set", "predict_steps=5"]
+    with pytest.raises(SystemExit):  # the 2.5 s crop holds 5 patches of 0.5 s: checked with the run's crop
+        le.main(cpc)
+    assert "the 2.5 s crop holds 5" in capsys.readouterr().err
+    assert le.main([*cpc, "--ssl-crop-seconds", "5"]) == 0
+    assert calls[-1]["crop_seconds"] == 5 and calls[-1]["ssl"] == {"method": "cpc", "predict_steps": 5}
+    args = le.parse_args([*cpc[1:], "--ssl-crop-seconds", "5"])
+    assert "crop_seconds" not in le.finetune_config(args, "ssl", 0.1, tmp_path)  # fine-tuning keeps 2.5 s
+
+
 def test_gpu_lease_script_parses() -> None:
     proc = subprocess.run(["bash", "-n", str(BENCH / "gpu_issue14.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

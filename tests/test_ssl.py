@@ -1,5 +1,5 @@
-"""Self-supervised pre-training (``[ssl]``): the augmentations do what they say, both objectives
-learn on both backbones, a test fold is never read, the result fine-tunes under every policy, a
+"""Self-supervised pre-training (``[ssl]``): the augmentations do what they say, every objective
+learns on both backbones, CPC encodes each patch on its own, a test fold is never read, the result fine-tunes under every policy, a
 killed run resumes exactly, and the ``[ssl]`` table is validated like every other."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_span_mask_covers_about_the_asked_share():
 # ----- the objectives learn on both backbones ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["contrastive", "masked"])
+@pytest.mark.parametrize("method", ["contrastive", "masked", "cpc"])
 @pytest.mark.parametrize("name", ["xresnet1d18", "s4"])
 def test_ssl_loss_decreases_on_a_tiny_synthetic_set(method, name):
     torch.manual_seed(0)
@@ -157,6 +157,41 @@ def test_ssl_loss_decreases_on_a_tiny_synthetic_set(method, name):
         opt.step()
     after = loss_at_fixed_draws()
     assert math.isfinite(before) and after < 0.9 * before, (before, after)
+
+
+@pytest.mark.parametrize("name", ["xresnet1d18", "s4"])
+def test_cpc_encodes_each_patch_on_its_own_and_predicts_only_from_the_past(name):
+    """A change inside patch 2 moves z_2 only (no encoding sees a neighbour's samples, which would
+    leak the future into the context), and the context c_t only from t = 2 on (the GRU is causal)."""
+    torch.manual_seed(0)
+    model = SslModel(
+        models.build(name, 12, 1, **TINY[name]),
+        SslConfig.from_dict({"method": "cpc", "patch_seconds": 0.5, "predict_steps": 2}),
+        fs=100.0,
+        crop_len=260,
+        unit=1.0,
+    ).eval()  # eval: BatchNorm's running statistics, so the rows of a batch do not mix
+    x = _batch(4, t=260)
+    changed = x.clone()
+    changed[:, :, 110:130] += 2.0  # inside patch 2 (samples 100-149); samples 250-259 are dropped
+    with torch.no_grad():
+        z, z_changed = model.patch_encodings(x), model.patch_encodings(changed)
+        c, c_changed = model.head.context(z)[0], model.head.context(z_changed)[0]
+    assert z.shape[:2] == (4, 5)
+    moved = (z - z_changed).abs().amax(dim=(0, 2))
+    assert moved[2] > 0 and torch.all(moved[[0, 1, 3, 4]] == 0), moved
+    context_moved = (c - c_changed).abs().amax(dim=(0, 2))
+    assert torch.all(context_moved[:2] == 0) and torch.all(context_moved[2:] > 0), context_moved
+
+
+def test_cpc_info_nce_is_low_when_each_prediction_is_its_target():
+    from ecg_transfer.training.ssl.model import cpc_info_nce
+
+    z = torch.nn.functional.one_hot(torch.arange(12)).float().view(2, 6, 12) * 20  # 12 distinct patches
+    perfect = torch.stack([torch.roll(z, -k, dims=1) for k in (1, 2)], dim=2)  # prediction t, k = z_{t+k}
+    shuffled = perfect[:, torch.randperm(6)]
+    assert float(cpc_info_nce(z, perfect)) < 0.01
+    assert float(cpc_info_nce(z, shuffled)) > 1.0
 
 
 def test_the_encoder_is_the_backbones_body():
@@ -327,6 +362,16 @@ def test_an_ssl_run_finetunes_with_every_policy(tmp_path, policy):
             assert torch.equal(body[key], value), key
 
 
+def test_a_cpc_run_pretrains_and_finetunes(tmp_path):
+    ssl_dir = _ssl_arrays("cpc", tmp_path / "ssl")
+    history = [json.loads(line) for line in (ssl_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in history)
+    X, Y, ids, splits = make_data(n=40, t=300)
+    cfg = {**tiny_config(finetune={"policy": "all", "epochs": 1}), "model": "xresnet1d18", "model_kwargs": {}}
+    result = train_run(cfg, X, Y, ids, splits, LABELS, tmp_path / "ft", init_from=ssl_dir, progress=False)
+    assert result.val_macro_auc is not None and missing_outputs(tmp_path / "ft") == []
+
+
 def test_a_killed_ssl_run_resumes_to_the_same_weights(tmp_path):
     X, _, ids, splits = make_data(n=40, t=300)
     cfg = {
@@ -378,6 +423,15 @@ TASK = {"dataset": "ptbxl", "root": "data/ptbxl", "labels": "diagnostic"}
         ({"crop_scale": [0.9, 0.5]}, {}, r"'ssl\.crop_scale': \[low, high\] with low <= high"),
         ({"temperature": True}, {}, r"'ssl\.temperature': expected a number"),
         ({"method": "masked", "mask_seconds": 3.0}, {}, r"'ssl\.mask_seconds': 3\.0 s at fs=100\.0 Hz is 300"),
+        ({"patch_seconds": 0.5}, {}, r"'ssl\.patch_seconds': applies to ssl\.method = 'cpc'"),
+        ({"method": "cpc", "patch_seconds": 0.001}, {}, r"'ssl\.patch_seconds': 0\.001 s at fs=100\.0 Hz is no sample"),
+        (
+            {"method": "cpc", "predict_steps": 5},
+            {},
+            r"'ssl\.predict_steps': 5 patch\(es\) ahead need a crop of at least 6 patches of 0\.5 s; "
+            r"the 2\.5 s crop holds 5",
+        ),
+        ({"method": "cpc", "context_dim": 0}, {}, r"'ssl\.context_dim'"),
         ({}, {"finetune": {"policy": "all"}}, r"'finetune\.policy': 'all', but an \[ssl\] run pre-trains"),
         ({}, {"input": "stft"}, r"'input': 'stft', but \[ssl\]"),
         ({}, {"task": {**TASK, "train_fraction": 0.5, "fraction_parts": 2}}, r"'task\.train_fraction': an \[ssl\] run"),
@@ -415,5 +469,9 @@ def test_ssl_defaults_are_resolved_and_supervised_configs_unchanged():
     assert masked.ssl.mask_ratio == 0.5 and masked.ssl.temperature is None
     assert RunConfig.from_dict(masked.to_dict()) == masked  # config.json round trip
     assert "ssl" not in RunConfig().to_dict()  # supervised runs: config.json and study run keys as before
+    cpc = RunConfig.from_dict({"crop_seconds": 5, "ssl": {"method": "cpc", "predict_steps": 4}})
+    assert (cpc.ssl.patch_seconds, cpc.ssl.predict_steps, cpc.ssl.context_dim) == (0.5, 4, 256)
+    assert cpc.ssl.temperature is None and cpc.ssl.mask_ratio is None
+    assert RunConfig.from_dict(cpc.to_dict()) == cpc
     augs = RunConfig.from_dict({"ssl": {"augmentations": ["time-out"]}}).ssl
     assert augs.time_out == (0.2, 0.4) and augs.crop_scale is None and augs.lead_dropout is None

@@ -41,7 +41,7 @@ POLICIES: tuple[str, ...] = ("none", "head-then-all", "gradual", "all", "linear-
 STAGED_POLICIES: tuple[str, ...] = ("head-then-all", "gradual")
 AGGREGATES: tuple[str, ...] = ("max", "mean")
 #: Self-supervised objectives (``[ssl] method``, ``training.ssl``).
-SSL_METHODS: tuple[str, ...] = ("contrastive", "masked")
+SSL_METHODS: tuple[str, ...] = ("contrastive", "masked", "cpc")
 #: ECG augmentations of the contrastive objective (``[ssl] augmentations``), applied in this order.
 SSL_AUGMENTATIONS: tuple[str, ...] = (
     "random-resized-crop",

@@ -46,7 +46,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_serializer, model_validator
 
@@ -373,6 +373,9 @@ _SSL_KNOBS: dict[str, tuple[str, str | None, Any]] = {
     "lead_dropout": ("contrastive", "lead-dropout", 0.1),
     "mask_ratio": ("masked", None, 0.5),
     "mask_seconds": ("masked", None, 0.25),
+    "patch_seconds": ("cpc", None, 0.5),
+    "predict_steps": ("cpc", None, 2),
+    "context_dim": ("cpc", None, 256),
 }
 _Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 _Amplitude = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -387,7 +390,12 @@ class SslConfig(Settings):
     every lead and reconstructed, squared error on the masked samples). Amplitudes are in mV;
     ``crop_scale`` / ``time_out`` are shares of the crop (random-resized-crop keeps a random
     [low, high] share of it, stretched back; time-out zeroes a random [low, high] share);
-    ``lead_dropout`` is each lead's chance to be zeroed (one lead is always kept). Keys of the
+    ``lead_dropout`` is each lead's chance to be zeroed (one lead is always kept). ``"cpc"``
+    (contrastive predictive coding): each crop is cut into patches of ``patch_seconds``, each
+    encoded on its own; a GRU of ``context_dim`` over the patches so far predicts the next
+    ``predict_steps`` patches' encodings among all patches of the batch (the crop must hold more
+    than ``predict_steps`` patches: the defaults fit the 2.5 s crop; longer crops, e.g.
+    ``crop_seconds = 5`` with ``predict_steps = 4``, give the context more to predict). Keys of the
     method not chosen are refused. See ``training.ssl`` for what each does and why.
 
     ``extra_tasks``: further sets of unlabelled records (:class:`SslSource`), read beside the
@@ -398,7 +406,7 @@ class SslConfig(Settings):
 
     SECTION = "ssl"
     method: Literal[SSL_METHODS] = "contrastive"  # type: ignore[valid-type]
-    """contrastive (NT-Xent between two augmented views) or masked (reconstruct zeroed spans)."""
+    """contrastive (NT-Xent between two augmented views), masked (reconstruct zeroed spans) or cpc (predict the next patches)."""
     extra_tasks: ListedTuple[SslSource] = ()
     """More sets of unlabelled records, beside the [task]'s (see [[ssl.extra_tasks]])."""
     temperature: PositiveFloat | None = None
@@ -423,6 +431,12 @@ class SslConfig(Settings):
     """masked: share of each crop masked (default 0.5)."""
     mask_seconds: PositiveFloat | None = None
     """masked: length of one masked span, s (default 0.25)."""
+    patch_seconds: PositiveFloat | None = None
+    """cpc: length of one patch, s, encoded on its own (default 0.5)."""
+    predict_steps: Annotated[int, Field(ge=1)] | None = None
+    """cpc: how many patches ahead the context predicts (default 2)."""
+    context_dim: Annotated[int, Field(ge=1)] | None = None
+    """cpc: width of the GRU that summarises the patches so far (default 256)."""
 
     @model_validator(mode="after")
     def _knobs_apply(self) -> "SslConfig":
@@ -607,6 +621,8 @@ class RunConfig(TopSettings):
                 "an [ssl] run learns from every record of "
                 "task.train_folds (no labels needed): leave train_fraction and test_on_rest out",
             )
+        if ssl.patch_seconds is not None:
+            self._check_cpc_patches(ssl)
         if ssl.mask_seconds is not None:
             span = round(ssl.mask_seconds * self.fs)
             if not 1 <= span < self.crop_len:
@@ -615,6 +631,20 @@ class RunConfig(TopSettings):
                     f"{ssl.mask_seconds} s at fs={self.fs} Hz is {span} "
                     f"sample(s); must be >= 1 sample and shorter than the {self.crop_len}-sample crop",
                 )
+
+    def _check_cpc_patches(self, ssl: SslConfig) -> None:
+        """CPC needs patches of at least one sample and a crop with more patches than steps ahead."""
+        patch = round(cast(float, ssl.patch_seconds) * self.fs)
+        if patch < 1:
+            raise KeyedValueError("ssl.patch_seconds", f"{ssl.patch_seconds} s at fs={self.fs} Hz is no sample")
+        patches, steps = self.crop_len // patch, cast(int, ssl.predict_steps)
+        if patches <= steps:
+            raise KeyedValueError(
+                "ssl.predict_steps",
+                f"{steps} patch(es) ahead need a crop of at least {steps + 1} patches of {ssl.patch_seconds} s; "
+                f"the {self.crop_seconds} s crop holds {patches}: raise crop_seconds, shorten "
+                "ssl.patch_seconds or lower ssl.predict_steps",
+            )
 
     def _resolve_epochs(self) -> None:
         ft, given = self.finetune, self.epochs

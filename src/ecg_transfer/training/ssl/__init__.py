@@ -1,7 +1,7 @@
 """Self-supervised pre-training (``[ssl]`` in a run config): learn an encoder from unlabelled ECGs.
 
 ``ecg-transfer pretrain CONFIG --run-dir DIR`` with an ``[ssl]`` table trains the objective of
-:mod:`.model` (contrastive or masked reconstruction) instead of BCE, on the train folds' signals
+:mod:`.model` (contrastive, masked reconstruction or CPC) instead of BCE, on the train folds' signals
 of the ``[task]`` set and any ``extra_tasks`` (:mod:`.data`; test folds are never read). The run
 directory is an ordinary one -- ``config.json``, ``metrics.jsonl`` (train and validation SSL loss
 per epoch), ``checkpoint.pt``, ``model.pt`` -- whose ``model.pt`` holds the backbone: the trained

@@ -24,6 +24,16 @@ Objectives (``[ssl] method``):
     masked sample back from the encoder's representation of its step (for xresnet one step
     decodes its 32 samples x leads); the loss is the mean squared error over masked samples only,
     so the encoder must infer them from the context on both sides.
+``cpc`` -- contrastive predictive coding (van den Oord et al. 2018; for ECGs Mehari & Strodthoff
+    2022): each crop is cut into patches of ``patch_seconds`` and **each patch is encoded on its
+    own** (encoder -> window representation ``z_t``), so that no encoding sees its neighbours'
+    samples -- the backbones' receptive fields span most of a crop, and predicting a future step
+    from encodings that already saw it would teach nothing. A GRU of ``context_dim`` reads
+    ``z_1..z_t`` into a context ``c_t``; one linear map per step ahead ``k = 1..predict_steps``
+    predicts ``z_{t+k}``, which must be picked (scaled dot product, cross-entropy) among the
+    encodings of **all patches of the batch**: the other steps of the same record (hard
+    negatives: same patient, same rhythm) and every patch of the other records. The GRU and the
+    predictors are dropped after pre-training; fine-tuning reads whole crops with the encoder.
 
 Under several processes each rank contrasts its own rows (negatives from the local batch).
 """
@@ -31,7 +41,7 @@ Under several processes each rank contrasts its own rows (negatives from the loc
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,6 +73,44 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, partner)
+
+
+class CpcHead(nn.Module):
+    """CPC's parts beside the encoder: the pooling of a patch's steps into ``z_t``, the causal
+    context network (GRU) and one linear predictor per step ahead (stacked in one layer)."""
+
+    def __init__(self, pool: nn.Module, width: int, context_dim: int, predict_steps: int):
+        super().__init__()
+        self.pool = pool
+        self.context = nn.GRU(width, context_dim, batch_first=True)
+        self.predict = nn.Linear(context_dim, width * predict_steps)
+        self.width, self.predict_steps = width, predict_steps
+
+    def window(self, steps: torch.Tensor) -> torch.Tensor:
+        """``(N, W)``: one encoding per patch, pooled over the encoder's steps of that patch."""
+        return self.pool(steps).flatten(1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, n, predict_steps, W)``: from the context ``c_t`` of ``z`` (B, n, W), the
+        predictions of ``z_{t+1} .. z_{t+predict_steps}``; ``c_t`` summarises ``z_1..z_t`` only
+        (the GRU runs forwards)."""
+        context, _ = self.context(z)
+        return self.predict(context).view(*z.shape[:2], self.predict_steps, self.width)
+
+
+def cpc_info_nce(z: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+    """Mean over steps ahead ``k`` of the cross-entropy of picking ``z[i, t + k]`` for the
+    prediction ``predictions[i, t, k - 1]`` among all ``B * n`` encodings of ``z`` (B, n, W);
+    scores are dot products / sqrt(W), so their scale does not grow with the width."""
+    b, n, width = z.shape
+    candidates = z.reshape(b * n, width)
+    losses = []
+    for k in range(1, predictions.shape[2] + 1):
+        queries = predictions[:, : n - k, k - 1].reshape(-1, width)  # (B * (n - k), W)
+        rows = torch.arange(b, device=z.device)[:, None] * n
+        target = (rows + torch.arange(k, n, device=z.device)[None, :]).reshape(-1)  # index of z[i, t + k]
+        losses.append(F.cross_entropy(queries @ candidates.t() / math.sqrt(width), target))
+    return torch.stack(losses).mean()
 
 
 def span_mask(batch: int, length: int, span: int, ratio: float) -> torch.Tensor:
@@ -99,11 +147,14 @@ class SslModel(nn.Module):
             self.temperature = float(ssl.temperature)
             self.augment = make_augmenter(ssl, fs, unit)
             self.head: nn.Module = ProjectionHead(backbone.head.pool, width, int(ssl.projection_dim))
-        else:
+        elif self.method == "masked":
             self.samples_per_step = math.ceil(crop_len / steps.shape[-1])
             self.span = int(round(ssl.mask_seconds * fs))
             self.mask_ratio = float(ssl.mask_ratio)
             self.head = nn.Conv1d(steps.shape[1], self.n_leads * self.samples_per_step, 1)
+        else:
+            self.patch_len = int(round(ssl.patch_seconds * fs))
+            self.head = CpcHead(backbone.head.pool, width, int(ssl.context_dim), int(ssl.predict_steps))
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """The encoder, then the SSL head (what the training loop builds its optimizer from)."""
@@ -112,7 +163,9 @@ class SslModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.method == "contrastive":
             return self.contrastive_loss(x)
-        return self.masked_loss(x)
+        if self.method == "masked":
+            return self.masked_loss(x)
+        return self.cpc_loss(x)
 
     def contrastive_loss(self, x: torch.Tensor) -> torch.Tensor:
         views = torch.cat([self.augment(x), self.augment(x)])  # one pass: BatchNorm sees both views
@@ -125,6 +178,19 @@ class SslModel(nn.Module):
         out = self.head(self.body(x))  # (B, leads * per_step, steps)
         out = out.view(b, c, self.samples_per_step, -1).transpose(2, 3).reshape(b, c, -1)
         return out[:, :, :t]
+
+    def patch_encodings(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, n, W)``: each of the crop's ``n`` whole patches encoded on its own (the patches
+        of all records go through the encoder as one batch; a remainder shorter than a patch is dropped)."""
+        b, c, t = x.shape
+        n = t // self.patch_len
+        patches = x[:, :, : n * self.patch_len].reshape(b, c, n, self.patch_len).transpose(1, 2)
+        z = cast(CpcHead, self.head).window(self.body(patches.reshape(b * n, c, self.patch_len)))
+        return z.view(b, n, -1)
+
+    def cpc_loss(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.patch_encodings(x)
+        return cpc_info_nce(z, self.head(z))
 
     def masked_loss(self, x: torch.Tensor) -> torch.Tensor:
         mask = span_mask(x.shape[0], x.shape[2], self.span, self.mask_ratio).to(x.device)[:, None, :]
@@ -169,4 +235,4 @@ def ssl_validation_loss(
     return total / n if n else float("nan")
 
 
-__all__ = ["ProjectionHead", "SslModel", "nt_xent", "span_mask", "ssl_validation_loss"]
+__all__ = ["CpcHead", "ProjectionHead", "SslModel", "cpc_info_nce", "nt_xent", "span_mask", "ssl_validation_loss"]
