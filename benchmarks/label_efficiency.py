@@ -52,7 +52,7 @@ from typing import Any
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
 from ecg_transfer.evaluation.runs import align_runs, load_run
 from ecg_transfer.settings.names import SSL_METHODS
-from ecg_transfer.settings.run import ScheduleConfig
+from ecg_transfer.settings.run import RunConfig, ScheduleConfig
 from ecg_transfer.training.run import missing_outputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +94,7 @@ def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
     }
     if args.ssl_crop_seconds is not None:  # the fine-tuning runs keep the default crop
         config["crop_seconds"] = args.ssl_crop_seconds
+        config["stride_seconds"] = min(args.ssl_crop_seconds, RunConfig().stride_seconds)
     return config
 
 
@@ -175,8 +176,39 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
             )
 
 
+#: What makes two SSL runs of one method different runs (their folder name says only the method).
+SSL_DEFINING = ("ssl", "crop_seconds", "stride_seconds", "epochs", "schedule", "batch_size", "seed", "model")
+
+
+def check_reusable(config: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to reuse (or resume) the SSL run in ``run_dir`` when it was trained with other
+    settings than ``config``: its folder is named by the method only, so another ``--ssl-set`` or
+    ``--ssl-crop-seconds`` on the same ``--out`` would otherwise be answered with the old run."""
+    stored_path = run_dir / "config.json"
+    if not stored_path.is_file():
+        return
+    # both read by today's settings, so keys added since the run was written resolve alike
+    stored = _flat(RunConfig.from_dict(json.loads(stored_path.read_text(encoding="utf-8"))).to_dict())
+    wanted = _flat(RunConfig.from_dict(config).to_dict())
+    differs = sorted(
+        k for k in set(stored) | set(wanted) if k.split(".")[0] in SSL_DEFINING and stored.get(k) != wanted.get(k)
+    )
+    if differs:
+        detail = "; ".join(f"{k}: {stored.get(k)!r} there, {wanted.get(k)!r} asked" for k in differs)
+        raise SystemExit(f"{run_dir} holds an SSL run with other settings ({detail}); give this setting its own --out")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
-    return run("pretrain", ssl_config(args, method), args.out / f"ssl-{method}", log)
+    config, run_dir = ssl_config(args, method), args.out / f"ssl-{method}"
+    check_reusable(config, run_dir)
+    return run("pretrain", config, run_dir, log)
 
 
 def finetune_run(
@@ -305,6 +337,8 @@ def _key_values(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]
         key, sep, value = item.partition("=")
         if not sep:
             ap.error(f"--ssl-set {item!r}: expected KEY=JSON")
+        if key == "method":
+            ap.error("--ssl-set method=...: give the method with --method (or --methods)")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError as exc:

@@ -126,6 +126,33 @@ def test_label_efficiency_ssl_set_reaches_the_ssl_table_and_is_checked_first(
     assert calls[-1]["crop_seconds"] == 5 and calls[-1]["ssl"] == {"method": "cpc", "predict_steps": 5}
     args = le.parse_args([*cpc[1:], "--ssl-crop-seconds", "5"])
     assert "crop_seconds" not in le.finetune_config(args, "ssl", 0.1, tmp_path)  # fine-tuning keeps 2.5 s
+    short = le.parse_args(["--method", "cpc", "--ssl-crop-seconds", "1", "--ssl-set", "predict_steps=1"])
+    assert le.ssl_config(short, "cpc")["stride_seconds"] == 1  # a crop under the default stride is accepted
+    with pytest.raises(SystemExit):
+        le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-set", 'method="masked"'])
+    assert "give the method with --method" in capsys.readouterr().err
+
+
+def test_label_efficiency_reuses_an_ssl_run_only_under_its_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SSL run's folder is named by its method only: another --ssl-set on the same --out must be
+    refused, not answered with the run already there (a config.json of an older version resolves alike)."""
+    from ecg_transfer.settings import RunConfig
+
+    le = _load("label_efficiency")
+    monkeypatch.setattr(le, "run", lambda command, config, run_dir, log: run_dir)
+    run_dir = tmp_path / "xresnet1d18" / "ssl-contrastive"
+    run_dir.mkdir(parents=True)
+    written = RunConfig.from_dict(le.ssl_config(le.parse_args(["--out", str(tmp_path)]), "contrastive")).to_dict()
+    for key in ("patch_seconds", "predict_steps", "context_dim"):  # as a run from before cpc existed wrote it
+        del written["ssl"][key]
+    (run_dir / "config.json").write_text(json.dumps(written))
+    assert le.main(["--ssl-only", "--out", str(tmp_path)]) == 0
+    with pytest.raises(SystemExit, match=r"ssl\.temperature: 0\.5 there, 0\.1 asked.*its own --out"):
+        le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-set", "temperature=0.1"])
+    with pytest.raises(SystemExit, match=r"epochs: 4 there, 8 asked"):
+        le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-epochs", "8"])
 
 
 def test_gpu_lease_script_parses() -> None:

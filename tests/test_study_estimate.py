@@ -161,7 +161,7 @@ def test_run_work_of_a_self_supervised_run():
     # one centre crop per validation record and validation, no test predictions
     task = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
     sizes = DataSize(1000, {f: 100 for f in range(1, 11)}, 10.0)
-    for method, views in (("contrastive", 2), ("masked", 1)):
+    for method, views in (("contrastive", 2), ("masked", 1), ("cpc", 1)):  # cpc: a crop's patches, once
         cfg = RunConfig.from_dict(
             {"model": "fcn_wang", "epochs": 4, "validate_every": 2, "task": task, "ssl": {"method": method}}
         )

@@ -29,7 +29,7 @@ what is allowed. Example (every key optional)::
     policy = "none"               # none | head-then-all | gradual | all | linear-probe
     pretrained_run = "runs/ptbxl-diag-500hz"
     [ssl]                         # optional: self-supervised pre-training instead of BCE (SslConfig)
-    method = "contrastive"        # or "masked"
+    method = "contrastive"        # or "masked" or "cpc"
     [tracking]                    # optional: metrics also to TensorBoard or MLflow (TrackingConfig)
     backend = "tensorboard"       # or "mlflow"; needs pip install "ecg-transfer[track]"
 
@@ -638,6 +638,12 @@ class RunConfig(TopSettings):
         if patch < 1:
             raise KeyedValueError("ssl.patch_seconds", f"{ssl.patch_seconds} s at fs={self.fs} Hz is no sample")
         patches, steps = self.crop_len // patch, cast(int, ssl.predict_steps)
+        if patches < 2:
+            raise KeyedValueError(
+                "ssl.patch_seconds",
+                f"{ssl.patch_seconds} s: the {self.crop_seconds} s crop holds {patches} patch(es), "
+                "CPC needs at least 2 (one to predict from, one to predict)",
+            )
         if patches <= steps:
             raise KeyedValueError(
                 "ssl.predict_steps",

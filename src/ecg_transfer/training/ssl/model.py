@@ -109,7 +109,8 @@ def cpc_info_nce(z: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
         queries = predictions[:, : n - k, k - 1].reshape(-1, width)  # (B * (n - k), W)
         rows = torch.arange(b, device=z.device)[:, None] * n
         target = (rows + torch.arange(k, n, device=z.device)[None, :]).reshape(-1)  # index of z[i, t + k]
-        losses.append(F.cross_entropy(queries @ candidates.t() / math.sqrt(width), target))
+        scores = queries.float() @ candidates.float().t()  # fp32 under bf16 autocast: raw dot products are large
+        losses.append(F.cross_entropy(scores / math.sqrt(width), target))
     return torch.stack(losses).mean()
 
 
