@@ -53,7 +53,7 @@ from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstra
 from ecg_transfer.evaluation.runs import align_runs, load_run
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
-from ecg_transfer.training.run import missing_outputs
+from ecg_transfer.training.run import changed_settings, missing_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,33 +176,18 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
             )
 
 
-#: What makes two SSL runs of one method different runs (their folder name says only the method).
-SSL_DEFINING = ("ssl", "crop_seconds", "stride_seconds", "epochs", "schedule", "batch_size", "seed", "model")
-
-
 def check_reusable(config: dict[str, Any], run_dir: Path) -> None:
     """Refuse to reuse (or resume) the SSL run in ``run_dir`` when it was trained with other
-    settings than ``config``: its folder is named by the method only, so another ``--ssl-set`` or
+    settings than ``config`` (``training.run.changed_settings``, the comparison the toolkit makes
+    before finishing a run): its folder is named by the method only, so another ``--ssl-set`` or
     ``--ssl-crop-seconds`` on the same ``--out`` would otherwise be answered with the old run."""
     stored_path = run_dir / "config.json"
     if not stored_path.is_file():
         return
-    # both read by today's settings, so keys added since the run was written resolve alike
-    stored = _flat(RunConfig.from_dict(json.loads(stored_path.read_text(encoding="utf-8"))).to_dict())
-    wanted = _flat(RunConfig.from_dict(config).to_dict())
-    differs = sorted(
-        k for k in set(stored) | set(wanted) if k.split(".")[0] in SSL_DEFINING and stored.get(k) != wanted.get(k)
-    )
-    if differs:
-        detail = "; ".join(f"{k}: {stored.get(k)!r} there, {wanted.get(k)!r} asked" for k in differs)
+    changed = changed_settings(json.loads(stored_path.read_text(encoding="utf-8")), RunConfig.from_dict(config))
+    if changed:
+        detail = "; ".join(f"{k}: {there!r} there, {asked!r} asked" for k, (there, asked) in changed.items())
         raise SystemExit(f"{run_dir} holds an SSL run with other settings ({detail}); give this setting its own --out")
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
 
 
 def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
@@ -350,7 +335,6 @@ def _check_ssl_runs(ap: argparse.ArgumentParser, args: argparse.Namespace) -> No
     """Refuse an SSL run's setting (``--ssl-set``, ``--ssl-crop-seconds``) that the run would
     refuse, before anything trains."""
     from ecg_transfer.errors import ConfigError
-    from ecg_transfer.settings import RunConfig
 
     for method in args.methods if args.choose_method else [args.method]:
         try:

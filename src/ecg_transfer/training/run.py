@@ -638,6 +638,30 @@ def _finish_run(config: RunConfig, run_dir: Path, data: _RunData, ctx: Any) -> R
     )
 
 
+def changed_settings(saved_config: Mapping[str, Any], config: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (saved value, value in config)}`` for every defining setting in which a run's
+    saved settings (its config.json or model.pt's config) differ from ``config``; the resumable keys
+    (``RESUMABLE_KEYS``) are left out, and a key added to the settings after the run was written
+    counts with its default (the run ran with it)."""
+    from .loop import _diff_keys
+
+    current = json.loads(json.dumps(_meta_config(config), default=str))
+    saved = {
+        k: v for k, v in json.loads(json.dumps(dict(saved_config), default=str)).items() if k not in RESUMABLE_KEYS
+    }
+    defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
+    for key in current.keys() - saved.keys():
+        if key in defaults:
+            saved[key] = defaults[key]
+    return {key: (_at(saved, key), _at(current, key)) for key in _diff_keys(saved, current)}
+
+
+def _at(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 def _check_same_run(
     config: RunConfig,
     run_dir: Path,
@@ -648,21 +672,12 @@ def _check_same_run(
     splits: Mapping[str, np.ndarray],
 ) -> None:
     from ..errors import ConfigError
-    from .loop import _diff_keys
 
     if list(saved_labels) != list(label_names):
         raise ConfigError(
             f"cannot finish {run_dir}: its model.pt predicts {list(saved_labels)}, the data has {list(label_names)}"
         )
-    current = json.loads(json.dumps(_meta_config(config), default=str))
-    saved = {
-        k: v for k, v in json.loads(json.dumps(dict(saved_config), default=str)).items() if k not in RESUMABLE_KEYS
-    }
-    defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
-    for key in current.keys() - saved.keys():  # keys added after model.pt was written: it ran with their defaults
-        if key in defaults:
-            saved[key] = defaults[key]
-    diff = _diff_keys(saved, current)
+    diff = list(changed_settings(saved_config, config))
     if diff:
         raise ConfigError(
             f"cannot finish {run_dir}: its model.pt was trained with different settings: {', '.join(diff)}"

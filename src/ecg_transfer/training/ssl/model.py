@@ -103,14 +103,13 @@ def cpc_info_nce(z: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
     prediction ``predictions[i, t, k - 1]`` among all ``B * n`` encodings of ``z`` (B, n, W);
     scores are dot products / sqrt(W), so their scale does not grow with the width."""
     b, n, width = z.shape
-    candidates = z.reshape(b * n, width)
+    candidates = z.reshape(b * n, width).float().t()  # fp32 under bf16 autocast: raw dot products are large
+    rows = torch.arange(b, device=z.device)[:, None] * n  # where each record's patches start
     losses = []
     for k in range(1, predictions.shape[2] + 1):
-        queries = predictions[:, : n - k, k - 1].reshape(-1, width)  # (B * (n - k), W)
-        rows = torch.arange(b, device=z.device)[:, None] * n
+        queries = predictions[:, : n - k, k - 1].reshape(-1, width).float()  # (B * (n - k), W)
         target = (rows + torch.arange(k, n, device=z.device)[None, :]).reshape(-1)  # index of z[i, t + k]
-        scores = queries.float() @ candidates.float().t()  # fp32 under bf16 autocast: raw dot products are large
-        losses.append(F.cross_entropy(scores / math.sqrt(width), target))
+        losses.append(F.cross_entropy(queries @ candidates / math.sqrt(width), target))
     return torch.stack(losses).mean()
 
 
