@@ -32,6 +32,11 @@ temperature, ...; checked before anything trains); give each setting its own ``-
 finished run is reused by its name. ``--choose-method --methods contrastive --ssl-set ...`` is then
 the fold-9 measurement of one setting (its random-weights arm is the same run in every ``--out``).
 
+``--ssl-run DIR`` fine-tunes from a finished SSL run instead of training one: an SSL run reads
+signals only, so the run trained under one ``--out`` serves a call with another ``--task``
+(its settings are checked against this call's, its task's labels excepted). Every reused run is
+checked the same way: a finished run trained with other settings is refused, not answered.
+
 ``--quick`` is a smoke check of the machinery (minutes): folds 1-2 for training, 1 epoch each,
 a narrow network; its numbers mean nothing.
 """
@@ -47,6 +52,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
@@ -58,6 +64,7 @@ from ecg_transfer.training.run import changed_settings, missing_outputs
 REPO = Path(__file__).resolve().parents[1]
 
 FRACTION_PARTS = 100
+SSL_UNREAD = ("task.labels",)  # an SSL run reads signals only: its [task] labels change nothing it learns
 DEFAULT_LR = ScheduleConfig().max_lr  # the toolkit's default peak rate: run names carry a rate only when it differs
 QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
 
@@ -176,24 +183,47 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
             )
 
 
-def check_reusable(config: dict[str, Any], run_dir: Path) -> None:
-    """Refuse to reuse (or resume) the SSL run in ``run_dir`` when it was trained with other
-    settings than ``config`` (``training.run.changed_settings``, the comparison the toolkit makes
-    before finishing a run): its folder is named by the method only, so another ``--ssl-set`` or
-    ``--ssl-crop-seconds`` on the same ``--out`` would otherwise be answered with the old run."""
+def check_reusable(config: dict[str, Any], run_dir: Path, ignore: Sequence[str] = ()) -> None:
+    """Refuse to reuse (or resume) the run in ``run_dir`` when it was trained with other settings
+    than ``config`` (``training.run.changed_settings``, the comparison the toolkit makes before
+    finishing a run), except the keys in ``ignore``. Runs are named by arm, method and share only,
+    so another ``--task``, ``--ssl-set`` or ``--ssl-crop-seconds`` on the same ``--out`` would
+    otherwise be answered with the old run."""
     stored_path = run_dir / "config.json"
     if not stored_path.is_file():
         return
     changed = changed_settings(json.loads(stored_path.read_text(encoding="utf-8")), RunConfig.from_dict(config))
+    for key in ignore:
+        changed.pop(key, None)
+    for key in ("finetune.pretrained_run", "task.root"):  # a relative path, or (older runs) the model.pt
+        if key in changed and _same_place(*changed[key]):
+            del changed[key]
     if changed:
         detail = "; ".join(f"{k}: {there!r} there, {asked!r} asked" for k, (there, asked) in changed.items())
-        raise SystemExit(f"{run_dir} holds an SSL run with other settings ({detail}); give this setting its own --out")
+        raise SystemExit(f"{run_dir} holds a run with other settings ({detail}); give this setting its own --out")
+
+
+def _same_place(saved: str | None, asked: str | None) -> bool:
+    """Whether two spellings of a folder (or of a run's model.pt and its run) name the same place."""
+
+    def folder(path: str) -> Path:
+        p = Path(path).resolve()
+        return p.parent if p.name == "model.pt" else p
+
+    return saved is not None and asked is not None and folder(saved) == folder(asked)
 
 
 def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
-    config, run_dir = ssl_config(args, method), args.out / f"ssl-{method}"
-    check_reusable(config, run_dir)
-    return run("pretrain", config, run_dir, log)
+    """The SSL run of ``method``: ``--ssl-run`` if given (checked, never trained here), else
+    ``ssl-{method}`` under ``--out``, trained unless finished."""
+    config = ssl_config(args, method)
+    if args.ssl_run is None:
+        check_reusable(config, args.out / f"ssl-{method}", ignore=SSL_UNREAD)
+        return run("pretrain", config, args.out / f"ssl-{method}", log)
+    if missing_outputs(args.ssl_run):
+        raise SystemExit(f"--ssl-run {args.ssl_run}: not a finished run (missing {missing_outputs(args.ssl_run)})")
+    check_reusable(config, args.ssl_run, ignore=SSL_UNREAD)
+    return args.ssl_run
 
 
 def finetune_run(
@@ -205,13 +235,12 @@ def finetune_run(
     lr: float | None = None,
 ) -> Path:
     lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
-    command = "standalone" if arm == "random" else "finetune"
-    return run(
-        command,
+    config, run_dir = (
         finetune_config(args, arm, fraction, ssl_dir, lr),
         args.out / _run_name(args, arm, fraction, ssl_dir, lr),
-        log,
     )
+    check_reusable(config, run_dir)
+    return run("standalone" if arm == "random" else "finetune", config, run_dir, log)
 
 
 def _auc(entry: dict[str, Any]) -> dict[str, Any]:
@@ -352,7 +381,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of both arms")
     ap.add_argument("--ssl-epochs", type=int, default=4, help="self-supervised epochs")
     ap.add_argument("--ssl-lr", type=float, default=1e-3, help="peak learning rate of the SSL run")
-    ap.add_argument("--method", default="contrastive", choices=SSL_METHODS, help="[ssl] method")
+    ap.add_argument("--method", default="cpc", choices=SSL_METHODS, help="[ssl] method")
     ap.add_argument(
         "--ssl-crop-seconds",
         type=float,
@@ -369,12 +398,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '\'augmentations=["random-resized-crop", "time-out"]\' (use a separate --out per setting: '
         "a finished run is reused by name)",
     )
+    ap.add_argument(
+        "--ssl-run",
+        type=Path,
+        default=None,
+        help="a finished SSL run to fine-tune from instead of training one (e.g. one trained under another "
+        "--out for another --task: an SSL run reads no labels); checked against this call's SSL settings",
+    )
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--choose-method", action="store_true", help="rank the candidate methods on fold 9")
     ap.add_argument(
-        "--methods", nargs="+", default=["contrastive", "masked"], choices=SSL_METHODS, help="with --choose-method"
+        "--methods",
+        nargs="+",
+        default=["contrastive", "masked", "cpc"],
+        choices=SSL_METHODS,
+        help="with --choose-method",
     )
     ap.add_argument("--choice-fraction", type=float, default=0.1, help="with --choose-method")
     ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (a), random weights")
@@ -391,6 +431,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
     args = ap.parse_args(argv)
     args.ssl_set = _key_values(ap, args.ssl_set)
+    if args.ssl_run is not None and (args.ssl_only or (args.choose_method and len(args.methods) > 1)):
+        ap.error("--ssl-run names one finished SSL run: not with --ssl-only or several --methods")
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
     if args.quick:
         args.train_folds, args.epochs, args.ssl_epochs, args.fractions = [1, 2], 1, 1, [0.1]

@@ -85,10 +85,10 @@ def test_label_efficiency_ssl_only_trains_the_ssl_run_and_nothing_else(
     assert le.main(["--ssl-only", "--ssl-epochs", "7", "--out", str(tmp_path)]) == 0
     assert [c[0] for c in calls] == ["pretrain"]
     command, config, run_dir = calls[0]
-    assert config["epochs"] == 7 and config["ssl"] == {"method": "contrastive"}
+    assert config["epochs"] == 7 and config["ssl"] == {"method": "cpc"}  # the method chosen on fold 9
     assert config["task"]["test_folds"] == [10] and 10 not in config["task"]["train_folds"]
     written = json.loads((tmp_path / "xresnet1d18" / "ssl_run.json").read_text())
-    assert written["ssl_run"] == str(run_dir) and run_dir == tmp_path / "xresnet1d18" / "ssl-contrastive"
+    assert written["ssl_run"] == str(run_dir) and run_dir == tmp_path / "xresnet1d18" / "ssl-cpc"
     assert not (tmp_path / "xresnet1d18" / "results.md").exists()
 
 
@@ -99,7 +99,8 @@ def test_label_efficiency_ssl_set_reaches_the_ssl_table_and_is_checked_first(
     calls: list[dict] = []
     monkeypatch.setattr(le, "run", lambda command, config, run_dir, log: calls.append(config) or run_dir)
     augs = '["random-resized-crop", "time-out"]'
-    argv = ["--ssl-only", "--out", str(tmp_path), "--ssl-set", "temperature=0.1", f"augmentations={augs}"]
+    argv = ["--ssl-only", "--out", str(tmp_path), "--method", "contrastive"]
+    argv += ["--ssl-set", "temperature=0.1", f"augmentations={augs}"]
     assert le.main(argv) == 0
     assert calls[0]["ssl"] == {
         "method": "contrastive",
@@ -113,7 +114,7 @@ def test_label_efficiency_ssl_set_reaches_the_ssl_table_and_is_checked_first(
         ("temperature=-1", "temperature"),
     ]:
         with pytest.raises(SystemExit):
-            le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-set", bad])
+            le.main(["--ssl-only", "--out", str(tmp_path), "--method", "contrastive", "--ssl-set", bad])
         assert why in capsys.readouterr().err
     with pytest.raises(SystemExit):  # checked for every candidate of a method choice
         le.main(["--choose-method", "--out", str(tmp_path), "--ssl-set", "mask_ratio=0.3"])
@@ -144,15 +145,17 @@ def test_label_efficiency_reuses_an_ssl_run_only_under_its_own_settings(
     monkeypatch.setattr(le, "run", lambda command, config, run_dir, log: run_dir)
     run_dir = tmp_path / "xresnet1d18" / "ssl-contrastive"
     run_dir.mkdir(parents=True)
-    written = RunConfig.from_dict(le.ssl_config(le.parse_args(["--out", str(tmp_path)]), "contrastive")).to_dict()
+    written = RunConfig.from_dict(
+        le.ssl_config(le.parse_args(["--out", str(tmp_path), "--method", "contrastive"]), "contrastive")
+    ).to_dict()
     for key in ("patch_seconds", "predict_steps", "context_dim"):  # as a run from before cpc existed wrote it
         del written["ssl"][key]
     (run_dir / "config.json").write_text(json.dumps(written))
-    assert le.main(["--ssl-only", "--out", str(tmp_path)]) == 0
+    assert le.main(["--ssl-only", "--method", "contrastive", "--out", str(tmp_path)]) == 0
     with pytest.raises(SystemExit, match=r"ssl\.temperature: 0\.5 there, 0\.1 asked.*its own --out"):
-        le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-set", "temperature=0.1"])
+        le.main(["--ssl-only", "--method", "contrastive", "--out", str(tmp_path), "--ssl-set", "temperature=0.1"])
     with pytest.raises(SystemExit, match=r"epochs: 4 there, 8 asked"):
-        le.main(["--ssl-only", "--out", str(tmp_path), "--ssl-epochs", "8"])
+        le.main(["--ssl-only", "--method", "contrastive", "--out", str(tmp_path), "--ssl-epochs", "8"])
 
 
 def test_gpu_lease_script_parses() -> None:
@@ -249,3 +252,62 @@ def test_gpu_jobs_fits_judges_a_run_by_its_last_epochs(tmp_path: Path) -> None:
     assert jobs.seconds_to_finish(_metrics(tmp_path / "new", 50, [8.0])) is None  # too early to judge
     assert jobs.main(["fits", str(tmp_path / "new"), "1"]) == 0
     assert jobs.seconds_to_finish(_metrics(tmp_path / "done", 3, [5.0, 5.0, 5.0])) == 0
+
+
+def _write_run(le: ModuleType, run_dir: Path, config: dict) -> None:
+    """A run folder as far as the reuse check reads it: its resolved settings."""
+    from ecg_transfer.settings import RunConfig
+
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(RunConfig.from_dict(config).to_dict(), default=str))
+
+
+def test_label_efficiency_refuses_a_finished_finetuning_run_of_another_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fine-tuning runs are named by arm and share only: a call with another --task on the same --out
+    must not be answered with the first task's runs (it was, silently, before the check)."""
+    le = _load("label_efficiency")
+    monkeypatch.setattr(le, "run", lambda command, config, run_dir, log: run_dir)
+    args = le.parse_args(["--out", str(tmp_path), "--root", "data/ptbxl"])
+    _write_run(le, args.out / "random-10pct", le.finetune_config(args, "random", 0.1, None))
+    assert le.finetune_run(args, "random", 0.1, None, {}) == args.out / "random-10pct"
+    absolute = le.parse_args(["--out", str(tmp_path), "--root", str(Path("data/ptbxl").resolve())])
+    assert le.finetune_run(absolute, "random", 0.1, None, {}) == args.out / "random-10pct"  # the same folder
+    other = le.parse_args(["--out", str(tmp_path), "--root", "data/ptbxl", "--task", "all"])
+    with pytest.raises(SystemExit, match=r"task\.labels: 'superdiagnostic' there, 'all' asked"):
+        le.finetune_run(other, "random", 0.1, None, {})
+
+
+def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--ssl-run fine-tunes from a finished SSL run of another --out: its task's labels may differ
+    (an SSL run reads no labels), nothing else may; an unfinished run is refused."""
+    le = _load("label_efficiency")
+    calls: list[tuple[str, dict, Path]] = []
+    monkeypatch.setattr(
+        le, "run", lambda command, config, run_dir, log: calls.append((command, config, run_dir)) or run_dir
+    )
+    first = le.parse_args(["--out", str(tmp_path / "a"), "--method", "cpc", "--ssl-epochs", "24"])
+    ssl_dir = first.out / "ssl-cpc"
+    _write_run(le, ssl_dir, le.ssl_config(first, "cpc"))
+    argv = ["--out", str(tmp_path / "b"), "--task", "all", "--method", "cpc", "--ssl-run", str(ssl_dir)]
+    with pytest.raises(SystemExit, match="not a finished run"):
+        le.main([*argv, "--ssl-epochs", "24"])
+    monkeypatch.setattr(le, "missing_outputs", lambda run_dir: [])
+    monkeypatch.setattr(
+        le,
+        "compare",
+        lambda a, b, split: (
+            {k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}}
+        ),
+    )
+    assert le.main([*argv, "--ssl-epochs", "24", "--fractions", "0.1"]) == 0
+    assert [c[0] for c in calls] == ["standalone", "finetune"]  # nothing pre-trained
+    assert calls[1][1]["finetune"]["pretrained_run"] == str(ssl_dir) and calls[1][1]["task"]["labels"] == "all"
+    with pytest.raises(SystemExit, match=r"epochs: 24 there, 48 asked"):
+        le.main([*argv, "--ssl-epochs", "48"])
+    with pytest.raises(SystemExit):
+        le.main([*argv, "--ssl-only"])
+    assert "not with --ssl-only" in capsys.readouterr().err

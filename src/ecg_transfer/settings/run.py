@@ -29,7 +29,7 @@ what is allowed. Example (every key optional)::
     policy = "none"               # none | head-then-all | gradual | all | linear-probe
     pretrained_run = "runs/ptbxl-diag-500hz"
     [ssl]                         # optional: self-supervised pre-training instead of BCE (SslConfig)
-    method = "contrastive"        # or "masked" or "cpc"
+    method = "cpc"                # or "contrastive" or "masked"
     [tracking]                    # optional: metrics also to TensorBoard or MLflow (TrackingConfig)
     backend = "tensorboard"       # or "mlflow"; needs pip install "ecg-transfer[track]"
 
@@ -405,8 +405,8 @@ class SslConfig(Settings):
     """
 
     SECTION = "ssl"
-    method: Literal[SSL_METHODS] = "contrastive"  # type: ignore[valid-type]
-    """contrastive (NT-Xent between two augmented views), masked (reconstruct zeroed spans) or cpc (predict the next patches)."""
+    method: Literal[SSL_METHODS] = "cpc"  # type: ignore[valid-type]
+    """cpc (predict the next patches; chosen on PTB-XL fold 9, see BENCHMARKS.md), contrastive (NT-Xent between two augmented views) or masked (reconstruct zeroed spans)."""
     extra_tasks: ListedTuple[SslSource] = ()
     """More sets of unlabelled records, beside the [task]'s (see [[ssl.extra_tasks]])."""
     temperature: PositiveFloat | None = None
