@@ -157,16 +157,42 @@ def test_evaluation_cost_grows_with_test_records_labels_and_resamples():
 
 
 def test_run_work_of_a_self_supervised_run():
-    # every record of the training folds (no label subset), two views per crop for contrastive,
-    # one centre crop per validation record and validation, no test predictions
+    # every record of the training folds (no label subset), one crop each (views and patches are in
+    # the measured cost of a crop), one centre crop per validation record and validation, no test predictions
     task = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
     sizes = DataSize(1000, {f: 100 for f in range(1, 11)}, 10.0)
-    for method, views in (("contrastive", 2), ("masked", 1), ("cpc", 1)):  # cpc: a crop's patches, once
+    for method in ("contrastive", "masked", "cpc"):
         cfg = RunConfig.from_dict(
             {"model": "fcn_wang", "epochs": 4, "validate_every": 2, "task": task, "ssl": {"method": method}}
         )
         train, samples, windows = run_work(cfg, sizes)
-        assert (train, samples, windows) == (800, 800 * 4 * views, 100 * 2 * views), method
+        assert (train, samples, windows) == (800, 800 * 4, 100 * 2), method
+
+
+def test_an_ssl_run_is_measured_with_its_objective(tmp_path, monkeypatch):
+    """The cost of an SSL crop is its objective's (two views for contrastive; CPC encodes each patch
+    on its own): measured with the SslModel's loss, and kept apart from the supervised network's
+    and from another method's."""
+    from ecg_transfer.study import estimate
+    from ecg_transfer.training.ssl.model import SslModel
+
+    task = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
+    base = {"model": "xresnet1d18", "batch_size": 8, "model_kwargs": {"stem_widths": [8, 8, 8], "width": 8}}
+    supervised = RunConfig.from_dict({**base, "task": task})
+    by_method = {m: RunConfig.from_dict({**base, "task": task, "ssl": {"method": m}}) for m in ("contrastive", "cpc")}
+    losses: list[str] = []
+    original = SslModel.forward
+    monkeypatch.setattr(SslModel, "forward", lambda self, x: losses.append(self.method) or original(self, x))
+    for method, cfg in by_method.items():
+        losses.clear()
+        cost = measure_throughput(cfg, steps=1)
+        assert 0 < cost["train_s_per_sample"] < 1 and set(losses) == {method} and len(losses) >= 3
+    signatures = {estimate._signature(c) for c in (supervised, *by_method.values())}
+    assert len(signatures) == 3
+    extra = RunConfig.from_dict(
+        {**base, "task": task, "ssl": {"method": "cpc", "extra_tasks": [{"dataset": "cinc", "root": "y"}]}}
+    )
+    assert estimate._signature(extra) == estimate._signature(by_method["cpc"])  # more data, same step
 
 
 def test_the_real_measurement_runs(tmp_path):

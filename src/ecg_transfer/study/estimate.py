@@ -142,9 +142,8 @@ def run_work(cfg: RunConfig, size: DataSize) -> tuple[float, float, float]:
     epochs = cfg.epochs
     assert epochs is not None, "a validated RunConfig has its epochs resolved"
     validations = math.ceil(epochs / cfg.validate_every)
-    if cfg.ssl is not None:  # every signal of the training folds; contrastive: two views per crop;
-        views = 2 if cfg.ssl.method == "contrastive" else 1  # validation: each record's centre crop
-        return pool, pool * epochs * views, val * validations * views  # no test predictions
+    if cfg.ssl is not None:  # every signal of the training folds, one crop each (the measured cost of
+        return pool, pool * epochs, val * validations  # a crop is the objective's: views, patches)
     per_record = _windows(size.seconds, cfg)
     windows = per_record * (val * validations + test)
     return train, train * epochs, windows
@@ -191,24 +190,37 @@ def _signature(cfg: RunConfig) -> str:
             "input": cfg.input,
             "batch_size": cfg.batch_size,
             "memory_format": cfg.memory_format,
+            **({"ssl": _objective(cfg)} if cfg.ssl is not None else {}),
         },
         sort_keys=True,
     )
 
 
+def _objective(cfg: RunConfig) -> dict[str, Any]:
+    """The ``[ssl]`` settings that change what a step costs (its data sources do not)."""
+    assert cfg.ssl is not None
+    return {k: v for k, v in cfg.ssl.to_dict().items() if k != "extra_tasks"}
+
+
 def measure_throughput(cfg: RunConfig, n_leads: int = 12, n_classes: int = 20, steps: int = 3) -> dict[str, float]:
     """Seconds per training sample and per evaluation window of ``cfg``'s network here: a few
-    real training steps (the engine's layout and optimizer) and one prediction batch."""
+    real training steps (the engine's layout and optimizer) and one prediction batch. With
+    ``[ssl]`` the step is the objective's (a sample is one crop, with its views or patches: CPC
+    encodes each patch on its own, which costs more than the crop's classification) and the
+    "prediction" is its validation loss."""
     import torch
 
     from .. import models
     from ..signal import transformed_shape
+    from ..training.ssl.model import SslModel
     from ..training.speed import optimizer_kernel, prepare_for_training
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     channels, length = transformed_shape(cfg.input, cfg.fs, n_leads, cfg.crop_len)
     model = models.build(cfg.model, channels, n_classes, **cfg.model_kwargs)
+    if cfg.ssl is not None:  # standardised signals: one unit is the amplitude scale of the augmentations
+        model = SslModel(model, cfg.ssl, fs=cfg.fs, crop_len=cfg.crop_len, unit=1.0)
     net = prepare_for_training(model, cfg.memory_format, "none")
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, **optimizer_kernel(cfg.optimizer_impl, params))
@@ -218,7 +230,7 @@ def measure_throughput(cfg: RunConfig, n_leads: int = 12, n_classes: int = 20, s
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
+        (net(x) if cfg.ssl is not None else loss_fn(net(x), y)).backward()
         opt.step()
 
     step()
@@ -256,8 +268,8 @@ def throughput(
     table = _load_table(table_path)
     if sig not in table:
         echo(
-            f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}) on this "
-            "machine ..."
+            f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}"
+            f"{', ssl ' + cfg.ssl.method if cfg.ssl is not None else ''}) on this machine ..."
         )
         table[sig] = {**(measure or measure_throughput)(cfg), "measured": time.strftime("%Y-%m-%d %H:%M")}
         table_path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +308,8 @@ def estimate_study(
             task["dataset"], CACHE_SECONDS_PER_RECORD["cinc"]
         )
         cost = throughput(cfg, table_path, measure=measure or measure_throughput, echo=echo)
-        costs[f"{cfg.model}@{cfg.fs:g}Hz/{cfg.input}"] = {k: v for k, v in cost.items() if k != "measured"}
+        objective = f" ssl {cfg.ssl.method}" if cfg.ssl is not None else ""
+        costs[f"{cfg.model}@{cfg.fs:g}Hz/{cfg.input}{objective}"] = {k: v for k, v in cost.items() if k != "measured"}
         train_records, samples, windows = run_work(cfg, size)
         seconds = (
             samples * cost["train_s_per_sample"]
