@@ -218,9 +218,10 @@ def measure_throughput(cfg: RunConfig, n_leads: int = 12, n_classes: int = 20, s
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     channels, length = transformed_shape(cfg.input, cfg.fs, n_leads, cfg.crop_len)
-    model = models.build(cfg.model, channels, n_classes, **cfg.model_kwargs)
+    classifier = models.build(cfg.model, channels, n_classes, **cfg.model_kwargs)
+    model: torch.nn.Module = classifier
     if cfg.ssl is not None:  # standardised signals: one unit is the amplitude scale of the augmentations
-        model = SslModel(model, cfg.ssl, fs=cfg.fs, crop_len=cfg.crop_len, unit=1.0)
+        model = SslModel(classifier, cfg.ssl, fs=cfg.fs, crop_len=cfg.crop_len, unit=1.0)
     net = prepare_for_training(model, cfg.memory_format, "none")
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, **optimizer_kernel(cfg.optimizer_impl, params))
