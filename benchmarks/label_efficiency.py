@@ -93,6 +93,7 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
 def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
     config = {
         **_base(args),
+        "seed": args.seed if args.ssl_seed is None else args.ssl_seed,
         "epochs": args.ssl_epochs,
         "validate_every": args.ssl_epochs,
         "schedule": {"max_lr": args.ssl_lr},
@@ -407,7 +408,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run, and of the labelled subsets")
+    ap.add_argument(
+        "--ssl-seed",
+        type=int,
+        default=None,
+        help="seed of the SSL run (default: --seed); --seed 1 --ssl-seed 0 repeats the fine-tuning "
+        "comparison on another labelled subset and initialisation from the same SSL run",
+    )
     ap.add_argument("--choose-method", action="store_true", help="rank the candidate methods on fold 9")
     ap.add_argument(
         "--methods",

@@ -311,3 +311,14 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     with pytest.raises(SystemExit):
         le.main([*argv, "--ssl-only"])
     assert "not with --ssl-only" in capsys.readouterr().err
+
+
+def test_label_efficiency_ssl_seed_repeats_the_comparison_from_the_same_ssl_run(tmp_path: Path) -> None:
+    """--seed moves the labelled subset and every fine-tuning run; --ssl-seed keeps the SSL run."""
+    le = _load("label_efficiency")
+    base = le.parse_args(["--out", str(tmp_path)])
+    repeat = le.parse_args(["--out", str(tmp_path), "--seed", "1", "--ssl-seed", "0"])
+    assert le.ssl_config(repeat, "cpc") == le.ssl_config(base, "cpc")
+    ft, ft0 = le.finetune_config(repeat, "random", 0.1, None), le.finetune_config(base, "random", 0.1, None)
+    assert (ft["seed"], ft["task"]["fraction_seed"]) == (1, 1) and (ft0["seed"], ft0["task"]["fraction_seed"]) == (0, 0)
+    assert le.ssl_config(le.parse_args(["--seed", "1"]), "cpc")["seed"] == 1
