@@ -375,11 +375,19 @@ class _RunData(NamedTuple):
     label_names: list[str]
 
 
+class _Run(NamedTuple):
+    """What every step of one run reads and none changes: its resolved settings, its folder, its
+    data and the device it runs on (passed as one, not as four parallel arguments)."""
+
+    config: RunConfig
+    run_dir: Path
+    data: _RunData
+    device: torch.device
+
+
 def _train_and_write(
-    config: RunConfig,
-    run_dir: Path,
+    run: _Run,
     model: nn.Module,
-    data: _RunData,
     stages: Any,
     scaler: Any,
     resuming: bool,
@@ -389,7 +397,8 @@ def _train_and_write(
 ) -> tuple[Any, dict[str, float | None], dict[str, Path]]:
     """Fit, then (rank 0) predict and write the outputs, all inside the run's tracker, so that
     ``[tracking]`` closes the run as failed when either step fails."""
-    X, Y, record_ids, splits, label_names = data
+    config, run_dir = run.config, run.run_dir
+    X, Y, record_ids, splits, label_names = run.data
     meta = _run_meta(config, X, record_ids, splits, label_names, scaler)
     trained = trainable_model(config, model, scaler)
     with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
@@ -407,7 +416,7 @@ def _train_and_write(
                 run_dir=run_dir,
                 resume=resuming,
                 meta=meta,
-                device=ctx.device,
+                device=run.device,
                 progress=progress,
                 dist=ctx,
                 callbacks=epoch_callbacks,
@@ -417,7 +426,7 @@ def _train_and_write(
 
         def finish() -> tuple[dict[str, float | None], dict[str, Path]]:  # rank 0; the others wait
             known = {"val": result.final_val_probs}
-            return _write_outputs(config, run_dir, model, data, scaler, ctx.device, known=known)
+            return _write_outputs(run, model, scaler, known=known)
 
         aucs, predictions = ctx.from_main(finish)
     return result, aucs, predictions
@@ -478,7 +487,14 @@ def train_run(
                 config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend), record_ids, splits
             )
         result, aucs, predictions = _train_and_write(
-            config, run_dir, model, data, stages, scaler, resuming, progress and ctx.is_main, ctx, callbacks
+            _Run(config, run_dir, data, device),
+            model,
+            stages,
+            scaler,
+            resuming,
+            progress and ctx.is_main,
+            ctx,
+            callbacks,
         )
 
     return RunResult(
@@ -517,21 +533,15 @@ def _write_start(
 
 
 def _write_outputs(
-    config: RunConfig,
-    run_dir: Path,
-    model: nn.Module,
-    data: _RunData,
-    scaler: GlobalStandardScaler,
-    device: torch.device,
-    known: Mapping[str, np.ndarray | None] | None = None,
+    run: _Run, model: nn.Module, scaler: GlobalStandardScaler, known: Mapping[str, np.ndarray | None] | None = None
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """model.pt and the val/test predictions (rank 0). ``known``: probabilities already predicted
     with the kept weights (the validation of their epoch), used instead of predicting again."""
-    label_names = data.label_names
+    config = run.config
     save_model_file(
-        run_dir / MODEL_FILE,
+        run.run_dir / MODEL_FILE,
         model,
-        label_names=label_names,
+        label_names=run.data.label_names,
         scaler=scaler,
         fs=config.fs,
         crop_len=config.crop_len,
@@ -539,21 +549,16 @@ def _write_outputs(
         aggregate=config.aggregate,
         config=config.to_dict(),
     )
-    return _write_predictions(config, run_dir, model, data, scaler, device, known)
+    return _write_predictions(run, model, scaler, known)
 
 
 def _write_predictions(
-    config: RunConfig,
-    run_dir: Path,
-    model: nn.Module,
-    data: _RunData,
-    scaler: GlobalStandardScaler,
-    device: torch.device,
-    known: Mapping[str, np.ndarray | None] | None = None,
+    run: _Run, model: nn.Module, scaler: GlobalStandardScaler, known: Mapping[str, np.ndarray | None] | None = None
 ) -> tuple[dict[str, float | None], dict[str, Path]]:
     """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs
     (none for an [ssl] run: it predicts no labels)."""
-    X, Y, record_ids, splits, label_names = data
+    config, device = run.config, run.device
+    X, Y, record_ids, splits, label_names = run.data
     crop_len = config.crop_len
     aucs: dict[str, float | None] = {"val": None, "test": None}
     predictions: dict[str, Path] = {}
@@ -581,7 +586,7 @@ def _write_predictions(
             )
         y_true = np.asarray(Y[idx])
         predictions[name] = save_predictions(
-            run_dir / f"predictions_{name}.csv", [str(record_ids[i]) for i in idx], label_names, y_true, probs
+            run.run_dir / f"predictions_{name}.csv", [str(record_ids[i]) for i in idx], label_names, y_true, probs
         )
         aucs[name] = macro_auc(y_true, probs)[0]
     return aucs, predictions
@@ -618,7 +623,7 @@ def _finish_run(config: RunConfig, run_dir: Path, data: _RunData, ctx: Any) -> R
     def finish() -> tuple[dict[str, float | None], dict[str, Path]]:
         lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device, encoder_ok=True)
         _check_same_run(config, run_dir, lm.config, lm.label_names, data.label_names, data.record_ids, data.splits)
-        return _write_predictions(config, run_dir, lm.model, data, lm.scaler, ctx.device)
+        return _write_predictions(_Run(config, run_dir, data, ctx.device), lm.model, lm.scaler)
 
     aucs, predictions = ctx.from_main(finish)
     history = []
