@@ -170,6 +170,25 @@ def test_run_key_ignores_what_does_not_change_the_result():
     assert run_key({**cfg, "precision": "bf16"}, "parent") != k
 
 
+def test_a_changed_default_keeps_the_keys_of_stored_runs():
+    """[ssl] method's default moved from contrastive to cpc: the study keys of SSL runs (and so of
+    every run fine-tuned from one) must stay those they were stored under. The keys below were
+    computed by the code before the change (commit d848646); a key that moves orphans a user's
+    finished pre-training."""
+    task = {"dataset": "ptbxl", "root": "data/ptbxl", "labels": "diagnostic"}
+    base = {"model": "xresnet1d50", "epochs": 3, "task": task}
+    stored = {
+        "06534acaec0286a1": {"method": "contrastive"},
+        "7830e27fe1531e03": {"method": "cpc"},
+        "7ecd870517bfdb29": {"method": "masked"},
+        "200370fc2def7d2b": {"method": "contrastive", "temperature": 0.1},
+    }
+    for key, ssl in stored.items():
+        assert run_key({**base, "ssl": ssl}, None) == key, ssl
+    assert run_key({**base, "ssl": {}}, None) == "7830e27fe1531e03"  # the default now: cpc
+    assert run_key(base, None) == "9b4adb5f01e7ec84"  # supervised runs: untouched
+
+
 def test_shards_cover_the_plan_once():
     runs = plan_study(load_spec(SPEC, "smoke"))
     shards = [select_shard(runs, (i, 3)) for i in (1, 2, 3)]

@@ -79,6 +79,12 @@ def resolve_config(config: dict[str, Any], name: str = "") -> dict[str, Any]:
 #: a run sets away from the defaults (so adding a key with a neutral default keeps every study's
 #: keys), and this number stands for the defaults themselves.
 RECIPE_VERSION = 1
+#: Defaults changed since studies were first keyed, at their value then: a key leaves such a value
+#: out when it equals the *old* default and keeps it otherwise, so a run keeps the key it was
+#: stored under whichever default it met (``[ssl] method``: "contrastive" until 2026-11-30, then
+#: "cpc"; without the pin every finished SSL run, and each run fine-tuned from one, would be
+#: trained again).
+KEYED_DEFAULTS: dict[tuple[str, str], Any] = {("ssl", "method"): "contrastive"}
 
 
 def run_key(config: dict[str, Any], depends: str | None) -> str:
@@ -87,9 +93,22 @@ def run_key(config: dict[str, Any], depends: str | None) -> str:
     see :func:`ecg_transfer.settings.base.non_default`) -- the recipe version and the parent key."""
     resolved = {k: v for k, v in resolve_config(config).items() if k not in NON_DEFINING}
     resolved["finetune"] = {k: v for k, v in resolved["finetune"].items() if k != "pretrained_run"}
-    defining = non_default(RunConfig, resolved)
+    defining = _pin_changed_defaults(resolved, non_default(RunConfig, resolved))
     blob = json.dumps({"config": defining, "depends": depends, "recipe": RECIPE_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _pin_changed_defaults(resolved: dict[str, Any], defining: dict[str, Any]) -> dict[str, Any]:
+    """``defining`` with each of :data:`KEYED_DEFAULTS` left out or kept as against its old default."""
+    for (section, key), then in KEYED_DEFAULTS.items():
+        table = resolved.get(section)
+        if not isinstance(table, dict) or key not in table:
+            continue
+        kept = {k: v for k, v in (defining.get(section) or {}).items() if k != key}
+        if table[key] != then:
+            kept[key] = table[key]
+        defining = {k: v for k, v in defining.items() if k != section} | ({section: kept} if kept else {})
+    return defining
 
 
 def fraction_parts(percentages: Iterable[float]) -> int:
