@@ -34,8 +34,11 @@ the fold-9 measurement of one setting (its random-weights arm is the same run in
 
 ``--ssl-run DIR`` fine-tunes from a finished SSL run instead of training one: an SSL run reads
 signals only, so the run trained under one ``--out`` serves a call with another ``--task``
-(its settings are checked against this call's, its task's labels excepted). Every reused run is
-checked the same way: a finished run trained with other settings is refused, not answered.
+(checked for what the comparison needs: its method is ``--method``, its backbone and rate those of
+both arms, its data this PTB-XL folder, and it learnt from no signal of fold 9 or 10; its epochs
+and objective settings are its own, recorded in results.json). Every run reused from ``--out`` is
+checked against the settings asked: a finished run trained with other settings is refused, not
+answered.
 
 ``--quick`` is a smoke check of the machinery (minutes): folds 1-2 for training, 1 epoch each,
 a narrow network; its numbers mean nothing.
@@ -91,6 +94,7 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ssl_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The run config of the SSL run: every signal of folds 1-8 (fold 9 its validation loss)."""
     config = {
         **_base(args),
         "seed": args.seed if args.ssl_seed is None else args.ssl_seed,
@@ -196,7 +200,7 @@ def check_reusable(config: dict[str, Any], run_dir: Path, ignore: Sequence[str] 
     changed = changed_settings(json.loads(stored_path.read_text(encoding="utf-8")), RunConfig.from_dict(config))
     for key in ignore:
         changed.pop(key, None)
-    for key in ("finetune.pretrained_run", "task.root"):  # a relative path, or (older runs) the model.pt
+    for key in ("finetune.pretrained_run", "task.root"):  # relative against absolute; a run against its model.pt
         if key in changed and _same_place(*changed[key]):
             del changed[key]
     if changed:
@@ -221,10 +225,45 @@ def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
     if args.ssl_run is None:
         check_reusable(config, args.out / f"ssl-{method}", ignore=SSL_UNREAD)
         return run("pretrain", config, args.out / f"ssl-{method}", log)
-    if missing_outputs(args.ssl_run):
-        raise SystemExit(f"--ssl-run {args.ssl_run}: not a finished run (missing {missing_outputs(args.ssl_run)})")
-    check_reusable(config, args.ssl_run, ignore=SSL_UNREAD)
+    saved = check_ssl_run(args, method, args.ssl_run)
+    log["ssl_run"] = {"dir": str(args.ssl_run), **{k: saved.get(k) for k in ("epochs", "seed", "crop_seconds", "ssl")}}
+    log["ssl_run"]["max_lr"] = (saved.get("schedule") or {}).get("max_lr")
     return args.ssl_run
+
+
+def check_ssl_run(args: argparse.Namespace, method: str, run_dir: Path) -> dict[str, Any]:
+    """The settings of the finished SSL run named by ``--ssl-run``, checked for what makes the
+    comparison valid: the method its arm is named by, the backbone and rate of both arms, this
+    PTB-XL folder, and no signal of fold 9 (where settings are chosen) or 10 (reported) learnt
+    from. Its epochs, rates and objective settings are its own (recorded in results.json), so a
+    call need not restate them."""
+    missing = missing_outputs(run_dir) or ([] if (run_dir / "config.json").is_file() else ["config.json"])
+    if missing:
+        raise SystemExit(f"--ssl-run {run_dir}: not a finished run of this toolkit (missing {', '.join(missing)})")
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    ssl, task = saved.get("ssl") or {}, saved.get("task") or {}
+    asked = {
+        "ssl.method": method,
+        "model": args.model,
+        "model_kwargs": _base(args).get("model_kwargs", {}),
+        "fs": 100.0,
+    }
+    there = {"ssl.method": ssl.get("method"), "model": saved.get("model"), "model_kwargs": saved.get("model_kwargs")}
+    there["fs"] = saved.get("fs")
+    problems = [f"{k}: {there[k]!r} there, {v!r} asked" for k, v in asked.items() if there[k] != v]
+    sets = [task, *ssl.get("extra_tasks", [])]
+    if task.get("dataset") != "ptbxl" or not _same_place(task.get("root"), str(args.root)):
+        problems.append(
+            f"task: {task.get('dataset')!r} at {task.get('root')!r} there, ptbxl at {str(args.root)!r} asked"
+        )
+    for one in sets:
+        if one.get("dataset") == "ptbxl" and {9, 10} & set(one.get("train_folds") or []):
+            problems.append(
+                f"it learnt from PTB-XL folds {sorted({9, 10} & set(one['train_folds']))} (9: choices; 10: test)"
+            )
+    if problems:
+        raise SystemExit(f"--ssl-run {run_dir}: " + "; ".join(problems))
+    return saved
 
 
 def finetune_run(
@@ -235,6 +274,8 @@ def finetune_run(
     log: dict[str, Any],
     lr: float | None = None,
 ) -> Path:
+    """Arm ``arm`` on ``fraction`` of the labels: trained unless a finished run with the same
+    settings is there (one with other settings is refused)."""
     lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
     config, run_dir = (
         finetune_config(args, arm, fraction, ssl_dir, lr),
@@ -373,13 +414,8 @@ def _check_ssl_runs(ap: argparse.ArgumentParser, args: argparse.Namespace) -> No
             ap.error(f"the SSL run of method {method!r}: {exc}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=REPO / "data" / "ptbxl", help="the PTB-XL folder")
-    ap.add_argument("--out", type=Path, default=REPO / "runs" / "label_efficiency", help="run directories, results")
-    ap.add_argument("--model", default="xresnet1d18")
-    ap.add_argument("--task", default="superdiagnostic", help="PTB-XL task (labels)")
-    ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of both arms")
+def _add_ssl_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the SSL run (arm (b)'s starting point)."""
     ap.add_argument("--ssl-epochs", type=int, default=4, help="self-supervised epochs")
     ap.add_argument("--ssl-lr", type=float, default=1e-3, help="peak learning rate of the SSL run")
     ap.add_argument("--method", default="cpc", choices=SSL_METHODS, help="[ssl] method")
@@ -404,11 +440,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="a finished SSL run to fine-tune from instead of training one (e.g. one trained under another "
-        "--out for another --task: an SSL run reads no labels); checked against this call's SSL settings",
+        "--out for another --task: an SSL run reads no labels); checked for method, backbone, data and "
+        "folds, its epochs and settings recorded as they were",
     )
-    ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0, help="seed of every run, and of the labelled subsets")
     ap.add_argument(
         "--ssl-seed",
         type=int,
@@ -416,6 +450,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seed of the SSL run (default: --seed); --seed 1 --ssl-seed 0 repeats the fine-tuning "
         "comparison on another labelled subset and initialisation from the same SSL run",
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=REPO / "data" / "ptbxl", help="the PTB-XL folder")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "label_efficiency", help="run directories, results")
+    ap.add_argument("--model", default="xresnet1d18")
+    ap.add_argument("--task", default="superdiagnostic", help="PTB-XL task (labels)")
+    ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of both arms")
+    _add_ssl_arguments(ap)
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the runs and of the labelled subsets")
     ap.add_argument("--choose-method", action="store_true", help="rank the candidate methods on fold 9")
     ap.add_argument(
         "--methods",

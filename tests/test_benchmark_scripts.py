@@ -282,20 +282,22 @@ def test_label_efficiency_refuses_a_finished_finetuning_run_of_another_task(
 def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--ssl-run fine-tunes from a finished SSL run of another --out: its task's labels may differ
-    (an SSL run reads no labels), nothing else may; an unfinished run is refused."""
+    """--ssl-run fine-tunes from a finished SSL run of another --out: its task's labels, epochs and
+    batch may differ; its method, backbone, data and folds may not; an unfinished or foreign run
+    is refused."""
     le = _load("label_efficiency")
     calls: list[tuple[str, dict, Path]] = []
     monkeypatch.setattr(
         le, "run", lambda command, config, run_dir, log: calls.append((command, config, run_dir)) or run_dir
     )
-    first = le.parse_args(["--out", str(tmp_path / "a"), "--method", "cpc", "--ssl-epochs", "24"])
+    first = le.parse_args(["--out", str(tmp_path / "a"), "--method", "cpc", "--ssl-epochs", "24", "--batch-size", "64"])
     ssl_dir = first.out / "ssl-cpc"
     _write_run(le, ssl_dir, le.ssl_config(first, "cpc"))
     argv = ["--out", str(tmp_path / "b"), "--task", "all", "--method", "cpc", "--ssl-run", str(ssl_dir)]
     with pytest.raises(SystemExit, match="not a finished run"):
-        le.main([*argv, "--ssl-epochs", "24"])
-    monkeypatch.setattr(le, "missing_outputs", lambda run_dir: [])
+        le.main(argv)
+    finished: set[Path] = {ssl_dir}
+    monkeypatch.setattr(le, "missing_outputs", lambda run_dir: [] if Path(run_dir) in finished else ["model.pt"])
     monkeypatch.setattr(
         le,
         "compare",
@@ -303,14 +305,51 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
             {k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}}
         ),
     )
-    assert le.main([*argv, "--ssl-epochs", "24", "--fractions", "0.1"]) == 0
+    assert le.main([*argv, "--fractions", "0.1"]) == 0  # default --ssl-epochs and --batch-size: not compared
     assert [c[0] for c in calls] == ["standalone", "finetune"]  # nothing pre-trained
     assert calls[1][1]["finetune"]["pretrained_run"] == str(ssl_dir) and calls[1][1]["task"]["labels"] == "all"
-    with pytest.raises(SystemExit, match=r"epochs: 24 there, 48 asked"):
-        le.main([*argv, "--ssl-epochs", "48"])
+    recorded = json.loads((tmp_path / "b" / "xresnet1d18" / "results.json").read_text())["runs"]["ssl_run"]
+    assert recorded["epochs"] == 24 and recorded["ssl"]["method"] == "cpc"  # the run's own settings
+    with pytest.raises(SystemExit, match=r"ssl\.method: 'cpc' there, 'contrastive' asked"):
+        le.main([*argv[:-4], "--method", "contrastive", "--ssl-run", str(ssl_dir)])
+    with pytest.raises(SystemExit, match=r"model: 'xresnet1d18' there, 'xresnet1d50' asked"):
+        le.main([*argv, "--model", "xresnet1d50"])
+    peeked = tmp_path / "peeked" / "ssl-cpc"  # pre-trained on fold 9's signals too
+    config = le.ssl_config(first, "cpc")
+    config["task"] = {**config["task"], "train_folds": [*range(1, 10)], "val_folds": []}
+    _write_run(le, peeked, config)
+    finished.add(peeked)
+    with pytest.raises(SystemExit, match=r"learnt from PTB-XL folds \[9\]"):
+        le.main([*argv[:-1], str(peeked)])
+    bare = tmp_path / "bare"  # a model.pt and predictions, but no config.json: nothing to check against
+    bare.mkdir()
+    finished.add(bare)
+    with pytest.raises(SystemExit, match="missing config.json"):
+        le.main([*argv[:-1], str(bare)])
     with pytest.raises(SystemExit):
         le.main([*argv, "--ssl-only"])
     assert "not with --ssl-only" in capsys.readouterr().err
+
+
+def test_label_efficiency_reuses_a_finished_arm_b_written_with_the_model_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fine-tuned run stores the absolute path of the SSL run's model.pt; the reuse check reads
+    it as the run folder it names, and refuses one started from another SSL run. An SSL run under
+    --out is reused for another --task (it reads no labels)."""
+    le = _load("label_efficiency")
+    monkeypatch.setattr(le, "run", lambda command, config, run_dir, log: run_dir)
+    args = le.parse_args(["--out", str(tmp_path), "--root", "data/ptbxl"])
+    ssl_dir = args.out / "ssl-cpc"
+    _write_run(le, ssl_dir, le.ssl_config(args, "cpc"))
+    stored = le.finetune_config(args, "ssl", 0.1, ssl_dir)
+    stored["finetune"]["pretrained_run"] = str((ssl_dir / "model.pt").resolve())  # as train_run writes it
+    _write_run(le, args.out / "ssl-cpc-10pct", stored)
+    assert le.finetune_run(args, "ssl", 0.1, ssl_dir, {}) == args.out / "ssl-cpc-10pct"
+    with pytest.raises(SystemExit, match=r"finetune\.pretrained_run"):
+        le.finetune_run(args, "ssl", 0.1, tmp_path / "elsewhere" / "ssl-cpc", {})
+    other_task = le.parse_args(["--out", str(tmp_path), "--root", "data/ptbxl", "--task", "all"])
+    assert le.ssl_run(other_task, "cpc", {}) == ssl_dir
 
 
 def test_label_efficiency_ssl_seed_repeats_the_comparison_from_the_same_ssl_run(tmp_path: Path) -> None:
