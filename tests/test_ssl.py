@@ -107,7 +107,7 @@ def test_lead_dropout_zeroes_whole_leads_and_keeps_one():
 
 
 def test_augmenter_applies_the_listed_augmentations_in_mv():
-    ssl = SslConfig.from_dict({"augmentations": ["gaussian-noise"], "gaussian_noise_mv": 0.05})
+    ssl = SslConfig.from_dict({"method": "contrastive", "augmentations": ["gaussian-noise"], "gaussian_noise_mv": 0.05})
     x = torch.zeros(4, 12, 3000)
     torch.manual_seed(6)
     half = float(augment.make_augmenter(ssl, 100.0, unit=0.1)(x).std())
@@ -255,7 +255,7 @@ def test_pretrain_never_reads_the_test_fold_and_finetunes_end_to_end(tmp_path, c
     cfg_path.write_text(json.dumps(config))
     run_dir = tmp_path / "ssl-run"
     assert main(["pretrain", str(cfg_path), "--run-dir", str(run_dir), "--no-progress"]) == 0
-    assert "contrastive SSL loss" in capsys.readouterr().out
+    assert "cpc SSL loss" in capsys.readouterr().out  # the default method
     splits = json.loads((run_dir / "splits.json").read_text())
     # every record of folds 1-8, labelled for the task or not (only a quarter have a 'form' label)
     assert sorted(splits["train"]) == sorted(_fold_records(root, list(range(1, 9))))
