@@ -67,6 +67,8 @@ from ecg_transfer.training.run import changed_settings, missing_outputs
 REPO = Path(__file__).resolve().parents[1]
 
 FRACTION_PARTS = 100
+#: The SSL run's own options: with --ssl-run they are the run's, read from it, never restated.
+SSL_RUN_OWN = ("ssl_epochs", "ssl_lr", "ssl_set", "ssl_crop_seconds", "ssl_seed")
 SSL_UNREAD = ("task.labels",)  # an SSL run reads signals only: its [task] labels change nothing it learns
 DEFAULT_LR = ScheduleConfig().max_lr  # the toolkit's default peak rate: run names carry a rate only when it differs
 QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
@@ -251,16 +253,22 @@ def check_ssl_run(args: argparse.Namespace, method: str, run_dir: Path) -> dict[
     there = {"ssl.method": ssl.get("method"), "model": saved.get("model"), "model_kwargs": saved.get("model_kwargs")}
     there["fs"] = saved.get("fs")
     problems = [f"{k}: {there[k]!r} there, {v!r} asked" for k, v in asked.items() if there[k] != v]
-    sets = [task, *ssl.get("extra_tasks", [])]
     if task.get("dataset") != "ptbxl" or not _same_place(task.get("root"), str(args.root)):
         problems.append(
-            f"task: {task.get('dataset')!r} at {task.get('root')!r} there, ptbxl at {str(args.root)!r} asked"
+            f"task: {task.get('dataset')!r} at {task.get('root')!r} there, ptbxl at {str(args.root)!r} asked "
+            "(a relative root is read from here: pass --root with the run's PTB-XL folder)"
         )
-    for one in sets:
-        if one.get("dataset") == "ptbxl" and {9, 10} & set(one.get("train_folds") or []):
-            problems.append(
-                f"it learnt from PTB-XL folds {sorted({9, 10} & set(one['train_folds']))} (9: choices; 10: test)"
-            )
+    for key in ("leads", "source_fs"):
+        if task.get(key) is not None:
+            problems.append(f"task.{key}: {task[key]!r} there; both arms read every lead at the cached rate")
+    if {9, 10} & set(task.get("train_folds") or []):
+        problems.append(
+            f"it learnt from PTB-XL folds {sorted({9, 10} & set(task['train_folds']))} (9: choices; 10: test)"
+        )
+    if ssl.get("extra_tasks"):  # another folder may hold PTB-XL's folds 9-10 (CinC 2021 ships PTB-XL)
+        problems.append(
+            "ssl.extra_tasks: it learnt from other sets too; this benchmark's arm (b) learns from folds 1-8 only"
+        )
     if problems:
         raise SystemExit(f"--ssl-run {run_dir}: " + "; ".join(problems))
     return saved
@@ -381,6 +389,9 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     for fraction, r in results.get("fractions", {}).items():
         t = r["test"]
         lines.append(f"| {float(fraction) * 100:g} % | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['b_minus_a'])} |")
+    ssl_run = results.get("runs", {}).get("ssl_run")
+    if ssl_run:  # --ssl-run: name the run arm (b) started from, and its own length
+        lines.append(f"\nArm (b) from {ssl_run['dir']} ({ssl_run['epochs']} epochs, [ssl] {ssl_run['ssl']}).")
     if not (args.ssl_only or args.choose_method or args.choose_lr):
         atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
     print(f"\nwritten: {path}")
@@ -407,6 +418,8 @@ def _check_ssl_runs(ap: argparse.ArgumentParser, args: argparse.Namespace) -> No
     refuse, before anything trains."""
     from ecg_transfer.errors import ConfigError
 
+    if args.ssl_run is not None:  # checked when read (check_ssl_run)
+        return
     for method in args.methods if args.choose_method else [args.method]:
         try:
             RunConfig.from_dict(ssl_config(args, method))
@@ -485,9 +498,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
     args = ap.parse_args(argv)
-    args.ssl_set = _key_values(ap, args.ssl_set)
     if args.ssl_run is not None and (args.ssl_only or (args.choose_method and len(args.methods) > 1)):
         ap.error("--ssl-run names one finished SSL run: not with --ssl-only or several --methods")
+    own = [f"--{k.replace('_', '-')}" for k in SSL_RUN_OWN if getattr(args, k) != ap.get_default(k)]
+    if args.ssl_run is not None and own:
+        ap.error(f"--ssl-run: {', '.join(own)} would be ignored (the run's own settings are used and recorded)")
+    args.ssl_set = _key_values(ap, args.ssl_set)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
     if args.quick:
         args.train_folds, args.epochs, args.ssl_epochs, args.fractions = [1, 2], 1, 1, [0.1]

@@ -310,6 +310,7 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     assert calls[1][1]["finetune"]["pretrained_run"] == str(ssl_dir) and calls[1][1]["task"]["labels"] == "all"
     recorded = json.loads((tmp_path / "b" / "xresnet1d18" / "results.json").read_text())["runs"]["ssl_run"]
     assert recorded["epochs"] == 24 and recorded["ssl"]["method"] == "cpc"  # the run's own settings
+    assert f"Arm (b) from {ssl_dir} (24 epochs" in (tmp_path / "b" / "xresnet1d18" / "results.md").read_text()
     with pytest.raises(SystemExit, match=r"ssl\.method: 'cpc' there, 'contrastive' asked"):
         le.main([*argv[:-4], "--method", "contrastive", "--ssl-run", str(ssl_dir)])
     with pytest.raises(SystemExit, match=r"model: 'xresnet1d18' there, 'xresnet1d50' asked"):
@@ -321,6 +322,23 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     finished.add(peeked)
     with pytest.raises(SystemExit, match=r"learnt from PTB-XL folds \[9\]"):
         le.main([*argv[:-1], str(peeked)])
+    for name, change, refusal in [
+        ("extra", {"ssl": {"method": "cpc", "extra_tasks": [{"dataset": "cinc", "root": "cinc2021"}]}}, "extra_tasks"),
+        (
+            "elsewhere",
+            {"task": {**config["task"], "train_folds": [*range(1, 9)], "val_folds": [9], "root": "/x"}},
+            "task:",
+        ),
+        ("rate", {"fs": 200.0}, r"fs: 200\.0 there, 100\.0 asked"),
+    ]:
+        other = tmp_path / name / "ssl-cpc"
+        _write_run(le, other, {**le.ssl_config(first, "cpc"), **change})
+        finished.add(other)
+        with pytest.raises(SystemExit, match=refusal):
+            le.main([*argv[:-1], str(other)])
+    with pytest.raises(SystemExit):  # the run's own settings are read from it, never restated
+        le.main([*argv, "--ssl-epochs", "24"])
+    assert "--ssl-epochs would be ignored" in capsys.readouterr().err
     bare = tmp_path / "bare"  # a model.pt and predictions, but no config.json: nothing to check against
     bare.mkdir()
     finished.add(bare)
