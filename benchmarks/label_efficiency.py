@@ -62,7 +62,7 @@ from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstra
 from ecg_transfer.evaluation.runs import align_runs, load_run
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
-from ecg_transfer.training.run import changed_settings, missing_outputs
+from ecg_transfer.training.run import changed_settings, missing_outputs, same_place
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,22 +202,9 @@ def check_reusable(config: dict[str, Any], run_dir: Path, ignore: Sequence[str] 
     changed = changed_settings(json.loads(stored_path.read_text(encoding="utf-8")), RunConfig.from_dict(config))
     for key in ignore:
         changed.pop(key, None)
-    for key in ("finetune.pretrained_run", "task.root"):  # relative against absolute; a run against its model.pt
-        if key in changed and _same_place(*changed[key]):
-            del changed[key]
     if changed:
         detail = "; ".join(f"{k}: {there!r} there, {asked!r} asked" for k, (there, asked) in changed.items())
         raise SystemExit(f"{run_dir} holds a run with other settings ({detail}); give this setting its own --out")
-
-
-def _same_place(saved: str | None, asked: str | None) -> bool:
-    """Whether two spellings of a folder (or of a run's model.pt and its run) name the same place."""
-
-    def folder(path: str) -> Path:
-        p = Path(path).resolve()
-        return p.parent if p.name == "model.pt" else p
-
-    return saved is not None and asked is not None and folder(saved) == folder(asked)
 
 
 def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
@@ -228,8 +215,8 @@ def ssl_run(args: argparse.Namespace, method: str, log: dict[str, Any]) -> Path:
         check_reusable(config, args.out / f"ssl-{method}", ignore=SSL_UNREAD)
         return run("pretrain", config, args.out / f"ssl-{method}", log)
     saved = check_ssl_run(args, method, args.ssl_run)
-    log["ssl_run"] = {"dir": str(args.ssl_run), **{k: saved.get(k) for k in ("epochs", "seed", "crop_seconds", "ssl")}}
-    log["ssl_run"]["max_lr"] = (saved.get("schedule") or {}).get("max_lr")
+    own = {k: saved.get(k) for k in ("epochs", "seed", "crop_seconds", "ssl")}
+    log["ssl_run"] = {"dir": str(args.ssl_run), **own, "max_lr": (saved.get("schedule") or {}).get("max_lr")}
     return args.ssl_run
 
 
@@ -253,7 +240,7 @@ def check_ssl_run(args: argparse.Namespace, method: str, run_dir: Path) -> dict[
     there = {"ssl.method": ssl.get("method"), "model": saved.get("model"), "model_kwargs": saved.get("model_kwargs")}
     there["fs"] = saved.get("fs")
     problems = [f"{k}: {there[k]!r} there, {v!r} asked" for k, v in asked.items() if there[k] != v]
-    if task.get("dataset") != "ptbxl" or not _same_place(task.get("root"), str(args.root)):
+    if task.get("dataset") != "ptbxl" or not same_place(task.get("root"), str(args.root)):
         problems.append(
             f"task: {task.get('dataset')!r} at {task.get('root')!r} there, ptbxl at {str(args.root)!r} asked "
             "(a relative root is read from here: pass --root with the run's PTB-XL folder)"

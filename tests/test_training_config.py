@@ -102,3 +102,21 @@ def test_file_errors(tmp_path):
     typo.write_text(json.dumps({"epoch": 3}))
     with pytest.raises(ConfigError, match=r"typo\.json.*'epoch'"):
         load_config(typo)
+
+
+def test_changed_settings_compares_paths_as_places(tmp_path, monkeypatch):
+    """A run's data folder and pre-trained run are places: a relative and an absolute spelling,
+    or a run folder and its model.pt, are the same setting; another folder is not."""
+    from ecg_transfer.training.run import changed_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    task = {"dataset": "ptbxl", "root": "data", "labels": "diagnostic"}
+    asked = RunConfig.from_dict({"task": task, "finetune": {"policy": "all", "pretrained_run": "runs/ssl"}})
+    saved = asked.to_dict()
+    saved["task"]["root"] = str(tmp_path / "data")
+    saved["finetune"]["pretrained_run"] = str(tmp_path / "runs" / "ssl" / "model.pt")
+    assert changed_settings(saved, asked) == {}
+    saved["task"]["root"] = str(tmp_path / "other")
+    saved["finetune"]["pretrained_run"] = str(tmp_path / "runs" / "ssl2" / "model.pt")
+    assert set(changed_settings(saved, asked)) == {"task.root", "finetune.pretrained_run"}

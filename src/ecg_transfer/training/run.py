@@ -658,7 +658,23 @@ def changed_settings(saved_config: Mapping[str, Any], config: RunConfig) -> dict
     for key in current.keys() - saved.keys():
         if key in defaults:
             saved[key] = defaults[key]
-    return {key: (_at(saved, key), _at(current, key)) for key in _diff_keys(saved, current)}
+    pairs = {key: (_at(saved, key), _at(current, key)) for key in _diff_keys(saved, current)}
+    return {key: pair for key, pair in pairs.items() if not (key in PLACE_KEYS and same_place(*pair))}
+
+
+#: Settings that name a place on disk: compared as the place, not its spelling.
+PLACE_KEYS = ("task.root", "finetune.pretrained_run")
+
+
+def same_place(a: str | None, b: str | None) -> bool:
+    """Whether two spellings name one folder: relative or absolute, or a run folder and the
+    ``model.pt`` in it (a run stores its pre-trained run as the resolved model.pt)."""
+
+    def folder(path: str) -> Path:
+        p = Path(path).resolve()
+        return p.parent if p.name == MODEL_FILE else p
+
+    return a is not None and b is not None and folder(a) == folder(b)
 
 
 def _at(tree: Any, dotted: str) -> Any:
