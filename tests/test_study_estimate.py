@@ -195,6 +195,30 @@ def test_an_ssl_run_is_measured_with_its_objective(tmp_path, monkeypatch):
     assert estimate._signature(extra) == estimate._signature(by_method["cpc"])  # more data, same step
 
 
+def test_every_measured_cost_has_its_own_line():
+    """Two settings of one SSL method (or two widths of one model) in one study are measured apart;
+    `study plan` names each by what tells it apart, instead of one line hiding the other."""
+    from ecg_transfer.study import estimate
+
+    task = {"dataset": "ptbxl", "root": "x", "labels": "diagnostic"}
+    base = {"model": "xresnet1d18", "task": task}
+    configs = {
+        "supervised": base,
+        "cpc": {**base, "ssl": {"method": "cpc"}},
+        "cpc4": {**base, "ssl": {"method": "cpc", "predict_steps": 4}},
+        "contrastive": {**base, "ssl": {"method": "contrastive"}},
+        "narrow": {**base, "model_kwargs": {"width": 8}},
+    }
+    sigs = {name: estimate._signature(RunConfig.from_dict(c)) for name, c in configs.items()}
+    names = estimate.display_names(list(sigs.values()))
+    assert len(set(names.values())) == len(configs)
+    assert names[sigs["contrastive"]] == "xresnet1d18@100Hz/time ssl contrastive"
+    assert names[sigs["cpc"]].startswith("xresnet1d18@100Hz/time ssl cpc (ssl.predict_steps=")
+    assert "ssl.predict_steps=4" in names[sigs["cpc4"]]
+    assert "model_kwargs" in names[sigs["narrow"]] and '"width": 8' in names[sigs["narrow"]]
+    assert estimate.display_names([sigs["cpc"]]) == {sigs["cpc"]: "xresnet1d18@100Hz/time ssl cpc"}
+
+
 def test_the_real_measurement_runs(tmp_path):
     cfg = RunConfig.from_dict(
         {

@@ -309,8 +309,7 @@ def estimate_study(
             task["dataset"], CACHE_SECONDS_PER_RECORD["cinc"]
         )
         cost = throughput(cfg, table_path, measure=measure or measure_throughput, echo=echo)
-        objective = f" ssl {cfg.ssl.method}" if cfg.ssl is not None else ""
-        costs[f"{cfg.model}@{cfg.fs:g}Hz/{cfg.input}{objective}"] = {k: v for k, v in cost.items() if k != "measured"}
+        costs[_signature(cfg)] = {k: v for k, v in cost.items() if k != "measured"}
         train_records, samples, windows = run_work(cfg, size)
         seconds = (
             samples * cost["train_s_per_sample"]
@@ -340,7 +339,36 @@ def estimate_study(
         for k, v in sizes.items()
         if v.assumed
     ]
-    return StudyEstimate(out, sum(caches.values()), costs, notes)
+    names = display_names(list(costs))
+    return StudyEstimate(out, sum(caches.values()), {names[sig]: c for sig, c in costs.items()}, notes)
+
+
+def display_names(signatures: list[str]) -> dict[str, str]:
+    """A printable name per measured cost: ``model@fs/input`` (and the SSL method), plus, where two
+    signatures share that name, the settings that tell them apart (two CPC settings of one study, two
+    widths of one model), so that neither line hides the other."""
+
+    def flat(sig: str) -> dict[str, Any]:
+        fields = json.loads(sig)
+        ssl = fields.pop("ssl", None) or {}
+        return {**fields, **{f"ssl.{k}": v for k, v in ssl.items()}}
+
+    def base(fields: dict[str, Any]) -> str:
+        method = f" ssl {fields['ssl.method']}" if "ssl.method" in fields else ""
+        return f"{fields['model']}@{fields['fs']:g}Hz/{fields['input']}{method}"
+
+    parsed = {sig: flat(sig) for sig in signatures}
+    groups: dict[str, list[str]] = {}
+    for sig, fields in parsed.items():
+        groups.setdefault(base(fields), []).append(sig)
+    names: dict[str, str] = {}
+    for name, sigs in groups.items():
+        keys = sorted({k for s in sigs for k in parsed[s]})
+        differing = [k for k in keys if len({json.dumps(parsed[s].get(k), sort_keys=True) for s in sigs}) > 1]
+        for sig in sigs:
+            detail = ", ".join(f"{k}={json.dumps(parsed[sig].get(k), sort_keys=True)}" for k in differing)
+            names[sig] = f"{name} ({detail})" if detail else name
+    return names
 
 
 def parse_assumptions(items: list[str] | None) -> dict[str, int]:
@@ -391,6 +419,7 @@ __all__ = [
     "RunEstimate",
     "StudyEstimate",
     "data_size",
+    "display_names",
     "estimate_study",
     "evaluation_seconds",
     "format_estimate",
