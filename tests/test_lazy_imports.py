@@ -87,10 +87,11 @@ def check_init(source: str, where: str) -> list[str]:
         f"{where}: {name} is exported lazily from .{lazy[name]} but not imported under TYPE_CHECKING"
         for name in sorted(set(lazy) - set(static))
     ]
+    allowed = {"_lazy", "_version"}  # the helper itself, and the version string (no import of its own)
     eager = [
         n.lineno
         for n in tree.body
-        if isinstance(n, ast.ImportFrom) and n.level and n.module != "_lazy" and not n.module.endswith("._lazy")
+        if isinstance(n, ast.ImportFrom) and n.level and (n.module or "").rsplit(".", 1)[-1] not in allowed
     ]
     problems += [f"{where}:{line}: an eager import of the package's own modules (use lazy_exports)" for line in eager]
     return problems

@@ -18,15 +18,10 @@ The Python API (``import ecg_transfer as et``; ``docs/api.md``), each name impor
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
-
-try:  # the version is defined once, in pyproject.toml
-    __version__ = version("ecg-transfer")
-except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
-    __version__ = "0+unknown"
+from ._version import __version__ as __version__  # defined once, in pyproject.toml
 
 if TYPE_CHECKING:  # what mypy and IDEs read (and nothing else: a misspelt name is an error)
     from .api import (

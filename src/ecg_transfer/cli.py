@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from ._version import __version__
 from .errors import ConfigError, EcgTransferError
 
 if TYPE_CHECKING:  # the CLI imports its machinery lazily, per command

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..atomic import atomic_write_text
 from ..errors import ConfigError, DatasetError, EcgTransferError
 

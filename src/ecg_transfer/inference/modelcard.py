@@ -301,7 +301,7 @@ def _calibration_context(metrics: dict[str, Any] | None) -> dict[str, Any] | Non
 def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """Everything ``model_card.md.j2`` lays out, read from the run directory's files (kept apart
     from the rendering so a test can check the facts without parsing Markdown)."""
-    from .. import __version__
+    from .._version import __version__
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json") or {}

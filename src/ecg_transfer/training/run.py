@@ -114,7 +114,7 @@ def environment_info(
     config: RunConfig, device: torch.device, ranks: Sequence[dict[str, Any]] | None = None, backend: str | None = None
 ) -> dict[str, Any]:
     """What a reader needs to reproduce the numbers: versions, commit, machine, threads, seed."""
-    from .. import __version__
+    from .._version import __version__
 
     info: dict[str, Any] = {
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
