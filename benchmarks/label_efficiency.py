@@ -60,6 +60,7 @@ from typing import Any
 
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
 from ecg_transfer.evaluation.runs import align_runs, load_run
+from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, read_label_counts
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
 from ecg_transfer.training.run import changed_settings, missing_outputs, same_place
@@ -296,6 +297,35 @@ def compare(a_dir: Path, b_dir: Path, split: str) -> dict[str, Any]:
     return out
 
 
+def training_positives(run_dir: Path) -> dict[str, int]:
+    """How many of a fine-tuning run's labels it learnt from fewer than FEW_TRAINING_POSITIVES
+    positive training records (and from none): at 1 % of the labels of a 44- or 71-label task most
+    labels have a handful, so both arms sit near chance and their difference says little. From the
+    run's ``label_counts.json``, or, for a run trained before it was written, counted from its
+    ``splits.json`` and its task's labels."""
+    counts = (read_label_counts(run_dir) or {}).get("train")
+    if counts is None:
+        from ecg_transfer.datasets.task import load_task
+
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        data = load_task(config["task"], config["fs"], progress=False)
+        row = {rid: i for i, rid in enumerate(data.record_ids)}
+        train = json.loads((run_dir / "splits.json").read_text(encoding="utf-8"))["train"]
+        counts = dict(zip(data.label_names, data.Y[[row[r] for r in train]].sum(axis=0).tolist()))
+    return {
+        "labels": len(counts),
+        "floor": FEW_TRAINING_POSITIVES,
+        "under_floor": sum(1 for n in counts.values() if n < FEW_TRAINING_POSITIVES),
+        "none": sum(1 for n in counts.values() if n == 0),
+    }
+
+
+def _few_note(t: dict[str, int]) -> str:
+    """``3 of 5``, with a warning when most labels were learnt from fewer than the floor."""
+    note = f"{t['under_floor']} of {t['labels']}"
+    return note + (" (most: the difference says little)" if 2 * t["under_floor"] > t["labels"] else "")
+
+
 def _fmt(e: dict[str, Any]) -> str:
     lo, hi = e["ci"]
     return f"{e['value']:.4f} [{lo:.4f}, {hi:.4f}]"
@@ -349,12 +379,20 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
     for fraction in args.fractions:
         a = finetune_run(args, "random", fraction, None, log)
         b = finetune_run(args, "ssl", fraction, ssl_dir, log)
-        rows[f"{fraction:g}"] = {"test": compare(a, b, "test"), "val": compare(a, b, "val")}
+        rows[f"{fraction:g}"] = {
+            "test": compare(a, b, "test"),
+            "val": compare(a, b, "val"),
+            "training_positives": training_positives(a),  # arm (b) trains on the same records
+        }
     print(f"\nfold-10 macro AUC (95 % bootstrap CI), {args.model}, task {args.task}, SSL {args.method}:")
-    print(f"{'labels':>8}  {'(a) random weights':<26}{'(b) self-supervised':<26}(b) - (a)")
+    print(f"{'labels':>8}  {'(a) random weights':<26}{'(b) self-supervised':<26}{'(b) - (a)':<26}", end="")
+    print(f"labels with < {FEW_TRAINING_POSITIVES} training positives")
     for fraction, r in rows.items():
         t = r["test"]
-        print(f"{float(fraction) * 100:>7g}%  {_fmt(t['a']):<26}{_fmt(t['b']):<26}{_fmt(t['b_minus_a'])}")
+        print(
+            f"{float(fraction) * 100:>7g}%  {_fmt(t['a']):<26}{_fmt(t['b']):<26}{_fmt(t['b_minus_a']):<26}"
+            f"{_few_note(r['training_positives'])}"
+        )
     return rows
 
 
@@ -372,10 +410,17 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     )
     path = args.out / f"{name}.json"
     atomic_write_json(path, results)
-    lines = [f"| labels | (a) random weights | (b) SSL ({args.method}) | (b) - (a) |", "|---|---|---|---|"]
+    lines = [
+        f"| labels | (a) random weights | (b) SSL ({args.method}) | (b) - (a) | labels learnt from "
+        f"< {FEW_TRAINING_POSITIVES} positives |",
+        "|---|---|---|---|---|",
+    ]
     for fraction, r in results.get("fractions", {}).items():
         t = r["test"]
-        lines.append(f"| {float(fraction) * 100:g} % | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['b_minus_a'])} |")
+        lines.append(
+            f"| {float(fraction) * 100:g} % | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['b_minus_a'])} | "
+            f"{_few_note(r['training_positives'])} |"
+        )
     ssl_run = results.get("runs", {}).get("ssl_run")
     if ssl_run:  # --ssl-run: name the run arm (b) started from, and its own length
         lines.append(f"\nArm (b) from {ssl_run['dir']} ({ssl_run['epochs']} epochs, [ssl] {ssl_run['ssl']}).")

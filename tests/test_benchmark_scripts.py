@@ -305,7 +305,13 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
             {k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}}
         ),
     )
+    counted = {"labels": 71, "floor": 10, "under_floor": 40, "none": 12}
+    monkeypatch.setattr(le, "training_positives", lambda run_dir: counted)
     assert le.main([*argv, "--fractions", "0.1"]) == 0  # default --ssl-epochs and --batch-size: not compared
+    assert (
+        "| 0.5000 [0.4000, 0.6000] | 0.0000 [-0.1000, 0.1000] | 40 of 71 (most: the difference says little) |"
+        in (tmp_path / "b" / "xresnet1d18" / "results.md").read_text()
+    )
     assert [c[0] for c in calls] == ["standalone", "finetune"]  # nothing pre-trained
     assert calls[1][1]["finetune"]["pretrained_run"] == str(ssl_dir) and calls[1][1]["task"]["labels"] == "all"
     recorded = json.loads((tmp_path / "b" / "xresnet1d18" / "results.json").read_text())["runs"]["ssl_run"]
@@ -379,3 +385,36 @@ def test_label_efficiency_ssl_seed_repeats_the_comparison_from_the_same_ssl_run(
     ft, ft0 = le.finetune_config(repeat, "random", 0.1, None), le.finetune_config(base, "random", 0.1, None)
     assert (ft["seed"], ft["task"]["fraction_seed"]) == (1, 1) and (ft0["seed"], ft0["task"]["fraction_seed"]) == (0, 0)
     assert le.ssl_config(le.parse_args(["--seed", "1"]), "cpc")["seed"] == 1
+
+
+def test_label_efficiency_counts_the_labels_learnt_from_few_records(tmp_path: Path) -> None:
+    """Beside each share, how many labels the arms learnt from fewer than 10 positive training
+    records: from the run's label_counts.json, or counted from its splits.json and its task's labels
+    for a run trained before that file; the two agree."""
+    from ecg_transfer.datasets.task import load_task
+    from ecg_transfer.runfiles import LABEL_COUNTS_FILE
+    from wfdb_fixtures import make_ptbxl_tree
+
+    le = _load("label_efficiency")
+    root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=30)
+    task = {"dataset": "ptbxl", "root": str(root), "labels": "diagnostic", "cache_dir": str(tmp_path / "cache")}
+    data = load_task(task, 100.0, progress=False)
+    train = [data.record_ids[i] for i in data.splits["train"]][:12]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"task": task, "fs": 100.0}))
+    (run_dir / "splits.json").write_text(json.dumps({"train": train, "val": [], "test": []}))
+    counted = le.training_positives(run_dir)  # no label_counts.json: from the task's labels
+    row = {r: i for i, r in enumerate(data.record_ids)}
+    positives = data.Y[[row[r] for r in train]].sum(axis=0)
+    assert counted == {
+        "labels": len(data.label_names),
+        "floor": 10,
+        "under_floor": int((positives < 10).sum()),
+        "none": int((positives == 0).sum()),
+    }
+    assert counted["under_floor"] > 0  # 12 records: no label has 10 positives
+    (run_dir / LABEL_COUNTS_FILE).write_text(
+        json.dumps({"labels": data.label_names, "positives": {"train": [10] * len(data.label_names)}})
+    )
+    assert le.training_positives(run_dir)["under_floor"] == 0  # the file, when there, is what is read

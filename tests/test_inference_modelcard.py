@@ -59,11 +59,16 @@ def test_card_quotes_metrics_json_after_evaluate(run_dir: Path, tmp_path: Path, 
     assert main(["model-card", str(run)]) == 0
     assert str(run / "MODEL_CARD.md") in capsys.readouterr()[0]
     card = (run / "MODEL_CARD.md").read_text()
+    counts = json.loads((run / "label_counts.json").read_text())
+    n_train = dict(zip(counts["labels"], counts["positives"]["train"]))
     assert "evaluation/metrics.json" in card and "50 resamples" in card
     assert f"| macro AUC | {format_interval(m['headline']['macro_auc'])} |" in card
     assert f"| Brier score | {format_interval(m['headline']['brier'], 4)} |" in card
     for name, e in m["per_class"].items():
-        assert f"| `{name}` | {e['n_pos']} | {format_interval(e['auc'])} | {format_interval(e['auprc'])} |" in card
+        k = n_train[name]
+        assert (
+            f"| `{name}` | {k} | {e['n_pos']} | {format_interval(e['auc'])} | {format_interval(e['auprc'])} |" in card
+        )
     t = m["calibration"]["temperature"]
     assert f"| temperature | {format_interval(t['brier'], 4)} | {format_interval(t['ece'], 4)} |" in card
     assert "Not evaluated" not in card
@@ -83,9 +88,10 @@ def test_card_flags_labels_with_few_test_positives(run_dir: Path, monkeypatch: p
 
     df = pd.read_csv(run_dir / "predictions_test.csv")
     n_pos = {l: int(df[f"true:{l}"].sum()) for l in LABELS}
+    n_train = json.loads((run_dir / "label_counts.json").read_text())["positives"]["train"]
     card = modelcard.model_card_text(run_dir, n_resamples=20)
-    for l in LABELS:  # the labels table: one row per label with its test positives
-        assert f"| `{l}` | {n_pos[l]} | " in card
+    for l, k in zip(LABELS, n_train):  # the labels table: one row per label, training and test positives
+        assert f"| `{l}` | {k} | {n_pos[l]} | " in card
     few = [l for l in LABELS if n_pos[l] < modelcard.FEW_POSITIVES]
     assert few  # 8 test records: every label has fewer than 10 positives
     assert (
@@ -95,6 +101,31 @@ def test_card_flags_labels_with_few_test_positives(run_dir: Path, monkeypatch: p
     ) in card
     monkeypatch.setattr(modelcard, "FEW_POSITIVES", 1)
     assert "Fewer than" not in modelcard.model_card_text(run_dir, n_resamples=20)
+
+
+def test_card_flags_labels_learnt_from_few_training_records(run_dir: Path, tmp_path: Path) -> None:
+    """A label with a handful of positive training records (a small target, 1 % of the labels) has a
+    test AUC that says little: the card gives each label's training positives (``label_counts.json``,
+    written when the run starts, counted from its own training split) and names those under the floor."""
+    from ecg_transfer.inference import modelcard
+
+    _, Y, ids, _ = make_data(n=40, t=300)
+    train_ids = json.loads((run_dir / "splits.json").read_text())["train"]
+    rows = [ids.index(r) for r in train_ids]
+    counts = json.loads((run_dir / "label_counts.json").read_text())
+    assert counts["labels"] == LABELS and counts["records"]["train"] == len(train_ids)
+    assert counts["positives"]["train"] == [int(c) for c in Y[rows].sum(axis=0)]
+    card = modelcard.model_card_text(run_dir, n_resamples=20)
+    few = [l for l, k in zip(LABELS, counts["positives"]["train"]) if k < modelcard.FEW_TRAINING_POSITIVES]
+    assert few and f"Learnt from fewer than 10 positive training records ({len(few)} of {len(LABELS)} labels" in card
+    assert "labels; 0 from none" not in card and (", ".join(f"`{l}`" for l in few) + ".") in card
+
+    old = tmp_path / "old"  # a run trained before the file was written: the table as it was
+    shutil.copytree(run_dir, old)
+    (old / "label_counts.json").unlink()
+    card = modelcard.model_card_text(old, n_resamples=20)
+    assert "training positives" not in card and "Learnt from" not in card
+    assert "| label | test positives | AUC [CI] |" in card
 
 
 def test_card_context_holds_the_headline_numbers(run_dir: Path) -> None:
@@ -124,7 +155,7 @@ def test_label_names_with_markdown_characters_survive(run_dir: Path) -> None:
     assert "- Labels, in output order: `a|b`, ``x`y``, `<i>&`." in card
     rows = [line for line in card.splitlines() if line.startswith("| `") or line.startswith("| ``")]
     assert [r.split(" | ")[0] for r in rows] == ["| `a\\|b`", "| ``x`y``", "| `<i>&`"]
-    assert all(r.count(" | ") == 2 for r in rows)  # three cells each: the pipe did not split one
+    assert all(r.count(" | ") == 3 for r in rows)  # four cells each: the pipe did not split one
     assert "&lt;" not in card and "&amp;" not in card
 
 

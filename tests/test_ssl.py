@@ -257,6 +257,7 @@ def test_pretrain_never_reads_the_test_fold_and_finetunes_end_to_end(tmp_path, c
     assert main(["pretrain", str(cfg_path), "--run-dir", str(run_dir), "--no-progress"]) == 0
     assert "contrastive SSL loss" in capsys.readouterr().out
     splits = json.loads((run_dir / "splits.json").read_text())
+    assert not (run_dir / "label_counts.json").exists()  # an SSL run reads no labels: nothing to count
     # every record of folds 1-8, labelled for the task or not (only a quarter have a 'form' label)
     assert sorted(splits["train"]) == sorted(_fold_records(root, list(range(1, 9))))
     assert sorted(splits["val"]) == sorted(_fold_records(root, [9])) and splits["test"] == []

@@ -68,9 +68,18 @@ def test_pretrain_then_finetune_and_standalone_via_cli(tree: Path, tmp_path: Pat
     cache = tmp_path / "cache"
     pre = write_config(tmp_path / "pre.json", tree, cache)
     assert main(["pretrain", str(pre), "--run-dir", str(tmp_path / "pre"), "--no-progress"]) == 0
+    counts = json.loads((tmp_path / "pre" / "label_counts.json").read_text())
+    few = sum(1 for k in counts["positives"]["train"] if k < 10)  # 40 records: some labels are rare
+    assert 0 < few and counts["records"]["train"] == len(
+        json.loads((tmp_path / "pre" / "splits.json").read_text())["train"]
+    )
+    assert f"warning: {few} of {len(counts['labels'])} labels have fewer than 10 positive training records" in (
+        capsys.readouterr().err
+    )
     for f in (
         "config.json",
         "environment.json",
+        "label_counts.json",
         "model.pt",
         "metrics.jsonl",
         "predictions_val.csv",

@@ -301,6 +301,7 @@ def test_rank0_writes_and_every_rank_agrees(ddp_out):
             "config.json",
             "environment.json",
             "splits.json",
+            "label_counts.json",
             "checkpoint.pt",
             "metrics.jsonl",
             "model.pt",

@@ -166,6 +166,16 @@ def _announce(config: RunConfig, data: TaskData | SslData) -> None:
         f"test {len(data.splits['test'])} records at {config.fs:g} Hz",
         file=sys.stderr,
     )
+    from .runfiles import FEW_TRAINING_POSITIVES
+
+    few = int((data.Y[data.splits["train"]].sum(axis=0) < FEW_TRAINING_POSITIVES).sum())
+    if few:
+        print(
+            f"warning: {few} of {len(data.label_names)} labels have fewer than {FEW_TRAINING_POSITIVES} positive "
+            "training records: their AUCs will say little (the model card names them; task.min_count or a larger "
+            "train_fraction leaves them out)",
+            file=sys.stderr,
+        )
 
 
 def _result_line(config: RunConfig, result: RunResult) -> str | None:

@@ -1,8 +1,11 @@
-"""Who owns a run directory: a study's run store, or the user.
+"""Small files of a run directory that the layers above training read: who owns the run (a
+study's run store, or the user) and how many positive records each label had per split.
 
 At the bottom of the package so that any command that writes into a run directory (``evaluate``,
 ``model-card``) can ask before it overwrites what a study relies on, without importing the study
-layer above it. The study store (``study.store``) writes these files; this module only reads them.
+layer above it, and so that the model card and the benchmarks read the label counts without
+importing training. The study store (``study.store``) and the training run (``training.run``)
+write these files; this module only reads them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,22 @@ from typing import Any
 #: A study run's definition (written by the run store) and the study's own description.
 DEFINITION_FILE = "definition.json"
 STUDY_FILE = "study.json"
+#: Per label, its positive records in each split (written by ``training.run`` when a run starts).
+LABEL_COUNTS_FILE = "label_counts.json"
+#: A label learnt from fewer positive training records than this is flagged (its test AUC near
+#: chance is expected): by ``ecg-transfer train`` when it starts, the model card and the benchmarks.
+FEW_TRAINING_POSITIVES = 10
+
+
+def read_label_counts(run_dir: str | Path) -> dict[str, dict[str, int]] | None:
+    """``{split: {label: positives}}`` from the run's ``label_counts.json``; None where the run has
+    none (a self-supervised run, or one trained before the file was written) or it is unreadable."""
+    try:
+        data = json.loads((Path(run_dir) / LABEL_COUNTS_FILE).read_text(encoding="utf-8"))
+        labels = [str(name) for name in data["labels"]]
+        return {split: dict(zip(labels, map(int, counts))) for split, counts in data["positives"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def study_run_info(run_dir: str | Path) -> dict[str, Any] | None:
@@ -29,4 +48,11 @@ def study_run_info(run_dir: str | Path) -> dict[str, Any] | None:
     return {"study_dir": d.parent.parent, "key": d.name, "name": definition.get("name", d.name)}
 
 
-__all__ = ["DEFINITION_FILE", "STUDY_FILE", "study_run_info"]
+__all__ = [
+    "DEFINITION_FILE",
+    "FEW_TRAINING_POSITIVES",
+    "LABEL_COUNTS_FILE",
+    "STUDY_FILE",
+    "read_label_counts",
+    "study_run_info",
+]

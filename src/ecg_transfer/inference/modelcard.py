@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..runfiles import FEW_TRAINING_POSITIVES, read_label_counts
 from ..training.history import kept_epoch
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,17 @@ def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any]
     }
 
 
+def _training_positives(run_dir: Path) -> dict[str, Any] | None:
+    """Each label's positive training records (``label_counts.json``) and the labels learnt from
+    fewer than :data:`FEW_TRAINING_POSITIVES` of them: with a small training set or share, many
+    labels have a handful of examples or none, and their test AUCs mean little. None without the file."""
+    counts = (read_label_counts(run_dir) or {}).get("train")
+    if counts is None:
+        return None
+    few = [name for name, n in counts.items() if n < FEW_TRAINING_POSITIVES]
+    return {"by_label": counts, "few": few, "none": sum(1 for n in counts.values() if n == 0), "of": len(counts)}
+
+
 def _calibration_context(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     """The evaluation's calibrators scored on test, uncalibrated first (None when not evaluated)."""
     cal = (metrics or {}).get("calibration")
@@ -330,6 +342,8 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
         "metrics": _full_metrics(metrics) if metrics else None,
         "quick": None if metrics else _quick_metrics(run_dir, n_resamples, seed),
         "few_positives": FEW_POSITIVES,
+        "training_positives": _training_positives(run_dir),
+        "few_training_positives": FEW_TRAINING_POSITIVES,
         "calibration": _calibration_context(metrics),
         "min_seconds": f"{(model or {}).get('crop_len', 0) / (fs or 1):g}",
         "n_leads": (model or {}).get("in_channels", 12),

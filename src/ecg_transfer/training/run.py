@@ -7,6 +7,9 @@ Layout of ``run_dir``:
 - ``environment.json``: python/torch/numpy/... versions, git commit (None outside a checkout),
   host, device, threads, seed, start time; resumed sessions are appended under ``resumed``;
 - ``splits.json``: the record ids of train / val / test, so two arms can be shown to share them;
+- ``label_counts.json``: per label, its positive records in each split (not for an ``[ssl]`` run,
+  which reads no labels): a label learnt from a handful of training records has an AUC that says
+  little, and the model card and ``benchmarks/label_efficiency.py`` say so beside it;
 - ``checkpoint.pt``: written atomically after every epoch (see :mod:`.loop`), used by ``resume``;
 - ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds),
   the record of truth that ``[tracking]`` mirrors to TensorBoard (``tensorboard/``) or MLflow
@@ -58,6 +61,7 @@ from ..atomic import atomic_write_json
 from ..errors import DatasetError, RunExistsError
 from ..models.base import EcgClassifier
 from ..ragged import RaggedSignals, as_signals
+from ..runfiles import LABEL_COUNTS_FILE
 from ..signal import input_transform
 from .config import RESUMABLE_KEYS, RunConfig, load_config, save_config
 from .distributed import init_from_env, resolve_device
@@ -483,9 +487,7 @@ def train_run(
         scaler = _run_scaler(config, X, splits["train"], resumed_scaler, pretrained, ctx)
         ranks = ctx.all_gather({"rank": ctx.rank, "host": socket.gethostname(), "device": str(device)})
         if ctx.is_main:
-            _write_start(
-                config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend), record_ids, splits
-            )
+            _write_start(config, run_dir, resuming, environment_info(config, device, ranks, ctx.backend), data)
         result, aucs, predictions = _train_and_write(
             _Run(config, run_dir, data, device),
             model,
@@ -511,25 +513,32 @@ def train_run(
     )
 
 
-def _write_start(
-    config: RunConfig,
-    run_dir: Path,
-    resuming: bool,
-    env: dict[str, Any],
-    record_ids: Sequence[str],
-    splits: Mapping[str, np.ndarray],
-) -> None:
-    """config.json, environment.json, splits.json (rank 0)."""
+def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str, Any], data: _RunData) -> None:
+    """config.json, environment.json, splits.json, label_counts.json (rank 0)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if resuming:
         env_path = run_dir / "environment.json"
         previous = json.loads(env_path.read_text()) if env_path.exists() else {}
         previous.setdefault("resumed", []).append(env)
         atomic_write_json(env_path, previous)
-    else:
-        save_config(config, run_dir / "config.json")
-        atomic_write_json(run_dir / "environment.json", env)
-        atomic_write_json(run_dir / "splits.json", {k: [str(record_ids[i]) for i in v] for k, v in splits.items()})
+        return
+    save_config(config, run_dir / "config.json")
+    atomic_write_json(run_dir / "environment.json", env)
+    splits = data.splits
+    atomic_write_json(run_dir / "splits.json", {k: [data.record_ids[i] for i in v] for k, v in splits.items()})
+    if config.ssl is None:
+        atomic_write_json(run_dir / LABEL_COUNTS_FILE, label_counts(data.Y, splits, data.label_names))
+
+
+def label_counts(Y: np.ndarray, splits: Mapping[str, np.ndarray], label_names: Sequence[str]) -> dict[str, Any]:
+    """``{"labels": [...], "records": {split: n}, "positives": {split: [per label]}}``."""
+    return {
+        "labels": list(label_names),
+        "records": {k: int(len(v)) for k, v in splits.items()},
+        "positives": {
+            k: [int(c) for c in np.asarray(Y[np.asarray(v, dtype=np.int64)]).sum(axis=0)] for k, v in splits.items()
+        },
+    }
 
 
 def _write_outputs(
