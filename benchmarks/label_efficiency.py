@@ -17,7 +17,9 @@ at 1 % and 10 %, then run anywhere from the same ``--out``: a finished run is re
 
 Reported: fold-10 macro AUC of each arm with a 95 % bootstrap CI (1,000 resamples) and the paired
 difference (b) - (a) with its CI, from the saved predictions (``ecg_transfer.evaluation``), plus
-fold-9 macro AUCs (where the settings may be tuned; fold 10 is only reported). Everything goes to
+fold-9 macro AUCs (where the settings may be tuned; fold 10 is only reported), and beside each
+share how many labels the arms learnt from fewer than 10 positive training records (with 1 % of a
+44- or 71-label task, most: such a comparison hangs on which records were drawn). Everything goes to
 ``--out``: one run directory per run (resumable: a finished run is reused, an interrupted one
 resumed), ``results.json`` and ``results.md``.
 
@@ -297,21 +299,17 @@ def compare(a_dir: Path, b_dir: Path, split: str) -> dict[str, Any]:
     return out
 
 
-def training_positives(run_dir: Path) -> dict[str, int]:
+def training_positives(run_dir: Path) -> dict[str, Any]:
     """How many of a fine-tuning run's labels it learnt from fewer than FEW_TRAINING_POSITIVES
     positive training records (and from none): at 1 % of the labels of a 44- or 71-label task most
-    labels have a handful, so both arms sit near chance and their difference says little. From the
-    run's ``label_counts.json``, or, for a run trained before it was written, counted from its
-    ``splits.json`` and its task's labels."""
+    labels have a handful. From the run's ``label_counts.json``, or, for a run trained before it
+    was written, counted from its ``splits.json`` and its task's labels (checked against the labels
+    the run predicts); ``{"labels": None}`` when neither can be had (said, not guessed)."""
     counts = (read_label_counts(run_dir) or {}).get("train")
     if counts is None:
-        from ecg_transfer.datasets.task import load_task
-
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        data = load_task(config["task"], config["fs"], progress=False)
-        row = {rid: i for i, rid in enumerate(data.record_ids)}
-        train = json.loads((run_dir / "splits.json").read_text(encoding="utf-8"))["train"]
-        counts = dict(zip(data.label_names, data.Y[[row[r] for r in train]].sum(axis=0).tolist()))
+        counts = _counted_from_task(run_dir)
+    if counts is None:
+        return {"labels": None, "floor": FEW_TRAINING_POSITIVES}
     return {
         "labels": len(counts),
         "floor": FEW_TRAINING_POSITIVES,
@@ -320,10 +318,40 @@ def training_positives(run_dir: Path) -> dict[str, int]:
     }
 
 
-def _few_note(t: dict[str, int]) -> str:
-    """``3 of 5``, with a warning when most labels were learnt from fewer than the floor."""
+_TASKS: dict[str, Any] = {}  # one load of each task per call: every share's run reads the same labels
+
+
+def _counted_from_task(run_dir: Path) -> dict[str, int] | None:
+    from ecg_transfer.datasets.task import load_task
+    from ecg_transfer.errors import EcgTransferError
+    from ecg_transfer.training.run import label_counts
+
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        key = json.dumps([config["task"], config["fs"]], sort_keys=True)
+        if key not in _TASKS:
+            _TASKS[key] = load_task(config["task"], config["fs"], progress=False)
+        data = _TASKS[key]
+        if list(data.label_names) != list(load_run(run_dir).test.label_names):
+            return None  # today's label code gives other labels than the run predicts
+        row = {rid: i for i, rid in enumerate(data.record_ids)}
+        train = json.loads((run_dir / "splits.json").read_text(encoding="utf-8"))["train"]
+        counted = label_counts(data.Y, {"train": [row[r] for r in train]}, data.label_names)
+    except (OSError, ValueError, KeyError, EcgTransferError) as exc:
+        print(f"{run_dir}: training positives not counted ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+    return dict(zip(counted["labels"], counted["positives"]["train"]))
+
+
+def _few_note(t: dict[str, Any]) -> str:
+    """``3 of 5``; a warning when most labels were learnt from fewer than the floor (the bootstrap
+    CI covers the test records, not the choice of the labelled subset: repeat with --seed)."""
+    if t.get("labels") is None:
+        return "n/a"
     note = f"{t['under_floor']} of {t['labels']}"
-    return note + (" (most: the difference says little)" if 2 * t["under_floor"] > t["labels"] else "")
+    if 2 * t["under_floor"] > t["labels"]:
+        note += " (most: the result hangs on which records were drawn, which the CI does not cover; repeat with --seed)"
+    return note
 
 
 def _fmt(e: dict[str, Any]) -> str:

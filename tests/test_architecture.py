@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "runfiles": 0,
     "templates": 0,
     "_lazy": 0,
+    "_version": 0,
     "settings": 1,
     "signal": 2,
     "labels": 2,
@@ -51,9 +52,9 @@ def _imports(path: Path) -> list[tuple[str, int]]:
                 base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
                 target = base + (node.module.split(".") if node.module else [])
                 if not target:  # "from . import x" at the top of the package
-                    target = [alias.name for alias in node.names][:1]
+                    target = [_top_level_name(node.names[0].name)]
             elif node.module and node.module.split(".")[0] == "ecg_transfer":
-                target = node.module.split(".")[1:] or [alias.name for alias in node.names][:1]
+                target = node.module.split(".")[1:] or [_top_level_name(node.names[0].name)]
             else:
                 continue
             found.append((target[0], node.lineno))
@@ -62,6 +63,12 @@ def _imports(path: Path) -> list[tuple[str, int]]:
                 if alias.name.startswith("ecg_transfer."):
                     found.append((alias.name.split(".")[1], node.lineno))
     return found
+
+
+def _top_level_name(name: str) -> str:
+    """What ``from ecg_transfer import name`` imports: the submodule ``name``, or else a name the
+    package's ``__init__`` defines (``__version__``), i.e. an import of ``__init__``."""
+    return name if (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name).is_dir() else "__init__"
 
 
 def _layer_of(path: Path) -> str:
@@ -98,5 +105,8 @@ def test_the_walker_sees_imports_inside_functions(tmp_path):
     probe.write_text("def f():\n    from ..report import write_report\n    return write_report\n")
     try:
         assert ("report", 2) in _imports(probe)
+        # a name of the package's __init__ (the version string once was): an import of __init__, the top
+        probe.write_text("from .. import __version__\nfrom .. import models\n")
+        assert _imports(probe) == [("__init__", 1), ("models", 2)]
     finally:
         probe.unlink()

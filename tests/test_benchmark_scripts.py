@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -309,7 +310,7 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     monkeypatch.setattr(le, "training_positives", lambda run_dir: counted)
     assert le.main([*argv, "--fractions", "0.1"]) == 0  # default --ssl-epochs and --batch-size: not compared
     assert (
-        "| 0.5000 [0.4000, 0.6000] | 0.0000 [-0.1000, 0.1000] | 40 of 71 (most: the difference says little) |"
+        "| 0.0000 [-0.1000, 0.1000] | 40 of 71 (most: the result hangs on which records were drawn"
         in (tmp_path / "b" / "xresnet1d18" / "results.md").read_text()
     )
     assert [c[0] for c in calls] == ["standalone", "finetune"]  # nothing pre-trained
@@ -389,32 +390,51 @@ def test_label_efficiency_ssl_seed_repeats_the_comparison_from_the_same_ssl_run(
 
 def test_label_efficiency_counts_the_labels_learnt_from_few_records(tmp_path: Path) -> None:
     """Beside each share, how many labels the arms learnt from fewer than 10 positive training
-    records: from the run's label_counts.json, or counted from its splits.json and its task's labels
-    for a run trained before that file; the two agree."""
+    records: from the run's label_counts.json (what training writes), or counted from its
+    splits.json and its task's labels for a run trained before that file -- the two agree; a run
+    whose labels differ from today's task is "n/a", not a guess."""
     from ecg_transfer.datasets.task import load_task
+    from ecg_transfer.predictions import save_predictions
     from ecg_transfer.runfiles import LABEL_COUNTS_FILE
+    from ecg_transfer.training.run import label_counts
     from wfdb_fixtures import make_ptbxl_tree
 
     le = _load("label_efficiency")
     root = make_ptbxl_tree(tmp_path / "ptbxl", n_records=30)
     task = {"dataset": "ptbxl", "root": str(root), "labels": "diagnostic", "cache_dir": str(tmp_path / "cache")}
     data = load_task(task, 100.0, progress=False)
-    train = [data.record_ids[i] for i in data.splits["train"]][:12]
+    rows = list(data.splits["train"][:12])
+    train = [data.record_ids[i] for i in rows]
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"task": task, "fs": 100.0}))
     (run_dir / "splits.json").write_text(json.dumps({"train": train, "val": [], "test": []}))
+    test = [data.record_ids[i] for i in data.splits["test"]]
+    k = len(data.label_names)
+    save_predictions(
+        run_dir / "predictions_test.csv",
+        test,
+        data.label_names,
+        data.Y[data.splits["test"]],
+        np.full((len(test), k), 0.5),
+    )
     counted = le.training_positives(run_dir)  # no label_counts.json: from the task's labels
-    row = {r: i for i, r in enumerate(data.record_ids)}
-    positives = data.Y[[row[r] for r in train]].sum(axis=0)
+    (run_dir / LABEL_COUNTS_FILE).write_text(json.dumps(label_counts(data.Y, {"train": rows}, data.label_names)))
+    assert le.training_positives(run_dir) == counted  # what training would have written
+    positives = data.Y[rows].sum(axis=0)
     assert counted == {
-        "labels": len(data.label_names),
+        "labels": k,
         "floor": 10,
         "under_floor": int((positives < 10).sum()),
         "none": int((positives == 0).sum()),
     }
     assert counted["under_floor"] > 0  # 12 records: no label has 10 positives
-    (run_dir / LABEL_COUNTS_FILE).write_text(
-        json.dumps({"labels": data.label_names, "positives": {"train": [10] * len(data.label_names)}})
+    (run_dir / LABEL_COUNTS_FILE).unlink()
+    save_predictions(
+        run_dir / "predictions_test.csv",
+        test,
+        [f"x{n}" for n in data.label_names],
+        data.Y[data.splits["test"]],
+        np.full((len(test), k), 0.5),
     )
-    assert le.training_positives(run_dir)["under_floor"] == 0  # the file, when there, is what is read
+    assert le.training_positives(run_dir)["labels"] is None and le._few_note(le.training_positives(run_dir)) == "n/a"

@@ -118,7 +118,7 @@ def test_card_flags_labels_learnt_from_few_training_records(run_dir: Path, tmp_p
     card = modelcard.model_card_text(run_dir, n_resamples=20)
     few = [l for l, k in zip(LABELS, counts["positives"]["train"]) if k < modelcard.FEW_TRAINING_POSITIVES]
     assert few and f"Learnt from fewer than 10 positive training records ({len(few)} of {len(LABELS)} labels" in card
-    assert "labels; 0 from none" not in card and (", ".join(f"`{l}`" for l in few) + ".") in card
+    assert ("): " + ", ".join(f"`{l}`" for l in few) + ".") in card
 
     old = tmp_path / "old"  # a run trained before the file was written: the table as it was
     shutil.copytree(run_dir, old)
@@ -126,6 +126,16 @@ def test_card_flags_labels_learnt_from_few_training_records(run_dir: Path, tmp_p
     card = modelcard.model_card_text(old, n_resamples=20)
     assert "training positives" not in card and "Learnt from" not in card
     assert "| label | test positives | AUC [CI] |" in card
+
+    other = tmp_path / "other"  # counts of other labels than the model's: said, never shown beside a label
+    shutil.copytree(run_dir, other)
+    wrong = {**counts, "labels": [f"x{l}" for l in counts["labels"]]}
+    (other / "label_counts.json").write_text(json.dumps(wrong))
+    card = modelcard.model_card_text(other, n_resamples=20)
+    assert "lists other labels than the model" in card and "| label | test positives | AUC [CI] |" in card
+    short = {**counts, "positives": {"train": counts["positives"]["train"][:-1]}}  # one count missing
+    (other / "label_counts.json").write_text(json.dumps(short))
+    assert "training positives" not in modelcard.model_card_text(other, n_resamples=20)
 
 
 def test_card_context_holds_the_headline_numbers(run_dir: Path) -> None:

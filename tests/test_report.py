@@ -744,6 +744,27 @@ def test_small_test_sets_and_labels_scored_are_shown_beside_every_macro_value(tm
     assert "3 of 18 labels scored" in md and "only 3 test records" in md and "2–4 of 18 labels scored" in md
 
 
+def test_labels_learnt_from_few_training_records_are_said_beside_the_value(tmp_path):
+    """A small target share leaves rare labels a handful of training positives: the scope of each
+    value it enters says how many (from the runs' label_counts.json), and nothing where none did."""
+    res = _small_study()
+    h = res["headline"][0]
+    for k in ("finetuned", "standalone", "difference"):
+        h[k]["labels_few_train"] = 7
+    for r in res["exp1"]["rest"]:
+        r["labels_few_train"] = 11
+    res["pretrain"]["test_macro_auc"]["labels_few_train"] = 0
+    paths = write_report(_write(tmp_path, res))
+    html, md = paths["html"].read_text(), paths["markdown"].read_text()
+    from html import unescape
+
+    table = unescape(_text(re.search(r"<table>.*?</table>", _section_html(html, "headline"), re.S).group(0)))
+    assert table.count("7 of 18 labels learnt from < 10 training positives") == 3  # both arms and the difference
+    assert "11 of 18 labels learnt from < 10 training positives" in unescape(_text(_section_html(html, "exp1")))
+    assert "of 44 labels learnt from" not in html  # the pre-training: none under the floor, nothing said
+    assert "7 of 18 labels learnt from < 10 training positives" in md
+
+
 def _cells_of(html: str, sid: str) -> list[str]:
     return re.findall(r'<td class="([^"]*)">([^<]*)', _section_html(html, sid))
 

@@ -219,6 +219,29 @@ def test_every_measured_cost_has_its_own_line():
     assert estimate.display_names([sigs["cpc"]]) == {sigs["cpc"]: "xresnet1d18@100Hz/time ssl cpc"}
 
 
+def test_two_ssl_settings_of_one_study_are_two_lines_of_the_estimate(spec, tmp_path):
+    """The regression: two CPC settings in one study were measured apart but printed as one line."""
+    from dataclasses import replace
+
+    from ecg_transfer.study.estimate import format_estimate
+    from ecg_transfer.study.plan import RunDef
+
+    pre = next(r for r in plan_study(spec) if r.kind == "pretrain")
+    runs: list[RunDef] = [
+        replace(pre, key=f"ssl{steps}", config={**pre.config, "ssl": {"method": "cpc", "predict_steps": steps}})
+        for steps in (2, 4)
+    ]
+    measure = CountingMeasure()
+    est = estimate_study(runs, cache_dir=tmp_path / "cache", measure=measure)
+    assert len(measure.calls) == 2 and len(est.throughput) == 2
+    lines = [line for line in format_estimate(est) if "measured here" in line]
+    assert (
+        len(lines) == 2
+        and "ssl.predict_steps=2" in lines[0] + lines[1]
+        and "ssl.predict_steps=4" in lines[0] + lines[1]
+    )
+
+
 def test_the_real_measurement_runs(tmp_path):
     cfg = RunConfig.from_dict(
         {

@@ -224,8 +224,10 @@ def test_train_resume_finishes_a_run_that_has_its_model(base, tmp_path, capsys):
     _, study, victim = base
     run_dir = tmp_path / "run"
     shutil.copytree(study / "runs" / victim, run_dir)
+    counts = (run_dir / "label_counts.json").read_text()
     for name in ("predictions_val.csv", "predictions_test.csv", "MODEL_CARD.md", "state.json", "definition.json"):
         (run_dir / name).unlink()
+    (run_dir / "label_counts.json").unlink()  # as a run trained before the file was written
     shutil.rmtree(run_dir / "evaluation")
     stamps = {n: (run_dir / n).stat().st_mtime_ns for n in ("checkpoint.pt", "model.pt")}
     cmd = ["train", str(run_dir / "config.json"), "--run-dir", str(run_dir), "--no-progress"]
@@ -242,6 +244,7 @@ def test_train_resume_finishes_a_run_that_has_its_model(base, tmp_path, capsys):
         )
     assert {n: (run_dir / n).stat().st_mtime_ns for n in stamps} == stamps
     assert "Not evaluated" in (run_dir / "MODEL_CARD.md").read_text()  # written by `train`, before any evaluation
+    assert (run_dir / "label_counts.json").read_text() == counts  # written when missing, from the same split
 
 
 def test_a_rewritten_or_old_evaluation_is_repaired_without_training(base, tmp_path, capsys):

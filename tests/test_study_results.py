@@ -16,11 +16,13 @@ import pytest
 from ecg_transfer.evaluation.runs import evaluate_run
 from ecg_transfer.labels import get_protocol
 from ecg_transfer.predictions import save_predictions
+from ecg_transfer.runfiles import LABEL_COUNTS_FILE
 from ecg_transfer.study.plan import plan_study
 from ecg_transfer.study.results import REFERENCE, collect_results, write_results
 from ecg_transfer.study.resultsfile import FORMAT, is_machinery_check
 from ecg_transfer.study.runner import StudyRunner
 from ecg_transfer.study.spec import spec_from_dict
+from ecg_transfer.training.run import label_counts
 
 PTBXL_LABELS = ["NORM", "IMI", "ASMI", "LVH", "NDT"]
 B = 100
@@ -105,6 +107,8 @@ def fake_execute(runner, run) -> None:
         save_predictions(d / f"predictions_{name}.csv", ids, labels, y, p)
     (d / "config.json").write_text(json.dumps(run.config))
     (d / "splits.json").write_text(json.dumps({"train": train, "val": val, "test": test}))
+    y_train, _ = _split(train, labels, n_pos, strength, run.config["seed"])  # the first n_pos labels: 1 in 3
+    (d / LABEL_COUNTS_FILE).write_text(json.dumps(label_counts(y_train, {"train": range(len(train))}, labels)))
     headline = any(u["experiment"] == "headline" for u in run.uses)
     evaluate_run(d, calibrate=["temperature", "isotonic"] if headline else [], n_resamples=B, plots=False)
 
@@ -131,8 +135,11 @@ def test_every_macro_value_carries_its_scope(study):
         assert (row["labels_scored"], row["n_labels"], row["n_test"]) == (k, n, FIXED_TEST)
         for arm in ("finetuned", "standalone", "difference"):
             assert (row[arm]["labels_scored"], row[arm]["n_labels"], row[arm]["n_test"]) == (k, n, FIXED_TEST), arm
+            # 30 training records: the first k labels have 10 positives each, the others none
+            assert row[arm]["labels_few_train"] == n - k, arm
     pre = res["pretrain"]["test_macro_auc"]
     assert (pre["n_test"], pre["labels_scored"], pre["n_labels"]) == (60, 5, 5)
+    assert pre["labels_few_train"] == 0  # 200 records: every label has 66 positives
     assert pre["resampling"] == "redraw"  # the run's own evaluation (metrics.json) applies the rare-class rule
     for r in res["exp1"]["rest"]:  # the rest shrinks as the share grows
         assert r["n_test"] == (3 if r["share"] == 50 else 36) and r["labels_scored"] == 3 and r["n_labels"] == 18

@@ -311,6 +311,9 @@ def test_rank0_writes_and_every_rank_agrees(ddp_out):
         # (no MODEL_CARD.md: the command that trains writes it after evaluation, not train_run)
         lines = [json.loads(l) for l in (ddp_out / run / "metrics.jsonl").read_text().splitlines()]
         assert [l["epoch"] for l in lines] == [1, 2, 3], run  # written once, by one rank
+        counts = json.loads((ddp_out / run / "label_counts.json").read_text())  # the whole split, not a rank's shard
+        splits = json.loads((ddp_out / run / "splits.json").read_text())
+        assert counts["records"] == {k: len(v) for k, v in splits.items()}, run
     env = json.loads((ddp_out / "ddp" / "environment.json").read_text())
     d = env["distributed"]
     assert (d["world_size"], d["backend"], d["sync_batchnorm"], d["global_batch_size"]) == (2, "gloo", True, 7)

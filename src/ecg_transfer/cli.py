@@ -172,8 +172,9 @@ def _announce(config: RunConfig, data: TaskData | SslData) -> None:
     if few:
         print(
             f"warning: {few} of {len(data.label_names)} labels have fewer than {FEW_TRAINING_POSITIVES} positive "
-            "training records: their AUCs will say little (the model card names them; task.min_count or a larger "
-            "train_fraction leaves them out)",
+            "training records: their AUCs are unreliable (the model card names them). A larger task.train_fraction "
+            "gives them more; task.min_count leaves out labels with fewer positives over all folds (at a share f "
+            f"of the training folds, about {FEW_TRAINING_POSITIVES}/f of them)",
             file=sys.stderr,
         )
 

@@ -30,9 +30,12 @@ def read_label_counts(run_dir: str | Path) -> dict[str, dict[str, int]] | None:
     try:
         data = json.loads((Path(run_dir) / LABEL_COUNTS_FILE).read_text(encoding="utf-8"))
         labels = [str(name) for name in data["labels"]]
-        return {split: dict(zip(labels, map(int, counts))) for split, counts in data["positives"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
+        positives = {split: [int(n) for n in counts] for split, counts in data["positives"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    if len(set(labels)) != len(labels) or any(len(counts) != len(labels) for counts in positives.values()):
+        return None  # a count per label or nothing: never a count beside the wrong label
+    return {split: dict(zip(labels, counts)) for split, counts in positives.items()}
 
 
 def study_run_info(run_dir: str | Path) -> dict[str, Any] | None:

@@ -278,13 +278,17 @@ def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any]
     }
 
 
-def _training_positives(run_dir: Path) -> dict[str, Any] | None:
+def _training_positives(run_dir: Path, labels: list[str]) -> dict[str, Any] | None:
     """Each label's positive training records (``label_counts.json``) and the labels learnt from
     fewer than :data:`FEW_TRAINING_POSITIVES` of them: with a small training set or share, many
-    labels have a handful of examples or none, and their test AUCs mean little. None without the file."""
+    labels have a handful of examples or none, and their test AUCs are unreliable. None without
+    the file; ``{"mismatch": True}`` when its labels are not the model's (the card says so rather
+    than show a count beside another label)."""
     counts = (read_label_counts(run_dir) or {}).get("train")
     if counts is None:
         return None
+    if labels and sorted(counts) != sorted(labels):
+        return {"mismatch": True}
     few = [name for name, n in counts.items() if n < FEW_TRAINING_POSITIVES]
     return {"by_label": counts, "few": few, "none": sum(1 for n in counts.values() if n == 0), "of": len(counts)}
 
@@ -342,7 +346,7 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
         "metrics": _full_metrics(metrics) if metrics else None,
         "quick": None if metrics else _quick_metrics(run_dir, n_resamples, seed),
         "few_positives": FEW_POSITIVES,
-        "training_positives": _training_positives(run_dir),
+        "training_positives": _training_positives(run_dir, [str(label) for label in labels]),
         "few_training_positives": FEW_TRAINING_POSITIVES,
         "calibration": _calibration_context(metrics),
         "min_seconds": f"{(model or {}).get('crop_len', 0) / (fs or 1):g}",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import EcgTransferError
+from ..runfiles import FEW_TRAINING_POSITIVES
 from ..study.resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 
 #: Top-level sections and the JSON type each must have when present (null counts as absent).
@@ -115,6 +116,7 @@ class Interval:
     labels_scored: int | None = None  # labels its macro mean averaged (min over test sets)
     labels_scored_max: int | None = None  # ... max over test sets, when they differ
     n_labels: int | None = None  # labels of the task
+    labels_few_train: int | None = None  # labels learnt from < FEW_TRAINING_POSITIVES positives (max over runs)
     ties: float | None = None  # share of resamples whose difference is exactly 0 (paired differences)
 
     @property
@@ -158,7 +160,16 @@ def interval(x: Any) -> Interval:
         values = [v for v in (num(v) for v in vals) if v is not None] if isinstance(vals, list) else []
         ints = {
             k: _int_or_none(x.get(k))
-            for k in ("n", "n_planned", "n_test", "n_test_min", "labels_scored", "labels_scored_max", "n_labels")
+            for k in (
+                "n",
+                "n_planned",
+                "n_test",
+                "n_test_min",
+                "labels_scored",
+                "labels_scored_max",
+                "n_labels",
+                "labels_few_train",
+            )
         }
         return Interval(
             num(x.get("value")),
@@ -220,14 +231,24 @@ def labels_text(iv: Interval) -> str:
     return f"{k} of {iv.n_labels} labels scored"
 
 
+def few_training_text(iv: Interval) -> str:
+    """``7 of 18 labels learnt from < 10 training positives``, or "" when none was (or not recorded)."""
+    if not iv.labels_few_train:
+        return ""
+    of = f" of {iv.n_labels}" if iv.n_labels is not None else ""
+    return f"{iv.labels_few_train}{of} labels learnt from < {FEW_TRAINING_POSITIVES} training positives"
+
+
 def records_text(iv: Interval) -> str:
     """``1,034 test records``, or "" when not recorded."""
     return "" if iv.n_test is None else f"{iv.n_test:,} test record{'' if iv.n_test == 1 else 's'}"
 
 
 def scope_text(iv: Interval, labels: bool = True) -> str:
-    """What a value was computed on: ``1,034 test records · 16 of 18 labels scored``."""
-    return " · ".join(t for t in (records_text(iv), labels_text(iv) if labels else "") if t)
+    """What a value was computed on: ``1,034 test records · 16 of 18 labels scored`` (and, where a
+    run learnt labels from a handful of records, ``· 7 of 18 labels learnt from < 10 training positives``)."""
+    parts = (records_text(iv), labels_text(iv) if labels else "", few_training_text(iv) if labels else "")
+    return " · ".join(t for t in parts if t)
 
 
 def small_test_text(n: int | None, short: bool = False) -> str:

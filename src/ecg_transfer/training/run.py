@@ -521,13 +521,20 @@ def _write_start(config: RunConfig, run_dir: Path, resuming: bool, env: dict[str
         previous = json.loads(env_path.read_text()) if env_path.exists() else {}
         previous.setdefault("resumed", []).append(env)
         atomic_write_json(env_path, previous)
+        _write_label_counts(config, run_dir, data, only_if_missing=True)  # a run started before the file
         return
     save_config(config, run_dir / "config.json")
     atomic_write_json(run_dir / "environment.json", env)
     splits = data.splits
     atomic_write_json(run_dir / "splits.json", {k: [data.record_ids[i] for i in v] for k, v in splits.items()})
-    if config.ssl is None:
-        atomic_write_json(run_dir / LABEL_COUNTS_FILE, label_counts(data.Y, splits, data.label_names))
+    _write_label_counts(config, run_dir, data)
+
+
+def _write_label_counts(config: RunConfig, run_dir: Path, data: _RunData, only_if_missing: bool = False) -> None:
+    """``label_counts.json`` of a supervised run (an ``[ssl]`` run reads no labels)."""
+    path = run_dir / LABEL_COUNTS_FILE
+    if config.ssl is None and not (only_if_missing and path.exists()):
+        atomic_write_json(path, label_counts(data.Y, data.splits, data.label_names))
 
 
 def label_counts(Y: np.ndarray, splits: Mapping[str, np.ndarray], label_names: Sequence[str]) -> dict[str, Any]:
@@ -632,6 +639,7 @@ def _finish_run(config: RunConfig, run_dir: Path, data: _RunData, ctx: Any) -> R
     def finish() -> tuple[dict[str, float | None], dict[str, Path]]:
         lm = load_model_file(run_dir / MODEL_FILE, map_location=ctx.device, encoder_ok=True)
         _check_same_run(config, run_dir, lm.config, lm.label_names, data.label_names, data.record_ids, data.splits)
+        _write_label_counts(config, run_dir, data, only_if_missing=True)
         return _write_predictions(_Run(config, run_dir, data, ctx.device), lm.model, lm.scaler)
 
     aucs, predictions = ctx.from_main(finish)
