@@ -169,3 +169,27 @@ def test_min_likelihood_and_min_count(tree: Path, tmp_path: Path) -> None:
     assert "LVH" in every.label_names and "LVH" not in sure.label_names
     few = load_task({**base, "labels": "diagnostic", "min_count": 11}, 100.0, progress=False)
     assert set(few.label_names) == {n for n, c in zip(every.label_names, every.Y.sum(axis=0)) if c >= 11}
+
+
+def test_a_package_replaced_during_a_run_does_not_fail_it_at_its_end(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `train` needs after training (the model card's writer) is imported before it: a package
+    upgraded or edited during a run of hours once failed a finished 24-epoch run at its last step
+    (the new model card module could not import from the old, already loaded runfiles module)."""
+    import sys
+
+    from ecg_transfer import api
+    from ecg_transfer.training import data as training_data
+
+    real = training_data.train_on_data
+
+    def train_then_replace_the_package(*args, **kwargs):
+        result = real(*args, **kwargs)
+        monkeypatch.setitem(sys.modules, "ecg_transfer.inference.modelcard", None)  # importing it now fails
+        return result
+
+    monkeypatch.setattr(training_data, "train_on_data", train_then_replace_the_package)
+    config = write_config(tmp_path / "c.json", tree, tmp_path / "cache")
+    result = api.train(str(config), tmp_path / "run")
+    assert result.test_macro_auc is not None and (tmp_path / "run" / "MODEL_CARD.md").is_file()

@@ -57,6 +57,9 @@ def train(
     ``torchrun`` every process calls it; rank 0 builds the signal cache first and writes the run.
     ``on_data`` (rank 0) is given the loaded data before training, e.g. to say what it holds.
     """
+    # imported before training, not after it: a package upgraded (or edited) during a run of hours
+    # would otherwise fail the finished run at its last step; the card's own failures are logged
+    from .inference.modelcard import write_model_card_after_run
     from .training.data import load_training_data, train_on_data
     from .training.distributed import init_from_env, is_main_process, main_process_first
 
@@ -69,8 +72,6 @@ def train(
         on_data(data)
     result = train_on_data(config, data, labels, run_dir, resume=resume, init_from=init_from, progress=progress)
     if model_card and is_main_process():
-        from .inference.modelcard import write_model_card_after_run
-
         write_model_card_after_run(result.run_dir)
     return result
 
