@@ -62,7 +62,7 @@ from typing import Any
 
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
 from ecg_transfer.evaluation.runs import align_runs, load_run
-from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, read_label_counts
+from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
 from ecg_transfer.training.run import changed_settings, missing_outputs, same_place
@@ -313,7 +313,7 @@ def training_positives(run_dir: Path) -> dict[str, Any]:
     return {
         "labels": len(counts),
         "floor": FEW_TRAINING_POSITIVES,
-        "under_floor": sum(1 for n in counts.values() if n < FEW_TRAINING_POSITIVES),
+        "under_floor": len(few_training_labels(counts)),
         "none": sum(1 for n in counts.values() if n == 0),
     }
 

@@ -166,9 +166,9 @@ def _announce(config: RunConfig, data: TaskData | SslData) -> None:
         f"test {len(data.splits['test'])} records at {config.fs:g} Hz",
         file=sys.stderr,
     )
-    from .runfiles import FEW_TRAINING_POSITIVES
+    from .runfiles import FEW_TRAINING_POSITIVES, few_training_labels
 
-    few = int((data.Y[data.splits["train"]].sum(axis=0) < FEW_TRAINING_POSITIVES).sum())
+    few = len(few_training_labels(dict(zip(data.label_names, data.Y[data.splits["train"]].sum(axis=0)))))
     if few:
         print(
             f"warning: {few} of {len(data.label_names)} labels have fewer than {FEW_TRAINING_POSITIVES} positive "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 #: A study run's definition (written by the run store) and the study's own description.
 DEFINITION_FILE = "definition.json"
@@ -38,6 +38,13 @@ def read_label_counts(run_dir: str | Path) -> dict[str, dict[str, int]] | None:
     return {split: dict(zip(labels, counts)) for split, counts in positives.items()}
 
 
+def few_training_labels(train_counts: Mapping[str, int]) -> list[str]:
+    """The labels learnt from fewer than :data:`FEW_TRAINING_POSITIVES` positive training records
+    (``{label: positives}``, e.g. :func:`read_label_counts`'s ``"train"``): the one rule every
+    reader of the counts applies."""
+    return [name for name, n in train_counts.items() if n < FEW_TRAINING_POSITIVES]
+
+
 def study_run_info(run_dir: str | Path) -> dict[str, Any] | None:
     """``{"study_dir", "key", "name"}`` when ``run_dir`` is a run of a study's store
     (``STUDY_DIR/runs/<key>/definition.json`` beside ``STUDY_DIR/study.json``), else None."""
@@ -56,6 +63,7 @@ __all__ = [
     "FEW_TRAINING_POSITIVES",
     "LABEL_COUNTS_FILE",
     "STUDY_FILE",
+    "few_training_labels",
     "read_label_counts",
     "study_run_info",
 ]

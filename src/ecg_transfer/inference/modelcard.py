@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..runfiles import FEW_TRAINING_POSITIVES, read_label_counts
+from ..runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
 from ..training.history import kept_epoch
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def _training_positives(run_dir: Path, labels: list[str]) -> dict[str, Any] | No
         return None
     if labels and sorted(counts) != sorted(labels):
         return {"mismatch": True}
-    few = [name for name, n in counts.items() if n < FEW_TRAINING_POSITIVES]
+    few = few_training_labels(counts)
     return {"by_label": counts, "few": few, "none": sum(1 for n in counts.values() if n == 0), "of": len(counts)}
 
 

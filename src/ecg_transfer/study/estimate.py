@@ -18,6 +18,7 @@ their header's length. ``BENCHMARKS.md`` compares the estimate with measured wal
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -168,15 +169,22 @@ def evaluation_seconds(cfg: RunConfig, size: DataSize, n_resamples: int) -> floa
     return test * _labels_scored(str(task.labels)) * n_resamples * EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE
 
 
-def _signature(cfg: RunConfig) -> str:
-    import torch
-
+@functools.lru_cache(maxsize=1)
+def _cpu_name() -> str:
+    """This machine's CPU model (read once: a study's plan asks for every run)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
+    return cpu
+
+
+def _signature(cfg: RunConfig) -> str:
+    import torch
+
+    cpu = _cpu_name()
     threads = cfg.num_threads or torch.get_num_threads()
     return json.dumps(
         {

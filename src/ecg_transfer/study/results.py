@@ -57,7 +57,7 @@ from ..evaluation.bootstrap import (
 from ..evaluation.challenge import challenge_mapping
 from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
 from ..predictions import load_predictions
-from ..runfiles import FEW_TRAINING_POSITIVES, read_label_counts
+from ..runfiles import few_training_labels, read_label_counts
 from .plan import RunDef
 from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 from .store import RunStore
@@ -107,6 +107,7 @@ class _Ctx:
         self.runs = list(runs)
         self.B = int(spec["study"]["bootstrap"])
         self._preds: dict[str, RunPredictions | None] = {}
+        self._few_train: dict[Path, int | None] = {}  # per run folder, read once
         self.states = {r.key: self.store.state(r.key) for r in self.runs}
         #: test sets where the rare-class resampling rule was not applied, one entry per test set
         self._fallbacks: dict[str, dict[str, Any]] = {}
@@ -125,6 +126,18 @@ class _Ctx:
             except EcgTransferError:
                 self._preds[key] = None
         return self._preds[key]
+
+    def few_training(self, run_dirs: Sequence[Path]) -> dict[str, Any]:
+        """``labels_few_train``: the most labels any of the runs learnt from fewer than
+        FEW_TRAINING_POSITIVES positive training records (a small target share leaves rare labels a
+        handful of examples: their AUCs enter the macro mean unreliable). Nothing when no run
+        recorded its counts (``label_counts.json``: runs trained before it was written)."""
+        for d in run_dirs:
+            if d not in self._few_train:
+                train = (read_label_counts(d) or {}).get("train")
+                self._few_train[d] = None if train is None else len(few_training_labels(train))
+        few = [n for d in run_dirs if (n := self._few_train[d]) is not None]
+        return {"labels_few_train": max(few)} if few else {}
 
     def finished(self, keys: Sequence[str]) -> list[tuple[str, RunPredictions]]:
         """The runs among ``keys`` whose predictions load, each with them (in ``keys``' order)."""
@@ -208,16 +221,6 @@ def _scope(ys: Sequence[np.ndarray], metric: str = "macro_auc") -> dict[str, Any
     return out
 
 
-def _few_training(run_dirs: Sequence[Path]) -> dict[str, Any]:
-    """``labels_few_train``: the most labels any of the runs learnt from fewer than
-    FEW_TRAINING_POSITIVES positive training records (a small target share leaves rare labels a
-    handful of examples: their AUCs enter the macro mean near chance). Nothing when no run recorded
-    its counts (``label_counts.json``: runs trained before it was written)."""
-    counts = [read_label_counts(d) for d in run_dirs]
-    few = [sum(1 for n in c["train"].values() if n < FEW_TRAINING_POSITIVES) for c in counts if c and "train" in c]
-    return {"labels_few_train": max(few)} if few else {}
-
-
 def _groups(preds: Sequence[RunPredictions]) -> list[list[RunPredictions]]:
     """Runs grouped by their test records (same set: one group), in order of first appearance."""
     by: dict[str, list[RunPredictions]] = {}
@@ -243,7 +246,7 @@ def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> d
         y, probs, _ = align_runs(preds)
         ctx.resamples(preds[0], y, 0, ctx.name(keys[0]))
         s = seed_summary(y, probs, n_resamples=ctx.B, include=(metric,))["metrics"][metric]
-        scope = {**_scope([y], metric), **_few_training([p.run_dir for p in preds])}
+        scope = {**_scope([y], metric), **ctx.few_training([p.run_dir for p in preds])}
         return _interval(s["mean"], s["pooled_ci"], sd=s["sd"], values=s["values"], **scope, **out)
     points, samples, ys = [], [], []
     for g in groups:  # independent resamples of each repeat's own test records
@@ -264,7 +267,7 @@ def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> d
         sd=_num(ok.std(ddof=1)) if ok.size > 1 else None,
         values=[_num(v) for v in points_arr],
         **_scope(ys, metric),
-        **_few_training([p.run_dir for p in preds]),
+        **ctx.few_training([p.run_dir for p in preds]),
         **out,
     )
 
@@ -297,7 +300,7 @@ def paired_interval(
         mean_samples = np.nanmean(np.vstack(samples), axis=0)
         point = float(np.nanmean(points))
     e = difference_entry(point, mean_samples)
-    scope = {**_scope(ys, metric), **_few_training([p.run_dir for g in groups for p in g])}
+    scope = {**_scope(ys, metric), **ctx.few_training([p.run_dir for g in groups for p in g])}
     return _interval(e["value"], e["ci"], p=e["p_value"], ties_at_zero=e["ties_at_zero"], n_pairs=len(groups), **scope)
 
 
@@ -332,7 +335,7 @@ def _run_metric(ctx: _Ctx, key: str) -> dict[str, Any]:
         labels_scored=used.get("test_set"),
         n_labels=len(labels) or None,
         resampling=rule.get("rule", "plain (evaluated before the rare-class rule)"),
-        **_few_training([ctx.store.run_dir(key)]),
+        **ctx.few_training([ctx.store.run_dir(key)]),
     )
 
 
@@ -425,7 +428,7 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
         y, probs, _ = align_runs(ps)
         ctx.resamples(ps[0], y, 0, f"headline {protocol}")
         s = seed_summary(y, probs, n_resamples=ctx.B, include=metrics_all, challenge=mapping)["metrics"]
-        row[arm] = {**_arm_entry(y, s, len(ps), len(arms[arm])), **_few_training([p.run_dir for p in ps])}
+        row[arm] = {**_arm_entry(y, s, len(ps), len(arms[arm])), **ctx.few_training([p.run_dir for p in ps])}
         row["metrics"][arm] = {
             k: _interval(v["mean"], v["pooled_ci"], sd=v["sd"], **(_scope([y], k) if k == "macro_auprc" else {}))
             for k, v in s.items()
@@ -435,7 +438,7 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
         y, probs, _ = align_runs(preds["finetuned"] + preds["standalone"])
         nf = len(preds["finetuned"])
         _headline_pair(ctx, row, y, probs[:nf], probs[nf:], ref.test.label_names, mapping, metrics_all)
-        row["difference"].update(_few_training([p.run_dir for ps in preds.values() for p in ps]))
+        row["difference"].update(ctx.few_training([p.run_dir for ps in preds.values() for p in ps]))
     else:
         row["difference"] = _empty(p=None)
         row["per_class"] = []
