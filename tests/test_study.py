@@ -465,5 +465,47 @@ def test_a_study_keeps_the_best_validated_epoch_where_a_run_can():
     assert by_name["pretrain/diagnostic/fs500/share100/time"].config["keep"] == "best-val"
     assert by_name["exp6/s4/supervised:diagnostic/pretrain"].config["keep"] == "best-val"
     assert by_name["exp6/s4/none/share10/repeat0/seed18/standalone/s0"].config["keep"] == "best-val"
+    for strategy in ("supervised:diagnostic", "self-supervised"):  # compared with "none": chosen alike
+        assert by_name[f"exp6/s4/{strategy}/share10/repeat0/seed18/finetuned/s0"].config["keep"] == "best-val"
     ssl = by_name["exp6/s4/self-supervised/pretrain"].config
     assert ssl["ssl"]["method"] == "contrastive" and "keep" not in ssl  # the default, "last"
+
+
+def test_experiment_6_evaluates_each_backbone_alike_in_every_strategy():
+    """A backbone's model_runs protocol keys (windows, aggregation, kept epoch) reach its fine-tuned
+    runs as well as its from-scratch ones, so each strategy's paired difference to "none" measures
+    the pre-training only; its recipe keys (batch size, optimizer, schedule) stay with the runs that
+    train by them. Keys the study sets itself are refused."""
+    spec = spec_from_dict(
+        minimal(
+            study={"seeds": [0], "protocols": ["seed18"]},
+            experiments={
+                "target_share": {"shares": [10], "repeats": 1, "fixed_test": False},
+                "strategy": {
+                    "enabled": True,
+                    "strategies": ["none", "supervised:rhythm", "self-supervised"],
+                    "models": ["s4"],
+                    "shares": [10],
+                    "ssl": {"method": "cpc"},
+                    "model_runs": {
+                        "s4": {"aggregate": "mean", "crop_seconds": 3.0, "batch_size": 64, "schedule": {"max_lr": 1e-3}}
+                    },
+                },
+            },
+        )
+    )
+    by_name = {u["name"]: r for r in plan_study(spec) for u in r.uses}
+    target = "share10/repeat0/seed18"
+    arms = {
+        "none": by_name[f"exp6/s4/none/{target}/standalone/s0"].config,
+        "supervised:rhythm": by_name[f"exp6/s4/supervised:rhythm/{target}/finetuned/s0"].config,
+        "self-supervised": by_name[f"exp6/s4/self-supervised/{target}/finetuned/s0"].config,
+    }
+    for strategy, config in arms.items():
+        assert (config["aggregate"], config["crop_seconds"]) == ("mean", 3.0), strategy
+    assert arms["none"]["batch_size"] == 64 and arms["none"]["schedule"]["max_lr"] == 1e-3
+    for strategy in ("supervised:rhythm", "self-supervised"):  # trained by [finetune], batch of [target]
+        assert arms[strategy]["batch_size"] == 128 and arms[strategy]["schedule"]["max_lr"] != 1e-3
+    for key, value in (("epochs", 5), ("task", {}), ("seed", 3)):
+        with pytest.raises(ConfigError, match=rf"model_runs.*s4\.{key}: the study sets it"):
+            spec_from_dict(minimal(experiments={"strategy": {"model_runs": {"s4": {key: value}}}}))

@@ -2,24 +2,9 @@
 
 This is the step between the cache and training: open the dataset, open (or build) its cache at
 the run's sampling rate, label the records (a PTB-XL task or a label protocol), drop records
-without a label, and split them into train / validation / test by fold. Example::
-
-    [task]
-    dataset = "ptbxl"              # ptbxl | cinc
-    root = "data/ptbxl"
-    labels = "diagnostic"          # a PTB-XL task, or "protocol:seed18" / "protocol:cinc2020"
-    min_likelihood = 50            # optional (PTB-XL): keep statements with likelihood >= 50
-    min_count = 10                 # optional: drop classes with fewer positives
-    source_fs = 100                # PTB-XL: read records100 (100) or records500 (500)
-    train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
-    val_folds = [9]                # tune here
-    test_folds = [10]              # report here, never tune
-    train_fraction = 1.0           # optional: train on this share of the train_folds records
-    fraction_parts = 20            # optional: train_fraction must be a multiple of 1/fraction_parts
-    fraction_seed = 0              # optional: which subset (one seed: nested subsets)
-    test_on_rest = false           # optional: test on the train_folds records not trained on
-    long_records = "whole"         # optional: "whole" (default), or only the "first" / "centre"
-    max_seconds = 60               #   max_seconds of each record (needed with first / centre)
+without a label, and split them into train / validation / test by fold. The table's keys, with
+an example, are in ``settings.task`` (validated there before anything is read); what the split and
+length options mean is said here.
 
 How much of a long record is used. The cache holds every record whole, at its own length.
 ``long_records = "whole"`` (the default) uses all of every record: training draws one random

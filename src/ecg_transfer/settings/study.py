@@ -218,6 +218,14 @@ def _strategy(value: str) -> str:
     return value
 
 
+#: Keys of a backbone's ``model_runs`` that say how a target run is evaluated (its windows and how
+#: their outputs become a record's) and which epoch it keeps. Both arms of a paired comparison
+#: take them, or the difference measures the protocol as well as the pre-training.
+PROTOCOL_RUN_KEYS = ("crop_seconds", "stride_seconds", "aggregate", "short_records", "keep")
+#: Run-config keys that experiment 6 sets itself for each run (refused in ``model_runs``).
+STUDY_SET_RUN_KEYS = ("model", "fs", "task", "finetune", "ssl", "seed", "input", "epochs")
+
+
 class StrategyExperiment(Settings):
     enabled: bool = False
     """Run experiment 6 (off unless a spec turns it on)."""
@@ -236,15 +244,28 @@ class StrategyExperiment(Settings):
     ssl: PlainTable = Field(default_factory=dict)
     """The [ssl] table of the self-supervised pre-training (see the run config reference)."""
     model_runs: dict[str, PlainTable] = Field(default_factory=dict)
-    """Extra run-config keys per backbone for its pre-training and from-scratch runs, e.g.
-    {s4 = {batch_size = 64, schedule = {max_lr = 0.001}, keep = "best-val"}} (fine-tuned runs use
-    [finetune]; a self-supervised pre-training leaves keep out: it keeps its last epoch)."""
+    """Extra run-config keys per backbone, e.g. {s4 = {batch_size = 64, schedule = {max_lr = 0.001},
+    keep = "best-val", aggregate = "mean"}}: the recipe (batch size, optimizer, schedule, ...) for its
+    pre-training and from-scratch runs (fine-tuned runs train by [finetune]); the evaluation protocol
+    (crop_seconds, stride_seconds, aggregate, short_records, keep) for every run of the backbone, the
+    fine-tuned ones too, so that a strategy's difference to no pre-training measures the
+    pre-training, not another protocol (a self-supervised pre-training leaves keep out: it keeps
+    its last epoch). Keys the study sets itself (model, fs, task, finetune, ssl, seed, input,
+    epochs) are refused."""
 
     @model_validator(mode="after")
     def _known_models(self) -> "StrategyExperiment":
         unknown = sorted(set(self.model_runs) - set(MODEL_NAMES))
         if unknown:
             raise KeyedValueError("model_runs", f"{unknown[0]!r} is not a model; allowed: {', '.join(MODEL_NAMES)}")
+        for model, table in self.model_runs.items():
+            set_here = sorted(set(table) & set(STUDY_SET_RUN_KEYS))
+            if set_here:
+                raise KeyedValueError(
+                    "model_runs",
+                    f"{model}.{set_here[0]}: the study sets it for every run of experiment 6 "
+                    "(epochs: source_epochs, [standalone] and [finetune])",
+                )
         if self.enabled and "self-supervised" in self.strategies and not self.ssl:
             raise KeyedValueError("ssl", "the self-supervised strategy needs its [ssl] table")
         return self

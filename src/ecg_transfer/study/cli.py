@@ -37,7 +37,7 @@ def add_study_parser(sub: argparse._SubParsersAction, write_report: Callable[[Pa
         "study",
         help="run the whole transfer study from a spec file, resumably; see its status",
         description="The PTB-XL -> G12EC transfer study (or your own) from one TOML spec: pre-training, fine-tuned "
-        "and standalone arms on identical splits, experiments 1-5, bootstrap CIs. Every run is keyed by "
+        "and standalone arms on identical splits, experiments 1-6, bootstrap CIs. Every run is keyed by "
         "what defines it, so running again skips what is done and resumes what was interrupted.",
     )
     ssub = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND", required=True)

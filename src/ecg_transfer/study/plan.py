@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..settings.names import RESUMABLE_KEYS
 from ..settings.base import non_default
 from ..settings.run import RunConfig
+from ..settings.study import PROTOCOL_RUN_KEYS
 from .spec import StudySpec
 
 # RunConfig keys that never change a run's result (device, threads, speed settings): left out of
@@ -261,6 +262,8 @@ class _Planner:
         }
         if arm == "finetuned":  # the policy's stages decide its epochs
             cfg["finetune"] = {k: v for k, v in self.d["finetune"].items() if v is not None}
+            # the backbone's evaluation protocol, as its from-scratch arm has it; not its recipe
+            cfg.update(copy.deepcopy({k: v for k, v in (extra or {}).items() if k in PROTOCOL_RUN_KEYS}))
             depends = pretrain
         else:
             cfg.update(epochs=self.d["standalone"]["epochs"], finetune={"policy": "none"})
@@ -417,7 +420,7 @@ class _Planner:
                             seed=seed,
                             split=self.rest_split(share, r),
                             model=model,
-                            extra=extra if pre is None else None,
+                            extra=extra,
                             use={
                                 "name": name,
                                 "experiment": "exp6",
