@@ -186,8 +186,8 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
         "--method",
         default="ig",
         choices=["ig", "gradcam"],
-        help="ig: integrated gradients, per lead and sample (default); gradcam: Grad-CAM of the body's "
-        "last layer, over time only (convolutional models)",
+        help="ig: integrated gradients, per lead and sample, any model and input (default); gradcam: "
+        "Grad-CAM of the body's last layer, over time only (convolutional models on time-domain input)",
     )
     p.add_argument("--steps", type=int, default=50, help="integrated gradients: integration steps (default 50)")
     p.add_argument(
@@ -205,7 +205,7 @@ def run_explain(args: argparse.Namespace) -> int:
     def skipped(problem: RecordProblem) -> None:
         print(f"ecg-transfer explain: skipped {problem.record}: {problem.problem}", file=sys.stderr)
 
-    done = 0  # records explained (counted as they come: two inputs may share a record id)
+    done = 0  # records explained, counted as they come
 
     def explained(record_id: str, explanations: list[Explanation], paths: list[Path]) -> None:
         nonlocal done

@@ -53,11 +53,25 @@ INPUT_NAME, OUTPUT_NAME = "windows", "probabilities"
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
 
+#: Smallest power :func:`magnitude` takes the root of: float32's smallest normal number, so a real
+#: magnitude is unchanged (its square root, 1.1e-19, is far below float32 rounding of any bin of a
+#: standardised signal) while the gradient stays finite.
+POWER_FLOOR = float(torch.finfo(torch.float32).tiny)
+
+
+def magnitude(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+    """``|re + i im|`` with a finite gradient everywhere. ``sqrt(re^2 + im^2)`` has an infinite
+    derivative at 0, and ``0 * inf`` is NaN: a flat or missing lead (all its bins but DC are 0)
+    would give NaN gradients and so NaN attributions. The power is clamped at :data:`POWER_FLOOR`
+    first; below it the clamp passes no gradient (the magnitude of a zero bin does not move)."""
+    return torch.sqrt((re * re + im * im).clamp_min(POWER_FLOOR))
+
+
 class InputTransform(nn.Module):
     """:func:`ecg_transfer.signal.input_transform` in torch, for the exported graph.
 
     ``spectrum`` / ``log-spectrum``: the real DFT as two matrix products with fixed cosine and sine
-    tables scaled by ``1/sqrt(n)`` (``norm="ortho"``), then ``sqrt(re^2 + im^2)`` (and
+    tables scaled by ``1/sqrt(n)`` (``norm="ortho"``), then :func:`magnitude` (and
     ``log(. + LOG_FLOOR)``). ``stft``: a ``conv1d`` with stride ``hop`` whose kernels are the Hann
     window (scaled to unit energy) times cosine and sine -- the frames lying inside the window,
     as :func:`ecg_transfer.signal.stft_spectrogram` takes them -- magnitude, log, channels lead-major. Equal to the numpy path to float32 rounding
@@ -92,12 +106,10 @@ class InputTransform(nn.Module):
         if self.kind == "time":
             return x
         if self.kind in ("spectrum", "log-spectrum"):
-            re, im = x @ self.cos, x @ self.sin
-            mag = torch.sqrt(re * re + im * im)
+            mag = magnitude(x @ self.cos, x @ self.sin)
             return torch.log(mag + LOG_FLOOR) if self.kind == "log-spectrum" else mag
         z = torch.nn.functional.conv1d(x.reshape(-1, 1, self.crop_len), self.kernels, stride=self.hop)  # (B*C, 2F, N)
-        re, im = z[:, : self.n_bins], z[:, self.n_bins :]
-        out = torch.log(torch.sqrt(re * re + im * im) + LOG_FLOOR)
+        out = torch.log(magnitude(z[:, : self.n_bins], z[:, self.n_bins :]) + LOG_FLOOR)
         return out.reshape(-1, self.channels * self.n_bins, self.frames)
 
 

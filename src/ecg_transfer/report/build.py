@@ -26,9 +26,10 @@ def gallery_figures(results: dict, study_dir: Path) -> dict[str, Figure]:
 
     figs: dict[str, Figure] = {}
     for i, e in enumerate(rows((section(results, "gallery") or {}).get("entries"))):
-        p = num(e.get("probability"))
+        p, t = num(e.get("probability")), num(e.get("threshold"))
+        at = f" (threshold {t:.2f}, {e.get('threshold_rule', '?')})" if t is not None else ""
         caption = (
-            f"{e.get('example', '?')}: {e.get('kind', '?')}, record {e.get('record', '?')}, p = {p:.3f}"
+            f"{e.get('example', '?')}: {e.get('kind', '?')}, record {e.get('record', '?')}, p = {p:.3f}{at}"
             if p is not None
             else f"{e.get('example', '?')}: record {e.get('record', '?')}"
         )

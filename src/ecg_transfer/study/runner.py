@@ -121,6 +121,7 @@ class StudyRunner:
         self.attempt_info = dict(attempt_info or {})  # recorded in state.json with each attempt (e.g. a cluster job)
         self._leases: dict[str, Lease] = {}
         self.summary = StudyRunSummary(self.study_dir, len(self.runs), 0)
+        self._gallery_note_shown = False  # "no explained records (no captum)": said once, not per results write
 
     def run(self) -> StudyRunSummary:
         t0 = time.perf_counter()
@@ -295,8 +296,10 @@ class StudyRunner:
             path = write_gallery(self.study_dir)
             if path is not None:
                 self.echo(f"explained test records for the report: {path}")
-        except ImportError as exc:  # captum is an extra
-            self.echo(f"note: no explained records in the report ({exc}; pip install 'ecg-transfer[explain]')")
+        except ImportError as exc:  # captum is an extra: write_gallery raises CaptumMissing before loading anything
+            if not self._gallery_note_shown:
+                self.echo(f"note: no explained records in the report ({exc})")
+                self._gallery_note_shown = True
         except Exception as exc:  # the gallery must never stop the study
             log.warning("could not explain the gallery's records: %s", exc, exc_info=True)
             self.echo(f"warning: could not explain the gallery's records: {type(exc).__name__}: {exc}")
