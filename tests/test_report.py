@@ -955,7 +955,7 @@ def test_headline_value_labels_are_not_drawn_over_markers(kept_figures):
 def test_per_label_legend_covers_no_point(kept_figures):
     row = copy.deepcopy(make_results()["headline"][0])
     row["per_class"][-2].update(finetuned=0.52, standalone=0.55)  # bottom left, where a legend would go
-    fig = kept_figures.per_class_figure(row)
+    fig = kept_figures.per_class_figure(row, "G12EC")
     fig.canvas.draw()
     ax = fig.axes[0]
     r = fig.canvas.get_renderer()

@@ -233,3 +233,43 @@ def test_machinery_check_flag(study):
         assert collect_results(out)["study"]["machinery_check"] is True
     finally:
         (out / "study.json").write_text(original)
+
+
+def test_strategy_rows_say_how_many_records_each_pretraining_read(tmp_path):
+    """Experiment 6's self-supervised pre-training reads every record of the source's training folds, a
+    supervised one ``[source] train_fraction`` of them: each row carries its pre-training's records (from
+    its splits.json, as experiment 2's rows do), so the report can say when the strategies differ. The
+    study section records the target's folds, so the report can say what "the pool" of a share is."""
+    (tmp_path / "ptbxl").mkdir()
+    (tmp_path / "g12ec").mkdir()
+    spec = spec_from_dict(
+        {
+            "study": {"seeds": [0], "model": "fcn_wang", "bootstrap": B, "fs": 100, "protocols": ["seed18"]},
+            "source": {"root": str(tmp_path / "ptbxl"), "allow_missing": True, "train_fraction": 0.5},
+            "target": {"root": str(tmp_path / "g12ec"), "name": "Leipzig", "train_folds": [1, 2, 3, 4, 5, 6]},
+            "experiments": {
+                "target_share": {"enabled": False, "shares": [50]},
+                "source_share": {"enabled": False},
+                "sampling_rate": {"enabled": False},
+                "frequency": {"enabled": False},
+                "calibration": {"enabled": False},
+                "strategy": {
+                    "enabled": True,
+                    "strategies": ["none", "supervised:rhythm", "self-supervised"],
+                    "shares": [50],
+                    "ssl": {"method": "masked"},
+                },
+            },
+        }
+    )
+    out = tmp_path / "study"
+    StudyRunner(spec, out, execute=fake_execute, echo=lambda m: None, progress=False).run()
+    res = collect_results(out)
+    e6 = {r["strategy"]: r for r in res["exp6"]}
+    # fake_execute: 200 training records at train_fraction 1 (self-supervised), 100 at 0.5 (supervised)
+    assert e6["self-supervised"]["n_pretrain_records"] == 200
+    assert e6["supervised:rhythm"]["n_pretrain_records"] == 100
+    assert e6["none"]["n_pretrain_records"] is None
+    tgt = res["study"]["target"]
+    assert tgt["name"] == "Leipzig" and tgt["n_folds"] == 10
+    assert (tgt["train_folds"], tgt["val_folds"], tgt["test_folds"]) == ([1, 2, 3, 4, 5, 6], [9], [10])

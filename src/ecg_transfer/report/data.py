@@ -355,6 +355,59 @@ def share_key(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+#: Display names of the datasets a study can name (a CinC-format target has none: it is the user's own set).
+DATASET_NAMES = {"ptbxl": "PTB-XL", "g12ec": "G12EC"}
+
+
+def target_name(results: Mapping[str, Any], default: str = "target") -> str:
+    """The target's name in every caption, axis label and table header of the report: the spec's
+    ``[target] name`` (results.json ``study.target.name``; a user's own set, e.g. "Leipzig"), else
+    the name of its dataset, else ``default``. Texts about the original study's numbers do not use
+    it: they mean that study's G12EC records, whatever the target of this one."""
+    tgt = json_object(json_object(results.get("study")).get("target"))
+    name = tgt.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    return DATASET_NAMES.get(str(tgt.get("dataset")), default)
+
+
+def source_name(results: Mapping[str, Any], default: str = "PTB-XL") -> str:
+    """The source's name (results.json ``study.source.dataset``): "PTB-XL", the only source a spec can name."""
+    dataset = json_object(json_object(results.get("study")).get("source")).get("dataset")
+    return DATASET_NAMES.get(str(dataset), str(dataset)) if dataset else default
+
+
+def target_pool(results: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(folds, of all folds) of the target's training pool, from results.json ``study.target``: the
+    training and test folds together, which "test on the rest" (experiments 1, 2 and 6) splits into
+    a training share and the rest; None when the folds are not recorded."""
+    tgt = json_object(json_object(results.get("study")).get("target"))
+    train, test, n = tgt.get("train_folds"), tgt.get("test_folds"), num(tgt.get("n_folds"))
+    if n is None or not isinstance(train, list) or not isinstance(test, list):
+        return None
+    return len({str(x) for x in train + test}), int(n)
+
+
+def pool_text(results: Mapping[str, Any], share: float | None = None) -> str:
+    """What "the pool" of "test on the rest" is, for a caption: ``the training and test folds, 9 of 10
+    folds; 10 % of the pool is about 9 % of all Leipzig records``, the fold counts only where
+    results.json records them (the validation folds, and folds in no list, are outside the pool)."""
+    text = "the training and test folds"
+    pool = target_pool(results)
+    if pool is None or not pool[1]:
+        return text
+    k, n = pool
+    text += f", {k} of {n} folds"
+    if share is None:
+        return text
+    return f"{text}; {share:g} % of the pool is about {share * k / n:.2g} % of all {target_name(results)} records"
+
+
+def first_share(value: Any) -> float | None:
+    """The smallest data share of some result rows (None when none has one)."""
+    return min((s for s in (share_key(r.get("share")) for r in rows(value)) if s is not None), default=None)
+
+
 def reference(results: Mapping[str, Any]) -> dict:
     ref = results.get("reference")
     return ref if isinstance(ref, dict) else {}

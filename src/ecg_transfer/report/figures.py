@@ -25,16 +25,19 @@ from matplotlib.lines import Line2D  # noqa: E402
 from .data import (
     Interval,
     experiment_protocol,
+    first_share,
     interval,
     method_order,
     missing_word,
     num,
     plural,  # noqa: E402
+    pool_text,
     ref_value,
     reference_protocol,
     rows,
     section,
     share_key,
+    target_name,
 )
 
 if TYPE_CHECKING:
@@ -200,7 +203,7 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
             a.grid(axis="y", visible=False)
             a.tick_params(axis="y", length=0, labelsize=9.5)
             a.margins(x=0.12)
-        ax.set_xlabel("macro AUC on the G12EC test split (95 % CI)")
+        ax.set_xlabel(f"macro AUC on the {target_name(results)} test split (95 % CI)")
         ax.set_title("Fine-tuned vs standalone")
         bx.axvline(0, color="#9ca3af", lw=1)
         bx.set_xlabel("paired difference, fine-tuned − standalone")
@@ -296,13 +299,20 @@ def _ref_curve(ax, pts: list[tuple[float, float]], color: str) -> bool:
 
 
 def exp1_figure(results: Mapping[str, Any]) -> bytes | None:
-    """Macro AUC against the share of G12EC used for training, both arms, both test variants."""
+    """Macro AUC against the share used for training, both arms, both test variants; the axis says
+    what each share is of: the pool (training + test folds) of "test on the rest", the training folds
+    of the fixed test fold."""
     e1 = section(results, "exp1")
     if not isinstance(e1, dict) or not any(interval(r).ok for v in ("rest", "fixed_test") for r in rows(e1.get(v))):
         return None
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.1), sharey=True)
-        titles = {"rest": "Test on the rest of G12EC", "fixed_test": "Fixed test fold"}
+        t = target_name(results)
+        titles = {"rest": f"Test on the rest of the {t} pool", "fixed_test": "Fixed test fold"}
+        xlabels = {
+            "rest": f"share of the {t} pool (training + test folds)",
+            "fixed_test": f"share of the {t} training folds",
+        }
         any_ref = False
         word = missing_word(results)
         for ax, variant in zip(axes, ("rest", "fixed_test")):
@@ -331,7 +341,7 @@ def exp1_figure(results: Mapping[str, Any]) -> bytes | None:
             shares = sorted({s for s in (share_key(r.get("share")) for r in vrows) if s is not None})
             if shares:
                 ax.set_xticks(shares, [f"{s:g} %" for s in shares])
-            ax.set_xlabel("share of G12EC used for training")
+            ax.set_xlabel(xlabels[variant])
         axes[0].set_ylabel("macro AUC (95 % CI band)")
         handles = [
             Line2D([], [], color=COLORS[a], marker="o", lw=2, label=ARM_NAMES[a]) for a in ("finetuned", "standalone")
@@ -353,12 +363,12 @@ def _on(pos: Mapping[float, int], pts: list) -> list:
 
 
 def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
-    """PTB-XL share → PTB-XL test AUC (left) and the G12EC fine-tuned AUC (right). The shares are
+    """PTB-XL share → PTB-XL test AUC (left) and the target's fine-tuned AUC (right). The shares are
     evenly spaced categories (ours and the original's), so that close shares never overlap."""
     e2 = rows(section(results, "exp2"))
     if not any(interval(r.get(k)).ok for r in e2 for k in ("pretrain_test_auc", "finetuned")):
         return None
-    word = missing_word(results)
+    word, t = missing_word(results), target_name(results)
     with plt.rc_context(_RC):
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 3.9))
         pts_pre = [(share_key(r.get("share")), interval(r.get("pretrain_test_auc"))) for r in e2]
@@ -384,7 +394,7 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
             bx.text(
                 0,
                 sa.value,
-                f"  standalone (same G12EC split) {sa.value:.3f}",
+                f"  standalone (same {t} split) {sa.value:.3f}",
                 va="bottom",
                 fontsize=8,
                 color=COLORS["standalone"],
@@ -396,10 +406,10 @@ def exp2_figure(results: Mapping[str, Any]) -> bytes | None:
             a.set_xlabel("share of PTB-XL used for pre-training")
         ax.set_title("PTB-XL test fold")
         ax.set_ylabel("macro AUC (95 % CI band)")
-        bx.set_title("G12EC after fine-tuning")
+        bx.set_title(f"{t} after fine-tuning")
         handles = [
             Line2D([], [], color=COLORS["pretrain"], marker="o", lw=2, label="pre-training (PTB-XL test)"),
-            Line2D([], [], color=COLORS["finetuned"], marker="o", lw=2, label="fine-tuned (G12EC test)"),
+            Line2D([], [], color=COLORS["finetuned"], marker="o", lw=2, label=f"fine-tuned ({t} test)"),
         ]
         if sa is not None:
             handles.append(Line2D([], [], color=COLORS["standalone"], lw=1.6, label="standalone"))
@@ -471,7 +481,9 @@ def _grouped(
                 marker="o",
                 ls="none",
                 ms=7,
-                label="pre-training (PTB-XL test)" if s == "pretrain" else ARM_NAMES[s] + " (G12EC test)",
+                label="pre-training (PTB-XL test)"
+                if s == "pretrain"
+                else f"{ARM_NAMES[s]} ({target_name(results)} test)",
             )
             for s in series
         ]
@@ -492,9 +504,9 @@ def _grouped(
         return _png(fig)
 
 
-def _rate_label(row: Mapping[str, Any]) -> str:
+def _rate_label(row: Mapping[str, Any], target: str) -> str:
     """``250 Hz`` and, beneath, the test records of that rate (PTB-XL above 100 Hz: only the records
-    present at 500 Hz)."""
+    present at 500 Hz) and of the target (named ``target``)."""
     fs = share_key(row.get("fs"))
     lines = [f"{fs:g} Hz" if fs is not None else str(row.get("fs"))]
     n_pre = interval(row.get("pretrain")).n_test
@@ -504,14 +516,15 @@ def _rate_label(row: Mapping[str, Any]) -> str:
     if n_pre is not None:
         lines.append(f"PTB-XL test {n_pre:,}")
     if n_tgt is not None:
-        lines.append(f"G12EC test {n_tgt:,}")
+        lines.append(f"{target} test {n_tgt:,}")
     return "\n".join(lines)
 
 
 def exp3_figure(results: Mapping[str, Any]) -> bytes | None:
     """Sampling rate: pre-training, fine-tuned and standalone AUC per rate, with each rate's test records."""
     data = sorted(rows(section(results, "exp3")), key=lambda r: share_key(r.get("fs")) or 0.0)
-    return _grouped(results, data, "fs", _rate_label, "exp3", "Sampling rate", "sampling rate of every arm")
+    label = partial(_rate_label, target=target_name(results))
+    return _grouped(results, data, "fs", label, "exp3", "Sampling rate", "sampling rate of every arm")
 
 
 def exp5_figure(results: Mapping[str, Any]) -> bytes | None:
@@ -702,8 +715,9 @@ def calibration_metrics_figure(results: Mapping[str, Any]) -> bytes | None:
 # per class
 
 
-def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
-    """Per label AUC of both arms as a dumbbell, labels sorted by positives (most at the top)."""
+def per_class_figure(row: Mapping[str, Any], target: str) -> bytes | None:
+    """Per label AUC of both arms on the test split of ``target`` (its name) as a dumbbell, labels
+    sorted by positives (most at the top)."""
     pcs = rows(row.get("per_class"))
     pcs = [p for p in pcs if num(p.get("finetuned")) is not None or num(p.get("standalone")) is not None]
     if not pcs:
@@ -727,7 +741,7 @@ def per_class_figure(row: Mapping[str, Any]) -> bytes | None:
         ax.grid(axis="y", visible=False)
         ax.tick_params(axis="y", length=0, labelsize=8)
         ax.axvline(0.5, color="#e5e7eb", lw=1)
-        ax.set_xlabel("AUC on the G12EC test split")
+        ax.set_xlabel(f"AUC on the {target} test split")
         ax.set_title(f"Per label, {row.get('protocol', '?')} (positives in test)", fontsize=9.5)
         handles = [
             Line2D([], [], color=COLORS[a], marker="o", ls="none", label=ARM_NAMES[a])
@@ -746,8 +760,8 @@ STRATEGY_COLORS = ("#6b7280", "#2563eb", "#059669", "#9333ea", "#ea580c", "#0891
 
 
 def exp6_figure(results: Mapping[str, Any]) -> bytes | None:
-    """Macro AUC against the share of G12EC, one line per pre-training strategy with its CI band,
-    one panel per backbone."""
+    """Macro AUC against the share of the target's pool (training + test folds; tested on the rest),
+    one line per pre-training strategy with its CI band, one panel per backbone."""
     from .tables import strategy_name
 
     e6 = rows(section(results, "exp6"))
@@ -772,7 +786,7 @@ def exp6_figure(results: Mapping[str, Any]) -> bytes | None:
             if shares:
                 ax.set_xticks(shares, [f"{s:g} %" for s in shares])
             ax.set_title(model)
-            ax.set_xlabel("share of G12EC used for training")
+            ax.set_xlabel(f"share of the {target_name(results)} pool (training + test folds)")
         axes[0][0].set_ylabel("macro AUC (95 % CI band)")
         handles = [Line2D([], [], color=colors[s], marker="o", lw=2, label=strategy_name(s)) for s in strategies]
         fig.legend(
@@ -796,42 +810,53 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "x"
 
 
-CAPTIONS = {
-    "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds); hollow "
-    "diamonds: the original study (beside its own label protocol only). Right: the paired difference "
-    "fine-tuned − standalone with its "
-    "95 % CI, green when the CI excludes zero.",
-    "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds); dashed lines with "
-    "hollow diamonds: the original study (single runs, tested on the rest).",
-    "exp2": "Left: pre-training on a share of PTB-XL, scored on the same PTB-XL test fold for every share. Right: "
-    "those networks fine-tuned on G12EC; orange line and band: the standalone network trained from scratch "
-    "on the same G12EC records. Dashed, hollow diamonds: the original study.",
-    "exp3": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
-    "exp5": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
-    "exp6": "One line per pre-training strategy: mean over runs with its 95 % CI band (small dots: single runs); "
-    "grey: no pre-training (random weights), the reference of every paired difference in the table.",
-    "exp4_metrics": "Expected calibration error and Brier score on the test split, before (uncalibrated) and after "
-    "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
-    "exp4_reliability": "Observed frequency of the label against the mean predicted probability in 10 equal-width "
-    "bins (test split) of one run per arm (its first seed); a calibrated model follows the dotted "
-    "diagonal. Solid black: uncalibrated; dashed: each calibrator. Bars: records per bin "
-    "(uncalibrated), on their own axis at the right. Rows: arms; columns: the labels with most "
-    "positives.",
-    "per_class": "Labels sorted by positives in the test split (in brackets).",
-}
+def captions(results: Mapping[str, Any]) -> dict[str, str]:
+    """Each figure's caption, naming the study's target (``[target] name``) and saying what a data
+    share is a share of."""
+    from .tables import exp1_shares_text, exp6_records_text
+
+    t = target_name(results)
+    e6_share = first_share(section(results, "exp6"))
+    return {
+        "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds); hollow "
+        "diamonds: the original study (beside its own label protocol only). Right: the paired difference "
+        "fine-tuned − standalone with its "
+        "95 % CI, green when the CI excludes zero.",
+        "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds); dashed lines with "
+        "hollow diamonds: the original study (single runs, tested on the rest). " + exp1_shares_text(results),
+        "exp2": "Left: pre-training on a share of PTB-XL, scored on the same PTB-XL test fold for every share. Right: "
+        f"those networks fine-tuned on a share of the {t} pool and tested on the rest of it, as experiment 1; "
+        f"orange line and band: the standalone network trained from scratch on the same {t} records. Dashed, "
+        "hollow diamonds: the original study.",
+        "exp3": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
+        "exp5": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
+        "exp6": "One line per pre-training strategy: mean over runs with its 95 % CI band (small dots: single runs); "
+        "grey: no pre-training (random weights), the reference of every paired difference in the table. "
+        f"Share: of the {t} pool ({pool_text(results, e6_share)}); the rest of the pool is the test set. "
+        + exp6_records_text(results),
+        "exp4_metrics": "Expected calibration error and Brier score on the test split, before (uncalibrated) and after "
+        "each calibrator, with 95 % CIs; colour: arm; marker: label protocol.",
+        "exp4_reliability": "Observed frequency of the label against the mean predicted probability in 10 equal-width "
+        "bins (test split) of one run per arm (its first seed); a calibrated model follows the dotted "
+        "diagonal. Solid black: uncalibrated; dashed: each calibrator. Bars: records per bin "
+        "(uncalibrated), on their own axis at the right. Rows: arms; columns: the labels with most "
+        "positives.",
+        "per_class": "Labels sorted by positives in the test split (in brackets).",
+    }
 
 
 def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
     """Every figure of the report, keyed by name. A figure that fails to draw (data of an
     unexpected shape) carries the error instead of stopping the report."""
+    caption = captions(results)
     jobs: list[tuple[str, str, Callable[[], bytes | None], str]] = [
-        ("headline", CAPTIONS["headline"], lambda: headline_figure(results), ""),
-        ("exp1", CAPTIONS["exp1"], lambda: exp1_figure(results), ""),
-        ("exp2", CAPTIONS["exp2"], lambda: exp2_figure(results), ""),
-        ("exp3", CAPTIONS["exp3"], lambda: exp3_figure(results), ""),
-        ("exp5", CAPTIONS["exp5"], lambda: exp5_figure(results), ""),
-        ("exp6", CAPTIONS["exp6"], lambda: exp6_figure(results), ""),
-        ("exp4_metrics", CAPTIONS["exp4_metrics"], lambda: calibration_metrics_figure(results), ""),
+        ("headline", caption["headline"], lambda: headline_figure(results), ""),
+        ("exp1", caption["exp1"], lambda: exp1_figure(results), ""),
+        ("exp2", caption["exp2"], lambda: exp2_figure(results), ""),
+        ("exp3", caption["exp3"], lambda: exp3_figure(results), ""),
+        ("exp5", caption["exp5"], lambda: exp5_figure(results), ""),
+        ("exp6", caption["exp6"], lambda: exp6_figure(results), ""),
+        ("exp4_metrics", caption["exp4_metrics"], lambda: calibration_metrics_figure(results), ""),
     ]
     e4 = rows(section(results, "exp4"))
     for protocol in dict.fromkeys(str(e.get("protocol", "?")) for e in e4):
@@ -842,21 +867,23 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
         jobs.append(
             (
                 f"exp4_reliability_{safe_name(protocol)}",
-                CAPTIONS["exp4_reliability"],
+                caption["exp4_reliability"],
                 partial(reliability_figure, group),
                 protocol,
             )
         )
     for row in rows(section(results, "headline")):
         p = str(row.get("protocol", "?"))
-        jobs.append((f"per_class_{safe_name(p)}", CAPTIONS["per_class"], partial(per_class_figure, row), p))
+        jobs.append(
+            (f"per_class_{safe_name(p)}", caption["per_class"], partial(per_class_figure, row, target_name(results)), p)
+        )
     out: dict[str, Figure] = {}
-    for name, caption, draw, figure_group in jobs:
+    for name, text, draw, figure_group in jobs:
         try:
-            out[name] = Figure(name, caption, draw(), group=figure_group)
+            out[name] = Figure(name, text, draw(), group=figure_group)
         except Exception as exc:  # a figure is not worth losing the whole report over
             plt.close("all")
-            out[name] = Figure(name, caption, None, error=f"{type(exc).__name__}: {exc}", group=figure_group)
+            out[name] = Figure(name, text, None, error=f"{type(exc).__name__}: {exc}", group=figure_group)
     return out
 
 

@@ -24,16 +24,20 @@ from .data import (
     fmt_p,
     machinery_check,
     missing_word,
+    pool_text,
     reference_protocol,
     section,
     seeds_note,
+    source_name,
+    target_name,
 )
 from ..templates import render
 from .figures import Figure
 
+#: The page's sections and their titles in the navigation (``{target}``: the target's name).
 SECTIONS = [
     ("headline", "Headline"),
-    ("exp1", "1 · G12EC share"),
+    ("exp1", "1 · {target} share"),
     ("exp2", "2 · PTB-XL share"),
     ("exp3", "3 · Sampling rate"),
     ("exp4", "4 · Calibration"),
@@ -114,8 +118,7 @@ def _hero_context(results: Mapping[str, Any]) -> dict[str, Any]:
     st: dict[str, Any] = v if isinstance(v := results.get("study"), dict) else {}
     src: dict[str, Any] = v if isinstance(v := st.get("source"), dict) else {}
     tgt: dict[str, Any] = v if isinstance(v := st.get("target"), dict) else {}
-    s_name = {"ptbxl": "PTB-XL"}.get(str(src.get("dataset", "")), str(src.get("dataset") or "the source"))
-    t_name = str(tgt.get("name") or tgt.get("dataset") or "the target")
+    s_name, t_name = source_name(results, "the source"), target_name(results, "the target")
     chips = [
         f"model {st['model']}" if st.get("model") else None,
         f"profile {st['profile']}" if st.get("profile") else "full study",
@@ -376,7 +379,12 @@ def _exp2_target(results: Mapping[str, Any]) -> str:
         ),
         None,
     )
-    return f"{ts:g} % of G12EC (as in experiment 1)" if ts is not None else "a small share of G12EC"
+    pool = f"the {target_name(results)} pool"
+    return (
+        f"{ts:g} % of {pool}, tested on the rest of it (as in experiment 1)"
+        if ts is not None
+        else f"a small share of {pool}"
+    )
 
 
 def _exp1_protocol(results: Mapping[str, Any]) -> str:
@@ -387,6 +395,7 @@ def _exp1_protocol(results: Mapping[str, Any]) -> str:
 def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
     """The complete page."""
     st: dict[str, Any] = v if isinstance(v := results.get("study"), dict) else {}
+    t = target_name(results)
     body = [
         _headline(results, figs),
         _exp(
@@ -394,9 +403,11 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
             figs,
             "exp1",
             "Experiment 1: how much target data?",
-            "Macro AUC against the share of G12EC used for training, fine-tuned and standalone, in two variants: "
-            "testing on all the records not used for training (as the original did, the test set shrinks as the "
-            "share grows) and on one fixed test fold (comparable across shares)" + _e(_exp1_protocol(results)) + ".",
+            f"Macro AUC against the share of {_e(t)} data used for training, fine-tuned and standalone, in two "
+            f"variants: a share of the pool ({_e(pool_text(results))}; the validation folds stay outside) "
+            "trains and the rest of the pool tests (as the original did, the test set shrinks as the share "
+            "grows), or a share of the training folds trains and the test folds test (comparable across "
+            "shares)" + _e(_exp1_protocol(results)) + ".",
             T.exp1_table,
         ),
         _exp(
@@ -413,8 +424,9 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
             figs,
             "exp3",
             "Experiment 3: sampling rate",
-            "Every arm at one sampling rate (PTB-XL records at their native rate where available, G12EC resampled "
-            "polyphase). The original's 100 Hz G12EC result (≈ 0.49) came from mis-ordered records.",
+            "Every arm at one sampling rate (PTB-XL records at their native rate where available, "
+            f"{_e(t)} resampled polyphase). The original's 100 Hz G12EC result (≈ 0.49) came from mis-ordered "
+            "records.",
             T.exp3_table,
         ),
         _exp4(results, figs),
@@ -433,7 +445,8 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
             "exp6",
             "Experiment 6: how best to use PTB-XL",
             "No pre-training, supervised pre-training on a PTB-XL task, or self-supervised pre-training on "
-            "PTB-XL's signals, each fine-tuned on a share of G12EC and tested on the rest; per backbone.",
+            f"PTB-XL's signals, each fine-tuned on a share of the {_e(t)} pool and tested on the rest of it; per "
+            "backbone.",
             T.exp6_table,
         ),
         _per_class(results, figs),
@@ -447,7 +460,7 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
         "report.html.j2",
         title=f"Study report: {st.get('name', 'study')}",
         **_hero_context(results),
-        nav=SECTIONS,
+        nav=[(sid, title.format(target=t)) for sid, title in SECTIONS],
         sections=[Markup(b) for b in body],  # built with every value escaped (_e)
         digest=str(st.get("spec_digest") or "")[:16],
     )

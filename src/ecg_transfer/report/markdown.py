@@ -19,6 +19,7 @@ from .data import (
     missing_word,
     reference_protocol,
     section,
+    target_name,
 )
 from .figures import Figure
 
@@ -156,7 +157,7 @@ def _experiments(
 ) -> list[str]:
     out: list[str] = []
     for key, title, table in (
-        ("exp1", "Experiment 1: share of G12EC for training", T.exp1_table),
+        ("exp1", f"Experiment 1: share of the {target_name(results)} data for training", T.exp1_table),
         ("exp2", "Experiment 2: share of PTB-XL for pre-training", T.exp2_table),
         ("exp3", "Experiment 3: sampling rate", T.exp3_table),
     ):

@@ -17,6 +17,7 @@ from .data import (
     SMALL_TEST,
     Interval,
     experiment_protocol,
+    first_share,
     fmt,
     fmt_ci,
     fmt_p,
@@ -28,6 +29,7 @@ from .data import (
     missing_word,
     num,
     plural,
+    pool_text,
     ref_value,
     reference_protocol,
     row_missing,
@@ -37,6 +39,7 @@ from .data import (
     seeds_note,
     share_key,
     small_test_text,
+    target_name,
 )
 
 ARM = {"finetuned": "fine-tuned", "standalone": "standalone", "pretrain": "pre-training"}
@@ -142,9 +145,9 @@ def headline_table(results: Mapping[str, Any]) -> Table | None:
     t = Table(
         ["protocol", "records train / val / test", "fine-tuned", "standalone", "difference (paired)"],
         numeric=(2, 3, 4),
-        caption="Macro AUC on the G12EC test split: value, 95 % bootstrap CI below (multi-seed arms: mean over "
-        "seeds, pooled CI, sd over seeds), then what it was computed on; difference: paired bootstrap on "
-        f"the same test records; {WINNER_RULE}; grey: the original study's single-run numbers "
+        caption=f"Macro AUC on the {target_name(results)} test split: value, 95 % bootstrap CI below (multi-seed "
+        "arms: mean over seeds, pooled CI, sd over seeds), then what it was computed on; difference: paired "
+        f"bootstrap on the same test records; {WINNER_RULE}; grey: the original study's single-run numbers "
         f"({reference_protocol(results)} only).",
     )
     for row in hl:
@@ -336,13 +339,14 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
     miss = missing_word(results)
     prot = experiment_protocol(results, e1)
     t = Table(
-        ["test split", "share of G12EC", "fine-tuned", "standalone", "difference (paired)"],
+        ["test split", "share used for training", "fine-tuned", "standalone", "difference (paired)"],
         numeric=(1, 2, 3, 4),
-        caption="Macro AUC (95 % CI) per share of G12EC used for training: mean over runs (repeats / seeds), "
+        caption="Macro AUC (95 % CI) per share used for training: mean over runs (repeats / seeds), "
         "sd over runs; difference: paired on each repeat's test records, mean over repeats; "
-        f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only).",
+        f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only). " + exp1_shares_text(results),
     )
-    names = {"rest": "the rest", "fixed_test": "fixed test fold"}
+    names = {"rest": "the rest of the pool", "fixed_test": "fixed test fold"}
+    of = {"rest": "of the pool", "fixed_test": "of the training folds"}
     diffs = json_object(e1.get("difference"))
     for variant in ("rest", "fixed_test"):
         vrows = rows(e1.get(variant))
@@ -354,11 +358,23 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
             t.rows.append(
                 [
                     Cell(names[variant], kind="label"),
-                    Cell(f"{s:g} %", kind="num"),
+                    Cell(f"{s:g} %", of[variant], kind="num"),
                     *_pair_cells(at.get("finetuned", {}), at.get("standalone", {}), d, miss, refs),
                 ]
             )
     return t if t.rows else None
+
+
+def exp1_shares_text(results: Mapping[str, Any]) -> str:
+    """What experiment 1's shares are shares of, which differs between its two test splits."""
+    t = target_name(results)
+    e1 = section(results, "exp1")
+    share = first_share(e1.get("rest")) if isinstance(e1, dict) else None
+    return (
+        f"Test on the rest: a share of the {t} pool ({pool_text(results, share)}) trains; the rest of the "
+        "pool is the test set, the validation folds stay the validation set. Fixed test fold: a share of "
+        f"the {t} training folds trains; the test folds test every share."
+    )
 
 
 def exp2_table(results: Mapping[str, Any]) -> Table | None:
@@ -367,19 +383,21 @@ def exp2_table(results: Mapping[str, Any]) -> Table | None:
         return None
     miss = missing_word(results)
     ts = next((share_key(r.get("target_share")) for r in e2 if share_key(r.get("target_share")) is not None), None)
-    on = f"{ts:g} % of G12EC" if ts is not None else "a small G12EC share"
+    tgt = target_name(results)
+    on = f"{ts:g} % of the {tgt} pool" if ts is not None else f"a small share of the {tgt} pool"
     t = Table(
         [
             "share of PTB-XL",
             "pre-training records",
             "PTB-XL test AUC",
-            "G12EC fine-tuned AUC",
-            "G12EC standalone AUC",
+            f"{tgt} fine-tuned AUC",
+            f"{tgt} standalone AUC",
             "difference (paired)",
         ],
         numeric=(1, 2, 3, 4, 5),
-        caption=f"Macro AUC (95 % CI). PTB-XL: the same test fold for every share. G12EC: fine-tuned on {on}; "
-        "standalone: trained from scratch on the same records (does not depend on the PTB-XL share); "
+        caption=f"Macro AUC (95 % CI). PTB-XL: the same test fold for every share. {tgt}: fine-tuned on {on} "
+        f"({pool_text(results, ts)}), tested on the rest of the pool, as experiment 1; standalone: trained "
+        "from scratch on the same records (does not depend on the PTB-XL share); "
         f"{WINNER_RULE}.",
     )
     for r in sorted(e2, key=lambda r: share_key(r.get("share")) or 0):
@@ -410,8 +428,8 @@ def _grouped_table(results: Mapping[str, Any], data: list[dict], key: str, label
         [
             first,
             "pre-training (PTB-XL test)",
-            "fine-tuned (G12EC test)",
-            "standalone (G12EC test)",
+            f"fine-tuned ({target_name(results)} test)",
+            f"standalone ({target_name(results)} test)",
             "difference (paired)",
         ],
         numeric=(1, 2, 3, 4),
@@ -497,26 +515,80 @@ def strategy_name(strategy: Any) -> str:
     return f"{kind} ({task})" if task else text
 
 
+def exp6_records_text(results: Mapping[str, Any]) -> str:
+    """How many PTB-XL records each strategy of experiment 6 pre-trained on, and a warning where they
+    differ: a self-supervised pre-training reads every record of the training folds, a supervised one
+    only ``[source] train_fraction`` of them (and only those with a label of its task), so a difference
+    between strategies can be one of data, not of strategy. "" without a pre-training strategy."""
+    data = [r for r in rows(section(results, "exp6")) if str(r.get("strategy")) != "none"]
+    if not data:
+        return ""
+    counts: dict[str, set[int]] = {}
+    for r in data:
+        n = num(r.get("n_pretrain_records"))
+        if n is not None:
+            counts.setdefault(strategy_name(r.get("strategy")), set()).add(int(n))
+    text = "Pre-training records: the PTB-XL training records each strategy pre-trained on"
+    if any(str(r.get("strategy")) == "self-supervised" for r in data):
+        src = json_object(json_object(results.get("study")).get("source"))
+        tf = num(src.get("train_fraction"))
+        part = f"{100 * tf:g} %" if tf is not None else "the share [source] train_fraction sets"
+        text += (
+            f" (self-supervised: every record of the training folds; supervised: {part} of those with a "
+            "label of its task)"
+        )
+    text += "."
+    if len({n for ns in counts.values() for n in ns}) > 1:
+        listed = "; ".join(f"{s} {' / '.join(f'{n:,}' for n in sorted(ns))}" for s, ns in counts.items())
+        text += (
+            f" The strategies pre-trained on different numbers of records ({listed}): a difference between "
+            "them mixes the strategy with the amount of PTB-XL data it saw."
+        )
+    elif not counts:
+        text += " Not recorded in this results.json (written before the count was)."
+    return text
+
+
+def _exp6_pretrain_cells(r: Mapping[str, Any], m: str) -> list[Cell]:
+    """A strategy's pre-training: its records, and its own PTB-XL test AUC (supervised strategies only:
+    a self-supervised pre-training has no labels to score, "none" no pre-training)."""
+    strategy = str(r.get("strategy"))
+    if strategy == "none":
+        return [Cell("—", "no pre-training", kind="num"), Cell("—", kind="num")]
+    n = num(r.get("n_pretrain_records"))
+    records = (
+        Cell(f"{int(n):,}", kind="num")
+        if n is not None
+        else Cell(m if "n_pretrain_records" in r else "not recorded", kind="num missing")
+    )
+    if strategy == "self-supervised":
+        return [records, Cell("n/a", "self-supervised: no labels to score", kind="num")]
+    return [records, value_cell(interval(r.get("pretrain")), m if strategy.startswith("supervised") else "—")]
+
+
 def exp6_table(results: Mapping[str, Any]) -> Table | None:
     data = rows(section(results, "exp6"))
     if not data:
         return None
     miss = missing_word(results)
     several = len({r.get("model") for r in data}) > 1
+    tgt = target_name(results)
     t = Table(
         [
             "backbone",
             "strategy",
-            "share of G12EC",
+            f"share of the {tgt} pool",
+            "pre-training records",
             "pre-training (PTB-XL test, its task)",
-            "G12EC macro AUC",
+            f"{tgt} macro AUC",
             "difference to none (paired)",
         ],
-        numeric=(2, 3, 4, 5),
-        caption="Macro AUC (95 % CI) of the target network per pre-training strategy and share of G12EC used "
-        "for training (tested on the rest): fine-tuned from the strategy's pre-training, or trained from "
-        "random weights (none), on the same records; difference: paired on the same test records; "
-        "green / red: the difference's 95 % CI excludes 0. A supervised pre-training's own PTB-XL AUC is on its task's labels.",
+        numeric=(2, 3, 4, 5, 6),
+        caption=f"Macro AUC (95 % CI) of the target network per pre-training strategy and share of the {tgt} "
+        f"pool used for training ({pool_text(results, first_share(data))}), tested on the rest of the pool: "
+        "fine-tuned from the strategy's pre-training, or trained from random weights (none), on the same "
+        "records; difference: paired on the same test records; green / red: the difference's 95 % CI "
+        "excludes 0. A supervised pre-training's own PTB-XL AUC is on its task's labels. " + exp6_records_text(results),
     )
     order = {s: i for i, s in enumerate(dict.fromkeys(str(r.get("strategy")) for r in data))}
     for r in sorted(
@@ -531,9 +603,7 @@ def exp6_table(results: Mapping[str, Any]) -> Table | None:
                 Cell(str(r.get("model")) if several or not t.rows else "", kind="label"),
                 Cell(strategy_name(r.get("strategy")), kind="label"),
                 Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="num"),
-                value_cell(
-                    interval(r.get("pretrain")), "—" if not str(r.get("strategy")).startswith("supervised") else m
-                ),
+                *_exp6_pretrain_cells(r, m),
                 value_cell(interval(r), m),
                 diff,
             ]

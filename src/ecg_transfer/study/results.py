@@ -584,7 +584,9 @@ def _exp5(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str) -> list[dict[str, A
 def _exp6(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str, model: str) -> list[dict[str, Any]] | None:
     """Experiment 6: per backbone, strategy and target share, the macro AUC of the arm (fine-tuned
     from the strategy's pre-training; from random weights for "none"), its pre-training's own
-    test AUC (supervised strategies), and the paired difference to "none" on the same records."""
+    test AUC (supervised strategies), the records it pre-trained on (a self-supervised one reads every
+    training record, a supervised one ``[source] train_fraction`` of them), and the paired difference
+    to "none" on the same records."""
     e6 = spec_ex["strategy"]
     if not e6["enabled"]:
         return None
@@ -606,6 +608,7 @@ def _exp6(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str, model: str) -> list
                         "pretrain": _run_metric(ctx, pre[0])
                         if pre and strategy.startswith("supervised:")
                         else _empty(),
+                        "n_pretrain_records": _n_train(ctx, pre[0]) if pre else None,
                         "difference_to_none": (
                             paired_interval(ctx, keys, none) if strategy != "none" and none else _empty(p=None)
                         ),
@@ -760,6 +763,7 @@ def _study_section(
         "target": {
             "dataset": spec["target"]["dataset"],
             "name": spec["target"]["name"],
+            **{k: spec["target"][k] for k in ("n_folds", "train_folds", "val_folds", "test_folds")},
             "protocols": spec["study"]["protocols"],
             "finetune": spec["finetune"],
             "standalone_epochs": spec["standalone"]["epochs"],
