@@ -18,6 +18,7 @@ from test_report import _text, _write, make_results
 from ecg_transfer.report import write_report
 from ecg_transfer.report import tables as T
 from ecg_transfer.report.data import ORIGINAL_FLAWS, missing_word
+from ecg_transfer.study.results import REFERENCE, original_reference
 
 #: The passages that mean the original study's G12EC records, whatever this study's target.
 ORIGINAL_G12EC = (
@@ -30,6 +31,7 @@ ORIGINAL_G12EC = (
 def _leipzig(folds: bool = True) -> dict:
     res = make_results()
     res["study"]["target"]["name"] = "Leipzig"
+    res["reference"] = original_reference(res["study"]["target"])  # as collect_results writes it
     if folds:
         res["study"]["target"].update(n_folds=10, train_folds=list(range(1, 9)), val_folds=[9], test_folds=[10])
     return res
@@ -53,9 +55,8 @@ def test_the_page_and_the_markdown_name_the_target_as_the_spec_does(tmp_path):
         for passage in ORIGINAL_G12EC:
             rest = rest.replace(passage, "")
         assert "G12EC" not in rest, rest[max(0, rest.find("G12EC") - 200) : rest.find("G12EC") + 50]
-    # the original study's G12EC stays its G12EC
-    assert "G12EC RBBB (542 records) was not merged into CRBBB" in text
-    assert "The original's 100 Hz G12EC result (≈ 0.49)" in text
+    # the original study's G12EC numbers, and what was wrong with them, are not shown beside another set
+    assert "RBBB (542 records) was not merged" not in text and "original study" not in md
     for said in (
         "Macro AUC on the Leipzig test split",  # headline table
         "Leipzig fine-tuned AUC",  # experiment 2's header
@@ -177,3 +178,29 @@ def test_experiment_6_says_how_many_records_each_strategy_pretrained_on(kept_fig
     assert pending["self-supervised"][col].text == missing_word(res) == "pending or failed"
     old = T.exp6_table(res)
     assert _by_strategy(old)["self-supervised"][col].text == "not recorded" and "Not recorded" in old.caption
+
+
+def test_the_original_study_s_numbers_stand_beside_g12ec_only(tmp_path, kept_figures):
+    """The original's numbers are its G12EC results: results.json carries them for a study whose
+    target is G12EC (by dataset or name) and not for a user's own set, whose report then draws no
+    hollow diamonds, names no "original study" and shows no box about its protocol."""
+    assert original_reference({"dataset": "cinc", "name": "G12EC"}) is REFERENCE
+    assert original_reference({"dataset": "g12ec", "name": "Georgia 2020"}) is REFERENCE
+    assert original_reference({"dataset": "cinc", "name": "georgia"}) is REFERENCE
+    assert original_reference({"dataset": "cinc", "name": "Leipzig"}) is None
+    own = _leipzig()
+    for f in kept_figures.make_figures(own).values():
+        assert "original" not in f.caption and not [t for t in _texts(f.png) if "original study" in t]
+    g12ec = make_results()
+    assert g12ec["reference"]
+    captions = [f.caption for f in kept_figures.make_figures(g12ec).values()]
+    assert sum("the original study" in c for c in captions) >= 4
+
+
+def test_the_page_shows_the_original_protocol_s_errors_beside_g12ec_only(tmp_path):
+    own = write_report(_write(tmp_path, _leipzig(), "own"))
+    text = html_lib.unescape(_text(own["html"].read_text()))
+    assert "original study" not in text and "original study" not in own["markdown"].read_text()
+    g12ec = html_lib.unescape(_text(write_report(_write(tmp_path, make_results(), "g12ec"))["html"].read_text()))
+    assert "G12EC RBBB (542 records) was not merged into CRBBB" in g12ec
+    assert "The original's 100 Hz G12EC result (≈ 0.49)" in g12ec

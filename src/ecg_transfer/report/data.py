@@ -413,6 +413,12 @@ def reference(results: Mapping[str, Any]) -> dict:
     return ref if isinstance(ref, dict) else {}
 
 
+def beside_original(results: Mapping[str, Any], text: str) -> str:
+    """``text`` (words about the original study's numbers) when the results carry them, else "":
+    they are there only for a study of G12EC (``study.results.original_reference``)."""
+    return text if reference(results) else ""
+
+
 def reference_protocol(results: Mapping[str, Any]) -> str:
     """The label protocol the original study's numbers belong to."""
     return str(reference(results).get("protocol") or REFERENCE_PROTOCOL)

@@ -32,6 +32,7 @@ from .data import (
     num,
     plural,  # noqa: E402
     pool_text,
+    beside_original,
     ref_value,
     reference_protocol,
     rows,
@@ -818,18 +819,25 @@ def captions(results: Mapping[str, Any]) -> dict[str, str]:
     t = target_name(results)
     e6_share = first_share(section(results, "exp6"))
     return {
-        "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds); hollow "
-        "diamonds: the original study (beside its own label protocol only). Right: the paired difference "
-        "fine-tuned − standalone with its "
-        "95 % CI, green when the CI excludes zero.",
-        "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds); dashed lines with "
-        "hollow diamonds: the original study (single runs, tested on the rest). " + exp1_shares_text(results),
+        "headline": "Left: macro AUC of each arm, mean over seeds with its 95 % CI (small dots: single seeds)"
+        + beside_original(results, "; hollow diamonds: the original study (beside its own label protocol only)")
+        + ". Right: the paired difference fine-tuned − standalone with its 95 % CI, green when the CI excludes zero.",
+        "exp1": "Lines: mean over runs; bands: 95 % CI; small dots: single runs (repeats × seeds)"
+        + beside_original(
+            results, "; dashed lines with hollow diamonds: the original study (single runs, tested on the rest)"
+        )
+        + ". "
+        + exp1_shares_text(results),
         "exp2": "Left: pre-training on a share of PTB-XL, scored on the same PTB-XL test fold for every share. Right: "
         f"those networks fine-tuned on a share of the {t} pool and tested on the rest of it, as experiment 1; "
-        f"orange line and band: the standalone network trained from scratch on the same {t} records. Dashed, "
-        "hollow diamonds: the original study.",
-        "exp3": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
-        "exp5": "Mean over seeds with 95 % CI (small dots: single seeds); hollow diamonds: the original study.",
+        f"orange line and band: the standalone network trained from scratch on the same {t} records."
+        + beside_original(results, " Dashed, hollow diamonds: the original study."),
+        "exp3": "Mean over seeds with 95 % CI (small dots: single seeds)"
+        + beside_original(results, "; hollow diamonds: the original study")
+        + ".",
+        "exp5": "Mean over seeds with 95 % CI (small dots: single seeds)"
+        + beside_original(results, "; hollow diamonds: the original study")
+        + ".",
         "exp6": "One line per pre-training strategy: mean over runs with its 95 % CI band (small dots: single runs); "
         "grey: no pre-training (random weights), the reference of every paired difference in the table. "
         f"Share: of the {t} pool ({pool_text(results, e6_share)}); the rest of the pool is the test set. "

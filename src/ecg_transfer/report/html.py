@@ -24,7 +24,9 @@ from .data import (
     fmt_p,
     machinery_check,
     missing_word,
+    beside_original,
     pool_text,
+    reference,
     reference_protocol,
     section,
     seeds_note,
@@ -218,6 +220,8 @@ def _pretrain_line(results: Mapping[str, Any]) -> str:
 
 
 def _flaws(results: Mapping[str, Any]) -> str:
+    if not reference(results):  # another target than G12EC: no original numbers to qualify
+        return ""
     items = "".join(f"<li>{_e(f)}</li>" for f in ORIGINAL_FLAWS)
     return (
         '<div class="callout"><strong>The original study\'s numbers (grey, dashed, hollow diamonds) are not '
@@ -425,8 +429,8 @@ def render_html(results: Mapping[str, Any], figs: Mapping[str, Figure]) -> str:
             "exp3",
             "Experiment 3: sampling rate",
             "Every arm at one sampling rate (PTB-XL records at their native rate where available, "
-            f"{_e(t)} resampled polyphase). The original's 100 Hz G12EC result (≈ 0.49) came from mis-ordered "
-            "records.",
+            f"{_e(t)} resampled polyphase)."
+            + beside_original(results, " The original's 100 Hz G12EC result (≈ 0.49) came from mis-ordered records."),
             T.exp3_table,
         ),
         _exp4(results, figs),

@@ -30,6 +30,7 @@ from .data import (
     num,
     plural,
     pool_text,
+    beside_original,
     ref_value,
     reference_protocol,
     row_missing,
@@ -147,8 +148,11 @@ def headline_table(results: Mapping[str, Any]) -> Table | None:
         numeric=(2, 3, 4),
         caption=f"Macro AUC on the {target_name(results)} test split: value, 95 % bootstrap CI below (multi-seed "
         "arms: mean over seeds, pooled CI, sd over seeds), then what it was computed on; difference: paired "
-        f"bootstrap on the same test records; {WINNER_RULE}; grey: the original study's single-run numbers "
-        f"({reference_protocol(results)} only).",
+        f"bootstrap on the same test records; {WINNER_RULE}"
+        + beside_original(
+            results, f"; grey: the original study's single-run numbers ({reference_protocol(results)} only)"
+        )
+        + ".",
     )
     for row in hl:
         m = row_missing(row, miss)
@@ -343,7 +347,10 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
         numeric=(1, 2, 3, 4),
         caption="Macro AUC (95 % CI) per share used for training: mean over runs (repeats / seeds), "
         "sd over runs; difference: paired on each repeat's test records, mean over repeats; "
-        f"{WINNER_RULE}; grey: the original study ({reference_protocol(results)} only). " + exp1_shares_text(results),
+        f"{WINNER_RULE}"
+        + beside_original(results, f"; grey: the original study ({reference_protocol(results)} only)")
+        + ". "
+        + exp1_shares_text(results),
     )
     names = {"rest": "the rest of the pool", "fixed_test": "fixed test fold"}
     of = {"rest": "of the pool", "fixed_test": "of the training folds"}
@@ -487,8 +494,9 @@ def exp3_table(results: Mapping[str, Any]) -> Table | None:
     t = _grouped_table(results, data, "fs", _hz, "exp3", "sampling rate", sub)
     t.caption = (
         "Macro AUC (95 % CI) with every arm at one sampling rate (resampled polyphase, anti-aliased); "
-        f"the test records of each value are below it; {WINNER_RULE}; grey: the original study "
-        "(its 100 Hz G12EC records were mis-ordered)."
+        f"the test records of each value are below it; {WINNER_RULE}"
+        + beside_original(results, "; grey: the original study (its 100 Hz G12EC records were mis-ordered)")
+        + "."
     )
     t.note = coverage_text(results)
     return t
@@ -500,8 +508,11 @@ def exp5_table(results: Mapping[str, Any]) -> Table | None:
         return None
     t = _grouped_table(results, data, "input", str, "exp5", "input", lambda r: "")
     t.caption = (
-        f"Macro AUC (95 % CI) per input representation; {WINNER_RULE}; grey: the original study, which "
-        "cropped 2.5 s out of an unshifted whole-record spectrum."
+        f"Macro AUC (95 % CI) per input representation; {WINNER_RULE}"
+        + beside_original(
+            results, "; grey: the original study, which cropped 2.5 s out of an unshifted whole-record spectrum"
+        )
+        + "."
     )
     return t
 
@@ -621,8 +632,9 @@ def gallery_lead(results: Mapping[str, Any]) -> str:
     warn = f" {small_test_text(int(n))}" if n is not None and small_test_text(int(n)) else ""
     return (
         f"Why the network decided: for the labels with most test positives, the positive record the headline's "
-        f"fine-tuned run ({g.get('protocol')}, seed {g.get('seed')}; {g.get('run')}) is most sure of, and one it "
-        f"gets wrong at p = {g.get('threshold', 0.5)} (a missed positive, else a false alarm){size}. Shading: "
+        f"fine-tuned run ({g.get('protocol')}, seed {g.get('seed')}; {g.get('run')}) is most sure of when it decides "
+        f"it right, and one it gets wrong (a missed positive, else a false alarm), deciding at "
+        f"{g.get('threshold', 0.5)}{size}. Shading: "
         f"{g.get('method', 'integrated gradients')} attribution of the label's probability per lead and "
         f"sample (red: evidence for the label, blue: against). Uncalibrated probabilities.{warn}"
     )

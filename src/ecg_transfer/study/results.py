@@ -797,6 +797,14 @@ def _statistics(ctx: _Ctx) -> dict[str, Any]:
     }
 
 
+def original_reference(target: dict[str, Any]) -> dict[str, Any] | None:
+    """The original study's numbers when the study's target is G12EC (``dataset = "g12ec"``, or
+    the target named G12EC / Georgia, the default name), else None: they are its numbers on its
+    G12EC records, and beside a user's own set they would read as a benchmark that set never had."""
+    name = "".join(ch for ch in str(target.get("name") or "").lower() if ch.isalnum())
+    return REFERENCE if target.get("dataset") == "g12ec" or name in ("g12ec", "georgia") else None
+
+
 def collect_results(study_dir: str | Path) -> dict[str, Any]:
     """Everything ``results.json`` holds, from ``study.json``, ``plan.json`` and the runs."""
     study_dir = Path(study_dir)
@@ -832,7 +840,7 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
         "study": _study_section(study, spec, pre, seconds, sections["exp3"]),
         "status": _status(ctx),
         "statistics": _statistics(ctx),
-        "reference": REFERENCE,
+        "reference": original_reference(spec["target"]),
         **sections,
     }
 
@@ -860,6 +868,7 @@ __all__ = [
     "REFERENCE",
     "arm_interval",
     "collect_results",
+    "original_reference",
     "paired_interval",
     "source_coverage",
     "write_results",
