@@ -294,7 +294,18 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     first = le.parse_args(["--out", str(tmp_path / "a"), "--method", "cpc", "--ssl-epochs", "24", "--batch-size", "64"])
     ssl_dir = first.out / "ssl-cpc"
     _write_run(le, ssl_dir, le.ssl_config(first, "cpc"))
-    argv = ["--out", str(tmp_path / "b"), "--task", "all", "--method", "cpc", "--ssl-run", str(ssl_dir)]
+    argv = [
+        "--out",
+        str(tmp_path / "b"),
+        "--task",
+        "all",
+        "--epoch-grid",
+        "20",
+        "--method",
+        "cpc",
+        "--ssl-run",
+        str(ssl_dir),
+    ]
     with pytest.raises(SystemExit, match="not a finished run"):
         le.main(argv)
     finished: set[Path] = {ssl_dir}
@@ -310,7 +321,7 @@ def test_label_efficiency_ssl_run_serves_another_task_and_is_checked(
     monkeypatch.setattr(le, "training_positives", lambda run_dir: counted)
     assert le.main([*argv, "--fractions", "0.1"]) == 0  # default --ssl-epochs and --batch-size: not compared
     assert (
-        "| 0.0000 [-0.1000, 0.1000] | 40 of 71 (most: the result hangs on which records were drawn"
+        "| 0.0000 [-0.1000, 0.1000] | 20 / 20 | 40 of 71 (most: the result hangs on which records were drawn"
         in (tmp_path / "b" / "xresnet1d18" / "results.md").read_text()
     )
     assert [c[0] for c in calls] == ["standalone", "finetune"]  # nothing pre-trained
@@ -438,3 +449,50 @@ def test_label_efficiency_counts_the_labels_learnt_from_few_records(tmp_path: Pa
         np.full((len(test), k), 0.5),
     )
     assert le.training_positives(run_dir)["labels"] is None and le._few_note(le.training_positives(run_dir)) == "n/a"
+
+
+def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each arm is trained at every length of --epoch-grid, doubled while the longest is the best,
+    and keeps its own best on fold 9: the arm from random weights, which learns more slowly, is
+    not judged at the pre-trained arm's length. Fold 10 (compare's "test") is read only for the
+    chosen pair; run names carry a length other than 20 epochs, so earlier 20-epoch runs are reused."""
+    le = _load("label_efficiency")
+    trained: list[tuple[str, int]] = []
+
+    def fake_run(command: str, config: dict, run_dir: Path, log: dict) -> Path:
+        trained.append((run_dir.name, config["epochs"]))
+        return run_dir
+
+    fold9 = {"random-10pct": 0.80, "random-10pct-40ep": 0.82, "random-10pct-80ep": 0.84}
+    fold9 |= {"random-10pct-160ep": 0.85, "random-10pct-320ep": 0.845}
+    fold9 |= {"ssl-cpc-10pct": 0.86, "ssl-cpc-10pct-40ep": 0.85, "ssl-cpc-10pct-80ep": 0.84}
+    compared: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(le, "run", fake_run)
+    monkeypatch.setattr(le, "_val_auc", lambda run_dir: {"value": fold9[run_dir.name], "ci": [0, 1]})
+    monkeypatch.setattr(
+        le,
+        "compare",
+        lambda a, b, split: (
+            compared.append((a.name, b.name, split))
+            or ({k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}})
+        ),
+    )
+    monkeypatch.setattr(
+        le, "training_positives", lambda run_dir: {"labels": 5, "floor": 10, "under_floor": 0, "none": 0}
+    )
+    argv = ["--out", str(tmp_path), "--ssl-epochs", "24", "--fractions", "0.1", "--epoch-grid", "20", "40", "80"]
+    assert le.main(argv) == 0
+    lengths = [20, 40, 80, 160, 320, 20, 40, 80]
+    assert sorted(trained) == sorted([("ssl-cpc", 24)] + list(zip(fold9, lengths)))
+    assert ("random-10pct-160ep", "ssl-cpc-10pct", "test") in compared
+    assert not [c for c in compared if c[2] == "test" and c[:2] != ("random-10pct-160ep", "ssl-cpc-10pct")]
+    results = json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())
+    chosen = results["fractions"]["0.1"]["epochs"]
+    assert (chosen["a"]["chosen"], chosen["b"]["chosen"], chosen["a"]["at_the_cap"]) == (160, 20, False)
+    assert "| 160 / 20 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
+    trained.clear()
+    assert le.main([*argv, "--max-epochs", "160"]) == 0  # the cap: 320 is not tried, the table says so
+    assert ("random-10pct-320ep", 320) not in trained
+    assert "| 160+ / 20 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        le.parse_args(["--epoch-grid", "20", "20"])
