@@ -640,6 +640,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--ssl-run: {', '.join(own)} would be ignored (the run's own settings are used and recorded)")
     if len(set(args.epoch_grid)) != len(args.epoch_grid) or min(args.epoch_grid) < 1:
         ap.error(f"--epoch-grid {' '.join(map(str, args.epoch_grid))}: give distinct lengths of at least 1 epoch")
+    if max(args.epoch_grid) > args.max_epochs:
+        ap.error(f"--epoch-grid {max(args.epoch_grid)} is longer than --max-epochs {args.max_epochs}")
+    args.epoch_grid = sorted(args.epoch_grid)  # a tie on fold 9 keeps the shorter length
     args.ssl_set = _key_values(ap, args.ssl_set)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
     if args.quick:

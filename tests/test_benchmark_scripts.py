@@ -496,3 +496,14 @@ def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, mon
     assert "| 160+ / 20 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
     with pytest.raises(SystemExit):
         le.parse_args(["--epoch-grid", "20", "20"])
+    with pytest.raises(SystemExit):
+        le.parse_args(["--epoch-grid", "20", "1280"])  # beyond --max-epochs 640
+    assert le.parse_args(["--epoch-grid", "80", "20", "40"]).epoch_grid == [20, 40, 80]
+    fold9 |= {"random-10pct-80ep": 0.85, "random-10pct-160ep": 0.85}  # a tie keeps the shorter length
+    trained.clear()
+    assert le.main(argv) == 0
+    assert ("random-10pct-160ep", 160) in trained and ("random-10pct-320ep", 320) not in trained
+    assert (
+        json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())["fractions"]["0.1"]["epochs"]["a"]["chosen"]
+        == 80
+    )
