@@ -438,13 +438,20 @@ def chosen_length(
     if len(runs) == 1:  # a fixed length: nothing to choose
         return next(iter(runs.values())), {"chosen": args.epoch_grid[0]}
     val = {e: _val_auc(d) for e, d in runs.items()}
-    while max(val, key=lambda e: val[e]["value"]) == max(val) and 2 * max(val) <= args.max_epochs:
+
+    def best() -> int:
+        return max(val, key=lambda e: val[e]["value"])  # a tie: the shorter (the grid is sorted)
+
+    while best() == max(val) and 2 * max(val) <= args.max_epochs:
         longer = 2 * max(val)
         runs[longer] = finetune_run(args, arm, fraction, ssl_dir, log, epochs=longer)
         val[longer] = _val_auc(runs[longer])
-    best = max(val, key=lambda e: val[e]["value"])
-    note = {"at_the_cap": best == max(val) and 2 * best > args.max_epochs}  # still rising when stopped
-    return runs[best], {"chosen": best, "val_macro_auc": {str(e): v for e, v in val.items()}, **note}
+    chosen = best()
+    return runs[chosen], {
+        "chosen": chosen,
+        "val_macro_auc": {str(e): v for e, v in val.items()},
+        "at_the_cap": chosen == max(val),  # the longest still best: stopped by --max-epochs, still rising
+    }
 
 
 def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
@@ -473,11 +480,9 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
 
 def _lengths(row: dict[str, Any]) -> str:
     """``40 / 20`` -- each arm's fine-tuning length (chosen on fold 9 when the grid has several)."""
-    e = row.get("epochs") or {}
-    return " / ".join(
-        f"{(e.get(arm) or {}).get('chosen', '?')}{'+' if (e.get(arm) or {}).get('at_the_cap') else ''}"
-        for arm in ("a", "b")
-    )
+    lengths = row.get("epochs") or {}
+    arms = [lengths.get(arm) or {} for arm in ("a", "b")]
+    return " / ".join(f"{e.get('chosen', '?')}{'+' if e.get('at_the_cap') else ''}" for e in arms)
 
 
 def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:

@@ -89,6 +89,14 @@ class CaptumMissing(ConfigError, ImportError):
     ImportError for a caller that treats it as an optional dependency (the study's gallery)."""
 
 
+def n_windows(n_samples: int, crop_len: int, stride: int) -> int:
+    """Whole windows of a record of ``n_samples`` (at least one), as evaluation places them
+    (:func:`~ecg_transfer.training.windows.window_starts`)."""
+    from ..training.windows import window_starts
+
+    return len(window_starts(n_samples, crop_len, stride, short="pad"))
+
+
 class RecordProbabilities(nn.Module):
     """Raw mV records ``(B, leads, T)`` -> record probabilities ``(B, K)``, the run's way (see module docstring).
 
@@ -118,8 +126,8 @@ class RecordProbabilities(nn.Module):
         return w.permute(0, 2, 1, 3).reshape(-1, x.shape[1], self.crop_len)
 
     def n_windows(self, n_samples: int) -> int:
-        """Whole windows in a record of ``n_samples`` (at least one: the record is one window long)."""
-        return 1 + max(0, n_samples - self.crop_len) // self.stride
+        """Whole windows in a record of ``n_samples`` (:func:`n_windows`)."""
+        return n_windows(n_samples, self.crop_len, self.stride)
 
     def window_probabilities(self, w: torch.Tensor) -> torch.Tensor:
         """``(N, C, crop) -> (N, K)``, at most ``window_batch`` windows per network call."""
@@ -403,7 +411,7 @@ def _meaning(method: str | None, fs: float, n_samples: int, context: Mapping[str
     if context is None:
         return d
     crop, stride = int(context["crop_len"]), int(context["stride"])
-    count = 1 + max(0, n_samples - crop) // stride
+    count = n_windows(n_samples, crop, stride)
     seen = (count - 1) * stride + crop
     d["windows"] = {
         "crop_len": crop,
@@ -608,8 +616,11 @@ def explain_inputs(
             x = predictor.prepare(rec)
             explanations = explain_record(predictor.loaded, x, labels, method=method, steps=steps, top=top)
         except (RecordError, AttributionError) as exc:
-            problem = RecordProblem(exc.record, exc.problem) if isinstance(exc, RecordError) else None
-            found.errors.append(problem or RecordProblem(name, str(exc)))
+            found.errors.append(
+                RecordProblem(exc.record, exc.problem)
+                if isinstance(exc, RecordError)
+                else RecordProblem(name, str(exc))
+            )
             if on_error is not None:
                 on_error(found.errors[-1])
             continue
@@ -639,6 +650,7 @@ __all__ = [
     "explanation_json",
     "file_stems",
     "gradcam_layer",
+    "n_windows",
     "plot_explanation",
     "record_names",
     "record_probability_module",

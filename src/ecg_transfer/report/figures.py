@@ -437,6 +437,7 @@ def _grouped(
     series = [s for s in ("pretrain", "finetuned", "standalone") if any(interval(r.get(s)).ok for r in data)]
     if not series:
         return None
+    target = target_name(results)
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(10.5, 3.9))
         cats = [r.get(cat_key) for r in data]
@@ -482,9 +483,7 @@ def _grouped(
                 marker="o",
                 ls="none",
                 ms=7,
-                label="pre-training (PTB-XL test)"
-                if s == "pretrain"
-                else f"{ARM_NAMES[s]} ({target_name(results)} test)",
+                label="pre-training (PTB-XL test)" if s == "pretrain" else f"{ARM_NAMES[s]} ({target} test)",
             )
             for s in series
         ]
@@ -771,7 +770,7 @@ def exp6_figure(results: Mapping[str, Any]) -> bytes | None:
     models = list(dict.fromkeys(str(r.get("model")) for r in e6))
     strategies = list(dict.fromkeys(str(r.get("strategy")) for r in e6))
     colors = {s: STRATEGY_COLORS[i % len(STRATEGY_COLORS)] for i, s in enumerate(strategies)}
-    word = missing_word(results)
+    word, t = missing_word(results), target_name(results)
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(1, len(models), figsize=(5.4 * len(models), 4.1), sharey=True, squeeze=False)
         for ax, model in zip(axes[0], models):
@@ -787,7 +786,7 @@ def exp6_figure(results: Mapping[str, Any]) -> bytes | None:
             if shares:
                 ax.set_xticks(shares, [f"{s:g} %" for s in shares])
             ax.set_title(model)
-            ax.set_xlabel(f"share of the {target_name(results)} pool (training + test folds)")
+            ax.set_xlabel(f"share of the {t} pool (training + test folds)")
         axes[0][0].set_ylabel("macro AUC (95 % CI band)")
         handles = [Line2D([], [], color=colors[s], marker="o", lw=2, label=strategy_name(s)) for s in strategies]
         fig.legend(
@@ -880,11 +879,10 @@ def make_figures(results: Mapping[str, Any]) -> dict[str, Figure]:
                 protocol,
             )
         )
+    target = target_name(results)
     for row in rows(section(results, "headline")):
         p = str(row.get("protocol", "?"))
-        jobs.append(
-            (f"per_class_{safe_name(p)}", caption["per_class"], partial(per_class_figure, row, target_name(results)), p)
-        )
+        jobs.append((f"per_class_{safe_name(p)}", caption["per_class"], partial(per_class_figure, row, target), p))
     out: dict[str, Figure] = {}
     for name, text, draw, figure_group in jobs:
         try:

@@ -594,6 +594,9 @@ def _exp6(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str, model: str) -> list
     for backbone in e6["models"] or [model]:
         for strategy in e6["strategies"]:
             pre = _keys(ctx.find(experiment="exp6", arm="pretrain", strategy=strategy, model=backbone))
+            # the strategy's pre-training, the same for every share: scored and counted once
+            pre_metric = _run_metric(ctx, pre[0]) if pre and strategy.startswith("supervised:") else _empty()
+            pre_records = _n_train(ctx, pre[0]) if pre else None
             for share in e6["shares"] or spec_ex["target_share"]["shares"]:
                 keys = _keys(ctx.find(experiment="exp6", strategy=strategy, model=backbone, share=share))
                 none = _keys(ctx.find(experiment="exp6", strategy="none", model=backbone, share=share))
@@ -605,10 +608,8 @@ def _exp6(ctx: _Ctx, spec_ex: dict[str, Any], protocol: str, model: str) -> list
                         "protocol": protocol,
                         "arm": "standalone" if strategy == "none" else "finetuned",
                         **arm_interval(ctx, keys),
-                        "pretrain": _run_metric(ctx, pre[0])
-                        if pre and strategy.startswith("supervised:")
-                        else _empty(),
-                        "n_pretrain_records": _n_train(ctx, pre[0]) if pre else None,
+                        "pretrain": pre_metric,
+                        "n_pretrain_records": pre_records,
                         "difference_to_none": (
                             paired_interval(ctx, keys, none) if strategy != "none" and none else _empty(p=None)
                         ),
