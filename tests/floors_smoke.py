@@ -33,6 +33,7 @@ fs = 100
 seeds = [0]
 bootstrap = 50
 cache_dir = "{data}/cache"
+lengths = [1, 2]
 
 [source]
 root = "{data}/ptbxl"

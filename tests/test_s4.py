@@ -329,6 +329,7 @@ seeds = [0]
 protocols = ["seed18"]
 bootstrap = 50
 cache_dir = "{tmp_path / "cache"}"
+lengths = [1]
 [source]
 root = "{tmp_path / "ptbxl"}"
 epochs = 1

@@ -20,7 +20,7 @@ from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
 TINY = "{filters = [8, 8], kernel_sizes = [5, 3], head_hidden = [8], head_dropout = 0.1}"
 
 
-def spec_text(data: Path, out: Path, frequency: bool = True, strategy: bool = True) -> str:
+def spec_text(data: Path, out: Path, frequency: bool = True, strategy: bool = True, lengths: str = "[1, 2]") -> str:
     return f"""
 [study]
 name = "tiny"
@@ -31,6 +31,7 @@ fs = 100
 seeds = [0, 1]
 bootstrap = 50
 cache_dir = "{data / "cache"}"
+lengths = {lengths}
 
 [source]
 root = "{data / "ptbxl"}"
@@ -150,9 +151,16 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
     # the gallery: the headline's first fine-tuned run explains some of its test records, shown in the report
     gallery = json.loads((study / "explain" / "gallery.json").read_text())
     assert gallery["entries"] and all((study / e["png"]).is_file() for e in gallery["entries"])
-    assert gallery["run"] in {
-        f"runs/{k}" for k, r in runs.items() if any(u["name"] == "headline/seed18/finetuned/s0" for u in r["uses"])
+    # every target run at both lengths, each arm's chosen on validation; the gallery explains the chosen run
+    lengths = res["lengths"]
+    assert lengths["factors"] == [1.0, 2.0] and {c["arm"] for c in lengths["comparisons"]} == {
+        "finetuned",
+        "standalone",
     }
+    assert all(c["chosen"] in (1.0, 2.0) and len(c["val_macro_auc"]) == 2 for c in lengths["comparisons"])
+    head = next(r for r in res["headline"] if r["protocol"] == "seed18")
+    assert gallery["run"] == head["runs"]["finetuned"][0]
+    assert any(u["name"].startswith("headline/seed18/finetuned/s0") for u in runs[gallery["run"][5:]]["uses"])
     assert res["gallery"]["entries"] == gallery["entries"]
     assert html.split('id="gallery"', 1)[1].split("</section>", 1)[0].count("data:image/png;base64,") == len(
         gallery["entries"]
@@ -167,7 +175,7 @@ def test_the_whole_study_runs_and_reports(data, tmp_path, capsys):
 def test_a_killed_study_resumes_and_retrains_nothing_that_was_done(data, tmp_path):
     study = tmp_path / "study"
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_text(data, study, frequency=False, strategy=False))
+    spec.write_text(spec_text(data, study, frequency=False, strategy=False, lengths="[1]"))
     cmd = [sys.executable, "-m", "ecg_transfer", "study", "run", str(spec), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600

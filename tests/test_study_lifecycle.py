@@ -38,6 +38,7 @@ seeds = [0]
 protocols = ["seed18"]
 bootstrap = 50
 cache_dir = "{data / "cache"}"
+lengths = [1]                     # one run per arm: the lifecycle, not the choice of length
 
 [source]
 root = "{data / "ptbxl"}"

@@ -59,6 +59,7 @@ def write_spec(path: Path, data: Path, out: Path, rates: tuple[int, ...] = (100,
             "protocols": ["seed18"],
             "bootstrap": 50,
             "cache_dir": str(data / "cache"),
+            "lengths": [1],  # the executor, not the choice of length
         },
         "source": {"root": str(data / "ptbxl"), "epochs": 2},
         "target": {"root": str(data / "g12ec")},

@@ -260,6 +260,52 @@ def small_test_text(n: int | None, short: bool = False) -> str:
     return text if short else text + ": this number can move a lot"
 
 
+def _lengths(results: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = results.get("lengths")
+    return value if isinstance(value, Mapping) else None
+
+
+def length_warning(results: Mapping[str, Any]) -> str:
+    """Beside every fine-tuned - standalone difference: one fixed training length for both arms,
+    or an arm whose longest length won (it may still have been learning). Empty otherwise, and for
+    results written before lengths were chosen (nothing recorded either way)."""
+    lengths = _lengths(results)
+    if lengths is None:
+        return ""
+    if lengths.get("fixed"):
+        return "⚠ one training length for both arms: the difference may be pre-training's head start"
+    parts = []
+    for arm, effect in (("standalone", "overstate"), ("finetuned", "understate")):
+        a = (lengths.get("arms") or {}).get(arm) or {}
+        chosen = sum(int(v) for v in (a.get("chosen") or {}).values())
+        if a.get("at_cap"):
+            who = "from random weights" if arm == "standalone" else "fine-tuned"
+            parts.append(
+                f"⚠ the arm {who} did best at its longest training length in {a['at_cap']} of {chosen} "
+                f"comparisons: it may still have been learning, so the differences may {effect} pre-training's gain"
+            )
+    return "; ".join(parts)
+
+
+def length_text(results: Mapping[str, Any]) -> str | None:
+    """How each arm's training length was chosen and what was chosen (``results["lengths"]``)."""
+    lengths = _lengths(results)
+    if lengths is None:
+        return None
+    if lengths.get("fixed"):
+        return str(lengths.get("note") or "one fixed training length for both arms")
+    factors = ", ".join(f"{float(f):g}×" for f in lengths.get("factors") or [])
+    arms = []
+    for arm, a in (lengths.get("arms") or {}).items():
+        won = ", ".join(f"{f}× {n}" for f, n in (a.get("chosen") or {}).items())
+        waiting = f", {a['waiting']} waiting for runs" if a.get("waiting") else ""
+        arms.append(f"{'fine-tuned' if arm == 'finetuned' else 'standalone'}: {won}{waiting}")
+    chosen = f"; chosen per comparison -- {'; '.join(arms)}" if arms else ""
+    return (
+        f"{lengths.get('rule', 'each arm at several lengths, the best on validation kept')} (lengths {factors}){chosen}"
+    )
+
+
 #: Calibration states in report order: before, then the calibrators from the simplest.
 METHOD_ORDER = ("uncalibrated", "temperature", "class-temperature", "platt", "isotonic")
 

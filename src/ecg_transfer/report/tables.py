@@ -25,6 +25,8 @@ from .data import (
     interval,
     json_object,
     labels_text,
+    length_text,
+    length_warning,
     method_order,
     missing_word,
     num,
@@ -220,7 +222,7 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "verdict": verdict,
                 "tone": tone,
                 "missing": m,
-                "warn": small_test_text(scope.n_test),
+                "warn": "; ".join(w for w in (small_test_text(scope.n_test), length_warning(results)) if w),
             }
         )
     return out
@@ -802,6 +804,9 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"{int(num(st.get('small_test')) or SMALL_TEST)} test records",
         )
     )
+    lengths = length_text(results)
+    if lengths:
+        items.append(("training length", lengths))
     fallbacks = rows(st.get("fallbacks"))
     if fallbacks:
         items.append(

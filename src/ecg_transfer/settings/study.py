@@ -8,7 +8,7 @@ bootstrap CIs and paired tests). Layout (every key optional except the dataset r
 ``studies/ptbxl_to_g12ec.toml``)::
 
     [study]        name, out, model, model_kwargs, fs, seeds, protocols, bootstrap, threads,
-                   cache_dir, device, machinery_check
+                   cache_dir, device, machinery_check, lengths
     [source]       dataset, root, labels, allow_missing, train_fraction, epochs, validate_every,
                    batch_size, run (extra RunConfig keys)
     [target]       dataset, root, name, n_folds, fold_seed, train/val/test_folds, batch_size,
@@ -59,6 +59,11 @@ def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return values
 
 
+def _lengths(values: tuple[float, ...]) -> tuple[float, ...]:
+    """Distinct factors, kept in increasing order (the last is the longest: "at the cap")."""
+    return tuple(sorted(_distinct(values)))
+
+
 def _non_empty(value: str) -> str:
     if not value.strip():
         raise ValueError("must be a non-empty string")
@@ -92,6 +97,8 @@ class StudySection(Settings):
     """Before training, audit source and target for duplicate signals: warn with the count of target records that copy a pre-training record, refuse to start (strict), or skip the audit (off)."""
     machinery_check: bool = False
     """This profile checks the machinery and answers nothing: the report says so in its header."""
+    lengths: Annotated[ListedTuple[PositiveFloat], AfterValidator(_lengths)] = (1.0, 2.0, 4.0)
+    """Training lengths of every target run, as multiples of its arm's epochs ([standalone] epochs, each [finetune] stage's epochs): each comparison takes, per arm, the length with the best validation macro AUC (a tie keeps the shorter; the test folds never choose). [1] is one fixed length for both arms, the original's protocol, which credits pre-training with its head start (the arm from random weights is often still learning)."""
 
 
 class SourceSection(Settings):
@@ -155,7 +162,7 @@ class TargetSection(Settings):
 
 class StandaloneSection(Settings):
     epochs: Annotated[int, Field(ge=1)] = 40
-    """Epochs of the arm trained from random weights."""
+    """Epochs of the arm trained from random weights (at length 1: study.lengths multiplies them)."""
     run: PlainTable = Field(default_factory=dict)
     """Extra run-config keys of the standalone arm."""
 

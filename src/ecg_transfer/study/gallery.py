@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from .lengths import LENGTH_KEY, choose, run_val_macro_auc
+from .store import RunStore
 
 GALLERY_DIR = "explain"
 GALLERY_FILE = "gallery.json"
@@ -89,18 +92,29 @@ def run_decision_thresholds(run_dir: Path, labels: list[str]) -> tuple[np.ndarra
     return thr.values, thr.rule, line
 
 
-def gallery_run(plan_runs: list[dict[str, Any]], protocol: str, seed: int) -> str | None:
-    """The key of the headline's fine-tuned run of ``protocol`` and ``seed`` in ``plan.json``'s runs."""
-    for r in plan_runs:
-        for u in r["uses"]:
-            if (u.get("experiment"), u.get("arm"), u.get("protocol"), u.get("seed")) == (
-                "headline",
-                "finetuned",
-                protocol,
-                seed,
-            ):
-                return str(r["key"])
-    return None
+def gallery_run(
+    plan_runs: list[dict[str, Any]],
+    protocol: str,
+    seed: int,
+    done: Callable[[str], bool] = lambda key: True,
+    val_score: Callable[[str], float | None] = lambda key: None,
+) -> str | None:
+    """The key of the headline's fine-tuned run of ``protocol`` and ``seed`` in ``plan.json``'s
+    runs: of several training lengths, the one the results take (chosen on validation,
+    :func:`.lengths.choose`; ``done`` and ``val_score`` say which runs finished and their
+    validation AUC)."""
+    want = ("headline", "finetuned", protocol, seed)
+    candidates = [
+        (str(r["key"]), float(u.get(LENGTH_KEY, 1)))
+        for r in plan_runs
+        for u in r["uses"]
+        if (u.get("experiment"), u.get("arm"), u.get("protocol"), u.get("seed")) == want
+    ]
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0][0]
+    return choose(candidates, done, val_score).key
 
 
 def _headline_run(study_dir: Path) -> tuple[str, int, Path | None]:
@@ -108,7 +122,14 @@ def _headline_run(study_dir: Path) -> tuple[str, int, Path | None]:
     study = json.loads((study_dir / "study.json").read_text(encoding="utf-8"))["resolved"]["study"]
     runs = json.loads((study_dir / "plan.json").read_text(encoding="utf-8"))["runs"]
     protocol, seed = study["protocols"][0], study["seeds"][0]
-    key = gallery_run(runs, protocol, seed)
+    store = RunStore(study_dir)
+    key = gallery_run(
+        runs,
+        protocol,
+        seed,
+        done=lambda k: store.state(k)["state"] == "done",
+        val_score=lambda k: run_val_macro_auc(store.run_dir(k)),
+    )
     return protocol, seed, None if key is None else study_dir / "runs" / key
 
 

@@ -34,6 +34,7 @@ from ..settings.names import RESUMABLE_KEYS
 from ..settings.base import non_default
 from ..settings.run import RunConfig
 from ..settings.study import PROTOCOL_RUN_KEYS
+from .lengths import LENGTH_KEY, scale_length
 from .spec import StudySpec
 
 # RunConfig keys that never change a run's result (device, threads, speed settings): left out of
@@ -236,7 +237,8 @@ class _Planner:
         use: dict[str, Any],
         model: str | None = None,
         extra: dict[str, Any] | None = None,
-    ) -> str:
+    ) -> None:
+        """A target run of ``arm`` at each of ``study.lengths`` (see :mod:`.lengths`)."""
         tgt, st = self.d["target"], self.d["study"]
         fs = float(st["fs"] if fs is None else fs)
         task: dict[str, Any] = {
@@ -270,9 +272,12 @@ class _Planner:
             cfg.update(copy.deepcopy(self.d["standalone"]["run"]))
             cfg.update(copy.deepcopy(extra or {}))
             depends = None
-        return self._add(
-            arm, cfg, depends, {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs, "input": inp}
-        )
+        use = {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs, "input": inp}
+        for factor in st["lengths"]:  # each arm at every length; results take the best on validation
+            named = {**use, LENGTH_KEY: factor}
+            if "name" in named and factor != 1:
+                named["name"] = f"{named['name']}/x{_num(factor)}"
+            self._add(arm, scale_length(cfg, factor), depends, named)
 
     def _add(self, kind: str, cfg: dict[str, Any], depends: str | None, use: dict[str, Any]) -> str:
         resolved = resolve_config(cfg, use.get("name") or f"{use.get('experiment')}/{use.get('arm', kind)}")
@@ -287,6 +292,8 @@ class _Planner:
             if use.get("input", "time") != "time":
                 parts.append(use["input"])
             parts += [use["protocol"], use["arm"], f"s{use['seed']}"]
+            if use.get(LENGTH_KEY, 1) != 1:
+                parts.append(f"x{_num(use[LENGTH_KEY])}")
             use = {**use, "name": "/".join(parts)}
         run.uses.append(use)
         return key

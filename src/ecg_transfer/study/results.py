@@ -58,6 +58,7 @@ from ..evaluation.challenge import challenge_mapping
 from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
 from ..predictions import load_predictions
 from ..runfiles import few_training_labels, read_label_counts
+from .lengths import LENGTH_KEY, Choice, choose, slot, val_macro_auc
 from .plan import RunDef
 from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 from .store import RunStore
@@ -111,6 +112,14 @@ class _Ctx:
         self.states = {r.key: self.store.state(r.key) for r in self.runs}
         #: test sets where the rare-class resampling rule was not applied, one entry per test set
         self._fallbacks: dict[str, dict[str, Any]] = {}
+        #: each comparison's candidate runs, one per training length (``study.lengths``)
+        self._slots: dict[str, list[tuple[RunDef, dict[str, Any]]]] = {}
+        for r in self.runs:
+            for u in r.uses:  # a run asked for twice (a shared pre-training) is one candidate
+                pairs = self._slots.setdefault(slot(r.key, u), [])
+                if all(r.key != other.key for other, _ in pairs):
+                    pairs.append((r, u))
+        self._choices: dict[str, Choice] = {}
 
     def done(self, key: str) -> bool:
         return self.states[key]["state"] == "done"
@@ -144,13 +153,40 @@ class _Ctx:
         return [(k, p) for k in keys if (p := self.preds(k)) is not None]
 
     def find(self, **match: Any) -> list[tuple[RunDef, dict[str, Any]]]:
-        """(run, use) pairs whose use has every ``match`` item."""
-        out = []
+        """(run, use) pairs whose use has every ``match`` item; of a comparison trained at several
+        lengths, only the length chosen on validation (see :mod:`.lengths`), or while a length is
+        unfinished, one unfinished run standing for it."""
+        out: dict[str, tuple[RunDef, dict[str, Any]]] = {}
         for r in self.runs:
             for u in r.uses:
                 if all(u.get(k) == v for k, v in match.items()):
-                    out.append((r, u))
-        return out
+                    name = slot(r.key, u)
+                    if name not in out:
+                        out[name] = self._chosen_pair(name)
+        return list(out.values())
+
+    def choice(self, name: str) -> Choice:
+        """The length chosen for the comparison ``name`` (a :func:`.lengths.slot`)."""
+        if name not in self._choices:
+            pairs = self._slots[name]
+            candidates = [(r.key, float(u.get(LENGTH_KEY, 1))) for r, u in pairs]
+            self._choices[name] = choose(candidates, self.done, self.val_auc)
+        return self._choices[name]
+
+    def _chosen_pair(self, name: str) -> tuple[RunDef, dict[str, Any]]:
+        pairs = self._slots[name]
+        if len(pairs) == 1:
+            return pairs[0]
+        key = self.choice(name).key
+        return next(p for p in pairs if p[0].key == key)
+
+    def val_auc(self, key: str) -> float | None:
+        """A finished run's validation macro AUC (:func:`.lengths.val_macro_auc`)."""
+        return val_macro_auc(self.preds(key))
+
+    def length_choices(self) -> list[tuple[dict[str, Any], Choice]]:
+        """(a use standing for it, its choice) of every comparison trained at several lengths."""
+        return [(pairs[0][1], self.choice(name)) for name, pairs in self._slots.items() if len(pairs) > 1]
 
     def rel(self, key: str) -> str:
         return str(Path("runs") / key)
@@ -697,6 +733,56 @@ def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     return rows
 
 
+LENGTH_RULE = (
+    "every target run trained at each length (a multiple of its arm's epochs); each comparison takes, "
+    "per arm, the length with the best validation macro AUC (the target's validation folds, never "
+    "the test; a tie keeps the shorter)"
+)
+FIXED_LENGTH_NOTE = (
+    "one fixed training length for both arms (study.lengths = [1]): an arm from random weights is "
+    "often still learning when a pre-trained one has converged, so a difference measured at one "
+    "length can be pre-training's head start rather than a better end point"
+)
+
+
+def _lengths(ctx: _Ctx, factors: Sequence[float]) -> dict[str, Any]:
+    """How each arm's training length was chosen: per arm, how often each length won, how often
+    the longest won (the arm may still have been learning) and how many choices wait for runs;
+    every choice with its candidates' validation AUCs. A run set shared by several experiments
+    (the headline's and experiment 3's base rate) is one choice."""
+    out: dict[str, Any] = {"factors": [float(f) for f in factors], "fixed": len(factors) < 2}
+    if out["fixed"]:
+        return {**out, "note": FIXED_LENGTH_NOTE, "arms": {}, "comparisons": []}
+    arms: dict[str, dict[str, Any]] = {}
+    comparisons, seen = [], set()
+    for use, c in ctx.length_choices():
+        if c.keys in seen:
+            continue
+        seen.add(c.keys)
+        arm = arms.setdefault(
+            use["arm"], {"chosen": {f"{f:g}": 0 for f in factors}, "at_cap": 0, "waiting": 0, "comparisons": 0}
+        )
+        arm["comparisons"] += 1
+        if c.chosen_length is None:
+            arm["waiting"] += 1
+        else:
+            arm["chosen"][f"{c.chosen_length:g}"] = arm["chosen"].get(f"{c.chosen_length:g}", 0) + 1
+            arm["at_cap"] += int(c.at_cap)
+        comparisons.append(
+            {
+                "name": use["name"],
+                "experiment": use.get("experiment"),
+                "arm": use["arm"],
+                "lengths": list(c.lengths),
+                "val_macro_auc": [_num(v) for v in c.scores],
+                "chosen": c.chosen_length,
+                "at_cap": c.at_cap,
+                "runs": [ctx.rel(k) for k in c.keys],
+            }
+        )
+    return {**out, "rule": LENGTH_RULE, "arms": arms, "comparisons": comparisons}
+
+
 def _status(ctx: _Ctx) -> dict[str, Any]:
     counts = {s: 0 for s in ("done", "failed", "running", "interrupted", "missing")}
     failed = []
@@ -836,6 +922,7 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
         "exp6": _exp6(ctx, ex, primary, spec["study"]["model"]),
     }
     sections["gallery"] = _gallery(study_dir)
+    sections["lengths"] = _lengths(ctx, spec["study"].get("lengths", [1.0]))
     return {
         "format": FORMAT,
         "study": _study_section(study, spec, pre, seconds, sections["exp3"]),

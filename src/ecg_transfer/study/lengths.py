@@ -1,0 +1,157 @@
+"""Each arm's training length, chosen on validation, never the same fixed length for both.
+
+One number of epochs for both arms measures which arm learns *sooner* as much as which learns
+*better*: a network from random weights on a few hundred records is often far from done when a
+pre-trained one has converged, so the fixed-length comparison credits pre-training with its head
+start (BENCHMARKS.md, "The fine-tuning length": with 10 % of PTB-XL's diagnostic labels the arm from
+random weights gained 0.04 fold-9 AUC between 20 and 40 epochs, where the pre-trained arm had
+stopped). The study therefore trains every target run at several lengths -- ``[study] lengths``,
+multiples of the arm's own epochs (``[standalone] epochs``; each ``[finetune]`` stage's epochs) --
+and each comparison takes, per arm, the length whose validation macro AUC is best (the target's
+validation folds; a tie keeps the shorter). The test folds never take part in the choice.
+
+A length is a *schedule* (the one-cycle or stage schedule stretched), not an epoch picked out of one
+long run: the best epoch of a long one-cycle run is not what a shorter run reaches.
+
+:func:`scale_length` stretches a run config (the planner); :func:`slot` names the comparison a run is
+a candidate of, and :func:`choose` picks a slot's run (results, the gallery).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from ..errors import EcgTransferError
+from ..settings.run import RunConfig, preset_stages
+
+if TYPE_CHECKING:
+    from ..evaluation.runs import RunPredictions
+
+#: The key of a target run's use that holds its length factor (absent in studies planned before).
+LENGTH_KEY = "length"
+#: Use keys that do not name the comparison (the run's readable name carries its length).
+_NOT_SLOT = (LENGTH_KEY, "name")
+
+
+def _scaled(epochs: int, factor: float) -> int:
+    return max(1, int(round(epochs * factor)))
+
+
+def scale_length(config: dict[str, Any], factor: float) -> dict[str, Any]:
+    """``config`` (a target run's RunConfig dict) trained ``factor`` times as long: the top-level
+    epochs of a run from random weights; each stage's epochs of a staged transfer policy (its
+    preset made explicit, the learning rates unchanged); ``finetune.epochs`` of all / linear-probe
+    (the top-level epochs when they have none).
+    Factor 1 returns the config unchanged (the run keeps its key)."""
+    if factor == 1:
+        return config
+    rc = RunConfig.from_dict(config)
+    ft, out = rc.finetune, dict(config)
+    assert rc.epochs is not None, "a validated RunConfig has its epochs resolved"
+    if ft.policy == "none":
+        out["epochs"] = _scaled(rc.epochs, factor)
+        return out
+    table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
+    if ft.staged:
+        stages = preset_stages(ft, rc.epochs, rc.schedule.max_lr)
+        for key in ("lr", "epochs", "head_epochs", "all_epochs"):
+            table.pop(key, None)
+        table["stages"] = [{**s.to_dict(), "epochs": _scaled(s.epochs, factor)} for s in stages]
+        total = sum(st["epochs"] for st in table["stages"])
+    elif ft.epochs is not None:
+        table["epochs"] = total = _scaled(ft.epochs, factor)
+    else:  # all / linear-probe without their own epochs train the top-level ones
+        total = out["epochs"] = _scaled(rc.epochs, factor)
+    if "epochs" in out:  # a resolved config's top-level epochs are the schedule's total
+        out["epochs"] = total
+    out["finetune"] = table
+    return out
+
+
+def slot(key: str, use: Mapping[str, Any]) -> str:
+    """The comparison that run ``key``'s ``use`` is one candidate of: a target run's use without its
+    length and name. A use without a length (pre-training runs; studies planned before lengths) is
+    its run's alone."""
+    if LENGTH_KEY not in use:
+        return f"{key}|{use.get('name')}"
+    return repr(sorted((k, repr(v)) for k, v in use.items() if k not in _NOT_SLOT))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A slot's candidates (keys, in order of length) and the one chosen.
+
+    ``chosen`` is None while a candidate is unfinished (the choice would change as runs finish);
+    ``waiting`` then holds the first unfinished key, which stands for the slot (not done)."""
+
+    keys: tuple[str, ...]
+    lengths: tuple[float, ...]
+    scores: tuple[float | None, ...]
+    chosen: str | None
+    waiting: str | None
+
+    @property
+    def key(self) -> str:
+        """The run that stands for the slot: the chosen one, else the first unfinished."""
+        return self.chosen or self.waiting or self.keys[0]
+
+    @property
+    def chosen_length(self) -> float | None:
+        return None if self.chosen is None else self.lengths[self.keys.index(self.chosen)]
+
+    @property
+    def at_cap(self) -> bool:
+        """The longest length was best: the arm may still have been learning."""
+        return len(self.keys) > 1 and self.chosen == self.keys[-1]
+
+
+def val_macro_auc(run: "RunPredictions | None") -> float | None:
+    """A run's validation macro AUC (mean over the labels scorable there) from its saved
+    validation predictions; None without them or with no label scorable."""
+    import numpy as np  # the planner imports this module: evaluation's imports wait until scored
+
+    from ..evaluation import metrics as M
+
+    if run is None or run.val is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        aucs = M.roc_auc(run.val.y_true, run.val.probs)[0]
+    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else None
+
+
+def run_val_macro_auc(run_dir: Path) -> float | None:
+    """:func:`val_macro_auc` of the run in ``run_dir`` (None when its predictions do not load)."""
+    from ..evaluation.runs import load_run
+
+    try:
+        return val_macro_auc(load_run(run_dir))
+    except EcgTransferError:
+        return None
+
+
+def choose(
+    candidates: Sequence[tuple[str, float]], done: Callable[[str], bool], val_score: Callable[[str], float | None]
+) -> Choice:
+    """Pick among ``candidates`` ((run key, length factor)) the finished run with the best
+    ``val_score`` (higher is better; None: not scorable); a tie, or no scorable run, keeps the
+    shortest. Nothing is chosen while a candidate is unfinished."""
+    ordered = sorted(candidates, key=lambda c: c[1])
+    keys = tuple(k for k, _ in ordered)
+    lengths = tuple(float(f) for _, f in ordered)
+    waiting = next((k for k in keys if not done(k)), None)
+    if waiting is not None:
+        return Choice(keys, lengths, tuple(None for _ in keys), None, waiting)
+    scores = tuple(val_score(k) for k in keys)
+    best = keys[0]
+    best_score = scores[0]
+    for k, s in zip(keys[1:], scores[1:]):
+        if s is not None and (best_score is None or s > best_score):
+            best, best_score = k, s
+    return Choice(keys, lengths, scores, best, None)
+
+
+__all__ = ["LENGTH_KEY", "Choice", "choose", "run_val_macro_auc", "scale_length", "slot", "val_macro_auc"]
