@@ -194,6 +194,13 @@ def test_shards_cover_the_plan_once():
     shards = [select_shard(runs, (i, 3)) for i in (1, 2, 3)]
     assert sorted(r.key for s in shards for r in s) == sorted(r.key for r in runs)
     assert all(any(r.kind == "pretrain" for r in s) for s in shards)
+    # a comparison's training lengths stay together: every shard holds each length alike
+    for s in shards:
+        lengths = [u["length"] for r in s for u in r.uses[:1] if r.kind != "pretrain"]
+        assert lengths.count(1.0) == lengths.count(2.0) > 0
+    full = plan_study(load_spec(SPEC))
+    epochs = [sum(r.config["epochs"] for r in select_shard(full, (i, 3)) if r.kind != "pretrain") for i in (1, 2, 3)]
+    assert max(epochs) < 1.2 * min(epochs), epochs
     assert parse_shard("2/3") == (2, 3)
     for bad in ("0/3", "4/3", "x", "1-3"):
         with pytest.raises(ConfigError, match="--shard"):

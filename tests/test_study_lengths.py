@@ -124,7 +124,8 @@ def test_the_best_validation_wins_a_tie_keeps_the_shorter_and_nothing_is_chosen_
     assert (c.chosen, c.chosen_length, c.at_cap, c.keys) == ("b", 2.0, False, ("a", "b", "c"))
     assert choose([("a", 1), ("b", 2)], lambda k: True, {"a": 0.7, "b": 0.9}.get).at_cap
     assert choose([("a", 1), ("b", 2)], lambda k: True, {"a": None, "b": None}.get).chosen == "a"
-    assert choose([("a", 1), ("b", 2)], lambda k: True, {"a": None, "b": 0.6}.get).chosen == "b"
+    unscored = choose([("a", 1), ("b", 2)], lambda k: True, {"a": None, "b": 0.6}.get)
+    assert unscored.chosen == "b" and not unscored.at_cap  # nothing shorter to have beaten
     waiting = choose([("a", 1), ("b", 2)], lambda k: k != "b", scores.get)
     assert waiting.chosen is None and waiting.key == "b" and not waiting.at_cap
 
@@ -210,8 +211,20 @@ def test_results_take_each_arms_length_by_validation_never_by_test(study):
     assert row["finetuned"]["value"] < 0.75 and row["standalone"]["value"] < 0.75
     lengths = res["lengths"]
     assert lengths["factors"] == [1.0, 2.0] and not lengths["fixed"]
-    assert lengths["arms"]["standalone"] == {"chosen": {"1": 0, "2": 2}, "at_cap": 2, "waiting": 0, "comparisons": 2}
+    assert lengths["arms"]["standalone"] == {
+        "chosen": {"1": 0, "2": 2},
+        "at_cap": 2,
+        "at_cap_by_experiment": {"headline": [1, 1], "exp1-rest": [1, 1]},
+        "unfinished": 0,
+        "comparisons": 2,
+        "n_val_min": 60,
+    }
     assert lengths["arms"]["finetuned"]["chosen"] == {"1": 2, "2": 0}
+    head = [c for c in lengths["comparisons"] if c["experiments"] == ["headline"]]
+    assert {(c["arm"], c["protocol"], c["seed"], c["val_labels_scored"]) for c in head} == {
+        ("finetuned", "seed18", 0, 3),
+        ("standalone", "seed18", 0, 3),
+    }
     for c in lengths["comparisons"]:
         better = c["val_macro_auc"][1] > c["val_macro_auc"][0]
         assert c["chosen"] == (2.0 if better else 1.0) and c["at_cap"] == better
@@ -222,12 +235,17 @@ def test_results_take_each_arms_length_by_validation_never_by_test(study):
 def test_the_report_says_what_was_chosen_and_that_the_longest_won(study):
     out, _ = study
     res = collect_results(out)
-    warn = length_warning(res)
-    assert "from random weights did best at its longest training length in 2 of 2" in warn
-    assert "fine-tuned did best" not in warn
+    warn = length_warning(res, "seed18")
+    assert "the arm from random weights did best at its longest training length in 1 of 1 runs" in warn
+    assert "fine-tuned arm did best" not in warn and "validation records" not in warn  # 60 of them
+    assert length_warning(res, "cinc2020") == ""  # no headline of that protocol in this study
     assert all(warn in c["warn"] for c in headline_cards(res))
-    items = dict(method_items(res))
-    assert "1×, 2×" in items["training length"] and "standalone: 1× 0, 2× 2" in items["training length"]
+    text = dict(method_items(res))["training length"]
+    assert (
+        "1×, 2×" in text
+        and "the arm from random weights: 1× 0, 2× 2 (the longest 2 times: headline 1 of 1, exp1-rest 1 of 1" in text
+    )
+    assert "not the choice's own" in text
 
 
 def test_the_gallery_explains_the_run_the_results_chose(study):
@@ -236,7 +254,7 @@ def test_the_gallery_explains_the_run_the_results_chose(study):
     assert key is not None and f"runs/{key.name}" == _keys(runs, "finetuned", "headline", 1.0)[0]
     plan = json.loads((out / "plan.json").read_text())["runs"]
     longer = _keys(runs, "finetuned", "headline", 2.0)[0].removeprefix("runs/")
-    assert gallery_run(plan, "seed18", 0, val_score=lambda k: 1.0 if k == longer else 0.5) == longer
+    assert gallery_run(plan, "seed18", 0, lambda k: True, lambda k: 1.0 if k == longer else 0.5) == longer
 
 
 def test_a_choice_waits_for_every_length(study, tmp_path):
@@ -249,12 +267,29 @@ def test_a_choice_waits_for_every_length(study, tmp_path):
     RunStore(copy).run_dir(unfinished.key).joinpath("state.json").unlink()
     res = collect_results(copy)
     waiting = res["lengths"]["arms"]["standalone"]
-    assert waiting["waiting"] == 1 and waiting["chosen"]["2"] + waiting["chosen"]["1"] == 1
+    assert waiting["unfinished"] == 1 and waiting["chosen"]["2"] + waiting["chosen"]["1"] == 1
     name = unfinished.uses[0]["experiment"]
     if name == "headline":
         assert res["headline"][0]["standalone"]["value"] is None
     else:
         assert next(r for r in res["exp1"]["rest"] if r["arm"] == "standalone")["n"] == 0
+
+
+def test_a_choice_on_few_validation_records_says_so():
+    res = {
+        "lengths": {
+            "fixed": False,
+            "comparisons": [
+                {"experiments": ["headline"], "arm": "standalone", "protocol": "p", "chosen": 1.0, "n_val": 7}
+            ],
+        }
+    }
+    assert "lengths chosen on 7 validation records" in length_warning(res, "p")
+
+
+def test_validation_runs_as_often_per_schedule():
+    config = {"model": "fcn_wang", "epochs": 9, "validate_every": 3, "finetune": {"policy": "none"}}
+    assert scale_length(config, 3)["validate_every"] == 9 and scale_length(config, 0.5)["validate_every"] == 2
 
 
 def test_one_fixed_length_is_said_beside_the_difference(tmp_path):
@@ -263,7 +298,22 @@ def test_one_fixed_length_is_said_beside_the_difference(tmp_path):
     StudyRunner(spec, out, execute=fake_execute, echo=lambda m: None, progress=False).run()
     res = collect_results(out)
     assert res["lengths"]["fixed"] and res["lengths"]["comparisons"] == []
-    assert "one training length for both arms" in headline_cards(res)[0]["warn"]
+    assert "each arm at one fixed training length" in headline_cards(res)[0]["warn"]
     assert "head start" in (length_text(res) or "")
     del res["lengths"]  # results written before lengths were chosen: nothing claimed either way
     assert length_warning(res) == "" and length_text(res) is None
+
+
+def test_a_study_planned_before_lengths_says_its_plan_grows(tmp_path):
+    spec = _spec(tmp_path, [1, 2])
+    out = tmp_path / "study"
+    out.mkdir()
+    old = spec.data
+    del old["study"]["lengths"]
+    (out / "study.json").write_text(json.dumps({"resolved": old}))
+    said: list[str] = []
+    StudyRunner(spec, out, execute=fake_execute, echo=said.append, progress=False).run()
+    assert any("planned with one training length per arm" in m and "1x, 2x" in m for m in said)
+    said.clear()
+    StudyRunner(spec, out, execute=fake_execute, echo=said.append, progress=False).run()  # now it has them
+    assert not any("one training length per arm" in m for m in said)

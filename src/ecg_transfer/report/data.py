@@ -260,50 +260,68 @@ def small_test_text(n: int | None, short: bool = False) -> str:
     return text if short else text + ": this number can move a lot"
 
 
-def _lengths(results: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _length_section(results: Mapping[str, Any]) -> Mapping[str, Any] | None:
     value = results.get("lengths")
     return value if isinstance(value, Mapping) else None
 
 
-def length_warning(results: Mapping[str, Any]) -> str:
-    """Beside every fine-tuned - standalone difference: one fixed training length for both arms,
-    or an arm whose longest length won (it may still have been learning). Empty otherwise, and for
-    results written before lengths were chosen (nothing recorded either way)."""
-    lengths = _lengths(results)
+def _arm_name(arm: str) -> str:
+    return "the fine-tuned arm" if arm == "finetuned" else "the arm from random weights"
+
+
+def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> str:
+    """Beside a headline difference: each arm at one fixed length; an arm that did best at its
+    longest length in the headline's choices of ``protocol`` (it may still have been learning:
+    from random weights, the difference may overstate pre-training's gain; fine-tuned, understate
+    it); lengths chosen on a small validation set. Empty otherwise, and for results written before
+    lengths were chosen (nothing recorded either way)."""
+    lengths = _length_section(results)
     if lengths is None:
         return ""
     if lengths.get("fixed"):
-        return "⚠ one training length for both arms: the difference may be pre-training's head start"
+        return "⚠ each arm at one fixed training length: the difference may be pre-training's head start"
+    mine = [
+        c
+        for c in rows(lengths.get("comparisons"))
+        if "headline" in (c.get("experiments") or []) and (protocol is None or c.get("protocol") == protocol)
+    ]
     parts = []
     for arm, effect in (("standalone", "overstate"), ("finetuned", "understate")):
-        a = (lengths.get("arms") or {}).get(arm) or {}
-        chosen = sum(int(v) for v in (a.get("chosen") or {}).values())
-        if a.get("at_cap"):
-            who = "from random weights" if arm == "standalone" else "fine-tuned"
+        won = [c for c in mine if c.get("arm") == arm and c.get("chosen") is not None]
+        capped = sum(1 for c in won if c.get("at_cap"))
+        if capped:
             parts.append(
-                f"⚠ the arm {who} did best at its longest training length in {a['at_cap']} of {chosen} "
-                f"comparisons: it may still have been learning, so the differences may {effect} pre-training's gain"
+                f"⚠ {_arm_name(arm)} did best at its longest training length in {capped} of {len(won)} "
+                f"runs: it may still have been learning, so the difference may {effect} pre-training's gain"
             )
+    n_val = [int(c["n_val"]) for c in mine if c.get("n_val") is not None]
+    if n_val and min(n_val) < SMALL_TEST:
+        parts.append(f"⚠ lengths chosen on {min(n_val)} validation records: the choice is close to chance")
     return "; ".join(parts)
 
 
 def length_text(results: Mapping[str, Any]) -> str | None:
     """How each arm's training length was chosen and what was chosen (``results["lengths"]``)."""
-    lengths = _lengths(results)
+    lengths = _length_section(results)
     if lengths is None:
         return None
     if lengths.get("fixed"):
-        return str(lengths.get("note") or "one fixed training length for both arms")
+        return str(lengths.get("note") or "each arm at one fixed training length")
     factors = ", ".join(f"{float(f):g}×" for f in lengths.get("factors") or [])
     arms = []
     for arm, a in (lengths.get("arms") or {}).items():
+        if not a.get("comparisons"):
+            continue
         won = ", ".join(f"{f}× {n}" for f, n in (a.get("chosen") or {}).items())
-        waiting = f", {a['waiting']} waiting for runs" if a.get("waiting") else ""
-        arms.append(f"{'fine-tuned' if arm == 'finetuned' else 'standalone'}: {won}{waiting}")
-    chosen = f"; chosen per comparison -- {'; '.join(arms)}" if arms else ""
-    return (
-        f"{lengths.get('rule', 'each arm at several lengths, the best on validation kept')} (lengths {factors}){chosen}"
-    )
+        where = ", ".join(f"{x} {k} of {n}" for x, (k, n) in (a.get("at_cap_by_experiment") or {}).items() if k)
+        extra = [f"the longest {a['at_cap']} times: {where}" if a.get("at_cap") else ""]
+        extra.append(f"{a['unfinished']} unfinished (a length waiting or failed)" if a.get("unfinished") else "")
+        extra.append(f"at least {a['n_val_min']} validation records" if a.get("n_val_min") is not None else "")
+        detail = "; ".join(e for e in extra if e)
+        arms.append(f"{_arm_name(arm)}: {won}{f' ({detail})' if detail else ''}")
+    chosen = f". Chosen: {'; '.join(arms)}" if arms else ""
+    rule = lengths.get("rule", "each arm at several lengths, the best on validation kept")
+    return f"lengths {factors}: {rule}{chosen}"
 
 
 #: Calibration states in report order: before, then the calibrators from the simplest.

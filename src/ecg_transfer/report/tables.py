@@ -222,7 +222,9 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "verdict": verdict,
                 "tone": tone,
                 "missing": m,
-                "warn": "; ".join(w for w in (small_test_text(scope.n_test), length_warning(results)) if w),
+                "warn": "; ".join(
+                    w for w in (small_test_text(scope.n_test), length_warning(results, row.get("protocol"))) if w
+                ),
             }
         )
     return out

@@ -59,7 +59,7 @@ def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return values
 
 
-def _lengths(values: tuple[float, ...]) -> tuple[float, ...]:
+def _increasing(values: tuple[float, ...]) -> tuple[float, ...]:
     """Distinct factors, kept in increasing order (the last is the longest: "at the cap")."""
     return tuple(sorted(_distinct(values)))
 
@@ -97,7 +97,7 @@ class StudySection(Settings):
     """Before training, audit source and target for duplicate signals: warn with the count of target records that copy a pre-training record, refuse to start (strict), or skip the audit (off)."""
     machinery_check: bool = False
     """This profile checks the machinery and answers nothing: the report says so in its header."""
-    lengths: Annotated[ListedTuple[PositiveFloat], AfterValidator(_lengths)] = (1.0, 2.0, 4.0)
+    lengths: Annotated[ListedTuple[PositiveFloat], AfterValidator(_increasing)] = (1.0, 2.0, 4.0)
     """Training lengths of every target run, as multiples of its arm's epochs ([standalone] epochs, each [finetune] stage's epochs): each comparison takes, per arm, the length with the best validation macro AUC (a tie keeps the shorter; the test folds never choose). [1] is one fixed length for both arms, the original's protocol, which credits pre-training with its head start (the arm from random weights is often still learning)."""
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .lengths import LENGTH_KEY, choose, run_val_macro_auc
+from .lengths import LENGTH_KEY, choose, run_val_macro_auc, slot
 from .store import RunStore
 
 GALLERY_DIR = "explain"
@@ -96,25 +96,24 @@ def gallery_run(
     plan_runs: list[dict[str, Any]],
     protocol: str,
     seed: int,
-    done: Callable[[str], bool] = lambda key: True,
-    val_score: Callable[[str], float | None] = lambda key: None,
+    done: Callable[[str], bool],
+    val_score: Callable[[str], float | None],
 ) -> str | None:
     """The key of the headline's fine-tuned run of ``protocol`` and ``seed`` in ``plan.json``'s
-    runs: of several training lengths, the one the results take (chosen on validation,
-    :func:`.lengths.choose`; ``done`` and ``val_score`` say which runs finished and their
-    validation AUC)."""
+    runs: of its training lengths, the one the results take (:func:`.lengths.choose` over the
+    comparison's candidates, :func:`.lengths.slot`; ``done`` and ``val_score`` say which runs
+    finished and their validation AUC)."""
     want = ("headline", "finetuned", protocol, seed)
     candidates = [
-        (str(r["key"]), float(u.get(LENGTH_KEY, 1)))
+        (slot(str(r["key"]), u), str(r["key"]), float(u.get(LENGTH_KEY, 1)))
         for r in plan_runs
         for u in r["uses"]
         if (u.get("experiment"), u.get("arm"), u.get("protocol"), u.get("seed")) == want
     ]
     if not candidates:
         return None
-    if len(candidates) == 1:
-        return candidates[0][0]
-    return choose(candidates, done, val_score).key
+    first = [(key, length) for name, key, length in candidates if name == candidates[0][0]]
+    return choose(first, done, val_score).key
 
 
 def _headline_run(study_dir: Path) -> tuple[str, int, Path | None]:

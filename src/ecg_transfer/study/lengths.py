@@ -19,13 +19,14 @@ a candidate of, and :func:`choose` picks a slot's run (results, the gallery).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import EcgTransferError
-from ..settings.run import RunConfig, preset_stages
+from ..settings.run import RunConfig
 
 if TYPE_CHECKING:
     from ..evaluation.runs import RunPredictions
@@ -37,26 +38,29 @@ _NOT_SLOT = (LENGTH_KEY, "name")
 
 
 def _scaled(epochs: int, factor: float) -> int:
-    return max(1, int(round(epochs * factor)))
+    """``epochs * factor`` to the nearest whole epoch (halves up), at least one."""
+    return max(1, math.floor(epochs * factor + 0.5))
 
 
 def scale_length(config: dict[str, Any], factor: float) -> dict[str, Any]:
     """``config`` (a target run's RunConfig dict) trained ``factor`` times as long: the top-level
     epochs of a run from random weights; each stage's epochs of a staged transfer policy (its
     preset made explicit, the learning rates unchanged); ``finetune.epochs`` of all / linear-probe
-    (the top-level epochs when they have none).
-    Factor 1 returns the config unchanged (the run keeps its key)."""
+    (the top-level epochs when they have none). Validation runs as often per schedule
+    (``validate_every`` scaled too: the laptop profile's "at the end of each stage" stays that; it
+    is not part of a run's key). Factor 1 returns the config unchanged (the run keeps its key)."""
     if factor == 1:
         return config
     rc = RunConfig.from_dict(config)
     ft, out = rc.finetune, dict(config)
     assert rc.epochs is not None, "a validated RunConfig has its epochs resolved"
+    out["validate_every"] = _scaled(rc.validate_every, factor)
     if ft.policy == "none":
         out["epochs"] = _scaled(rc.epochs, factor)
         return out
     table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
     if ft.staged:
-        stages = preset_stages(ft, rc.epochs, rc.schedule.max_lr)
+        stages = rc.stages()
         for key in ("lr", "epochs", "head_epochs", "all_epochs"):
             table.pop(key, None)
         table["stages"] = [{**s.to_dict(), "epochs": _scaled(s.epochs, factor)} for s in stages]
@@ -104,23 +108,22 @@ class Choice:
 
     @property
     def at_cap(self) -> bool:
-        """The longest length was best: the arm may still have been learning."""
-        return len(self.keys) > 1 and self.chosen == self.keys[-1]
+        """The longest length was best against every shorter one: the arm may still have been
+        learning (not claimed when a shorter length had no validation score to compare)."""
+        return len(self.keys) > 1 and self.chosen == self.keys[-1] and None not in self.scores
 
 
 def val_macro_auc(run: "RunPredictions | None") -> float | None:
     """A run's validation macro AUC (mean over the labels scorable there) from its saved
     validation predictions; None without them or with no label scorable."""
-    import numpy as np  # the planner imports this module: evaluation's imports wait until scored
-
-    from ..evaluation import metrics as M
+    from ..evaluation import metrics as M  # the planner imports this module: not before scoring
 
     if run is None or run.val is None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        aucs = M.roc_auc(run.val.y_true, run.val.probs)[0]
-    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else None
+        mean, n_scored = M.nanmean_rows(M.roc_auc(run.val.y_true, run.val.probs))
+    return float(mean[0]) if n_scored[0] else None
 
 
 def run_val_macro_auc(run_dir: Path) -> float | None:

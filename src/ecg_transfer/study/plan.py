@@ -34,7 +34,7 @@ from ..settings.names import RESUMABLE_KEYS
 from ..settings.base import non_default
 from ..settings.run import RunConfig
 from ..settings.study import PROTOCOL_RUN_KEYS
-from .lengths import LENGTH_KEY, scale_length
+from .lengths import LENGTH_KEY, scale_length, slot
 from .spec import StudySpec
 
 # RunConfig keys that never change a run's result (device, threads, speed settings): left out of
@@ -463,11 +463,25 @@ def check_data_roots(runs: list[RunDef]) -> list[tuple[str, str]]:
 
 
 def select_shard(runs: list[RunDef], shard: tuple[int, int]) -> list[RunDef]:
-    """Runs of shard ``i`` of ``n`` (1-based): every n-th run of the plan, so each shard gets a
-    share of the pre-training runs and of the rest. Dependencies are not part of the selection: a
-    shard that needs a missing pre-training run trains it (or waits for the shard that holds it)."""
+    """Runs of shard ``i`` of ``n`` (1-based): every n-th pre-training run, and every n-th
+    comparison with all of its training lengths (:mod:`.lengths`), so that each shard gets a share
+    of the pre-training runs and of every length -- the plan lists a comparison's lengths one after
+    another, and every n-th *run* would give one shard all the 1x runs and another all the 4x ones
+    -- and a comparison is chosen as soon as its shard is done. Dependencies are not part of the
+    selection: a shard that needs a missing pre-training run trains it (or waits for the shard that
+    holds it)."""
     i, n = shard
-    return [r for j, r in enumerate(runs) if j % n == i - 1]
+    comparisons: dict[str, int] = {}
+    mine, n_pretrain = [], 0
+    for r in runs:
+        if r.kind == "pretrain":
+            index, n_pretrain = n_pretrain, n_pretrain + 1
+        else:
+            first = slot(r.key, r.uses[0]) if r.uses else r.key
+            index = comparisons.setdefault(first, len(comparisons))
+        if index % n == i - 1:
+            mine.append(r)
+    return mine
 
 
 __all__ = [

@@ -59,7 +59,7 @@ from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs,
 from ..predictions import load_predictions
 from ..runfiles import few_training_labels, read_label_counts
 from .lengths import LENGTH_KEY, Choice, choose, slot, val_macro_auc
-from .plan import RunDef
+from .plan import ARMS, RunDef
 from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 from .store import RunStore
 
@@ -115,7 +115,7 @@ class _Ctx:
         #: each comparison's candidate runs, one per training length (``study.lengths``)
         self._slots: dict[str, list[tuple[RunDef, dict[str, Any]]]] = {}
         for r in self.runs:
-            for u in r.uses:  # a run asked for twice (a shared pre-training) is one candidate
+            for u in r.uses:  # a run twice in one comparison (two lengths rounding alike): one candidate
                 pairs = self._slots.setdefault(slot(r.key, u), [])
                 if all(r.key != other.key for other, _ in pairs):
                     pairs.append((r, u))
@@ -736,51 +736,74 @@ def _exp4(ctx: _Ctx, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
 LENGTH_RULE = (
     "every target run trained at each length (a multiple of its arm's epochs); each comparison takes, "
     "per arm, the length with the best validation macro AUC (the target's validation folds, never "
-    "the test; a tie keeps the shorter)"
+    "the test; a tie keeps the shorter). The intervals hold the test records' variation given the "
+    "chosen lengths, not the choice's own"
 )
 FIXED_LENGTH_NOTE = (
-    "one fixed training length for both arms (study.lengths = [1]): an arm from random weights is "
-    "often still learning when a pre-trained one has converged, so a difference measured at one "
-    "length can be pre-training's head start rather than a better end point"
+    "each arm trained one fixed length (study.lengths has one value), not chosen on validation: an "
+    "arm from random weights is often still learning when a pre-trained one has converged, so a "
+    "difference measured at one length can be pre-training's head start rather than a better end point"
 )
+#: Use fields a length choice records (what it compared), besides its arm.
+_CHOICE_FIELDS = ("protocol", "share", "repeat", "seed", "fs", "input", "strategy", "model")
 
 
-def _lengths(ctx: _Ctx, factors: Sequence[float]) -> dict[str, Any]:
-    """How each arm's training length was chosen: per arm, how often each length won, how often
-    the longest won (the arm may still have been learning) and how many choices wait for runs;
-    every choice with its candidates' validation AUCs. A run set shared by several experiments
-    (the headline's and experiment 3's base rate) is one choice."""
+def _choice_entry(ctx: _Ctx, uses: Sequence[dict[str, Any]], c: Choice) -> dict[str, Any]:
+    """One length choice: the comparisons it serves (experiments sharing its runs), each
+    candidate's validation AUC, what won and on how many validation records and labels."""
+    first = uses[0]
+    chosen = ctx.preds(c.chosen) if c.chosen else None
+    val = chosen.val if chosen is not None else None
+    return {
+        "name": first["name"],
+        "experiments": sorted({str(u.get("experiment")) for u in uses}),
+        "arm": first["arm"],
+        **{k: first[k] for k in _CHOICE_FIELDS if k in first},
+        "lengths": list(c.lengths),
+        "val_macro_auc": [_num(v) for v in c.scores],
+        "chosen": c.chosen_length,
+        "at_cap": c.at_cap,
+        "n_val": None if val is None else int(val.y_true.shape[0]),
+        "val_labels_scored": None if val is None else int(M.labels_scored(val.y_true)["auc"]),
+        "runs": [ctx.rel(k) for k in c.keys],
+    }
+
+
+def _arm_summary(entries: Sequence[dict[str, Any]], factors: Sequence[float]) -> dict[str, Any]:
+    """Per arm: how often each length won, how often the longest did, how many choices are
+    unfinished (a candidate waiting or failed), the fewest validation records a choice had."""
+    won = [e for e in entries if e["chosen"] is not None]
+    chosen = {f"{f:g}": sum(1 for e in won if e["chosen"] == f) for f in factors}
+    n_val = [e["n_val"] for e in won if e["n_val"] is not None]
+    by_experiment: dict[str, list[int]] = {}  # experiment: [longest won, chosen]
+    for e in won:
+        for x in e["experiments"]:
+            counts = by_experiment.setdefault(x, [0, 0])
+            counts[0] += int(e["at_cap"])
+            counts[1] += 1
+    return {
+        "chosen": chosen,
+        "at_cap": sum(1 for e in won if e["at_cap"]),
+        "at_cap_by_experiment": by_experiment,
+        "unfinished": len(entries) - len(won),
+        "comparisons": len(entries),
+        "n_val_min": min(n_val) if n_val else None,
+    }
+
+
+def _length_choices(ctx: _Ctx, factors: Sequence[float]) -> dict[str, Any]:
+    """How each arm's training length was chosen (see :mod:`.lengths`): per arm a summary, and
+    every choice with its candidates' validation AUCs. Runs shared by several experiments (the
+    headline's and experiment 3's base rate) are one choice, listing every experiment."""
     out: dict[str, Any] = {"factors": [float(f) for f in factors], "fixed": len(factors) < 2}
     if out["fixed"]:
         return {**out, "note": FIXED_LENGTH_NOTE, "arms": {}, "comparisons": []}
-    arms: dict[str, dict[str, Any]] = {}
-    comparisons, seen = [], set()
+    by_runs: dict[tuple[str, ...], tuple[list[dict[str, Any]], Choice]] = {}
     for use, c in ctx.length_choices():
-        if c.keys in seen:
-            continue
-        seen.add(c.keys)
-        arm = arms.setdefault(
-            use["arm"], {"chosen": {f"{f:g}": 0 for f in factors}, "at_cap": 0, "waiting": 0, "comparisons": 0}
-        )
-        arm["comparisons"] += 1
-        if c.chosen_length is None:
-            arm["waiting"] += 1
-        else:
-            arm["chosen"][f"{c.chosen_length:g}"] = arm["chosen"].get(f"{c.chosen_length:g}", 0) + 1
-            arm["at_cap"] += int(c.at_cap)
-        comparisons.append(
-            {
-                "name": use["name"],
-                "experiment": use.get("experiment"),
-                "arm": use["arm"],
-                "lengths": list(c.lengths),
-                "val_macro_auc": [_num(v) for v in c.scores],
-                "chosen": c.chosen_length,
-                "at_cap": c.at_cap,
-                "runs": [ctx.rel(k) for k in c.keys],
-            }
-        )
-    return {**out, "rule": LENGTH_RULE, "arms": arms, "comparisons": comparisons}
+        by_runs.setdefault(c.keys, ([], c))[0].append(use)
+    entries = [_choice_entry(ctx, uses, c) for uses, c in by_runs.values()]
+    arms = {arm: _arm_summary([e for e in entries if e["arm"] == arm], factors) for arm in ARMS}
+    return {**out, "rule": LENGTH_RULE, "arms": arms, "comparisons": entries}
 
 
 def _status(ctx: _Ctx) -> dict[str, Any]:
@@ -922,7 +945,7 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
         "exp6": _exp6(ctx, ex, primary, spec["study"]["model"]),
     }
     sections["gallery"] = _gallery(study_dir)
-    sections["lengths"] = _lengths(ctx, spec["study"].get("lengths", [1.0]))
+    sections["lengths"] = _length_choices(ctx, spec["study"].get("lengths", [1.0]))
     return {
         "format": FORMAT,
         "study": _study_section(study, spec, pre, seconds, sections["exp3"]),

@@ -23,6 +23,7 @@ its failure is recorded in the room ``state.json`` reserved when the attempt sta
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -123,8 +124,25 @@ class StudyRunner:
         self.summary = StudyRunSummary(self.study_dir, len(self.runs), 0)
         self._gallery_note_shown = False  # "no explained records (no captum)": said once, not per results write
 
+    def _note_grown_plan(self) -> None:
+        """Say so when a study planned before training lengths were chosen (its study.json has no
+        ``lengths``) is run again and its plan grows: the finished runs are kept, the other lengths
+        are new work."""
+        try:
+            before = json.loads((self.study_dir / "study.json").read_text(encoding="utf-8"))["resolved"]["study"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        lengths = self.spec.data["study"]["lengths"]
+        if "lengths" not in before and len(lengths) > 1:
+            self.echo(
+                f"note: {self.study_dir} was planned with one training length per arm; each target run now "
+                f"trains at {', '.join(f'{f:g}x' for f in lengths)} its epochs, the best on validation kept "
+                "(finished runs are kept; [study] lengths = [1] keeps the old plan)"
+            )
+
     def run(self) -> StudyRunSummary:
         t0 = time.perf_counter()
+        self._note_grown_plan()
         try:
             write_study_files(self.spec, self.study_dir, self.runs)
         except OSError as exc:
