@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -55,3 +56,26 @@ def ptbxl_root() -> Path:
 @pytest.fixture()
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+#: A valid 1x1 PNG: what a report figure becomes under ``undrawn_figures``.
+PLACEHOLDER_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+
+
+@pytest.fixture()
+def undrawn_figures(monkeypatch):
+    """The report's figures built (every plotting call runs) but not drawn to PNG, a placeholder
+    in their place: for tests that read the report's text, where drawing 11 figures twice (a tight
+    bounding box, then the pixels) is most of a report's 12 s. The report's own figure tests and
+    the full-report fixture draw every figure for real."""
+    import matplotlib.pyplot as plt
+
+    from ecg_transfer.report import figures as F
+
+    def placeholder(fig) -> bytes:
+        plt.close(fig)
+        return PLACEHOLDER_PNG
+
+    monkeypatch.setattr(F, "_png", placeholder)

@@ -508,6 +508,7 @@ def test_html_is_self_contained(full):
     assert "<style>" in html
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_missing_sections_say_not_run(tmp_path):
     d = _write(tmp_path, _minimal())
     paths = write_report(d)
@@ -522,6 +523,7 @@ def test_missing_sections_say_not_run(tmp_path):
     assert write_report(d)["html"].read_text() == paths["html"].read_text()  # rewritten in place, same page
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_disabled_experiment_and_nulls_pending(tmp_path):
     res = make_results()
     res["exp3"] = None  # experiment disabled
@@ -551,6 +553,7 @@ def test_disabled_experiment_and_nulls_pending(tmp_path):
     assert f"{res['headline'][0]['difference']['value']:+.3f}" in html
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_all_done_with_failures_says_failed(tmp_path):
     res = make_results()
     res["status"].update(total=137, done=136, failed=1, running=0, left=0)
@@ -724,6 +727,7 @@ def _small_study() -> dict:
     return res
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_small_test_sets_and_labels_scored_are_shown_beside_every_macro_value(tmp_path):
     paths = write_report(_write(tmp_path, _small_study()))
     html, md = paths["html"].read_text(), paths["markdown"].read_text()
@@ -744,6 +748,7 @@ def test_small_test_sets_and_labels_scored_are_shown_beside_every_macro_value(tm
     assert "3 of 18 labels scored" in md and "only 3 test records" in md and "2–4 of 18 labels scored" in md
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_labels_learnt_from_few_training_records_are_said_beside_the_value(tmp_path):
     """A small target share leaves rare labels a handful of training positives: the scope of each
     value it enters says how many (from the runs' label_counts.json), and nothing where none did."""
@@ -769,6 +774,7 @@ def _cells_of(html: str, sid: str) -> list[str]:
     return re.findall(r'<td class="([^"]*)">([^<]*)', _section_html(html, sid))
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_winner_is_highlighted_only_when_its_paired_ci_excludes_zero(tmp_path):
     res = make_results()
     h0, h1 = res["headline"]
@@ -796,6 +802,7 @@ def test_winner_is_highlighted_only_when_its_paired_ci_excludes_zero(tmp_path):
             assert "better" not in row, p["label"]
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_difference_without_a_paired_ci_highlights_nothing(tmp_path):
     """Results written before paired differences existed: point values only, no winner named."""
     res = make_results()
@@ -810,6 +817,7 @@ def test_difference_without_a_paired_ci_highlights_nothing(tmp_path):
         assert 'class="num better"' not in _section_html(html, sid), sid
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_challenge_metric_is_shown_or_says_why_not(tmp_path):
     res = make_results()
     res["headline"][0]["metrics"]["finetuned"].pop("challenge")
@@ -827,6 +835,7 @@ def test_challenge_metric_is_shown_or_says_why_not(tmp_path):
     assert "not computed: no label of this run is among" in other
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_original_numbers_stand_only_beside_their_protocol(tmp_path):
     res = make_results()
     paths = write_report(_write(tmp_path, res))
@@ -847,6 +856,7 @@ def test_original_numbers_stand_only_beside_their_protocol(tmp_path):
     assert "original 0.490" not in e3 and "original 0.930" in e3  # PTB-XL pre-training numbers stay
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_machinery_check_says_so_in_the_header(tmp_path):
     res = make_results()
     res["study"].update(profile="smoke")
@@ -865,6 +875,7 @@ def test_machinery_check_says_so_in_the_header(tmp_path):
     res["study"].update(profile=None, machinery_check=False)
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_method_note_p_value_ties_and_sampling_rate_records(tmp_path):
     res = make_results()
     res["headline"][0]["difference"].update(value=0.02, ci=[0.0, 0.05], p=0.959, ties_at_zero=0.48)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import html as html_lib
 
+import pytest
 from matplotlib.text import Text
 import test_report
 from test_report import _text, _write, make_results
@@ -46,6 +47,7 @@ def _texts(fig) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_the_page_and_the_markdown_name_the_target_as_the_spec_does(tmp_path):
     paths = write_report(_write(tmp_path, _leipzig()))
     text = html_lib.unescape(_text(paths["html"].read_text()))
@@ -197,6 +199,7 @@ def test_the_original_study_s_numbers_stand_beside_g12ec_only(tmp_path, kept_fig
     assert sum("the original study" in c for c in captions) >= 4
 
 
+@pytest.mark.usefixtures("undrawn_figures")
 def test_the_page_shows_the_original_protocol_s_errors_beside_g12ec_only(tmp_path):
     own = write_report(_write(tmp_path, _leipzig(), "own"))
     text = html_lib.unescape(_text(own["html"].read_text()))

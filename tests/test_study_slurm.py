@@ -97,6 +97,10 @@ class FakeCluster:
         cluster = self
 
         class Executor(submitit.SlurmExecutor):
+            @classmethod
+            def affinity(cls) -> int:  # submitit >= 1.5.4 refuses a machine without srun: this one is the cluster
+                return 2
+
             def _make_submission_command(self, submission_file_path):
                 cluster.next_id += 1
                 cluster.states[str(cluster.next_id)] = "PENDING"
