@@ -14,8 +14,8 @@ import pytest
 
 from ecg_transfer.errors import ConfigError
 from ecg_transfer.predictions import save_predictions
-from ecg_transfer.report.data import length_text, length_warning
-from ecg_transfer.report.tables import headline_cards, method_items
+from ecg_transfer.report.data import length_text, length_warning, longest_note
+from ecg_transfer.report.tables import exp1_table, exp6_table, headline_cards, method_items
 from ecg_transfer.settings.run import RunConfig, preset_stages
 from ecg_transfer.study.gallery import _headline_run, gallery_run
 from ecg_transfer.study.lengths import LENGTH_KEY, choose, scale_length
@@ -178,6 +178,7 @@ def _spec(root: Path, lengths: list[float]):
                 "sampling_rate": {"enabled": False},
                 "frequency": {"enabled": False},
                 "calibration": {"enabled": False},
+                "strategy": {"enabled": True, "strategies": ["none", "supervised:rhythm"], "shares": [50]},
             },
         }
     )
@@ -214,12 +215,12 @@ def test_results_take_each_arms_length_by_validation_never_by_test(study):
     assert lengths["arms"]["standalone"] == {
         "chosen": {"1": 0, "2": 2},
         "at_cap": 2,
-        "at_cap_by_experiment": {"headline": [1, 1], "exp1-rest": [1, 1]},
+        "at_cap_by_experiment": {"headline": [1, 1], "exp1-rest": [1, 1], "exp6": [1, 1]},
         "unfinished": 0,
         "comparisons": 2,
         "n_val_min": 60,
     }
-    assert lengths["arms"]["finetuned"]["chosen"] == {"1": 2, "2": 0}
+    assert lengths["arms"]["finetuned"]["chosen"] == {"1": 3, "2": 0}  # headline, exp1, exp6 (rhythm)
     head = [c for c in lengths["comparisons"] if c["experiments"] == ["headline"]]
     assert {(c["arm"], c["protocol"], c["seed"], c["val_labels_scored"]) for c in head} == {
         ("finetuned", "seed18", 0, 3),
@@ -243,9 +244,22 @@ def test_the_report_says_what_was_chosen_and_that_the_longest_won(study):
     text = dict(method_items(res))["training length"]
     assert (
         "1×, 2×" in text
-        and "the arm from random weights: 1× 0, 2× 2 (the longest 2 times: headline 1 of 1, exp1-rest 1 of 1" in text
+        and "the arm from random weights: 1× 0, 2× 2 (the longest 2 times: headline 1 of 1, exp1-rest 1 of 1, exp6 1 of 1"
+        in text
     )
     assert "not the choice's own" in text
+
+
+def test_each_experiment_row_says_where_the_longest_length_won(study):
+    out, _ = study
+    res = collect_results(out)
+    rest = next(r for r in exp1_table(res).rows if r[0].text == "the rest of the pool")
+    assert rest[1].warn == "⚠ longest length best: from random weights 1 of 1"
+    rows = {r[1].text: r for r in exp6_table(res).rows}
+    # "none" is experiment 1's standalone run at the same share: its choice carries exp6's strategy
+    assert rows["none (random weights)"][2].warn == "⚠ longest length best: from random weights 1 of 1"
+    assert rows["supervised (rhythm)"][2].warn == ""  # the fine-tuned arm won at 1x
+    assert longest_note(res, "exp6", 10.0, strategy="none") == ""  # no such share
 
 
 def test_the_gallery_explains_the_run_the_results_chose(study):

@@ -300,6 +300,29 @@ def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> s
     return "; ".join(parts)
 
 
+def longest_note(results: Mapping[str, Any], experiment: str, share: float | None, **match: Any) -> str:
+    """Beside one row of an experiment's table (``share``; ``match``: e.g. strategy, model): each arm
+    whose longest training length won some of the row's choices, "k of n" -- where the arm from
+    random weights may still have been learning. Empty when none did or nothing was recorded."""
+    lengths = _length_section(results)
+    if lengths is None or lengths.get("fixed"):
+        return ""
+    mine = [
+        c
+        for c in rows(lengths.get("comparisons"))
+        if experiment in (c.get("experiments") or [])
+        and share_key(c.get("share")) == share
+        and all(c.get(k) == v for k, v in match.items())
+    ]
+    parts = []
+    for arm, who in (("standalone", "from random weights"), ("finetuned", "fine-tuned")):
+        won = [c for c in mine if c.get("arm") == arm and c.get("chosen") is not None]
+        capped = sum(1 for c in won if c.get("at_cap"))
+        if capped:
+            parts.append(f"{who} {capped} of {len(won)}")
+    return f"⚠ longest length best: {', '.join(parts)}" if parts else ""
+
+
 def length_text(results: Mapping[str, Any]) -> str | None:
     """How each arm's training length was chosen and what was chosen (``results["lengths"]``)."""
     lengths = _length_section(results)

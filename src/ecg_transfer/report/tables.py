@@ -27,6 +27,7 @@ from .data import (
     labels_text,
     length_text,
     length_warning,
+    longest_note,
     method_order,
     missing_word,
     num,
@@ -357,6 +358,7 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
         + exp1_shares_text(results),
     )
     names = {"rest": "the rest of the pool", "fixed_test": "fixed test fold"}
+    exp = {"rest": "rest", "fixed_test": "fixed"}
     of = {"rest": "of the pool", "fixed_test": "of the training folds"}
     diffs = json_object(e1.get("difference"))
     for variant in ("rest", "fixed_test"):
@@ -369,7 +371,7 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
             t.rows.append(
                 [
                     Cell(names[variant], kind="label"),
-                    Cell(f"{s:g} %", of[variant], kind="num"),
+                    Cell(f"{s:g} %", of[variant], kind="num", warn=longest_note(results, f"exp1-{exp[variant]}", s)),
                     *_pair_cells(at.get("finetuned", {}), at.get("standalone", {}), d, miss, refs),
                 ]
             )
@@ -617,7 +619,11 @@ def exp6_table(results: Mapping[str, Any]) -> Table | None:
             [
                 Cell(str(r.get("model")) if several or not t.rows else "", kind="label"),
                 Cell(strategy_name(r.get("strategy")), kind="label"),
-                Cell(f"{s:g} %" if s is not None else str(r.get("share")), kind="num"),
+                Cell(
+                    f"{s:g} %" if s is not None else str(r.get("share")),
+                    kind="num",
+                    warn=longest_note(results, "exp6", s, strategy=r.get("strategy"), model=r.get("model")),
+                ),
                 *_exp6_pretrain_cells(r, m),
                 value_cell(interval(r), m),
                 diff,

@@ -754,11 +754,14 @@ def _choice_entry(ctx: _Ctx, uses: Sequence[dict[str, Any]], c: Choice) -> dict[
     first = uses[0]
     chosen = ctx.preds(c.chosen) if c.chosen else None
     val = chosen.val if chosen is not None else None
+    # the uses are one comparison (same split, seed, arm): a field any of them names is theirs
+    # (experiment 6's strategy and backbone, on the runs it shares with experiment 1)
+    fields = {k: u[k] for u in reversed(uses) for k in _CHOICE_FIELDS if k in u}
     return {
         "name": first["name"],
         "experiments": sorted({str(u.get("experiment")) for u in uses}),
         "arm": first["arm"],
-        **{k: first[k] for k in _CHOICE_FIELDS if k in first},
+        **fields,
         "lengths": list(c.lengths),
         "val_macro_auc": [_num(v) for v in c.scores],
         "chosen": c.chosen_length,
