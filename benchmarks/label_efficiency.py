@@ -73,6 +73,7 @@ from ecg_transfer.evaluation.runs import align_runs, load_run
 from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
+from ecg_transfer.study.lengths import choose
 from ecg_transfer.training.run import changed_settings, missing_outputs, same_place
 
 REPO = Path(__file__).resolve().parents[1]
@@ -439,8 +440,8 @@ def chosen_length(
         return next(iter(runs.values())), {"chosen": args.epoch_grid[0]}
     val = {e: _val_auc(d) for e, d in runs.items()}
 
-    def best() -> int:
-        return max(val, key=lambda e: val[e]["value"])  # a tie: the shorter (the grid is sorted)
+    def best() -> int:  # the study's rule (ecg_transfer.study.lengths.choose): a tie keeps the shorter
+        return int(choose([(str(e), e) for e in val], lambda k: True, lambda k: val[int(k)]["value"]).key)
 
     while best() == max(val) and 2 * max(val) <= args.max_epochs:
         longer = 2 * max(val)

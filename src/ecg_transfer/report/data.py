@@ -269,6 +269,12 @@ def _arm_name(arm: str) -> str:
     return "the fine-tuned arm" if arm == "finetuned" else "the arm from random weights"
 
 
+def _longest_won(choices: list[dict], arm: str) -> tuple[int, int]:
+    """(choices of ``arm`` its longest length won, its finished choices) among ``choices``."""
+    won = [c for c in choices if c.get("arm") == arm and c.get("chosen") is not None]
+    return sum(1 for c in won if c.get("at_cap")), len(won)
+
+
 def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> str:
     """Beside a headline difference: each arm at one fixed length; an arm that did best at its
     longest length in the headline's choices of ``protocol`` (it may still have been learning:
@@ -287,11 +293,10 @@ def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> s
     ]
     parts = []
     for arm, effect in (("standalone", "overstate"), ("finetuned", "understate")):
-        won = [c for c in mine if c.get("arm") == arm and c.get("chosen") is not None]
-        capped = sum(1 for c in won if c.get("at_cap"))
+        capped, won = _longest_won(mine, arm)
         if capped:
             parts.append(
-                f"⚠ {_arm_name(arm)} did best at its longest training length in {capped} of {len(won)} "
+                f"⚠ {_arm_name(arm)} did best at its longest training length in {capped} of {won} "
                 f"runs: it may still have been learning, so the difference may {effect} pre-training's gain"
             )
     n_val = [int(c["n_val"]) for c in mine if c.get("n_val") is not None]
@@ -316,10 +321,9 @@ def longest_note(results: Mapping[str, Any], experiment: str, share: float | Non
     ]
     parts = []
     for arm, who in (("standalone", "from random weights"), ("finetuned", "fine-tuned")):
-        won = [c for c in mine if c.get("arm") == arm and c.get("chosen") is not None]
-        capped = sum(1 for c in won if c.get("at_cap"))
+        capped, won = _longest_won(mine, arm)
         if capped:
-            parts.append(f"{who} {capped} of {len(won)}")
+            parts.append(f"{who} {capped} of {won}")
     return f"⚠ longest length best: {', '.join(parts)}" if parts else ""
 
 

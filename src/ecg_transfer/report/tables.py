@@ -358,7 +358,7 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
         + exp1_shares_text(results),
     )
     names = {"rest": "the rest of the pool", "fixed_test": "fixed test fold"}
-    exp = {"rest": "rest", "fixed_test": "fixed"}
+    experiment = {"rest": "exp1-rest", "fixed_test": "exp1-fixed"}  # results.json's use names
     of = {"rest": "of the pool", "fixed_test": "of the training folds"}
     diffs = json_object(e1.get("difference"))
     for variant in ("rest", "fixed_test"):
@@ -371,7 +371,7 @@ def exp1_table(results: Mapping[str, Any]) -> Table | None:
             t.rows.append(
                 [
                     Cell(names[variant], kind="label"),
-                    Cell(f"{s:g} %", of[variant], kind="num", warn=longest_note(results, f"exp1-{exp[variant]}", s)),
+                    Cell(f"{s:g} %", of[variant], kind="num", warn=longest_note(results, experiment[variant], s)),
                     *_pair_cells(at.get("finetuned", {}), at.get("standalone", {}), d, miss, refs),
                 ]
             )

@@ -20,7 +20,6 @@ a candidate of, and :func:`choose` picks a slot's run (results, the gallery).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -116,14 +115,12 @@ class Choice:
 def val_macro_auc(run: "RunPredictions | None") -> float | None:
     """A run's validation macro AUC (mean over the labels scorable there) from its saved
     validation predictions; None without them or with no label scorable."""
-    from ..evaluation import metrics as M  # the planner imports this module: not before scoring
+    from ..evaluation.bootstrap import metric_values  # the planner imports this module: not before scoring
 
     if run is None or run.val is None:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean, n_scored = M.nanmean_rows(M.roc_auc(run.val.y_true, run.val.probs))
-    return float(mean[0]) if n_scored[0] else None
+    value = float(metric_values(run.val.y_true, run.val.probs, include=("macro_auc",)).headline["macro_auc"][0])
+    return None if math.isnan(value) else value
 
 
 def run_val_macro_auc(run_dir: Path) -> float | None:

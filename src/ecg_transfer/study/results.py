@@ -114,11 +114,12 @@ class _Ctx:
         self._fallbacks: dict[str, dict[str, Any]] = {}
         #: each comparison's candidate runs, one per training length (``study.lengths``)
         self._slots: dict[str, list[tuple[RunDef, dict[str, Any]]]] = {}
-        for r in self.runs:
-            for u in r.uses:  # a run twice in one comparison (two lengths rounding alike): one candidate
-                pairs = self._slots.setdefault(slot(r.key, u), [])
-                if all(r.key != other.key for other, _ in pairs):
-                    pairs.append((r, u))
+        #: every (run, use, its comparison), named once for all of find's calls
+        self._uses = [(r, u, slot(r.key, u)) for r in self.runs for u in r.uses]
+        for r, u, name in self._uses:  # a run twice in one comparison (two lengths rounding alike): one candidate
+            pairs = self._slots.setdefault(name, [])
+            if all(r.key != other.key for other, _ in pairs):
+                pairs.append((r, u))
         self._choices: dict[str, Choice] = {}
 
     def done(self, key: str) -> bool:
@@ -157,12 +158,9 @@ class _Ctx:
         lengths, only the length chosen on validation (see :mod:`.lengths`), or while a length is
         unfinished, one unfinished run standing for it."""
         out: dict[str, tuple[RunDef, dict[str, Any]]] = {}
-        for r in self.runs:
-            for u in r.uses:
-                if all(u.get(k) == v for k, v in match.items()):
-                    name = slot(r.key, u)
-                    if name not in out:
-                        out[name] = self._chosen_pair(name)
+        for _, u, name in self._uses:
+            if name not in out and all(u.get(k) == v for k, v in match.items()):
+                out[name] = self._chosen_pair(name)
         return list(out.values())
 
     def choice(self, name: str) -> Choice:
