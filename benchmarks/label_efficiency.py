@@ -15,7 +15,9 @@ together; nested subsets: ``fraction_parts = 100``, one ``fraction_seed``):
 
 Each arm is trained for every length of ``--epoch-grid`` (20, 40 and 80 epochs), doubled while the
 longest is the best (up to ``--max-epochs``; a "+" beside a length in the table: the cap was reached
-still rising), and keeps the one of its best fold-9 macro AUC, per share. A single length for both would favour the arm that learns
+still rising), halved while the shortest is (down to ``--min-epochs``, 5; "-": that floor reached),
+and keeps the one of its best fold-9 macro AUC, per share. ``--tune-lrs 0.01 0.03`` tries every
+length at each of those peak rates for both arms and chooses rate and length together on fold 9. A single length for both would favour the arm that learns
 sooner: with 10 % of the labels, 20 epochs leave the network from random weights short of what it
 reaches in 40 (measured: diagnostic, fold 9 0.802 -> 0.844), so "pre-training helps" would partly
 read "pre-training converges sooner". ``--epoch-grid 20`` is the fixed 20-epoch protocol of the
@@ -426,32 +428,65 @@ def _val_auc(run_dir: Path) -> dict[str, Any]:
     return _auc(bootstrap_metrics(y, p, include=("macro_auc",))["headline"]["macro_auc"])
 
 
+def _arm_lrs(args: argparse.Namespace, arm: str) -> list[float]:
+    """The peak rates an arm is tried at: ``--tune-lrs`` for both arms, else its own single rate."""
+    if args.tune_lrs:
+        return list(args.tune_lrs)
+    return [args.lr if arm == "random" else args.finetune_lr]
+
+
+Setting = tuple[float, int]  # (peak learning rate, fine-tuning epochs)
+
+
+def _best(val: dict[Setting, dict[str, Any]]) -> Setting:
+    """The setting of the best fold-9 macro AUC, by the study's rule (ecg_transfer.study.lengths.choose):
+    a tie keeps the shorter length (and, at one length, the rate listed first)."""
+    keys = {f"{lr:g}@{e}": (lr, e) for lr, e in val}
+    chosen = choose([(k, s[1]) for k, s in keys.items()], lambda k: True, lambda k: val[keys[k]]["value"])
+    return keys[str(chosen.key)]
+
+
+def _next_setting(best: Setting, tried: Sequence[Setting], args: argparse.Namespace) -> Setting | None:
+    """Where the grid grows: twice the length while the best is its rate's longest (up to
+    ``--max-epochs``), half while it is its rate's shortest (down to ``--min-epochs``); None when the
+    best lies inside its rate's lengths or a bound stops it."""
+    lr, epochs = best
+    lengths = [e for r, e in tried if r == lr]
+    if epochs == max(lengths) and 2 * epochs <= args.max_epochs:
+        return lr, 2 * epochs
+    if epochs == min(lengths) and args.min_epochs <= epochs // 2 < epochs:
+        return lr, epochs // 2
+    return None
+
+
 def chosen_length(
     args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path | None, log: dict[str, Any]
 ) -> tuple[Path, dict[str, Any]]:
-    """The arm's run at each fine-tuning length of ``--epoch-grid``, doubled while the longest is the
-    best (up to ``--max-epochs``), and the one of the best fold-9 macro AUC. Each arm gets the same
-    rule and its own choice: one fixed length favours the arm that converges sooner (the
-    pre-trained one), since the other is judged before it has finished learning (measured: at 10 %
-    of diagnostic's labels, 20 epochs gave the SSL arm +0.025, 40 epochs +0.002), and a choice at
-    the grid's end would still be one. Fold 10 is not read for the choice."""
-    runs = {e: finetune_run(args, arm, fraction, ssl_dir, log, epochs=e) for e in args.epoch_grid}
-    if len(runs) == 1:  # a fixed length: nothing to choose
-        return next(iter(runs.values())), {"chosen": args.epoch_grid[0]}
-    val = {e: _val_auc(d) for e, d in runs.items()}
-
-    def best() -> int:  # the study's rule (ecg_transfer.study.lengths.choose): a tie keeps the shorter
-        return int(choose([(str(e), e) for e in val], lambda k: True, lambda k: val[int(k)]["value"]).key)
-
-    while best() == max(val) and 2 * max(val) <= args.max_epochs:
-        longer = 2 * max(val)
-        runs[longer] = finetune_run(args, arm, fraction, ssl_dir, log, epochs=longer)
-        val[longer] = _val_auc(runs[longer])
-    chosen = best()
-    return runs[chosen], {
+    """The arm's run at each fine-tuning length of ``--epoch-grid`` (at each rate of ``--tune-lrs``
+    when given), grown around the best -- doubled while it is the longest, halved while it is the
+    shortest -- and the one of the best fold-9 macro AUC. Each arm gets the same rule and its own
+    choice: one fixed length favours the arm that converges sooner (the pre-trained one), since the
+    other is judged before it has finished learning (measured: at 10 % of diagnostic's labels, 20
+    epochs gave the SSL arm +0.025, 40 epochs +0.002); a choice at either end of the grid would
+    still be one. Fold 10 is not read for the choice."""
+    settings = [(lr, e) for lr in _arm_lrs(args, arm) for e in args.epoch_grid]
+    runs = {s: finetune_run(args, arm, fraction, ssl_dir, log, *s) for s in settings}
+    if len(runs) == 1:  # a fixed length and rate: nothing to choose
+        return next(iter(runs.values())), {"chosen": args.epoch_grid[0], "lr": settings[0][0]}
+    val = {s: _val_auc(d) for s, d in runs.items()}
+    while (grown := _next_setting(_best(val), list(val), args)) is not None:
+        runs[grown] = finetune_run(args, arm, fraction, ssl_dir, log, *grown)
+        val[grown] = _val_auc(runs[grown])
+    lr, chosen = _best(val)
+    lengths = [e for r, e in val if r == lr]
+    return runs[(lr, chosen)], {
         "chosen": chosen,
-        "val_macro_auc": {str(e): v for e, v in val.items()},
-        "at_the_cap": chosen == max(val),  # the longest still best: stopped by --max-epochs, still rising
+        "lr": lr,
+        "val_macro_auc": {
+            f"{r:g}": {str(e): v for (r2, e), v in sorted(val.items()) if r2 == r} for r in {r for r, _ in val}
+        },
+        "at_the_cap": chosen == max(lengths),  # the longest still best: stopped by --max-epochs, still rising
+        "at_the_floor": chosen == min(lengths),  # the shortest still best: stopped by --min-epochs
     }
 
 
@@ -464,7 +499,7 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
         rows[f"{fraction:g}"] = {
             "test": compare(a, b, "test"),
             "val": compare(a, b, "val"),
-            "epochs": {"a": a_len, "b": b_len},
+            "epochs": {"a": a_len, "b": b_len, "lrs": args.tune_lrs or []},
             "training_positives": training_positives(a),  # arm (b) trains on the same records
         }
     print(f"\nfold-10 macro AUC (95 % bootstrap CI), {args.model}, task {args.task}, SSL {args.method}:")
@@ -483,7 +518,16 @@ def _lengths(row: dict[str, Any]) -> str:
     """``40 / 20`` -- each arm's fine-tuning length (chosen on fold 9 when the grid has several)."""
     lengths = row.get("epochs") or {}
     arms = [lengths.get(arm) or {} for arm in ("a", "b")]
-    return " / ".join(f"{e.get('chosen', '?')}{'+' if e.get('at_the_cap') else ''}" for e in arms)
+    return " / ".join(_length(e, tuned_lr=len(lengths.get("lrs", ())) > 1) for e in arms)
+
+
+def _length(entry: dict[str, Any], tuned_lr: bool) -> str:
+    """``160+`` (the cap reached, longer still better), ``5-`` (the floor reached, shorter still
+    better), ``40 @ lr 0.03`` (with --tune-lrs)."""
+    text = (
+        f"{entry.get('chosen', '?')}{'+' if entry.get('at_the_cap') else ''}{'-' if entry.get('at_the_floor') else ''}"
+    )
+    return text + (f" @ lr {entry['lr']:g}" if tuned_lr and "lr" in entry else "")
 
 
 def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -613,6 +657,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=640,
         help="the longest fine-tuning the grid may double to (at 1 %% of the labels an epoch is one or two steps)",
     )
+    ap.add_argument(
+        "--min-epochs",
+        type=int,
+        default=5,
+        help="the shortest fine-tuning the grid may halve to, while its shortest length is an arm's best",
+    )
+    ap.add_argument(
+        "--tune-lrs",
+        type=float,
+        nargs="+",
+        default=None,
+        help="peak learning rates tried for both arms; each arm's rate is chosen on fold 9 together with "
+        "its length (default: --lr for arm (a), --finetune-lr for arm (b))",
+    )
     _add_ssl_arguments(ap)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.01, 1.0])
     ap.add_argument("--batch-size", type=int, default=128)
@@ -648,6 +706,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--epoch-grid {' '.join(map(str, args.epoch_grid))}: give distinct lengths of at least 1 epoch")
     if max(args.epoch_grid) > args.max_epochs:
         ap.error(f"--epoch-grid {max(args.epoch_grid)} is longer than --max-epochs {args.max_epochs}")
+    if args.quick:
+        args.min_epochs = 1
+    if not 1 <= args.min_epochs <= min(args.epoch_grid):
+        ap.error(f"--min-epochs {args.min_epochs}: give 1 to the grid's shortest length ({min(args.epoch_grid)})")
+    if args.tune_lrs is not None and (len(set(args.tune_lrs)) != len(args.tune_lrs) or min(args.tune_lrs) <= 0):
+        ap.error(f"--tune-lrs {' '.join(map(str, args.tune_lrs))}: give distinct positive rates")
     args.epoch_grid = sorted(args.epoch_grid)  # a tie on fold 9 keeps the shorter length
     args.ssl_set = _key_values(ap, args.ssl_set)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]

@@ -466,6 +466,7 @@ def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, mon
     fold9 = {"random-10pct": 0.80, "random-10pct-40ep": 0.82, "random-10pct-80ep": 0.84}
     fold9 |= {"random-10pct-160ep": 0.85, "random-10pct-320ep": 0.845}
     fold9 |= {"ssl-cpc-10pct": 0.86, "ssl-cpc-10pct-40ep": 0.85, "ssl-cpc-10pct-80ep": 0.84}
+    fold9 |= {"ssl-cpc-10pct-10ep": 0.855}  # the shortest was best: halved once, and 20 stays
     compared: list[tuple[str, str, str]] = []
     monkeypatch.setattr(le, "run", fake_run)
     monkeypatch.setattr(le, "_val_auc", lambda run_dir: {"value": fold9[run_dir.name], "ci": [0, 1]})
@@ -482,13 +483,14 @@ def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, mon
     )
     argv = ["--out", str(tmp_path), "--ssl-epochs", "24", "--fractions", "0.1", "--epoch-grid", "20", "40", "80"]
     assert le.main(argv) == 0
-    lengths = [20, 40, 80, 160, 320, 20, 40, 80]
+    lengths = [20, 40, 80, 160, 320, 20, 40, 80, 10]
     assert sorted(trained) == sorted([("ssl-cpc", 24)] + list(zip(fold9, lengths)))
     assert ("random-10pct-160ep", "ssl-cpc-10pct", "test") in compared
     assert not [c for c in compared if c[2] == "test" and c[:2] != ("random-10pct-160ep", "ssl-cpc-10pct")]
     results = json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())
     chosen = results["fractions"]["0.1"]["epochs"]
     assert (chosen["a"]["chosen"], chosen["b"]["chosen"], chosen["a"]["at_the_cap"]) == (160, 20, False)
+    assert not chosen["b"]["at_the_floor"] and chosen["b"]["val_macro_auc"]["0.01"]["10"]["value"] == 0.855
     assert "| 160 / 20 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
     trained.clear()
     assert le.main([*argv, "--max-epochs", "160"]) == 0  # the cap: 320 is not tried, the table says so
@@ -507,3 +509,47 @@ def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, mon
         json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())["fractions"]["0.1"]["epochs"]["a"]["chosen"]
         == 80
     )
+
+
+def test_label_efficiency_chooses_rate_and_length_together_and_halves_to_the_floor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --tune-lrs both arms get every rate at every length, the grid grows around the best
+    setting only (halved while the shortest is best, down to --min-epochs), and each arm keeps its
+    own (rate, length) by fold-9 macro AUC; the table names the rate and marks the floor."""
+    le = _load("label_efficiency")
+    trained: list[str] = []
+
+    def fake_run(command: str, config: dict, run_dir: Path, log: dict) -> Path:
+        trained.append(run_dir.name)
+        if command != "pretrain":
+            assert config["schedule"]["max_lr"] == (0.03 if run_dir.name.endswith("lr0.03") else 0.01)
+        return run_dir
+
+    fold9 = {"random-10pct": 0.80, "random-10pct-40ep": 0.82, "random-10pct-40ep-lr0.03": 0.83}
+    fold9 |= {"random-10pct-lr0.03": 0.81}
+    fold9 |= {"ssl-cpc-10pct": 0.86, "ssl-cpc-10pct-40ep": 0.85, "ssl-cpc-10pct-lr0.03": 0.84}
+    fold9 |= {"ssl-cpc-10pct-40ep-lr0.03": 0.83, "ssl-cpc-10pct-10ep": 0.87, "ssl-cpc-10pct-5ep": 0.88}
+    fold9 |= {"random-10pct-80ep-lr0.03": 0.825}
+    monkeypatch.setattr(le, "run", fake_run)
+    monkeypatch.setattr(le, "_val_auc", lambda run_dir: {"value": fold9[run_dir.name], "ci": [0, 1]})
+    monkeypatch.setattr(
+        le,
+        "compare",
+        lambda a, b, split: (
+            {k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}}
+        ),
+    )
+    monkeypatch.setattr(
+        le, "training_positives", lambda run_dir: {"labels": 5, "floor": 10, "under_floor": 0, "none": 0}
+    )
+    argv = ["--out", str(tmp_path), "--ssl-epochs", "24", "--fractions", "0.1", "--epoch-grid", "20", "40"]
+    assert le.main([*argv, "--tune-lrs", "0.01", "0.03"]) == 0
+    assert sorted(trained) == sorted(["ssl-cpc", *fold9])  # 80 epochs at 0.01, 10 at 0.03: never tried
+    results = json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())
+    a, b = (results["fractions"]["0.1"]["epochs"][arm] for arm in "ab")
+    assert (a["chosen"], a["lr"], b["chosen"], b["lr"], b["at_the_floor"]) == (40, 0.03, 5, 0.01, True)
+    assert "| 40 @ lr 0.03 / 5- @ lr 0.01 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
+    for bad in (["--min-epochs", "30"], ["--min-epochs", "0"], ["--tune-lrs", "0.01", "0.01"]):
+        with pytest.raises(SystemExit):
+            le.parse_args([*argv, *bad])

@@ -127,7 +127,10 @@ def test_the_best_validation_wins_a_tie_keeps_the_shorter_and_nothing_is_chosen_
     unscored = choose([("a", 1), ("b", 2)], lambda k: True, {"a": None, "b": 0.6}.get)
     assert unscored.chosen == "b" and not unscored.at_cap  # nothing shorter to have beaten
     waiting = choose([("a", 1), ("b", 2)], lambda k: k != "b", scores.get)
-    assert waiting.chosen is None and waiting.key == "b" and not waiting.at_cap
+    assert waiting.chosen is None and waiting.key == "b" and not waiting.at_cap and not waiting.at_floor
+    assert not c.at_floor and choose([("a", 1), ("b", 2)], lambda k: True, {"a": 0.9, "b": 0.7}.get).at_floor
+    assert not choose([("a", 1), ("b", 2)], lambda k: True, {"a": 0.9, "b": None}.get).at_floor
+    assert not choose([("a", 1)], lambda k: True, {"a": 0.9}.get).at_floor  # nothing longer was tried
 
 
 # ----- the results, from saved predictions ------------------------------------------------------
@@ -216,11 +219,13 @@ def test_results_take_each_arms_length_by_validation_never_by_test(study):
         "chosen": {"1": 0, "2": 2},
         "at_cap": 2,
         "at_cap_by_experiment": {"headline": [1, 1], "exp1-rest": [1, 1], "exp6": [1, 1]},
+        "at_floor": 0,
         "unfinished": 0,
         "comparisons": 2,
         "n_val_min": 60,
     }
     assert lengths["arms"]["finetuned"]["chosen"] == {"1": 3, "2": 0}  # headline, exp1, exp6 (rhythm)
+    assert lengths["arms"]["finetuned"]["at_floor"] == 3
     head = [c for c in lengths["comparisons"] if c["experiments"] == ["headline"]]
     assert {(c["arm"], c["protocol"], c["seed"], c["val_labels_scored"]) for c in head} == {
         ("finetuned", "seed18", 0, 3),
@@ -248,6 +253,7 @@ def test_the_report_says_what_was_chosen_and_that_the_longest_won(study):
         in text
     )
     assert "not the choice's own" in text
+    assert "the fine-tuned arm: 1× 3, 2× 0 (the shortest best against every longer 3 times" in text
 
 
 def test_each_experiment_row_says_where_the_longest_length_won(study):
@@ -299,6 +305,20 @@ def test_a_choice_on_few_validation_records_says_so():
         }
     }
     assert "lengths chosen on 7 validation records" in length_warning(res, "p")
+
+
+def test_an_arm_from_random_weights_best_at_its_shortest_length_is_said_beside_the_difference():
+    """Its best may lie shorter still (over-trained at every length tried): the difference may
+    overstate pre-training. The fine-tuned arm at its shortest (which would understate it) is the
+    usual case and is only counted in the method text."""
+    choice = {"experiments": ["headline"], "protocol": "p", "chosen": 1.0, "n_val": 400, "at_floor": True}
+    res = {"lengths": {"fixed": False, "comparisons": [{**choice, "arm": "standalone"}]}}
+    assert "did best at its shortest training length in 1 of 1 runs" in length_warning(res, "p")
+    assert "overstate" in length_warning(res, "p")
+    res["lengths"]["comparisons"] = [{**choice, "arm": "finetuned"}]
+    assert length_warning(res, "p") == ""
+    res["lengths"]["comparisons"] = [{**choice, "arm": "standalone", "at_floor": False}]
+    assert length_warning(res, "p") == ""
 
 
 def test_validation_runs_as_often_per_schedule():

@@ -269,17 +269,20 @@ def _arm_name(arm: str) -> str:
     return "the fine-tuned arm" if arm == "finetuned" else "the arm from random weights"
 
 
-def _longest_won(choices: list[dict], arm: str) -> tuple[int, int]:
-    """(choices of ``arm`` its longest length won, its finished choices) among ``choices``."""
+def _ends_won(choices: list[dict], arm: str) -> tuple[int, int, int]:
+    """(choices of ``arm`` its longest length won, those its shortest won against every longer
+    one, its finished choices) among ``choices``."""
     won = [c for c in choices if c.get("arm") == arm and c.get("chosen") is not None]
-    return sum(1 for c in won if c.get("at_cap")), len(won)
+    return sum(1 for c in won if c.get("at_cap")), sum(1 for c in won if c.get("at_floor")), len(won)
 
 
 def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> str:
     """Beside a headline difference: each arm at one fixed length; an arm that did best at its
     longest length in the headline's choices of ``protocol`` (it may still have been learning:
     from random weights, the difference may overstate pre-training's gain; fine-tuned, understate
-    it); lengths chosen on a small validation set. Empty otherwise, and for results written before
+    it); the arm from random weights best at its shortest (it may do better shorter: overstate --
+    the fine-tuned arm's shortest, which would understate, is the usual case and the method text
+    counts it); lengths chosen on a small validation set. Empty otherwise, and for results written before
     lengths were chosen (nothing recorded either way)."""
     lengths = _length_section(results)
     if lengths is None:
@@ -293,11 +296,16 @@ def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> s
     ]
     parts = []
     for arm, effect in (("standalone", "overstate"), ("finetuned", "understate")):
-        capped, won = _longest_won(mine, arm)
+        capped, floored, won = _ends_won(mine, arm)
         if capped:
             parts.append(
                 f"⚠ {_arm_name(arm)} did best at its longest training length in {capped} of {won} "
                 f"runs: it may still have been learning, so the difference may {effect} pre-training's gain"
+            )
+        if floored and arm == "standalone":
+            parts.append(
+                f"⚠ {_arm_name(arm)} did best at its shortest training length in {floored} of {won} "
+                "runs: it may do better shorter still, so the difference may overstate pre-training's gain"
             )
     n_val = [int(c["n_val"]) for c in mine if c.get("n_val") is not None]
     if n_val and min(n_val) < SMALL_TEST:
@@ -321,7 +329,7 @@ def longest_note(results: Mapping[str, Any], experiment: str, share: float | Non
     ]
     parts = []
     for arm, who in (("standalone", "from random weights"), ("finetuned", "fine-tuned")):
-        capped, won = _longest_won(mine, arm)
+        capped, _, won = _ends_won(mine, arm)
         if capped:
             parts.append(f"{who} {capped} of {won}")
     return f"⚠ longest length best: {', '.join(parts)}" if parts else ""
@@ -342,6 +350,7 @@ def length_text(results: Mapping[str, Any]) -> str | None:
         won = ", ".join(f"{f}× {n}" for f, n in (a.get("chosen") or {}).items())
         where = ", ".join(f"{x} {k} of {n}" for x, (k, n) in (a.get("at_cap_by_experiment") or {}).items() if k)
         extra = [f"the longest {a['at_cap']} times: {where}" if a.get("at_cap") else ""]
+        extra.append(f"the shortest best against every longer {a['at_floor']} times" if a.get("at_floor") else "")
         extra.append(f"{a['unfinished']} unfinished (a length waiting or failed)" if a.get("unfinished") else "")
         extra.append(f"at least {a['n_val_min']} validation records" if a.get("n_val_min") is not None else "")
         detail = "; ".join(e for e in extra if e)

@@ -111,6 +111,12 @@ class Choice:
         learning (not claimed when a shorter length had no validation score to compare)."""
         return len(self.keys) > 1 and self.chosen == self.keys[-1] and None not in self.scores
 
+    @property
+    def at_floor(self) -> bool:
+        """The shortest length was best against every longer one (or tied): the arm might have
+        done better shorter still -- over-trained at every length tried."""
+        return len(self.keys) > 1 and self.chosen == self.keys[0] and None not in self.scores
+
 
 def val_macro_auc(run: "RunPredictions | None") -> float | None:
     """A run's validation macro AUC (mean over the labels scorable there) from its saved

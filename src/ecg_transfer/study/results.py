@@ -764,6 +764,7 @@ def _choice_entry(ctx: _Ctx, uses: Sequence[dict[str, Any]], c: Choice) -> dict[
         "val_macro_auc": [_num(v) for v in c.scores],
         "chosen": c.chosen_length,
         "at_cap": c.at_cap,
+        "at_floor": c.at_floor,
         "n_val": None if val is None else int(val.y_true.shape[0]),
         "val_labels_scored": None if val is None else int(M.labels_scored(val.y_true)["auc"]),
         "runs": [ctx.rel(k) for k in c.keys],
@@ -771,7 +772,8 @@ def _choice_entry(ctx: _Ctx, uses: Sequence[dict[str, Any]], c: Choice) -> dict[
 
 
 def _arm_summary(entries: Sequence[dict[str, Any]], factors: Sequence[float]) -> dict[str, Any]:
-    """Per arm: how often each length won, how often the longest did, how many choices are
+    """Per arm: how often each length won, how often the longest did (and the shortest against
+    every longer one), how many choices are
     unfinished (a candidate waiting or failed), the fewest validation records a choice had."""
     won = [e for e in entries if e["chosen"] is not None]
     chosen = {f"{f:g}": sum(1 for e in won if e["chosen"] == f) for f in factors}
@@ -786,6 +788,7 @@ def _arm_summary(entries: Sequence[dict[str, Any]], factors: Sequence[float]) ->
         "chosen": chosen,
         "at_cap": sum(1 for e in won if e["at_cap"]),
         "at_cap_by_experiment": by_experiment,
+        "at_floor": sum(1 for e in won if e.get("at_floor")),
         "unfinished": len(entries) - len(won),
         "comparisons": len(entries),
         "n_val_min": min(n_val) if n_val else None,
