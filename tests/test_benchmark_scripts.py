@@ -451,6 +451,25 @@ def test_label_efficiency_counts_the_labels_learnt_from_few_records(tmp_path: Pa
     assert le.training_positives(run_dir)["labels"] is None and le._few_note(le.training_positives(run_dir)) == "n/a"
 
 
+def _fake_scores(le, monkeypatch: pytest.MonkeyPatch, fold9: dict[str, float]) -> list[tuple[str, str, str]]:
+    """Fold-9 macro AUCs by run name, a flat fold-10 comparison and five well-counted labels, so a
+    test of the length choice trains nothing; returns the (a, b, split) pairs compared."""
+    compared: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(le, "_val_auc", lambda run_dir: {"value": fold9[run_dir.name], "ci": [0, 1]})
+    monkeypatch.setattr(
+        le,
+        "compare",
+        lambda a, b, split: (
+            compared.append((a.name, b.name, split))
+            or ({k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}})
+        ),
+    )
+    monkeypatch.setattr(
+        le, "training_positives", lambda run_dir: {"labels": 5, "floor": 10, "under_floor": 0, "none": 0}
+    )
+    return compared
+
+
 def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each arm is trained at every length of --epoch-grid, doubled while the longest is the best,
     and keeps its own best on fold 9: the arm from random weights, which learns more slowly, is
@@ -467,20 +486,8 @@ def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, mon
     fold9 |= {"random-10pct-160ep": 0.85, "random-10pct-320ep": 0.845}
     fold9 |= {"ssl-cpc-10pct": 0.86, "ssl-cpc-10pct-40ep": 0.85, "ssl-cpc-10pct-80ep": 0.84}
     fold9 |= {"ssl-cpc-10pct-10ep": 0.855}  # the shortest was best: halved once, and 20 stays
-    compared: list[tuple[str, str, str]] = []
     monkeypatch.setattr(le, "run", fake_run)
-    monkeypatch.setattr(le, "_val_auc", lambda run_dir: {"value": fold9[run_dir.name], "ci": [0, 1]})
-    monkeypatch.setattr(
-        le,
-        "compare",
-        lambda a, b, split: (
-            compared.append((a.name, b.name, split))
-            or ({k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}})
-        ),
-    )
-    monkeypatch.setattr(
-        le, "training_positives", lambda run_dir: {"labels": 5, "floor": 10, "under_floor": 0, "none": 0}
-    )
+    compared = _fake_scores(le, monkeypatch, fold9)
     argv = ["--out", str(tmp_path), "--ssl-epochs", "24", "--fractions", "0.1", "--epoch-grid", "20", "40", "80"]
     assert le.main(argv) == 0
     lengths = [20, 40, 80, 160, 320, 20, 40, 80, 10]
@@ -532,17 +539,7 @@ def test_label_efficiency_chooses_rate_and_length_together_and_halves_to_the_flo
     fold9 |= {"ssl-cpc-10pct-40ep-lr0.03": 0.83, "ssl-cpc-10pct-10ep": 0.87, "ssl-cpc-10pct-5ep": 0.88}
     fold9 |= {"random-10pct-80ep-lr0.03": 0.825}
     monkeypatch.setattr(le, "run", fake_run)
-    monkeypatch.setattr(le, "_val_auc", lambda run_dir: {"value": fold9[run_dir.name], "ci": [0, 1]})
-    monkeypatch.setattr(
-        le,
-        "compare",
-        lambda a, b, split: (
-            {k: {"value": 0.5, "ci": [0.4, 0.6]} for k in "ab"} | {"b_minus_a": {"value": 0.0, "ci": [-0.1, 0.1]}}
-        ),
-    )
-    monkeypatch.setattr(
-        le, "training_positives", lambda run_dir: {"labels": 5, "floor": 10, "under_floor": 0, "none": 0}
-    )
+    _fake_scores(le, monkeypatch, fold9)
     argv = ["--out", str(tmp_path), "--ssl-epochs", "24", "--fractions", "0.1", "--epoch-grid", "20", "40"]
     assert le.main([*argv, "--tune-lrs", "0.01", "0.03"]) == 0
     assert sorted(trained) == sorted(["ssl-cpc", *fold9])  # 80 epochs at 0.01, 10 at 0.03: never tried
