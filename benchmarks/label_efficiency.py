@@ -17,7 +17,8 @@ Each arm is trained for every length of ``--epoch-grid`` (20, 40 and 80 epochs),
 longest is the best (up to ``--max-epochs``; a "+" beside a length in the table: the cap was reached
 still rising), halved while the shortest is (down to ``--min-epochs``, 5; "-": that floor reached),
 and keeps the one of its best fold-9 macro AUC, per share. ``--tune-lrs 0.01 0.03`` tries every
-length at each of those peak rates for both arms and chooses rate and length together on fold 9. A single length for both would favour the arm that learns
+length at each of those peak rates for both arms, grows each rate's lengths by the same rule (a
+slower rate still rising is extended too), and chooses rate and length together on fold 9. A single length for both would favour the arm that learns
 sooner: with 10 % of the labels, 20 epochs leave the network from random weights short of what it
 reaches in 40 (measured: diagnostic, fold 9 0.802 -> 0.844), so "pre-training helps" would partly
 read "pre-training converges sooner". ``--epoch-grid 20`` is the fixed 20-epoch protocol of the
@@ -446,47 +447,64 @@ def _best(val: dict[Setting, dict[str, Any]]) -> Setting:
     return keys[str(chosen.key)]
 
 
-def _next_setting(best: Setting, tried: Sequence[Setting], args: argparse.Namespace) -> Setting | None:
-    """Where the grid grows: twice the length while the best is its rate's longest (up to
-    ``--max-epochs``), half while it is its rate's shortest (down to ``--min-epochs``); None when the
-    best lies inside its rate's lengths or a bound stops it."""
-    lr, epochs = best
-    lengths = [e for r, e in tried if r == lr]
-    if epochs == max(lengths) and 2 * epochs <= args.max_epochs:
-        return lr, 2 * epochs
-    if epochs == min(lengths) and args.min_epochs <= epochs // 2 < epochs:
-        return lr, epochs // 2
+def _at_rate(val: dict[Setting, dict[str, Any]], lr: float) -> dict[int, float]:
+    """Fold-9 macro AUC by length, of the runs at peak rate ``lr``."""
+    return {e: v["value"] for (r, e), v in sorted(val.items()) if r == lr}
+
+
+def _ends(scores: dict[int, float]) -> tuple[bool, bool]:
+    """(the longest length is this rate's best, the shortest is, strictly better than every longer
+    one): a tie keeps the shorter length, so the longest wins only strictly too. One length: neither."""
+    if len(scores) < 2:
+        return False, False
+    lengths = sorted(scores)
+    top = max(scores.values())
+    longest_best = scores[lengths[-1]] == top and all(scores[e] < top for e in lengths[:-1])
+    return longest_best, scores[lengths[0]] > max(scores[e] for e in lengths[1:])
+
+
+def _next_length(scores: dict[int, float], args: argparse.Namespace) -> int | None:
+    """Where one rate's lengths grow: twice the longest while it is the rate's best (up to
+    ``--max-epochs``), half the shortest while it is (down to ``--min-epochs``); None when the best
+    lies inside, a bound stops it, or ``--epoch-grid`` is one fixed length."""
+    if len(args.epoch_grid) == 1:
+        return None
+    longest_best, shortest_best = _ends(scores)
+    if longest_best and 2 * max(scores) <= args.max_epochs:
+        return 2 * max(scores)
+    if shortest_best and args.min_epochs <= min(scores) // 2 < min(scores):
+        return min(scores) // 2
     return None
 
 
 def chosen_length(
     args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path | None, log: dict[str, Any]
 ) -> tuple[Path, dict[str, Any]]:
-    """The arm's run at each fine-tuning length of ``--epoch-grid`` (at each rate of ``--tune-lrs``
-    when given), grown around the best -- doubled while it is the longest, halved while it is the
-    shortest -- and the one of the best fold-9 macro AUC. Each arm gets the same rule and its own
-    choice: one fixed length favours the arm that converges sooner (the pre-trained one), since the
-    other is judged before it has finished learning (measured: at 10 % of diagnostic's labels, 20
-    epochs gave the SSL arm +0.025, 40 epochs +0.002); a choice at either end of the grid would
-    still be one. Fold 10 is not read for the choice."""
-    settings = [(lr, e) for lr in _arm_lrs(args, arm) for e in args.epoch_grid]
-    runs = {s: finetune_run(args, arm, fraction, ssl_dir, log, *s) for s in settings}
+    """The arm's run at each fine-tuning length of ``--epoch-grid`` at each of its rates (``--tune-lrs``),
+    each rate's lengths grown until its best lies inside them -- doubled while the longest is best,
+    halved while the shortest is -- or a bound stops them, and the setting of the best fold-9 macro
+    AUC. Each arm gets the same rule and its own choice: one fixed length favours the arm that
+    converges sooner (the pre-trained one), since the other is judged before it has finished
+    learning (measured: at 10 % of diagnostic's labels, 20 epochs gave the SSL arm +0.025, 40
+    epochs +0.002); a choice at either end of the grid would still be one, and a slower rate is
+    grown too, so rate and length are chosen together. Fold 10 is not read for the choice."""
+    rates = _arm_lrs(args, arm)
+    runs = {(lr, e): finetune_run(args, arm, fraction, ssl_dir, log, lr, e) for lr in rates for e in args.epoch_grid}
     if len(runs) == 1:  # a fixed length and rate: nothing to choose
-        return next(iter(runs.values())), {"chosen": args.epoch_grid[0], "lr": settings[0][0]}
+        return next(iter(runs.values())), {"chosen": args.epoch_grid[0], "lr": rates[0]}
     val = {s: _val_auc(d) for s, d in runs.items()}
-    while (grown := _next_setting(_best(val), list(val), args)) is not None:
-        runs[grown] = finetune_run(args, arm, fraction, ssl_dir, log, *grown)
-        val[grown] = _val_auc(runs[grown])
+    while grown := [(lr, e) for lr in rates if (e := _next_length(_at_rate(val, lr), args)) is not None]:
+        for setting in grown:
+            runs[setting] = finetune_run(args, arm, fraction, ssl_dir, log, *setting)
+            val[setting] = _val_auc(runs[setting])
     lr, chosen = _best(val)
-    lengths = [e for r, e in val if r == lr]
+    at_cap, at_floor = _ends(_at_rate(val, lr))
     return runs[(lr, chosen)], {
         "chosen": chosen,
         "lr": lr,
-        "val_macro_auc": {
-            f"{r:g}": {str(e): v for (r2, e), v in sorted(val.items()) if r2 == r} for r in {r for r, _ in val}
-        },
-        "at_the_cap": chosen == max(lengths),  # the longest still best: stopped by --max-epochs, still rising
-        "at_the_floor": chosen == min(lengths),  # the shortest still best: stopped by --min-epochs
+        "val_macro_auc": {f"{r:g}": {str(e): v for e, v in _at_rate(val, r).items()} for r in rates},
+        "at_the_cap": at_cap and chosen == max(_at_rate(val, lr)),  # stopped by --max-epochs, still rising
+        "at_the_floor": at_floor and chosen == min(_at_rate(val, lr)),  # stopped by --min-epochs
     }
 
 
@@ -504,12 +522,12 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
         }
     print(f"\nfold-10 macro AUC (95 % bootstrap CI), {args.model}, task {args.task}, SSL {args.method}:")
     print(f"{'labels':>8}  {'(a) random weights':<26}{'(b) self-supervised':<26}{'(b) - (a)':<26}", end="")
-    print(f"{'epochs (a) / (b)':<18}labels with < {FEW_TRAINING_POSITIVES} training positives")
+    print(f"{'epochs (a) / (b)':<34}labels with < {FEW_TRAINING_POSITIVES} training positives")
     for fraction, r in rows.items():
         t = r["test"]
         print(
             f"{float(fraction) * 100:>7g}%  {_fmt(t['a']):<26}{_fmt(t['b']):<26}{_fmt(t['b_minus_a']):<26}"
-            f"{_lengths(r):<18}{_few_note(r['training_positives'])}"
+            f"{_lengths(r):<34}{_few_note(r['training_positives'])}"
         )
     return rows
 
@@ -518,7 +536,7 @@ def _lengths(row: dict[str, Any]) -> str:
     """``40 / 20`` -- each arm's fine-tuning length (chosen on fold 9 when the grid has several)."""
     lengths = row.get("epochs") or {}
     arms = [lengths.get(arm) or {} for arm in ("a", "b")]
-    return " / ".join(_length(e, tuned_lr=len(lengths.get("lrs", ())) > 1) for e in arms)
+    return " / ".join(_length(e, tuned_lr=bool(lengths.get("lrs"))) for e in arms)
 
 
 def _length(entry: dict[str, Any], tuned_lr: bool) -> str:
@@ -710,8 +728,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.min_epochs = 1
     if not 1 <= args.min_epochs <= min(args.epoch_grid):
         ap.error(f"--min-epochs {args.min_epochs}: give 1 to the grid's shortest length ({min(args.epoch_grid)})")
-    if args.tune_lrs is not None and (len(set(args.tune_lrs)) != len(args.tune_lrs) or min(args.tune_lrs) <= 0):
+    if args.tune_lrs is not None and (
+        len({f"{lr:g}" for lr in args.tune_lrs}) != len(args.tune_lrs) or min(args.tune_lrs) <= 0
+    ):
         ap.error(f"--tune-lrs {' '.join(map(str, args.tune_lrs))}: give distinct positive rates")
+    if args.tune_lrs is not None and (args.choose_lr or args.choose_method or args.ssl_only):
+        ap.error(
+            "--tune-lrs chooses rates in the label-efficiency measurement: not with --choose-lr, "
+            "--choose-method or --ssl-only"
+        )
     args.epoch_grid = sorted(args.epoch_grid)  # a tie on fold 9 keeps the shorter length
     args.ssl_set = _key_values(ap, args.ssl_set)
     args.train_folds = [1, 2, 3, 4, 5, 6, 7, 8]

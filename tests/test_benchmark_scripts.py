@@ -497,7 +497,7 @@ def test_label_efficiency_chooses_each_arms_length_on_fold_9(tmp_path: Path, mon
     results = json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())
     chosen = results["fractions"]["0.1"]["epochs"]
     assert (chosen["a"]["chosen"], chosen["b"]["chosen"], chosen["a"]["at_the_cap"]) == (160, 20, False)
-    assert not chosen["b"]["at_the_floor"] and chosen["b"]["val_macro_auc"]["0.01"]["10"]["value"] == 0.855
+    assert not chosen["b"]["at_the_floor"] and chosen["b"]["val_macro_auc"]["0.01"]["10"] == 0.855
     assert "| 160 / 20 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
     trained.clear()
     assert le.main([*argv, "--max-epochs", "160"]) == 0  # the cap: 320 is not tried, the table says so
@@ -537,16 +537,35 @@ def test_label_efficiency_chooses_rate_and_length_together_and_halves_to_the_flo
     fold9 |= {"random-10pct-lr0.03": 0.81}
     fold9 |= {"ssl-cpc-10pct": 0.86, "ssl-cpc-10pct-40ep": 0.85, "ssl-cpc-10pct-lr0.03": 0.84}
     fold9 |= {"ssl-cpc-10pct-40ep-lr0.03": 0.83, "ssl-cpc-10pct-10ep": 0.87, "ssl-cpc-10pct-5ep": 0.88}
-    fold9 |= {"random-10pct-80ep-lr0.03": 0.825}
+    fold9 |= {"random-10pct-80ep-lr0.03": 0.825, "random-10pct-80ep": 0.815, "ssl-cpc-10pct-10ep-lr0.03": 0.835}
     monkeypatch.setattr(le, "run", fake_run)
     _fake_scores(le, monkeypatch, fold9)
     argv = ["--out", str(tmp_path), "--ssl-epochs", "24", "--fractions", "0.1", "--epoch-grid", "20", "40"]
     assert le.main([*argv, "--tune-lrs", "0.01", "0.03"]) == 0
-    assert sorted(trained) == sorted(["ssl-cpc", *fold9])  # 80 epochs at 0.01, 10 at 0.03: never tried
+    assert sorted(trained) == sorted(["ssl-cpc", *fold9])  # every rate grown until its best lies inside
     results = json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())
     a, b = (results["fractions"]["0.1"]["epochs"][arm] for arm in "ab")
     assert (a["chosen"], a["lr"], b["chosen"], b["lr"], b["at_the_floor"]) == (40, 0.03, 5, 0.01, True)
     assert "| 40 @ lr 0.03 / 5- @ lr 0.01 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
+    assert a["val_macro_auc"]["0.01"] == {"20": 0.80, "40": 0.82, "80": 0.815}
+    # a tie keeps the shorter length but does not halve it; one grid length is a fixed length
+    fold9 |= {"ssl-cpc-10pct": 0.85, "ssl-cpc-10pct-lr0.03": 0.85}
+    trained.clear()
+    assert le.main([*argv[:-2], "20", "--tune-lrs", "0.01", "0.03"]) == 0
+    assert sorted(trained) == sorted(
+        ["ssl-cpc", "random-10pct", "random-10pct-lr0.03", "ssl-cpc-10pct", "ssl-cpc-10pct-lr0.03"]
+    )
+    results = json.loads((tmp_path / "xresnet1d18" / "results.json").read_text())
+    b = results["fractions"]["0.1"]["epochs"]["b"]
+    assert (b["chosen"], b["lr"], b["at_the_floor"], b["at_the_cap"]) == (20, 0.01, False, False)
+    fold9 |= {"ssl-cpc-10pct-40ep": 0.85}
+    trained.clear()
+    assert le.main([*argv, "--tune-lrs", "0.01"]) == 0
+    assert "ssl-cpc-10pct-10ep" not in trained  # 20 and 40 tie: the shorter is kept, not halved
+    assert "| 40 @ lr 0.01 / 20 @ lr 0.01 |" in (tmp_path / "xresnet1d18" / "results.md").read_text()
     for bad in (["--min-epochs", "30"], ["--min-epochs", "0"], ["--tune-lrs", "0.01", "0.01"]):
+        with pytest.raises(SystemExit):
+            le.parse_args([*argv, *bad])
+    for bad in (["--tune-lrs", "0.01", "0.0100000001"], ["--tune-lrs", "0.01", "--choose-lr"]):
         with pytest.raises(SystemExit):
             le.parse_args([*argv, *bad])

@@ -131,6 +131,7 @@ def test_the_best_validation_wins_a_tie_keeps_the_shorter_and_nothing_is_chosen_
     assert not c.at_floor and choose([("a", 1), ("b", 2)], lambda k: True, {"a": 0.9, "b": 0.7}.get).at_floor
     assert not choose([("a", 1), ("b", 2)], lambda k: True, {"a": 0.9, "b": None}.get).at_floor
     assert not choose([("a", 1)], lambda k: True, {"a": 0.9}.get).at_floor  # nothing longer was tried
+    assert not choose([("a", 1), ("b", 2)], lambda k: True, {"a": 0.5, "b": 0.5}.get).at_floor  # a tie
 
 
 # ----- the results, from saved predictions ------------------------------------------------------

@@ -113,9 +113,13 @@ class Choice:
 
     @property
     def at_floor(self) -> bool:
-        """The shortest length was best against every longer one (or tied): the arm might have
-        done better shorter still -- over-trained at every length tried."""
-        return len(self.keys) > 1 and self.chosen == self.keys[0] and None not in self.scores
+        """The shortest length was strictly better than every longer one: the arm might have done
+        better shorter still (over-trained at every length tried). A tie keeps the shorter length but
+        is not this: a run scoring alike at every length (one that learnt nothing) says nothing of it."""
+        scores = [s for s in self.scores if s is not None]
+        if len(self.keys) < 2 or self.chosen != self.keys[0] or len(scores) < len(self.scores):
+            return False
+        return all(scores[0] > s for s in scores[1:])
 
 
 def val_macro_auc(run: "RunPredictions | None") -> float | None:
