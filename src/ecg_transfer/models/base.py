@@ -6,33 +6,15 @@ learning simple: a new task swaps the head, gradual unfreezing walks the body's 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
 
+from .layers import init_weights_ as init_weights_  # the models' builders import it from here
+
 if TYPE_CHECKING:
     from .heads import ClassifierHead
-
-_M = TypeVar("_M", bound=nn.Module)
-
-
-def init_weights_(module: _M) -> _M:
-    """Initialise like the benchmark's training script does before training from scratch.
-
-    The PTB-XL benchmark calls ``model.apply(weight_init)`` on every model: Kaiming-normal
-    (fan-in, ReLU gain) weights and zero biases for convolutions and linear layers, BN weight 1 and
-    bias 0. Recurrent layers keep PyTorch's default initialisation, as in the benchmark.
-    """
-    for m in module.modules():
-        if isinstance(m, (nn.Conv1d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm1d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    return module
 
 
 class EcgClassifier(nn.Module):

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import init_weights_
+from .layers import init_weights_
 
 
 class ConcatPool1d(nn.Module):

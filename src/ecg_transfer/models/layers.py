@@ -1,8 +1,9 @@
-"""Small building blocks shared by the convolutional models."""
+"""Small building blocks shared by the models: a convolution block, and the benchmark's initialisation."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TypeVar
 
 from torch import nn
 
@@ -30,3 +31,24 @@ class ConvBnAct(nn.Sequential):
         if act:
             layers.append(("act", nn.ReLU(inplace=True)))
         super().__init__(OrderedDict(layers))
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def init_weights_(module: _M) -> _M:
+    """Initialise like the benchmark's training script does before training from scratch.
+
+    The PTB-XL benchmark calls ``model.apply(weight_init)`` on every model: Kaiming-normal
+    (fan-in, ReLU gain) weights and zero biases for convolutions and linear layers, BN weight 1 and
+    bias 0. Recurrent layers keep PyTorch's default initialisation, as in the benchmark.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
