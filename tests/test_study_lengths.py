@@ -254,6 +254,7 @@ def test_the_report_says_what_was_chosen_and_that_the_longest_won(study):
         in text
     )
     assert "not the choice's own" in text
+    assert "not one chosen on validation" in dict(method_items(res))["learning rate"]
     assert "the fine-tuned arm: 1× 3, 2× 0 (the shortest best against every longer 3 times" in text
 
 

@@ -815,6 +815,7 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     lengths = length_text(results)
     if lengths:
         items.append(("training length", lengths))
+        items.append(("learning rate", RATE_NOTE))
     fallbacks = rows(st.get("fallbacks"))
     if fallbacks:
         items.append(
@@ -824,6 +825,15 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
         )
     return items
+
+
+#: Beside the length rule: the study chooses lengths, not rates (measured on PTB-XL: BENCHMARKS.md,
+#: "The peak rate too" -- choosing both arms' rates as well took most of a measured benefit away).
+RATE_NOTE = (
+    "each arm trains at its configured peak learning rate, not one chosen on validation: a rate that "
+    "suits one arm better than the other moves the difference as a fixed length would, so read it as "
+    "'at these rates' ([standalone] run's schedule.max_lr, [finetune] lr; a study at other rates is another spec)"
+)
 
 
 FALLBACK_TEXT = (
