@@ -828,7 +828,7 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 #: Beside the length rule: the study chooses lengths, not rates (measured on PTB-XL: BENCHMARKS.md,
-#: "The peak rate too" -- choosing both arms' rates as well took most of a measured benefit away).
+#: "The peak rate too" -- choosing both arms' rates as well shrank a measured benefit again).
 RATE_NOTE = (
     "each arm trains at its configured peak learning rate, not one chosen on validation: a rate that "
     "suits one arm better than the other moves the difference as a fixed length would, so read it as "
