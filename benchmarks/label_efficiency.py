@@ -76,7 +76,7 @@ from ecg_transfer.evaluation.runs import align_runs, load_run
 from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
-from ecg_transfer.study.lengths import choose
+from ecg_transfer.study.lengths import Choice, choose
 from ecg_transfer.training.run import changed_settings, missing_outputs, same_place
 
 REPO = Path(__file__).resolve().parents[1]
@@ -452,15 +452,11 @@ def _at_rate(val: dict[Setting, dict[str, Any]], lr: float) -> dict[int, float]:
     return {e: v["value"] for (r, e), v in sorted(val.items()) if r == lr}
 
 
-def _ends(scores: dict[int, float]) -> tuple[bool, bool]:
-    """(the longest length is this rate's best, the shortest is, strictly better than every longer
-    one): a tie keeps the shorter length, so the longest wins only strictly too. One length: neither."""
-    if len(scores) < 2:
-        return False, False
-    lengths = sorted(scores)
-    top = max(scores.values())
-    longest_best = scores[lengths[-1]] == top and all(scores[e] < top for e in lengths[:-1])
-    return longest_best, scores[lengths[0]] > max(scores[e] for e in lengths[1:])
+def _rate_choice(scores: dict[int, float]) -> Choice:
+    """One rate's length choice by the study's rule (:func:`ecg_transfer.study.lengths.choose`): its
+    ``at_cap`` / ``at_floor`` say the longest / shortest length beat every other (a tie keeps the
+    shorter, so neither holds on a tie; one length: neither)."""
+    return choose([(str(e), e) for e in scores], lambda k: True, lambda k: scores[int(k)])
 
 
 def _next_length(scores: dict[int, float], args: argparse.Namespace) -> int | None:
@@ -469,10 +465,10 @@ def _next_length(scores: dict[int, float], args: argparse.Namespace) -> int | No
     lies inside, a bound stops it, or ``--epoch-grid`` is one fixed length."""
     if len(args.epoch_grid) == 1:
         return None
-    longest_best, shortest_best = _ends(scores)
-    if longest_best and 2 * max(scores) <= args.max_epochs:
+    choice = _rate_choice(scores)
+    if choice.at_cap and 2 * max(scores) <= args.max_epochs:
         return 2 * max(scores)
-    if shortest_best and args.min_epochs <= min(scores) // 2 < min(scores):
+    if choice.at_floor and args.min_epochs <= min(scores) // 2 < min(scores):
         return min(scores) // 2
     return None
 
@@ -498,13 +494,13 @@ def chosen_length(
             runs[setting] = finetune_run(args, arm, fraction, ssl_dir, log, *setting)
             val[setting] = _val_auc(runs[setting])
     lr, chosen = _best(val)
-    at_cap, at_floor = _ends(_at_rate(val, lr))
+    at_rate = _rate_choice(_at_rate(val, lr))  # the chosen rate's own lengths: the same length wins there
     return runs[(lr, chosen)], {
         "chosen": chosen,
         "lr": lr,
         "val_macro_auc": {f"{r:g}": {str(e): v for e, v in _at_rate(val, r).items()} for r in rates},
-        "at_the_cap": at_cap and chosen == max(_at_rate(val, lr)),  # stopped by --max-epochs, still rising
-        "at_the_floor": at_floor and chosen == min(_at_rate(val, lr)),  # stopped by --min-epochs
+        "at_the_cap": at_rate.at_cap,  # the growth stopped by --max-epochs, still rising
+        "at_the_floor": at_rate.at_floor,  # stopped by --min-epochs
     }
 
 
