@@ -14,7 +14,7 @@ import pytest
 
 from ecg_transfer.errors import ConfigError
 from ecg_transfer.predictions import save_predictions
-from ecg_transfer.report.data import length_text, length_warning, longest_note
+from ecg_transfer.report.data import FIXED_LR_WARNING, length_text, length_warning, longest_note
 from ecg_transfer.report.tables import exp1_table, exp6_table, headline_cards, method_items
 from ecg_transfer.settings.run import RunConfig, preset_stages
 from ecg_transfer.study.gallery import _headline_run, gallery_run
@@ -218,9 +218,12 @@ def test_results_take_each_arms_length_by_validation_never_by_test(study):
     assert lengths["factors"] == [1.0, 2.0] and not lengths["fixed"]
     assert lengths["arms"]["standalone"] == {
         "chosen": {"1": 0, "2": 2},
+        "chosen_lr": {"1": 2},
         "at_cap": 2,
         "at_cap_by_experiment": {"headline": [1, 1], "exp1-rest": [1, 1], "exp6": [1, 1]},
         "at_floor": 0,
+        "lr_at_top": 0,
+        "lr_at_bottom": 0,
         "unfinished": 0,
         "comparisons": 2,
         "n_val_min": 60,
@@ -245,7 +248,7 @@ def test_the_report_says_what_was_chosen_and_that_the_longest_won(study):
     warn = length_warning(res, "seed18")
     assert "the arm from random weights did best at its longest training length in 1 of 1 runs" in warn
     assert "fine-tuned arm did best" not in warn and "validation records" not in warn  # 60 of them
-    assert length_warning(res, "cinc2020") == ""  # no headline of that protocol in this study
+    assert length_warning(res, "cinc2020") == FIXED_LR_WARNING  # no headline of that protocol: the rate only
     assert all(warn in c["warn"] for c in headline_cards(res))
     text = dict(method_items(res))["training length"]
     assert (

@@ -276,24 +276,30 @@ def _ends_won(choices: list[dict], arm: str) -> tuple[int, int, int]:
     return sum(1 for c in won if c.get("at_cap")), sum(1 for c in won if c.get("at_floor")), len(won)
 
 
-def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> str:
-    """Beside a headline difference: each arm at one fixed length; an arm that did best at its
-    longest length in the headline's choices of ``protocol`` (it may still have been learning:
-    from random weights, the difference may overstate pre-training's gain; fine-tuned, understate
-    it); the arm from random weights best at its shortest (it may do better shorter: overstate --
-    the fine-tuned arm's shortest, which would understate, is the usual case and the method text
-    counts it); lengths chosen on a small validation set. Empty otherwise, and for results written before
-    lengths were chosen (nothing recorded either way)."""
-    lengths = _length_section(results)
-    if lengths is None:
-        return ""
-    if lengths.get("fixed"):
-        return "⚠ each arm at one fixed training length: the difference may be pre-training's head start"
-    mine = [
+def _lr_edges_won(choices: list[dict], arm: str) -> tuple[int, int]:
+    """(choices of ``arm`` its highest peak rate won, those its lowest won) among ``choices``."""
+    won = [c for c in choices if c.get("arm") == arm and c.get("chosen") is not None]
+    return sum(1 for c in won if c.get("lr_at_top")), sum(1 for c in won if c.get("lr_at_bottom"))
+
+
+#: Beside a headline difference when each arm kept its configured peak rate ([study] lr_factors = [1]).
+FIXED_LR_WARNING = (
+    "⚠ each arm at its configured peak learning rate, not chosen on validation: a rate that suits one "
+    "arm better moves the difference ([study] lr_factors chooses it)"
+)
+
+
+def _headline_choices(lengths: Mapping[str, Any], protocol: str | None) -> list[dict]:
+    return [
         c
         for c in rows(lengths.get("comparisons"))
         if "headline" in (c.get("experiments") or []) and (protocol is None or c.get("protocol") == protocol)
     ]
+
+
+def _edge_warnings(mine: list[dict]) -> list[str]:
+    """The lengths either arm won at an end of its grid, and the peak rates the arm from random
+    weights won at an end of its grid (see :func:`length_warning`)."""
     parts = []
     for arm, effect in (("standalone", "overstate"), ("finetuned", "understate")):
         capped, floored, won = _ends_won(mine, arm)
@@ -307,9 +313,38 @@ def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> s
                 f"⚠ {_arm_name(arm)} did best at its shortest training length in {floored} of {won} "
                 "runs: it may do better shorter still, so the difference may overstate pre-training's gain"
             )
+    won = _ends_won(mine, "standalone")[2]
+    for n, side, more in zip(_lr_edges_won(mine, "standalone"), ("highest", "lowest"), ("higher", "lower")):
+        if n:
+            parts.append(
+                f"⚠ {_arm_name('standalone')} did best at its {side} peak learning rate in {n} of {won} "
+                f"runs: it may learn better at a {more} one, so the difference may overstate pre-training's gain"
+            )
+    return parts
+
+
+def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> str:
+    """Beside a headline difference: each arm at one fixed length, or at its configured peak rate;
+    an arm that did best at its longest length in the headline's choices of ``protocol`` (it may
+    still have been learning: from random weights, the difference may overstate pre-training's gain;
+    fine-tuned, understate it); the arm from random weights best at its shortest length or at the
+    highest or lowest peak rate tried (it may do better beyond: overstate -- the fine-tuned arm's
+    ends, which would understate, are counted in the method text); a choice made on a small
+    validation set. Empty for results written before lengths were chosen (nothing recorded)."""
+    lengths = _length_section(results)
+    if lengths is None:
+        return ""
+    parts = []
+    if lengths.get("fixed"):
+        parts.append("⚠ each arm at one fixed training length: the difference may be pre-training's head start")
+    if lengths.get("lr_fixed"):  # absent in results written before rates could be chosen: not claimed
+        parts.append(FIXED_LR_WARNING)
+    mine = _headline_choices(lengths, protocol)
+    parts += _edge_warnings(mine)
     n_val = [int(c["n_val"]) for c in mine if c.get("n_val") is not None]
     if n_val and min(n_val) < SMALL_TEST:
-        parts.append(f"⚠ lengths chosen on {min(n_val)} validation records: the choice is close to chance")
+        what = "lengths" if lengths.get("lr_fixed", True) else "lengths and rates"
+        parts.append(f"⚠ {what} chosen on {min(n_val)} validation records: the choice is close to chance")
     return "; ".join(parts)
 
 
@@ -335,6 +370,17 @@ def longest_note(results: Mapping[str, Any], experiment: str, share: float | Non
     return f"⚠ longest length best: {', '.join(parts)}" if parts else ""
 
 
+def _arm_length_text(arm: str, a: Mapping[str, Any]) -> str:
+    won = ", ".join(f"{f}× {n}" for f, n in (a.get("chosen") or {}).items())
+    where = ", ".join(f"{x} {k} of {n}" for x, (k, n) in (a.get("at_cap_by_experiment") or {}).items() if k)
+    extra = [f"the longest {a['at_cap']} times: {where}" if a.get("at_cap") else ""]
+    extra.append(f"the shortest best against every longer {a['at_floor']} times" if a.get("at_floor") else "")
+    extra.append(f"{a['unfinished']} unfinished (a candidate waiting or failed)" if a.get("unfinished") else "")
+    extra.append(f"at least {a['n_val_min']} validation records" if a.get("n_val_min") is not None else "")
+    detail = "; ".join(e for e in extra if e)
+    return f"{_arm_name(arm)}: {won}{f' ({detail})' if detail else ''}"
+
+
 def length_text(results: Mapping[str, Any]) -> str | None:
     """How each arm's training length was chosen and what was chosen (``results["lengths"]``)."""
     lengths = _length_section(results)
@@ -343,21 +389,33 @@ def length_text(results: Mapping[str, Any]) -> str | None:
     if lengths.get("fixed"):
         return str(lengths.get("note") or "each arm at one fixed training length")
     factors = ", ".join(f"{float(f):g}×" for f in lengths.get("factors") or [])
+    arms = [_arm_length_text(arm, a) for arm, a in (lengths.get("arms") or {}).items() if a.get("comparisons")]
+    chosen = f". Chosen: {'; '.join(arms)}" if arms else ""
+    rule = lengths.get("rule", "each arm at several lengths, the best on validation kept")
+    return f"lengths {factors}: {rule}{chosen}"
+
+
+def lr_text(results: Mapping[str, Any]) -> str | None:
+    """How each arm's peak learning rate was chosen (``results["lengths"]``, with the lengths):
+    None when the rates were not (one factor, or results written before rates could be chosen)."""
+    lengths = _length_section(results)
+    if lengths is None or lengths.get("lr_fixed", True):
+        return None
+    factors = ", ".join(f"{float(f):g}×" for f in lengths.get("lr_factors") or [])
     arms = []
     for arm, a in (lengths.get("arms") or {}).items():
         if not a.get("comparisons"):
             continue
-        won = ", ".join(f"{f}× {n}" for f, n in (a.get("chosen") or {}).items())
-        where = ", ".join(f"{x} {k} of {n}" for x, (k, n) in (a.get("at_cap_by_experiment") or {}).items() if k)
-        extra = [f"the longest {a['at_cap']} times: {where}" if a.get("at_cap") else ""]
-        extra.append(f"the shortest best against every longer {a['at_floor']} times" if a.get("at_floor") else "")
-        extra.append(f"{a['unfinished']} unfinished (a length waiting or failed)" if a.get("unfinished") else "")
-        extra.append(f"at least {a['n_val_min']} validation records" if a.get("n_val_min") is not None else "")
-        detail = "; ".join(e for e in extra if e)
+        won = ", ".join(f"{f}× {n}" for f, n in (a.get("chosen_lr") or {}).items())
+        ends = [f"the highest {a['lr_at_top']} times" if a.get("lr_at_top") else ""]
+        ends.append(f"the lowest {a['lr_at_bottom']} times" if a.get("lr_at_bottom") else "")
+        detail = "; ".join(e for e in ends if e)
         arms.append(f"{_arm_name(arm)}: {won}{f' ({detail})' if detail else ''}")
     chosen = f". Chosen: {'; '.join(arms)}" if arms else ""
-    rule = lengths.get("rule", "each arm at several lengths, the best on validation kept")
-    return f"lengths {factors}: {rule}{chosen}"
+    return (
+        f"peak rates {factors} each arm's own, chosen with the length on validation (a rate at either "
+        f"end of the grid may not be the arm's best){chosen}"
+    )
 
 
 #: Calibration states in report order: before, then the calibrators from the simplest.

@@ -28,6 +28,7 @@ from .data import (
     length_text,
     length_warning,
     longest_note,
+    lr_text,
     method_order,
     missing_word,
     num,
@@ -815,7 +816,7 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     lengths = length_text(results)
     if lengths:
         items.append(("training length", lengths))
-        items.append(("learning rate", RATE_NOTE))
+        items.append(("learning rate", lr_text(results) or RATE_NOTE))
     fallbacks = rows(st.get("fallbacks"))
     if fallbacks:
         items.append(
@@ -827,12 +828,14 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     return items
 
 
-#: Beside the length rule: the study chooses lengths, not rates (measured on PTB-XL: BENCHMARKS.md,
-#: "The peak rate too" -- choosing both arms' rates as well shrank a measured benefit again).
+#: Beside the length rule when the rates were not chosen ([study] lr_factors = [1]; measured on
+#: PTB-XL: BENCHMARKS.md, "The peak rate too" -- choosing both arms' rates as well shrank a measured
+#: benefit again).
 RATE_NOTE = (
     "each arm trains at its configured peak learning rate, not one chosen on validation: a rate that "
     "suits one arm better than the other moves the difference as a fixed length would, so read it as "
-    "'at these rates' ([standalone] run's schedule.max_lr, [finetune] lr; a study at other rates is another spec)"
+    "'at these rates' ([standalone] run's schedule.max_lr, [finetune] lr; [study] lr_factors = [1, 3] "
+    "chooses each arm's rate with its length)"
 )
 
 

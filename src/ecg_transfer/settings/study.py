@@ -8,7 +8,7 @@ bootstrap CIs and paired tests). Layout (every key optional except the dataset r
 ``studies/ptbxl_to_g12ec.toml``)::
 
     [study]        name, out, model, model_kwargs, fs, seeds, protocols, bootstrap, threads,
-                   cache_dir, device, machinery_check, lengths
+                   cache_dir, device, machinery_check, lengths, lr_factors
     [source]       dataset, root, labels, allow_missing, train_fraction, epochs, validate_every,
                    batch_size, run (extra RunConfig keys)
     [target]       dataset, root, name, n_folds, fold_seed, train/val/test_folds, batch_size,
@@ -99,6 +99,8 @@ class StudySection(Settings):
     """This profile checks the machinery and answers nothing: the report says so in its header."""
     lengths: Annotated[ListedTuple[PositiveFloat], AfterValidator(_increasing)] = (1.0, 2.0, 4.0)
     """Training lengths of every target run, as multiples of its arm's epochs ([standalone] epochs, each [finetune] stage's epochs): each comparison takes, per arm, the length with the best validation macro AUC (a tie keeps the shorter; the test folds never choose). [1] is one fixed length for both arms, the original's protocol, which credits pre-training with its head start (the arm from random weights is often still learning)."""
+    lr_factors: Annotated[ListedTuple[PositiveFloat], AfterValidator(_increasing)] = (1.0,)
+    """Peak learning rates of every target run, as multiples of its arm's own ([standalone] run's schedule.max_lr; each [finetune] stage's lr, both ends of a discriminative range): every run is trained at each (length, rate) and each comparison takes, per arm, the pair with the best validation macro AUC. [1] trains each arm at its configured rate, not chosen: a rate that suits one arm better than the other moves the difference as a fixed length does (on PTB-XL the arm from random weights learnt best at 3x its rate, and choosing both arms' rates shrank a measured gain from +0.019 to +0.002). Each factor multiplies the target runs' cost."""
 
 
 class SourceSection(Settings):

@@ -37,8 +37,8 @@ def add_study_parser(sub: argparse._SubParsersAction, write_report: Callable[[Pa
         "study",
         help="run the whole transfer study from a spec file, resumably; see its status",
         description="The PTB-XL -> G12EC transfer study (or your own) from one TOML spec: pre-training, fine-tuned "
-        "and standalone arms on identical splits, each arm's training length chosen on validation "
-        "([study] lengths), experiments 1-6, bootstrap CIs. Every run is keyed by "
+        "and standalone arms on identical splits, each arm's training length (and, with [study] "
+        "lr_factors, its peak learning rate) chosen on validation ([study] lengths), experiments 1-6, bootstrap CIs. Every run is keyed by "
         "what defines it, so running again skips what is done and resumes what was interrupted.",
     )
     ssub = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND", required=True)
@@ -57,7 +57,7 @@ def add_study_parser(sub: argparse._SubParsersAction, write_report: Callable[[Pa
         default=None,
         metavar="I/N",
         help="run only shard I of N (1-based): every N-th pre-training run and every N-th comparison, "
-        "each with all of its training lengths",
+        "each with all of its training lengths and rates",
     )
     p.add_argument("--retry-failed", action="store_true", help="try failed runs again (default: leave them failed)")
     p.add_argument("--report", action="store_true", help="write the report when done (same as `ecg-transfer report`)")

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .lengths import LENGTH_KEY, choose, run_val_macro_auc, slot
+from .lengths import LENGTH_KEY, LR_KEY, choose, run_val_macro_auc, slot
 from .store import RunStore
 
 GALLERY_DIR = "explain"
@@ -100,19 +100,19 @@ def gallery_run(
     val_score: Callable[[str], float | None],
 ) -> str | None:
     """The key of the headline's fine-tuned run of ``protocol`` and ``seed`` in ``plan.json``'s
-    runs: of its training lengths, the one the results take (:func:`.lengths.choose` over the
-    comparison's candidates, :func:`.lengths.slot`; ``done`` and ``val_score`` say which runs
+    runs: of its training lengths and rates, the one the results take (:func:`.lengths.choose` over
+    the comparison's candidates, :func:`.lengths.slot`; ``done`` and ``val_score`` say which runs
     finished and their validation AUC)."""
     want = ("headline", "finetuned", protocol, seed)
     candidates = [
-        (slot(str(r["key"]), u), str(r["key"]), float(u.get(LENGTH_KEY, 1)))
+        (slot(str(r["key"]), u), str(r["key"]), float(u.get(LENGTH_KEY, 1)), float(u.get(LR_KEY, 1)))
         for r in plan_runs
         for u in r["uses"]
         if (u.get("experiment"), u.get("arm"), u.get("protocol"), u.get("seed")) == want
     ]
     if not candidates:
         return None
-    first = [(key, length) for name, key, length in candidates if name == candidates[0][0]]
+    first = [(key, length, lr) for name, key, length, lr in candidates if name == candidates[0][0]]
     return choose(first, done, val_score).key
 
 

@@ -13,8 +13,16 @@ validation folds; a tie keeps the shorter). The test folds never take part in th
 A length is a *schedule* (the one-cycle or stage schedule stretched), not an epoch picked out of one
 long run: the best epoch of a long one-cycle run is not what a shorter run reaches.
 
-:func:`scale_length` stretches a run config (the planner); :func:`slot` names the comparison a run is
-a candidate of, and :func:`choose` picks a slot's run (results, the gallery).
+The peak learning rate is the second axis of the same choice (``[study] lr_factors``, multiples of each
+arm's own peak rates): a rate that suits one arm better than the other moves the difference as a
+fixed length does (BENCHMARKS.md, "The peak rate too": with 10 % of PTB-XL's diagnostic labels the
+arm from random weights learnt best at three times its configured rate, the pre-trained arm at its
+own, and choosing both took the measured gain from +0.019 to +0.002). Every target run is trained at
+each (length, rate); each comparison takes, per arm, the pair with the best validation macro AUC.
+
+:func:`scale_length` stretches a run config and :func:`scale_lr` multiplies its peak rates (the
+planner); :func:`slot` names the comparison a run is a candidate of, and :func:`choose` picks a
+slot's run (results, the gallery).
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ if TYPE_CHECKING:
 
 #: The key of a target run's use that holds its length factor (absent in studies planned before).
 LENGTH_KEY = "length"
-#: Use keys that do not name the comparison (the run's readable name carries its length).
-_NOT_SLOT = (LENGTH_KEY, "name")
+#: The key of a target run's use that holds its peak-rate factor (absent: 1, the configured rates).
+LR_KEY = "lr_factor"
+#: Use keys that do not name the comparison (the run's readable name carries its length and rate).
+_NOT_SLOT = (LENGTH_KEY, LR_KEY, "name")
 
 
 def _scaled(epochs: int, factor: float) -> int:
@@ -74,10 +84,43 @@ def scale_length(config: dict[str, Any], factor: float) -> dict[str, Any]:
     return out
 
 
+def _times(lr: Any, factor: float) -> Any:
+    """A stage's learning rate (one rate, or a discriminative ``[low, high]``) times ``factor``."""
+    if isinstance(lr, (list, tuple)):
+        return [float(v) * factor for v in lr]
+    return float(lr) * factor
+
+
+def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
+    """``config`` (a target run's RunConfig dict) trained at ``factor`` times its peak learning
+    rates: ``schedule.max_lr`` of a run from random weights; each stage's rate of a staged transfer
+    policy (its preset made explicit; both ends of a discriminative ``[low, high]``, so the ratio
+    between layer groups is kept); ``finetune.lr`` of all / linear-probe (``schedule.max_lr`` when
+    it has none). The one-cycle shape (warm-up from ``max_lr / div_factor``) follows the peak.
+    Factor 1 returns the config unchanged (the run keeps its key)."""
+    if factor == 1:
+        return config
+    rc = RunConfig.from_dict(config)
+    ft, out = rc.finetune, dict(config)
+    if ft.policy == "none":
+        out["schedule"] = {**dict(config.get("schedule") or {}), "max_lr": rc.schedule.max_lr * factor}
+        return out
+    table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
+    if ft.staged:
+        stages = rc.stages()
+        for key in ("lr", "epochs", "head_epochs", "all_epochs"):
+            table.pop(key, None)
+        table["stages"] = [{**s.to_dict(), "lr": _times(s.lr, factor)} for s in stages]
+    else:
+        table["lr"] = (ft.lr if ft.lr is not None else rc.schedule.max_lr) * factor
+    out["finetune"] = table
+    return out
+
+
 def slot(key: str, use: Mapping[str, Any]) -> str:
     """The comparison that run ``key``'s ``use`` is one candidate of: a target run's use without its
-    length and name. A use without a length (pre-training runs; studies planned before lengths) is
-    its run's alone."""
+    length, rate and name. A use without a length (pre-training runs; studies planned before
+    lengths) is its run's alone."""
     if LENGTH_KEY not in use:
         return f"{key}|{use.get('name')}"
     return repr(sorted((k, repr(v)) for k, v in use.items() if k not in _NOT_SLOT))
@@ -85,13 +128,15 @@ def slot(key: str, use: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Choice:
-    """A slot's candidates (keys, in order of length) and the one chosen.
+    """A slot's candidates (keys, ordered by length, then by rate from the configured one outwards)
+    and the one chosen.
 
     ``chosen`` is None while a candidate is unfinished (the choice would change as runs finish);
     ``waiting`` then holds the first unfinished key, which stands for the slot (not done)."""
 
     keys: tuple[str, ...]
     lengths: tuple[float, ...]
+    lr_factors: tuple[float, ...]
     scores: tuple[float | None, ...]
     chosen: str | None
     waiting: str | None
@@ -101,25 +146,47 @@ class Choice:
         """The run that stands for the slot: the chosen one, else the first unfinished."""
         return self.chosen or self.waiting or self.keys[0]
 
+    def _of_chosen(self, values: tuple[float, ...]) -> float | None:
+        return None if self.chosen is None else values[self.keys.index(self.chosen)]
+
     @property
     def chosen_length(self) -> float | None:
-        return None if self.chosen is None else self.lengths[self.keys.index(self.chosen)]
+        return self._of_chosen(self.lengths)
+
+    @property
+    def chosen_lr(self) -> float | None:
+        return self._of_chosen(self.lr_factors)
+
+    def _at_edge(self, values: tuple[float, ...], edge: float) -> bool:
+        """Several values were tried, every candidate was scored and the chosen one has ``edge``."""
+        return len(set(values)) > 1 and None not in self.scores and self._of_chosen(values) == edge
 
     @property
     def at_cap(self) -> bool:
         """The longest length was best against every shorter one: the arm may still have been
         learning (not claimed when a shorter length had no validation score to compare)."""
-        return len(self.keys) > 1 and self.chosen == self.keys[-1] and None not in self.scores
+        return self._at_edge(self.lengths, max(self.lengths))
 
     @property
     def at_floor(self) -> bool:
         """The shortest length was strictly better than every longer one: the arm might have done
         better shorter still (over-trained at every length tried). A tie keeps the shorter length but
         is not this: a run scoring alike at every length (one that learnt nothing) says nothing of it."""
-        scores = [s for s in self.scores if s is not None]
-        if len(self.keys) < 2 or self.chosen != self.keys[0] or len(scores) < len(self.scores):
+        if not self._at_edge(self.lengths, min(self.lengths)):
             return False
-        return all(scores[0] > s for s in scores[1:])
+        best = self.scores[self.keys.index(str(self.chosen))]
+        longer = [s for s, n in zip(self.scores, self.lengths) if n > min(self.lengths)]
+        return all(best is not None and s is not None and best > s for s in longer)
+
+    @property
+    def lr_at_top(self) -> bool:
+        """The highest peak rate won: the arm might have learnt better at a higher one still."""
+        return self._at_edge(self.lr_factors, max(self.lr_factors))
+
+    @property
+    def lr_at_bottom(self) -> bool:
+        """The lowest peak rate won: the arm might have learnt better at a lower one still."""
+        return self._at_edge(self.lr_factors, min(self.lr_factors))
 
 
 def val_macro_auc(run: "RunPredictions | None") -> float | None:
@@ -143,25 +210,46 @@ def run_val_macro_auc(run_dir: Path) -> float | None:
         return None
 
 
+def _order(candidate: tuple[str, float, float]) -> tuple[float, float, float]:
+    """Shorter first; at one length, the rate nearest the configured one (factor 1), then the lower."""
+    _, length, rate = candidate
+    return length, abs(math.log(rate)), rate
+
+
 def choose(
-    candidates: Sequence[tuple[str, float]], done: Callable[[str], bool], val_score: Callable[[str], float | None]
+    candidates: Sequence[tuple[str, float] | tuple[str, float, float]],
+    done: Callable[[str], bool],
+    val_score: Callable[[str], float | None],
 ) -> Choice:
-    """Pick among ``candidates`` ((run key, length factor)) the finished run with the best
-    ``val_score`` (higher is better; None: not scorable); a tie, or no scorable run, keeps the
-    shortest. Nothing is chosen while a candidate is unfinished."""
-    ordered = sorted(candidates, key=lambda c: c[1])
-    keys = tuple(k for k, _ in ordered)
-    lengths = tuple(float(f) for _, f in ordered)
+    """Pick among ``candidates`` ((run key, length factor[, rate factor, default 1])) the finished
+    run with the best ``val_score`` (higher is better; None: not scorable); a tie, or no scorable
+    run, keeps the shorter length, then the rate nearer the configured one. Nothing is chosen
+    while a candidate is unfinished."""
+    full = [(c[0], float(c[1]), float(c[2]) if len(c) > 2 else 1.0) for c in candidates]
+    ordered = sorted(full, key=_order)
+    keys = tuple(k for k, _, _ in ordered)
+    lengths = tuple(n for _, n, _ in ordered)
+    rates = tuple(r for _, _, r in ordered)
     waiting = next((k for k in keys if not done(k)), None)
     if waiting is not None:
-        return Choice(keys, lengths, tuple(None for _ in keys), None, waiting)
+        return Choice(keys, lengths, rates, tuple(None for _ in keys), None, waiting)
     scores = tuple(val_score(k) for k in keys)
     best = keys[0]
     best_score = scores[0]
     for k, s in zip(keys[1:], scores[1:]):
         if s is not None and (best_score is None or s > best_score):
             best, best_score = k, s
-    return Choice(keys, lengths, scores, best, None)
+    return Choice(keys, lengths, rates, scores, best, None)
 
 
-__all__ = ["LENGTH_KEY", "Choice", "choose", "run_val_macro_auc", "scale_length", "slot", "val_macro_auc"]
+__all__ = [
+    "LENGTH_KEY",
+    "LR_KEY",
+    "Choice",
+    "choose",
+    "run_val_macro_auc",
+    "scale_length",
+    "scale_lr",
+    "slot",
+    "val_macro_auc",
+]

@@ -34,7 +34,7 @@ from ..settings.names import RESUMABLE_KEYS
 from ..settings.base import non_default
 from ..settings.run import RunConfig
 from ..settings.study import PROTOCOL_RUN_KEYS
-from .lengths import LENGTH_KEY, scale_length, slot
+from .lengths import LENGTH_KEY, LR_KEY, scale_length, scale_lr, slot
 from .spec import StudySpec
 
 # RunConfig keys that never change a run's result (device, threads, speed settings): left out of
@@ -238,7 +238,7 @@ class _Planner:
         model: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        """A target run of ``arm`` at each of ``study.lengths`` (see :mod:`.lengths`)."""
+        """A target run of ``arm`` at each of ``study.lengths`` and ``study.lr_factors`` (see :mod:`.lengths`)."""
         tgt, st = self.d["target"], self.d["study"]
         fs = float(st["fs"] if fs is None else fs)
         task: dict[str, Any] = {
@@ -273,11 +273,12 @@ class _Planner:
             cfg.update(copy.deepcopy(extra or {}))
             depends = None
         use = {**use, "arm": arm, "protocol": protocol, "seed": seed, "fs": fs, "input": inp}
-        for factor in st["lengths"]:  # each arm at every length; results take the best on validation
-            named = {**use, LENGTH_KEY: factor}
-            if "name" in named and factor != 1:
-                named["name"] = f"{named['name']}/x{_num(factor)}"
-            self._add(arm, scale_length(cfg, factor), depends, named)
+        for factor in st["lengths"]:  # each arm at every (length, rate); results take the best on validation
+            for lr in st["lr_factors"]:
+                named = {**use, LENGTH_KEY: factor, LR_KEY: lr}
+                if "name" in named:
+                    named["name"] = named["name"] + _factors_suffix(named)
+                self._add(arm, scale_lr(scale_length(cfg, factor), lr), depends, named)
 
     def _add(self, kind: str, cfg: dict[str, Any], depends: str | None, use: dict[str, Any]) -> str:
         resolved = resolve_config(cfg, use.get("name") or f"{use.get('experiment')}/{use.get('arm', kind)}")
@@ -292,9 +293,7 @@ class _Planner:
             if use.get("input", "time") != "time":
                 parts.append(use["input"])
             parts += [use["protocol"], use["arm"], f"s{use['seed']}"]
-            if use.get(LENGTH_KEY, 1) != 1:
-                parts.append(f"x{_num(use[LENGTH_KEY])}")
-            use = {**use, "name": "/".join(parts)}
+            use = {**use, "name": "/".join(parts) + _factors_suffix(use)}
         run.uses.append(use)
         return key
 
@@ -441,6 +440,13 @@ class _Planner:
 
 def _num(x: float) -> str:
     return f"{x:g}"
+
+
+def _factors_suffix(use: dict[str, Any]) -> str:
+    """A target run's name ending: ``/x2`` for twice its arm's epochs, ``/lr3`` for three times its
+    peak rates (nothing at factor 1: the names runs had before either was chosen)."""
+    length, lr = use.get(LENGTH_KEY, 1), use.get(LR_KEY, 1)
+    return (f"/x{_num(length)}" if length != 1 else "") + (f"/lr{_num(lr)}" if lr != 1 else "")
 
 
 def plan_study(spec: StudySpec) -> list[RunDef]:

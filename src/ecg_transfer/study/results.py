@@ -58,7 +58,7 @@ from ..evaluation.challenge import challenge_mapping
 from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
 from ..predictions import load_predictions
 from ..runfiles import few_training_labels, read_label_counts
-from .lengths import LENGTH_KEY, Choice, choose, slot, val_macro_auc
+from .lengths import LENGTH_KEY, LR_KEY, Choice, choose, slot, val_macro_auc
 from .plan import ARMS, RunDef
 from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 from .store import RunStore
@@ -112,7 +112,7 @@ class _Ctx:
         self.states = {r.key: self.store.state(r.key) for r in self.runs}
         #: test sets where the rare-class resampling rule was not applied, one entry per test set
         self._fallbacks: dict[str, dict[str, Any]] = {}
-        #: each comparison's candidate runs, one per training length (``study.lengths``)
+        #: each comparison's candidate runs, one per (training length, peak-rate factor)
         self._slots: dict[str, list[tuple[RunDef, dict[str, Any]]]] = {}
         #: every (run, use, its comparison), named once for all of find's calls
         self._uses = [(r, u, slot(r.key, u)) for r in self.runs for u in r.uses]
@@ -164,10 +164,10 @@ class _Ctx:
         return list(out.values())
 
     def choice(self, name: str) -> Choice:
-        """The length chosen for the comparison ``name`` (a :func:`.lengths.slot`)."""
+        """The (length, rate) chosen for the comparison ``name`` (a :func:`.lengths.slot`)."""
         if name not in self._choices:
             pairs = self._slots[name]
-            candidates = [(r.key, float(u.get(LENGTH_KEY, 1))) for r, u in pairs]
+            candidates = [(r.key, float(u.get(LENGTH_KEY, 1)), float(u.get(LR_KEY, 1))) for r, u in pairs]
             self._choices[name] = choose(candidates, self.done, self.val_auc)
         return self._choices[name]
 
@@ -183,7 +183,7 @@ class _Ctx:
         return val_macro_auc(self.preds(key))
 
     def length_choices(self) -> list[tuple[dict[str, Any], Choice]]:
-        """(a use standing for it, its choice) of every comparison trained at several lengths."""
+        """(a use standing for it, its choice) of every comparison trained at several lengths or rates."""
         return [(pairs[0][1], self.choice(name)) for name, pairs in self._slots.items() if len(pairs) > 1]
 
     def rel(self, key: str) -> str:
@@ -737,6 +737,11 @@ LENGTH_RULE = (
     "the test; a tie keeps the shorter). The intervals hold the test records' variation given the "
     "chosen lengths, not the choice's own"
 )
+LR_RULE = (
+    "every target run also trained at each peak-rate factor (a multiple of its arm's own peak learning "
+    "rates); the length and the rate are chosen together, per arm, by validation macro AUC (a tie keeps "
+    "the shorter length, then the rate nearer the configured one)"
+)
 FIXED_LENGTH_NOTE = (
     "each arm trained one fixed length (study.lengths has one value), not chosen on validation: an "
     "arm from random weights is often still learning when a pre-trained one has converged, so a "
@@ -747,7 +752,7 @@ _CHOICE_FIELDS = ("protocol", "share", "repeat", "seed", "fs", "input", "strateg
 
 
 def _choice_entry(ctx: _Ctx, uses: Sequence[dict[str, Any]], c: Choice) -> dict[str, Any]:
-    """One length choice: the comparisons it serves (experiments sharing its runs), each
+    """One (length, rate) choice: the comparisons it serves (experiments sharing its runs), each
     candidate's validation AUC, what won and on how many validation records and labels."""
     first = uses[0]
     chosen = ctx.preds(c.chosen) if c.chosen else None
@@ -761,22 +766,30 @@ def _choice_entry(ctx: _Ctx, uses: Sequence[dict[str, Any]], c: Choice) -> dict[
         "arm": first["arm"],
         **fields,
         "lengths": list(c.lengths),
+        "lr_factors": list(c.lr_factors),
         "val_macro_auc": [_num(v) for v in c.scores],
         "chosen": c.chosen_length,
+        "chosen_lr": c.chosen_lr,
         "at_cap": c.at_cap,
         "at_floor": c.at_floor,
+        "lr_at_top": c.lr_at_top,
+        "lr_at_bottom": c.lr_at_bottom,
         "n_val": None if val is None else int(val.y_true.shape[0]),
         "val_labels_scored": None if val is None else int(M.labels_scored(val.y_true)["auc"]),
         "runs": [ctx.rel(k) for k in c.keys],
     }
 
 
-def _arm_summary(entries: Sequence[dict[str, Any]], factors: Sequence[float]) -> dict[str, Any]:
-    """Per arm: how often each length won, how often the longest did (and the shortest against
-    every longer one), how many choices are
+def _wins(won: Sequence[dict[str, Any]], field: str, factors: Sequence[float]) -> dict[str, int]:
+    """How often each factor (``field``: "chosen" length, "chosen_lr") won among ``won``."""
+    return {f"{f:g}": sum(1 for e in won if e.get(field, 1.0) == f) for f in factors}
+
+
+def _arm_summary(entries: Sequence[dict[str, Any]], factors: Sequence[float], lrs: Sequence[float]) -> dict[str, Any]:
+    """Per arm: how often each length and each rate won, how often the longest length did (and the
+    shortest against every longer one), the highest and the lowest rate, how many choices are
     unfinished (a candidate waiting or failed), the fewest validation records a choice had."""
     won = [e for e in entries if e["chosen"] is not None]
-    chosen = {f"{f:g}": sum(1 for e in won if e["chosen"] == f) for f in factors}
     n_val = [e["n_val"] for e in won if e["n_val"] is not None]
     by_experiment: dict[str, list[int]] = {}  # experiment: [longest won, chosen]
     for e in won:
@@ -785,29 +798,41 @@ def _arm_summary(entries: Sequence[dict[str, Any]], factors: Sequence[float]) ->
             counts[0] += int(e["at_cap"])
             counts[1] += 1
     return {
-        "chosen": chosen,
+        "chosen": _wins(won, "chosen", factors),
+        "chosen_lr": _wins(won, "chosen_lr", lrs),
         "at_cap": sum(1 for e in won if e["at_cap"]),
         "at_cap_by_experiment": by_experiment,
         "at_floor": sum(1 for e in won if e.get("at_floor")),
+        "lr_at_top": sum(1 for e in won if e.get("lr_at_top")),
+        "lr_at_bottom": sum(1 for e in won if e.get("lr_at_bottom")),
         "unfinished": len(entries) - len(won),
         "comparisons": len(entries),
         "n_val_min": min(n_val) if n_val else None,
     }
 
 
-def _length_choices(ctx: _Ctx, factors: Sequence[float]) -> dict[str, Any]:
-    """How each arm's training length was chosen (see :mod:`.lengths`): per arm a summary, and
-    every choice with its candidates' validation AUCs. Runs shared by several experiments (the
-    headline's and experiment 3's base rate) are one choice, listing every experiment."""
-    out: dict[str, Any] = {"factors": [float(f) for f in factors], "fixed": len(factors) < 2}
+def _length_choices(ctx: _Ctx, factors: Sequence[float], lrs: Sequence[float]) -> dict[str, Any]:
+    """How each arm's training length and peak rate were chosen (see :mod:`.lengths`): per arm a
+    summary, and every choice with its candidates' validation AUCs. Runs shared by several
+    experiments (the headline's and experiment 3's base rate) are one choice, listing every
+    experiment. ``fixed``: one length (the rates may still be chosen); ``lr_fixed``: one rate."""
+    out: dict[str, Any] = {
+        "factors": [float(f) for f in factors],
+        "fixed": len(factors) < 2,
+        "lr_factors": [float(f) for f in lrs],
+        "lr_fixed": len(lrs) < 2,
+    }
     if out["fixed"]:
-        return {**out, "note": FIXED_LENGTH_NOTE, "arms": {}, "comparisons": []}
+        out["note"] = FIXED_LENGTH_NOTE
+    if out["fixed"] and out["lr_fixed"]:
+        return {**out, "arms": {}, "comparisons": []}
     by_runs: dict[tuple[str, ...], tuple[list[dict[str, Any]], Choice]] = {}
     for use, c in ctx.length_choices():
         by_runs.setdefault(c.keys, ([], c))[0].append(use)
     entries = [_choice_entry(ctx, uses, c) for uses, c in by_runs.values()]
-    arms = {arm: _arm_summary([e for e in entries if e["arm"] == arm], factors) for arm in ARMS}
-    return {**out, "rule": LENGTH_RULE, "arms": arms, "comparisons": entries}
+    arms = {arm: _arm_summary([e for e in entries if e["arm"] == arm], factors, lrs) for arm in ARMS}
+    rule = LENGTH_RULE if out["lr_fixed"] else f"{LENGTH_RULE}; {LR_RULE}"
+    return {**out, "rule": rule, "arms": arms, "comparisons": entries}
 
 
 def _status(ctx: _Ctx) -> dict[str, Any]:
@@ -949,7 +974,9 @@ def collect_results(study_dir: str | Path) -> dict[str, Any]:
         "exp6": _exp6(ctx, ex, primary, spec["study"]["model"]),
     }
     sections["gallery"] = _gallery(study_dir)
-    sections["lengths"] = _length_choices(ctx, spec["study"].get("lengths", [1.0]))
+    sections["lengths"] = _length_choices(
+        ctx, spec["study"].get("lengths", [1.0]), spec["study"].get("lr_factors", [1.0])
+    )
     return {
         "format": FORMAT,
         "study": _study_section(study, spec, pre, seconds, sections["exp3"]),

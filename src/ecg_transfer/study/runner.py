@@ -125,20 +125,22 @@ class StudyRunner:
         self._gallery_note_shown = False  # "no explained records (no captum)": said once, not per results write
 
     def _note_grown_plan(self) -> None:
-        """Say so when a study planned before training lengths were chosen (its study.json has no
-        ``lengths``) is run again and its plan grows: the finished runs are kept, the other lengths
-        are new work."""
+        """Say so when a study planned before training lengths (or peak rates) were chosen -- its
+        study.json has no ``lengths`` (``lr_factors``) -- is run again and its plan grows: the
+        finished runs are kept, the other lengths (rates) are new work."""
         try:
             before = json.loads((self.study_dir / "study.json").read_text(encoding="utf-8"))["resolved"]["study"]
         except (OSError, ValueError, KeyError, TypeError):
             return
-        lengths = self.spec.data["study"]["lengths"]
-        if "lengths" not in before and len(lengths) > 1:
-            self.echo(
-                f"note: {self.study_dir} was planned with one training length per arm; each target run now "
-                f"trains at {', '.join(f'{f:g}x' for f in lengths)} its epochs, the best on validation kept "
-                "(finished runs are kept; [study] lengths = [1] keeps the old plan)"
-            )
+        now = self.spec.data["study"]
+        for key, what, unit in (("lengths", "training length", "its epochs"), ("lr_factors", "peak rate", "its rates")):
+            factors = now[key]
+            if key not in before and len(factors) > 1:
+                self.echo(
+                    f"note: {self.study_dir} was planned with one {what} per arm; each target run now "
+                    f"trains at {', '.join(f'{f:g}x' for f in factors)} {unit}, the best on validation kept "
+                    f"(finished runs are kept; [study] {key} = [1] keeps the old plan)"
+                )
 
     def run(self) -> StudyRunSummary:
         t0 = time.perf_counter()
