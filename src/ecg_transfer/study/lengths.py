@@ -85,10 +85,12 @@ def scale_length(config: dict[str, Any], factor: float) -> dict[str, Any]:
 
 
 def _times(lr: Any, factor: float) -> Any:
-    """A stage's learning rate (one rate, or a discriminative ``[low, high]``) times ``factor``."""
+    """A learning rate (one rate, or a stage's discriminative ``[low, high]``) times ``factor``, to
+    12 significant digits: 3 x 1e-4 is written 0.0003, not 0.00030000000000000003, in the run's
+    config (and its key)."""
     if isinstance(lr, (list, tuple)):
-        return [float(v) * factor for v in lr]
-    return float(lr) * factor
+        return [_times(v, factor) for v in lr]
+    return float(f"{float(lr) * factor:.12g}")
 
 
 def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
     rc = RunConfig.from_dict(config)
     ft, out = rc.finetune, dict(config)
     if ft.policy == "none":
-        out["schedule"] = {**dict(config.get("schedule") or {}), "max_lr": rc.schedule.max_lr * factor}
+        out["schedule"] = {**dict(config.get("schedule") or {}), "max_lr": _times(rc.schedule.max_lr, factor)}
         return out
     table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
     if ft.staged:
@@ -112,7 +114,7 @@ def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
             table.pop(key, None)
         table["stages"] = [{**s.to_dict(), "lr": _times(s.lr, factor)} for s in stages]
     else:
-        table["lr"] = (ft.lr if ft.lr is not None else rc.schedule.max_lr) * factor
+        table["lr"] = _times(ft.lr if ft.lr is not None else rc.schedule.max_lr, factor)
     out["finetune"] = table
     return out
 
