@@ -20,11 +20,12 @@ from ecg_transfer.report.data import FIXED_LR_WARNING, length_warning, lr_text
 from ecg_transfer.report.tables import RATE_NOTE, headline_cards, method_items
 from ecg_transfer.settings.run import RunConfig
 from ecg_transfer.study.gallery import gallery_run
-from ecg_transfer.study.lengths import LENGTH_KEY, LR_KEY, choose, scale_length, scale_lr, slot
+from ecg_transfer.study.lengths import LENGTH_KEY, LR_KEY, choose, run_val_macro_auc, scale_length, scale_lr, slot
 from ecg_transfer.study.plan import plan_study, select_shard
 from ecg_transfer.study.results import collect_results
 from ecg_transfer.study.runner import StudyRunner
 from ecg_transfer.study.spec import load_spec, spec_from_dict
+from ecg_transfer.study.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "ptbxl_to_g12ec.toml"
@@ -111,15 +112,21 @@ def test_rate_factors_are_kept_in_increasing_order():
     "finetune, expect",
     [
         ({"policy": "none"}, lambda c: c["schedule"]["max_lr"] == pytest.approx(0.02)),
-        ({"policy": "all"}, lambda c: c["finetune"]["lr"] == pytest.approx(0.02)),  # schedule.max_lr's
+        ({"policy": "all"}, lambda c: c["schedule"]["max_lr"] == pytest.approx(0.02) and "lr" not in c["finetune"]),
         ({"policy": "all", "lr": 0.003}, lambda c: c["finetune"]["lr"] == pytest.approx(0.006)),
-        ({"policy": "linear-probe"}, lambda c: c["finetune"]["lr"] == pytest.approx(0.02)),
+        ({"policy": "linear-probe"}, lambda c: c["schedule"]["max_lr"] == pytest.approx(0.02)),
         ({"policy": "head-then-all", "lr": 0.02}, lambda c: _stage_lrs(c)[0] == pytest.approx([0.04])),
         ({"policy": "gradual"}, lambda c: _stage_lrs(c)[-1] == pytest.approx([2e-6, 2e-4])),
     ],
 )
-def test_rate_scaling_multiplies_what_sets_each_policys_peak(finetune, expect):
+@pytest.mark.parametrize("max_lr", [None, 3e-3])
+def test_rate_scaling_multiplies_what_sets_each_policys_peak(finetune, expect, max_lr):
     config = {"model": "fcn_wang", "finetune": dict(finetune)}
+    if max_lr is not None:  # a configured schedule peak (which a policy with its own lr refuses as unused)
+        if finetune.get("lr") is not None or finetune["policy"] in ("head-then-all", "gradual"):
+            pytest.skip("the policy's own rates decide; schedule.max_lr would be refused or unused")
+        config["schedule"] = {"max_lr": max_lr}
+        expect = lambda c: c["schedule"]["max_lr"] == pytest.approx(2 * max_lr)  # noqa: E731
     if finetune["policy"] in ("none", "all", "linear-probe"):  # the staged policies' stages decide
         config["epochs"] = 11
     if finetune["policy"] != "none":
@@ -161,6 +168,22 @@ def test_length_and_rate_are_chosen_together_a_tie_keeps_the_shorter_then_the_co
     assert waiting.chosen is None and waiting.key == "b3" and waiting.chosen_lr is None
     assert not (waiting.lr_at_top or waiting.lr_at_bottom)
     assert choose([("a", 1), ("b", 2)], every, {"a": 0.5, "b": 0.6}.get).lr_factors == (1.0, 1.0)
+    # as far from the configured rate either way: the lower one
+    third = choose([("up", 1, 3), ("down", 1, 1 / 3)], every, {"up": 0.7, "down": 0.7}.get)
+    assert third.chosen == "down" and not third.lr_at_bottom  # a tie claims no edge
+
+
+def test_a_tie_claims_no_rate_edge():
+    """With the grid [1, 3] a tie keeps 1, the lowest rate: a run that learnt nothing (alike at every
+    rate) must not read as "best at its lowest rate" beside the headline."""
+    every = lambda k: True  # noqa: E731
+    flat = choose([("a1", 1, 1), ("a3", 1, 3), ("b1", 2, 1), ("b3", 2, 3)], every, lambda k: 0.5)
+    assert flat.chosen == "a1" and not flat.lr_at_bottom and not flat.lr_at_top and not flat.at_floor
+    # the top rate won against the lower rate at its own length but only tied a longer, lower-rate run
+    tied = choose([("a1", 1, 1), ("a3", 1, 3), ("b1", 2, 1)], every, {"a1": 0.6, "a3": 0.8, "b1": 0.8}.get)
+    assert tied.chosen == "a3" and not tied.lr_at_top
+    clear = choose([("a1", 1, 1), ("a3", 1, 3)], every, {"a1": 0.6, "a3": 0.8}.get)
+    assert clear.lr_at_top and not clear.lr_at_bottom
 
 
 # ----- the results and the report, from saved predictions ----------------------------------------
@@ -268,13 +291,27 @@ def test_the_report_says_which_rate_won_and_where_it_may_overstate(rate_study):
 
 
 def test_the_gallery_explains_the_rate_the_results_chose(rate_study):
-    out, runs = rate_study
+    out, _ = rate_study
     plan = json.loads((out / "plan.json").read_text())["runs"]
-    state = lambda k: True  # noqa: E731
-    scores = {r.key: (0.9 if float(r.uses[0].get(LR_KEY, 1)) == 3 else 0.6) for r in runs}
-    assert gallery_run(plan, "seed18", 0, state, scores.get) in {
-        k.removeprefix("runs/") for k in _keys(runs, "finetuned", 3.0)
-    }
+    store = RunStore(out)
+    key = gallery_run(
+        plan,
+        "seed18",
+        0,
+        done=lambda k: store.state(k)["state"] == "done",
+        val_score=lambda k: run_val_macro_auc(store.run_dir(k)),
+    )
+    chosen = collect_results(out)["headline"][0]["runs"]["finetuned"]
+    assert [f"runs/{key}"] == chosen
+    assert chosen == _keys(plan_study(_spec(out.parent, [1], [1, 3])), "finetuned", 1.0)  # validation's pick
+
+
+def test_a_choice_of_rates_on_few_validation_records_says_so():
+    choice = {"experiments": ["headline"], "arm": "standalone", "protocol": "p", "chosen": 1.0, "n_val": 7}
+    res = {"lengths": {"fixed": True, "lr_fixed": False, "comparisons": [choice]}}
+    assert "⚠ rates chosen on 7 validation records" in length_warning(res, "p")
+    res["lengths"]["fixed"] = False
+    assert "⚠ lengths and rates chosen on 7 validation records" in length_warning(res, "p")
 
 
 def test_fixed_rates_are_said_beside_the_difference_and_in_the_method(tmp_path):

@@ -343,7 +343,7 @@ def length_warning(results: Mapping[str, Any], protocol: str | None = None) -> s
     parts += _edge_warnings(mine)
     n_val = [int(c["n_val"]) for c in mine if c.get("n_val") is not None]
     if n_val and min(n_val) < SMALL_TEST:
-        what = "lengths" if lengths.get("lr_fixed", True) else "lengths and rates"
+        what = "rates" if lengths.get("fixed") else "lengths" if lengths.get("lr_fixed", True) else "lengths and rates"
         parts.append(f"⚠ {what} chosen on {min(n_val)} validation records: the choice is close to chance")
     return "; ".join(parts)
 

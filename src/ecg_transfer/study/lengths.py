@@ -97,14 +97,14 @@ def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
     """``config`` (a target run's RunConfig dict) trained at ``factor`` times its peak learning
     rates: ``schedule.max_lr`` of a run from random weights; each stage's rate of a staged transfer
     policy (its preset made explicit; both ends of a discriminative ``[low, high]``, so the ratio
-    between layer groups is kept); ``finetune.lr`` of all / linear-probe (``schedule.max_lr`` when
-    it has none). The one-cycle shape (warm-up from ``max_lr / div_factor``) follows the peak.
+    between layer groups is kept); ``finetune.lr`` of all / linear-probe (``schedule.max_lr``, which
+    they then train at, when they have none). The one-cycle shape (warm-up from ``max_lr / div_factor``) follows the peak.
     Factor 1 returns the config unchanged (the run keeps its key)."""
     if factor == 1:
         return config
     rc = RunConfig.from_dict(config)
     ft, out = rc.finetune, dict(config)
-    if ft.policy == "none":
+    if not ft.staged and ft.lr is None:  # from random weights; all / linear-probe at schedule.max_lr
         out["schedule"] = {**dict(config.get("schedule") or {}), "max_lr": _times(rc.schedule.max_lr, factor)}
         return out
     table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
@@ -113,8 +113,8 @@ def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
         for key in ("lr", "epochs", "head_epochs", "all_epochs"):
             table.pop(key, None)
         table["stages"] = [{**s.to_dict(), "lr": _times(s.lr, factor)} for s in stages]
-    else:
-        table["lr"] = _times(ft.lr if ft.lr is not None else rc.schedule.max_lr, factor)
+    else:  # all / linear-probe with their own rate (schedule.max_lr is then refused as unused)
+        table["lr"] = _times(ft.lr, factor)
     out["finetune"] = table
     return out
 
@@ -163,10 +163,18 @@ class Choice:
         """Several values were tried, every candidate was scored and the chosen one has ``edge``."""
         return len(set(values)) > 1 and None not in self.scores and self._of_chosen(values) == edge
 
+    def _beats(self, values: tuple[float, ...], others: Callable[[float], bool]) -> bool:
+        """The chosen candidate scored strictly above every candidate whose value ``others`` picks:
+        a tie (a run that learnt nothing scores alike everywhere) claims no edge."""
+        best = self.scores[self.keys.index(str(self.chosen))]
+        picked = [s for s, v in zip(self.scores, values) if others(v)]
+        return best is not None and all(s is not None and best > s for s in picked)
+
     @property
     def at_cap(self) -> bool:
         """The longest length was best against every shorter one: the arm may still have been
-        learning (not claimed when a shorter length had no validation score to compare)."""
+        learning (not claimed when a shorter length had no validation score to compare; a tie
+        keeps the shorter, so a longest chosen beat every shorter strictly)."""
         return self._at_edge(self.lengths, max(self.lengths))
 
     @property
@@ -174,21 +182,24 @@ class Choice:
         """The shortest length was strictly better than every longer one: the arm might have done
         better shorter still (over-trained at every length tried). A tie keeps the shorter length but
         is not this: a run scoring alike at every length (one that learnt nothing) says nothing of it."""
-        if not self._at_edge(self.lengths, min(self.lengths)):
-            return False
-        best = self.scores[self.keys.index(str(self.chosen))]
-        longer = [s for s, n in zip(self.scores, self.lengths) if n > min(self.lengths)]
-        return all(best is not None and s is not None and best > s for s in longer)
+        shortest = min(self.lengths)
+        return self._at_edge(self.lengths, shortest) and self._beats(self.lengths, lambda n: n > shortest)
+
+    def _lr_edge(self, edge: float) -> bool:
+        chosen = self.chosen_lr
+        return self._at_edge(self.lr_factors, edge) and self._beats(self.lr_factors, lambda r: r != chosen)
 
     @property
     def lr_at_top(self) -> bool:
-        """The highest peak rate won: the arm might have learnt better at a higher one still."""
-        return self._at_edge(self.lr_factors, max(self.lr_factors))
+        """The highest peak rate was strictly better than every other rate: the arm might have learnt
+        better at a higher one still (a tie, which keeps the rate nearer 1, claims nothing)."""
+        return self._lr_edge(max(self.lr_factors))
 
     @property
     def lr_at_bottom(self) -> bool:
-        """The lowest peak rate won: the arm might have learnt better at a lower one still."""
-        return self._at_edge(self.lr_factors, min(self.lr_factors))
+        """The lowest peak rate was strictly better than every other rate: the arm might have learnt
+        better at a lower one still (with the grid [1, 3] a tie keeps 1, the lowest: not this)."""
+        return self._lr_edge(min(self.lr_factors))
 
 
 def val_macro_auc(run: "RunPredictions | None") -> float | None:
