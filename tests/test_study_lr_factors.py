@@ -119,14 +119,8 @@ def test_rate_factors_are_kept_in_increasing_order():
         ({"policy": "gradual"}, lambda c: _stage_lrs(c)[-1] == pytest.approx([2e-6, 2e-4])),
     ],
 )
-@pytest.mark.parametrize("max_lr", [None, 3e-3])
-def test_rate_scaling_multiplies_what_sets_each_policys_peak(finetune, expect, max_lr):
+def test_rate_scaling_multiplies_what_sets_each_policys_peak(finetune, expect):
     config = {"model": "fcn_wang", "finetune": dict(finetune)}
-    if max_lr is not None:  # a configured schedule peak (which a policy with its own lr refuses as unused)
-        if finetune.get("lr") is not None or finetune["policy"] in ("head-then-all", "gradual"):
-            pytest.skip("the policy's own rates decide; schedule.max_lr would be refused or unused")
-        config["schedule"] = {"max_lr": max_lr}
-        expect = lambda c: c["schedule"]["max_lr"] == pytest.approx(2 * max_lr)  # noqa: E731
     if finetune["policy"] in ("none", "all", "linear-probe"):  # the staged policies' stages decide
         config["epochs"] = 11
     if finetune["policy"] != "none":
@@ -140,6 +134,18 @@ def test_rate_scaling_multiplies_what_sets_each_policys_peak(finetune, expect, m
     assert scale_lr(config, 1) is config
     both = scale_lr(scale_length(config, 3), 2)  # the planner's order: the length, then the rate
     assert [s.epochs for s in RunConfig.from_dict(both).stages()] == [3 * s.epochs for s in before.stages()]
+
+
+@pytest.mark.parametrize("policy", ["none", "all", "linear-probe"])
+def test_a_configured_schedule_peak_is_what_scales_without_a_policy_rate(policy):
+    """all / linear-probe without their own lr train at schedule.max_lr: that is scaled (a finetune.lr
+    beside a configured schedule.max_lr would be refused as leaving it unused)."""
+    config = {"model": "fcn_wang", "epochs": 11, "schedule": {"max_lr": 3e-3}, "finetune": {"policy": policy}}
+    if policy != "none":
+        config["finetune"]["pretrained_run"] = "x"
+    scaled = scale_lr(config, 3)
+    assert scaled["schedule"]["max_lr"] == 9e-3 and "lr" not in scaled["finetune"]
+    assert [s.lr for s in RunConfig.from_dict(scaled).stages()] == [9e-3]
 
 
 # ----- the choice ----------------------------------------------------------------------------
