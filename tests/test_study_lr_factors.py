@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import tomllib
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ecg_transfer.errors import ConfigError
-from ecg_transfer.predictions import save_predictions
 from ecg_transfer.report.data import FIXED_LR_WARNING, length_warning, lr_text
 from ecg_transfer.report.tables import RATE_NOTE, headline_cards, method_items
 from ecg_transfer.settings.run import RunConfig
@@ -26,6 +24,7 @@ from ecg_transfer.study.results import collect_results
 from ecg_transfer.study.runner import StudyRunner
 from ecg_transfer.study.spec import load_spec, spec_from_dict
 from ecg_transfer.study.store import RunStore
+from study_fakes import fake_executor
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "ptbxl_to_g12ec.toml"
@@ -202,27 +201,7 @@ QUALITY = {
     ("finetuned", 1.0): (1.5, 0.2),
     ("finetuned", 3.0): (0.3, 2.0),
 }
-LABELS = ["a", "b", "c"]
-
-
-def _predictions(ids: list[str], strength: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    y = np.array([[(i + k) % 2 == 0 for k in range(len(LABELS))] for i in range(len(ids))], dtype=np.uint8)
-    rng = np.random.default_rng([seed, zlib.crc32(ids[0].encode())])
-    z = strength * (2.0 * y - 1) + rng.normal(0, 1.0, y.shape)
-    return y, 1 / (1 + np.exp(-z))
-
-
-def fake_execute(runner, run) -> None:
-    d = runner.store.run_dir(run.key)
-    d.mkdir(parents=True, exist_ok=True)
-    split = {"train": [f"tr{i}" for i in range(40)], "val": [f"v{i}" for i in range(60)]}
-    split["test"] = [f"t{i}" for i in range(60)]
-    val_q, test_q = QUALITY.get((run.kind, float(run.uses[0].get(LR_KEY, 1))), (1.0, 1.0))
-    for name, q in (("val", val_q), ("test", test_q)):
-        y, p = _predictions(split[name], q, run.config["seed"])
-        save_predictions(d / f"predictions_{name}.csv", split[name], LABELS, y, p)
-    (d / "config.json").write_text(json.dumps(run.config))
-    (d / "splits.json").write_text(json.dumps(split))
+fake_execute = fake_executor(QUALITY, factor="rate")
 
 
 def _spec(root: Path, lengths: list[float], lr_factors: list[float]):

@@ -269,17 +269,14 @@ def _arm_name(arm: str) -> str:
     return "the fine-tuned arm" if arm == "finetuned" else "the arm from random weights"
 
 
-def _ends_won(choices: list[dict], arm: str) -> tuple[int, int, int]:
-    """(choices of ``arm`` its longest length won, those its shortest won against every longer
-    one, its finished choices) among ``choices``."""
-    won = [c for c in choices if c.get("arm") == arm and c.get("chosen") is not None]
-    return sum(1 for c in won if c.get("at_cap")), sum(1 for c in won if c.get("at_floor")), len(won)
+def _won(choices: list[dict], arm: str) -> list[dict]:
+    """The finished choices of ``arm`` among ``choices``."""
+    return [c for c in choices if c.get("arm") == arm and c.get("chosen") is not None]
 
 
-def _lr_edges_won(choices: list[dict], arm: str) -> tuple[int, int]:
-    """(choices of ``arm`` its highest peak rate won, those its lowest won) among ``choices``."""
-    won = [c for c in choices if c.get("arm") == arm and c.get("chosen") is not None]
-    return sum(1 for c in won if c.get("lr_at_top")), sum(1 for c in won if c.get("lr_at_bottom"))
+def _count(won: list[dict], flag: str) -> int:
+    """How many of ``won`` carry ``flag`` (at_cap, at_floor, lr_at_top, lr_at_bottom)."""
+    return sum(1 for c in won if c.get(flag))
 
 
 #: Beside a headline difference when each arm kept its configured peak rate ([study] lr_factors = [1]).
@@ -301,23 +298,24 @@ def _edge_warnings(mine: list[dict]) -> list[str]:
     """The lengths either arm won at an end of its grid, and the peak rates the arm from random
     weights won at an end of its grid (see :func:`length_warning`)."""
     parts = []
+    won = {arm: _won(mine, arm) for arm in ("standalone", "finetuned")}
     for arm, effect in (("standalone", "overstate"), ("finetuned", "understate")):
-        capped, floored, won = _ends_won(mine, arm)
+        capped, floored, n_won = _count(won[arm], "at_cap"), _count(won[arm], "at_floor"), len(won[arm])
         if capped:
             parts.append(
-                f"⚠ {_arm_name(arm)} did best at its longest training length in {capped} of {won} "
+                f"⚠ {_arm_name(arm)} did best at its longest training length in {capped} of {n_won} "
                 f"runs: it may still have been learning, so the difference may {effect} pre-training's gain"
             )
         if floored and arm == "standalone":
             parts.append(
-                f"⚠ {_arm_name(arm)} did best at its shortest training length in {floored} of {won} "
+                f"⚠ {_arm_name(arm)} did best at its shortest training length in {floored} of {n_won} "
                 "runs: it may do better shorter still, so the difference may overstate pre-training's gain"
             )
-    won = _ends_won(mine, "standalone")[2]
-    for n, side, more in zip(_lr_edges_won(mine, "standalone"), ("highest", "lowest"), ("higher", "lower")):
-        if n:
+    alone = won["standalone"]
+    for flag, side, more in (("lr_at_top", "highest", "higher"), ("lr_at_bottom", "lowest", "lower")):
+        if n := _count(alone, flag):
             parts.append(
-                f"⚠ {_arm_name('standalone')} did best at its {side} peak learning rate in {n} of {won} "
+                f"⚠ {_arm_name('standalone')} did best at its {side} peak learning rate in {n} of {len(alone)} "
                 f"runs: it may learn better at a {more} one, so the difference may overstate pre-training's gain"
             )
     return parts
@@ -364,9 +362,9 @@ def longest_note(results: Mapping[str, Any], experiment: str, share: float | Non
     ]
     parts = []
     for arm, who in (("standalone", "from random weights"), ("finetuned", "fine-tuned")):
-        capped, _, won = _ends_won(mine, arm)
-        if capped:
-            parts.append(f"{who} {capped} of {won}")
+        won = _won(mine, arm)
+        if capped := _count(won, "at_cap"):
+            parts.append(f"{who} {capped} of {len(won)}")
     return f"⚠ longest length best: {', '.join(parts)}" if parts else ""
 
 

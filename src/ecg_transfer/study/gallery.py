@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .lengths import LENGTH_KEY, LR_KEY, choose, run_val_macro_auc, slot
+from .lengths import choose, run_val_macro_auc, slot, use_factors
 from .store import RunStore
 
 GALLERY_DIR = "explain"
@@ -105,14 +105,14 @@ def gallery_run(
     finished and their validation AUC)."""
     want = ("headline", "finetuned", protocol, seed)
     candidates = [
-        (slot(str(r["key"]), u), str(r["key"]), float(u.get(LENGTH_KEY, 1)), float(u.get(LR_KEY, 1)))
+        (slot(str(r["key"]), u), (str(r["key"]), *use_factors(u)))
         for r in plan_runs
         for u in r["uses"]
         if (u.get("experiment"), u.get("arm"), u.get("protocol"), u.get("seed")) == want
     ]
     if not candidates:
         return None
-    first = [(key, length, lr) for name, key, length, lr in candidates if name == candidates[0][0]]
+    first = [candidate for name, candidate in candidates if name == candidates[0][0]]
     return choose(first, done, val_score).key
 
 

@@ -46,6 +46,31 @@ LR_KEY = "lr_factor"
 _NOT_SLOT = (LENGTH_KEY, LR_KEY, "name")
 
 
+#: A staged policy's preset keys: the explicit stages that replace the preset carry what they set.
+_PRESET_KEYS = ("lr", "epochs", "head_epochs", "all_epochs")
+
+
+def _finetune_table(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's ``finetune`` table without its unset (None) keys."""
+    return {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
+
+
+def _explicit_stages(
+    config: Mapping[str, Any], rc: RunConfig, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The ``finetune`` table of a staged policy with its stages made explicit (the preset resolved,
+    its keys dropped), each stage's dict passed through ``change`` (a longer or faster schedule)."""
+    table = {k: v for k, v in _finetune_table(config).items() if k not in _PRESET_KEYS}
+    table["stages"] = [change(stage.to_dict()) for stage in rc.stages()]
+    return table
+
+
+def use_factors(use: Mapping[str, Any]) -> tuple[float, float]:
+    """(length factor, peak-rate factor) of a run's use; 1 where absent (pre-training runs, studies
+    planned before either was chosen)."""
+    return float(use.get(LENGTH_KEY, 1)), float(use.get(LR_KEY, 1))
+
+
 def _scaled(epochs: int, factor: float) -> int:
     """``epochs * factor`` to the nearest whole epoch (halves up), at least one."""
     return max(1, math.floor(epochs * factor + 0.5))
@@ -67,16 +92,14 @@ def scale_length(config: dict[str, Any], factor: float) -> dict[str, Any]:
     if ft.policy == "none":
         out["epochs"] = _scaled(rc.epochs, factor)
         return out
-    table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
     if ft.staged:
-        stages = rc.stages()
-        for key in ("lr", "epochs", "head_epochs", "all_epochs"):
-            table.pop(key, None)
-        table["stages"] = [{**s.to_dict(), "epochs": _scaled(s.epochs, factor)} for s in stages]
+        table = _explicit_stages(config, rc, lambda st: {**st, "epochs": _scaled(st["epochs"], factor)})
         total = sum(st["epochs"] for st in table["stages"])
     elif ft.epochs is not None:
-        table["epochs"] = total = _scaled(ft.epochs, factor)
+        table = {**_finetune_table(config), "epochs": _scaled(ft.epochs, factor)}
+        total = table["epochs"]
     else:  # all / linear-probe without their own epochs train the top-level ones
+        table = _finetune_table(config)
         total = out["epochs"] = _scaled(rc.epochs, factor)
     if "epochs" in out:  # a resolved config's top-level epochs are the schedule's total
         out["epochs"] = total
@@ -107,15 +130,10 @@ def scale_lr(config: dict[str, Any], factor: float) -> dict[str, Any]:
     if not ft.staged and ft.lr is None:  # from random weights; all / linear-probe at schedule.max_lr
         out["schedule"] = {**dict(config.get("schedule") or {}), "max_lr": _times(rc.schedule.max_lr, factor)}
         return out
-    table = {k: v for k, v in dict(config.get("finetune") or {}).items() if v is not None}
     if ft.staged:
-        stages = rc.stages()
-        for key in ("lr", "epochs", "head_epochs", "all_epochs"):
-            table.pop(key, None)
-        table["stages"] = [{**s.to_dict(), "lr": _times(s.lr, factor)} for s in stages]
+        out["finetune"] = _explicit_stages(config, rc, lambda st: {**st, "lr": _times(st["lr"], factor)})
     else:  # all / linear-probe with their own rate (schedule.max_lr is then refused as unused)
-        table["lr"] = _times(ft.lr, factor)
-    out["finetune"] = table
+        out["finetune"] = {**_finetune_table(config), "lr": _times(ft.lr, factor)}
     return out
 
 
@@ -264,5 +282,6 @@ __all__ = [
     "scale_length",
     "scale_lr",
     "slot",
+    "use_factors",
     "val_macro_auc",
 ]

@@ -34,7 +34,7 @@ from ..settings.names import RESUMABLE_KEYS
 from ..settings.base import non_default
 from ..settings.run import RunConfig
 from ..settings.study import PROTOCOL_RUN_KEYS
-from .lengths import LENGTH_KEY, LR_KEY, scale_length, scale_lr, slot
+from .lengths import LENGTH_KEY, LR_KEY, scale_length, scale_lr, slot, use_factors
 from .spec import StudySpec
 
 # RunConfig keys that never change a run's result (device, threads, speed settings): left out of
@@ -445,7 +445,7 @@ def _num(x: float) -> str:
 def _factors_suffix(use: dict[str, Any]) -> str:
     """A target run's name ending: ``/x2`` for twice its arm's epochs, ``/lr3`` for three times its
     peak rates (nothing at factor 1: the names runs had before either was chosen)."""
-    length, lr = use.get(LENGTH_KEY, 1), use.get(LR_KEY, 1)
+    length, lr = use_factors(use)
     return (f"/x{_num(length)}" if length != 1 else "") + (f"/lr{_num(lr)}" if lr != 1 else "")
 
 

@@ -58,7 +58,7 @@ from ..evaluation.challenge import challenge_mapping
 from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
 from ..predictions import load_predictions
 from ..runfiles import few_training_labels, read_label_counts
-from .lengths import LENGTH_KEY, LR_KEY, Choice, choose, slot, val_macro_auc
+from .lengths import Choice, choose, slot, use_factors, val_macro_auc
 from .plan import ARMS, RunDef
 from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 from .store import RunStore
@@ -167,7 +167,7 @@ class _Ctx:
         """The (length, rate) chosen for the comparison ``name`` (a :func:`.lengths.slot`)."""
         if name not in self._choices:
             pairs = self._slots[name]
-            candidates = [(r.key, float(u.get(LENGTH_KEY, 1)), float(u.get(LR_KEY, 1))) for r, u in pairs]
+            candidates = [(r.key, *use_factors(u)) for r, u in pairs]
             self._choices[name] = choose(candidates, self.done, self.val_auc)
         return self._choices[name]
 
