@@ -291,3 +291,67 @@ def test_study_run_says_how_many_ptbxl_records_are_missing_at_500_hz(tmp_path):
         f"PTB-XL at 500 Hz: 3 of 20 records are missing under {ptbxl}; the runs that read this rate "
         "(pre-training above 100 Hz) train and test on the 17 present"
     ]
+
+
+def test_a_measurement_on_a_busy_machine_is_flagged_and_taken_again_once_quiet(spec, tmp_path, monkeypatch):
+    from ecg_transfer.study import estimate
+
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(estimate, "_threads", lambda cfg: 2)
+    runs, cache = plan_study(spec), tmp_path / "cache"
+
+    def plan(load: float | None, remeasure: bool = False) -> tuple[list[str], list[str]]:
+        measure = CountingMeasure()
+        est = estimate_study(runs, cache_dir=cache, measure=measure, load=load, remeasure=remeasure)
+        return measure.calls, [n for n in est.notes if "busy machine" in n]
+
+    calls, notes = plan(1.9)  # a training on both cores beside the measurement
+    assert calls and len(notes) == 1
+    assert "fcn_wang@100Hz/time was measured on a busy machine (load average 1.9 on 2 CPUs" in notes[0]
+    assert plan(1.9) == ([], notes)  # still busy: the kept (flagged) measurement serves
+    assert plan(None) == ([], notes)  # load unknown: nothing judged, nothing taken again
+    calls, notes = plan(0.2)  # quiet now: measured again, and the flag goes
+    assert calls == ["fcn_wang@100/time"] and notes == []
+    assert plan(0.2) == ([], []) and plan(1.9) == ([], [])  # a quiet measurement is kept even when busy later
+    assert plan(0.2, remeasure=True)[0] == ["fcn_wang@100/time"]  # once per network, not once per run
+
+
+def test_busy_means_other_work_on_the_cores_the_measurement_needs(monkeypatch):
+    from ecg_transfer.study import estimate
+
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    assert not estimate.machine_busy(2, 0.4) and estimate.machine_busy(2, 0.6)
+    assert not estimate.machine_busy(1, 1.4) and estimate.machine_busy(1, 1.6)  # one core left free
+    assert not estimate.machine_busy(4, None)  # no load average on this system: not judged
+
+
+def test_plan_says_what_is_left_in_the_study_folder(spec, tmp_path, capsys, monkeypatch):
+    from ecg_transfer.cli import main
+    from ecg_transfer.study import estimate
+    from ecg_transfer.study.store import RunStore
+
+    monkeypatch.setattr(estimate, "measure_throughput", CountingMeasure())
+    spec_path, out = tmp_path / "s.json", tmp_path / "out"
+    data = spec.data
+    data["study"]["cache_dir"] = str(tmp_path / "cache")
+    spec_path.write_text(json.dumps(data))
+    assert main(["study", "plan", str(spec_path), "--out", str(out)]) == 0
+    assert "left in" not in capsys.readouterr().out  # nothing run yet: the estimate is what is left
+    assert main(["study", "plan", str(spec_path), "--out", str(out), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["estimate"]["runs"]
+    store = RunStore(out)
+    for r in runs[:2]:
+        store.mark_done(r["key"], name=r["name"])
+    store.mark_failed(runs[2]["key"], name=runs[2]["name"], error="boom")
+    assert main(["study", "plan", str(spec_path), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["left"] == {
+        "runs": len(runs) - 3,
+        "seconds": pytest.approx(sum(r["seconds"] for r in runs[3:]), abs=0.2),
+        "done": 2,
+        "failed": 1,
+    }
+    assert main(["study", "plan", str(spec_path), "--out", str(out)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"left in {out}: {len(runs) - 3} of {len(runs)} runs, about ")
+    assert "(2 done, 1 failed (retried with --retry-failed); caches not counted)" in line

@@ -7,12 +7,15 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .executors.slurm import LIVE_STATES, add_slurm_arguments, check_executor_args, status_jobs
 from .plan import plan_study
 from .spec import load_spec
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from .estimate import StudyEstimate
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -81,11 +84,19 @@ def add_study_parser(sub: argparse._SubParsersAction, write_report: Callable[[Pa
         "data root exists, list every run (key, kind, name, uses) and estimate the wall "
         "time on this machine: epochs x records of every run times this machine's "
         "measured cost per training sample and per evaluation window (measured once per "
-        "network and window size, a few seconds each, and kept in the cache folder).",
+        "network and window size, a few seconds each, and kept in the cache folder); where the "
+        "study's folder (--out) holds finished runs, the runs and time left.",
     )
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-estimate", action="store_true", help="list the runs only (no measurement, no timing)")
+    p.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="measure this machine's speed again instead of using the kept measurements (a measurement "
+        "taken while other work ran is flagged beside the estimate and taken again by itself once the "
+        "machine is quiet)",
+    )
     p.add_argument(
         "--assume-records",
         action="append",
@@ -180,8 +191,9 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from .estimate import estimate_study, format_estimate, parse_assumptions
+    from .estimate import estimate_study, format_duration, format_estimate, load_average, parse_assumptions
 
+    load = load_average()  # before this process adds its own work to it
     spec = load_spec(args.spec, args.profile)
     runs = plan_study(spec)
     assumed = parse_assumptions(args.assume_records)
@@ -195,11 +207,22 @@ def plan_command(args: argparse.Namespace) -> int:
             cache_dir=cache_dir,
             n_resamples=spec.settings.study.bootstrap,
             echo=lambda m: print(m, file=sys.stderr, flush=True),
+            load=load,
+            remeasure=args.remeasure,
         )
+    study_dir = spec.out_dir(args.out)
+    states = run_states(study_dir, runs)
     if args.json:
+        left = None if est is None else leftover(est, states)
         print(
             json.dumps(
-                {"runs": [r.to_dict() for r in runs], "roots": roots, "estimate": est.to_dict() if est else None},
+                {
+                    "runs": [r.to_dict() for r in runs],
+                    "roots": roots,
+                    "estimate": est.to_dict() if est else None,
+                    "states": dict(Counter(states.values())),
+                    "left": left,
+                },
                 indent=2,
             )
         )
@@ -214,7 +237,34 @@ def plan_command(args: argparse.Namespace) -> int:
         print(f"  {r.key}  {r.kind:<10} {r.name}" + (f"  (+{len(r.uses) - 1} more uses)" if len(r.uses) > 1 else ""))
     for line in format_estimate(est) if est else []:
         print(line)
+    if est is not None and any(st != "missing" for st in states.values()):
+        left = leftover(est, states)
+        print(
+            f"left in {study_dir}: {left['runs']} of {len(runs)} runs, about {format_duration(left['seconds'])} "
+            f"({left['done']} done{', ' + str(left['failed']) + ' failed (retried with --retry-failed)' if left['failed'] else ''};"
+            " caches not counted)"
+        )
     return 0
+
+
+def run_states(study_dir: Path, runs: list) -> dict[str, str]:
+    """Each run's state in ``study_dir`` (all "missing" when the folder does not exist yet)."""
+    if not study_dir.is_dir():
+        return {r.key: "missing" for r in runs}
+    store = RunStore(study_dir)
+    return {r.key: store.state(r.key)["state"] for r in runs}
+
+
+def leftover(est: StudyEstimate, states: dict[str, str]) -> dict[str, float | int]:
+    """What ``study run`` still has to train: every run neither done nor failed, and its estimate."""
+    todo = [r for r in est.runs if states.get(r.key, "missing") not in ("done", "failed")]
+    counts = Counter(states.values())
+    return {
+        "runs": len(todo),
+        "seconds": round(sum(r.seconds for r in todo), 1),
+        "done": counts.get("done", 0),
+        "failed": counts.get("failed", 0),
+    }
 
 
 def missing_records_lines(runs: list) -> list[str]:

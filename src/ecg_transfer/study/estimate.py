@@ -48,6 +48,9 @@ CACHE_SECONDS_PER_RECORD = {"ptbxl": 0.001, "cinc": 0.02}
 EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
 #: Labels scored per PTB-XL task, for the evaluation's cost (the PTB-XL benchmark's counts: the
 #: statements file is not read to plan); a protocol's come from its class list.
+#: How far the load average may exceed the cores a throughput measurement leaves free before the
+#: machine counts as busy (see :func:`machine_busy`).
+BUSY_LOAD_MARGIN = 0.5
 LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
 THROUGHPUT_FILE = "throughput.json"
 
@@ -181,11 +184,36 @@ def _cpu_name() -> str:
     return cpu
 
 
+def _threads(cfg: RunConfig) -> int:
+    """The torch threads ``cfg``'s runs (and so its measurement) use here."""
+    import torch
+
+    return int(cfg.num_threads or torch.get_num_threads())
+
+
+def load_average() -> float | None:
+    """This machine's 1-minute load average, or None where the system keeps none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def machine_busy(threads: int, load: float | None) -> bool:
+    """Whether other work holds cores a measurement with ``threads`` threads needs: the load
+    average exceeds the cores it leaves free by more than ``BUSY_LOAD_MARGIN``. Such a measurement
+    prices every run too high (a training beside it halves a 2-core machine's speed), so it is
+    flagged, said beside the estimate, and taken again once the machine is quiet."""
+    if load is None:
+        return False
+    return load > max((os.cpu_count() or 1) - threads, 0) + BUSY_LOAD_MARGIN
+
+
 def _signature(cfg: RunConfig) -> str:
     import torch
 
     cpu = _cpu_name()
-    threads = cfg.num_threads or torch.get_num_threads()
+    threads = _threads(cfg)
     return json.dumps(
         {
             "cpu": cpu,
@@ -269,21 +297,43 @@ def throughput(
     *,
     measure: Callable[[RunConfig], dict[str, float]] | None = None,
     echo: Callable[[str], None] = lambda m: None,
-) -> dict[str, float]:
-    """The measured costs of ``cfg``'s network here, from the table or measured now (and kept)."""
+    load: float | None = None,
+    remeasure: bool = False,
+) -> dict[str, Any]:
+    """The measured costs of ``cfg``'s network here, from the table or measured now (and kept).
+    ``load`` is the machine's load average as the plan started (None: unknown, never busy): a kept
+    measurement taken on a busy machine is taken again once the machine is quiet; ``remeasure``
+    takes it again regardless."""
     from ..atomic import atomic_write_json
 
     sig = _signature(cfg)
+    busy = machine_busy(_threads(cfg), load)
     table = _load_table(table_path)
-    if sig not in table:
+    kept = table.get(sig)
+    stale = kept is not None and bool(kept.get("busy")) and load is not None and not busy
+    if kept is None or remeasure or stale:
+        why = " again (kept from a busy machine)" if stale else " again" if kept is not None else ""
         echo(
             f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}"
-            f"{', ssl ' + cfg.ssl.method if cfg.ssl is not None else ''}) on this machine ..."
+            f"{', ssl ' + cfg.ssl.method if cfg.ssl is not None else ''}) on this machine{why} ..."
         )
         table[sig] = {**(measure or measure_throughput)(cfg), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        if busy and load is not None:
+            table[sig].update(busy=True, load=round(load, 2), cpus=os.cpu_count())
         table_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(table_path, {**_load_table(table_path), sig: table[sig]})
     return table[sig]
+
+
+def busy_note(name: str, cost: Mapping[str, Any]) -> str | None:
+    """The line said beside an estimate whose ``cost`` was measured on a busy machine."""
+    if not cost.get("busy"):
+        return None
+    return (
+        f"{name} was measured on a busy machine (load average {cost.get('load')} on {cost.get('cpus')} "
+        f"CPUs, {cost.get('measured')}): its runs' times may be too long; `study plan` measures it again "
+        "once the machine is quiet (--remeasure: now)"
+    )
 
 
 def estimate_study(
@@ -294,8 +344,11 @@ def estimate_study(
     measure: Callable[[RunConfig], dict[str, float]] | None = None,
     echo: Callable[[str], None] = lambda m: None,
     n_resamples: int = 0,
+    load: float | None = None,
+    remeasure: bool = False,
 ) -> StudyEstimate:
-    """Expected wall time of ``runs`` on this machine (see the module docstring)."""
+    """Expected wall time of ``runs`` on this machine (see the module docstring). ``load`` (the
+    load average as the plan started; None: not judged) and ``remeasure``: see :func:`throughput`."""
     from ..datasets.cache import default_cache_dir
 
     assumed = dict(assumed or {})
@@ -316,8 +369,13 @@ def estimate_study(
         caches[(ident, cfg.fs)] = size.records * CACHE_SECONDS_PER_RECORD.get(
             task["dataset"], CACHE_SECONDS_PER_RECORD["cinc"]
         )
-        cost = throughput(cfg, table_path, measure=measure or measure_throughput, echo=echo)
-        costs[_signature(cfg)] = {k: v for k, v in cost.items() if k != "measured"}
+        sig = _signature(cfg)
+        if sig not in costs:
+            cost = throughput(
+                cfg, table_path, measure=measure or measure_throughput, echo=echo, load=load, remeasure=remeasure
+            )
+            costs[sig] = dict(cost)
+        cost = costs[sig]
         train_records, samples, windows = run_work(cfg, size)
         seconds = (
             samples * cost["train_s_per_sample"]
@@ -348,7 +406,9 @@ def estimate_study(
         if v.assumed
     ]
     names = display_names(list(costs))
-    return StudyEstimate(out, sum(caches.values()), {names[sig]: c for sig, c in costs.items()}, notes)
+    notes += [n for sig, c in costs.items() if (n := busy_note(names[sig], c))]
+    speeds = {names[sig]: {k: c[k] for k in ("train_s_per_sample", "predict_s_per_window")} for sig, c in costs.items()}
+    return StudyEstimate(out, sum(caches.values()), speeds, notes)
 
 
 def display_names(signatures: list[str]) -> dict[str, str]:
@@ -423,14 +483,18 @@ def format_estimate(est: StudyEstimate) -> list[str]:
 
 
 __all__ = [
+    "BUSY_LOAD_MARGIN",
     "DataSize",
     "RunEstimate",
     "StudyEstimate",
     "data_size",
+    "busy_note",
     "display_names",
     "estimate_study",
     "evaluation_seconds",
     "format_estimate",
+    "load_average",
+    "machine_busy",
     "measure_throughput",
     "parse_assumptions",
     "run_work",
