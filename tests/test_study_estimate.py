@@ -267,6 +267,10 @@ def test_plan_command_prints_the_estimate(spec, tmp_path, capsys, monkeypatch):
     assert main(["study", "plan", str(spec_path)]) == 0
     out = capsys.readouterr().out
     assert "estimate on this machine" in out and "training samples = epochs x records" in out
+    import torch
+
+    threads = torch.get_num_threads()  # what the runs use, which may be fewer than the machine's CPUs
+    assert f"({threads} torch thread{'' if threads == 1 else 's'} per run, " in out
     assert "measured here: fcn_wang@100Hz/time: 500 training samples/s, 2000 windows/s" in out
 
 

@@ -32,11 +32,12 @@ from ..errors import ConfigError
 from ..settings.run import RunConfig
 from .plan import RunDef
 
-#: Seconds per run beyond training and prediction (reading the cache, evaluation with bootstrap
-#: CIs, model card, files). Measured on the laptop profile's target runs (BENCHMARKS.md, "The
-#: laptop profile"): 1.4 s median with 74 G12EC records; 6 s allows for the bootstrap over the
-#: ~1,000-9,000 test records of the full G12EC.
-RUN_OVERHEAD_SECONDS = 6.0
+#: Seconds per run beyond training, prediction and the bootstrap evaluation (which
+#: :func:`evaluation_seconds` prices by test records): starting the run, reading the cache, the model
+#: card, files. Measured on target runs with 74 G12EC records (BENCHMARKS.md): 1.4 s median in the
+#: laptop profile, 1.7 s per run in the smoke profile (the 6 s used before also paid the bootstrap
+#: a second time, and put the smoke profile at 36 min against 14 measured).
+RUN_OVERHEAD_SECONDS = 2.0
 #: Seconds per record to build a signal cache (read, resample, write), per adapter: PTB-XL at
 #: 100 Hz 9.1 s cold for 21,837 records (0.0004 s), rounded up for resampling; CinC ``.mat``
 #: records 27 ms each at CinC-2021 shape under load (BENCHMARKS.md, "Cache build at CinC-2021
@@ -89,6 +90,8 @@ class StudyEstimate:
     cache_seconds: float
     throughput: dict[str, dict[str, float]]
     notes: list[str] = field(default_factory=list)
+    #: the torch threads of each measured network (what a run here uses; OMP_NUM_THREADS or ``num_threads``)
+    threads: list[int] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -102,6 +105,7 @@ class StudyEstimate:
             "windows": round(sum(r.windows for r in self.runs)),
             "throughput": self.throughput,
             "notes": self.notes,
+            "threads": sorted(set(self.threads)),
             "runs": [vars(r) for r in self.runs],
         }
 
@@ -408,7 +412,8 @@ def estimate_study(
     names = display_names(list(costs))
     notes += [n for sig, c in costs.items() if (n := busy_note(names[sig], c))]
     speeds = {names[sig]: {k: c[k] for k in ("train_s_per_sample", "predict_s_per_window")} for sig, c in costs.items()}
-    return StudyEstimate(out, sum(caches.values()), speeds, notes)
+    threads = [int(json.loads(sig)["threads"]) for sig in costs]
+    return StudyEstimate(out, sum(caches.values()), speeds, notes, threads)
 
 
 def display_names(signatures: list[str]) -> dict[str, str]:
@@ -462,8 +467,10 @@ def format_estimate(est: StudyEstimate) -> list[str]:
     by_kind: dict[str, list[RunEstimate]] = {}
     for r in est.runs:
         by_kind.setdefault(r.kind, []).append(r)
+    threads = sorted(set(est.threads))
+    per_run = "/".join(map(str, threads)) + f" torch thread{'' if threads == [1] else 's'} per run, " if threads else ""
     lines = [
-        f"estimate on this machine ({os.cpu_count()} CPU(s)): {format_duration(est.seconds)} "
+        f"estimate on this machine ({per_run}{os.cpu_count()} CPU(s)): {format_duration(est.seconds)} "
         f"({sum(r.train_samples for r in est.runs) / 1e6:.2f} M training samples = epochs x records, "
         f"{sum(r.windows for r in est.runs) / 1e6:.2f} M evaluation windows, caches "
         f"{format_duration(est.cache_seconds)})"
