@@ -141,6 +141,26 @@ def test_config_schema_and_show_commands(tmp_path, capsys):
     assert "finetune.head_epochs" in capsys.readouterr().err
 
 
+def test_config_show_says_what_finetune_makes_of_a_file_with_policy_none(tmp_path, capsys):
+    """One file serves standalone and finetune (the guide's configs/my_cinc_set.toml); `finetune`
+    turns policy none into head-then-all, so `config show` lists those stages too, or why it refuses."""
+    from ecg_transfer.cli import main
+
+    key = "# stages with `ecg-transfer finetune` (policy none becomes head-then-all)"
+    assert main(["config", "show", str(REPO / "configs" / "my_cinc_set.toml")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["epochs"] for s in shown["# stages (what runs)"]] == [50]  # standalone / train
+    assert [(s["train"], s["epochs"]) for s in shown[key]] == [("head", 30), ("all", 30)]
+    cfg = tmp_path / "both.toml"
+    cfg.write_text("epochs = 2\n")  # fine for standalone; finetune's preset refuses a top-level epochs
+    assert main(["config", "show", str(cfg)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["# stages (what runs)"][0]["epochs"] == 2 and shown[key].startswith("refused: ")
+    cfg.write_text('[finetune]\npolicy = "all"\nepochs = 3\n')
+    assert main(["config", "show", str(cfg)]) == 0
+    assert key not in json.loads(capsys.readouterr().out)  # a policy of its own: nothing to say
+
+
 def test_the_configuration_reference_is_current():
     """docs/configuration.md is generated from the settings models: regenerate it with
     `ecg-transfer config reference > docs/configuration.md` when a key changes."""

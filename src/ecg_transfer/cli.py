@@ -241,8 +241,22 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(raw)
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
-    print(json.dumps({**config.to_dict(), "# stages (what runs)": [st.to_dict() for st in config.stages()]}, indent=2))
+    shown = {**config.to_dict(), "# stages (what runs)": [st.to_dict() for st in config.stages()]}
+    print(json.dumps({**shown, **_finetune_stages(config)}, indent=2))
     return 0
+
+
+def _finetune_stages(config: RunConfig) -> dict[str, object]:
+    """With policy "none" one file serves ``train``/``standalone`` and ``finetune``, which turns it
+    into the head-then-all preset: the stages ``finetune`` would run, or why it would refuse the file."""
+    if config.finetune.policy != "none":
+        return {}
+    key = "# stages with `ecg-transfer finetune` (policy none becomes head-then-all)"
+    try:
+        tuned = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
+        return {key: [st.to_dict() for st in tuned.stages()]}
+    except ConfigError as exc:
+        return {key: f"refused: {exc}"}
 
 
 def _add_config_parser(sub: argparse._SubParsersAction) -> None:
@@ -279,7 +293,8 @@ def _add_config_parser(sub: argparse._SubParsersAction) -> None:
         help="the resolved settings of a run config or study spec, defaults filled in",
         description="Validate CONFIG (a run config or a study spec, .toml or .json) and print "
         "every setting with its default filled in. For a run config, the stages it "
-        "trains (fine-tuning presets resolved) are listed too.",
+        "trains (fine-tuning presets resolved) are listed too, and with policy none (one file for "
+        "standalone and finetune) the stages `finetune` would train, or why it would refuse the file.",
     )
     q.add_argument("config", type=Path, help="a run config or a study spec (.toml or .json)")
     q.add_argument("--profile", default=None, help="study specs: merge this [profiles.NAME] table first")
