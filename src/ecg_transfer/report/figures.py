@@ -160,6 +160,22 @@ def _value_label(ax, text: str, x: float, y: float, color: str, size: float = 8.
     )
 
 
+def _value_above(ax, text: str, x: float, y: float, color: str, size: float = 8.5) -> None:
+    """A value written just above its own point: beside the CI's end it sat next to the original
+    study's diamond whenever that lay beyond the interval, and read as the diamond's value."""
+    ax.annotate(
+        text,
+        (x, y),
+        xytext=(0, 8),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize=size,
+        color=color,
+        weight="bold",
+    )
+
+
 def _headline_arm(ax, iv: Interval, y: float, color: str, ref: float | None) -> None:
     if iv.ok:
         ax.errorbar([iv.value], [y], xerr=_ci_err([iv]), fmt="o", color=color, ms=7, capsize=4, lw=2)
@@ -173,7 +189,7 @@ def _headline_arm(ax, iv: Interval, y: float, color: str, ref: float | None) -> 
 def headline_figure(results: Mapping[str, Any]) -> bytes | None:
     """Left: macro AUC of both arms per protocol (CI bars, seeds as dots, the original's diamonds
     beside its own protocol only). Right: the paired difference fine-tuned − standalone with its CI
-    against zero. Values are written right of everything on their line."""
+    against zero. Arms' values are written right of everything on their line, differences above their point."""
     hl = rows(section(results, "headline"))
     if not any(interval(r.get(k)).ok for r in hl for k in ("finetuned", "standalone", "difference")):
         return None  # nothing measured yet: the page says pending rather than showing the original alone
@@ -197,7 +213,7 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
             if d.value is not None:
                 col = "#15803d" if d.above_zero else ("#b91c1c" if d.below_zero else "#4b5563")
                 bx.errorbar([d.value], [base], xerr=_ci_err([d]), fmt="o", color=col, ms=8, capsize=5, lw=2.2)
-                _value_label(bx, f"{d.value:+.3f}", _far_end(d.value, d, ref_d, seeds=False), base, col)
+                _value_above(bx, f"{d.value:+.3f}", d.value, base, col)
         for a in (ax, bx):
             a.set_yticks(yt, yl)
             a.set_ylim(-0.6, n - 0.4)
