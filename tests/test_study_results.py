@@ -128,6 +128,13 @@ def test_results_file_is_written_with_its_format(study):
     assert write_results(out) == out / "results.json"
 
 
+def test_the_environment_names_the_cpu_and_the_threads_in_words(study):
+    """For the wall times a paper quotes: the CPU and the threads per run (``[study] threads = 0``
+    is torch's own default, not zero threads)."""
+    env = study[1]["study"]["environment"]
+    assert env["threads"] == "torch's default" and env["cpus"] >= 1 and env["cpu"]
+
+
 def test_every_macro_value_carries_its_scope(study):
     _, res, _ = study
     for row in res["headline"]:

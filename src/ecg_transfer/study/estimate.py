@@ -177,7 +177,7 @@ def evaluation_seconds(cfg: RunConfig, size: DataSize, n_resamples: int) -> floa
 
 
 @functools.lru_cache(maxsize=1)
-def _cpu_name() -> str:
+def cpu_name() -> str:
     """This machine's CPU model (read once: a study's plan asks for every run)."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -216,7 +216,7 @@ def machine_busy(threads: int, load: float | None) -> bool:
 def _signature(cfg: RunConfig) -> str:
     import torch
 
-    cpu = _cpu_name()
+    cpu = cpu_name()
     threads = _threads(cfg)
     return json.dumps(
         {
@@ -496,6 +496,7 @@ __all__ = [
     "StudyEstimate",
     "data_size",
     "busy_note",
+    "cpu_name",
     "display_names",
     "estimate_study",
     "evaluation_seconds",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import socket
 import warnings
@@ -855,7 +856,11 @@ def _status(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _environment(threads: int) -> dict[str, Any]:
+    """Where the study ran, for its wall times: versions, host, CPU model and count, and the torch
+    threads per run (``[study] threads``; 0 is torch's own default, said in words, not as 0)."""
     import importlib.metadata as md
+
+    from .estimate import cpu_name
 
     def ver(name: str) -> str | None:
         try:
@@ -870,7 +875,9 @@ def _environment(threads: int) -> dict[str, Any]:
         "ecg_transfer": ver("ecg-transfer"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "threads": threads,
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "threads": threads if threads > 0 else "torch's default",
     }
 
 
