@@ -139,7 +139,7 @@ def test_folder_through_the_cli(run_dir: Path, lm, tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert code == 0
     header, rows = read_csv(out)
-    assert header == ["record", *(f"prob:{l}" for l in LABELS), *(f"decision:{l}" for l in LABELS)]
+    assert header == ["record_id", *(f"prob:{l}" for l in LABELS), *(f"decision:{l}" for l in LABELS)]
     assert [r[0] for r in rows] == ["r1", "E00009"]
     probs = np.array([[float(v) for v in r[1:4]] for r in rows])
     want = np.stack(
@@ -299,9 +299,9 @@ def test_calibration_from_the_run(run_dir: Path, tmp_path: Path) -> None:
     raw, _ = Predictor.from_run(run, threshold=None).predict_array(x, 100.0)
     pred = Predictor.from_run(run, calibrate="temperature", threshold="fmax")
     probs, _ = pred.predict_array(x, 100.0)
-    np.testing.assert_allclose(probs, cal.transform(raw), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(probs, cal.transform(raw), rtol=0, atol=1e-7)  # float32, as uncalibrated
     y, p = _val(run)
-    _check_fmax(pred.thresholds.values, y, cal.transform(p))
+    _check_fmax(pred.thresholds.values, y, cal.transform(p).astype(np.float32).astype(np.float64))
     assert "temperature" in pred.thresholds.fitted_on
 
 

@@ -1055,3 +1055,14 @@ def test_page_carries_the_css_file_unchanged(full):
     css = files("ecg_transfer.templates").joinpath("report.css").read_text(encoding="utf-8")
     html = full[2]["html"].read_text()
     assert re.search(r"<style>\n(.*?)</style>", html, re.S).group(1) == css
+
+
+def test_study_metadata_shows_the_settings_that_were_set_not_a_row_of_nulls():
+    """The report's metadata listed ``all_epochs=null, epochs=null, ...`` before the fine-tuning
+    policy: unset keys are the defaults and hid what was set."""
+    from ecg_transfer.report.tables import _compact
+
+    shown = _compact(
+        {"all_epochs": None, "policy": "gradual", "stages": [{"epochs": 2, "frozen_bn": None, "lr": 0.01}], "lr": None}
+    )
+    assert shown == 'policy="gradual", stages=[{"epochs":2,"lr":0.01}]'

@@ -108,7 +108,10 @@ def fake_execute(runner, run) -> None:
     (d / "config.json").write_text(json.dumps(run.config))
     (d / "splits.json").write_text(json.dumps({"train": train, "val": val, "test": test}))
     y_train, _ = _split(train, labels, n_pos, strength, run.config["seed"])  # the first n_pos labels: 1 in 3
-    (d / LABEL_COUNTS_FILE).write_text(json.dumps(label_counts(y_train, {"train": range(len(train))}, labels)))
+    counts = label_counts(y_train, {"train": range(len(train))}, labels)
+    counts["dropped_unlabelled"] = {"train": 3, "val": 1, "test": 2}  # records with none of the labels
+    counts["fold_records"] = {"train": len(train) + 3, "val": len(val) + 1, "test": len(test) + 2}
+    (d / LABEL_COUNTS_FILE).write_text(json.dumps(counts))
     headline = any(u["experiment"] == "headline" for u in run.uses)
     evaluate_run(d, calibrate=["temperature", "isotonic"] if headline else [], n_resamples=B, plots=False)
 
@@ -280,3 +283,27 @@ def test_strategy_rows_say_how_many_records_each_pretraining_read(tmp_path):
     tgt = res["study"]["target"]
     assert tgt["name"] == "Leipzig" and tgt["n_folds"] == 10
     assert (tgt["train_folds"], tgt["val_folds"], tgt["test_folds"]) == ([1, 2, 3, 4, 5, 6], [9], [10])
+
+
+def test_an_interval_that_excludes_its_point_says_so_and_test_sets_give_their_range():
+    """Tiny test sets: a percentile interval can exclude its own point (the smoke study's cinc2020
+    AUPRC 0.290 [0.291, 0.654]); the results say so, and a mean over test sets of different sizes
+    carries their smallest and largest, so the report can write "27-28 test records"."""
+    from ecg_transfer.study.results import _interval, _scope
+
+    assert _interval(0.290, [0.291, 0.654])["point_outside_ci"] is True
+    assert "point_outside_ci" not in _interval(0.3, [0.291, 0.654]) and "point_outside_ci" not in _interval(0.3, None)
+    scope = _scope([np.zeros((27, 3)), np.zeros((28, 3))])
+    assert (scope["n_test_min"], scope["n_test_max"]) == (27, 28)
+
+
+def test_the_headline_says_which_records_it_was_tested_on(study):
+    """Records with none of the protocol's labels are left out of every split (the benchmark's
+    rule): the results carry the counts, and the report's headline says so beside the numbers."""
+    from ecg_transfer.report.tables import headline_cards
+
+    row = study[1]["headline"][0]
+    assert row["left_out"]["dropped_unlabelled"] == {"train": 3, "val": 1, "test": 2}
+    assert row["left_out"]["fold_records"]["test"] == row["n_test"] + 2
+    warn = headline_cards(study[1])[0]["warn"]
+    assert f"2 of the test folds' {row['n_test'] + 2} records had none and were left out (and 4 more" in warn

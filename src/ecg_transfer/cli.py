@@ -97,7 +97,8 @@ def _cmd_data_cache(args: argparse.Namespace) -> int:
     checked = "every byte verified" if args.verify or cached.built else "sizes and sampled checksum verified"
     print(
         f"{cached.path}: {len(cached.table)} records, {cached.signals.n_leads} leads, "
-        f"{meta['samples_per_lead']} samples per lead at {cached.fs:g} Hz ({meta['store']['bytes'] / 2**20:.1f} MiB; "
+        f"{meta['samples_per_lead']} samples per lead summed over the records at {cached.fs:g} Hz "
+        f"({meta['store']['bytes'] / 2**20:.1f} MiB; "
         f"{'built' if cached.built else checked}), {len(cached.problems)} problem(s)"
     )
     return 0
@@ -161,9 +162,10 @@ def _announce(config: RunConfig, data: TaskData | SslData) -> None:
                 file=sys.stderr,
             )
         return
+    left_out = data.left_out_line()  # records with none of the task's labels: the benchmark's rule
     print(
         f"{len(data.label_names)} labels; train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
-        f"test {len(data.splits['test'])} records at {config.fs:g} Hz",
+        f"test {len(data.splits['test'])} records{f' ({left_out})' if left_out else ''} at {config.fs:g} Hz",
         file=sys.stderr,
     )
     from .runfiles import FEW_TRAINING_POSITIVES, few_training_labels
@@ -323,8 +325,9 @@ def _add_download_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "download",
         help="download PTB-XL or G12EC from PhysioNet, resumable, checksummed",
-        description="Download a dataset from PhysioNet into ROOT/<dataset>/, resuming partial "
-        "files, retrying failures and verifying SHA256SUMS where published.",
+        description="Download a dataset from PhysioNet into its own folder (--root DIR: DIR is the "
+        "dataset's folder, as for `ecg-transfer data`; default data/ptbxl or data/g12ec), resuming "
+        "partial files, retrying failures and verifying SHA256SUMS where published.",
     )
     add_download_arguments(p)
     p.set_defaults(func=run_download)

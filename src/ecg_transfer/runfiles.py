@@ -38,6 +38,19 @@ def read_label_counts(run_dir: str | Path) -> dict[str, dict[str, int]] | None:
     return {split: dict(zip(labels, counts)) for split, counts in positives.items()}
 
 
+def read_left_out(run_dir: str | Path) -> tuple[dict[str, int], dict[str, int]] | None:
+    """``(dropped_unlabelled, fold_records)`` from ``label_counts.json``: per split, the records of
+    its folds left out for having none of the task's labels, and its folds' records before that
+    rule. None where the run did not record them (arrays passed directly, runs written before)."""
+    try:
+        data = json.loads((Path(run_dir) / LABEL_COUNTS_FILE).read_text(encoding="utf-8"))
+        dropped = {str(k): int(v) for k, v in data["dropped_unlabelled"].items()}
+        folds = {str(k): int(v) for k, v in data["fold_records"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return dropped, folds
+
+
 def few_training_labels(train_counts: Mapping[str, int]) -> list[str]:
     """The labels learnt from fewer than :data:`FEW_TRAINING_POSITIVES` positive training records
     (``{label: positives}``, e.g. :func:`read_label_counts`'s ``"train"``): the one rule every
@@ -65,5 +78,6 @@ __all__ = [
     "STUDY_FILE",
     "few_training_labels",
     "read_label_counts",
+    "read_left_out",
     "study_run_info",
 ]

@@ -765,7 +765,9 @@ def download(
 def _download_description() -> str:
     """What ``ecg-transfer download --help`` says first: what it does, and each source with its URL."""
     intro = (
-        "Download a dataset from PhysioNet into ROOT/<dataset>/, verifying every file against "
+        "Download a dataset from PhysioNet into its own folder, --root DIR (default data/ptbxl or "
+        "data/g12ec): DIR/ptbxl_database.csv, DIR/records100/... or DIR/g1/E00001.hea ..., no "
+        "sub-folder per dataset. Every file is verified against "
         "the release's SHA256SUMS.txt. Interrupted runs resume where they stopped: verified "
         "files are skipped and partial files continue with HTTP Range requests. Exits 1 if any "
         "file could not be fetched intact (they are listed), 2 for bad arguments or an "
@@ -805,7 +807,8 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         metavar="GLOB",
         action="append",
         default=None,
-        help="only files whose path under DIR/<dataset>/ matches this glob; a plain folder name "
+        help="only files whose path under DIR (where they land, e.g. records100/00000/00001_lr.hea "
+        "or g1/E00001.hea) matches this glob; a plain folder name "
         "selects everything below it (e.g. --include records100 --include '*.csv' for "
         "PTB-XL, --include g1 for G12EC). Repeatable; default: every file",
     )

@@ -25,26 +25,34 @@ def _class_counts(names: list[str], y: np.ndarray) -> dict[str, int]:
     return {n: int(c) for n, c in zip(names, y.sum(axis=0))}
 
 
-def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Class counts per PTB-XL task (PTB-XL only), per label protocol (both datasets) and of the
-    ``dx`` set (CinC-format sets: every SNOMED code present, equivalent codes merged)."""
+def _label_sets(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Class names and multi-hot labels per PTB-XL task (PTB-XL only), per label protocol (both
+    datasets) and of the ``dx`` set (CinC-format sets: every SNOMED code present, equivalent codes
+    merged)."""
     from ..labels import PROTOCOLS, PTBXL_TASKS, get_protocol, task_labels
     from .ptbxl import PTBXL
 
-    out: dict[str, dict[str, int]] = {}
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
     if isinstance(adapter, PTBXL):
         db = adapter.database.loc[table["ecg_id"].to_numpy()]
         for task in PTBXL_TASKS:
             names, y = task_labels(db, adapter.statements, task)
-            out[task] = _class_counts(names, y)
+            out[task] = (list(names), y)
     for name in PROTOCOLS:
         proto = get_protocol(name)
-        out[f"protocol:{name}"] = _class_counts(list(proto.class_names), proto.encode_table(table))
+        out[f"protocol:{name}"] = (list(proto.class_names), proto.encode_table(table))
     if "dx" in table.columns:  # CinC-format sets: every SNOMED code of the set (labels = "dx")
         from ..labels import dx_labels
 
-        out["dx"] = _class_counts(*dx_labels(table))
+        names, y = dx_labels(table)
+        out["dx"] = (list(names), y)
     return out
+
+
+def label_tables(adapter: DatasetAdapter, table: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Class counts per PTB-XL task (PTB-XL only), per label protocol (both datasets) and of the
+    ``dx`` set (CinC-format sets: every SNOMED code present, equivalent codes merged)."""
+    return {name: _class_counts(names, y) for name, (names, y) in _label_sets(adapter, table).items()}
 
 
 def signal_statistics(cached: CachedSignals) -> dict:
@@ -81,6 +89,12 @@ def _folds(cached: CachedSignals | None, table: pd.DataFrame) -> tuple[dict[int,
     )
 
 
+def _skipped_at_index(adapter: DatasetAdapter) -> int:
+    """Records the adapter's index left out (a header that does not parse, a missing or short
+    ``.mat``, a bad row of ``ptbxl_database.csv``, ...): its problems tagged ``[record skipped]``."""
+    return len({p.record for p in getattr(adapter, "problems", []) if p.problem.endswith("[record skipped]")})
+
+
 def summarise(
     dataset: str,
     root: str | os.PathLike,
@@ -99,13 +113,17 @@ def summarise(
     cached = load_or_build(adapter, cache_dir=cache_dir, progress=progress, strict=strict) if signals else None
     table = cached.table if cached is not None else index
     problems = cached.problems if cached is not None else list(getattr(adapter, "problems", []))
-    labels = label_tables(adapter, table)
+    skipped = _skipped_at_index(adapter)  # adapter.problems holds the index's problems (index() ran above)
+    label_sets = _label_sets(adapter, table)
+    labels = {name: _class_counts(names, y) for name, (names, y) in label_sets.items()}
     folds, fold_source = _folds(cached, table)
     summary = {
         "dataset": adapter.name,
         "root": str(Path(root).resolve()),
         "records": int(len(table)),
         "records_indexed": int(len(cached.signals) if cached is not None else len(index)),
+        # every record found: the indexed ones and those the index skipped (listed under problems)
+        "records_found": int(len(cached.signals) if cached is not None else len(index)) + skipped,
         "signals_read": cached is not None,
         "sampling_rates_hz": sorted({float(f) for f in table["fs"]}),
         "cache": None
@@ -123,6 +141,9 @@ def summarise(
         "fold_source": fold_source,
         "tasks": {name: len(counts) for name, counts in labels.items()},
         "class_counts": labels,
+        # per label set: usable records with none of its classes, which a run on it leaves out
+        # (min_count, which drops rare classes, can leave out more)
+        "records_without_labels": {name: int((~y.any(axis=1)).sum()) for name, (_, y) in label_sets.items()},
         "signals": None if cached is None else signal_statistics(cached),
         "problems": [p.to_dict() for p in problems],
     }
@@ -138,9 +159,11 @@ def format_summary(s: dict) -> str:
     lengths = (
         ", ".join(f"{x:g}" for x in secs) if len(secs) <= 5 else f"{secs[0]:g} to {secs[-1]:g} ({len(secs)} lengths)"
     )
+    found = s.get("records_found", s["records_indexed"])
+    skipped = f" ({found - s['records']} skipped: see problems)" if found > s["records"] else ""
     lines = [
         f"{s['dataset']} at {s['root']}",
-        f"  records: {s['records']} usable of {s['records_indexed']} indexed; "
+        f"  records: {s['records']} usable of {found} found{skipped}; "
         f"{'/'.join(str(n) for n in s['leads'])} leads; native rate(s) "
         f"{', '.join(f'{r:g}' for r in s['sampling_rates_hz'])} Hz; length(s) {lengths} s",
     ]
@@ -163,10 +186,15 @@ def format_summary(s: dict) -> str:
         lines.append(f"  folds ({s['fold_source']}): " + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()))
     else:
         lines.append(f"  folds: {s['fold_source']}")
-    lines.append("  label sets (classes; most frequent):")
+    lines.append(
+        "  label sets (classes; most frequent; records with none of its classes, which a run on it leaves "
+        "out -- more once min_count drops rare classes):"
+    )
+    unlabelled = s.get("records_without_labels", {})
     for name, counts in s["class_counts"].items():
         top = sorted(counts.items(), key=lambda kv: -kv[1])[:4]
-        lines.append(f"    {name:<24} {len(counts):>3}   " + ", ".join(f"{k} {v}" for k, v in top))
+        none = f"; {unlabelled[name]} with none" if name in unlabelled else ""
+        lines.append(f"    {name:<24} {len(counts):>3}   " + ", ".join(f"{k} {v}" for k, v in top) + none)
     probs = s["problems"]
     lines.append(f"  problems: {len(probs)}" + ("" if probs else " (none)"))
     for p in probs[:50]:

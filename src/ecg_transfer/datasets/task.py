@@ -6,6 +6,13 @@ without a label, and split them into train / validation / test by fold. The tabl
 an example, are in ``settings.task`` (validated there before anything is read); what the split and
 length options mean is said here.
 
+Records with none of the task's labels (after ``min_count``) are left out of every split: the
+PTB-XL benchmark's rule, kept here. It changes the population behind every number (a G12EC record
+whose only codes are outside ``seed18`` is never trained or tested on), so it is counted:
+:attr:`TaskData.dropped_unlabelled` (per split, the records of its folds left out by the rule) and
+:attr:`TaskData.fold_records` (per split, the records of its folds before it), printed beside the
+split sizes and saved in the run's ``label_counts.json``.
+
 How much of a long record is used. The cache holds every record whole, at its own length.
 ``long_records = "whole"`` (the default) uses all of every record: training draws one random
 2.5 s crop anywhere in it per epoch (the benchmark's recipe) and evaluation slides its windows over
@@ -41,7 +48,7 @@ must not be split stay in one part: one PTB-XL patient's records, records with i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,6 +78,19 @@ class TaskData:
     lengths: np.ndarray  # X.lengths: samples used per row (0: a record that could not be read)
     table: pd.DataFrame
     cache: CachedSignals
+    # per split: records of its folds with none of the task's labels, left out (the benchmark's
+    # rule); "train" counts the training folds before any train_fraction cut
+    dropped_unlabelled: dict[str, int] = field(default_factory=dict)
+    fold_records: dict[str, int] = field(default_factory=dict)  # per split: records of its folds, before the rule
+
+    def left_out_line(self) -> str:
+        """``"21 of 74 left out: none of the task's 4 labels"``: the records of the splits' folds
+        left out for having none of the task's labels (empty when none was)."""
+        dropped, total = sum(self.dropped_unlabelled.values()), sum(self.fold_records.values())
+        if not dropped:
+            return ""
+        n = len(self.label_names)
+        return f"{dropped} of {total} left out: none of the task's {n} label{'' if n == 1 else 's'}"
 
 
 LONG_RECORDS = ("whole", "first", "centre")
@@ -197,10 +217,11 @@ def load_task(task: Mapping[str, Any] | TaskSettings, fs: float, *, progress: bo
     folds = record_folds(cached, n_folds=s["n_folds"], seed=s["fold_seed"]).to_numpy()
     has_label = y.any(axis=1)  # the benchmark drops records without a label in the task
     rows = table["row"].to_numpy()
-    splits = {}
+    splits, dropped, in_folds = {}, {}, {}
     for split in ("train", "val", "test"):
-        mask = np.isin(folds, s[f"{split}_folds"]) & has_label
-        splits[split] = rows[mask]
+        in_split = np.isin(folds, s[f"{split}_folds"])
+        splits[split] = rows[in_split & has_label]
+        in_folds[split], dropped[split] = int(in_split.sum()), int((in_split & ~has_label).sum())
     if s["train_fraction"] < 1:
         pool = np.flatnonzero(np.isin(folds, s["train_folds"]) & has_label)
         chosen = _split_pool(s, cached, y, pool)
@@ -213,4 +234,4 @@ def load_task(task: Mapping[str, Any] | TaskSettings, fs: float, *, progress: bo
     for rid, r in zip(table["record_id"], rows):
         record_ids[r] = str(rid)
     X = long_record_view(cached.signals, s.get("long_records", "whole"), s.get("max_seconds"), fs)
-    return TaskData(X, Y, record_ids, names, splits, X.lengths, table, cached)
+    return TaskData(X, Y, record_ids, names, splits, X.lengths, table, cached, dropped, in_folds)

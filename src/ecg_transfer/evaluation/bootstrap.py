@@ -31,6 +31,14 @@ which is what the paired comparison needs: both arms are scored on the very same
 ``classes_used`` reports how many classes entered the macro mean (min / mean over resamples). A
 resample where a metric is undefined altogether (NaN) is dropped from its interval and counted in
 ``n_undefined``.
+
+A point estimate outside its own interval. Under plain resampling (the rule's fallback above), on a
+tiny test set, the resamples that lack a rare class's positives average other classes than the
+point estimate does, and the percentile interval can exclude the point (smoke study, cinc2020 macro
+AUPRC 0.290 [0.291, 0.654]). The interval is kept as computed; ``point_outside_ci`` says so, for the
+reader to be told that the test set is too small for the interval to mean much. Of several seeds
+(:func:`seed_summary`), ``seeds_outside_ci`` counts the seeds whose own value lies outside the
+interval of their mean: that interval resamples test records only, not training randomness.
 """
 
 from __future__ import annotations
@@ -295,9 +303,28 @@ def _num(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+#: A value closer than this to an end of its interval is on it (floating point), not outside it.
+OUTSIDE_TOLERANCE = 1e-9
+
+
+def outside_interval(value: float | None, lo: float | None, hi: float | None) -> bool:
+    """Whether ``value`` lies outside ``[lo, hi]`` (False when either is undefined)."""
+    if value is None or lo is None or hi is None or not np.isfinite(value):
+        return False
+    return bool(value < lo - OUTSIDE_TOLERANCE or value > hi + OUTSIDE_TOLERANCE)
+
+
 def _interval(point: float, samples: np.ndarray, level: float) -> dict:
+    """``{"value", "ci", "n_undefined", "point_outside_ci"}``; the last is True where the percentile
+    interval excludes the point estimate (see the module docstring), the interval kept as it is."""
     lo, hi, undefined = percentile_ci(samples, level)
-    return {"value": _num(point), "ci": [lo, hi], "n_undefined": undefined}
+    value = _num(point)
+    return {
+        "value": value,
+        "ci": [lo, hi],
+        "n_undefined": undefined,
+        "point_outside_ci": outside_interval(value, lo, hi),
+    }
 
 
 def _settings(res: Resamples, seed: int, level: float, n_bins: int, threshold: float) -> dict:
@@ -501,7 +528,12 @@ def seed_summary(
 ) -> dict:
     """Several seeds of one arm on the same test records: per-seed values, mean +- sd (ddof 1) and the
     pooled CI, the bootstrap interval of the seed mean (records resampled, all seeds on the same
-    resamples): the spread from test records, to read beside the sd that comes from training."""
+    resamples): the spread from test records, to read beside the sd that comes from training.
+
+    The pooled CI does not cover the variation between seeds (the seeds are not resampled): with
+    few seeds that differ a lot it can exclude every seed's own value. ``seeds_outside_ci`` counts
+    the seeds whose value lies outside it (then between-seed variation dominates, and the sd, not the
+    CI, is the spread to read); ``mean_outside_ci`` is True where it excludes the mean itself."""
     y, _ = M.check_inputs(y_true, runs[0])
     res = draw_resamples(y, n_resamples, seed)
     kw: dict[str, Any] = dict(n_bins=n_bins, challenge=challenge, threshold=threshold, include=include)
@@ -512,12 +544,15 @@ def seed_summary(
         values = np.array([s[name][0] for s in per_seed])
         lo, hi, undefined = percentile_ci(pooled[name], level)
         ok = values[~np.isnan(values)]
+        mean = _num(ok.mean()) if ok.size else None
         out[name] = {
             "values": [_num(v) for v in values],
-            "mean": _num(ok.mean()) if ok.size else None,
+            "mean": mean,
             "sd": _num(ok.std(ddof=1)) if ok.size > 1 else None,
             "pooled_ci": [lo, hi],
             "n_undefined": undefined,
+            "mean_outside_ci": outside_interval(mean, lo, hi),
+            "seeds_outside_ci": sum(outside_interval(float(v), lo, hi) for v in ok),
         }
     return {"metrics": out, "n_seeds": len(runs), "settings": _settings(res, seed, level, n_bins, threshold)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 # The calibration methods of .calibration.CALIBRATORS, named here so that building the parser does
 # not import scipy and scikit-learn (tests check that the two lists agree).
@@ -19,6 +19,70 @@ _NAMES = {
     "ece_macro": "ECE (macro)",
     "challenge": "challenge metric",
 }
+
+#: A label with fewer test positives (or negatives) than this has its intervals flagged beside the
+#: number (here and in ``MODEL_CARD.md``): a resample then often holds none of them, and the interval
+#: rests on a record or two (one positive: an AUC interval of zero width, 1.000 [1.000, 1.000]).
+FEW_TEST_POSITIVES = 5
+#: The mark put before what makes a number fragile.
+WARN = "⚠"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def interval_caveats(
+    entry: Mapping[str, Any] | None,
+    n_resamples: int | None,
+    level: float = 0.95,
+    n_pos: int | None = None,
+    n_neg: int | None = None,
+) -> list[str]:
+    """Why an interval ``{"value", "ci", "n_undefined"}`` says less than it seems, as short phrases:
+    fewer than :data:`FEW_TEST_POSITIVES` test positives or negatives; more undefined resamples
+    (dropped from the interval, e.g. those that drew no positive) than the share its two tails hold,
+    ``1 - level`` (the interval then describes only the resamples where the metric exists); a
+    zero-width interval; a value outside its own interval (``point_outside_ci``). Empty for an
+    undefined value ("n/a") or a sound interval."""
+    if not entry or entry.get("value") is None:
+        return []
+    out = []
+    for n, word in ((n_pos, "test positive"), (n_neg, "test negative")):
+        if n is not None and 0 < n < FEW_TEST_POSITIVES:
+            out.append(_plural(int(n), word))
+    undefined = int(entry.get("n_undefined") or 0)
+    if n_resamples and undefined > (1.0 - level) * n_resamples:
+        out.append(f"{undefined} of {n_resamples} resamples undefined")
+    lo, hi = (list(entry.get("ci") or []) + [None, None])[:2]
+    if lo is not None and lo == hi and (n_resamples or 0) > 1:
+        out.append("interval of zero width")
+    if entry.get("point_outside_ci"):  # the bootstrap's own flag (plain resampling of a tiny test set)
+        out.append("value outside its interval")
+    return out
+
+
+def with_caveats(text: str, caveats: Sequence[str]) -> str:
+    """``1.000 [1.000, 1.000] ⚠ 1 test positive; 340 of 1000 resamples undefined`` (``text`` alone
+    without caveats)."""
+    return f"{text} {WARN} {'; '.join(caveats)}" if caveats else text
+
+
+def resampling_caveat(settings: Mapping[str, Any]) -> str | None:
+    """A line on intervals from plain resampling because the rare-class redraw rule was not applied
+    (``settings.resampling.rule == "plain-fallback"``), with the evaluation's reason; None otherwise."""
+    r = settings.get("resampling") or {}
+    if r.get("rule") != "plain-fallback":
+        return None
+    why = r.get("note") or r.get("description") or "see settings.resampling in metrics.json"
+    return f"{WARN} intervals from plain resampling of the test records, not the rare-class redraw rule: {why}"
+
+
+def challenge_caveat(challenge: Mapping[str, Any] | None) -> list[str]:
+    """The challenge metric's scope beside its number: its note when the run's labels are not the
+    challenge's 24 scored classes one to one (not the official challenge metric)."""
+    ch = challenge or {}
+    return [str(ch["note"])] if ch.get("note") and not ch.get("complete") else []
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,16 +141,24 @@ def _print_run(res: dict[str, Any]) -> None:
         f"({n_pos} with positives and negatives); {res['settings']['n_resamples']} resamples, "
         f"{res['settings']['level']:.0%} CI, bootstrap {res['bootstrap_seconds']:.1f} s"
     )
+    settings = res["settings"]
+    n_resamples, level = settings["n_resamples"], settings["level"]
+    fallback = resampling_caveat(settings)
+    if fallback:
+        print(f"  {fallback}")
     for name in HEADLINE:
         if name in res["headline"]:
+            e = res["headline"][name]
             extra = ""
-            if name == "f_max" and res["headline"][name].get("threshold") is not None:
-                extra = f"  (at t = {res['headline'][name]['threshold']:.2f})"
-            print(f"  {_NAMES[name]:<18} {format_interval(res['headline'][name])}{extra}")
+            if name == "f_max" and e.get("threshold") is not None:
+                extra = f"  (at t = {e['threshold']:.2f})"
+            text = with_caveats(format_interval(e), interval_caveats(e, n_resamples, level))
+            print(f"  {_NAMES[name]:<18} {text}{extra}")
     ch = res["challenge"]
     print(f"  challenge classes: {ch['note']}")
     for label, why in res["classes_left_out"].items():
         print(f"  left out of macro AUC: {label} ({why})")
+    _print_fragile_labels(res)
     cal = res.get("calibration")
     if cal:
         print(f"  calibration (fitted on {cal['n_val_records']} validation records, scored on test):")
@@ -100,6 +172,28 @@ def _print_run(res: dict[str, Any]) -> None:
                 f"{'' if dauc is None else f'{dauc:.2g}'}"
             )
     print(f"  written: {res['written']}")
+
+
+def _print_fragile_labels(res: dict[str, Any]) -> None:
+    """The per-label AUC and AUPRC whose intervals rest on few test positives or negatives, or on
+    many undefined resamples, in the run's label order, each with its caveat beside it."""
+    from .bootstrap import format_interval
+
+    n_resamples, level = res["settings"]["n_resamples"], res["settings"]["level"]
+    lines = []
+    for label in res["labels"]:
+        c = res["per_class"].get(label) or {}
+        for metric in ("auc", "auprc"):
+            why = interval_caveats(c.get(metric), n_resamples, level, c.get("n_pos"), c.get("n_neg"))
+            if why:
+                lines.append(f"    {label:<12} {metric.upper():<6} {with_caveats(format_interval(c[metric]), why)}")
+    if lines:
+        print(
+            f"  labels whose intervals are fragile (fewer than {FEW_TEST_POSITIVES} test positives or negatives, "
+            f"more than {1 - level:.0%} of the resamples undefined, or zero width):"
+        )
+        for line in lines:
+            print(line)
 
 
 def refuse_study_runs(run_dirs: list[Path]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
+from ..runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts, read_left_out
 from ..training.history import kept_epoch
 
 log = logging.getLogger(__name__)
@@ -232,49 +232,105 @@ def _data_context(task: dict[str, Any], splits: dict[str, Any], fs: float | None
     }
 
 
-def _full_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``evaluation/metrics.json`` as the card's tables: the headline metrics (the evaluation's own
-    order first; Brier and ECE with 4 digits, they are small) and one row per label."""
+def _in_run_order(per_class: dict[str, Any], labels: list[str]) -> list[tuple[str, Any]]:
+    """``metrics.json``'s per-class entries in the run's label order (the JSON file's keys are
+    sorted), any label the run does not name after them."""
+    order = [str(label) for label in labels if str(label) in per_class]
+    return [(name, per_class[name]) for name in order + [k for k in per_class if k not in order]]
+
+
+def _cell(entry: dict | None, n_resamples: int | None, level: float, n_pos: Any, n_neg: Any = None) -> str:
+    """An interval with what makes it fragile beside it (:func:`..evaluation.cli.interval_caveats`)."""
+    from ..evaluation.cli import interval_caveats, with_caveats
+
+    return with_caveats(_fmt(entry), interval_caveats(entry, n_resamples, level, n_pos, n_neg))
+
+
+def _flagged(per_class: list[dict[str, Any]]) -> bool:
+    """Whether a label's interval carries a caveat (the card then says what the mark means)."""
+    from ..evaluation.cli import WARN
+
+    return any(WARN in str(r.get(k, "")) for r in per_class for k in ("auc", "auprc"))
+
+
+def _headline_rows(metrics: dict[str, Any], n_resamples: int | None, level: float) -> list[tuple[str, str]]:
+    """(name, value [CI] and its caveats) per headline metric, the evaluation's own order first;
+    Brier and ECE with 4 digits (they are small); the challenge metric with its scope note."""
     from ..evaluation.bootstrap import HEADLINE
+    from ..evaluation.cli import challenge_caveat, interval_caveats, with_caveats
+
+    head = metrics.get("headline", {})
+    rows: list[tuple[str, str]] = []
+    for k in [k for k in HEADLINE if k in head] + [k for k in head if k not in HEADLINE]:
+        why = interval_caveats(head[k], n_resamples, level)
+        if k == "challenge":
+            why = challenge_caveat(metrics.get("challenge")) + why
+        rows.append(
+            (str(_NAMES.get(k, k)), with_caveats(_fmt(head[k], 4 if k in ("brier", "ece", "ece_macro") else 3), why))
+        )
+    return rows
+
+
+def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """``evaluation/metrics.json`` as the card's tables: the headline metrics and one row per label
+    in the run's label order, each interval with its caveats beside it, and a line when the
+    intervals come from plain resampling."""
+    from ..evaluation.cli import resampling_caveat
 
     s = metrics.get("settings", {})
-    head = metrics.get("headline", {})
-    keys = [k for k in HEADLINE if k in head] + [k for k in head if k not in HEADLINE]
+    n_resamples, level = s.get("n_resamples"), float(s.get("level", 0.95))
     per_class = [
-        {"name": name, "n_pos": e.get("n_pos"), "auc": _fmt(e.get("auc")), "auprc": _fmt(e.get("auprc"))}
-        for name, e in (metrics.get("per_class") or {}).items()
+        {
+            "name": name,
+            "n_pos": e.get("n_pos"),
+            "auc": _cell(e.get("auc"), n_resamples, level, e.get("n_pos"), e.get("n_neg")),
+            "auprc": _cell(e.get("auprc"), n_resamples, level, e.get("n_pos"), e.get("n_neg")),
+        }
+        for name, e in _in_run_order(metrics.get("per_class") or {}, labels or metrics.get("labels") or [])
     ]
     return {
         "n_records": metrics.get("n_records"),
-        "level": f"{s.get('level', 0.95):.0%}",
-        "n_resamples": s.get("n_resamples"),
+        "level": f"{level:.0%}",
+        "n_resamples": n_resamples,
         "seed": s.get("seed"),
-        "headline": [(_NAMES.get(k, k), _fmt(head[k], 4 if k in ("brier", "ece", "ece_macro") else 3)) for k in keys],
+        "resampling": resampling_caveat(s),
+        "headline": _headline_rows(metrics, n_resamples, level),
         "left_out": list((metrics.get("classes_left_out") or {}).items()),
         "per_class": per_class,
         "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_POSITIVES],
+        "flagged": _flagged(per_class),
     }
 
 
 def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any] | None:
     """Without ``metrics.json``: the macro AUC and per-label AUCs bootstrapped here from
-    ``predictions_test.csv`` (None without test predictions)."""
+    ``predictions_test.csv`` (None without test predictions), each with its caveats beside it."""
+    from ..evaluation.cli import interval_caveats, resampling_caveat, with_caveats
+
     quick = quick_test_metrics(run_dir, n_resamples, seed)
     if quick is None:
         return None
-    s = quick["settings"]
+    s, y = quick["settings"], quick["y"]
+    n_pos = [int(y[:, k].sum()) for k in range(y.shape[1])]
     per_class = [
-        {"name": name, "n_pos": int(quick["y"][:, k].sum()), "auc": _fmt(quick["per_class_auc"][k])}
+        {
+            "name": name,
+            "n_pos": n_pos[k],
+            "auc": _cell(quick["per_class_auc"][k], s["n_resamples"], s["level"], n_pos[k], y.shape[0] - n_pos[k]),
+        }
         for k, name in enumerate(quick["labels"])
     ]
+    macro = quick["headline"]["macro_auc"]
     return {
-        "n_records": quick["y"].shape[0],
+        "n_records": y.shape[0],
         "level": f"{s['level']:.0%}",
         "n_resamples": s["n_resamples"],
         "seed": s["seed"],
-        "macro_auc": _fmt(quick["headline"]["macro_auc"]),
+        "resampling": resampling_caveat(s),
+        "macro_auc": with_caveats(_fmt(macro), interval_caveats(macro, s["n_resamples"], s["level"])),
         "per_class": per_class,
         "few": [r["name"] for r in per_class if r["n_pos"] < FEW_POSITIVES],
+        "flagged": _flagged(per_class),
     }
 
 
@@ -291,6 +347,23 @@ def _training_positives(run_dir: Path, labels: list[str]) -> dict[str, Any] | No
         return {"mismatch": True}
     few = few_training_labels(counts)
     return {"by_label": counts, "few": few, "none": sum(1 for n in counts.values() if n == 0), "of": len(counts)}
+
+
+def _left_out_text(run_dir: Path) -> str | None:
+    """How many records of the run's folds were left out for having none of the task's labels
+    (``label_counts.json``; the PTB-XL benchmark's rule, which every split follows): the test
+    population is then the records with at least one label, which a reader must be told. None when
+    the run did not record it (arrays passed directly, runs written before) or nothing was left out."""
+    recorded = read_left_out(run_dir)
+    if recorded is None or not sum(recorded[0].values()):
+        return None
+    dropped, folds = recorded
+    splits = ", ".join(f"{k} {dropped[k]}" for k in ("train", "val", "test") if k in dropped)
+    return (
+        f"{sum(dropped.values())} of {sum(folds.values())} records of these folds carry none of the task's labels "
+        f"and were left out ({splits}): every split, the test split included, holds only records with at "
+        "least one of them."
+    )
 
 
 def _calibration_context(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -318,6 +391,7 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
     """Everything ``model_card.md.j2`` lays out, read from the run directory's files (kept apart
     from the rendering so a test can check the facts without parsing Markdown)."""
     from .._version import __version__
+    from ..evaluation.cli import FEW_TEST_POSITIVES
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json") or {}
@@ -340,12 +414,14 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
         "training": _training_context(config, _history(run_dir), _read_json(run_dir / "environment.json") or {}),
         "data": _data_context(task, _read_json(run_dir / "splits.json") or {}, fs),
         "population": _POPULATION.get(dataset or ""),
+        "left_out": _left_out_text(run_dir),
         "label_quality": _LABELS.get(dataset or ""),
         "label_set": task.get("labels", "unknown"),
         "labels": labels,
-        "metrics": _full_metrics(metrics) if metrics else None,
+        "metrics": _full_metrics(metrics, [str(label) for label in labels]) if metrics else None,
         "quick": None if metrics else _quick_metrics(run_dir, n_resamples, seed),
         "few_positives": FEW_POSITIVES,
+        "few_test_positives": FEW_TEST_POSITIVES,
         "training_positives": _training_positives(run_dir, [str(label) for label in labels]),
         "few_training_positives": FEW_TRAINING_POSITIVES,
         "calibration": _calibration_context(metrics),

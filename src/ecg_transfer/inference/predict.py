@@ -12,8 +12,11 @@ a rate that cannot be resampled) is listed with the reason; the others are still
 
 Output (:func:`write_outputs`), for ``--out predictions.csv``:
 
-- ``predictions.csv``: one row per predicted record: ``record``, then ``prob:<label>`` for every
-  label, then ``decision:<label>`` (0/1, ``prob >= threshold``), labels in the model's order;
+- ``predictions.csv``: one row per predicted record: ``record_id`` (the column name of the run's
+  own ``predictions_*.csv``, so the files join), then ``prob:<label>`` for every label, then
+  ``decision:<label>`` (0/1, ``prob >= threshold``), labels in the model's order; probabilities,
+  calibrated or not, at float32 precision (the network's), written as the shortest text that reads
+  back to the same float32;
 - ``predictions.json``: the run, model, rate, crop, stride, aggregation, calibration, the thresholds
   with the rule that chose them, counts, and the errors;
 - ``predictions_errors.csv``: ``record,problem`` for every record that failed (header only if none),
@@ -41,6 +44,8 @@ from .inputs import RawRecord, iter_inputs, unique_ids
 from .thresholds import Thresholds, run_thresholds
 
 PROB_PREFIX = "prob:"
+#: The predictions CSV's first column: the record id, named as in the run's ``predictions_*.csv``.
+RECORD_COLUMN = "record_id"
 DECISION_PREFIX = "decision:"
 #: Records per batch handed to the network (padded to the longest; windows never cross into padding).
 CHUNK_RECORDS = 64
@@ -215,8 +220,8 @@ class Predictor:
     def finish(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated (if asked) probabilities and 0/1 decisions from network probabilities."""
         probs = np.asarray(probs)
-        if self.calibrator is not None and probs.shape[0]:
-            probs = self.calibrator.transform(probs)
+        if self.calibrator is not None and probs.shape[0]:  # float32 as uncalibrated: one precision either way
+            probs = np.asarray(self.calibrator.transform(probs), dtype=np.float32)
         t = self.thresholds.values if self.thresholds is not None else np.full(len(self.label_names), 0.5)
         return probs, (probs >= t[None, :]).astype(np.uint8)
 
@@ -316,7 +321,7 @@ def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
 def predictions_csv(result: PredictionResult, labels: Sequence[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["record", *(PROB_PREFIX + l for l in labels), *(DECISION_PREFIX + l for l in labels)])
+    w.writerow([RECORD_COLUMN, *(PROB_PREFIX + l for l in labels), *(DECISION_PREFIX + l for l in labels)])
     dtype = np.dtype(np.float32) if result.probs.dtype == np.float32 else np.dtype(np.float64)
     for i, rid in enumerate(result.record_ids):
         w.writerow([rid, *(_fmt(v, dtype) for v in result.probs[i]), *map(str, result.decisions[i].tolist())])
@@ -367,6 +372,7 @@ __all__ = [
     "CHUNK_RECORDS",
     "DECISION_PREFIX",
     "PROB_PREFIX",
+    "RECORD_COLUMN",
     "PredictionResult",
     "Predictor",
     "calibrator_path",

@@ -10,8 +10,11 @@ A probability becomes a decision (``p >= threshold``) by one of these rules:
 - a number in [0, 1]: the same fixed threshold for every class (no validation needed).
 
 With ``--calibrate`` the validation probabilities are calibrated with the same calibrator first, so
-a threshold applies to the probabilities it will meet. A class with no positive validation record
-cannot be fitted: it falls back to :data:`FALLBACK` and the fact is listed in ``notes``.
+a threshold applies to the probabilities it will meet (both rounded to float32, the precision
+``predict`` writes). A class with no positive validation record cannot be fitted: it falls back to
+:data:`FALLBACK` and the fact is listed in ``notes``; the classes fitted on fewer than
+:data:`FEW_VALIDATION_POSITIVES` positive validation records are named in one note too (such a
+threshold rests on a record or two and may not carry over to new records).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import numpy as np
 from ..errors import ConfigError
 
 FALLBACK = 0.5
+#: A threshold fitted on fewer positive validation records than this is named in ``notes``.
+FEW_VALIDATION_POSITIVES = 5
 RULE_HELP = "fmax, sensitivity:S (0 < S <= 1), or a fixed number in [0, 1]"
 
 
@@ -120,6 +125,23 @@ def decision_stats(
     return out
 
 
+def few_positives_note(labels: Sequence[str], n_pos: np.ndarray, values: np.ndarray) -> list[str]:
+    """One note naming the fitted thresholds (not NaN) that rest on 1 to
+    :data:`FEW_VALIDATION_POSITIVES` - 1 positive validation records, with the count and threshold
+    of each; empty when there is none."""
+    few = [
+        f"{labels[k]} ({int(n_pos[k])} positive{'' if int(n_pos[k]) == 1 else 's'}, threshold {values[k]:.3g})"
+        for k in range(len(labels))
+        if 0 < int(n_pos[k]) < FEW_VALIDATION_POSITIVES and not np.isnan(values[k])
+    ]
+    if not few:
+        return []
+    return [
+        f"threshold(s) fitted on fewer than {FEW_VALIDATION_POSITIVES} positive validation records, "
+        f"so they may not carry over to new records: {', '.join(few)}"
+    ]
+
+
 def choose_thresholds(
     rule: str | float,
     label_names: Sequence[str],
@@ -147,6 +169,7 @@ def choose_thresholds(
         values = fmax_thresholds(y_val, p_val)[0] if kind == "fmax" else sensitivity_thresholds(y_val, p_val, number)
         for k in np.flatnonzero(np.isnan(values)):
             notes.append(f"{labels[k]}: no positive validation record, threshold set to {FALLBACK} (not fitted)")
+        notes += few_positives_note(labels, y_val.sum(axis=0), values)
         values = np.where(np.isnan(values), FALLBACK, values)
     rule_text = "fmax" if kind == "fmax" else f"sensitivity:{param:g}" if kind == "sensitivity" else f"{param:g}"
     stats = decision_stats(y_val, p_val, values, labels) if y_val is not None and p_val is not None else None
@@ -176,7 +199,7 @@ def run_thresholds(
         raise ConfigError(f"{path}: its labels {val_labels} are not the model's {labels}")
     cols = [val_labels.index(l) for l in labels]
     y, p = y[:, cols], p[:, cols]
-    if calibrator is not None:
-        p = calibrator.transform(p)
+    if calibrator is not None:  # at the precision predict gives new records' calibrated probabilities
+        p = np.asarray(calibrator.transform(p), dtype=np.float32).astype(np.float64)
     where = f"{path.name}: {y.shape[0]} records" + (f", calibrated with {calibrator_name}" if calibrator_name else "")
     return choose_thresholds(rule, labels, y, p, fitted_on=where)

@@ -38,6 +38,33 @@ SECTION_TYPES: dict[str, type] = {
 #: The label protocol of the original study's numbers when results.json does not say (its 18 classes).
 REFERENCE_PROTOCOL = "seed18"
 
+#: A per-label difference on fewer positive test records than this is marked (:data:`MARK_FEW_POSITIVES`),
+#: never highlighted as a winner and left out of the count of labels where an arm is better: with one
+#: or two positives the paired bootstrap can return p = 0.007 for a difference that one record decides.
+MIN_LABEL_POSITIVES = 5
+#: Values that differ from a CI by less than this are on it (floating point), not outside it.
+OUTSIDE_TOLERANCE = 1e-9
+#: Marks beside a number, each explained in a note under its table (:data:`MARK_NOTES`).
+MARK_OUTSIDE = "†"  # the point estimate lies outside its own bootstrap interval
+MARK_SEEDS = "‡"  # a run's own value lies outside the interval of the runs' mean
+MARK_FEW_POSITIVES = "§"  # a per-label difference on fewer than MIN_LABEL_POSITIVES positive test records
+MARK_NOTES: dict[str, str] = {
+    MARK_OUTSIDE: (
+        "† the point estimate lies outside its bootstrap interval: the test set is too small for this interval "
+        "to mean much (resamples that lack a rare label's positive records change which labels enter the "
+        "macro mean, so the interval describes other numbers than the one it surrounds)"
+    ),
+    MARK_SEEDS: (
+        "‡ seeds differ by more than the interval: between-seed variation dominates (a run's own value lies "
+        "outside the interval of the mean, which covers the resampling of test records only; the sd beside it "
+        "is the spread between runs)"
+    ),
+    MARK_FEW_POSITIVES: (
+        f"§ fewer than {MIN_LABEL_POSITIVES} positive test records: the difference, its interval and its "
+        "p-value rest on a handful of records; not highlighted and not counted as a label where an arm is better"
+    ),
+}
+
 #: What the original study's protocol got wrong (REFERENCE.md), shown beside its numbers.
 ORIGINAL_FLAWS: tuple[str, ...] = (
     "Unequal arms: the standalone baseline got raw ADC integers, unstandardised, leads scrambled by a "
@@ -113,15 +140,44 @@ class Interval:
     n_planned: int | None = None  # runs planned
     n_test: int | None = None  # test records (mean over test sets)
     n_test_min: int | None = None  # the smallest test set it was computed on
+    n_test_max: int | None = None  # the largest test set it was computed on (when recorded)
     labels_scored: int | None = None  # labels its macro mean averaged (min over test sets)
     labels_scored_max: int | None = None  # ... max over test sets, when they differ
     n_labels: int | None = None  # labels of the task
     labels_few_train: int | None = None  # labels learnt from < FEW_TRAINING_POSITIVES positives (max over runs)
     ties: float | None = None  # share of resamples whose difference is exactly 0 (paired differences)
+    outside_flag: bool = False  # results.json says the point lies outside its interval (point_outside_ci)
 
     @property
     def ok(self) -> bool:
         return self.value is not None
+
+    def _outside(self, v: float) -> bool:
+        assert self.lo is not None and self.hi is not None
+        return v < self.lo - OUTSIDE_TOLERANCE or v > self.hi + OUTSIDE_TOLERANCE
+
+    @property
+    def point_outside(self) -> bool:
+        """The value lies outside its own CI (a percentile interval on a tiny test set can exclude the
+        point estimate: see :data:`MARK_NOTES`). Read from the numbers, or from results.json's flag."""
+        if self.value is None:
+            return False
+        return self.outside_flag or (self.has_ci and self._outside(self.value))
+
+    @property
+    def runs_outside(self) -> int:
+        """How many of several runs' own values lie outside the CI of their mean (0 for a single run):
+        the CI resamples test records only, so runs that differ more than it are not covered by it."""
+        if len(self.values) < 2 or not self.has_ci:
+            return 0
+        return sum(1 for v in self.values if self._outside(v))
+
+    @property
+    def marks(self) -> str:
+        """:data:`MARK_OUTSIDE` and :data:`MARK_SEEDS` where they apply (see :data:`MARK_NOTES`)."""
+        if not self.ok:
+            return ""
+        return (MARK_OUTSIDE if self.point_outside else "") + (MARK_SEEDS if self.runs_outside else "")
 
     @property
     def has_ci(self) -> bool:
@@ -165,6 +221,7 @@ def interval(x: Any) -> Interval:
                 "n_planned",
                 "n_test",
                 "n_test_min",
+                "n_test_max",
                 "labels_scored",
                 "labels_scored_max",
                 "n_labels",
@@ -179,6 +236,7 @@ def interval(x: Any) -> Interval:
             values,
             num(x.get("p")),
             ties=num(x.get("ties_at_zero")),
+            outside_flag=x.get("point_outside_ci") is True,
             **ints,
         )
     return Interval(num(x))
@@ -240,8 +298,19 @@ def few_training_text(iv: Interval) -> str:
 
 
 def records_text(iv: Interval) -> str:
-    """``1,034 test records``, or "" when not recorded."""
-    return "" if iv.n_test is None else f"{iv.n_test:,} test record{'' if iv.n_test == 1 else 's'}"
+    """``1,034 test records``; over test sets of different sizes (repeats) ``27–28 test records``, or,
+    where only the smallest and the mean are recorded, ``at least 27 test records, mean 28``, so that
+    the count agrees with the small-test warning (which names the smallest); "" when not recorded."""
+    n = iv.n_test
+    if n is None:
+        return ""
+    lo = min(n, iv.n_test_min) if iv.n_test_min is not None else n
+    hi = max(n, iv.n_test_max) if iv.n_test_max is not None else None
+    if hi is not None and hi > lo:
+        return f"{lo:,}–{hi:,} test records"
+    if lo < n:
+        return f"at least {lo:,} test record{'' if lo == 1 else 's'}, mean {n:,}"
+    return f"{n:,} test record{'' if n == 1 else 's'}"
 
 
 def scope_text(iv: Interval, labels: bool = True) -> str:
@@ -277,6 +346,23 @@ def _won(choices: list[dict], arm: str) -> list[dict]:
 def _count(won: list[dict], flag: str) -> int:
     """How many of ``won`` carry ``flag`` (at_cap, at_floor, lr_at_top, lr_at_bottom)."""
     return sum(1 for c in won if c.get(flag))
+
+
+def left_out_text(row: Mapping[str, Any]) -> str:
+    """Beside a headline: the test records are those with at least one of the protocol's labels;
+    how many of the test folds' records had none and were left out (of training and validation
+    too: the benchmark's rule). Empty when nothing was left out or the runs did not record it."""
+    left = row.get("left_out") or {}
+    dropped, folds = left.get("dropped_unlabelled") or {}, left.get("fold_records") or {}
+    if not dropped.get("test"):
+        return ""
+    n_labels = row.get("n_labels")
+    labels = f"the {n_labels} labels" if n_labels else "the labels"
+    return (
+        f"ⓘ tested on the records with at least one of {labels}: {dropped['test']} of the test folds' "
+        f"{folds.get('test', '?')} records had none and were left out (and {sum(dropped.values()) - dropped['test']} "
+        "more from training and validation)"
+    )
 
 
 #: Beside a headline difference when each arm kept its configured peak rate ([study] lr_factors = [1]).

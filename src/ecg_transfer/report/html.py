@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from . import tables as T
 from .data import (
+    MARK_NOTES,
     ORIGINAL_FLAWS,
     Interval,
     fmt,
@@ -92,14 +93,20 @@ def render_table(t: T.Table | None, empty: str = "not run") -> str:
             if c.ref:
                 sub += f'<span class="orig">◇ {_e(c.ref)}</span>'
             cls = f' class="{_e(c.kind.strip())}"' if c.kind.strip() else ""
-            cells.append(f"<td{cls}>{_e(c.text)}{sub}</td>")
+            cells.append(f"<td{cls}>{_e(c.text)}{_mark(c.mark)}{sub}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     out.append(
         f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
     )
     if t.note:
         out.append(f'<p class="caption">{_e(t.note)}</p>')
+    out += [f'<p class="caption mark-note">{_e(n)}</p>' for n in t.mark_notes]
     return "".join(out)
+
+
+def _mark(mark: str) -> str:
+    """The marks beside a number (:data:`.data.MARK_NOTES`), each with its explanation as a tooltip."""
+    return "".join(f'<sup class="mark" title="{_e(MARK_NOTES[m])}">{_e(m)}</sup>' for m in mark if m in MARK_NOTES)
 
 
 def _details(summary: str, inner: str, open_: bool = False) -> str:
@@ -157,7 +164,7 @@ def _hero_context(results: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _num_block(label: str, iv: Interval, cls: str, missing: str, sign: bool = False) -> str:
+def _num_block(label: str, iv: Interval, cls: str, missing: str, sign: bool = False, mark: str = "") -> str:
     """One big number of a KPI card: label, value, CI and the spread over runs (or the p-value)."""
     if not iv.ok:
         return (
@@ -166,7 +173,7 @@ def _num_block(label: str, iv: Interval, cls: str, missing: str, sign: bool = Fa
         )
     extra = fmt_p(iv.p, iv.ties) if label == "difference" else seeds_note(iv)
     return (
-        f'<div><div class="lbl">{label}</div><div class="big {cls}">{fmt(iv.value, 3, sign)}</div>'
+        f'<div><div class="lbl">{label}</div><div class="big {cls}">{fmt(iv.value, 3, sign)}{_mark(mark)}</div>'
         f'<div class="ci">{_e(fmt_ci(iv, 3, sign)) or "&nbsp;"}</div>'
         f'<div class="ci">{_e(extra) or "&nbsp;"}</div></div>'
     )
@@ -177,7 +184,7 @@ def _kpi_cards(results: Mapping[str, Any]) -> str:
     for c in T.headline_cards(results):
 
         def num_block(label: str, iv: Interval, cls: str, sign: bool = False, m: str = c["missing"]) -> str:
-            return _num_block(label, iv, cls, m, sign)
+            return _num_block(label, iv, cls, m, sign, iv.marks)
 
         d = c["difference"]
         dcls = "good" if c["tone"] == "good" else ("bad" if c["tone"] == "bad" else "")
@@ -190,7 +197,9 @@ def _kpi_cards(results: Mapping[str, Any]) -> str:
             f'<div class="scope">macro AUC over {_e(" · ".join(info))}</div>{warn}<div class="kpi-nums">'
             f"{num_block('fine-tuned', c['finetuned'], 'ft')}"
             f"{num_block('standalone', c['standalone'], 'sa')}{num_block('difference', d, dcls, True)}</div>"
-            f'<div class="verdict {c["tone"]}">{_e(c["verdict"])}</div></div>'
+            f'<div class="verdict {c["tone"]}">{_e(c["verdict"])}</div>'
+            + "".join(f'<div class="ci mark-note">{_e(n)}</div>' for n in c["mark_notes"])
+            + "</div>"
         )
     return f'<div class="kpis">{"".join(cards)}</div>' if cards else ""
 
@@ -201,7 +210,7 @@ def _pretrain_line(results: Mapping[str, Any]) -> str:
         return '<div class="pre-line"><strong>PTB-XL pre-training</strong><span class="muted">not run</span></div>'
     iv = p["test"]
     value = (
-        f'<span class="big">{fmt(iv.value)}</span><span class="muted">{_e(fmt_ci(iv))}</span>'
+        f'<span class="big">{fmt(iv.value)}{_mark(p["mark"])}</span><span class="muted">{_e(fmt_ci(iv))}</span>'
         if iv.ok
         else f'<span class="muted"><em>{_e(p["missing"])}</em></span>'
     )

@@ -49,6 +49,7 @@ def render_table(t: T.Table | None, empty: str = "not run") -> str:
                 text = f"*{text}*"
             elif "better" in kinds or "good" in kinds:
                 text = f"**{text}**"
+            text += _md(c.mark)
             if c.sub:
                 text += f" ({_md(c.sub)})" if "label" in kinds else f" {_md(c.sub)}"
             if c.scope:
@@ -61,6 +62,9 @@ def render_table(t: T.Table | None, empty: str = "not run") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if t.note:
         lines += ["", f"*{_md(t.note)}*"]
+    notes = t.mark_notes
+    if notes:
+        lines += ["", *(f"*{_md(n)}*  " for n in notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -100,12 +104,13 @@ def _headline_lines(results: Mapping[str, Any]) -> list[str]:
         ft, sa, d = c["finetuned"], c["standalone"], c["difference"]
 
         def v(iv, sign: bool = False, m: str = c["missing"]) -> str:
-            return f"{fmt(iv.value, 3, sign)} {fmt_ci(iv, 3, sign)}".strip() if iv.ok else f"*{m}*"
+            return f"{fmt(iv.value, 3, sign)}{iv.marks} {fmt_ci(iv, 3, sign)}".strip() if iv.ok else f"*{m}*"
 
         scope = " · ".join(
             x for x in (c["labels"], f"{int(c['n_test']):,} test records" if c["n_test"] is not None else "") if x
         )
         warn = f" **{c['warn']}**" if c["warn"] else ""
+        warn += "".join(f" *{n}*" for n in c["mark_notes"])
         out.append(
             f"- **{c['protocol']}** (macro AUC over {scope}): fine-tuned {v(ft)} vs standalone {v(sa)}; "
             f"difference {v(d, True)}{', ' + fmt_p(d.p, d.ties) if d.p is not None else ''} → "
@@ -119,7 +124,7 @@ def _pretrain_lines(results: Mapping[str, Any]) -> list[str]:
     if p is None:
         return ["**PTB-XL pre-training**: *not run*", ""]
     iv = p["test"]
-    val = f"{fmt(iv.value)} {fmt_ci(iv)}".strip() if iv.ok else f"*{p['missing']}*"
+    val = f"{fmt(iv.value)}{p['mark']} {fmt_ci(iv)}".strip() if iv.ok else f"*{p['missing']}*"
     ref = f" (original study: {fmt(p['ref'])}, 500 Hz, random folds)" if p["ref"] is not None else ""
     scope = f" ({p['scope']})" if p["scope"] and iv.ok else ""
     warn = f" **{p['warn']}**" if p["warn"] and iv.ok else ""

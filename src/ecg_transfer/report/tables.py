@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .data import (
+    MARK_FEW_POSITIVES,
+    MARK_NOTES,
+    MARK_OUTSIDE,
+    MARK_SEEDS,
+    MIN_LABEL_POSITIVES,
     SMALL_TEST,
     Interval,
     experiment_protocol,
@@ -26,6 +31,7 @@ from .data import (
     json_object,
     labels_text,
     length_text,
+    left_out_text,
     length_warning,
     longest_note,
     lr_text,
@@ -66,6 +72,7 @@ class Cell:
     ref: str = ""  # the original study's number for this cell, shown beneath it
     scope: str = ""  # what the value was computed on: test records, labels scored
     warn: str = ""  # fewer than 30 test records
+    mark: str = ""  # beside the main text: the marks of MARK_NOTES that apply to it, explained under the table
 
 
 @dataclass
@@ -79,6 +86,13 @@ class Table:
     #: a warning that holds for every number of the table (shown above it)
     warn: str = ""
 
+    @property
+    def mark_notes(self) -> list[str]:
+        """The explanation of each mark of :data:`MARK_NOTES` that a cell of the table carries (beside
+        its value, or in its second line), in the order of :data:`MARK_NOTES`: shown under the table."""
+        used = "".join(c.mark + c.sub for row in self.rows for c in row)
+        return [note for mark, note in MARK_NOTES.items() if mark in used]
+
 
 def value_cell(
     iv: Interval,
@@ -91,7 +105,8 @@ def value_cell(
     labels: bool = True,
 ) -> Cell:
     """A value with its CI below it (and the spread over runs), its scope and the small-test warning,
-    or the missing word; ``ref``: the original study's number, shown beneath."""
+    or the missing word; ``ref``: the original study's number, shown beneath. Marked (``mark``) where
+    the value lies outside its own CI, or a run's own value outside the CI of the runs' mean."""
     r = f"original {fmt(ref, 3, sign)}" if ref is not None else ""
     if not iv.ok:
         return Cell(missing, kind="num missing", ref=r)
@@ -100,7 +115,7 @@ def value_cell(
     if note:
         sub = f"{sub} · {note}" if sub else note
     warn = small_test_text(iv.n_test_min if iv.n_test_min is not None else iv.n_test, short=True)
-    return Cell(fmt(iv.value, digits, sign), sub, "num", r, scope_text(iv, labels), warn)
+    return Cell(fmt(iv.value, digits, sign), sub, "num", r, scope_text(iv, labels), warn, iv.marks)
 
 
 def mark_better(a: Cell, b: Cell, diff: Interval, lower_is_better: bool = False) -> None:
@@ -193,7 +208,8 @@ def _row_scope(row: Mapping[str, Any]) -> Interval:
 
 def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One summary per protocol: both arms, the difference, a one-line verdict, the scope
-    (``labels`` "3 of 18 labels scored", ``n_test``) and the small-test warning."""
+    (``labels`` "3 of 18 labels scored", ``n_test``), the small-test warning and each number's marks
+    (``marks`` by arm, ``mark_notes`` their explanations)."""
     miss = missing_word(results)
     out = []
     for row in rows(section(results, "headline")):
@@ -212,6 +228,7 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         else:
             verdict, tone = f"difference {m}", "missing"
         scope = _row_scope(row)
+        marks = {k: iv.marks for k, iv in (("finetuned", ft), ("standalone", sa), ("difference", d))}
         out.append(
             {
                 "protocol": str(row.get("protocol", "?")),
@@ -224,8 +241,16 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "verdict": verdict,
                 "tone": tone,
                 "missing": m,
+                "marks": marks,
+                "mark_notes": [note for mark, note in MARK_NOTES.items() if mark in "".join(marks.values())],
                 "warn": "; ".join(
-                    w for w in (small_test_text(scope.n_test), length_warning(results, row.get("protocol"))) if w
+                    w
+                    for w in (
+                        small_test_text(scope.n_test),
+                        length_warning(results, row.get("protocol")),
+                        left_out_text(row),
+                    )
+                    if w
                 ),
             }
         )
@@ -289,7 +314,10 @@ def pretrain_summary(results: Mapping[str, Any]) -> dict[str, Any] | None:
         "test": test,
         "val": num(pre.get("val_macro_auc")),
         "scope": scope_text(test),
-        "warn": small_test_text(test.n_test),
+        "warn": "; ".join(
+            w for w in (small_test_text(test.n_test), MARK_NOTES[MARK_OUTSIDE] if test.point_outside else "") if w
+        ),
+        "mark": test.marks,
         "ref": ref_value(results, "headline", "pretrain"),
         "run": pre.get("run"),
         "n_train": num(pre.get("n_train")),
@@ -662,7 +690,7 @@ def _cal_cell(e: Mapping[str, Any], ms: Mapping[str, Any], method: str, key: str
     vs = json_object(entry.get("vs_uncalibrated"))
     d = interval(vs.get(key))
     if d.ok and c.text != row_missing(e, miss):
-        c.sub = f"{c.sub} · Δ {fmt(d.value, 4, True)} {fmt_ci(d, 4, True)}".strip(" ·")
+        c.sub = f"{c.sub} · Δ {fmt(d.value, 4, True)}{d.marks} {fmt_ci(d, 4, True)}".strip(" ·")
         if d.below_zero:
             c.kind += " better"
     return c
@@ -728,25 +756,52 @@ def exp4_tables(results: Mapping[str, Any]) -> list[Table]:
 
 
 def _per_class_row(p: Mapping[str, Any], m: str, wins: list[int]) -> list[Cell]:
+    """A label's row; ``wins`` counts [fine-tuned better, standalone better, no clear difference,
+    left out: fewer than :data:`MIN_LABEL_POSITIVES` positive test records (marked, never highlighted)]."""
     a, b = num(p.get("finetuned")), num(p.get("standalone"))
     status = str(p.get("status") or "ok")
     pm = status if status != "ok" else m
     ca = Cell(fmt(a), kind="num") if a is not None else Cell(pm, kind="num missing")
     cb = Cell(fmt(b), kind="num") if b is not None else Cell(pm, kind="num missing")
     d = interval(p.get("difference"))
+    npos = int(num(p.get("n_pos")) or 0)
+    few = npos < MIN_LABEL_POSITIVES
     if d.ok:
-        mark_better(ca, cb, d)
-        wins[0 if d.above_zero else 1 if d.below_zero else 2] += 1
         dc = diff_cell(d, pm)
+        if few:  # one record can decide it: no winner named, not counted
+            wins[3] += 1
+            dc.kind = " ".join(k for k in dc.kind.split() if k not in ("good", "bad"))
+            dc.mark += MARK_FEW_POSITIVES
+        else:
+            mark_better(ca, cb, d)
+            wins[0 if d.above_zero else 1 if d.below_zero else 2] += 1
     else:
         dc = Cell(_signed(a - b) if a is not None and b is not None else "—", kind="num")
-    npos = int(num(p.get("n_pos")) or 0)
-    return [Cell(str(p.get("label", "?")), kind="label"), Cell(f"{npos:,}", kind="num"), ca, cb, dc]
+    n_cell = Cell(f"{npos:,}", kind="num", mark=MARK_FEW_POSITIVES if few and d.ok else "")
+    return [Cell(str(p.get("label", "?")), kind="label"), n_cell, ca, cb, dc]
+
+
+def _per_class_caption(wins: list[int]) -> str:
+    left_out = (
+        f"; left out of these counts: {plural(wins[3], 'label')} with a paired difference but fewer than "
+        f"{MIN_LABEL_POSITIVES} positive test records ({MARK_FEW_POSITIVES}), too few for a per-label "
+        "difference to mean much"
+        if wins[3]
+        else ""
+    )
+    return (
+        f"AUC per label on the test split; paired difference with its 95 % CI: fine-tuned better on "
+        f"{plural(wins[0], 'label')}, standalone better on {plural(wins[1], 'label')}, no clear "
+        f"difference on {plural(wins[2], 'label')} (CI includes 0), counting labels with at least "
+        f"{MIN_LABEL_POSITIVES} positive test records{left_out}; labels without a positive test record "
+        "have no AUC."
+    )
 
 
 def per_class_tables(results: Mapping[str, Any]) -> list[tuple[str, Table]]:
     """Per protocol: each label's positives, both arms' AUC and their paired difference (winner
-    highlighted only where its CI excludes 0), sorted by positives (most first)."""
+    highlighted only where its CI excludes 0 and the label has at least :data:`MIN_LABEL_POSITIVES`
+    positive test records), sorted by positives (most first)."""
     miss = missing_word(results)
     out = []
     for row in rows(section(results, "headline")):
@@ -757,15 +812,10 @@ def per_class_tables(results: Mapping[str, Any]) -> list[tuple[str, Table]]:
         t = Table(
             ["label", "positives (test)", "fine-tuned", "standalone", "difference (paired)"], numeric=(1, 2, 3, 4)
         )
-        wins = [0, 0, 0]
+        wins = [0, 0, 0, 0]
         for p in sorted(pcs, key=lambda p: (-(num(p.get("n_pos")) or 0), str(p.get("label")))):
             t.rows.append(_per_class_row(p, m, wins))
-        t.caption = (
-            f"AUC per label on the test split; paired difference with its 95 % CI: fine-tuned better on "
-            f"{plural(wins[0], 'label')}, standalone better on {plural(wins[1], 'label')}, no clear "
-            f"difference on {plural(wins[2], 'label')} (CI includes 0); labels without a positive test "
-            "record have no AUC."
-        )
+        t.caption = _per_class_caption(wins)
         t.warn = small_test_text(_row_scope(row).n_test)
         out.append((str(row.get("protocol", "?")), t))
     return out
@@ -805,6 +855,8 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
         for key, name in (("interval", "intervals"), ("resampling", "resampling"), ("p_value", "p-values"))
     ]
     items.append(("winners", WINNER_RULE))
+    items.append(("means over runs", SEED_MEAN_NOTE))
+    items.append(("marks", "; ".join(MARK_NOTES.values())))
     items.append(
         (
             "scope",
@@ -826,6 +878,15 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
         )
     return items
+
+
+#: What the interval of a mean over several runs (seeds, repeats) covers, in "How the numbers are made".
+SEED_MEAN_NOTE = (
+    "a value over several runs (seeds, repeats) is their mean; its 95 % CI comes from resampling the test "
+    "records, all runs on the same resamples, so it covers the resampling of test records, not the variation "
+    "between seeds (training randomness): the sd shown beside it does. Where a run's own value lies outside "
+    f"the mean's CI, the cell is marked {MARK_SEEDS}"
+)
 
 
 #: Beside the length rule when the rates were not chosen ([study] lr_factors = [1]; measured on
@@ -944,9 +1005,23 @@ def metadata_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _compact(x: Any) -> str:
-    """A config value on one line: ``a=1, b=[...]`` for a dict, JSON otherwise."""
+    """A config value on one line: ``a=1, b=[...]`` for a dict (unset keys, null, left out: they
+    are the defaults, and a row of ``x=null`` hid what was set), JSON otherwise."""
     import json
 
     if isinstance(x, dict):
-        return ", ".join(f"{k}={json.dumps(v, separators=(',', ':'), default=str)}" for k, v in x.items())
+        return ", ".join(
+            f"{k}={json.dumps(_without_nulls(v), separators=(',', ':'), default=str)}"
+            for k, v in x.items()
+            if v is not None
+        )
     return json.dumps(x, default=str) if not isinstance(x, str) else x
+
+
+def _without_nulls(x: Any) -> Any:
+    """``x`` with its unset (None) dict entries dropped, at any depth (stages' ``frozen_bn=null``)."""
+    if isinstance(x, dict):
+        return {k: _without_nulls(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list):
+        return [_without_nulls(v) for v in x]
+    return x

@@ -51,6 +51,7 @@ from ..evaluation.bootstrap import (
     difference_samples,
     draw_resamples,
     metric_values,
+    outside_interval,
     paired_bootstrap,
     percentile_ci,
     seed_summary,
@@ -58,7 +59,7 @@ from ..evaluation.bootstrap import (
 from ..evaluation.challenge import challenge_mapping
 from ..evaluation.runs import EVAL_DIR, Predictions, RunPredictions, align_runs, load_run
 from ..predictions import load_predictions
-from ..runfiles import few_training_labels, read_label_counts
+from ..runfiles import few_training_labels, read_label_counts, read_left_out
 from .lengths import Choice, choose, slot, use_factors, val_macro_auc
 from .plan import ARMS, RunDef
 from .resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
@@ -229,8 +230,13 @@ def _num(x: Any) -> float | None:
 
 
 def _interval(value: float | None, ci: Sequence[float | None] | None, **extra: Any) -> dict[str, Any]:
+    """``{"value", "ci", **extra}``, plus ``point_outside_ci: True`` where the percentile interval
+    excludes its own point estimate (tiny test sets: see :mod:`..evaluation.bootstrap`)."""
     lo, hi = ci if ci is not None else (None, None)
-    return {"value": _num(value), "ci": None if lo is None or hi is None else [float(lo), float(hi)], **extra}
+    out = {"value": _num(value), "ci": None if lo is None or hi is None else [float(lo), float(hi)], **extra}
+    if outside_interval(out["value"], lo, hi):
+        out["point_outside_ci"] = True
+    return out
 
 
 def _empty(**extra: Any) -> dict[str, Any]:
@@ -248,6 +254,7 @@ def _scope(ys: Sequence[np.ndarray], metric: str = "macro_auc") -> dict[str, Any
     out: dict[str, Any] = {
         "n_test": int(round(np.mean([y.shape[0] for y in ys]))),
         "n_test_min": int(min(y.shape[0] for y in ys)),
+        "n_test_max": int(max(y.shape[0] for y in ys)),
         "labels_scored": int(min(scored)),
         "n_labels": int(ys[0].shape[1]),
     }
@@ -455,6 +462,9 @@ def _headline(ctx: _Ctx, protocol: str, metrics_all: Sequence[str]) -> dict[str,
             challenge_note=mapping.note,
             **{k: v for k, v in _scope([ref.test.y_true]).items() if k in ("labels_scored", "n_labels")},
         )
+        recorded = read_left_out(ref.run_dir)  # records of the folds with none of the labels: not in any split
+        if recorded is not None:
+            row["left_out"] = {"dropped_unlabelled": recorded[0], "fold_records": recorded[1]}
         mapping = mapping if mapping.classes else None
     for arm, ps in preds.items():  # one bootstrap per arm for every headline metric
         if not ps:

@@ -37,6 +37,8 @@ def train_on_data(
     """:func:`~ecg_transfer.training.train_run` on what :func:`load_training_data` returned (``kw``:
     ``resume``, ``init_from``, ``progress``, ``callbacks``)."""
     X, Y, ids, splits, lengths = data.X, data.Y, data.record_ids, data.splits, getattr(data, "lengths", None)
+    for key in ("dropped_unlabelled", "fold_records"):  # a [task]'s records left out unlabelled: label_counts.json
+        kw.setdefault(key, getattr(data, key, None))
     return train_run(config, X, Y, ids, splits, label_names, run_dir, lengths=lengths, **kw)
 
 

@@ -9,7 +9,10 @@ Layout of ``run_dir``:
 - ``splits.json``: the record ids of train / val / test, so two arms can be shown to share them;
 - ``label_counts.json``: per label, its positive records in each split (not for an ``[ssl]`` run,
   which reads no labels): a label learnt from a handful of training records has an AUC that says
-  little, and the model card and ``benchmarks/label_efficiency.py`` say so beside it;
+  little, and the model card and ``benchmarks/label_efficiency.py`` say so beside it; with
+  ``dropped_unlabelled`` / ``fold_records`` given (a ``[task]`` run: per split, the records of its
+  folds left out for having none of the task's labels, and the records of its folds before that
+  rule), those two under the same keys;
 - ``checkpoint.pt``: written atomically after every epoch (see :mod:`.loop`), used by ``resume``;
 - ``metrics.jsonl``: one JSON line per epoch (epoch, stage, train/val loss, val macro AUC, lr, seconds),
   the record of truth that ``[tracking]`` mirrors to TensorBoard (``tensorboard/``) or MLflow
@@ -377,6 +380,7 @@ class _RunData(NamedTuple):
     record_ids: list[str]
     splits: dict[str, np.ndarray]
     label_names: list[str]
+    left_out: dict[str, dict[str, int]] | None = None  # label_counts.json's dropped_unlabelled / fold_records
 
 
 class _Run(NamedTuple):
@@ -402,7 +406,7 @@ def _train_and_write(
     """Fit, then (rank 0) predict and write the outputs, all inside the run's tracker, so that
     ``[tracking]`` closes the run as failed when either step fails."""
     config, run_dir = run.config, run.run_dir
-    X, Y, record_ids, splits, label_names = run.data
+    X, Y, record_ids, splits, label_names = run.data[:5]
     meta = _run_meta(config, X, record_ids, splits, label_names, scaler)
     trained = trainable_model(config, model, scaler)
     with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
@@ -436,6 +440,18 @@ def _train_and_write(
     return result, aucs, predictions
 
 
+def _left_out(
+    dropped_unlabelled: Mapping[str, int] | None, fold_records: Mapping[str, int] | None
+) -> dict[str, dict[str, int]] | None:
+    """``label_counts.json``'s ``dropped_unlabelled`` and ``fold_records``: per split, the records of
+    its folds the data layer left out for having none of the task's labels, and its folds' records
+    before that rule (None when the caller gave neither)."""
+    if dropped_unlabelled is None and fold_records is None:
+        return None
+    given = {"dropped_unlabelled": dropped_unlabelled or {}, "fold_records": fold_records or {}}
+    return {key: {str(k): int(v) for k, v in counts.items()} for key, counts in given.items()}
+
+
 def train_run(
     config: RunConfig | Mapping[str, Any] | str | Path,
     X: np.ndarray | RaggedSignals,
@@ -450,6 +466,8 @@ def train_run(
     lengths: np.ndarray | None = None,
     progress: bool = True,
     callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]] = (),
+    dropped_unlabelled: Mapping[str, int] | None = None,
+    fold_records: Mapping[str, int] | None = None,
 ) -> RunResult:
     """Train (or fine-tune, with ``init_from`` / ``finetune.pretrained_run``) and evaluate one model.
 
@@ -458,6 +476,8 @@ def train_run(
     rather than padding (for a RaggedSignals: only the first ``lengths[i]`` samples are used).
     ``resume=True`` continues an interrupted run in ``run_dir`` and ends
     with the same weights as an uninterrupted one; without it an existing run is never overwritten.
+    ``dropped_unlabelled`` / ``fold_records`` (see :class:`~ecg_transfer.datasets.task.TaskData`)
+    are saved in ``label_counts.json``.
     """
     config = _as_config(config)
     run_dir = Path(run_dir)
@@ -465,7 +485,7 @@ def train_run(
     record_ids = [str(r) for r in record_ids]  # positional, even for a pandas Series
     X = _as_signals(X, lengths)
     splits = _check_inputs(X, Y, record_ids, split_indices, label_names)
-    data = _RunData(X, Y, record_ids, splits, label_names)
+    data = _RunData(X, Y, record_ids, splits, label_names, _left_out(dropped_unlabelled, fold_records))
     ctx = init_from_env(config.device, config.dist_backend)
     finishing, resuming, resumed_scaler = _existing_run(run_dir, resume, ctx)
 
@@ -534,7 +554,7 @@ def _write_label_counts(config: RunConfig, run_dir: Path, data: _RunData, only_i
     """``label_counts.json`` of a supervised run (an ``[ssl]`` run reads no labels)."""
     path = run_dir / LABEL_COUNTS_FILE
     if config.ssl is None and not (only_if_missing and path.exists()):
-        atomic_write_json(path, label_counts(data.Y, data.splits, data.label_names))
+        atomic_write_json(path, {**label_counts(data.Y, data.splits, data.label_names), **(data.left_out or {})})
 
 
 def label_counts(Y: np.ndarray, splits: Mapping[str, np.ndarray], label_names: Sequence[str]) -> dict[str, Any]:
@@ -574,7 +594,7 @@ def _write_predictions(
     """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs
     (none for an [ssl] run: it predicts no labels)."""
     config, device = run.config, run.device
-    X, Y, record_ids, splits, label_names = run.data
+    X, Y, record_ids, splits, label_names = run.data[:5]
     crop_len = config.crop_len
     aucs: dict[str, float | None] = {"val": None, "test": None}
     predictions: dict[str, Path] = {}
