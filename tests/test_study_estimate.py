@@ -307,17 +307,32 @@ def test_a_measurement_on_a_busy_machine_is_flagged_and_taken_again_once_quiet(s
     def plan(load: float | None, remeasure: bool = False) -> tuple[list[str], list[str]]:
         measure = CountingMeasure()
         est = estimate_study(runs, cache_dir=cache, measure=measure, load=load, remeasure=remeasure)
-        return measure.calls, [n for n in est.notes if "busy machine" in n]
+        return measure.calls, [n for n in est.notes if "measured while other work" in n]
 
     calls, notes = plan(1.9)  # a training on both cores beside the measurement
     assert calls and len(notes) == 1
-    assert "fcn_wang@100Hz/time was measured on a busy machine (load average 1.9 on 2 CPUs" in notes[0]
+    assert notes[0].startswith("measured while other work kept 1.9 of 2 CPUs busy (")
+    assert "): fcn_wang@100Hz/time; their runs' times may be too long" in notes[0]
     assert plan(1.9) == ([], notes)  # still busy: the kept (flagged) measurement serves
     assert plan(None) == ([], notes)  # load unknown: nothing judged, nothing taken again
     calls, notes = plan(0.2)  # quiet now: measured again, and the flag goes
     assert calls == ["fcn_wang@100/time"] and notes == []
     assert plan(0.2) == ([], []) and plan(1.9) == ([], [])  # a quiet measurement is kept even when busy later
     assert plan(0.2, remeasure=True)[0] == ["fcn_wang@100/time"]  # once per network, not once per run
+
+
+def test_the_load_is_the_cpus_other_work_keeps_busy_now(monkeypatch):
+    """Read over half a second from /proc/stat, not the 1-minute load average, which still counts a
+    training that ended a minute ago (it flagged a quiet measurement as busy)."""
+    from ecg_transfer.study import estimate
+
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    times = iter([(1000.0, 4000.0), (1150.0, 4200.0)])  # 150 of 200 jiffies busy: 1.5 CPUs of 2
+    monkeypatch.setattr(estimate, "_cpu_times", lambda: next(times))
+    assert estimate.load_average(interval=0) == pytest.approx(1.5)
+    monkeypatch.setattr(estimate, "_cpu_times", lambda: None)  # not Linux: the load average
+    monkeypatch.setattr(estimate.os, "getloadavg", lambda: (0.7, 0.5, 0.3))
+    assert estimate.load_average(interval=0) == 0.7
 
 
 def test_busy_means_other_work_on_the_cores_the_measurement_needs(monkeypatch):

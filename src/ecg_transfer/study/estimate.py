@@ -49,7 +49,7 @@ CACHE_SECONDS_PER_RECORD = {"ptbxl": 0.001, "cinc": 0.02}
 EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
 #: Labels scored per PTB-XL task, for the evaluation's cost (the PTB-XL benchmark's counts: the
 #: statements file is not read to plan); a protocol's come from its class list.
-#: How far the load average may exceed the cores a throughput measurement leaves free before the
+#: How far the CPUs other work keeps busy may exceed those a throughput measurement leaves free before the
 #: machine counts as busy (see :func:`machine_busy`).
 BUSY_LOAD_MARGIN = 0.5
 LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
@@ -195,8 +195,28 @@ def _threads(cfg: RunConfig) -> int:
     return int(cfg.num_threads or torch.get_num_threads())
 
 
-def load_average() -> float | None:
-    """This machine's 1-minute load average, or None where the system keeps none (Windows)."""
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from ``/proc/stat`` (Linux), None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [float(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
+
+
+def load_average(interval: float = 0.5) -> float | None:
+    """How many CPUs other work keeps busy now: on Linux the CPU time used over ``interval``
+    seconds (this process sleeps meanwhile, so it counts others only), elsewhere the 1-minute load
+    average (which lags: a job that ended a minute ago still counts); None where neither exists."""
+    before = _cpu_times()
+    if before is not None:
+        time.sleep(interval)
+        after = _cpu_times()
+        if after is not None and after[1] > before[1]:
+            return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
     try:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
@@ -205,7 +225,7 @@ def load_average() -> float | None:
 
 def machine_busy(threads: int, load: float | None) -> bool:
     """Whether other work holds cores a measurement with ``threads`` threads needs: the load
-    average exceeds the cores it leaves free by more than ``BUSY_LOAD_MARGIN``. Such a measurement
+    (:func:`load_average`) exceed the cores it leaves free by more than ``BUSY_LOAD_MARGIN``. Such a measurement
     prices every run too high (a training beside it halves a 2-core machine's speed), so it is
     flagged, said beside the estimate, and taken again once the machine is quiet."""
     if load is None:
@@ -305,7 +325,7 @@ def throughput(
     remeasure: bool = False,
 ) -> dict[str, Any]:
     """The measured costs of ``cfg``'s network here, from the table or measured now (and kept).
-    ``load`` is the machine's load average as the plan started (None: unknown, never busy): a kept
+    ``load`` is the CPUs other work kept busy as the plan started (None: unknown, never busy): a kept
     measurement taken on a busy machine is taken again once the machine is quiet; ``remeasure``
     takes it again regardless."""
     from ..atomic import atomic_write_json
@@ -329,14 +349,16 @@ def throughput(
     return table[sig]
 
 
-def busy_note(name: str, cost: Mapping[str, Any]) -> str | None:
-    """The line said beside an estimate whose ``cost`` was measured on a busy machine."""
-    if not cost.get("busy"):
+def busy_note(flagged: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """One line beside an estimate naming the costs (``{name: cost}``) measured on a busy machine."""
+    busy = {name: c for name, c in flagged.items() if c.get("busy")}
+    if not busy:
         return None
+    first = next(iter(busy.values()))
     return (
-        f"{name} was measured on a busy machine (load average {cost.get('load')} on {cost.get('cpus')} "
-        f"CPUs, {cost.get('measured')}): its runs' times may be too long; `study plan` measures it again "
-        "once the machine is quiet (--remeasure: now)"
+        f"measured while other work kept {first.get('load')} of {first.get('cpus')} CPUs busy "
+        f"({first.get('measured')}): {', '.join(busy)}; their runs' times may be too long; `study plan` "
+        "measures them again once the machine is quiet (--remeasure: now)"
     )
 
 
@@ -352,7 +374,7 @@ def estimate_study(
     remeasure: bool = False,
 ) -> StudyEstimate:
     """Expected wall time of ``runs`` on this machine (see the module docstring). ``load`` (the
-    load average as the plan started; None: not judged) and ``remeasure``: see :func:`throughput`."""
+    CPUs other work kept busy as the plan started; None: not judged) and ``remeasure``: see :func:`throughput`."""
     from ..datasets.cache import default_cache_dir
 
     assumed = dict(assumed or {})
@@ -410,7 +432,7 @@ def estimate_study(
         if v.assumed
     ]
     names = display_names(list(costs))
-    notes += [n for sig, c in costs.items() if (n := busy_note(names[sig], c))]
+    notes += [n for n in [busy_note({names[sig]: c for sig, c in costs.items()})] if n]
     speeds = {names[sig]: {k: c[k] for k in ("train_s_per_sample", "predict_s_per_window")} for sig, c in costs.items()}
     threads = [int(json.loads(sig)["threads"]) for sig in costs]
     return StudyEstimate(out, sum(caches.values()), speeds, notes, threads)
