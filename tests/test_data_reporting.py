@@ -51,7 +51,10 @@ def test_load_task_counts_the_records_left_out_for_having_no_label(cinc: Path, t
     for split, rows in data.splits.items():
         assert len(rows) + data.dropped_unlabelled[split] == data.fold_records[split], split
     n = sum(data.dropped_unlabelled.values())
-    assert data.left_out_line() == f"{n} of 40 left out: none of the task's {len(data.label_names)} labels"
+    assert (
+        data.left_out_line()
+        == f"{n} of the folds' 40 records left out: none of the task's {len(data.label_names)} labels"
+    )
 
     every = load_task(_task(cinc, tmp_path, labels="protocol:cinc2020"), 100.0, progress=False)
     assert sum(every.dropped_unlabelled.values()) == 0 and every.left_out_line() == ""  # all four are cinc2020's
@@ -78,7 +81,7 @@ def test_the_split_sizes_line_says_how_many_were_left_out(
     err = capsys.readouterr().err
     n, k = sum(data.dropped_unlabelled.values()), len(data.label_names)
     sizes = ", ".join(f"{s} {len(data.splits[s])}" for s in ("train", "val", "test"))
-    assert f"{sizes} records ({n} of 40 left out: none of the task's {k} labels) at 100 Hz" in err
+    assert f"{sizes} records ({n} of the folds' 40 records left out: none of the task's {k} labels) at 100 Hz" in err
 
 
 def test_a_run_saves_the_left_out_counts_in_label_counts_json(cinc: Path, tmp_path: Path) -> None:
@@ -109,7 +112,7 @@ def test_a_run_saves_the_left_out_counts_in_label_counts_json(cinc: Path, tmp_pa
     card = model_card_text(tmp_path / "run", n_resamples=20)
     dropped, total = sum(data.dropped_unlabelled.values()), sum(data.fold_records.values())
     assert f"- Left out: {dropped} of {total} records of these folds carry none of the task's labels" in card
-    assert f"test {data.dropped_unlabelled['test']}" in card
+    assert f"test folds {data.dropped_unlabelled['test']}" in card
 
 
 # -- item 2: how a config names a label protocol ---------------------------------------------------

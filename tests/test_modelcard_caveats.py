@@ -181,3 +181,13 @@ def test_the_caveats_one_by_one() -> None:
     assert interval_caveats({"value": None, "ci": [None, None], "n_undefined": 1000}, 1000, 0.95, 1) == []
     assert with_caveats("0.800 [0.700, 0.900]", []) == "0.800 [0.700, 0.900]"
     assert with_caveats("1.000", ["a", "b"]) == "1.000 ⚠ a; b"
+
+
+def test_the_card_explains_the_mark_when_only_a_macro_value_carries_it():
+    """The ⚠ key was shown only when a per-label cell carried the mark: a flagged macro value alone
+    left the reader without it."""
+    from ecg_transfer.inference.modelcard import _flagged
+
+    sound = [{"auc": "0.900 [0.850, 0.950]", "auprc": "0.700 [0.600, 0.800]"}]
+    assert not _flagged(sound, "0.880 [0.860, 0.900]")
+    assert _flagged(sound, "0.880 [0.890, 0.950] ⚠ value outside its interval")

@@ -300,7 +300,7 @@ def test_study_run_says_how_many_ptbxl_records_are_missing_at_500_hz(tmp_path):
 def test_a_measurement_on_a_busy_machine_is_flagged_and_taken_again_once_quiet(spec, tmp_path, monkeypatch):
     from ecg_transfer.study import estimate
 
-    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(estimate, "_cpu_count", lambda: 2)
     monkeypatch.setattr(estimate, "_threads", lambda cfg: 2)
     runs, cache = plan_study(spec), tmp_path / "cache"
 
@@ -311,8 +311,8 @@ def test_a_measurement_on_a_busy_machine_is_flagged_and_taken_again_once_quiet(s
 
     calls, notes = plan(1.9)  # a training on both cores beside the measurement
     assert calls and len(notes) == 1
-    assert notes[0].startswith("measured while other work kept 1.9 of 2 CPUs busy (")
-    assert "): fcn_wang@100Hz/time; their runs' times may be too long" in notes[0]
+    assert notes[0].startswith("measured while other work kept CPUs busy: fcn_wang@100Hz/time (1.9 of 2 CPUs busy, ")
+    assert "); their runs' times may be too long" in notes[0]
     assert plan(1.9) == ([], notes)  # still busy: the kept (flagged) measurement serves
     assert plan(None) == ([], notes)  # load unknown: nothing judged, nothing taken again
     calls, notes = plan(0.2)  # quiet now: measured again, and the flag goes
@@ -326,11 +326,11 @@ def test_the_load_is_the_cpus_other_work_keeps_busy_now(monkeypatch):
     training that ended a minute ago (it flagged a quiet measurement as busy)."""
     from ecg_transfer.study import estimate
 
-    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(estimate, "_cpu_count", lambda: 2)
     times = iter([(1000.0, 4000.0), (1150.0, 4200.0)])  # 150 of 200 jiffies busy: 1.5 CPUs of 2
-    monkeypatch.setattr(estimate, "_cpu_times", lambda: next(times))
+    monkeypatch.setattr(estimate, "_cpu_times", lambda cpus=None: next(times))
     assert estimate.load_average(interval=0) == pytest.approx(1.5)
-    monkeypatch.setattr(estimate, "_cpu_times", lambda: None)  # not Linux: the load average
+    monkeypatch.setattr(estimate, "_cpu_times", lambda cpus=None: None)  # not Linux: the load average
     monkeypatch.setattr(estimate.os, "getloadavg", lambda: (0.7, 0.5, 0.3))
     assert estimate.load_average(interval=0) == 0.7
 
@@ -338,7 +338,7 @@ def test_the_load_is_the_cpus_other_work_keeps_busy_now(monkeypatch):
 def test_busy_means_other_work_on_the_cores_the_measurement_needs(monkeypatch):
     from ecg_transfer.study import estimate
 
-    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(estimate, "_cpu_count", lambda: 2)
     assert not estimate.machine_busy(2, 0.4) and estimate.machine_busy(2, 0.6)
     assert not estimate.machine_busy(1, 1.4) and estimate.machine_busy(1, 1.6)  # one core left free
     assert not estimate.machine_busy(4, None)  # no load average on this system: not judged
@@ -374,3 +374,22 @@ def test_plan_says_what_is_left_in_the_study_folder(spec, tmp_path, capsys, monk
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith(f"left in {out}: {len(runs) - 3} of {len(runs)} runs, about ")
     assert "(2 done, 1 failed (retried with --retry-failed); caches not counted)" in line
+
+
+def test_the_load_is_read_on_the_cpus_this_process_may_use(tmp_path, monkeypatch):
+    """Under a SLURM allotment (affinity) the host's other cores say nothing about ours: /proc/stat's
+    per-CPU lines are summed over the usable CPUs only."""
+    from ecg_transfer.study import estimate
+
+    stat = "cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 90 0 10 0 0 0 0 0 0 0\ncpu1 10 0 90 800 0 0 0 0 0 0\nintr 5\n"
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda f, *a, **k: real_open(tmp_path / "stat", *a, **k) if f == "/proc/stat" else real_open(f, *a, **k),
+    )
+    (tmp_path / "stat").write_text(stat)
+    assert estimate._cpu_times() == (200.0, 1000.0)  # the machine's total line
+    assert estimate._cpu_times([0]) == (100.0, 100.0)  # cpu0 only: all busy
+    assert estimate._cpu_times([0, 1]) == (200.0, 1000.0)
+    monkeypatch.setattr(estimate, "usable_cpus", lambda: [0])
+    assert estimate._cpu_count() == 1 and estimate.machine_busy(1, 0.6) and not estimate.machine_busy(1, 0.4)

@@ -104,9 +104,9 @@ def finetune(
     config = _config(config)
     if config.ssl is not None:
         raise ConfigError("a config with an [ssl] table pre-trains; fine-tune with a config without one")
-    if config.finetune.policy == "none":
-        config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
-    return train(config, run_dir, init_from=from_run, resume=resume, progress=progress)
+    from .settings.run import finetune_default
+
+    return train(finetune_default(config), run_dir, init_from=from_run, resume=resume, progress=progress)
 
 
 def predict(

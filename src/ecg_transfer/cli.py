@@ -113,8 +113,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _check_command(config, args)
-    if args.command == "finetune" and config.finetune.policy == "none":
-        config = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
+    if args.command == "finetune":
+        from .settings.run import finetune_default
+
+        config = finetune_default(config)
     result = train(
         config,
         args.run_dir,
@@ -253,10 +255,11 @@ def _finetune_stages(config: RunConfig) -> dict[str, object]:
     into the head-then-all preset: the stages ``finetune`` would run, or why it would refuse the file."""
     if config.finetune.policy != "none":
         return {}
+    from .settings.run import finetune_default
+
     key = "# stages with `ecg-transfer finetune` (policy none becomes head-then-all)"
     try:
-        tuned = config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
-        return {key: [st.to_dict() for st in tuned.stages()]}
+        return {key: [st.to_dict() for st in finetune_default(config).stages()]}
     except ConfigError as exc:
         return {key: f"refused: {exc}"}
 

@@ -90,7 +90,7 @@ class TaskData:
         if not dropped:
             return ""
         n = len(self.label_names)
-        return f"{dropped} of {total} left out: none of the task's {n} label{'' if n == 1 else 's'}"
+        return f"{dropped} of the folds' {total} records left out: none of the task's {n} label{'' if n == 1 else 's'}"
 
 
 LONG_RECORDS = ("whole", "first", "centre")

@@ -57,7 +57,9 @@ def interval_caveats(
     lo, hi = (list(entry.get("ci") or []) + [None, None])[:2]
     if lo is not None and lo == hi and (n_resamples or 0) > 1:
         out.append("interval of zero width")
-    if entry.get("point_outside_ci"):  # the bootstrap's own flag (plain resampling of a tiny test set)
+    from .bootstrap import outside_interval  # from the numbers: a metrics.json written before the flag too
+
+    if entry.get("point_outside_ci") or outside_interval(entry.get("value"), lo, hi):
         out.append("value outside its interval")
     return out
 
@@ -190,7 +192,7 @@ def _print_fragile_labels(res: dict[str, Any]) -> None:
     if lines:
         print(
             f"  labels whose intervals are fragile (fewer than {FEW_TEST_POSITIVES} test positives or negatives, "
-            f"more than {1 - level:.0%} of the resamples undefined, or zero width):"
+            f"more than {1 - level:.0%} of the resamples undefined, zero width, or a value outside its interval):"
         )
         for line in lines:
             print(line)

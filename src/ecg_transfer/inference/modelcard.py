@@ -246,11 +246,12 @@ def _cell(entry: dict | None, n_resamples: int | None, level: float, n_pos: Any,
     return with_caveats(_fmt(entry), interval_caveats(entry, n_resamples, level, n_pos, n_neg))
 
 
-def _flagged(per_class: list[dict[str, Any]]) -> bool:
-    """Whether a label's interval carries a caveat (the card then says what the mark means)."""
+def _flagged(per_class: list[dict[str, Any]], *cells: str) -> bool:
+    """Whether a label's interval, or one of ``cells`` (the macro values), carries a caveat (the
+    card then says what the mark means)."""
     from ..evaluation.cli import WARN
 
-    return any(WARN in str(r.get(k, "")) for r in per_class for k in ("auc", "auprc"))
+    return any(WARN in str(r.get(k, "")) for r in per_class for k in ("auc", "auprc")) or any(WARN in c for c in cells)
 
 
 def _headline_rows(metrics: dict[str, Any], n_resamples: int | None, level: float) -> list[tuple[str, str]]:
@@ -288,17 +289,18 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
         }
         for name, e in _in_run_order(metrics.get("per_class") or {}, labels or metrics.get("labels") or [])
     ]
+    headline = _headline_rows(metrics, n_resamples, level)
     return {
         "n_records": metrics.get("n_records"),
         "level": f"{level:.0%}",
         "n_resamples": n_resamples,
         "seed": s.get("seed"),
         "resampling": resampling_caveat(s),
-        "headline": _headline_rows(metrics, n_resamples, level),
+        "headline": headline,
         "left_out": list((metrics.get("classes_left_out") or {}).items()),
         "per_class": per_class,
         "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_POSITIVES],
-        "flagged": _flagged(per_class),
+        "flagged": _flagged(per_class, *(text for name, text in headline if "challenge" not in name)),
     }
 
 
@@ -321,16 +323,17 @@ def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any]
         for k, name in enumerate(quick["labels"])
     ]
     macro = quick["headline"]["macro_auc"]
+    macro_text = with_caveats(_fmt(macro), interval_caveats(macro, s["n_resamples"], s["level"]))
     return {
         "n_records": y.shape[0],
         "level": f"{s['level']:.0%}",
         "n_resamples": s["n_resamples"],
         "seed": s["seed"],
         "resampling": resampling_caveat(s),
-        "macro_auc": with_caveats(_fmt(macro), interval_caveats(macro, s["n_resamples"], s["level"])),
+        "macro_auc": macro_text,
         "per_class": per_class,
         "few": [r["name"] for r in per_class if r["n_pos"] < FEW_POSITIVES],
-        "flagged": _flagged(per_class),
+        "flagged": _flagged(per_class, macro_text),
     }
 
 
@@ -358,7 +361,8 @@ def _left_out_text(run_dir: Path) -> str | None:
     if recorded is None or not sum(recorded[0].values()):
         return None
     dropped, folds = recorded
-    splits = ", ".join(f"{k} {dropped[k]}" for k in ("train", "val", "test") if k in dropped)
+    names = {"train": "training folds", "val": "validation folds", "test": "test folds"}
+    splits = ", ".join(f"{names[k]} {dropped[k]}" for k in names if dropped.get(k))
     return (
         f"{sum(dropped.values())} of {sum(folds.values())} records of these folds carry none of the task's labels "
         f"and were left out ({splits}): every split, the test split included, holds only records with at "

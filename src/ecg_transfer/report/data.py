@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import EcgTransferError
+from ..evaluation.bootstrap import outside_interval
 from ..runfiles import FEW_TRAINING_POSITIVES
 from ..study.resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 
@@ -42,8 +43,6 @@ REFERENCE_PROTOCOL = "seed18"
 #: never highlighted as a winner and left out of the count of labels where an arm is better: with one
 #: or two positives the paired bootstrap can return p = 0.007 for a difference that one record decides.
 MIN_LABEL_POSITIVES = 5
-#: Values that differ from a CI by less than this are on it (floating point), not outside it.
-OUTSIDE_TOLERANCE = 1e-9
 #: Marks beside a number, each explained in a note under its table (:data:`MARK_NOTES`).
 MARK_OUTSIDE = "†"  # the point estimate lies outside its own bootstrap interval
 MARK_SEEDS = "‡"  # a run's own value lies outside the interval of the runs' mean
@@ -51,8 +50,8 @@ MARK_FEW_POSITIVES = "§"  # a per-label difference on fewer than MIN_LABEL_POSI
 MARK_NOTES: dict[str, str] = {
     MARK_OUTSIDE: (
         "† the point estimate lies outside its bootstrap interval: the test set is too small for this interval "
-        "to mean much (resamples that lack a rare label's positive records change which labels enter the "
-        "macro mean, so the interval describes other numbers than the one it surrounds)"
+        "to mean much (on a few records the resamples describe other numbers than the one they surround, e.g. "
+        "those that lack a rare label's positive records change which labels enter a macro mean)"
     ),
     MARK_SEEDS: (
         "‡ seeds differ by more than the interval: between-seed variation dominates (a run's own value lies "
@@ -147,14 +146,14 @@ class Interval:
     labels_few_train: int | None = None  # labels learnt from < FEW_TRAINING_POSITIVES positives (max over runs)
     ties: float | None = None  # share of resamples whose difference is exactly 0 (paired differences)
     outside_flag: bool = False  # results.json says the point lies outside its interval (point_outside_ci)
+    test_sets: int | None = None  # independent test sets the mean's CI resampled (repeats); None/1: one
 
     @property
     def ok(self) -> bool:
         return self.value is not None
 
     def _outside(self, v: float) -> bool:
-        assert self.lo is not None and self.hi is not None
-        return v < self.lo - OUTSIDE_TOLERANCE or v > self.hi + OUTSIDE_TOLERANCE
+        return outside_interval(v, self.lo, self.hi)
 
     @property
     def point_outside(self) -> bool:
@@ -167,8 +166,10 @@ class Interval:
     @property
     def runs_outside(self) -> int:
         """How many of several runs' own values lie outside the CI of their mean (0 for a single run):
-        the CI resamples test records only, so runs that differ more than it are not covered by it."""
-        if len(self.values) < 2 or not self.has_ci:
+        the CI resamples test records only, so runs that differ more than it are not covered by it.
+        Never for runs on different test sets (repeats): the mean of K independent test sets has a
+        CI about sqrt(K) narrower than one run's spread, so runs outside it are expected there."""
+        if len(self.values) < 2 or not self.has_ci or (self.test_sets or 1) > 1:
             return 0
         return sum(1 for v in self.values if self._outside(v))
 
@@ -226,6 +227,7 @@ def interval(x: Any) -> Interval:
                 "labels_scored_max",
                 "n_labels",
                 "labels_few_train",
+                "test_sets",
             )
         }
         return Interval(
@@ -358,10 +360,11 @@ def left_out_text(row: Mapping[str, Any]) -> str:
         return ""
     n_labels = row.get("n_labels")
     labels = f"the {n_labels} labels" if n_labels else "the labels"
+    others = sum(dropped.values()) - dropped["test"]
     return (
         f"ⓘ tested on the records with at least one of {labels}: {dropped['test']} of the test folds' "
-        f"{folds.get('test', '?')} records had none and were left out (and {sum(dropped.values()) - dropped['test']} "
-        "more from training and validation)"
+        f"{folds.get('test', '?')} records had none and were left out"
+        + (f" (and {others} more from training and validation)" if others else "")
     )
 
 

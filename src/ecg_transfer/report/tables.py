@@ -882,10 +882,11 @@ def method_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 #: What the interval of a mean over several runs (seeds, repeats) covers, in "How the numbers are made".
 SEED_MEAN_NOTE = (
-    "a value over several runs (seeds, repeats) is their mean; its 95 % CI comes from resampling the test "
-    "records, all runs on the same resamples, so it covers the resampling of test records, not the variation "
-    "between seeds (training randomness): the sd shown beside it does. Where a run's own value lies outside "
-    f"the mean's CI, the cell is marked {MARK_SEEDS}"
+    "a value over several runs is their mean; its 95 % CI comes from resampling the test records (seeds on "
+    "one test set: all runs on the same resamples; repeats on their own test sets: each resampled on its "
+    "own), so it covers the resampling of test records, not the variation between seeds (training "
+    "randomness): the sd shown beside it does. Where a seed's own value lies outside the CI of the mean "
+    f"on one test set, the cell is marked {MARK_SEEDS}"
 )
 
 
@@ -997,7 +998,7 @@ def metadata_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
         items.append(("bootstrap resamples", str(st["bootstrap"])))
     env = json_object(st.get("environment"))
     if env:
-        items.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items())))
+        items.append(("environment", ", ".join(f"{k} {_env_value(k, v)}" for k, v in env.items())))
     note = (results.get("reference") or {}).get("note") if isinstance(results.get("reference"), dict) else None
     if note:
         items.append(("reference note", str(note)))
@@ -1025,3 +1026,8 @@ def _without_nulls(x: Any) -> Any:
     if isinstance(x, list):
         return [_without_nulls(v) for v in x]
     return x
+
+
+def _env_value(key: str, value: Any) -> Any:
+    """An environment entry as a reader takes it: ``threads 0`` is torch's own default, not none."""
+    return "torch's default" if key == "threads" and value == 0 else value

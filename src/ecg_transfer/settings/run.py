@@ -738,6 +738,15 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     atomic_write_json(path, config.to_dict())
 
 
+def finetune_default(config: RunConfig) -> RunConfig:
+    """What ``finetune`` (command and API) trains ``config`` as: policy none -- one file for
+    standalone and finetune, as the guide's ``my_cinc_set.toml`` -- becomes the head-then-all preset
+    (its epochs, so the config must not set a top-level ``epochs``); any other policy is kept."""
+    if config.finetune.policy != "none":
+        return config
+    return config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
+
+
 __all__ = [
     "FinetuneConfig",
     "OptimizerConfig",
@@ -747,6 +756,7 @@ __all__ = [
     "SslSource",
     "StageSpec",
     "TrackingConfig",
+    "finetune_default",
     "load_config",
     "preset_stages",
     "read_settings_file",

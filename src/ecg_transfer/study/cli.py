@@ -211,7 +211,7 @@ def plan_command(args: argparse.Namespace) -> int:
             remeasure=args.remeasure,
         )
     study_dir = spec.out_dir(args.out)
-    states = run_states(study_dir, runs)
+    states = run_states(study_dir, runs) if est is not None else {}  # verifying done runs reads their outputs
     if args.json:
         left = None if est is None else leftover(est, states)
         print(

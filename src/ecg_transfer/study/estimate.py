@@ -195,28 +195,52 @@ def _threads(cfg: RunConfig) -> int:
     return int(cfg.num_threads or torch.get_num_threads())
 
 
-def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) jiffies of all CPUs from ``/proc/stat`` (Linux), None elsewhere."""
+def usable_cpus() -> list[int] | None:
+    """The CPUs this process may run on (its affinity: a SLURM job's allotment, ``taskset``), or
+    None where the system does not say (then every CPU counts)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_count() -> int:
+    cpus = usable_cpus()
+    return len(cpus) if cpus else (os.cpu_count() or 1)
+
+
+def _cpu_times(cpus: list[int] | None = None) -> tuple[float, float] | None:
+    """(busy, total) jiffies from ``/proc/stat`` (Linux), summed over ``cpus`` (None: all CPUs),
+    None elsewhere. Idle and iowait are not busy; guest time is already inside user time."""
+    wanted = None if cpus is None else {f"cpu{c}" for c in cpus}
+    busy = total = 0.0
     try:
         with open("/proc/stat", encoding="ascii") as fh:
-            fields = [float(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
+            for line in fh:
+                name, *values = line.split()
+                if not name.startswith("cpu") or (name == "cpu") != (wanted is None):
+                    continue
+                if wanted is not None and name not in wanted:
+                    continue
+                f = [float(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+                busy, total = busy + sum(f) - f[3] - f[4], total + sum(f)
+    except (OSError, ValueError, IndexError):
         return None
-    if len(fields) < 5:
-        return None
-    return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
+    return (busy, total) if total > 0 else None
 
 
 def load_average(interval: float = 0.5) -> float | None:
-    """How many CPUs other work keeps busy now: on Linux the CPU time used over ``interval``
-    seconds (this process sleeps meanwhile, so it counts others only), elsewhere the 1-minute load
-    average (which lags: a job that ended a minute ago still counts); None where neither exists."""
-    before = _cpu_times()
+    """How many of this process's usable CPUs (:func:`usable_cpus`) other work keeps busy now: on
+    Linux the CPU time used over ``interval`` seconds (this process sleeps meanwhile, so it counts
+    others only), elsewhere the 1-minute load average (which lags: a job that ended a minute ago
+    still counts); None where neither exists."""
+    cpus = usable_cpus()
+    before = _cpu_times(cpus)
     if before is not None:
         time.sleep(interval)
-        after = _cpu_times()
+        after = _cpu_times(cpus)
         if after is not None and after[1] > before[1]:
-            return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+            return (after[0] - before[0]) / (after[1] - before[1]) * _cpu_count()
     try:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
@@ -224,13 +248,14 @@ def load_average(interval: float = 0.5) -> float | None:
 
 
 def machine_busy(threads: int, load: float | None) -> bool:
-    """Whether other work holds cores a measurement with ``threads`` threads needs: the load
-    (:func:`load_average`) exceed the cores it leaves free by more than ``BUSY_LOAD_MARGIN``. Such a measurement
-    prices every run too high (a training beside it halves a 2-core machine's speed), so it is
-    flagged, said beside the estimate, and taken again once the machine is quiet."""
+    """Whether other work holds cores a measurement with ``threads`` threads needs: the CPUs it keeps
+    busy (:func:`load_average`) exceed those the measurement leaves free among this process's usable
+    CPUs by more than ``BUSY_LOAD_MARGIN``. Such a measurement prices every run too high (a training
+    beside it halves a 2-core machine's speed), so it is flagged, said beside the estimate, and taken
+    again once the machine is quiet."""
     if load is None:
         return False
-    return load > max((os.cpu_count() or 1) - threads, 0) + BUSY_LOAD_MARGIN
+    return load > max(_cpu_count() - threads, 0) + BUSY_LOAD_MARGIN
 
 
 def _signature(cfg: RunConfig) -> str:
@@ -343,22 +368,25 @@ def throughput(
         )
         table[sig] = {**(measure or measure_throughput)(cfg), "measured": time.strftime("%Y-%m-%d %H:%M")}
         if busy and load is not None:
-            table[sig].update(busy=True, load=round(load, 2), cpus=os.cpu_count())
+            table[sig].update(busy=True, load=round(load, 2), cpus=_cpu_count())
         table_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(table_path, {**_load_table(table_path), sig: table[sig]})
     return table[sig]
 
 
 def busy_note(flagged: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """One line beside an estimate naming the costs (``{name: cost}``) measured on a busy machine."""
-    busy = {name: c for name, c in flagged.items() if c.get("busy")}
+    """One line beside an estimate naming the costs (``{name: cost}``) measured on a busy machine,
+    each with the load and time it was measured at."""
+    busy = [
+        f"{name} ({c.get('load')} of {c.get('cpus')} CPUs busy, {c.get('measured')})"
+        for name, c in flagged.items()
+        if c.get("busy")
+    ]
     if not busy:
         return None
-    first = next(iter(busy.values()))
     return (
-        f"measured while other work kept {first.get('load')} of {first.get('cpus')} CPUs busy "
-        f"({first.get('measured')}): {', '.join(busy)}; their runs' times may be too long; `study plan` "
-        "measures them again once the machine is quiet (--remeasure: now)"
+        f"measured while other work kept CPUs busy: {', '.join(busy)}; their runs' times may be too long; "
+        "`study plan` measures them again once the machine is quiet (--remeasure: now)"
     )
 
 
@@ -519,6 +547,7 @@ __all__ = [
     "data_size",
     "busy_note",
     "cpu_name",
+    "usable_cpus",
     "display_names",
     "estimate_study",
     "evaluation_seconds",

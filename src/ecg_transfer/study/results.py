@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import socket
 import warnings
@@ -308,6 +307,7 @@ def arm_interval(ctx: _Ctx, keys: Sequence[str], metric: str = "macro_auc") -> d
         [lo, hi],
         sd=_num(ok.std(ddof=1)) if ok.size > 1 else None,
         values=[_num(v) for v in points_arr],
+        test_sets=len(groups),  # the CI is the mean's over independent test sets: narrower than one run's spread
         **_scope(ys, metric),
         **ctx.few_training([p.run_dir for p in preds]),
         **out,
@@ -866,11 +866,9 @@ def _status(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _environment(threads: int) -> dict[str, Any]:
-    """Where the study ran, for its wall times: versions, host, CPU model and count, and the torch
-    threads per run (``[study] threads``; 0 is torch's own default, said in words, not as 0)."""
+    """Versions and host of the process that wrote the results, and ``[study] threads`` (0: torch's
+    own default; the report says so in words). Each run's own machine is in its ``environment.json``."""
     import importlib.metadata as md
-
-    from .estimate import cpu_name
 
     def ver(name: str) -> str | None:
         try:
@@ -885,9 +883,7 @@ def _environment(threads: int) -> dict[str, Any]:
         "ecg_transfer": ver("ecg-transfer"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpus": os.cpu_count(),
-        "threads": threads if threads > 0 else "torch's default",
+        "threads": threads,
     }
 
 
