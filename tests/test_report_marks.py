@@ -190,3 +190,25 @@ def test_record_count_over_test_sets_of_different_sizes_agrees_with_the_warning(
     assert cell.scope.startswith("at least 27 test records, mean 28") and cell.warn == "⚠ only 27 test records (< 30)"
     md = render_markdown(res, {}, {})
     assert "(28 test records" not in md and "(at least 27 test records, mean 28 · " in md
+
+
+def test_a_difference_outside_its_own_interval_names_no_winner():
+    """† on a paired difference: its interval describes other numbers than the one it surrounds, so
+    it neither colours a winner nor gives the headline a verdict (review of the marks)."""
+    from ecg_transfer.report.data import interval
+
+    clear = interval({"value": 0.05, "ci": [0.02, 0.08]})
+    outside = interval({"value": 0.01, "ci": [0.02, 0.08]})
+    assert clear.above_zero and clear.excludes_zero
+    assert not outside.above_zero and not outside.excludes_zero and "†" in outside.marks
+    assert not interval({"value": -0.01, "ci": [-0.08, -0.02]}).below_zero
+
+
+def test_a_headline_difference_outside_its_interval_gets_no_verdict():
+    from ecg_transfer.report.tables import headline_cards
+
+    res = make_results()
+    res["headline"][0]["difference"].update(value=0.30, ci=[0.01, 0.20])
+    card = headline_cards(res)[0]
+    assert card["verdict"].startswith("no verdict: the difference lies outside its own interval")
+    assert card["tone"] == "neutral"

@@ -186,13 +186,14 @@ class Interval:
 
     @property
     def above_zero(self) -> bool:
-        """The CI lies entirely above 0 (a paired difference in favour of its first arm)."""
-        return self.lo is not None and self.hi is not None and self.lo > 0
+        """The CI lies entirely above 0 (a paired difference in favour of its first arm), and holds
+        its own point: an interval that excludes its point (†) names no winner."""
+        return self.lo is not None and self.hi is not None and self.lo > 0 and not self.point_outside
 
     @property
     def below_zero(self) -> bool:
-        """The CI lies entirely below 0."""
-        return self.lo is not None and self.hi is not None and self.hi < 0
+        """The CI lies entirely below 0 (and holds its own point, as for :attr:`above_zero`)."""
+        return self.lo is not None and self.hi is not None and self.hi < 0 and not self.point_outside
 
     @property
     def excludes_zero(self) -> bool:

@@ -215,7 +215,9 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     for row in rows(section(results, "headline")):
         m = row_missing(row, miss)
         ft, sa, d = (interval(row.get(k)) for k in ("finetuned", "standalone", "difference"))
-        if d.ok and d.has_ci:
+        if d.ok and d.has_ci and d.point_outside:
+            verdict, tone = f"no verdict: the difference lies outside its own interval ({MARK_OUTSIDE})", "neutral"
+        elif d.ok and d.has_ci:
             verdict, tone = (
                 (f"pre-training helps: {fmt(d.value, 3, True)} AUC", "good")
                 if d.above_zero
