@@ -329,10 +329,10 @@ def test_the_load_is_the_cpus_other_work_keeps_busy_now(monkeypatch):
     monkeypatch.setattr(estimate, "_cpu_count", lambda: 2)
     times = iter([(1000.0, 4000.0), (1150.0, 4200.0)])  # 150 of 200 jiffies busy: 1.5 CPUs of 2
     monkeypatch.setattr(estimate, "_cpu_times", lambda cpus=None: next(times))
-    assert estimate.load_average(interval=0) == pytest.approx(1.5)
+    assert estimate.busy_cpus(interval=0) == pytest.approx(1.5)
     monkeypatch.setattr(estimate, "_cpu_times", lambda cpus=None: None)  # not Linux: the load average
     monkeypatch.setattr(estimate.os, "getloadavg", lambda: (0.7, 0.5, 0.3))
-    assert estimate.load_average(interval=0) == 0.7
+    assert estimate.busy_cpus(interval=0) == 0.7
 
 
 def test_busy_means_other_work_on_the_cores_the_measurement_needs(monkeypatch):

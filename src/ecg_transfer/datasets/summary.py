@@ -113,6 +113,7 @@ def summarise(
     cached = load_or_build(adapter, cache_dir=cache_dir, progress=progress, strict=strict) if signals else None
     table = cached.table if cached is not None else index
     problems = cached.problems if cached is not None else list(getattr(adapter, "problems", []))
+    indexed = int(len(cached.signals) if cached is not None else len(index))
     skipped = _skipped_at_index(adapter)  # adapter.problems holds the index's problems (index() ran above)
     label_sets = _label_sets(adapter, table)
     labels = {name: _class_counts(names, y) for name, (names, y) in label_sets.items()}
@@ -121,9 +122,8 @@ def summarise(
         "dataset": adapter.name,
         "root": str(Path(root).resolve()),
         "records": int(len(table)),
-        "records_indexed": int(len(cached.signals) if cached is not None else len(index)),
-        # every record found: the indexed ones and those the index skipped (listed under problems)
-        "records_found": int(len(cached.signals) if cached is not None else len(index)) + skipped,
+        "records_indexed": indexed,
+        "records_found": indexed + skipped,  # the indexed ones and those the index skipped (under problems)
         "signals_read": cached is not None,
         "sampling_rates_hz": sorted({float(f) for f in table["fs"]}),
         "cache": None

@@ -240,8 +240,8 @@ def _in_run_order(per_class: dict[str, Any], labels: list[str]) -> list[tuple[st
 
 
 def _cell(entry: dict | None, n_resamples: int | None, level: float, n_pos: Any, n_neg: Any = None) -> str:
-    """An interval with what makes it fragile beside it (:func:`..evaluation.cli.interval_caveats`)."""
-    from ..evaluation.cli import interval_caveats, with_caveats
+    """An interval with what makes it fragile beside it (:func:`..evaluation.caveats.interval_caveats`)."""
+    from ..evaluation.caveats import interval_caveats, with_caveats
 
     return with_caveats(_fmt(entry), interval_caveats(entry, n_resamples, level, n_pos, n_neg))
 
@@ -249,7 +249,7 @@ def _cell(entry: dict | None, n_resamples: int | None, level: float, n_pos: Any,
 def _flagged(per_class: list[dict[str, Any]], *cells: str) -> bool:
     """Whether a label's interval, or one of ``cells`` (the macro values), carries a caveat (the
     card then says what the mark means)."""
-    from ..evaluation.cli import WARN
+    from ..evaluation.caveats import WARN
 
     return any(WARN in str(r.get(k, "")) for r in per_class for k in ("auc", "auprc")) or any(WARN in c for c in cells)
 
@@ -258,7 +258,7 @@ def _headline_rows(metrics: dict[str, Any], n_resamples: int | None, level: floa
     """(name, value [CI] and its caveats) per headline metric, the evaluation's own order first;
     Brier and ECE with 4 digits (they are small); the challenge metric with its scope note."""
     from ..evaluation.bootstrap import HEADLINE
-    from ..evaluation.cli import challenge_caveat, interval_caveats, with_caveats
+    from ..evaluation.caveats import challenge_caveat, interval_caveats, with_caveats
 
     head = metrics.get("headline", {})
     rows: list[tuple[str, str]] = []
@@ -276,7 +276,7 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     """``evaluation/metrics.json`` as the card's tables: the headline metrics and one row per label
     in the run's label order, each interval with its caveats beside it, and a line when the
     intervals come from plain resampling."""
-    from ..evaluation.cli import resampling_caveat
+    from ..evaluation.caveats import resampling_caveat
 
     s = metrics.get("settings", {})
     n_resamples, level = s.get("n_resamples"), float(s.get("level", 0.95))
@@ -307,7 +307,7 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
 def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any] | None:
     """Without ``metrics.json``: the macro AUC and per-label AUCs bootstrapped here from
     ``predictions_test.csv`` (None without test predictions), each with its caveats beside it."""
-    from ..evaluation.cli import interval_caveats, resampling_caveat, with_caveats
+    from ..evaluation.caveats import interval_caveats, resampling_caveat, with_caveats
 
     quick = quick_test_metrics(run_dir, n_resamples, seed)
     if quick is None:
@@ -395,7 +395,7 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
     """Everything ``model_card.md.j2`` lays out, read from the run directory's files (kept apart
     from the rendering so a test can check the facts without parsing Markdown)."""
     from .._version import __version__
-    from ..evaluation.cli import FEW_TEST_POSITIVES
+    from ..evaluation.caveats import FEW_TEST_POSITIVES
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json") or {}

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import EcgTransferError
 from ..evaluation.bootstrap import outside_interval
+from ..evaluation.caveats import FEW_TEST_POSITIVES
 from ..runfiles import FEW_TRAINING_POSITIVES
 from ..study.resultsfile import FORMAT, RESULTS_FILE, SMALL_TEST, is_machinery_check
 
@@ -42,7 +43,7 @@ REFERENCE_PROTOCOL = "seed18"
 #: A per-label difference on fewer positive test records than this is marked (:data:`MARK_FEW_POSITIVES`),
 #: never highlighted as a winner and left out of the count of labels where an arm is better: with one
 #: or two positives the paired bootstrap can return p = 0.007 for a difference that one record decides.
-MIN_LABEL_POSITIVES = 5
+MIN_LABEL_POSITIVES = FEW_TEST_POSITIVES  # the model card's and evaluate's rule for a fragile interval
 #: Marks beside a number, each explained in a note under its table (:data:`MARK_NOTES`).
 MARK_OUTSIDE = "†"  # the point estimate lies outside its own bootstrap interval
 MARK_SEEDS = "‡"  # a run's own value lies outside the interval of the runs' mean
@@ -349,6 +350,11 @@ def _won(choices: list[dict], arm: str) -> list[dict]:
 def _count(won: list[dict], flag: str) -> int:
     """How many of ``won`` carry ``flag`` (at_cap, at_floor, lr_at_top, lr_at_bottom)."""
     return sum(1 for c in won if c.get(flag))
+
+
+def mark_notes(marks: str) -> list[str]:
+    """The explanations (:data:`MARK_NOTES`, in its order) of the marks found in ``marks``."""
+    return [note for mark, note in MARK_NOTES.items() if mark in marks]
 
 
 def left_out_text(row: Mapping[str, Any]) -> str:

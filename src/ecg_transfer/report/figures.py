@@ -144,32 +144,18 @@ def _far_end(value: float, iv: Interval, *others: float | None, seeds: bool = Tr
 # headline
 
 
-def _value_label(ax, text: str, x: float, y: float, color: str, size: float = 8.5) -> None:
+def _value_label(ax, text: str, x: float, y: float, color: str, size: float = 8.5, above: bool = False) -> None:
     """A value written to the right of ``x`` (the right end of everything drawn on that line), so it
-    never sits on a marker."""
+    never sits on a marker; ``above``: just above its own point instead (a difference: beside the CI's
+    end it sat next to the original study's diamond whenever that lay beyond the interval, and read as
+    the diamond's value)."""
     ax.annotate(
         text,
         (x, y),
-        xytext=(7, 0),
+        xytext=(0, 8) if above else (7, 0),
         textcoords="offset points",
-        ha="left",
-        va="center",
-        fontsize=size,
-        color=color,
-        weight="bold",
-    )
-
-
-def _value_above(ax, text: str, x: float, y: float, color: str, size: float = 8.5) -> None:
-    """A value written just above its own point: beside the CI's end it sat next to the original
-    study's diamond whenever that lay beyond the interval, and read as the diamond's value."""
-    ax.annotate(
-        text,
-        (x, y),
-        xytext=(0, 8),
-        textcoords="offset points",
-        ha="center",
-        va="bottom",
+        ha="center" if above else "left",
+        va="bottom" if above else "center",
         fontsize=size,
         color=color,
         weight="bold",
@@ -213,7 +199,7 @@ def headline_figure(results: Mapping[str, Any]) -> bytes | None:
             if d.value is not None:
                 col = "#15803d" if d.above_zero else ("#b91c1c" if d.below_zero else "#4b5563")
                 bx.errorbar([d.value], [base], xerr=_ci_err([d]), fmt="o", color=col, ms=8, capsize=5, lw=2.2)
-                _value_above(bx, f"{d.value:+.3f}", d.value, base, col)
+                _value_label(bx, f"{d.value:+.3f}", d.value, base, col, above=True)
         for a in (ax, bx):
             a.set_yticks(yt, yl)
             a.set_ylim(-0.6, n - 0.4)

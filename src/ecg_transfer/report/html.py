@@ -210,7 +210,7 @@ def _pretrain_line(results: Mapping[str, Any]) -> str:
         return '<div class="pre-line"><strong>PTB-XL pre-training</strong><span class="muted">not run</span></div>'
     iv = p["test"]
     value = (
-        f'<span class="big">{fmt(iv.value)}{_mark(p["mark"])}</span><span class="muted">{_e(fmt_ci(iv))}</span>'
+        f'<span class="big">{fmt(iv.value)}{_mark(iv.marks)}</span><span class="muted">{_e(fmt_ci(iv))}</span>'
         if iv.ok
         else f'<span class="muted"><em>{_e(p["missing"])}</em></span>'
     )

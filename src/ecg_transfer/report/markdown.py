@@ -124,7 +124,7 @@ def _pretrain_lines(results: Mapping[str, Any]) -> list[str]:
     if p is None:
         return ["**PTB-XL pre-training**: *not run*", ""]
     iv = p["test"]
-    val = f"{fmt(iv.value)}{p['mark']} {fmt_ci(iv)}".strip() if iv.ok else f"*{p['missing']}*"
+    val = f"{fmt(iv.value)}{iv.marks} {fmt_ci(iv)}".strip() if iv.ok else f"*{p['missing']}*"
     ref = f" (original study: {fmt(p['ref'])}, 500 Hz, random folds)" if p["ref"] is not None else ""
     scope = f" ({p['scope']})" if p["scope"] and iv.ok else ""
     warn = f" **{p['warn']}**" if p["warn"] and iv.ok else ""

@@ -34,6 +34,7 @@ from .data import (
     left_out_text,
     length_warning,
     longest_note,
+    mark_notes,
     lr_text,
     method_order,
     missing_word,
@@ -90,8 +91,7 @@ class Table:
     def mark_notes(self) -> list[str]:
         """The explanation of each mark of :data:`MARK_NOTES` that a cell of the table carries (beside
         its value, or in its second line), in the order of :data:`MARK_NOTES`: shown under the table."""
-        used = "".join(c.mark + c.sub for row in self.rows for c in row)
-        return [note for mark, note in MARK_NOTES.items() if mark in used]
+        return mark_notes("".join(c.mark + c.sub for row in self.rows for c in row))
 
 
 def value_cell(
@@ -244,7 +244,7 @@ def headline_cards(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "tone": tone,
                 "missing": m,
                 "marks": marks,
-                "mark_notes": [note for mark, note in MARK_NOTES.items() if mark in "".join(marks.values())],
+                "mark_notes": mark_notes("".join(marks.values())),
                 "warn": "; ".join(
                     w
                     for w in (
@@ -319,7 +319,6 @@ def pretrain_summary(results: Mapping[str, Any]) -> dict[str, Any] | None:
         "warn": "; ".join(
             w for w in (small_test_text(test.n_test), MARK_NOTES[MARK_OUTSIDE] if test.point_outside else "") if w
         ),
-        "mark": test.marks,
         "ref": ref_value(results, "headline", "pretrain"),
         "run": pre.get("run"),
         "n_train": num(pre.get("n_train")),

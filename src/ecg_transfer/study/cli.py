@@ -143,7 +143,7 @@ def status_command(args: argparse.Namespace) -> int:
     study_dir = spec.out_dir(args.out)
     store = RunStore(study_dir)
     runs = plan_study(spec)
-    states = {r.key: store.state(r.key) for r in runs}
+    states = run_states(study_dir, runs)
     counts = Counter(s["state"] for s in states.values())
     jobs, jobs_note = status_jobs(store, [r.key for r in runs])  # SLURM jobs (--executor slurm), if any
     if args.json:
@@ -191,9 +191,9 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from .estimate import estimate_study, format_duration, format_estimate, load_average, parse_assumptions
+    from .estimate import estimate_study, format_duration, format_estimate, busy_cpus, parse_assumptions
 
-    load = load_average()  # before this process adds its own work to it
+    load = busy_cpus()  # before this process adds its own work
     spec = load_spec(args.spec, args.profile)
     runs = plan_study(spec)
     assumed = parse_assumptions(args.assume_records)
@@ -211,7 +211,8 @@ def plan_command(args: argparse.Namespace) -> int:
             remeasure=args.remeasure,
         )
     study_dir = spec.out_dir(args.out)
-    states = run_states(study_dir, runs) if est is not None else {}  # verifying done runs reads their outputs
+    # verifying done runs reads their outputs: only for an estimate
+    states = {k: st["state"] for k, st in run_states(study_dir, runs).items()} if est is not None else {}
     if args.json:
         left = None if est is None else leftover(est, states)
         print(
@@ -247,12 +248,12 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_states(study_dir: Path, runs: list) -> dict[str, str]:
-    """Each run's state in ``study_dir`` (all "missing" when the folder does not exist yet)."""
+def run_states(study_dir: Path, runs: list) -> dict[str, dict]:
+    """Each run's :meth:`RunStore.state` in ``study_dir`` (all missing when the folder does not exist yet)."""
     if not study_dir.is_dir():
-        return {r.key: "missing" for r in runs}
+        return {r.key: {"state": "missing"} for r in runs}
     store = RunStore(study_dir)
-    return {r.key: store.state(r.key)["state"] for r in runs}
+    return {r.key: store.state(r.key) for r in runs}
 
 
 def leftover(est: StudyEstimate, states: dict[str, str]) -> dict[str, float | int]:

@@ -177,7 +177,7 @@ def evaluation_seconds(cfg: RunConfig, size: DataSize, n_resamples: int) -> floa
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_name() -> str:
+def _cpu_name() -> str:
     """This machine's CPU model (read once: a study's plan asks for every run)."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -212,24 +212,20 @@ def _cpu_count() -> int:
 def _cpu_times(cpus: list[int] | None = None) -> tuple[float, float] | None:
     """(busy, total) jiffies from ``/proc/stat`` (Linux), summed over ``cpus`` (None: all CPUs),
     None elsewhere. Idle and iowait are not busy; guest time is already inside user time."""
-    wanted = None if cpus is None else {f"cpu{c}" for c in cpus}
+    wanted = {"cpu"} if cpus is None else {f"cpu{c}" for c in cpus}  # "cpu": the machine's total line
     busy = total = 0.0
     try:
         with open("/proc/stat", encoding="ascii") as fh:
-            for line in fh:
-                name, *values = line.split()
-                if not name.startswith("cpu") or (name == "cpu") != (wanted is None):
-                    continue
-                if wanted is not None and name not in wanted:
-                    continue
-                f = [float(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
-                busy, total = busy + sum(f) - f[3] - f[4], total + sum(f)
+            for name, *values in (line.split() for line in fh):
+                if name in wanted:
+                    f = [float(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+                    busy, total = busy + sum(f) - f[3] - f[4], total + sum(f)
     except (OSError, ValueError, IndexError):
         return None
     return (busy, total) if total > 0 else None
 
 
-def load_average(interval: float = 0.5) -> float | None:
+def busy_cpus(interval: float = 0.5) -> float | None:
     """How many of this process's usable CPUs (:func:`usable_cpus`) other work keeps busy now: on
     Linux the CPU time used over ``interval`` seconds (this process sleeps meanwhile, so it counts
     others only), elsewhere the 1-minute load average (which lags: a job that ended a minute ago
@@ -249,7 +245,7 @@ def load_average(interval: float = 0.5) -> float | None:
 
 def machine_busy(threads: int, load: float | None) -> bool:
     """Whether other work holds cores a measurement with ``threads`` threads needs: the CPUs it keeps
-    busy (:func:`load_average`) exceed those the measurement leaves free among this process's usable
+    busy (:func:`busy_cpus`) exceed those the measurement leaves free among this process's usable
     CPUs by more than ``BUSY_LOAD_MARGIN``. Such a measurement prices every run too high (a training
     beside it halves a 2-core machine's speed), so it is flagged, said beside the estimate, and taken
     again once the machine is quiet."""
@@ -261,7 +257,7 @@ def machine_busy(threads: int, load: float | None) -> bool:
 def _signature(cfg: RunConfig) -> str:
     import torch
 
-    cpu = cpu_name()
+    cpu = _cpu_name()
     threads = _threads(cfg)
     return json.dumps(
         {
@@ -546,13 +542,12 @@ __all__ = [
     "StudyEstimate",
     "data_size",
     "busy_note",
-    "cpu_name",
     "usable_cpus",
     "display_names",
     "estimate_study",
     "evaluation_seconds",
     "format_estimate",
-    "load_average",
+    "busy_cpus",
     "machine_busy",
     "measure_throughput",
     "parse_assumptions",
