@@ -159,6 +159,12 @@ def test_config_show_says_what_finetune_makes_of_a_file_with_policy_none(tmp_pat
     cfg.write_text('[finetune]\npolicy = "all"\nepochs = 3\n')
     assert main(["config", "show", str(cfg)]) == 0
     assert key not in json.loads(capsys.readouterr().out)  # a policy of its own: nothing to say
+    cfg.write_text('[ssl]\nmethod = "cpc"\n')  # the command's own refusal, not the preset's stages
+    assert main(["config", "show", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out)[key] == (
+        "refused: the file has an [ssl] table: self-supervised pre-training runs with "
+        "`ecg-transfer pretrain`, not `finetune`; fine-tune its result with --from"
+    )
 
 
 def test_the_configuration_reference_is_current():

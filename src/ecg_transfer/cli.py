@@ -139,17 +139,26 @@ def _check_command(config: RunConfig, args: argparse.Namespace) -> None:
         raise ConfigError("finetune needs a pre-trained run: --from RUN_DIR or finetune.pretrained_run in the config")
     if args.command in ("standalone", "pretrain") and pretrained:
         raise ConfigError(f"{args.command} starts from random weights: drop --from / finetune.pretrained_run")
-    if config.ssl is not None and args.command not in ("pretrain", "train"):
-        raise ConfigError(
-            f"{args.config} has an [ssl] table: self-supervised pre-training runs with "
-            f"`ecg-transfer pretrain`, not `{args.command}`; fine-tune its result with --from"
-        )
+    refusal = _ssl_refusal(config, args.command)
+    if refusal:
+        raise ConfigError(f"{args.config} {refusal}")
     if config.ssl is not None and args.init_from is not None:
         raise ConfigError(f"{args.config} has an [ssl] table, which pre-trains from random weights: drop --from")
     if config.task is None:
         raise ConfigError(
             f"{args.config} has no [task] table: it must name the data to train on (see docs/configuration.md)"
         )
+
+
+def _ssl_refusal(config: RunConfig, command: str) -> str | None:
+    """Why ``command`` refuses a config with an ``[ssl]`` table (None where it does not): one text
+    for the command itself and for ``config show``'s account of what ``finetune`` would run."""
+    if config.ssl is None or command in ("pretrain", "train"):
+        return None
+    return (
+        "has an [ssl] table: self-supervised pre-training runs with "
+        f"`ecg-transfer pretrain`, not `{command}`; fine-tune its result with --from"
+    )
 
 
 def _announce(config: RunConfig, data: TaskData | SslData) -> None:
@@ -258,6 +267,9 @@ def _finetune_stages(config: RunConfig) -> dict[str, object]:
     from .settings.run import finetune_default
 
     key = "# stages with `ecg-transfer finetune` (policy none becomes head-then-all)"
+    refusal = _ssl_refusal(config, "finetune")
+    if refusal:
+        return {key: f"refused: the file {refusal}"}
     try:
         return {key: [st.to_dict() for st in finetune_default(config).stages()]}
     except ConfigError as exc:

@@ -30,8 +30,10 @@ def interval_caveats(
     fewer than :data:`FEW_TEST_POSITIVES` test positives or negatives; more undefined resamples
     (dropped from the interval, e.g. those that drew no positive) than the share its two tails hold,
     ``1 - level`` (the interval then describes only the resamples where the metric exists); a
-    zero-width interval; a value outside its own interval (``point_outside_ci``). Empty for an
-    undefined value ("n/a") or a sound interval."""
+    zero-width interval (flagged on many positives too: a perfect separation of the test records
+    gives every resample the same score, and the interval shows none of the uncertainty another
+    sample of records would); a value outside its own interval (``point_outside_ci``). Empty for
+    an undefined value ("n/a") or a sound interval."""
     if not entry or entry.get("value") is None:
         return []
     out = []

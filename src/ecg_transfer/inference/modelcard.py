@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..evaluation.caveats import (
+    FEW_TEST_POSITIVES,
+    WARN,
+    challenge_caveat,
+    interval_caveats,
+    resampling_caveat,
+    with_caveats,
+)
 from ..runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts, read_left_out
 from ..training.history import kept_epoch
 
@@ -26,7 +34,6 @@ log = logging.getLogger(__name__)
 
 MODEL_CARD = "MODEL_CARD.md"
 QUICK_RESAMPLES = 200
-FEW_POSITIVES = 10  # fewer test positives than this: the class's metrics are flagged as unreliable
 
 _NAMES = {
     "macro_auc": "macro AUC",
@@ -241,16 +248,12 @@ def _in_run_order(per_class: dict[str, Any], labels: list[str]) -> list[tuple[st
 
 def _cell(entry: dict | None, n_resamples: int | None, level: float, n_pos: Any, n_neg: Any = None) -> str:
     """An interval with what makes it fragile beside it (:func:`..evaluation.caveats.interval_caveats`)."""
-    from ..evaluation.caveats import interval_caveats, with_caveats
-
     return with_caveats(_fmt(entry), interval_caveats(entry, n_resamples, level, n_pos, n_neg))
 
 
 def _flagged(per_class: list[dict[str, Any]], *cells: str) -> bool:
     """Whether a label's interval, or one of ``cells`` (the macro values), carries a caveat (the
     card then says what the mark means)."""
-    from ..evaluation.caveats import WARN
-
     return any(WARN in str(r.get(k, "")) for r in per_class for k in ("auc", "auprc")) or any(WARN in c for c in cells)
 
 
@@ -258,7 +261,6 @@ def _headline_rows(metrics: dict[str, Any], n_resamples: int | None, level: floa
     """(name, value [CI] and its caveats) per headline metric, the evaluation's own order first;
     Brier and ECE with 4 digits (they are small); the challenge metric with its scope note."""
     from ..evaluation.bootstrap import HEADLINE
-    from ..evaluation.caveats import challenge_caveat, interval_caveats, with_caveats
 
     head = metrics.get("headline", {})
     rows: list[tuple[str, str]] = []
@@ -276,7 +278,6 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     """``evaluation/metrics.json`` as the card's tables: the headline metrics and one row per label
     in the run's label order, each interval with its caveats beside it, and a line when the
     intervals come from plain resampling."""
-    from ..evaluation.caveats import resampling_caveat
 
     s = metrics.get("settings", {})
     n_resamples, level = s.get("n_resamples"), float(s.get("level", 0.95))
@@ -299,7 +300,7 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
         "headline": headline,
         "left_out": list((metrics.get("classes_left_out") or {}).items()),
         "per_class": per_class,
-        "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_POSITIVES],
+        "few": [r["name"] for r in per_class if r["n_pos"] is not None and r["n_pos"] < FEW_TEST_POSITIVES],
         "flagged": _flagged(per_class, *(text for name, text in headline if "challenge" not in name)),
     }
 
@@ -307,7 +308,6 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
 def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any] | None:
     """Without ``metrics.json``: the macro AUC and per-label AUCs bootstrapped here from
     ``predictions_test.csv`` (None without test predictions), each with its caveats beside it."""
-    from ..evaluation.caveats import interval_caveats, resampling_caveat, with_caveats
 
     quick = quick_test_metrics(run_dir, n_resamples, seed)
     if quick is None:
@@ -332,7 +332,7 @@ def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any]
         "resampling": resampling_caveat(s),
         "macro_auc": macro_text,
         "per_class": per_class,
-        "few": [r["name"] for r in per_class if r["n_pos"] < FEW_POSITIVES],
+        "few": [r["name"] for r in per_class if r["n_pos"] < FEW_TEST_POSITIVES],
         "flagged": _flagged(per_class, macro_text),
     }
 
@@ -395,7 +395,6 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
     """Everything ``model_card.md.j2`` lays out, read from the run directory's files (kept apart
     from the rendering so a test can check the facts without parsing Markdown)."""
     from .._version import __version__
-    from ..evaluation.caveats import FEW_TEST_POSITIVES
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json") or {}
@@ -424,7 +423,6 @@ def card_context(run_dir: str | Path, *, n_resamples: int = QUICK_RESAMPLES, see
         "labels": labels,
         "metrics": _full_metrics(metrics, [str(label) for label in labels]) if metrics else None,
         "quick": None if metrics else _quick_metrics(run_dir, n_resamples, seed),
-        "few_positives": FEW_POSITIVES,
         "few_test_positives": FEW_TEST_POSITIVES,
         "training_positives": _training_positives(run_dir, [str(label) for label in labels]),
         "few_training_positives": FEW_TRAINING_POSITIVES,

@@ -127,15 +127,16 @@ def mark_better(a: Cell, b: Cell, diff: Interval, lower_is_better: bool = False)
     (a if a_higher != lower_is_better else b).kind += " better"
 
 
-def diff_cell(d: Interval, missing: str, ref: float | None = None, digits: int = 3) -> Cell:
+def diff_cell(d: Interval, missing: str, ref: float | None = None, digits: int = 3, verdict: bool = True) -> Cell:
     """A paired difference: value, CI, p-value (with the share of ties at 0); green / red when the CI
-    excludes 0 (the sign says which arm)."""
+    excludes 0 (the sign says which arm) and ``verdict`` (False: too few records to name a winner)."""
     c = value_cell(d, missing, sign=True, seeds=False, ref=ref, digits=digits)
     if not d.ok:
         return c
     p = fmt_p(d.p, d.ties)
     c.sub = f"{c.sub} · {p}" if c.sub and p else (c.sub or p)
-    c.kind += " good" if d.above_zero else (" bad" if d.below_zero else "")
+    if verdict:
+        c.kind += " good" if d.above_zero else (" bad" if d.below_zero else "")
     return c
 
 
@@ -768,10 +769,9 @@ def _per_class_row(p: Mapping[str, Any], m: str, wins: list[int]) -> list[Cell]:
     npos = int(num(p.get("n_pos")) or 0)
     few = npos < MIN_LABEL_POSITIVES
     if d.ok:
-        dc = diff_cell(d, pm)
+        dc = diff_cell(d, pm, verdict=not few)
         if few:  # one record can decide it: no winner named, not counted
             wins[3] += 1
-            dc.kind = " ".join(k for k in dc.kind.split() if k not in ("good", "bad"))
             dc.mark += MARK_FEW_POSITIVES
         else:
             mark_better(ca, cb, d)

@@ -405,19 +405,18 @@ def _train_and_write(
 ) -> tuple[Any, dict[str, float | None], dict[str, Path]]:
     """Fit, then (rank 0) predict and write the outputs, all inside the run's tracker, so that
     ``[tracking]`` closes the run as failed when either step fails."""
-    config, run_dir = run.config, run.run_dir
-    X, Y, record_ids, splits, label_names = run.data[:5]
-    meta = _run_meta(config, X, record_ids, splits, label_names, scaler)
+    config, run_dir, data = run.config, run.run_dir, run.data
+    meta = _run_meta(config, data.X, data.record_ids, data.splits, data.label_names, scaler)
     trained = trainable_model(config, model, scaler)
     with tracking(config.tracking, run_dir, config.to_dict(), resuming=resuming, dist=ctx) as tracker:
         epoch_callbacks = [lambda row, _: tracker.log_epoch(row), *callbacks]  # after checkpoint + metrics line
         try:
             result = fit(
                 trained,
-                X,
-                Y,
-                splits["train"],
-                splits["val"],
+                data.X,
+                data.Y,
+                data.splits["train"],
+                data.splits["val"],
                 config=config,
                 stages=stages,
                 scaler=scaler,
@@ -594,21 +593,21 @@ def _write_predictions(
     """predictions_val.csv and predictions_test.csv of the non-empty splits, and their macro AUCs
     (none for an [ssl] run: it predicts no labels)."""
     config, device = run.config, run.device
-    X, Y, record_ids, splits, label_names = run.data[:5]
+    data = run.data
     crop_len = config.crop_len
     aucs: dict[str, float | None] = {"val": None, "test": None}
     predictions: dict[str, Path] = {}
     if config.ssl is not None:
         return aucs, predictions
     for name in ("val", "test"):
-        idx = splits[name]
+        idx = data.splits[name]
         if not idx.size:
             continue
         probs = (known or {}).get(name)
         if probs is None:
             probs, _ = predict_records(
                 model,
-                X,
+                data.X,
                 idx,
                 scaler=scaler,
                 crop_len=crop_len,
@@ -620,9 +619,10 @@ def _write_predictions(
                 transform=input_transform(config.input, config.fs),
                 precision=resolve_precision(config.precision, device),
             )
-        y_true = np.asarray(Y[idx])
+        y_true = np.asarray(data.Y[idx])
+        ids = [str(data.record_ids[i]) for i in idx]
         predictions[name] = save_predictions(
-            run.run_dir / f"predictions_{name}.csv", [str(record_ids[i]) for i in idx], label_names, y_true, probs
+            run.run_dir / f"predictions_{name}.csv", ids, data.label_names, y_true, probs
         )
         aucs[name] = macro_auc(y_true, probs)[0]
     return aucs, predictions
