@@ -278,7 +278,6 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     """``evaluation/metrics.json`` as the card's tables: the headline metrics and one row per label
     in the run's label order, each interval with its caveats beside it, and a line when the
     intervals come from plain resampling."""
-
     s = metrics.get("settings", {})
     n_resamples, level = s.get("n_resamples"), float(s.get("level", 0.95))
     per_class = [
@@ -308,7 +307,6 @@ def _full_metrics(metrics: dict[str, Any], labels: list[str]) -> dict[str, Any]:
 def _quick_metrics(run_dir: Path, n_resamples: int, seed: int) -> dict[str, Any] | None:
     """Without ``metrics.json``: the macro AUC and per-label AUCs bootstrapped here from
     ``predictions_test.csv`` (None without test predictions), each with its caveats beside it."""
-
     quick = quick_test_metrics(run_dir, n_resamples, seed)
     if quick is None:
         return None

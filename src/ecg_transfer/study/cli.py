@@ -191,7 +191,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from .estimate import estimate_study, format_duration, format_estimate, busy_cpus, parse_assumptions
+    from .estimate import busy_cpus, estimate_study, format_duration, format_estimate, parse_assumptions
 
     load = busy_cpus()  # before this process adds its own work
     spec = load_spec(args.spec, args.profile)
