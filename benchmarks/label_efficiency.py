@@ -87,6 +87,7 @@ SSL_RUN_OWN = ("ssl_epochs", "ssl_lr", "ssl_set", "ssl_crop_seconds", "ssl_seed"
 SSL_UNREAD = ("task.labels",)  # an SSL run reads signals only: its [task] labels change nothing it learns
 DEFAULT_LR = ScheduleConfig().max_lr  # the toolkit's default peak rate: run names carry a rate only when it differs
 DEFAULT_EPOCHS = 20  # the fine-tuning length of the first measurements: run names carry a length only when it differs
+DEFAULT_BODY_LR_DIVISOR = 10.0  # --finetune-policy discriminative: head rate / first layer group's rate
 QUICK_KWARGS = {"stem_widths": [8, 8, 16], "width": 16, "head_hidden": [16]}
 
 
@@ -139,7 +140,9 @@ def finetune_config(
     """Arm (a) trains from random weights at ``--lr``; arm (b) from the SSL encoder at
     ``--finetune-lr`` with ``--finetune-policy`` (all: every layer, one cycle over ``epochs``,
     default ``--epochs``; head-then-all: a quarter of the epochs on the head, the rest on everything
-    at discriminative rates)."""
+    at discriminative rates; discriminative: every layer in one cycle as ``all``, the head at the
+    peak rate and the first layer group at ``--body-lr-divisor`` times less, geometric between, so
+    the pre-trained layers move less than the new head)."""
     lr = lr if lr is not None else (args.lr if arm == "random" else args.finetune_lr)
     epochs = args.epochs if epochs is None else epochs
     config = {
@@ -155,6 +158,10 @@ def finetune_config(
             head = max(1, epochs // 4)
             ft.update(head_epochs=head, all_epochs=max(1, epochs - head), lr=lr)
             del config["schedule"]
+        elif args.finetune_policy == "discriminative":
+            low = lr / args.body_lr_divisor  # the first layer group's peak; geometric up to lr at the head
+            ft.update(policy="all", stages=[{"name": "all", "epochs": epochs, "train": "all", "lr": [low, lr]}])
+            del config["schedule"]
         config["finetune"] = ft
     return config
 
@@ -166,6 +173,8 @@ def _run_name(args: argparse.Namespace, arm: str, fraction: float, ssl_dir: Path
     name = f"{arm if arm == 'random' else ssl_dir.name}-{fraction * 100:g}pct"
     if arm == "ssl" and args.finetune_policy != "all":
         name += f"-{args.finetune_policy}"
+        if args.finetune_policy == "discriminative" and args.body_lr_divisor != DEFAULT_BODY_LR_DIVISOR:
+            name += f"{args.body_lr_divisor:g}"
     name += "" if epochs == DEFAULT_EPOCHS else f"-{epochs}ep"
     return name + ("" if lr == DEFAULT_LR else f"-lr{lr:g}")
 
@@ -555,6 +564,8 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
         else f"lr_choice_{args.finetune_policy}"
         if args.choose_lr
         else "results"
+        if args.finetune_policy == "all"
+        else f"results-{args.finetune_policy}"  # beside the policy-all results of the same --out
     )
     path = args.out / f"{name}.json"
     atomic_write_json(path, results)
@@ -573,7 +584,7 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if ssl_run:  # --ssl-run: name the run arm (b) started from, and its own length
         lines.append(f"\nArm (b) from {ssl_run['dir']} ({ssl_run['epochs']} epochs, [ssl] {ssl_run['ssl']}).")
     if not (args.ssl_only or args.choose_method or args.choose_lr):
-        atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
+        atomic_write_text(args.out / f"{name}.md", "\n".join(lines) + "\n")
     print(f"\nwritten: {path}")
 
 
@@ -700,7 +711,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--choice-fraction", type=float, default=0.1, help="with --choose-method")
     ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (a), random weights")
     ap.add_argument("--finetune-lr", type=float, default=DEFAULT_LR, help="peak learning rate of arm (b)")
-    ap.add_argument("--finetune-policy", default="all", choices=["all", "head-then-all"], help="arm (b)'s policy")
+    ap.add_argument(
+        "--finetune-policy",
+        default="all",
+        choices=["all", "head-then-all", "discriminative"],
+        help="arm (b)'s policy (discriminative: every layer, the body at lower peak rates than the head)",
+    )
+    ap.add_argument(
+        "--body-lr-divisor",
+        type=float,
+        default=DEFAULT_BODY_LR_DIVISOR,
+        help="with --finetune-policy discriminative: the head's peak rate over the first layer group's",
+    )
     ap.add_argument("--choose-lr", action="store_true", help="pick each arm's learning rate on fold 9 (--lrs)")
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 3e-3, 1e-3], help="with --choose-lr")
     ap.add_argument(

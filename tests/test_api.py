@@ -29,7 +29,10 @@ def test_from_scratch_commands_refuse_a_pretrained_run(tmp_path: Path) -> None:
     for command in (et.pretrain, et.standalone):
         with pytest.raises(ConfigError, match="starts from random weights: drop finetune.pretrained_run"):
             command(config, tmp_path / "run")
-    with pytest.raises(ConfigError, match=r"\[ssl\] table pre-trains"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\[ssl\] table: self-supervised pre-training runs with `ecg-transfer pretrain`, not `finetune`",
+    ):
         et.finetune({"ssl": {"method": "contrastive"}}, tmp_path / "run", tmp_path / "pre")
     with pytest.raises(ConfigError, match=r"no \[task\] table"):
         et.train({"epochs": 1}, tmp_path / "run")

@@ -569,3 +569,24 @@ def test_label_efficiency_chooses_rate_and_length_together_and_halves_to_the_flo
     for bad in (["--tune-lrs", "0.01", "0.0100000001"], ["--tune-lrs", "0.01", "--choose-lr"]):
         with pytest.raises(SystemExit):
             le.parse_args([*argv, *bad])
+
+
+def test_label_efficiency_discriminative_policy_gives_the_body_lower_rates_than_the_head(tmp_path: Path) -> None:
+    """--finetune-policy discriminative: arm (b) trains every layer in one stage of the asked length,
+    the head at the peak rate and the first layer group at --body-lr-divisor times less (geometric
+    between); its runs are named apart, a divisor other than the default in the name too."""
+    from ecg_transfer.settings import RunConfig
+    from ecg_transfer.training.finetune import resolve_stages
+    from ecg_transfer.training.loop import group_lrs
+
+    le = _load("label_efficiency")
+    args = le.parse_args(["--out", str(tmp_path), "--finetune-policy", "discriminative", "--body-lr-divisor", "4"])
+    config = RunConfig.from_dict(le.finetune_config(args, "ssl", 0.1, tmp_path / "ssl-cpc", lr=0.04, epochs=8))
+    (stage,) = resolve_stages(config)
+    assert (stage.epochs, stage.train) == (8, "all")
+    assert group_lrs(stage, 3) == pytest.approx([0.01, 0.02, 0.04])
+    assert le._run_name(args, "ssl", 0.1, tmp_path / "ssl-cpc", 0.04, 8) == "ssl-cpc-10pct-discriminative4-8ep-lr0.04"
+    default = le.parse_args(["--out", str(tmp_path), "--finetune-policy", "discriminative"])
+    assert le._run_name(default, "ssl", 0.1, tmp_path / "ssl-cpc", 0.04, 8) == "ssl-cpc-10pct-discriminative-8ep-lr0.04"
+    random_arm = le.finetune_config(args, "random", 0.1, None, lr=0.04, epochs=8)
+    assert "finetune" not in random_arm and random_arm["schedule"] == {"max_lr": 0.04}

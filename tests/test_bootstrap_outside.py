@@ -76,3 +76,17 @@ def test_outside_interval_edges():
     assert outside_interval(0.49, 0.5, 0.6) and outside_interval(0.61, 0.5, 0.6)
     assert not outside_interval(None, 0.5, 0.6) and not outside_interval(0.4, None, None)
     assert not outside_interval(float("nan"), 0.5, 0.6)
+
+
+def test_evaluate_prints_a_warning_beside_seeds_outside_their_pooled_interval():
+    """The seed summary's counts are read where a user reads the numbers: `evaluate RUN RUN` says
+    beside the metric when the seeds differ more than the pooled CI covers, and nothing otherwise."""
+    from ecg_transfer.evaluation.cli import seed_lines
+
+    y = np.array([[1], [0]] * 10, dtype=np.uint8)
+    p = np.where(y == 1, 0.9, 0.1)
+    apart = {**seed_summary(y, [p, 1 - p], n_resamples=200, include=("macro_auc",)), "path": "seeds.json"}
+    (line,) = [x for x in seed_lines(apart, 0.95) if "macro" in x.lower()]
+    assert "0.500 +- 0.707 [0.500, 0.500]" in line and "warning: 2 of 2 seeds outside this CI" in line
+    close = {**seed_summary(y, [p, p], n_resamples=200, include=("macro_auc",)), "path": "seeds.json"}
+    assert not [x for x in seed_lines(close, 0.95) if "warning" in x]

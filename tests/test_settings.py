@@ -167,6 +167,29 @@ def test_config_show_says_what_finetune_makes_of_a_file_with_policy_none(tmp_pat
     )
 
 
+def test_one_ssl_refusal_for_every_command_and_the_api(tmp_path, capsys):
+    """An [ssl] table pre-trains from random weights, with pretrain or train only: the settings
+    layer says why once, and the command line and the API refuse with that text."""
+    import ecg_transfer as et
+    from ecg_transfer.cli import main
+    from ecg_transfer.settings import RunConfig
+    from ecg_transfer.settings.run import ssl_refusal
+
+    ssl = RunConfig.from_dict({"ssl": {"method": "cpc"}})
+    assert ssl_refusal(RunConfig(), "finetune", from_run=True) is None
+    assert ssl_refusal(ssl, "pretrain") is None and ssl_refusal(ssl, "train") is None
+    for command in ("standalone", "finetune"):
+        assert f"not `{command}`" in ssl_refusal(ssl, command)
+    assert "drop --from" in ssl_refusal(ssl, "train", from_run=True)
+    with pytest.raises(ConfigError, match=r"the config has an \[ssl\] table, which pre-trains from random weights"):
+        et.train({"ssl": {"method": "cpc"}}, tmp_path / "run", init_from=tmp_path / "pre")
+    cfg = tmp_path / "ssl.toml"
+    cfg.write_text('[ssl]\nmethod = "cpc"\n')
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--from", str(tmp_path / "pre")]) != 0
+    assert "ssl.toml has an [ssl] table, which pre-trains from random weights: drop --from" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_configuration_reference_is_current():
     """docs/configuration.md is generated from the settings models: regenerate it with
     `ecg-transfer config reference > docs/configuration.md` when a key changes."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .settings import RunConfig, load_config
+from .settings.run import finetune_default, ssl_refusal
 
 if TYPE_CHECKING:
     from .datasets.base import RecordProblem
@@ -64,8 +65,9 @@ def train(
     from .training.distributed import init_from_env, is_main_process, main_process_first
 
     config = _config(config)
-    if config.ssl is not None and init_from is not None:
-        raise ConfigError("a config with an [ssl] table pre-trains from random weights: drop init_from")
+    refusal = ssl_refusal(config, "train", from_run=init_from is not None)
+    if refusal:
+        raise ConfigError(f"the config {refusal}")
     with main_process_first(init_from_env(config.device, config.dist_backend)):  # rank 0 builds the cache
         data, labels = load_training_data(config, progress=progress and is_main_process())
     if on_data is not None and is_main_process():
@@ -102,9 +104,9 @@ def finetune(
     for the config's labels, then the ``[finetune]`` policy's stages (``head-then-all`` when the
     config names none -- its preset epochs, so the config must not set a top-level ``epochs``)."""
     config = _config(config)
-    if config.ssl is not None:
-        raise ConfigError("a config with an [ssl] table pre-trains; fine-tune with a config without one")
-    from .settings.run import finetune_default
+    refusal = ssl_refusal(config, "finetune")
+    if refusal:
+        raise ConfigError(f"the config {refusal}")
 
     return train(finetune_default(config), run_dir, init_from=from_run, resume=resume, progress=progress)
 

@@ -134,31 +134,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _check_command(config: RunConfig, args: argparse.Namespace) -> None:
     """What the four training commands promise: finetune starts from a run, the others from random
     weights; an ``[ssl]`` table only with pretrain/train; a config names its data."""
+    from .settings.run import ssl_refusal
+
     pretrained = args.init_from is not None or config.finetune.pretrained_run is not None
     if args.command == "finetune" and not pretrained:
         raise ConfigError("finetune needs a pre-trained run: --from RUN_DIR or finetune.pretrained_run in the config")
     if args.command in ("standalone", "pretrain") and pretrained:
         raise ConfigError(f"{args.command} starts from random weights: drop --from / finetune.pretrained_run")
-    refusal = _ssl_refusal(config, args.command)
+    refusal = ssl_refusal(config, args.command, from_run=args.init_from is not None)
     if refusal:
         raise ConfigError(f"{args.config} {refusal}")
-    if config.ssl is not None and args.init_from is not None:
-        raise ConfigError(f"{args.config} has an [ssl] table, which pre-trains from random weights: drop --from")
     if config.task is None:
         raise ConfigError(
             f"{args.config} has no [task] table: it must name the data to train on (see docs/configuration.md)"
         )
-
-
-def _ssl_refusal(config: RunConfig, command: str) -> str | None:
-    """Why ``command`` refuses a config with an ``[ssl]`` table (None where it does not): one text
-    for the command itself and for ``config show``'s account of what ``finetune`` would run."""
-    if config.ssl is None or command in ("pretrain", "train"):
-        return None
-    return (
-        "has an [ssl] table: self-supervised pre-training runs with "
-        f"`ecg-transfer pretrain`, not `{command}`; fine-tune its result with --from"
-    )
 
 
 def _announce(config: RunConfig, data: TaskData | SslData) -> None:
@@ -264,10 +253,10 @@ def _finetune_stages(config: RunConfig) -> dict[str, object]:
     into the head-then-all preset: the stages ``finetune`` would run, or why it would refuse the file."""
     if config.finetune.policy != "none":
         return {}
-    from .settings.run import finetune_default
+    from .settings.run import finetune_default, ssl_refusal
 
     key = "# stages with `ecg-transfer finetune` (policy none becomes head-then-all)"
-    refusal = _ssl_refusal(config, "finetune")
+    refusal = ssl_refusal(config, "finetune")
     if refusal:
         return {key: f"refused: the file {refusal}"}
     try:

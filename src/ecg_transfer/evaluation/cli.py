@@ -154,6 +154,31 @@ def refuse_study_runs(run_dirs: list[Path]) -> None:
             )
 
 
+def seed_lines(summary: dict[str, Any], level: float) -> list[str]:
+    """``evaluate`` on several seeds, as lines: per metric the mean +- sd and the pooled CI of the
+    seed mean, and a warning beside a metric whose seeds lie outside that CI (it resamples test
+    records, not training: where seeds differ more than it, the sd is the spread to read) or whose
+    mean does (a percentile interval on few test records)."""
+    lines = [f"{summary['n_seeds']} seeds: mean +- sd, pooled {level:.0%} CI of the seed mean"]
+    for name, e in summary["metrics"].items():
+        sd = "" if e["sd"] is None else f" +- {e['sd']:.3f}"
+        lo, hi = e["pooled_ci"]
+        ci = "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
+        mean = "n/a" if e["mean"] is None else f"{e['mean']:.3f}"
+        warnings = []
+        if e.get("seeds_outside_ci"):
+            warnings.append(
+                f"{e['seeds_outside_ci']} of {summary['n_seeds']} seeds outside this CI: the seeds differ "
+                "more than the test records' resamples do; read the sd"
+            )
+        if e.get("mean_outside_ci"):
+            warnings.append("the mean lies outside its own interval")
+        note = f"  (warning: {'; '.join(warnings)})" if warnings else ""
+        lines.append(f"  {_NAMES[name]:<18} {mean}{sd}{ci}{note}")
+    lines.append(f"  written: {summary['path']}")
+    return lines
+
+
 def _out_dirs(args: argparse.Namespace) -> tuple[list[Path | None], Path | None]:
     """Where each run's evaluation goes, and where seeds.json / comparisons go (None: the defaults)."""
     if args.out is None:
@@ -183,14 +208,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         _print_run({**res, "written": (Path(run_dir) / EVAL_DIR if out is None else out) / "metrics.json"})
     if len(args.run_dir) > 1:
         s = summarise_seeds(args.run_dir, out=None if shared is None else shared / "seeds.json", **kw)
-        print(f"{s['n_seeds']} seeds: mean +- sd, pooled {args.level:.0%} CI of the seed mean")
-        for name, e in s["metrics"].items():
-            sd = "" if e["sd"] is None else f" +- {e['sd']:.3f}"
-            lo, hi = e["pooled_ci"]
-            ci = "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
-            mean = "n/a" if e["mean"] is None else f"{e['mean']:.3f}"
-            print(f"  {_NAMES[name]:<18} {mean}{sd}{ci}")
-        print(f"  written: {s['path']}")
+        print("\n".join(seed_lines(s, args.level)))
     if args.compare:
         c = compare_runs(args.run_dir, args.compare, out=shared, **kw)
         print(

@@ -146,7 +146,6 @@ class Interval:
     n_labels: int | None = None  # labels of the task
     labels_few_train: int | None = None  # labels learnt from < FEW_TRAINING_POSITIVES positives (max over runs)
     ties: float | None = None  # share of resamples whose difference is exactly 0 (paired differences)
-    outside_flag: bool = False  # results.json says the point lies outside its interval (point_outside_ci)
     test_sets: int | None = None  # independent test sets the mean's CI resampled (repeats); None/1: one
 
     @property
@@ -159,10 +158,9 @@ class Interval:
     @property
     def point_outside(self) -> bool:
         """The value lies outside its own CI (a percentile interval on a tiny test set can exclude the
-        point estimate: see :data:`MARK_NOTES`). Read from the numbers, or from results.json's flag."""
-        if self.value is None:
-            return False
-        return self.outside_flag or (self.has_ci and self._outside(self.value))
+        point estimate: see :data:`MARK_NOTES`). Read from the numbers (results.json's
+        ``point_outside_ci`` is the same test on the same unrounded numbers, for readers of the file)."""
+        return self.value is not None and self.has_ci and self._outside(self.value)
 
     @property
     def runs_outside(self) -> int:
@@ -240,7 +238,6 @@ def interval(x: Any) -> Interval:
             values,
             num(x.get("p")),
             ties=num(x.get("ties_at_zero")),
-            outside_flag=x.get("point_outside_ci") is True,
             **ints,
         )
     return Interval(num(x))

@@ -747,6 +747,24 @@ def finetune_default(config: RunConfig) -> RunConfig:
     return config.replace(finetune={**config.finetune.to_dict(), "policy": "head-then-all"})
 
 
+def ssl_refusal(config: RunConfig, command: str, *, from_run: bool = False) -> str | None:
+    """Why ``command`` (``pretrain``, ``train``, ``standalone``, ``finetune``; command line or API)
+    refuses a config with an ``[ssl]`` table, None where it does not: an [ssl] run pre-trains,
+    from random weights (``from_run``: a pre-trained start was given), and only ``pretrain`` and
+    ``train`` run it. One text for every caller, so the command, the API and ``config show`` say
+    the same thing."""
+    if config.ssl is None:
+        return None
+    if command not in ("pretrain", "train"):
+        return (
+            "has an [ssl] table: self-supervised pre-training runs with "
+            f"`ecg-transfer pretrain`, not `{command}`; fine-tune its result with --from"
+        )
+    if from_run:
+        return "has an [ssl] table, which pre-trains from random weights: drop --from (init_from)"
+    return None
+
+
 __all__ = [
     "FinetuneConfig",
     "OptimizerConfig",
@@ -761,4 +779,5 @@ __all__ = [
     "preset_stages",
     "read_settings_file",
     "save_config",
+    "ssl_refusal",
 ]
