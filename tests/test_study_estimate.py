@@ -16,12 +16,22 @@ from ecg_transfer.study.estimate import (
     measure_throughput,
     parse_assumptions,
     run_work,
+    speed_probe,
 )
 from ecg_transfer.study.plan import plan_study
 from ecg_transfer.study.spec import spec_from_dict
 from wfdb_fixtures import make_cinc_tree, make_ptbxl_tree
 
 FAKE = {"train_s_per_sample": 0.002, "predict_s_per_window": 0.0005}
+
+
+@pytest.fixture(autouse=True)
+def steady_machine(monkeypatch):
+    """The speed probe of a machine that keeps its speed: the real probe's spread between calls
+    (up to 1.5x at one thread here) would make a kept measurement's reuse a matter of chance."""
+    from ecg_transfer.study import estimate
+
+    monkeypatch.setattr(estimate, "speed_probe", lambda threads: 0.05)
 
 
 class CountingMeasure:
@@ -393,3 +403,54 @@ def test_the_load_is_read_on_the_cpus_this_process_may_use(tmp_path, monkeypatch
     assert estimate._cpu_times([0, 1]) == (200.0, 1000.0)
     monkeypatch.setattr(estimate, "usable_cpus", lambda: [0])
     assert estimate._cpu_count() == 1 and estimate.machine_busy(1, 0.6) and not estimate.machine_busy(1, 0.4)
+
+
+def test_a_kept_measurement_is_taken_again_when_the_machine_runs_at_another_speed(tmp_path, monkeypatch):
+    """Virtual machines with one CPU name ran the same training 1.7x apart: a kept cost serves only
+    while the speed probe taken with it still holds (within SPEED_TOLERANCE), is taken again when
+    the probe moved further or was never taken, and a busy machine's probe judges nothing."""
+    from ecg_transfer.study import estimate
+
+    monkeypatch.setattr(estimate, "_threads", lambda cfg: 2)
+    monkeypatch.setattr(estimate, "_cpu_count", lambda: 2)
+    cfg, table = RunConfig.from_dict({"model": "fcn_wang"}), tmp_path / "throughput.json"
+    echoed: list[str] = []
+
+    def cost(probe_s: float, load: float | None = 0.0) -> list[str]:
+        measure = CountingMeasure()
+        estimate.throughput(cfg, table, measure=measure, echo=echoed.append, load=load, probe=lambda t: probe_s)
+        return measure.calls
+
+    assert cost(0.05) == ["fcn_wang@100/time"] and json.loads(table.read_text()).popitem()[1]["probe_s"] == 0.05
+    assert cost(0.05 * estimate.SPEED_TOLERANCE * 0.99) == [] and cost(0.05 / estimate.SPEED_TOLERANCE * 1.01) == []
+    assert cost(0.1) == ["fcn_wang@100/time"]  # twice as slow now
+    assert echoed[-1].endswith("this machine runs at 0.50x the speed it was measured at) ...")
+    assert cost(0.05, load=1.9) == []  # busy: the probe says nothing of the quiet speed
+    assert cost(0.05) == ["fcn_wang@100/time"] and "at 2.00x the speed" in echoed[-1]
+    stored = json.loads(table.read_text())
+    (entry,) = stored.values()
+    del entry["probe_s"]  # a measurement kept before probes were taken
+    table.write_text(json.dumps(stored))
+    assert cost(0.05) == ["fcn_wang@100/time"] and "kept without a speed probe" in echoed[-1]
+
+
+def test_the_plan_probes_the_speed_once_per_thread_count(spec, tmp_path):
+    probes: list[int] = []
+
+    def probe(threads: int) -> float:
+        probes.append(threads)
+        return 0.05
+
+    runs = plan_study(spec)
+    estimate_study(runs, cache_dir=tmp_path / "cache", measure=CountingMeasure(), probe=probe)
+    assert len(probes) == 1  # every network of this spec runs at the same thread count
+    estimate_study(runs, cache_dir=tmp_path / "cache", measure=CountingMeasure(), probe=probe)
+    assert len(probes) == 2  # and again at the next plan, to judge the kept costs
+
+
+def test_the_speed_probe_is_a_positive_time_and_leaves_the_threads_as_they_were():
+    import torch
+
+    before = torch.get_num_threads()  # the real probe: imported before the fixture replaced it
+    assert 0 < speed_probe(1, repeats=1) < 5
+    assert torch.get_num_threads() == before

@@ -9,7 +9,11 @@ epochs x training records; evaluation windows) and an expected wall time on *thi
 ``t_train`` and ``t_predict`` (seconds per training sample and per evaluation window) are measured
 here, once per (model, window, input, threads, torch, CPU) with a few real training steps and a
 prediction batch, and kept in the cache folder (``throughput.json``), so a second ``study plan`` is
-instant. Record counts come from the datasets' headers (PTB-XL: its database, with folds; CinC: one
+instant. A kept measurement is checked against a probe of a fraction of a second (a fixed
+convolution's training step, :func:`speed_probe`) taken with it and again at each plan: virtual
+machines with the same CPU name ran the same training at speeds 2x apart (BENCHMARKS.md), so one
+whose probe now runs more than :data:`SPEED_TOLERANCE` faster or slower is measured again. Record
+counts come from the datasets' headers (PTB-XL: its database, with folds; CinC: one
 header per record, folds assumed equal); a dataset that is not here (the full G12EC on a
 developer's machine) is given with ``--assume-records target=10344``. What is approximated is said
 in the printed estimate: every record is counted as labelled, CinC folds as equal, records as
@@ -52,6 +56,10 @@ EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
 #: How far the CPUs other work keeps busy may exceed those a throughput measurement leaves free before the
 #: machine counts as busy (see :func:`machine_busy`).
 BUSY_LOAD_MARGIN = 0.5
+#: How much faster or slower the speed probe may run now than when a kept measurement was taken
+#: before that measurement is taken again: the probe's own spread between calls on one quiet machine
+#: here reached 1.2x (BENCHMARKS.md), the speeds of machines with one CPU name 1.7x.
+SPEED_TOLERANCE = 1.5
 LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
 THROUGHPUT_FILE = "throughput.json"
 
@@ -329,6 +337,37 @@ def measure_throughput(cfg: RunConfig, n_leads: int = 12, n_classes: int = 20, s
     return {"train_s_per_sample": train, "predict_s_per_window": predict}
 
 
+def speed_probe(threads: int, repeats: int = 9) -> float:
+    """Seconds of one training step of a fixed small convolution at ``threads`` torch threads (the
+    median of ``repeats``, after one warm-up): a fraction of a second that says how fast this
+    machine runs now, kept beside each measurement so a later plan can tell whether the machine
+    still runs at the speed the measurement was taken at."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        gen = torch.Generator().manual_seed(0)
+        conv = torch.nn.Conv1d(64, 64, 5, padding=2)
+        x = torch.randn(32, 64, 1000, generator=gen)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            conv.zero_grad(set_to_none=True)
+            conv(x).square().mean().backward()
+            times.append(time.perf_counter() - t0)
+        return float(sorted(times[1:])[len(times[1:]) // 2])
+    finally:
+        torch.set_num_threads(before)
+
+
+def speed_change(kept: Mapping[str, Any], probe_now: float) -> float | None:
+    """How many times faster the machine runs now than when ``kept`` was measured (its probe over
+    the probe now); None where the entry has no probe (kept before probes were taken)."""
+    then = kept.get("probe_s")
+    return None if not then or probe_now <= 0 else float(then) / probe_now
+
+
 def _load_table(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -344,30 +383,50 @@ def throughput(
     echo: Callable[[str], None] = lambda m: None,
     load: float | None = None,
     remeasure: bool = False,
+    probe: Callable[[int], float] | None = None,
 ) -> dict[str, Any]:
     """The measured costs of ``cfg``'s network here, from the table or measured now (and kept).
     ``load`` is the CPUs other work kept busy as the plan started (None: unknown, never busy): a kept
-    measurement taken on a busy machine is taken again once the machine is quiet; ``remeasure``
-    takes it again regardless."""
+    measurement taken on a busy machine is taken again once the machine is quiet; one whose speed
+    probe (``probe(threads)``, :func:`speed_probe`) differs from the probe now by more than
+    :data:`SPEED_TOLERANCE`, or that has none, is taken again unless the machine is busy (a busy
+    machine's probe says nothing of its quiet speed); ``remeasure`` takes it again regardless."""
     from ..atomic import atomic_write_json
 
-    sig = _signature(cfg)
-    busy = machine_busy(_threads(cfg), load)
+    sig, threads = _signature(cfg), _threads(cfg)
+    probe = probe or speed_probe
+    busy = machine_busy(threads, load)
     table = _load_table(table_path)
     kept = table.get(sig)
-    stale = kept is not None and bool(kept.get("busy")) and load is not None and not busy
-    if kept is None or remeasure or stale:
-        why = " again (kept from a busy machine)" if stale else " again" if kept is not None else ""
+    why = _stale(kept, busy, load, lambda: probe(threads)) if kept is not None and not remeasure else None
+    if kept is None or remeasure or why:
+        why = f" again ({why})" if why else " again" if kept is not None else ""
         echo(
             f"measuring {cfg.model} at {cfg.fs:g} Hz ({cfg.crop_len}-sample windows, input {cfg.input}"
             f"{', ssl ' + cfg.ssl.method if cfg.ssl is not None else ''}) on this machine{why} ..."
         )
-        table[sig] = {**(measure or measure_throughput)(cfg), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        cost = (measure or measure_throughput)(cfg)
+        table[sig] = {**cost, "probe_s": probe(threads), "measured": time.strftime("%Y-%m-%d %H:%M")}
         if busy and load is not None:
             table[sig].update(busy=True, load=round(load, 2), cpus=_cpu_count())
         table_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(table_path, {**_load_table(table_path), sig: table[sig]})
     return table[sig]
+
+
+def _stale(kept: Mapping[str, Any], busy: bool, load: float | None, probe_now: Callable[[], float]) -> str | None:
+    """Why a kept measurement is taken again (None: it serves): it was taken on a busy machine and
+    this one is quiet, or (quiet now) the machine runs at another speed than it did then."""
+    if busy:
+        return None
+    if kept.get("busy") and load is not None:
+        return "kept from a busy machine"
+    change = speed_change(kept, probe_now())
+    if change is None:
+        return "kept without a speed probe"
+    if not 1 / SPEED_TOLERANCE <= change <= SPEED_TOLERANCE:
+        return f"this machine runs at {change:.2f}x the speed it was measured at"
+    return None
 
 
 def busy_note(flagged: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -396,11 +455,14 @@ def estimate_study(
     n_resamples: int = 0,
     load: float | None = None,
     remeasure: bool = False,
+    probe: Callable[[int], float] | None = None,
 ) -> StudyEstimate:
     """Expected wall time of ``runs`` on this machine (see the module docstring). ``load`` (the
-    CPUs other work kept busy as the plan started; None: not judged) and ``remeasure``: see :func:`throughput`."""
+    CPUs other work kept busy as the plan started; None: not judged), ``remeasure`` and ``probe``:
+    see :func:`throughput` (the probe is taken once per thread count)."""
     from ..datasets.cache import default_cache_dir
 
+    probe = functools.cache(probe or speed_probe)
     assumed = dict(assumed or {})
     table_path = (cache_dir or default_cache_dir()) / THROUGHPUT_FILE
     sizes: dict[str, DataSize] = {}
@@ -422,7 +484,13 @@ def estimate_study(
         sig = _signature(cfg)
         if sig not in costs:
             cost = throughput(
-                cfg, table_path, measure=measure or measure_throughput, echo=echo, load=load, remeasure=remeasure
+                cfg,
+                table_path,
+                measure=measure or measure_throughput,
+                echo=echo,
+                load=load,
+                remeasure=remeasure,
+                probe=probe,
             )
             costs[sig] = dict(cost)
         cost = costs[sig]
@@ -550,6 +618,8 @@ __all__ = [
     "busy_cpus",
     "machine_busy",
     "measure_throughput",
+    "speed_change",
+    "speed_probe",
     "parse_assumptions",
     "run_work",
     "throughput",
