@@ -57,8 +57,9 @@ EVAL_SECONDS_PER_RECORD_LABEL_RESAMPLE = 7e-7
 #: machine counts as busy (see :func:`machine_busy`).
 BUSY_LOAD_MARGIN = 0.5
 #: How much faster or slower the speed probe may run now than when a kept measurement was taken
-#: before that measurement is taken again: the probe's own spread between calls on one quiet machine
-#: here reached 1.2x (BENCHMARKS.md), the speeds of machines with one CPU name 1.7x.
+#: before that measurement is taken again: between the probe's own calls on one quiet machine here
+#: up to 1.5x at one thread (1.15x at two), between sessions' machines of one CPU name 1.65x for the
+#: measured training step and 2.1x for real epochs (BENCHMARKS.md, "The speed probe").
 SPEED_TOLERANCE = 1.5
 LABELS_PER_TASK = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
 THROUGHPUT_FILE = "throughput.json"
