@@ -84,7 +84,9 @@ def add_study_parser(sub: argparse._SubParsersAction, write_report: Callable[[Pa
         "data root exists, list every run (key, kind, name, uses) and estimate the wall "
         "time on this machine: epochs x records of every run times this machine's "
         "measured cost per training sample and per evaluation window (measured once per "
-        "network and window size, a few seconds each, and kept in the cache folder); where the "
+        "network and window size, a few seconds each, and kept in the cache folder with a speed "
+        "probe of under a second that each plan takes again: a kept measurement is taken again "
+        "where the machine now runs more than 1.5x faster or slower); where the "
         "study's folder (--out) holds finished runs, the runs and time left.",
     )
     _common(p)
