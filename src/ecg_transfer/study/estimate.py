@@ -514,21 +514,26 @@ def estimate_study(
                 round(seconds, 1),
             )
         )
+    names = display_names(list(costs))
+    notes = _approximations(sizes, n_resamples)
+    notes += [n for n in [busy_note({names[sig]: c for sig, c in costs.items()})] if n]
+    speeds = {names[sig]: {k: c[k] for k in ("train_s_per_sample", "predict_s_per_window")} for sig, c in costs.items()}
+    threads = [int(json.loads(sig)["threads"]) for sig in costs]
+    return StudyEstimate(out, sum(caches.values()), speeds, notes, threads)
+
+
+def _approximations(sizes: Mapping[str, DataSize], n_resamples: int) -> list[str]:
+    """What the estimate approximates, said beside it: the counts it assumes and what it leaves out."""
     notes = [
         "every record counted as labelled (records without a label in the task are dropped when run)",
         "records without folds (CinC) split into equal folds",
         f"evaluation: {n_resamples} bootstrap resamples per run; calibration's extra metrics not counted",
     ]
-    notes += [
+    return notes + [
         f"{json.loads(k)[0]} at {json.loads(k)[1]}: {v.records} records assumed (--assume-records)"
         for k, v in sizes.items()
         if v.assumed
     ]
-    names = display_names(list(costs))
-    notes += [n for n in [busy_note({names[sig]: c for sig, c in costs.items()})] if n]
-    speeds = {names[sig]: {k: c[k] for k in ("train_s_per_sample", "predict_s_per_window")} for sig, c in costs.items()}
-    threads = [int(json.loads(sig)["threads"]) for sig in costs]
-    return StudyEstimate(out, sum(caches.values()), speeds, notes, threads)
 
 
 def display_names(signatures: list[str]) -> dict[str, str]:
