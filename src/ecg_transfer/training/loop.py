@@ -574,13 +574,18 @@ def _train_epoch(
     return loss_sum / n_seen, step_lrs
 
 
+def _validates(s: _Setup, epoch: int) -> bool:
+    """Whether ``epoch`` (0-based) is validated: every ``validate_every`` epochs and the last."""
+    return bool(s.val_idx.size) and ((epoch + 1) % s.config.validate_every == 0 or epoch + 1 == s.total)
+
+
 def _validate(s: _Setup, epoch: int) -> tuple[float | None, float | None, int, np.ndarray | None]:
     """(val loss, val macro AUC, classes in that AUC, probabilities) when ``epoch`` is validated
     (every ``validate_every`` epochs and the last). Rank 0 predicts; every rank gets the three
     numbers, only rank 0 the probabilities. An [ssl] run reports the SSL loss of the validation
     records' centre crops, no AUC and no probabilities."""
     config = s.config
-    if not s.val_idx.size or ((epoch + 1) % config.validate_every != 0 and epoch + 1 != s.total):
+    if not _validates(s, epoch):
         return None, None, 0, None
     held: dict[str, np.ndarray] = {}  # rank 0's probabilities stay on rank 0
 
@@ -662,7 +667,7 @@ def _epoch_row(
     step_lrs: list[float],
     val: tuple[float | None, float | None, int],
     t0: float,
-    t_val: float,
+    val_seconds: float,
 ) -> dict[str, Any]:
     """One line of ``metrics.jsonl`` (the record of truth; trackers and callbacks get the same dict)."""
     val_loss, val_auc, n_cls = val
@@ -677,7 +682,7 @@ def _epoch_row(
         "lr": step_lrs[-1],
         "lrs": step_lrs,
         "seconds": round(time.perf_counter() - t0, 3),  # the epoch: training + validation
-        "val_seconds": round(time.perf_counter() - t_val, 3),
+        "val_seconds": round(val_seconds, 3),  # 0 for an epoch not validated
     }
 
 
@@ -741,11 +746,14 @@ def _fit(
             train_loss, step_lrs = _train_epoch(s, net, opt, sched, epoch, gens, progress)
             t_val = time.perf_counter()
             val_loss, val_auc, n_cls, probs = _validate(s, epoch)
+            val_seconds = time.perf_counter() - t_val if _validates(s, epoch) else 0.0
             if epoch + 1 == s.total:
                 final_val_probs = probs
             if best is not None:
                 best.offer(model, epoch + 1, val_auc, probs)
-            row = _epoch_row(epoch, stage, done_in_stage, train_loss, step_lrs, (val_loss, val_auc, n_cls), t0, t_val)
+            row = _epoch_row(
+                epoch, stage, done_in_stage, train_loss, step_lrs, (val_loss, val_auc, n_cls), t0, val_seconds
+            )
             _record_epoch(s, row, history, stage_i, opt, sched, gens, best)
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_auc="n/a" if val_auc is None else f"{val_auc:.4f}")
