@@ -77,7 +77,8 @@ from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, few_training_labels, r
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
 from ecg_transfer.study.lengths import Choice, choose
-from ecg_transfer.training.run import changed_settings, missing_outputs, same_place
+from ecg_transfer.training.run import changed_settings, missing_outputs
+from ecg_transfer.training.sameness import same_place
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,23 +206,26 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(config, fh)
         print(f"[{datetime.now():%H:%M:%S}] {command} {run_dir.name}{' (resumed)' if resume else ''}", flush=True)
-        with open(run_dir.parent / f"{run_dir.name}.log", "a", encoding="utf-8") as out:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "ecg_transfer",
-                    command,
-                    fh.name,
-                    "--run-dir",
-                    str(run_dir),
-                    "--no-progress",
-                    *resume,
-                ],
-                check=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        try:
+            with open(run_dir.parent / f"{run_dir.name}.log", "a", encoding="utf-8") as out:
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "ecg_transfer",
+                        command,
+                        fh.name,
+                        "--run-dir",
+                        str(run_dir),
+                        "--no-progress",
+                        *resume,
+                    ],
+                    check=True,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+        finally:
+            Path(fh.name).unlink(missing_ok=True)
 
 
 def check_reusable(config: dict[str, Any], run_dir: Path, ignore: Sequence[str] = ()) -> None:

@@ -160,6 +160,38 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_to_overwrite(tmp_pa
         train_run(tiny_config(epochs=2), X, Y, ids, other, LABELS, run_dir, resume=True, progress=False)
 
 
+def test_resume_compares_the_data_folder_as_a_place_not_its_spelling(tmp_path, data, monkeypatch):
+    """A run started with its data folder spelt one way resumes when it is spelt another (relative,
+    through a symbolic link: the same folder); another folder is refused, as for finishing a run."""
+    X, Y, ids, splits = data
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    run_dir = tmp_path / "run"
+
+    def task(root):
+        return {"task": {"dataset": "ptbxl", "root": root, "labels": "diagnostic"}}
+
+    killed_after_first_epoch(run_dir, X, Y, ids, splits, **task(str(tmp_path / "data")))
+    with pytest.raises(ConfigError, match="different settings: config.task.root"):
+        train_run(
+            tiny_config(epochs=2, **task(str(tmp_path / "other"))),
+            X,
+            Y,
+            ids,
+            splits,
+            LABELS,
+            run_dir,
+            resume=True,
+            progress=False,
+        )
+    monkeypatch.chdir(tmp_path)
+    r = train_run(
+        tiny_config(epochs=2, **task("link")), X, Y, ids, splits, LABELS, run_dir, resume=True, progress=False
+    )
+    assert r.resumed_from_epoch == 1 and len(r.history) == 2
+
+
 def test_input_guards(tmp_path, data):
     X, Y, ids, splits = data
     leaky = {**splits, "test": np.append(splits["test"], splits["train"][0])}

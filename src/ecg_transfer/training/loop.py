@@ -52,6 +52,7 @@ from .config import RunConfig
 from .history import kept_epoch
 from .distributed import SINGLE, DistContext, convert_sync_batchnorm, rank_batches, revert_sync_batchnorm
 from .predict import predict_records
+from .sameness import differing_settings
 from .scaler import GlobalStandardScaler
 from .speed import autocast, optimizer_kernel, prepare_for_training, resolve_precision, to_device
 from .ssl.model import SslModel, ssl_validation_loss
@@ -260,15 +261,6 @@ def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def locate(epoch: int, stages: Sequence[Stage]) -> tuple[int, int]:
@@ -486,7 +478,7 @@ def _resume_checkpoint(
         for key in new_config.keys() - ck_config.keys():
             if key in defaults:
                 ck_config[key] = defaults[key]
-    diff = _diff_keys(ck["meta"], s.meta)
+    diff = differing_settings(ck["meta"], s.meta)
     if diff:
         raise ConfigError(f"cannot resume {s.run_dir}: the run was started with different settings: {', '.join(diff)}")
     s.model.load_state_dict(ck["model"])

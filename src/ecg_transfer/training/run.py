@@ -73,6 +73,7 @@ from .history import kept_epoch
 from .loop import CHECKPOINT, check_keep, fit, load_checkpoint, macro_auc
 from .modelfile import MODEL_FILE, resolve_model_path, save_model_file
 from .predict import predict_records, save_predictions
+from .sameness import differing_settings, value_at
 from .scaler import GlobalStandardScaler
 from .speed import cpu_has_native_bf16, resolve_precision
 from .ssl.model import SslModel
@@ -685,8 +686,6 @@ def changed_settings(saved_config: Mapping[str, Any], config: RunConfig) -> dict
     saved settings (its config.json or model.pt's config) differ from ``config``; the resumable keys
     (``RESUMABLE_KEYS``) are left out, and a key added to the settings after the run was written
     counts with its default (the run ran with it)."""
-    from .loop import _diff_keys
-
     current = json.loads(json.dumps(_meta_config(config), default=str))
     saved = {
         k: v for k, v in json.loads(json.dumps(dict(saved_config), default=str)).items() if k not in RESUMABLE_KEYS
@@ -695,29 +694,7 @@ def changed_settings(saved_config: Mapping[str, Any], config: RunConfig) -> dict
     for key in current.keys() - saved.keys():
         if key in defaults:
             saved[key] = defaults[key]
-    pairs = {key: (_at(saved, key), _at(current, key)) for key in _diff_keys(saved, current)}
-    return {key: pair for key, pair in pairs.items() if not (key in PLACE_KEYS and same_place(*pair))}
-
-
-#: Settings that name a place on disk: compared as the place, not its spelling.
-PLACE_KEYS = ("task.root", "finetune.pretrained_run")
-
-
-def same_place(a: str | None, b: str | None) -> bool:
-    """Whether two spellings name one folder: relative or absolute, or a run folder and the
-    ``model.pt`` in it (a run stores its pre-trained run as the resolved model.pt)."""
-
-    def folder(path: str) -> Path:
-        p = Path(path).resolve()
-        return p.parent if p.name == MODEL_FILE else p
-
-    return a is not None and b is not None and folder(a) == folder(b)
-
-
-def _at(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
+    return {key: (value_at(saved, key), value_at(current, key)) for key in differing_settings(saved, current)}
 
 
 def _check_same_run(
