@@ -557,20 +557,22 @@ def _length(entry: dict[str, Any], tuned_lr: bool) -> str:
     return text + (f" @ lr {entry['lr']:g}" if tuned_lr and "lr" in entry else "")
 
 
+def _results_name(args: argparse.Namespace) -> str:
+    """The results file's name (without suffix) for what this call measured."""
+    if args.ssl_only:
+        return "ssl_run"
+    if args.choose_method:
+        return "method_choice"
+    if args.choose_lr:
+        return f"lr_choice_{args.finetune_policy}"
+    # another policy's results lie beside the policy-all results of the same --out
+    return "results" if args.finetune_policy == "all" else f"results-{args.finetune_policy}"
+
+
 def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from ecg_transfer.atomic import atomic_write_json, atomic_write_text
 
-    name = (
-        "ssl_run"
-        if args.ssl_only
-        else "method_choice"
-        if args.choose_method
-        else f"lr_choice_{args.finetune_policy}"
-        if args.choose_lr
-        else "results"
-        if args.finetune_policy == "all"
-        else f"results-{args.finetune_policy}"  # beside the policy-all results of the same --out
-    )
+    name = _results_name(args)
     path = args.out / f"{name}.json"
     atomic_write_json(path, results)
     lines = [

@@ -454,3 +454,21 @@ def test_the_speed_probe_is_a_positive_time_and_leaves_the_threads_as_they_were(
     before = torch.get_num_threads()  # the real probe: imported before the fixture replaced it
     assert 0 < speed_probe(1, repeats=1) < 5
     assert torch.get_num_threads() == before
+
+
+def test_the_speed_probe_is_the_median_step_after_a_warm_up(monkeypatch):
+    """The first (warm-up) step is left out and the median of the rest kept, so one slow step
+    (the first call's allocations, a neighbour's burst) does not move the machine's measure."""
+    from ecg_transfer.study import estimate
+
+    steps = iter([100.0, 5.0, 1.0, 3.0, 2.0, 50.0])  # the warm-up, then 5 timed steps
+    clock = {"now": 0.0, "started": False}
+
+    def perf_counter():  # called at each step's start and end: each step lasts the next duration
+        if clock["started"]:
+            clock["now"] += next(steps)
+        clock["started"] = not clock["started"]
+        return clock["now"]
+
+    monkeypatch.setattr(estimate.time, "perf_counter", perf_counter)
+    assert speed_probe(1, repeats=5) == 3.0  # median of 5, 1, 3, 2, 50
