@@ -53,6 +53,12 @@ and objective settings are its own, recorded in results.json). Every run reused 
 checked against the settings asked: a finished run trained with other settings is refused, not
 answered.
 
+``--pool OUT OUT ...`` trains nothing: it pools finished calls that differ only in ``--seed``
+(other labelled subsets, each with its own rate and length chosen on its own fold 9) into one
+comparison per share, the mean over the subsets with a CI from the test records and each subset's
+own gain with their sd beside it (the CI does not cover the draw of the labelled records; the sd
+does), written to ``--out`` as ``pooled.json`` and ``pooled.md``.
+
 ``--quick`` is a smoke check of the machinery (minutes): folds 1-2 for training, 1 epoch each,
 a narrow network; its numbers mean nothing.
 """
@@ -71,7 +77,9 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, paired_bootstrap
+import numpy as np
+
+from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, outside_interval, paired_bootstrap, seed_summary
 from ecg_transfer.evaluation.runs import align_runs, load_run
 from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
 from ecg_transfer.settings.names import SSL_METHODS
@@ -336,6 +344,36 @@ def compare(a_dir: Path, b_dir: Path, split: str) -> dict[str, Any]:
     return out
 
 
+def pooled_compare(a_dirs: Sequence[Path], b_dirs: Sequence[Path], split: str) -> dict[str, Any]:
+    """Both arms over several labelled subsets (one run per subset and arm, paired by position) on
+    ``split``: each arm's mean macro AUC over the subsets with its pooled CI, each subset's own
+    difference b - a, and the paired difference of the means with its CI. The records are resampled,
+    the subsets are not: the CI says how much the test records move the mean gain, and the subsets'
+    sd beside it how much the draw of labelled records does (``subsets_outside_ci``: how many
+    subsets' own gains lie outside the CI -- then the sd, not the CI, is the spread to read)."""
+    n = len(a_dirs)
+    y, probs, _ = align_runs([load_run(d) for d in (*a_dirs, *b_dirs)], split)
+    pa, pb = probs[:n], probs[n:]
+    arms = {
+        name: seed_summary(y, p, include=("macro_auc",))["metrics"]["macro_auc"] for name, p in (("a", pa), ("b", pb))
+    }
+    diff = paired_bootstrap(y, pb, pa, include=("macro_auc",))["difference"]["macro_auc"]
+    gains = np.array(arms["b"]["values"], dtype=float) - np.array(arms["a"]["values"], dtype=float)
+    lo, hi = diff["ci"]
+    return {
+        "records": int(len(y)),
+        "subsets": n,
+        **{
+            name: {"value": e["mean"], "ci": e["pooled_ci"], "values": e["values"], "sd": e["sd"]}
+            for name, e in arms.items()
+        },
+        "b_minus_a": {"value": diff["value"], "ci": diff["ci"], "p_value": diff.get("p_value")},
+        "b_minus_a_per_subset": [float(g) for g in gains],
+        "b_minus_a_sd": float(gains.std(ddof=1)) if n > 1 else None,
+        "subsets_outside_ci": int(sum(outside_interval(float(g), lo, hi) for g in gains)),
+    }
+
+
 def training_positives(run_dir: Path) -> dict[str, Any]:
     """How many of a fine-tuning run's labels it learnt from fewer than FEW_TRAINING_POSITIVES
     positive training records (and from none): at 1 % of the labels of a 44- or 71-label task most
@@ -437,6 +475,92 @@ def choose_lr(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Settings of the pooled calls that may differ: the labelled subset (--seed), where each call wrote,
+#: its own shares (the shares all of them measured are pooled) and what the pool call itself asks.
+POOL_FREE = ("seed", "out", "fractions", "pool")
+POOL_PLACES = ("root", "ssl_run")  # compared as places: one folder spelt two ways is one setting
+
+
+def _finished_call(folder: Path) -> dict[str, Any]:
+    """A finished label-efficiency call's results.json, with the chosen runs of each share named."""
+    path = folder / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"--pool: {path} not found: run the label-efficiency call for that subset first")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    rows = results.get("fractions") or {}
+    if not rows or any("dirs" not in r for r in rows.values()):
+        raise SystemExit(
+            f"--pool: {path} does not name its chosen runs (written by an older version of this script): "
+            "run its command again -- every finished run is reused, only results.json is rewritten"
+        )
+    return results
+
+
+def _check_poolable(calls: Sequence[dict[str, Any]], folders: Sequence[Path]) -> None:
+    """Refuse to pool calls that measured different things: every setting but ``POOL_FREE`` must
+    agree (the places as places), and each labelled subset may come once."""
+    first = calls[0]["settings"]
+    for folder, call in zip(folders[1:], calls[1:]):
+        other = call["settings"]
+        differ = [
+            key
+            for key in sorted(set(first) | set(other))
+            if key not in POOL_FREE
+            and not (key in POOL_PLACES and same_place(first.get(key), other.get(key)))
+            and first.get(key) != other.get(key)
+        ]
+        if differ:
+            shown = ", ".join(f"{k} ({first.get(k)!r} / {other.get(k)!r})" for k in differ)
+            raise SystemExit(f"--pool: {folders[0]} and {folder} measured with different settings: {shown}")
+    seeds = [c["settings"].get("seed") for c in calls]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--pool: each labelled subset once (--seed of the calls: {seeds})")
+
+
+def pool(args: argparse.Namespace) -> dict[str, Any]:
+    """The comparison pooled over labelled subsets: ``--pool OUT ...`` names finished calls that
+    differ only in ``--seed`` (each subset's rate and length chosen on its own fold 9, as the call
+    did); for each share they all measured, :func:`pooled_compare` on their chosen runs. One subset's
+    gain hangs on which 10 % of the records were labelled; the mean over several says what
+    pre-training is worth, and the subsets' sd how much the draw moves it."""
+    folders = [Path(out) / args.model for out in args.pool]
+    calls = [_finished_call(f) for f in folders]
+    _check_poolable(calls, folders)
+    shares = sorted(set.intersection(*(set(c["fractions"]) for c in calls)), key=float)
+    if not shares:
+        raise SystemExit(
+            f"--pool: no share of the labels measured by every call ({[sorted(c['fractions']) for c in calls]})"
+        )
+    rows = {}
+    for share in shares:
+        dirs = {arm: [f / c["fractions"][share]["dirs"][arm] for f, c in zip(folders, calls)] for arm in "ab"}
+        rows[share] = {
+            "test": pooled_compare(dirs["a"], dirs["b"], "test"),
+            "val": pooled_compare(dirs["a"], dirs["b"], "val"),
+            "seeds": [c["settings"]["seed"] for c in calls],
+            "epochs": [c["fractions"][share]["epochs"] for c in calls],
+            "training_positives": [c["fractions"][share]["training_positives"] for c in calls],
+        }
+    print(f"\nfold-10 macro AUC over {len(calls)} labelled subsets (mean, pooled 95 % CI), {args.model}:")
+    for share, r in rows.items():
+        print(f"{float(share) * 100:>7g}%  {_pooled_line(r['test'])}")
+    return {"pooled": rows, "calls": [str(f) for f in folders]}
+
+
+def _pooled_line(t: dict[str, Any]) -> str:
+    """``(a) 0.858 [..], (b) 0.873 [..], (b) - (a) +0.0144 [..]; per subset +0.0130, +0.0158 (sd 0.0020)``,
+    and a warning where subsets' own gains lie outside the pooled CI."""
+    per = ", ".join(f"{g:+.4f}" for g in t["b_minus_a_per_subset"])
+    sd = f" (sd {t['b_minus_a_sd']:.4f})" if t["b_minus_a_sd"] is not None else ""
+    line = f"(a) {_fmt(t['a'])}, (b) {_fmt(t['b'])}, (b) - (a) {_fmt(t['b_minus_a'])}; per subset {per}{sd}"
+    if t["subsets_outside_ci"]:
+        line += (
+            f" -- warning: {t['subsets_outside_ci']} of {t['subsets']} subsets' gains lie outside the CI "
+            "(the draw of labelled records moves the gain more than the test records do: read the sd)"
+        )
+    return line
+
+
 def _val_auc(run_dir: Path) -> dict[str, Any]:
     y, (p,), _ = align_runs([load_run(run_dir)], "val")
     return _auc(bootstrap_metrics(y, p, include=("macro_auc",))["headline"]["macro_auc"])
@@ -527,6 +651,7 @@ def label_efficiency(args: argparse.Namespace, log: dict[str, Any]) -> dict[str,
             "test": compare(a, b, "test"),
             "val": compare(a, b, "val"),
             "epochs": {"a": a_len, "b": b_len, "lrs": args.tune_lrs or []},
+            "dirs": {"a": a.name, "b": b.name},  # the chosen runs, beside this file (--pool reads them)
             "training_positives": training_positives(a),  # arm (b) trains on the same records
         }
     print(f"\nfold-10 macro AUC (95 % bootstrap CI), {args.model}, task {args.task}, SSL {args.method}:")
@@ -559,6 +684,8 @@ def _length(entry: dict[str, Any], tuned_lr: bool) -> str:
 
 def _results_name(args: argparse.Namespace) -> str:
     """The results file's name (without suffix) for what this call measured."""
+    if args.pool:
+        return "pooled"
     if args.ssl_only:
         return "ssl_run"
     if args.choose_method:
@@ -589,6 +716,9 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     ssl_run = results.get("runs", {}).get("ssl_run")
     if ssl_run:  # --ssl-run: name the run arm (b) started from, and its own length
         lines.append(f"\nArm (b) from {ssl_run['dir']} ({ssl_run['epochs']} epochs, [ssl] {ssl_run['ssl']}).")
+    if args.pool:
+        lines = [f"Pooled over {len(results['calls'])} labelled subsets: {', '.join(results['calls'])}", ""]
+        lines += [f"- {float(share) * 100:g} %: {_pooled_line(r['test'])}" for share, r in results["pooled"].items()]
     if not (args.ssl_only or args.choose_method or args.choose_lr):
         atomic_write_text(args.out / f"{name}.md", "\n".join(lines) + "\n")
     print(f"\nwritten: {path}")
@@ -738,7 +868,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--method and --ssl-epochs fine-tunes from it",
     )
     ap.add_argument("--quick", action="store_true", help="smoke check: folds 1-2, 1 epoch, narrow network")
+    ap.add_argument(
+        "--pool",
+        nargs="+",
+        type=Path,
+        metavar="OUT",
+        help="trains nothing: pool the finished calls written to these --out folders (the same settings, "
+        "another --seed each: other labelled subsets) into one comparison per share, written to --out "
+        "as pooled.json / pooled.md",
+    )
     args = ap.parse_args(argv)
+    if args.pool is not None and (args.ssl_only or args.choose_method or args.choose_lr or len(args.pool) < 2):
+        ap.error(
+            "--pool reads two or more finished calls and trains nothing: not with --ssl-only, --choose-method or --choose-lr"
+        )
     if args.ssl_run is not None and (args.ssl_only or (args.choose_method and len(args.methods) > 1)):
         ap.error("--ssl-run names one finished SSL run: not with --ssl-only or several --methods")
     own = [f"--{k.replace('_', '-')}" for k in SSL_RUN_OWN if getattr(args, k) != ap.get_default(k)]
@@ -780,7 +923,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     log: dict[str, Any] = {}
-    if args.ssl_only:
+    if args.pool:
+        body = pool(args)
+    elif args.ssl_only:
         body = {"ssl_run": str(ssl_run(args, args.method, log))}
     elif args.choose_method:
         body = choose_method(args, log)

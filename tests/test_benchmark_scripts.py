@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -590,3 +591,76 @@ def test_label_efficiency_discriminative_policy_gives_the_body_lower_rates_than_
     assert le._run_name(default, "ssl", 0.1, tmp_path / "ssl-cpc", 0.04, 8) == "ssl-cpc-10pct-discriminative-8ep-lr0.04"
     random_arm = le.finetune_config(args, "random", 0.1, None, lr=0.04, epochs=8)
     assert "finetune" not in random_arm and random_arm["schedule"] == {"max_lr": 0.04}
+
+
+def _finished_call(le: ModuleType, out: Path, seed: int, skill: dict[str, float], **settings: Any) -> None:
+    """A finished label-efficiency call in ``out`` (its results.json and two chosen runs' saved
+    predictions, no training): each arm's test and validation scores are the labels plus noise of
+    the arm's ``skill`` (larger: better separated)."""
+    from ecg_transfer.predictions import save_predictions
+
+    rng = np.random.default_rng(seed)
+    ids = [f"r{i}" for i in range(120)]
+    y = (np.random.default_rng(0).random((120, 3)) < 0.3).astype(float)  # the same records and labels in every call
+    folder = out / "xresnet1d18"
+    for arm in ("a", "b"):
+        run = folder / f"{arm}-run"
+        run.mkdir(parents=True)
+        for split in ("test", "val"):
+            p = 1 / (1 + np.exp(-(skill[arm] * (y - 0.5) + rng.normal(size=y.shape))))
+            save_predictions(run / f"predictions_{split}.csv", ids, ["A", "B", "C"], y, p)
+    base = {"seed": seed, "out": str(folder), "task": "diagnostic", "method": "cpc", "root": "data/ptbxl"}
+    results = {
+        "settings": {**base, **settings},
+        "fractions": {
+            "0.1": {
+                "test": {"b_minus_a": {"value": 0.0}},
+                "epochs": {"a": {"chosen": 80}, "b": {"chosen": 80}},
+                "training_positives": {"labels": 3},
+                "dirs": {"a": "a-run", "b": "b-run"},
+            }
+        },
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_label_efficiency_pools_labelled_subsets_into_one_comparison(tmp_path: Path, monkeypatch) -> None:
+    """--pool reads finished calls that differ only in --seed and pairs their chosen runs: each
+    subset's own gain is what a paired comparison of its two runs gives, the pooled gain their mean,
+    with a CI from the test records; calls that measured something else, the same subset twice or a
+    results.json that does not name its runs are refused before anything is computed."""
+    from ecg_transfer.evaluation.runs import align_runs, load_run
+    from sklearn.metrics import roc_auc_score
+
+    le = _load("label_efficiency")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "ptbxl").mkdir(parents=True)
+    _finished_call(le, tmp_path / "s0", 0, {"a": 1.0, "b": 2.0})
+    _finished_call(le, tmp_path / "s1", 1, {"a": 1.0, "b": 1.5}, root=str(tmp_path / "data" / "ptbxl"))
+    assert le.main(["--pool", "s0", "s1", "--out", "pooled"]) == 0
+    pooled = json.loads((tmp_path / "pooled" / "xresnet1d18" / "pooled.json").read_text())["pooled"]["0.1"]
+    t = pooled["test"]
+    gains = []
+    for s in ("s0", "s1"):
+        y, (pa, pb), _ = align_runs([load_run(tmp_path / s / "xresnet1d18" / f"{arm}-run") for arm in "ab"], "test")
+        gains.append(roc_auc_score(y, pb, average="macro") - roc_auc_score(y, pa, average="macro"))
+    np.testing.assert_allclose(t["b_minus_a_per_subset"], gains)
+    assert t["b_minus_a"]["value"] == pytest.approx(np.mean(gains))
+    assert t["b_minus_a"]["ci"][0] < np.mean(gains) < t["b_minus_a"]["ci"][1]
+    assert t["b_minus_a_sd"] == pytest.approx(np.std(gains, ddof=1)) and t["subsets"] == 2
+    assert pooled["seeds"] == [0, 1] and "per subset" in (tmp_path / "pooled" / "xresnet1d18" / "pooled.md").read_text()
+
+    _finished_call(le, tmp_path / "other", 2, {"a": 1.0, "b": 2.0}, method="contrastive")
+    with pytest.raises(SystemExit, match="different settings: method"):
+        le.main(["--pool", "s0", "other", "--out", "pooled"])
+    _finished_call(le, tmp_path / "again", 0, {"a": 1.0, "b": 2.0})
+    with pytest.raises(SystemExit, match="each labelled subset once"):
+        le.main(["--pool", "s0", "again", "--out", "pooled"])
+    old = tmp_path / "s1" / "xresnet1d18" / "results.json"
+    results = json.loads(old.read_text())
+    del results["fractions"]["0.1"]["dirs"]
+    old.write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="run its command again"):
+        le.main(["--pool", "s0", "s1", "--out", "pooled"])
+    with pytest.raises(SystemExit):
+        le.parse_args(["--pool", "s0"])  # one call is nothing to pool
