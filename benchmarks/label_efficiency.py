@@ -871,7 +871,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--pool",
         nargs="+",
-        type=Path,
         metavar="OUT",
         help="trains nothing: pool the finished calls written to these --out folders (the same settings, "
         "another --seed each: other labelled subsets) into one comparison per share, written to --out "
