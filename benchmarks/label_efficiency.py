@@ -80,7 +80,7 @@ from typing import Any
 import numpy as np
 
 from ecg_transfer.evaluation.bootstrap import bootstrap_metrics, outside_interval, paired_bootstrap, seed_summary
-from ecg_transfer.evaluation.runs import align_runs, load_run
+from ecg_transfer.evaluation.runs import RunPredictions, align_runs, load_run
 from ecg_transfer.runfiles import FEW_TRAINING_POSITIVES, few_training_labels, read_label_counts
 from ecg_transfer.settings.names import SSL_METHODS
 from ecg_transfer.settings.run import RunConfig, ScheduleConfig
@@ -344,15 +344,15 @@ def compare(a_dir: Path, b_dir: Path, split: str) -> dict[str, Any]:
     return out
 
 
-def pooled_compare(a_dirs: Sequence[Path], b_dirs: Sequence[Path], split: str) -> dict[str, Any]:
+def pooled_compare(a_runs: Sequence[RunPredictions], b_runs: Sequence[RunPredictions], split: str) -> dict[str, Any]:
     """Both arms over several labelled subsets (one run per subset and arm, paired by position) on
     ``split``: each arm's mean macro AUC over the subsets with its pooled CI, each subset's own
     difference b - a, and the paired difference of the means with its CI. The records are resampled,
     the subsets are not: the CI says how much the test records move the mean gain, and the subsets'
     sd beside it how much the draw of labelled records does (``subsets_outside_ci``: how many
     subsets' own gains lie outside the CI -- then the sd, not the CI, is the spread to read)."""
-    n = len(a_dirs)
-    y, probs, _ = align_runs([load_run(d) for d in (*a_dirs, *b_dirs)], split)
+    n = len(a_runs)
+    y, probs, _ = align_runs([*a_runs, *b_runs], split)
     pa, pb = probs[:n], probs[n:]
     arms = {
         name: seed_summary(y, p, include=("macro_auc",))["metrics"]["macro_auc"] for name, p in (("a", pa), ("b", pb))
@@ -533,10 +533,10 @@ def pool(args: argparse.Namespace) -> dict[str, Any]:
         )
     rows = {}
     for share in shares:
-        dirs = {arm: [f / c["fractions"][share]["dirs"][arm] for f, c in zip(folders, calls)] for arm in "ab"}
+        arms = {arm: [load_run(f / c["fractions"][share]["dirs"][arm]) for f, c in zip(folders, calls)] for arm in "ab"}
         rows[share] = {
-            "test": pooled_compare(dirs["a"], dirs["b"], "test"),
-            "val": pooled_compare(dirs["a"], dirs["b"], "val"),
+            "test": pooled_compare(arms["a"], arms["b"], "test"),
+            "val": pooled_compare(arms["a"], arms["b"], "val"),
             "seeds": [c["settings"]["seed"] for c in calls],
             "epochs": [c["fractions"][share]["epochs"] for c in calls],
             "training_positives": [c["fractions"][share]["training_positives"] for c in calls],
@@ -696,12 +696,8 @@ def _results_name(args: argparse.Namespace) -> str:
     return "results" if args.finetune_policy == "all" else f"results-{args.finetune_policy}"
 
 
-def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    from ecg_transfer.atomic import atomic_write_json, atomic_write_text
-
-    name = _results_name(args)
-    path = args.out / f"{name}.json"
-    atomic_write_json(path, results)
+def _table_lines(args: argparse.Namespace, results: dict[str, Any]) -> list[str]:
+    """results.md of a measurement: one row per share, and the SSL run arm (b) started from."""
     lines = [
         f"| labels | (a) random weights | (b) SSL ({args.method}) | (b) - (a) | epochs (a) / (b) | labels learnt from "
         f"< {FEW_TRAINING_POSITIVES} positives |",
@@ -716,9 +712,22 @@ def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
     ssl_run = results.get("runs", {}).get("ssl_run")
     if ssl_run:  # --ssl-run: name the run arm (b) started from, and its own length
         lines.append(f"\nArm (b) from {ssl_run['dir']} ({ssl_run['epochs']} epochs, [ssl] {ssl_run['ssl']}).")
-    if args.pool:
-        lines = [f"Pooled over {len(results['calls'])} labelled subsets: {', '.join(results['calls'])}", ""]
-        lines += [f"- {float(share) * 100:g} %: {_pooled_line(r['test'])}" for share, r in results["pooled"].items()]
+    return lines
+
+
+def _pooled_lines(results: dict[str, Any]) -> list[str]:
+    """pooled.md: the calls pooled, and one line per share."""
+    lines = [f"Pooled over {len(results['calls'])} labelled subsets: {', '.join(results['calls'])}", ""]
+    return lines + [f"- {float(share) * 100:g} %: {_pooled_line(r['test'])}" for share, r in results["pooled"].items()]
+
+
+def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    from ecg_transfer.atomic import atomic_write_json, atomic_write_text
+
+    name = _results_name(args)
+    path = args.out / f"{name}.json"
+    atomic_write_json(path, results)
+    lines = _pooled_lines(results) if args.pool else _table_lines(args, results)
     if not (args.ssl_only or args.choose_method or args.choose_lr):
         atomic_write_text(args.out / f"{name}.md", "\n".join(lines) + "\n")
     print(f"\nwritten: {path}")

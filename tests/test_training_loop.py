@@ -172,23 +172,16 @@ def test_resume_compares_the_data_folder_as_a_place_not_its_spelling(tmp_path, d
     def task(root):
         return {"task": {"dataset": "ptbxl", "root": root, "labels": "diagnostic"}}
 
+    def resume(root):
+        return train_run(
+            tiny_config(epochs=2, **task(root)), X, Y, ids, splits, LABELS, run_dir, resume=True, progress=False
+        )
+
     killed_after_first_epoch(run_dir, X, Y, ids, splits, **task(str(tmp_path / "data")))
     with pytest.raises(ConfigError, match="different settings: config.task.root"):
-        train_run(
-            tiny_config(epochs=2, **task(str(tmp_path / "other"))),
-            X,
-            Y,
-            ids,
-            splits,
-            LABELS,
-            run_dir,
-            resume=True,
-            progress=False,
-        )
+        resume(str(tmp_path / "other"))
     monkeypatch.chdir(tmp_path)
-    r = train_run(
-        tiny_config(epochs=2, **task("link")), X, Y, ids, splits, LABELS, run_dir, resume=True, progress=False
-    )
+    r = resume("link")
     assert r.resumed_from_epoch == 1 and len(r.history) == 2
 
 
