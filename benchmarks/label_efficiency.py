@@ -478,7 +478,9 @@ def choose_lr(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
 #: Settings of the pooled calls that may differ: the labelled subset (--seed), where each call wrote,
 #: its own shares (the shares all of them measured are pooled) and what the pool call itself asks.
 POOL_FREE = ("seed", "out", "fractions", "pool")
-POOL_PLACES = ("root", "ssl_run")  # compared as places: one folder spelt two ways is one setting
+POOL_PLACES = ("root",)  # compared as places: one folder spelt two ways is one setting
+#: How arm (b)'s SSL run was named or trained: compared as the run itself (:func:`_pooled_ssl_run`).
+POOL_SSL = ("ssl_run", "ssl_epochs", "ssl_lr", "ssl_seed", "ssl_set", "ssl_crop_seconds")
 
 
 def _finished_call(folder: Path) -> dict[str, Any]:
@@ -498,23 +500,36 @@ def _finished_call(folder: Path) -> dict[str, Any]:
 
 def _check_poolable(calls: Sequence[dict[str, Any]], folders: Sequence[Path]) -> None:
     """Refuse to pool calls that measured different things: every setting but ``POOL_FREE`` must
-    agree (the places as places), and each labelled subset may come once."""
+    agree (the places as places), arm (b) must start from one SSL run, and each labelled subset
+    may come once."""
     first = calls[0]["settings"]
     for folder, call in zip(folders[1:], calls[1:]):
         other = call["settings"]
         differ = [
-            key
+            f"{key} ({first.get(key)!r} / {other.get(key)!r})"
             for key in sorted(set(first) | set(other))
-            if key not in POOL_FREE
+            if key not in POOL_FREE + POOL_SSL
             and not (key in POOL_PLACES and same_place(first.get(key), other.get(key)))
             and first.get(key) != other.get(key)
         ]
+        ssl_runs = [_pooled_ssl_run(first, folders[0]), _pooled_ssl_run(other, folder)]
+        if not same_place(*ssl_runs):
+            differ.append(f"the SSL run ({ssl_runs[0]!r} / {ssl_runs[1]!r})")
         if differ:
-            shown = ", ".join(f"{k} ({first.get(k)!r} / {other.get(k)!r})" for k in differ)
+            shown = ", ".join(differ)
             raise SystemExit(f"--pool: {folders[0]} and {folder} measured with different settings: {shown}")
     seeds = [c["settings"].get("seed") for c in calls]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"--pool: each labelled subset once (--seed of the calls: {seeds})")
+
+
+def _pooled_ssl_run(settings: dict[str, Any], folder: Path) -> str:
+    """The SSL run a call's arm (b) started from: the one ``--ssl-run`` named, else the one the call
+    trained in its own folder. A subset measured first with its own SSL run pools with subsets that
+    name that run (``--ssl-run OUT/MODEL/ssl-METHOD``); two runs trained apart are two runs."""
+    if settings.get("ssl_run") is not None:
+        return str(settings["ssl_run"])
+    return str(folder / f"ssl-{settings['method']}")
 
 
 def pool(args: argparse.Namespace) -> dict[str, Any]:
@@ -882,8 +897,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="OUT",
         help="trains nothing: pool the finished calls written to these --out folders (the same settings, "
-        "another --seed each: other labelled subsets) into one comparison per share, written to --out "
-        "as pooled.json / pooled.md",
+        "another --seed each: other labelled subsets; arm (b) from one SSL run: the first call's own, "
+        "named by the others' --ssl-run) into one comparison per share, written to --out as pooled.json / pooled.md",
     )
     args = ap.parse_args(argv)
     if args.pool is not None and (args.ssl_only or args.choose_method or args.choose_lr or len(args.pool) < 2):

@@ -628,15 +628,17 @@ def test_label_efficiency_pools_labelled_subsets_into_one_comparison(tmp_path: P
     """--pool reads finished calls that differ only in --seed and pairs their chosen runs: each
     subset's own gain is what a paired comparison of its two runs gives, the pooled gain their mean,
     with a CI from the test records; calls that measured something else, the same subset twice or a
-    results.json that does not name its runs are refused before anything is computed."""
+    results.json that does not name its runs are refused before anything is computed. Arm (b) must
+    start from one SSL run in every call: the one a call trained itself, or named by the others."""
     from ecg_transfer.evaluation.runs import align_runs, load_run
     from sklearn.metrics import roc_auc_score
 
     le = _load("label_efficiency")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "ptbxl").mkdir(parents=True)
-    _finished_call(le, tmp_path / "s0", 0, {"a": 1.0, "b": 2.0})
-    _finished_call(le, tmp_path / "s1", 1, {"a": 1.0, "b": 1.5}, root=str(tmp_path / "data" / "ptbxl"))
+    _finished_call(le, tmp_path / "s0", 0, {"a": 1.0, "b": 2.0}, ssl_run=None, ssl_epochs=24)  # trained its SSL run
+    ssl_of_s0 = {"ssl_run": str(tmp_path / "s0" / "xresnet1d18" / "ssl-cpc"), "ssl_epochs": 4}  # ... which s1 names
+    _finished_call(le, tmp_path / "s1", 1, {"a": 1.0, "b": 1.5}, root=str(tmp_path / "data" / "ptbxl"), **ssl_of_s0)
     assert le.main(["--pool", "s0", "s1", "--out", "pooled"]) == 0
     pooled = json.loads((tmp_path / "pooled" / "xresnet1d18" / "pooled.json").read_text())["pooled"]["0.1"]
     t = pooled["test"]
@@ -653,9 +655,14 @@ def test_label_efficiency_pools_labelled_subsets_into_one_comparison(tmp_path: P
     _finished_call(le, tmp_path / "other", 2, {"a": 1.0, "b": 2.0}, method="contrastive")
     with pytest.raises(SystemExit, match="different settings: method"):
         le.main(["--pool", "s0", "other", "--out", "pooled"])
-    _finished_call(le, tmp_path / "again", 0, {"a": 1.0, "b": 2.0})
+    _finished_call(le, tmp_path / "again", 0, {"a": 1.0, "b": 2.0}, **ssl_of_s0)
     with pytest.raises(SystemExit, match="each labelled subset once"):
         le.main(["--pool", "s0", "again", "--out", "pooled"])
+    _finished_call(le, tmp_path / "own", 3, {"a": 1.0, "b": 2.0}, ssl_run=None, ssl_epochs=24)
+    _finished_call(le, tmp_path / "named", 4, {"a": 1.0, "b": 2.0}, ssl_run="elsewhere/ssl-cpc")
+    for apart in ("own", "named"):  # an SSL run trained apart, or another one named: not one comparison
+        with pytest.raises(SystemExit, match="different settings: the SSL run"):
+            le.main(["--pool", "s0", apart, "--out", "pooled"])
     old = tmp_path / "s1" / "xresnet1d18" / "results.json"
     results = json.loads(old.read_text())
     del results["fractions"]["0.1"]["dirs"]
