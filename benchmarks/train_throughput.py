@@ -458,141 +458,206 @@ def _spread(xs: list[float]) -> dict:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "all": xs}
 
 
-def run(args: argparse.Namespace) -> dict:
-    names = list(VARIANTS) if args.variants == ["all"] else args.variants
+@dataclass
+class Timings:
+    """What the timed rounds measured, one entry per round, kept together for the summary and the table."""
+
+    samples: dict[str, list[float]]  # per variant: samples/s (matmul: GFLOP/s)
+    others: dict[str, list[float]]  # per variant: other processes' CPU share during that timing
+    data_s: list[float]  # the engine's data path alone, seconds per batch (empty without "engine")
+
+
+def _variant_names(requested: list[str]) -> list[str]:
+    """The variants to run, ``all`` expanded and checked; ``eager`` is added in front (every ratio is to it)."""
+    names = list(VARIANTS) if requested == ["all"] else list(requested)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from: {', '.join(VARIANTS)} or all")
     if "eager" not in names:
         names.insert(0, "eager")
-    import torch
+    return names
 
-    threads = args.threads or torch.get_num_threads()
-    B, C = args.batch_size, args.crop
-    flops = train_flops_per_sample(args.model, args.classes, B, C)
-    info = {
+
+def _run_info(args: argparse.Namespace, threads: int, flops: float) -> dict:
+    """The machine and the settings of this run, saved with the figures so that runs can be compared."""
+    return {
         **machine(),
         "model": args.model,
         "classes": args.classes,
-        "batch_size": B,
-        "crop": C,
+        "batch_size": args.batch_size,
+        "crop": args.crop,
         "threads": threads,
         "batches_per_round": args.batches,
         "warmup": args.warmup,
         "rounds": args.rounds,
         "train_gflop_per_sample": flops / 1e9,
     }
+
+
+def _print_header(info: dict, flops: float) -> None:
+    """What is measured, on what, before the (long) build and timing starts."""
     print(
-        f"{args.model}, batch {B} x {LEADS} x {C}, {threads} threads, {info['cpu']} "
-        f"({', '.join(info['simd_flags'])}), torch {info['torch']}"
+        f"{info['model']}, batch {info['batch_size']} x {LEADS} x {info['crop']}, {info['threads']} threads, "
+        f"{info['cpu']} ({', '.join(info['simd_flags'])}), torch {info['torch']}"
     )
     print(f"forward+backward: {flops / 1e9:.4f} GFLOP per sample (FlopCounterMode)")
 
-    with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
-        n_rec = max(N_RECORDS_MIN, (args.batches + 1) * B)
-        rng = np.random.default_rng(0)
-        sig = np.lib.format.open_memmap(Path(tmp) / "signals.npy", "w+", np.float32, (n_rec, LEADS, RECORD_LEN))
-        for i in range(0, n_rec, 256):
-            sig[i : i + 256] = rng.normal(0.0, 0.3, (min(256, n_rec - i), LEADS, RECORD_LEN))
-        sig.flush()
-        del sig
-        np.save(Path(tmp) / "labels.npy", (rng.random((n_rec, args.classes)) < 0.1).astype(np.uint8))
-        cfg = {
-            "model": args.model,
-            "classes": args.classes,
-            "batch": B,
-            "crop": C,
-            "threads": threads,
-            "signals": str(Path(tmp) / "signals.npy"),
-            "labels": str(Path(tmp) / "labels.npy"),
-        }
-        variants = [VARIANTS[n] for n in names]
-        pool = Pool()
-        try:
-            first: dict[str, float] = {}
-            build: dict[str, float] = {}
-            for v in variants:  # build and warm up one at a time
-                build[v.name] = pool.start(v, cfg)
-                if v.loop != "matmul":
-                    first[v.name] = pool.call(v.name, ("steps", 1))[0]
-                    if args.warmup:
-                        pool.call(v.name, ("steps", args.warmup))
-                print(
-                    f"  ready: {v.name:<24} build {build[v.name]:6.1f} s, first step {first.get(v.name, 0):7.1f} s",
-                    flush=True,
-                )
-            samples: dict[str, list[float]] = {n: [] for n in names}
-            others: dict[str, list[float]] = {n: [] for n in names}
-            data_s: list[float] = []
-            if args.before_timing:
-                subprocess.run(args.before_timing, shell=True, check=True)
-            try:
-                t_start = time.perf_counter()
-                for r in range(args.rounds):
-                    if args.time_limit and r and time.perf_counter() - t_start > args.time_limit:
-                        print(f"  --time-limit {args.time_limit:g} s reached after {r} round(s)")
-                        break
-                    order = names[r % len(names) :] + names[: r % len(names)]
-                    for n in order:
-                        out, share = pool.call(n, ("steps", args.batches))
-                        samples[n].append(out if n == "matmul" else args.batches * B / out)
-                        others[n].append(share)
-                    if "engine" in names:
-                        data_s.append(pool.call("engine", ("data", args.batches)) / args.batches)
-                    print(
-                        f"  round {r + 1}: "
-                        + ", ".join(
-                            f"{n} {samples[n][-1]:.1f}{'*' if others[n][-1] > DISTURBED else ''}" for n in names
-                        ),
-                        flush=True,
-                    )
-            finally:
-                if args.after_timing:
-                    subprocess.run(args.after_timing, shell=True, check=False)
-            rss = {n: pool.call(n, ("rss", None)) for n in names}
-        finally:
-            pool.close()
 
-    # summaries use the undisturbed timings only (others' CPU share <= DISTURBED); all are kept in "all"
-    clean = {n: [x for x, o in zip(samples[n], others[n]) if o <= DISTURBED] or samples[n] for n in names}
+def _write_fixture(folder: Path, n_rec: int, classes: int) -> tuple[Path, Path]:
+    """A synthetic memmapped ``(n_rec, 12, 1000)`` signal file and its labels (seeded), for the engine's data path.
+
+    Written in blocks of 256 records so that a large fixture never sits in memory whole.
+    """
+    rng = np.random.default_rng(0)
+    signals, labels = folder / "signals.npy", folder / "labels.npy"
+    sig = np.lib.format.open_memmap(signals, "w+", np.float32, (n_rec, LEADS, RECORD_LEN))
+    for i in range(0, n_rec, 256):
+        sig[i : i + 256] = rng.normal(0.0, 0.3, (min(256, n_rec - i), LEADS, RECORD_LEN))
+    sig.flush()
+    del sig
+    np.save(labels, (rng.random((n_rec, classes)) < 0.1).astype(np.uint8))
+    return signals, labels
+
+
+def _warm_up(pool: Pool, variants: list[Variant], cfg: dict, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Start and warm up each variant's worker, one at a time so builds and compiles do not compete.
+
+    Returns the seconds to build each worker and those of its first step (compiling; not for matmul).
+    """
+    first: dict[str, float] = {}
+    build: dict[str, float] = {}
+    for v in variants:
+        build[v.name] = pool.start(v, cfg)
+        if v.loop != "matmul":
+            first[v.name] = pool.call(v.name, ("steps", 1))[0]
+            if warmup:
+                pool.call(v.name, ("steps", warmup))
+        print(
+            f"  ready: {v.name:<24} build {build[v.name]:6.1f} s, first step {first.get(v.name, 0):7.1f} s", flush=True
+        )
+    return build, first
+
+
+def _rotated(names: list[str], r: int) -> list[str]:
+    """Round ``r``'s order: the variants rotated by ``r``, so that none always runs first (or last)."""
+    return names[r % len(names) :] + names[: r % len(names)]
+
+
+def _time_rounds(
+    pool: Pool, names: list[str], batches: int, batch_size: int, rounds: int, time_limit: float | None
+) -> Timings:
+    """The timed rounds: each asks every worker in turn (rotated order) for ``batches`` steps, and the engine's
+    worker for its data path alone; after ``time_limit`` seconds no new round starts."""
+    t = Timings({n: [] for n in names}, {n: [] for n in names}, [])
+    t_start = time.perf_counter()
+    for r in range(rounds):
+        if time_limit and r and time.perf_counter() - t_start > time_limit:
+            print(f"  --time-limit {time_limit:g} s reached after {r} round(s)")
+            break
+        for n in _rotated(names, r):
+            out, share = pool.call(n, ("steps", batches))
+            t.samples[n].append(out if n == "matmul" else batches * batch_size / out)
+            t.others[n].append(share)
+        if "engine" in names:
+            t.data_s.append(pool.call("engine", ("data", batches)) / batches)
+        print(
+            f"  round {r + 1}: "
+            + ", ".join(f"{n} {t.samples[n][-1]:.1f}{'*' if t.others[n][-1] > DISTURBED else ''}" for n in names),
+            flush=True,
+        )
+    return t
+
+
+def _time_between_hooks(pool: Pool, names: list[str], args: argparse.Namespace) -> Timings:
+    """The timed rounds between ``--before-timing`` and ``--after-timing`` (the latter also on errors), e.g. to
+    pause other work on a shared machine for exactly that long."""
+    if args.before_timing:
+        subprocess.run(args.before_timing, shell=True, check=True)
+    try:
+        return _time_rounds(pool, names, args.batches, args.batch_size, args.rounds, args.time_limit)
+    finally:
+        if args.after_timing:
+            subprocess.run(args.after_timing, shell=True, check=False)
+
+
+def _measure(
+    names: list[str], cfg: dict, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float], Timings, dict[str, float]]:
+    """Everything the worker processes measure: build and first-step seconds, the timed rounds, peak RSS.
+
+    The workers are closed whatever happens.
+    """
+    pool = Pool()
+    try:
+        build, first = _warm_up(pool, [VARIANTS[n] for n in names], cfg, args.warmup)
+        timings = _time_between_hooks(pool, names, args)
+        rss = {n: pool.call(n, ("rss", None)) for n in names}
+    finally:
+        pool.close()
+    return build, first, timings, rss
+
+
+def _clean(names: list[str], t: Timings) -> dict[str, list[float]]:
+    """Per variant, the undisturbed timings (others' CPU share <= DISTURBED), or all of them if none is."""
+    return {n: [x for x, o in zip(t.samples[n], t.others[n]) if o <= DISTURBED] or t.samples[n] for n in names}
+
+
+def _ratios_to_eager(t: Timings, name: str) -> list[float]:
+    """``name``'s samples/s over eager's in the same round (seconds apart), from rounds where neither timing was
+    disturbed, or from all rounds if there is no such round."""
+    pairs = [
+        (a, b)
+        for a, b, oa, ob in zip(t.samples[name], t.samples["eager"], t.others[name], t.others["eager"])
+        if oa <= DISTURBED and ob <= DISTURBED
+    ]
+    return [a / b for a, b in pairs] or [a / b for a, b in zip(t.samples[name], t.samples["eager"])]
+
+
+def _summarise(
+    names: list[str],
+    t: Timings,
+    build: dict[str, float],
+    first: dict[str, float],
+    rss: dict[str, float],
+    flops: float,
+    batch_size: int,
+) -> tuple[dict, float | None]:
+    """The results per variant as saved (summaries from the undisturbed timings only; all are kept in "all"),
+    and the matmul peak in GFLOP/s (None without the matmul variant)."""
+    clean = _clean(names, t)
     peak = max(clean["matmul"]) if "matmul" in clean else None
     results = {}
     for n in names:
         if n == "matmul":
             results[n] = {
                 "gflops": _spread(clean[n]),
-                "all": samples[n],
+                "all": t.samples[n],
                 "peak_rss_mib": rss[n],
-                "others_cpu_share": others[n],
+                "others_cpu_share": t.others[n],
             }
             continue
-        pairs = [
-            (a, b)
-            for a, b, oa, ob in zip(samples[n], samples["eager"], others[n], others["eager"])
-            if oa <= DISTURBED and ob <= DISTURBED
-        ]
-        ratios = [a / b for a, b in pairs] or [a / b for a, b in zip(samples[n], samples["eager"])]
         med = statistics.median(clean[n])
         results[n] = {
             "variant": asdict(VARIANTS[n]),
             "samples_per_s": _spread(clean[n]),
-            "all": samples[n],
-            "ratio_to_eager": _spread(ratios),
+            "all": t.samples[n],
+            "ratio_to_eager": _spread(_ratios_to_eager(t, n)),
             "first_step_s": first[n],
             "build_s": build[n],
             "peak_rss_mib": rss[n],
-            "others_cpu_share": others[n],
+            "others_cpu_share": t.others[n],
             "gflops": med * flops / 1e9,
             "fraction_of_matmul_peak": None if peak is None else med * flops / 1e9 / peak,
         }
-    if data_s:
-        step_s = B / statistics.median(clean["engine"])
-        results["engine"]["data_path_s_per_batch"] = _spread(data_s)
-        results["engine"]["data_path_fraction"] = statistics.median(data_s) / step_s
-    out = {"machine": info, "matmul_peak_gflops": peak, "results": results}
-    disturbed = sum(x > DISTURBED for xs in others.values() for x in xs)
-    out["disturbed_timings"] = disturbed
+    if t.data_s:
+        step_s = batch_size / statistics.median(clean["engine"])
+        results["engine"]["data_path_s_per_batch"] = _spread(t.data_s)
+        results["engine"]["data_path_fraction"] = statistics.median(t.data_s) / step_s
+    return results, peak
 
+
+def _print_table(names: list[str], results: dict, others: dict[str, list[float]]) -> None:
+    """One line per variant: samples/s, ratio to eager, share of the matmul peak, first step, RSS, others' CPU."""
     print(
         f"\n{'variant':<24} {'samples/s (median, min-max)':>28} {'x eager (median, min-max)':>26} "
         f"{'% peak':>7} {'1st step s':>10} {'RSS MiB':>8} {'others':>7}"
@@ -613,18 +678,54 @@ def run(args: argparse.Namespace) -> dict:
             f"{q['median']:>12.3f} ({q['min']:.3f}-{q['max']:.3f}) {frac:>7} {r['first_step_s']:>10.1f} "
             f"{r['peak_rss_mib']:>8.0f} {100 * max(others[n]):>6.1f}%"
         )
+
+
+def _print_notes(out: dict, t: Timings, flops: float) -> None:
+    """Below the table: how disturbed the timings were, the matmul peak, and the engine's data-path share."""
+    shares = [x for xs in t.others.values() for x in xs]
     print(
-        f"other processes' CPU share while timing: median {100 * statistics.median(x for xs in others.values() for x in xs):.1f} %, "
-        f"max {100 * max(x for xs in others.values() for x in xs):.1f} %; {disturbed} timing(s) over {100 * DISTURBED:.0f} % (marked *, left out of the summaries)"
+        f"other processes' CPU share while timing: median {100 * statistics.median(shares):.1f} %, "
+        f"max {100 * max(shares):.1f} %; {out['disturbed_timings']} timing(s) over {100 * DISTURBED:.0f} % "
+        "(marked *, left out of the summaries)"
     )
+    peak = out["matmul_peak_gflops"]
     if peak is not None:
         print(f"matmul peak (best torch.mm): {peak:.1f} GFLOP/s; training: {flops / 1e9:.4f} GFLOP/sample")
-    if data_s:
-        e = results["engine"]
+    if t.data_s:
+        e = out["results"]["engine"]
         print(
-            f"engine data path (extract_crops + scaler + tensors): {1e3 * statistics.median(data_s):.2f} ms/batch "
+            f"engine data path (extract_crops + scaler + tensors): {1e3 * statistics.median(t.data_s):.2f} ms/batch "
             f"= {100 * e['data_path_fraction']:.2f} % of an engine step; model {100 * (1 - e['data_path_fraction']):.2f} %"
         )
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The whole benchmark: fixture, workers, timed rounds, summary and table; returns what ``--out`` saves."""
+    names = _variant_names(args.variants)
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    B = args.batch_size
+    flops = train_flops_per_sample(args.model, args.classes, B, args.crop)
+    info = _run_info(args, threads, flops)
+    _print_header(info, flops)
+    with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
+        signals, labels = _write_fixture(Path(tmp), max(N_RECORDS_MIN, (args.batches + 1) * B), args.classes)
+        cfg = {
+            "model": args.model,
+            "classes": args.classes,
+            "batch": B,
+            "crop": args.crop,
+            "threads": threads,
+            "signals": str(signals),
+            "labels": str(labels),
+        }
+        build, first, timings, rss = _measure(names, cfg, args)
+    results, peak = _summarise(names, timings, build, first, rss, flops, B)
+    out = {"machine": info, "matmul_peak_gflops": peak, "results": results}
+    out["disturbed_timings"] = sum(x > DISTURBED for xs in timings.others.values() for x in xs)
+    _print_table(names, results, timings.others)
+    _print_notes(out, timings, flops)
     return out
 
 

@@ -21,6 +21,7 @@ def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there (string annotations)
     spec.loader.exec_module(module)
     return module
 
@@ -671,3 +672,87 @@ def test_label_efficiency_pools_labelled_subsets_into_one_comparison(tmp_path: P
         le.main(["--pool", "s0", "s1", "--out", "pooled"])
     with pytest.raises(SystemExit):
         le.parse_args(["--pool", "s0"])  # one call is nothing to pool
+
+
+def test_train_throughput_summary_leaves_disturbed_timings_out_and_pairs_ratios_by_round() -> None:
+    tt = _load("train_throughput")
+    d = 2 * tt.DISTURBED  # a disturbed timing
+    names = ["eager", "engine", "matmul"]
+    t = tt.Timings(
+        samples={"eager": [100.0, 50.0, 100.0, 80.0], "engine": [120.0, 200.0, 90.0, 100.0], "matmul": [50.0, 80.0]},
+        others={"eager": [0.0, d, 0.01, 0.0], "engine": [0.0, 0.0, d, 0.01], "matmul": [0.0, d]},
+        data_s=[0.01, 0.03, 0.02, 0.02],
+    )
+    build, first = {n: 1.0 for n in names}, {"eager": 2.0, "engine": 3.0}
+    rss = {"eager": 10.0, "engine": 20.0, "matmul": 30.0}
+    results, peak = tt._summarise(names, t, build, first, rss, 2e9, 12)
+    assert peak == 50.0  # the clean matmul timing only, not the disturbed 80
+    engine = results["engine"]
+    assert engine["samples_per_s"]["all"] == [120.0, 200.0, 100.0] and engine["samples_per_s"]["median"] == 120.0
+    assert engine["all"] == t.samples["engine"]  # every timing is kept
+    # rounds 1 and 4 only (eager disturbed in round 2, engine in round 3): 120/100 and 100/80
+    assert engine["ratio_to_eager"]["all"] == pytest.approx([1.2, 1.25])
+    assert results["eager"]["ratio_to_eager"]["all"] == pytest.approx([1.0, 1.0, 1.0])  # its 3 clean rounds
+    assert engine["gflops"] == pytest.approx(240.0) and engine["fraction_of_matmul_peak"] == pytest.approx(4.8)
+    assert engine["first_step_s"] == 3.0 and engine["peak_rss_mib"] == 20.0 and results["matmul"]["all"] == [50.0, 80.0]
+    assert engine["data_path_fraction"] == pytest.approx(0.02 / (12 / 120.0))  # median data path / one step
+    # all disturbed: the summaries fall back to every timing rather than to nothing
+    t = tt.Timings({"eager": [10.0, 20.0], "fit": [30.0, 20.0]}, {"eager": [d, d], "fit": [0.0, 0.0]}, [])
+    zeros = {"eager": 0.0, "fit": 0.0}
+    results, peak = tt._summarise(["eager", "fit"], t, zeros, zeros, rss | zeros, 1e9, 4)
+    assert peak is None and results["eager"]["samples_per_s"]["all"] == [10.0, 20.0]
+    assert results["fit"]["ratio_to_eager"]["all"] == pytest.approx([3.0, 1.0])
+    assert results["fit"]["fraction_of_matmul_peak"] is None and "data_path_fraction" not in results["fit"]
+
+
+def test_train_throughput_rounds_rotate_the_variants_and_stop_at_the_time_limit(capsys) -> None:
+    tt = _load("train_throughput")
+
+    class FakePool:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str]] = []
+
+        def call(self, name: str, cmd: tuple) -> Any:
+            self.calls.append((name, cmd[0]))
+            if cmd[0] == "data":
+                return 0.3  # seconds for cmd[1] batches
+            return (40.0, 0.0) if name == "matmul" else (0.5, 0.2 if name == "engine" else 0.0)
+
+    pool = FakePool()
+    t = tt._time_rounds(pool, ["eager", "engine", "matmul"], 3, 4, 2, None)
+    assert pool.calls == [
+        ("eager", "steps"), ("engine", "steps"), ("matmul", "steps"), ("engine", "data"),
+        ("engine", "steps"), ("matmul", "steps"), ("eager", "steps"), ("engine", "data"),
+    ]  # fmt: skip
+    assert t.samples == {"eager": [24.0, 24.0], "engine": [24.0, 24.0], "matmul": [40.0, 40.0]}  # 3 x 4 / 0.5 s
+    assert t.others["engine"] == [0.2, 0.2] and t.data_s == pytest.approx([0.1, 0.1])
+    assert "round 2: eager 24.0, engine 24.0*, matmul 40.0" in capsys.readouterr().out
+    t = tt._time_rounds(FakePool(), ["eager"], 1, 1, 5, 1e-9)  # the first round always runs
+    assert t.samples["eager"] == [2.0] and "reached after 1 round(s)" in capsys.readouterr().out
+    assert tt._variant_names(["engine"]) == ["eager", "engine"] and tt._variant_names(["all"]) == list(tt.VARIANTS)
+    with pytest.raises(SystemExit, match="unknown variant"):
+        tt._variant_names(["eager", "nope"])
+
+
+def test_epoch_time_rows_and_speedups_pair_the_variants_within_each_round(capsys) -> None:
+    et = _load("epoch_time")
+    h = {"seconds": 10.0, "val_seconds": 2.0, "train_loss": 0.5, "val_macro_auc": 0.7}
+    row = et._epoch_row(2, "after", h, 10.456, 19.96, 300, 128)
+    assert row == {
+        "round": 2, "variant": "after", "epoch_s": 10.46, "train_s": 8.0, "val_s": 2.0,
+        "train_samples_per_s": 32.0, "cpu_s": 20.0, "train_loss": 0.5, "val_macro_auc": 0.7,
+    }  # fmt: skip  # 256 samples (two full batches of 128) in 8 s of training
+    assert et._rotated(["a", "b", "c"], 1) == ["b", "c", "a"] and et._rotated(["a", "b"], 2) == ["a", "b"]
+    epochs = {"before": [12.0, 30.0, 9.0], "after": [4.0, 21.0, 7.0]}
+    rows = [
+        {"round": r + 1, "variant": v, "epoch_s": epochs[v][r], "train_s": epochs[v][r] - 1, "val_s": 1.0}
+        for r in range(3)
+        for v in et._rotated(["before", "after"], r)
+    ]
+    summary = et._summarise(rows, ["before", "after"])
+    # per round 12/4, 30/21, 9/7: median 10/7 (not the ratio of the medians, 12/7)
+    assert summary["after"] == {"epoch_s": 7.0, "train_s": 6.0, "val_s": 1.0, "epoch_speedup_vs_before": 1.429}
+    assert summary["before"]["epoch_speedup_vs_before"] == 1.0
+    et._print_summary(summary, rows, "before")
+    out = capsys.readouterr().out
+    assert "epoch vs before" in out and "1.43x" in out and "5.8 min" in out  # 50 x 7 s
