@@ -70,7 +70,6 @@ import json
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,8 +210,9 @@ def run(command: str, config: dict[str, Any], run_dir: Path, log: dict[str, Any]
 def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> None:
     if missing_outputs(run_dir):
         resume = ["--resume"] if (run_dir / "checkpoint.pt").exists() or (run_dir / "model.pt").exists() else []
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(config, fh)
+        # beside the run's lock and log, not in /tmp: a call that is killed leaves it where the next overwrites it
+        asked = run_dir.parent / f"{run_dir.name}.config.json"
+        asked.write_text(json.dumps(config), encoding="utf-8")
         print(f"[{datetime.now():%H:%M:%S}] {command} {run_dir.name}{' (resumed)' if resume else ''}", flush=True)
         try:
             with open(run_dir.parent / f"{run_dir.name}.log", "a", encoding="utf-8") as out:
@@ -222,7 +222,7 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
                         "-m",
                         "ecg_transfer",
                         command,
-                        fh.name,
+                        str(asked),
                         "--run-dir",
                         str(run_dir),
                         "--no-progress",
@@ -233,7 +233,7 @@ def _train_unless_done(command: str, config: dict[str, Any], run_dir: Path) -> N
                     stderr=subprocess.STDOUT,
                 )
         finally:
-            Path(fh.name).unlink(missing_ok=True)
+            asked.unlink(missing_ok=True)
 
 
 def check_reusable(config: dict[str, Any], run_dir: Path, ignore: Sequence[str] = ()) -> None:

@@ -756,3 +756,29 @@ def test_epoch_time_rows_and_speedups_pair_the_variants_within_each_round(capsys
     et._print_summary(summary, rows, "before")
     out = capsys.readouterr().out
     assert "epoch vs before" in out and "1.43x" in out and "5.8 min" in out  # 50 x 7 s
+
+
+def test_label_efficiency_hands_each_run_its_config_from_beside_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings a run is started with are written beside its lock and log (not to /tmp, where every
+    killed call left one) and removed when the run ends, also when it fails."""
+    le = _load("label_efficiency")
+    seen: list[tuple[list[str], dict]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> None:
+        seen.append((argv, json.loads(Path(argv[4]).read_text())))
+        if len(seen) == 2:
+            raise subprocess.CalledProcessError(1, argv)
+
+    monkeypatch.setattr(le.subprocess, "run", fake_run)
+    run_dir = tmp_path / "xresnet1d18" / "random-10pct"
+    run_dir.parent.mkdir(parents=True)
+    le._train_unless_done("standalone", {"epochs": 3}, run_dir)
+    with pytest.raises(subprocess.CalledProcessError):
+        le._train_unless_done("standalone", {"epochs": 4}, run_dir)
+    assert [cfg for _, cfg in seen] == [{"epochs": 3}, {"epochs": 4}]
+    assert {Path(argv[4]) for argv, _ in seen} == {run_dir.parent / "random-10pct.config.json"}
+    argv = seen[0][0]
+    assert argv[2:4] == ["ecg_transfer", "standalone"] and argv[5:7] == ["--run-dir", str(run_dir)]
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["random-10pct.log"]
