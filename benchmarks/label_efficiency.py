@@ -480,7 +480,7 @@ def choose_lr(args: argparse.Namespace, log: dict[str, Any]) -> dict[str, Any]:
 POOL_FREE = ("seed", "out", "fractions", "pool")
 POOL_PLACES = ("root",)  # compared as places: one folder spelt two ways is one setting
 #: How arm (b)'s SSL run was named or trained: compared as the run itself (:func:`_pooled_ssl_run`).
-POOL_SSL = ("ssl_run", "ssl_epochs", "ssl_lr", "ssl_seed", "ssl_set", "ssl_crop_seconds")
+POOL_SSL = ("ssl_run", *SSL_RUN_OWN)
 
 
 def _finished_call(folder: Path) -> dict[str, Any]:
