@@ -556,15 +556,30 @@ def pool(args: argparse.Namespace) -> dict[str, Any]:
             "epochs": [c["fractions"][share]["epochs"] for c in calls],
             "training_positives": [c["fractions"][share]["training_positives"] for c in calls],
         }
+        rows[share]["stopped_at_a_bound"] = _stopped_at_a_bound(rows[share]["seeds"], rows[share]["epochs"])
     print(f"\nfold-10 macro AUC over {len(calls)} labelled subsets (mean, pooled 95 % CI), {args.model}:")
     for share, r in rows.items():
-        print(f"{float(share) * 100:>7g}%  {_pooled_line(r['test'])}")
+        print(f"{float(share) * 100:>7g}%  {_pooled_line(r)}")
     return {"pooled": rows, "calls": [str(f) for f in folders]}
 
 
-def _pooled_line(t: dict[str, Any]) -> str:
+def _stopped_at_a_bound(seeds: Sequence[int], epochs: Sequence[dict[str, Any]]) -> list[str]:
+    """``seed 2, arm (a): 640+`` for each subset whose chosen length stopped at ``--max-epochs`` while
+    still rising on fold 9 (or at ``--min-epochs`` while shorter was still better): that arm's
+    figure may be understated, so the pooled gain leans its way -- the pool says so beside it."""
+    return [
+        f"seed {seed}, arm ({arm}): {_length(entry[arm], tuned_lr=False)}"
+        for seed, entry in zip(seeds, epochs)
+        for arm in ("a", "b")
+        if entry.get(arm, {}).get("at_the_cap") or entry.get(arm, {}).get("at_the_floor")
+    ]
+
+
+def _pooled_line(r: dict[str, Any]) -> str:
     """``(a) 0.858 [..], (b) 0.873 [..], (b) - (a) +0.0144 [..]; per subset +0.0130, +0.0158 (sd 0.0020)``,
-    and a warning where subsets' own gains lie outside the pooled CI."""
+    a warning where subsets' own gains lie outside the pooled CI, and one where a subset's chosen
+    length stopped at a bound of the grid."""
+    t = r["test"]
     per = ", ".join(f"{g:+.4f}" for g in t["b_minus_a_per_subset"])
     sd = f" (sd {t['b_minus_a_sd']:.4f})" if t["b_minus_a_sd"] is not None else ""
     line = f"(a) {_fmt(t['a'])}, (b) {_fmt(t['b'])}, (b) - (a) {_fmt(t['b_minus_a'])}; per subset {per}{sd}"
@@ -572,6 +587,12 @@ def _pooled_line(t: dict[str, Any]) -> str:
         line += (
             f" -- warning: {t['subsets_outside_ci']} of {t['subsets']} subsets' gains lie outside the CI "
             "(the draw of labelled records moves the gain more than the test records do: read the sd)"
+        )
+    if r.get("stopped_at_a_bound"):
+        line += (
+            " -- warning: chosen length at a bound of the grid, still improving there on fold 9 "
+            f"({'; '.join(r['stopped_at_a_bound'])}): that arm may be understated; run the subset again "
+            "with a larger --max-epochs (or smaller --min-epochs)"
         )
     return line
 
@@ -733,7 +754,7 @@ def _table_lines(args: argparse.Namespace, results: dict[str, Any]) -> list[str]
 def _pooled_lines(results: dict[str, Any]) -> list[str]:
     """pooled.md: the calls pooled, and one line per share."""
     lines = [f"Pooled over {len(results['calls'])} labelled subsets: {', '.join(results['calls'])}", ""]
-    return lines + [f"- {float(share) * 100:g} %: {_pooled_line(r['test'])}" for share, r in results["pooled"].items()]
+    return lines + [f"- {float(share) * 100:g} %: {_pooled_line(r)}" for share, r in results["pooled"].items()]
 
 
 def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:

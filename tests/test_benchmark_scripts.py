@@ -652,6 +652,19 @@ def test_label_efficiency_pools_labelled_subsets_into_one_comparison(tmp_path: P
     assert t["b_minus_a"]["ci"][0] < np.mean(gains) < t["b_minus_a"]["ci"][1]
     assert t["b_minus_a_sd"] == pytest.approx(np.std(gains, ddof=1)) and t["subsets"] == 2
     assert pooled["seeds"] == [0, 1] and "per subset" in (tmp_path / "pooled" / "xresnet1d18" / "pooled.md").read_text()
+    assert (
+        pooled["stopped_at_a_bound"] == []
+        and "at a bound" not in (tmp_path / "pooled" / "xresnet1d18" / "pooled.md").read_text()
+    )
+
+    capped = tmp_path / "s1" / "xresnet1d18" / "results.json"  # s1's arm (a) stopped at the cap, still rising
+    results = json.loads(capped.read_text())
+    results["fractions"]["0.1"]["epochs"]["a"] = {"chosen": 640, "at_the_cap": True, "at_the_floor": False}
+    capped.write_text(json.dumps(results))
+    assert le.main(["--pool", "s0", "s1", "--out", "pooled"]) == 0
+    pooled = json.loads((tmp_path / "pooled" / "xresnet1d18" / "pooled.json").read_text())["pooled"]["0.1"]
+    assert pooled["stopped_at_a_bound"] == ["seed 1, arm (a): 640+"]
+    assert "at a bound of the grid" in (tmp_path / "pooled" / "xresnet1d18" / "pooled.md").read_text()
 
     _finished_call(le, tmp_path / "other", 2, {"a": 1.0, "b": 2.0}, method="contrastive")
     with pytest.raises(SystemExit, match="different settings: method"):
