@@ -590,9 +590,9 @@ def _pooled_line(r: dict[str, Any]) -> str:
         )
     if r.get("stopped_at_a_bound"):
         line += (
-            " -- warning: chosen length at a bound of the grid, still improving there on fold 9 "
-            f"({'; '.join(r['stopped_at_a_bound'])}): that arm may be understated; run the subset again "
-            "with a larger --max-epochs (or smaller --min-epochs)"
+            " -- warning: chosen length at a bound of the grid, better still beyond it on fold 9 "
+            f"({'; '.join(r['stopped_at_a_bound'])}; +: longer, -: shorter): that arm may be understated; "
+            "run the subset again with a larger --max-epochs (or smaller --min-epochs)"
         )
     return line
 
